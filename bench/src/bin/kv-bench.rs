@@ -1,0 +1,3 @@
+fn main() {
+    println!("kv-bench: not yet implemented");
+}

@@ -1,0 +1,1 @@
+//! Benchmarks for Arbor: the `kv-bench` binary and criterion micro-benchmarks.

@@ -1,0 +1,97 @@
+//! The one public error type (DESIGN §2), with hand-written `Display` (STYLE rule 12).
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong in Arbor. Marked `#[non_exhaustive]`: match with a `_` arm.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The device returned an error. After a write or flush error the handle is fail-stop:
+    /// every later write returns [`Error::PreviousIo`] until the store is reopened.
+    Io(io::Error),
+    /// A block failed verification (checksum, address, generation, structure).
+    Corrupt { addr: u64, reason: String },
+    /// The device (or the file's configured maximum size) is full.
+    NoSpace,
+    /// A key is longer than the store's limit (`len` bytes given, `max` allowed).
+    KeyTooLarge { len: usize, max: usize },
+    /// A value is longer than the limit (4 GiB − 1).
+    ValueTooLarge { len: u64, max: u64 },
+    /// A snapshot was expired by the memory/disk bound; it can no longer be read.
+    SnapshotExpired,
+    /// Another handle, in this or another process, has the store open.
+    Locked,
+    /// The target holds no Arbor superblock (wrong device, wrong file).
+    NotAnArborStore,
+    /// `create` found an Arbor store or a filesystem on the target and was not forced.
+    ExistingData { what: String },
+    /// The store was written by a newer format version.
+    UnsupportedVersion { found: u16, supported: u16 },
+    /// An invalid argument or configuration (block size not a power of two, and so on).
+    InvalidInput(String),
+    /// An earlier write or flush failed; the handle refuses writes until it is reopened.
+    PreviousIo { original: String },
+    /// The write transaction's own undo log passed its cap (DESIGN §10.8).
+    TransactionTooLarge { undo_bytes: u64, max: u64 },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn corrupt(addr: u64, reason: impl Into<String>) -> Error {
+        Error::Corrupt { addr, reason: reason.into() }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Corrupt { addr, reason } => write!(f, "corrupt block at address {addr}: {reason}"),
+            Error::NoSpace => write!(f, "no space left in the store"),
+            Error::KeyTooLarge { len, max } => {
+                write!(f, "key of {len} bytes exceeds the maximum of {max} bytes")
+            }
+            Error::ValueTooLarge { len, max } => {
+                write!(f, "value of {len} bytes exceeds the maximum of {max} bytes")
+            }
+            Error::SnapshotExpired => {
+                write!(f, "snapshot expired: the mod-log bound released its history")
+            }
+            Error::Locked => write!(f, "the store is already open in another handle or process"),
+            Error::NotAnArborStore => write!(f, "the target does not hold an Arbor store"),
+            Error::ExistingData { what } => {
+                write!(f, "the target holds existing data ({what}); pass force to overwrite")
+            }
+            Error::UnsupportedVersion { found, supported } => write!(
+                f,
+                "store format version {found} is newer than this build supports ({supported})"
+            ),
+            Error::InvalidInput(msg) => write!(f, "invalid input: {msg}"),
+            Error::PreviousIo { original } => write!(
+                f,
+                "an earlier write or flush failed ({original}); reopen the store to recover"
+            ),
+            Error::TransactionTooLarge { undo_bytes, max } => write!(
+                f,
+                "transaction undo log of {undo_bytes} bytes exceeds its cap of {max} bytes"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}

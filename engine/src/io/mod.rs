@@ -1,0 +1,99 @@
+//! Block devices: the trait the engine writes through, and its implementations.
+//!
+//! * [`UringDevice`]: io_uring + O_DIRECT on a file or block device (the default).
+//! * [`SyncDevice`]: pread/pwrite + O_DIRECT, chosen when io_uring is unavailable.
+//! * [`SimDevice`]: in-memory, deterministic, fault-injecting; models a crash.
+//!
+//! Contract shared by every implementation (checked by the conformance suite):
+//! * offsets and lengths are multiples of [`BlockDevice::sector_bytes`], buffers are aligned
+//!   to it; anything else is `ErrorKind::InvalidInput`, never a partial operation;
+//! * an access beyond [`BlockDevice::len_bytes`] is `ErrorKind::InvalidInput` (reads and writes
+//!   never silently extend a block device; files grow only through [`BlockDevice::grow`]);
+//! * `write_batch` returns only after every write in the batch has completed (its completion
+//!   reaped), so a following `flush` covers all of them (DESIGN §10.10);
+//! * a write or flush error is returned as is; the engine treats it as fatal (fail-stop).
+
+mod buf;
+
+pub use buf::AlignedBuf;
+
+use std::io;
+
+/// One read of a contiguous, aligned byte range into `buf` (its whole length).
+pub struct ReadOp<'a> {
+    pub offset: u64,
+    pub buf: &'a mut [u8],
+}
+
+/// One write of `data` (aligned memory, aligned length) at `offset`.
+pub struct WriteOp<'a> {
+    pub offset: u64,
+    pub data: &'a [u8],
+}
+
+/// A store's backing device: a raw block device, a preallocated file, or a simulation.
+///
+/// Implementations are `Send + Sync`: readers on many threads call `read_batch` concurrently
+/// with the writer's `write_batch` / `flush`. The engine never issues two writes to one
+/// address at once and never reads a range while it is being written (DESIGN §10.14).
+pub trait BlockDevice: Send + Sync {
+    /// The logical sector size: the alignment unit for offsets, lengths and memory.
+    fn sector_bytes(&self) -> u32;
+
+    /// The current usable length in bytes.
+    fn len_bytes(&self) -> u64;
+
+    /// Reads every op's whole buffer. Submitted together where the backend can batch.
+    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> io::Result<()>;
+
+    /// Writes every op and waits for all completions. Adjacent ops may be coalesced.
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()>;
+
+    /// Makes every completed write durable (fdatasync semantics / device cache flush).
+    fn flush(&self) -> io::Result<()>;
+
+    /// Grows the device to at least `min_len_bytes` if it can (files, up to their configured
+    /// maximum; new space reads as zeros). Returns the new length. Devices that cannot grow
+    /// return their current length unchanged; the caller turns that into `NoSpace`.
+    fn grow(&self, min_len_bytes: u64) -> io::Result<u64> {
+        let _ = min_len_bytes;
+        Ok(self.len_bytes())
+    }
+
+    /// A short human-readable description for logs and `stats()` ("io_uring file /x").
+    fn describe(&self) -> String;
+
+    /// Convenience: one read.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.read_batch(&mut [ReadOp { offset, buf }])
+    }
+
+    /// Convenience: one write.
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.write_batch(&[WriteOp { offset, data }])
+    }
+}
+
+impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
+    fn sector_bytes(&self) -> u32 {
+        (**self).sector_bytes()
+    }
+    fn len_bytes(&self) -> u64 {
+        (**self).len_bytes()
+    }
+    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> io::Result<()> {
+        (**self).read_batch(ops)
+    }
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
+        (**self).write_batch(ops)
+    }
+    fn flush(&self) -> io::Result<()> {
+        (**self).flush()
+    }
+    fn grow(&self, min_len_bytes: u64) -> io::Result<u64> {
+        (**self).grow(min_len_bytes)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}

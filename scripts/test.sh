@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's test command (README): formatting, lints, the whole test suite, the loom
+# models and the benchmark smoke run. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# rustfmt and clippy come with rustup's default profile; add them where a minimal one lacks them.
+if command -v rustup >/dev/null; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== std::sync outside the sync facade"
+if grep -rnE 'std::sync::(Mutex|RwLock|atomic|Arc|Condvar)|parking_lot' engine/src \
+    | grep -vE '^engine/src/sync\.rs:'; then
+  echo "error: engine/src must take locks and atomics from crate::sync (loom facade)" >&2
+  exit 1
+fi
+
+echo "== cargo test"
+cargo test --workspace
+
+if [ -d loom-tests/tests ]; then
+  echo "== loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2})"
+  LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2} RUSTFLAGS="--cfg loom" \
+    CARGO_TARGET_DIR=target/loom cargo test --release -p arbor-loom-tests
+fi
