@@ -11,11 +11,29 @@
 //!   never silently extend a block device; files grow only through [`BlockDevice::grow`]);
 //! * `write_batch` returns only after every write in the batch has completed (its completion
 //!   reaped), so a following `flush` covers all of them (DESIGN §10.10);
+//! * the writes of one batch do not overlap (`ErrorKind::InvalidInput` otherwise): their
+//!   landing order would be unspecified (DESIGN §10.14);
 //! * a write or flush error is returned as is; the engine treats it as fatal (fail-stop).
+//!
+//! Opening: [`open_path`] with [`DeviceOptions`] (backend choice and automatic fallback,
+//! locking, O_DIRECT checks, file growth); [`probe_existing_data`] for `create`'s check.
+//! Testing: [`SimDevice`] for crashes and faults, [`CountingDevice`] to count flushes.
 
 mod buf;
+mod check;
+mod counting;
+mod file;
+mod open;
+mod sim;
+mod sync_dev;
+mod uring;
 
 pub use buf::AlignedBuf;
+pub use counting::CountingDevice;
+pub use open::{open_path, probe_existing_data, uring_fallback_reason, DeviceOptions, IoBackend};
+pub use sim::SimDevice;
+pub use sync_dev::SyncDevice;
+pub use uring::UringDevice;
 
 use std::io;
 

@@ -1,0 +1,358 @@
+//! The opened target shared by the io_uring and the pread/pwrite backends: the descriptor,
+//! how it was opened (block device or regular file), its sector size and length, and the
+//! file growth rule (DESIGN §7, §10.16).
+//!
+//! Opening rules:
+//! * block device (`S_ISBLK`): `O_DIRECT | O_EXCL` — the kernel's exclusive claim, which also
+//!   conflicts with a mounted filesystem; `EBUSY` becomes [`Error::Locked`]. Length from
+//!   `BLKGETSIZE64`, sector from `BLKSSZGET`. A block device never grows.
+//! * regular file: `O_DIRECT`, created with mode 0600, then `flock(LOCK_EX | LOCK_NB)`
+//!   (through `File::try_lock`). flock locks belong to the open file description, so a second
+//!   open in the same process conflicts exactly like one in another process. The sector is
+//!   the direct-I/O alignment the kernel reports through `statx(STATX_DIOALIGN)` (the larger
+//!   of the offset and memory alignments, at least 512); kernels before 6.1 do not report
+//!   it, and then we assume 4096, which every Linux filesystem accepts for direct I/O on
+//!   devices with logical sectors up to 4 KiB. tmpfs/ramfs, and filesystems that report a
+//!   zero direct-I/O alignment or refuse `O_DIRECT` with `EINVAL`, are refused with a clear
+//!   [`Error::InvalidInput`].
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::open::DeviceOptions;
+use super::AlignedBuf;
+use crate::sync::{self, AtomicU64, Mutex, Ordering};
+use crate::Error;
+
+/// `_IOR(0x12, 114, size_t)`: the block device's size in bytes.
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+/// `_IO(0x12, 104)`: the block device's logical sector size.
+const BLKSSZGET: libc::c_ulong = 0x1268;
+/// Sector assumed for files when the kernel does not report its direct-I/O alignment.
+const FILE_SECTOR_BYTES_DEFAULT: u32 = 4096;
+/// Smallest and largest sector we accept from the kernel.
+const SECTOR_BYTES_MIN: u32 = 512;
+const SECTOR_BYTES_MAX: u32 = 64 * 1024;
+/// Size of each zero write that initialises newly grown file space (DESIGN §10.16).
+const GROW_ZERO_WRITE_BYTES: usize = 4 << 20;
+const RAMFS_MAGIC: i64 = 0x8584_58f6;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TargetKind {
+    BlockDevice,
+    File,
+}
+
+/// An opened, exclusively held target. The lock (flock or O_EXCL) lives as long as `file`.
+pub(crate) struct DevFile {
+    file: File,
+    path: PathBuf,
+    kind: TargetKind,
+    sector_bytes: u32,
+    /// Published with Release after the new space is zeroed and synced, so a reader that
+    /// sees the new length finds initialised, durable-size space behind it.
+    len_bytes: AtomicU64,
+    grow_step_bytes: u64,
+    max_bytes: u64,
+    /// Serialises growth (the writer's job; this only keeps two growers from interleaving).
+    grow_lock: Mutex<()>,
+}
+
+fn unsupported_direct_io(path: &Path, why: &str) -> Error {
+    Error::InvalidInput(format!(
+        "O_DIRECT is not supported for {} ({why}); put the store on a disk-backed \
+         filesystem such as ext4 or xfs, or on a block device",
+        path.display()
+    ))
+}
+
+impl DevFile {
+    pub(crate) fn open(path: &Path, create: bool, opts: &DeviceOptions) -> Result<DevFile, Error> {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.file_type().is_block_device() => DevFile::open_block(path),
+            Ok(meta) if !meta.is_file() => Err(Error::InvalidInput(format!(
+                "{} is neither a regular file nor a block device",
+                path.display()
+            ))),
+            Ok(_) => DevFile::open_file(path, create, opts),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                DevFile::open_file(path, create, opts)
+            }
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+
+    fn open_block(path: &Path) -> Result<DevFile, Error> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT | libc::O_EXCL)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EBUSY) => Error::Locked,
+                Some(libc::EINVAL) => unsupported_direct_io(path, "open returned EINVAL"),
+                _ => Error::Io(e),
+            })?;
+        let fd = file.as_raw_fd();
+        let mut size: u64 = 0;
+        // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points to `size`,
+        // alive for the call; `fd` is open for the call's duration.
+        if unsafe { libc::ioctl(fd, BLKGETSIZE64 as _, &mut size as *mut u64) } != 0 {
+            return Err(Error::Io(io::Error::last_os_error()));
+        }
+        let mut sector: libc::c_int = 0;
+        // SAFETY: BLKSSZGET writes one int through the pointer, which points to `sector`.
+        if unsafe { libc::ioctl(fd, BLKSSZGET as _, &mut sector as *mut libc::c_int) } != 0 {
+            return Err(Error::Io(io::Error::last_os_error()));
+        }
+        let sector_bytes = u32::try_from(sector).unwrap_or(0);
+        if !sector_bytes.is_power_of_two()
+            || !(SECTOR_BYTES_MIN..=SECTOR_BYTES_MAX).contains(&sector_bytes)
+        {
+            return Err(Error::InvalidInput(format!(
+                "{}: unsupported logical sector size {sector}",
+                path.display()
+            )));
+        }
+        let len = size - size % u64::from(sector_bytes);
+        Ok(DevFile {
+            file,
+            path: path.to_owned(),
+            kind: TargetKind::BlockDevice,
+            sector_bytes,
+            len_bytes: AtomicU64::new(len),
+            grow_step_bytes: 0,
+            max_bytes: len,
+            grow_lock: Mutex::new(()),
+        })
+    }
+
+    fn open_file(path: &Path, create: bool, opts: &DeviceOptions) -> Result<DevFile, Error> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .mode(0o600)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EINVAL) => unsupported_direct_io(path, "open returned EINVAL"),
+                _ => Error::Io(e),
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::Io(e)),
+        }
+        check_filesystem(&file, path)?;
+        let sector_bytes = file_sector_bytes(&file, path)?;
+        let size = file.metadata().map_err(Error::Io)?.len();
+        let sector = u64::from(sector_bytes);
+        let step = opts.grow_step_bytes.max(sector).div_ceil(sector) * sector;
+        let dev = DevFile {
+            file,
+            path: path.to_owned(),
+            kind: TargetKind::File,
+            sector_bytes,
+            len_bytes: AtomicU64::new(size - size % sector),
+            grow_step_bytes: step,
+            max_bytes: opts.max_bytes - opts.max_bytes % sector,
+            grow_lock: Mutex::new(()),
+        };
+        if create && dev.len() < opts.initial_bytes {
+            // The first growth is exactly the requested initial size (rounded to the sector),
+            // not a multiple of the step.
+            let want = opts.initial_bytes.div_ceil(sector) * sector;
+            dev.grow_to(want.min(dev.max_bytes)).map_err(Error::Io)?;
+        }
+        dev.check_first_read()?;
+        Ok(dev)
+    }
+
+    /// Some filesystems accept `O_DIRECT` at open and fail the first aligned read with
+    /// `EINVAL`; find out now rather than in the middle of a commit.
+    fn check_first_read(&self) -> Result<(), Error> {
+        if self.len() == 0 {
+            return Ok(());
+        }
+        let sector = self.sector_bytes as usize;
+        let mut buf = AlignedBuf::zeroed(sector, sector);
+        match self.file.read_exact_at(&mut buf, 0) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(unsupported_direct_io(&self.path, "an aligned read returned EINVAL"))
+            }
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match self.kind {
+            TargetKind::BlockDevice => "block device",
+            TargetKind::File => "file",
+        }
+    }
+
+    pub(crate) fn sector_bytes(&self) -> u32 {
+        self.sector_bytes
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len_bytes.load(Ordering::Acquire)
+    }
+
+    /// `BlockDevice::grow` for both backends: files grow in `grow_step_bytes` steps up to
+    /// `max_bytes`; block devices keep their length.
+    pub(crate) fn grow(&self, min_len_bytes: u64) -> io::Result<u64> {
+        let current = self.len();
+        if self.kind == TargetKind::BlockDevice || min_len_bytes <= current {
+            return Ok(current);
+        }
+        let step = self.grow_step_bytes;
+        let want = min_len_bytes.checked_next_multiple_of(step).unwrap_or(u64::MAX);
+        self.grow_to(want.min(self.max_bytes))
+    }
+
+    /// Grows to `target` (sector-aligned): `fallocate`, then one pass of large O_DIRECT zero
+    /// writes so that later commits overwrite written extents and their fdatasync does not
+    /// pay for unwritten-extent conversion (DESIGN §10.16), then fsync for the new size and
+    /// extents. On ENOSPC the file is cut back and the old length returned (the caller's
+    /// `NoSpace`).
+    fn grow_to(&self, target: u64) -> io::Result<u64> {
+        let _guard = sync::lock(&self.grow_lock);
+        let current = self.len();
+        if target <= current {
+            return Ok(current);
+        }
+        debug_assert_eq!(target % u64::from(self.sector_bytes), 0);
+        match self.extend_and_zero(current, target) {
+            Ok(()) => {}
+            Err(e) => {
+                // Best effort: leave the file at its published length.
+                let _ = self.file.set_len(current);
+                if e.raw_os_error() == Some(libc::ENOSPC) {
+                    return Ok(current);
+                }
+                return Err(e);
+            }
+        }
+        self.file.sync_all()?;
+        self.len_bytes.store(target, Ordering::Release);
+        Ok(target)
+    }
+
+    fn extend_and_zero(&self, from: u64, to: u64) -> io::Result<()> {
+        let off = i64::try_from(from).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let add = i64::try_from(to - from).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: fallocate only reads its integer arguments; `fd` is open.
+        let rc = unsafe { libc::fallocate(self.fd(), 0, off, add) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+                return Err(e);
+            }
+            // No preallocation on this filesystem: the zero writes below allocate instead.
+        }
+        self.write_zeros(from, to)
+    }
+
+    /// Writes zeros over `[from, to)` with large aligned writes.
+    pub(crate) fn write_zeros(&self, from: u64, to: u64) -> io::Result<()> {
+        let chunk = GROW_ZERO_WRITE_BYTES.min(usize::try_from(to - from).unwrap_or(usize::MAX));
+        let zeros = AlignedBuf::zeroed(chunk, (self.sector_bytes as usize).max(4096));
+        let mut at = from;
+        while at < to {
+            let n = usize::try_from(to - at).unwrap_or(usize::MAX).min(chunk);
+            self.file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Test and benchmark hook: extends a file with `fallocate` only, leaving the new space as
+    /// unwritten extents (what §10.16 avoids), to measure the difference.
+    pub(crate) fn grow_unwritten(&self, target: u64) -> io::Result<u64> {
+        let _guard = sync::lock(&self.grow_lock);
+        let current = self.len();
+        if self.kind == TargetKind::BlockDevice || target <= current {
+            return Ok(current);
+        }
+        let target = target.min(self.max_bytes);
+        let off = i64::try_from(current).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let add = i64::try_from(target - current).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: fallocate only reads its integer arguments; `fd` is open.
+        if unsafe { libc::fallocate(self.fd(), 0, off, add) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.file.sync_all()?;
+        self.len_bytes.store(target, Ordering::Release);
+        Ok(target)
+    }
+}
+
+/// Refuses filesystems whose "direct" I/O is not direct: tmpfs and ramfs accept `O_DIRECT`
+/// on recent kernels but keep everything in memory, so a store there is never durable.
+fn check_filesystem(file: &File, path: &Path) -> Result<(), Error> {
+    // SAFETY: statfs is plain data; all-zero bytes are a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs writes one `statfs` through the pointer, which points to `st`.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+        return Err(Error::Io(io::Error::last_os_error()));
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures.
+    let fs_type = st.f_type as i64;
+    if fs_type == libc::TMPFS_MAGIC as i64 {
+        return Err(unsupported_direct_io(path, "the file is on tmpfs, which keeps it in memory"));
+    }
+    if fs_type == RAMFS_MAGIC {
+        return Err(unsupported_direct_io(path, "the file is on ramfs, which keeps it in memory"));
+    }
+    Ok(())
+}
+
+/// The file's direct-I/O alignment from `statx(STATX_DIOALIGN)`, or the documented default.
+fn file_sector_bytes(file: &File, path: &Path) -> Result<u32, Error> {
+    // SAFETY: statx is plain data; all-zero bytes are a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let empty = c"";
+    // SAFETY: `empty` is a valid C string, `stx` is a valid statx buffer alive for the call;
+    // AT_EMPTY_PATH makes statx describe `fd` itself.
+    let rc = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_DIOALIGN,
+            &mut stx,
+        )
+    };
+    if rc != 0 || stx.stx_mask & libc::STATX_DIOALIGN == 0 {
+        return Ok(FILE_SECTOR_BYTES_DEFAULT);
+    }
+    if stx.stx_dio_offset_align == 0 {
+        return Err(unsupported_direct_io(path, "the filesystem reports no direct-I/O support"));
+    }
+    let align = stx.stx_dio_offset_align.max(stx.stx_dio_mem_align).max(SECTOR_BYTES_MIN);
+    if !align.is_power_of_two() || align > SECTOR_BYTES_MAX {
+        return Err(Error::InvalidInput(format!(
+            "{}: unsupported direct-I/O alignment {align}",
+            path.display()
+        )));
+    }
+    Ok(align)
+}

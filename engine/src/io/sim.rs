@@ -1,0 +1,321 @@
+//! `SimDevice`: an in-memory device for crash and fault testing, deterministic from a seed.
+//!
+//! The model (DESIGN §7): a write completes at once and is visible to later reads, but it is
+//! *durable* only once a later `flush` succeeds. Until then it is pending, and a crash keeps
+//! any subset of the pending writes — decided per sector with a seeded generator, so a
+//! pending write may survive whole, vanish, or tear at sector boundaries; each sector is
+//! wholly old or wholly new. This stands for a device that completes writes out of order
+//! and caches them volatile until a flush.
+//!
+//! Faults, all deterministic: bits flipped at rest, EIO on chosen byte ranges, an EIO
+//! countdown for writes and flushes, and one misdirected write.
+//!
+//! Storage is sparse: pages of `max(4096, sector)` bytes in hash maps, so a 1 GiB simulated
+//! device costs what was written (twice for pages written since the last flush).
+
+use std::collections::HashMap;
+use std::io;
+use std::ops::Range;
+
+use super::check::{check_reads, check_writes};
+use super::{BlockDevice, ReadOp, WriteOp};
+use crate::sync::{self, Arc, Mutex};
+
+const PAGE_BYTES_MIN: usize = 4096;
+
+/// In-memory simulated device. `Clone` shares the same image (and faults and counters).
+#[derive(Clone)]
+pub struct SimDevice {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    len_bytes: u64,
+    sector_bytes: u32,
+    page_bytes: usize,
+    state: Mutex<State>,
+}
+
+type Pages = HashMap<u64, Box<[u8]>>;
+
+#[derive(Default)]
+struct State {
+    /// Contents as of the last successful flush.
+    durable: Pages,
+    /// Latest contents of every page written since the last flush.
+    overlay: Pages,
+    /// Writes since the last flush, in completion order: what a crash may keep or lose.
+    pending: Vec<(u64, Vec<u8>)>,
+    rng: SplitMix64,
+    faults: Faults,
+    flush_count: u64,
+    write_count: u64,
+    bytes_written: u64,
+}
+
+#[derive(Default)]
+struct Faults {
+    read_ranges: Vec<Range<u64>>,
+    write_ranges: Vec<Range<u64>>,
+    /// Write ops and flushes still allowed before every later one fails.
+    ops_left: Option<u64>,
+    misdirect_to: Option<u64>,
+}
+
+/// A small, seedable, portable generator (splitmix64), so crash images are reproducible.
+#[derive(Default, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn eio(what: String) -> io::Error {
+    io::Error::new(io::Error::from_raw_os_error(libc::EIO).kind(), what)
+}
+
+fn overlaps(ranges: &[Range<u64>], offset: u64, len: usize) -> bool {
+    let end = offset + len as u64;
+    len > 0 && ranges.iter().any(|r| r.start < end && offset < r.end)
+}
+
+impl Inner {
+    fn read_into(&self, pages: &[&Pages], offset: u64, out: &mut [u8]) {
+        let page = self.page_bytes as u64;
+        let mut done = 0usize;
+        while done < out.len() {
+            let at = offset + done as u64;
+            let (index, within) = (at / page, (at % page) as usize);
+            let n = (self.page_bytes - within).min(out.len() - done);
+            let src = pages.iter().find_map(|p| p.get(&index));
+            match src {
+                Some(bytes) => out[done..done + n].copy_from_slice(&bytes[within..within + n]),
+                None => out[done..done + n].fill(0),
+            }
+            done += n;
+        }
+    }
+
+    /// Writes `data` at `offset` into `target`, copying missing pages from `base` first.
+    fn write_into(&self, target: &mut Pages, base: Option<&Pages>, offset: u64, data: &[u8]) {
+        let page = self.page_bytes as u64;
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = offset + done as u64;
+            let (index, within) = (at / page, (at % page) as usize);
+            let n = (self.page_bytes - within).min(data.len() - done);
+            let bytes = target.entry(index).or_insert_with(|| {
+                base.and_then(|b| b.get(&index))
+                    .cloned()
+                    .unwrap_or_else(|| vec![0u8; self.page_bytes].into_boxed_slice())
+            });
+            bytes[within..within + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+    }
+}
+
+impl SimDevice {
+    /// A zero-filled device of `len_bytes` (a multiple of `sector_bytes`, a power of two
+    /// from 512 to 64 KiB), its crash choices seeded by `seed`.
+    pub fn new(len_bytes: u64, sector_bytes: u32, seed: u64) -> SimDevice {
+        SimDevice::with_pages(len_bytes, sector_bytes, seed, Pages::new())
+    }
+
+    fn with_pages(len_bytes: u64, sector_bytes: u32, seed: u64, durable: Pages) -> SimDevice {
+        assert!(sector_bytes.is_power_of_two(), "sector size must be a power of two");
+        assert!((512..=65536).contains(&sector_bytes), "sector size must be 512..=65536");
+        assert_eq!(len_bytes % u64::from(sector_bytes), 0, "length must be whole sectors");
+        let state = State { durable, rng: SplitMix64(seed), ..State::default() };
+        let inner = Inner {
+            len_bytes,
+            sector_bytes,
+            page_bytes: (sector_bytes as usize).max(PAGE_BYTES_MIN),
+            state: Mutex::new(state),
+        };
+        SimDevice { inner: Arc::new(inner) }
+    }
+
+    /// The device as found after power loss: every write covered by a completed flush, and
+    /// for each later write, per sector, a seeded choice of its new or its previous bytes
+    /// (replayed in completion order). Faults and counters start clean; `self` is unchanged.
+    pub fn crash(&self) -> SimDevice {
+        let inner = &self.inner;
+        let mut st = sync::lock(&inner.state);
+        let mut image = st.durable.clone();
+        let sector = inner.sector_bytes as usize;
+        let mut rng = SplitMix64(st.rng.next());
+        for (offset, data) in &st.pending {
+            for (i, chunk) in data.chunks(sector).enumerate() {
+                if rng.next() & 1 == 1 {
+                    let at = offset + (i * sector) as u64;
+                    inner.write_into(&mut image, None, at, chunk);
+                }
+            }
+        }
+        let seed = st.rng.next();
+        drop(st);
+        SimDevice::with_pages(inner.len_bytes, inner.sector_bytes, seed, image)
+    }
+
+    /// Flips bit `bit` (0..8) of the byte at `byte_offset`, at rest: in the durable image and
+    /// in the latest contents.
+    pub fn flip_bit(&self, byte_offset: u64, bit: u8) {
+        assert!(byte_offset < self.inner.len_bytes && bit < 8, "flip_bit outside the device");
+        let mut st = sync::lock(&self.inner.state);
+        let st = &mut *st;
+        let mut byte = [0u8];
+        self.inner.read_into(&[&st.durable], byte_offset, &mut byte);
+        byte[0] ^= 1 << bit;
+        self.inner.write_into(&mut st.durable, None, byte_offset, &byte);
+        let page = byte_offset / self.inner.page_bytes as u64;
+        if st.overlay.contains_key(&page) {
+            self.inner.read_into(&[&st.overlay], byte_offset, &mut byte);
+            byte[0] ^= 1 << bit;
+            self.inner.write_into(&mut st.overlay, None, byte_offset, &byte);
+        }
+    }
+
+    /// Every read op overlapping `range` (bytes) fails with EIO from now on.
+    pub fn fail_reads_at(&self, range: Range<u64>) {
+        sync::lock(&self.inner.state).faults.read_ranges.push(range);
+    }
+
+    /// Every write op overlapping `range` (bytes) fails with EIO and writes nothing.
+    pub fn fail_writes_at(&self, range: Range<u64>) {
+        sync::lock(&self.inner.state).faults.write_ranges.push(range);
+    }
+
+    /// The next `n_ops` write ops (each `WriteOp` counts one) and flushes succeed; every
+    /// later one fails with EIO and changes nothing.
+    pub fn fail_after(&self, n_ops: u64) {
+        sync::lock(&self.inner.state).faults.ops_left = Some(n_ops);
+    }
+
+    /// The next write op's data lands at `to_offset` instead of its own offset (which keeps
+    /// its old contents); the write reports success. Bytes past the device end are lost.
+    pub fn misdirect_next_write(&self, to_offset: u64) {
+        assert_eq!(to_offset % u64::from(self.inner.sector_bytes), 0, "misaligned target");
+        sync::lock(&self.inner.state).faults.misdirect_to = Some(to_offset);
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        sync::lock(&self.inner.state).faults = Faults::default();
+    }
+
+    /// Successful flushes so far.
+    pub fn flush_count(&self) -> u64 {
+        sync::lock(&self.inner.state).flush_count
+    }
+
+    /// Successful write ops so far (each `WriteOp` of a batch counts one).
+    pub fn write_count(&self) -> u64 {
+        sync::lock(&self.inner.state).write_count
+    }
+
+    /// Bytes written by successful write ops so far.
+    pub fn bytes_written(&self) -> u64 {
+        sync::lock(&self.inner.state).bytes_written
+    }
+
+    /// Write ops not yet covered by a flush (what a crash may lose).
+    pub fn pending_write_count(&self) -> usize {
+        sync::lock(&self.inner.state).pending.len()
+    }
+
+    /// Takes one unit of the `fail_after` countdown; `Err` once it is exhausted.
+    fn take_op(faults: &mut Faults, what: &str) -> io::Result<()> {
+        match &mut faults.ops_left {
+            Some(0) => Err(eio(format!("simulated EIO on {what} (fail_after exhausted)"))),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn write_one(&self, st: &mut State, op: &WriteOp<'_>) -> io::Result<()> {
+        if overlaps(&st.faults.write_ranges, op.offset, op.data.len()) {
+            return Err(eio(format!("simulated EIO writing at offset {}", op.offset)));
+        }
+        SimDevice::take_op(&mut st.faults, "write")?;
+        st.write_count += 1;
+        st.bytes_written += op.data.len() as u64;
+        let mut offset = op.offset;
+        let mut data = op.data;
+        if let Some(to) = st.faults.misdirect_to.take() {
+            offset = to;
+            let room = self.inner.len_bytes.saturating_sub(to);
+            data = &data[..data.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let (overlay, durable) = (&mut st.overlay, &st.durable);
+        self.inner.write_into(overlay, Some(durable), offset, data);
+        st.pending.push((offset, data.to_vec()));
+        Ok(())
+    }
+}
+
+impl BlockDevice for SimDevice {
+    fn sector_bytes(&self) -> u32 {
+        self.inner.sector_bytes
+    }
+
+    fn len_bytes(&self) -> u64 {
+        self.inner.len_bytes
+    }
+
+    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> io::Result<()> {
+        check_reads(ops, self.inner.sector_bytes, self.inner.len_bytes)?;
+        let st = sync::lock(&self.inner.state);
+        let mut first_error = None;
+        for op in ops.iter_mut() {
+            if overlaps(&st.faults.read_ranges, op.offset, op.buf.len()) {
+                let e = eio(format!("simulated EIO reading at offset {}", op.offset));
+                first_error.get_or_insert(e);
+                continue;
+            }
+            self.inner.read_into(&[&st.overlay, &st.durable], op.offset, op.buf);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
+        check_writes(ops, self.inner.sector_bytes, self.inner.len_bytes)?;
+        let mut st = sync::lock(&self.inner.state);
+        let mut first_error = None;
+        for op in ops {
+            if let Err(e) = self.write_one(&mut st, op) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let mut st = sync::lock(&self.inner.state);
+        SimDevice::take_op(&mut st.faults, "flush")?;
+        let overlay = std::mem::take(&mut st.overlay);
+        st.durable.extend(overlay);
+        st.pending.clear();
+        st.flush_count += 1;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "simulated device ({} bytes, sector {})",
+            self.inner.len_bytes, self.inner.sector_bytes
+        )
+    }
+}
