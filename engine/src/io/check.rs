@@ -20,17 +20,17 @@ pub(crate) fn check_access(
 ) -> io::Result<()> {
     let sector_u64 = u64::from(sector);
     debug_assert!(sector.is_power_of_two());
-    if offset % sector_u64 != 0 {
+    if !offset.is_multiple_of(sector_u64) {
         return Err(invalid(format!(
             "offset {offset} is not a multiple of the {sector}-byte sector"
         )));
     }
-    if bytes as u64 % sector_u64 != 0 {
+    if !(bytes as u64).is_multiple_of(sector_u64) {
         return Err(invalid(format!(
             "length {bytes} is not a multiple of the {sector}-byte sector"
         )));
     }
-    if bytes > 0 && addr % sector as usize != 0 {
+    if bytes > 0 && !addr.is_multiple_of(sector as usize) {
         return Err(invalid(format!(
             "buffer address {addr:#x} is not aligned to the {sector}-byte sector"
         )));

@@ -316,7 +316,9 @@ fn check_filesystem(file: &File, path: &Path) -> Result<(), Error> {
     }
     #[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures.
     let fs_type = st.f_type as i64;
-    if fs_type == libc::TMPFS_MAGIC as i64 {
+    #[allow(clippy::unnecessary_cast)] // TMPFS_MAGIC's type differs between libcs.
+    let tmpfs = libc::TMPFS_MAGIC as i64;
+    if fs_type == tmpfs {
         return Err(unsupported_direct_io(path, "the file is on tmpfs, which keeps it in memory"));
     }
     if fs_type == RAMFS_MAGIC {

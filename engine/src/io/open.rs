@@ -131,7 +131,7 @@ pub fn probe_existing_data(dev: &dyn BlockDevice) -> io::Result<Option<String>> 
     Ok(recognise(&buf))
 }
 
-fn bytes_at<'a>(buf: &'a [u8], at: usize, n: usize) -> Option<&'a [u8]> {
+fn bytes_at(buf: &[u8], at: usize, n: usize) -> Option<&[u8]> {
     buf.get(at..at.checked_add(n)?)
 }
 

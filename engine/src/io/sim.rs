@@ -76,8 +76,10 @@ impl SplitMix64 {
     }
 }
 
-fn eio(what: String) -> io::Error {
-    io::Error::new(io::Error::from_raw_os_error(libc::EIO).kind(), what)
+/// Injected failures are plain `EIO` (`raw_os_error() == Some(libc::EIO)`), as a device
+/// would return them.
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(libc::EIO)
 }
 
 fn overlaps(ranges: &[Range<u64>], offset: u64, len: usize) -> bool {
@@ -231,9 +233,9 @@ impl SimDevice {
     }
 
     /// Takes one unit of the `fail_after` countdown; `Err` once it is exhausted.
-    fn take_op(faults: &mut Faults, what: &str) -> io::Result<()> {
+    fn take_op(faults: &mut Faults) -> io::Result<()> {
         match &mut faults.ops_left {
-            Some(0) => Err(eio(format!("simulated EIO on {what} (fail_after exhausted)"))),
+            Some(0) => Err(eio()),
             Some(n) => {
                 *n -= 1;
                 Ok(())
@@ -244,9 +246,9 @@ impl SimDevice {
 
     fn write_one(&self, st: &mut State, op: &WriteOp<'_>) -> io::Result<()> {
         if overlaps(&st.faults.write_ranges, op.offset, op.data.len()) {
-            return Err(eio(format!("simulated EIO writing at offset {}", op.offset)));
+            return Err(eio());
         }
-        SimDevice::take_op(&mut st.faults, "write")?;
+        SimDevice::take_op(&mut st.faults)?;
         st.write_count += 1;
         st.bytes_written += op.data.len() as u64;
         let mut offset = op.offset;
@@ -281,7 +283,7 @@ impl BlockDevice for SimDevice {
         let mut first_error = None;
         for op in ops.iter_mut() {
             if overlaps(&st.faults.read_ranges, op.offset, op.buf.len()) {
-                let e = eio(format!("simulated EIO reading at offset {}", op.offset));
+                let e = eio();
                 first_error.get_or_insert(e);
                 continue;
             }
@@ -304,7 +306,7 @@ impl BlockDevice for SimDevice {
 
     fn flush(&self) -> io::Result<()> {
         let mut st = sync::lock(&self.inner.state);
-        SimDevice::take_op(&mut st.faults, "flush")?;
+        SimDevice::take_op(&mut st.faults)?;
         let overlay = std::mem::take(&mut st.overlay);
         st.durable.extend(overlay);
         st.pending.clear();

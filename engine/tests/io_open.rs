@@ -1,0 +1,186 @@
+//! Opening rules: backend choice and fallback, exclusive locking (in this process and from
+//! another one), tmpfs refusal, file growth limits, and the existing-data probe.
+
+use std::path::Path;
+use std::process::Command;
+
+use arbor::io::{
+    open_path, probe_existing_data, uring_fallback_reason, BlockDevice, DeviceOptions, IoBackend,
+    SimDevice, UringDevice,
+};
+use arbor::{AlignedBuf, Error};
+
+fn test_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+fn small_opts(backend: IoBackend) -> DeviceOptions {
+    DeviceOptions {
+        backend,
+        queue_depth: 8,
+        grow_step_bytes: 1 << 20,
+        max_bytes: 4 << 20,
+        initial_bytes: 1 << 20,
+    }
+}
+
+#[test]
+fn forced_sync_backend() {
+    let dir = test_dir();
+    let dev = open_path(&dir.path().join("s"), true, &small_opts(IoBackend::Sync)).unwrap();
+    assert!(dev.describe().starts_with("pread/pwrite file"), "{}", dev.describe());
+    let data = AlignedBuf::from_slice(&[7u8; 4096], 4096);
+    dev.write_at(4096, &data).unwrap();
+    dev.flush().unwrap();
+    let mut back = AlignedBuf::zeroed(4096, 4096);
+    dev.read_at(4096, &mut back).unwrap();
+    assert_eq!(&back[..], &data[..]);
+}
+
+#[test]
+fn fallback_decision() {
+    for (errno, word) in [(1, "permission"), (38, "no io_uring")] {
+        // EPERM (seccomp, io_uring_disabled) and ENOSYS (no io_uring in the kernel).
+        let reason = uring_fallback_reason(&std::io::Error::from_raw_os_error(errno));
+        let reason = reason.unwrap_or_else(|| panic!("errno {errno} must fall back"));
+        assert!(reason.contains(word), "{reason}");
+    }
+    // EMFILE is a real error, not a reason to change backend.
+    assert!(uring_fallback_reason(&std::io::Error::from_raw_os_error(24)).is_none());
+}
+
+#[test]
+fn create_and_reopen_rules() {
+    let dir = test_dir();
+    let path = dir.path().join("f");
+    let missing = open_path(&path, false, &small_opts(IoBackend::Auto));
+    assert!(matches!(missing, Err(Error::Io(ref e)) if e.kind() == std::io::ErrorKind::NotFound));
+    let dev = open_path(&path, true, &small_opts(IoBackend::Auto)).unwrap();
+    assert_eq!(dev.len_bytes(), 1 << 20, "initial size");
+    drop(dev);
+    let meta = std::fs::metadata(&path).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let dev = open_path(&path, false, &small_opts(IoBackend::Auto)).unwrap();
+    assert_eq!(dev.len_bytes(), 1 << 20, "reopen keeps the length");
+    // Growth goes in steps up to the maximum, then stays.
+    assert_eq!(dev.grow((1 << 20) + 1).unwrap(), 2 << 20);
+    assert_eq!(dev.grow(100 << 20).unwrap(), 4 << 20, "clamped to max_bytes");
+    assert_eq!(dev.grow(100 << 20).unwrap(), 4 << 20, "at max: the old length");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 4 << 20);
+}
+
+#[test]
+fn second_open_in_process_is_locked() {
+    let dir = test_dir();
+    let path = dir.path().join("locked");
+    let first = open_path(&path, true, &small_opts(IoBackend::Auto)).unwrap();
+    for backend in [IoBackend::Auto, IoBackend::Uring, IoBackend::Sync] {
+        let second = open_path(&path, true, &small_opts(backend));
+        assert!(matches!(second, Err(Error::Locked)), "{backend:?}: {:?}", second.err());
+    }
+    drop(first);
+    open_path(&path, false, &small_opts(IoBackend::Auto)).expect("free again after drop");
+}
+
+const PROBE_ENV: &str = "ARBOR_IO_LOCK_PROBE";
+
+/// Child side of `second_open_from_another_process_is_locked`: run only when the parent
+/// sets the environment variable, prints what `open_path` said.
+#[test]
+fn lock_probe_child() {
+    let Some(path) = std::env::var_os(PROBE_ENV) else { return };
+    let verdict = match open_path(Path::new(&path), false, &small_opts(IoBackend::Auto)) {
+        Ok(_) => "opened".to_string(),
+        Err(Error::Locked) => "locked".to_string(),
+        Err(e) => format!("error {e}"),
+    };
+    println!("lock-probe-verdict: {verdict}");
+}
+
+fn probe_from_child(path: &Path) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "lock_probe_child", "--nocapture", "--test-threads=1"])
+        .env(PROBE_ENV, path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.contains("lock-probe-verdict: "));
+    let line = line.unwrap_or_else(|| panic!("child printed no verdict: {stdout}"));
+    line.split("lock-probe-verdict: ").nth(1).unwrap().trim().to_string()
+}
+
+#[test]
+fn second_open_from_another_process_is_locked() {
+    let dir = test_dir();
+    let path = dir.path().join("xlocked");
+    let first = open_path(&path, true, &small_opts(IoBackend::Auto)).unwrap();
+    assert_eq!(probe_from_child(&path), "locked");
+    drop(first);
+    assert_eq!(probe_from_child(&path), "opened");
+}
+
+fn dev_shm_is_tmpfs() -> bool {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 2 && f[1] == "/dev/shm" && f[2] == "tmpfs"
+    })
+}
+
+#[test]
+fn tmpfs_is_refused_clearly() {
+    if !dev_shm_is_tmpfs() {
+        println!("SKIPPED tmpfs_is_refused_clearly: /dev/shm is not a tmpfs mount");
+        return;
+    }
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    for backend in [IoBackend::Auto, IoBackend::Sync] {
+        let err = open_path(&dir.path().join("t"), true, &small_opts(backend)).err();
+        match err {
+            Some(Error::InvalidInput(msg)) => {
+                assert!(msg.contains("O_DIRECT is not supported"), "{msg}");
+                assert!(msg.contains("tmpfs"), "{msg}");
+            }
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn existing_data_probe() {
+    let dev = SimDevice::new(1 << 20, 512, 0);
+    assert_eq!(probe_existing_data(&dev).unwrap(), None);
+    let mut block = AlignedBuf::zeroed(4096, 4096);
+    block[1080 - 1024] = 0x53;
+    block[1081 - 1024] = 0xEF;
+    dev.write_at(1024 - 1024, &AlignedBuf::zeroed(4096, 4096)).unwrap();
+    dev.write_at(1024, &block[..3072]).unwrap();
+    assert!(probe_existing_data(&dev).unwrap().unwrap().contains("ext"));
+    let dev = SimDevice::new(1 << 20, 512, 0);
+    let mut sb = AlignedBuf::zeroed(4096, 4096);
+    sb[..8].copy_from_slice(b"ARBORSB\0");
+    dev.write_at(65536, &sb).unwrap();
+    assert!(probe_existing_data(&dev).unwrap().unwrap().contains("Arbor"));
+    let dev = SimDevice::new(1 << 20, 512, 0);
+    let mut xfs = AlignedBuf::zeroed(4096, 4096);
+    xfs[..4].copy_from_slice(b"XFSB");
+    dev.write_at(0, &xfs).unwrap();
+    assert!(probe_existing_data(&dev).unwrap().unwrap().contains("XFS"));
+    let dev = SimDevice::new(1 << 20, 512, 0);
+    let mut btrfs = AlignedBuf::zeroed(4096, 4096);
+    btrfs[64..72].copy_from_slice(b"_BHRfS_M");
+    dev.write_at(65536, &btrfs).unwrap();
+    assert!(probe_existing_data(&dev).unwrap().unwrap().contains("btrfs"));
+    // A tiny device is probed over what it has.
+    assert_eq!(probe_existing_data(&SimDevice::new(4096, 512, 0)).unwrap(), None);
+}
+
+#[test]
+fn uring_device_reports_itself() {
+    let dir = test_dir();
+    let dev = UringDevice::open(&dir.path().join("u"), true, &small_opts(IoBackend::Uring));
+    let dev = dev.unwrap();
+    assert_eq!(dev.queue_depth(), 8);
+    assert!(dev.describe().starts_with("io_uring file"), "{}", dev.describe());
+}
