@@ -1,2 +1,35 @@
 //! Arbor's on-disk format. Pure: no I/O, no threads. See `docs/format.md`.
+//!
+//! Every byte this crate decodes comes from a disk and is untrusted: decoders validate every
+//! length, offset, count and level and return [`FormatError`], never panic and never index
+//! out of bounds (the lints below keep it that way outside tests).
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+)]
+
+pub mod alloc;
+pub mod constants;
+pub mod error;
+pub mod header;
+pub mod le;
+pub mod node;
+pub mod node_mut;
+pub mod overflow;
+pub mod ptr;
+pub mod superblock;
+
+pub use alloc::{AllocIndex, BitmapChunk, OrphanList, PendingList};
+pub use constants::*;
+pub use error::{FormatError, FormatErrorKind};
+pub use header::{
+    block_crc, parse_header, seal_block, verify_block, verify_child, BlockHeader, BlockKind,
+    BLOCK_MAGIC,
+};
+pub use le::{U16Le, U32Le, U64Le};
+pub use node::{LeafValue, Node, Slot, ValueRef};
+pub use node_mut::{NodeFull, NodeMut};
+pub use overflow::{overflow_read, overflow_write};
+pub use ptr::{ChildPtr, Extent, OverflowRef};
+pub use superblock::{alternation, slot_offset, Superblock, SUPERBLOCK_MAGIC};

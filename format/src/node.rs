@@ -1,0 +1,462 @@
+//! Slotted B-tree nodes (leaf and internal): the read view [`Node`] and its validating decoder.
+//! The mutable view is in [`crate::node_mut`].
+//!
+//! ```text
+//! | header 64 | slot 0 | slot 1 | ... | slot n-1 | free ... | heap (grows down) ... | end
+//! Slot (12): offset u32 | key_len u16 | flags u8 (bit 0: value is an OverflowRef) | 0 u8 | val_len u32
+//! ```
+//!
+//! Item *i*'s key bytes are at `offset .. offset+key_len`, its value bytes follow immediately.
+//! Keys are strictly increasing (unsigned bytes, a prefix sorts first). Leaf values are inline
+//! bytes or a 32-byte `OverflowRef`. Internal values are 24-byte `ChildPtr`s; item *i*'s key is
+//! the lower bound of child *i*, and item 0's key is empty (minus infinity).
+//!
+//! `header.heap_start` is the lowest offset used by key/value bytes; the contiguous free space
+//! is `[64 + 12·n, heap_start)`. Removing or shrinking an item leaves a hole in the heap that
+//! compaction reclaims, so `free_bytes()` (all reclaimable space) can exceed the gap.
+
+use crate::constants::{
+    check_block_len, key_bytes_max, overflow_block_count, value_inline_bytes_max, CHILD_PTR_BYTES,
+    HEADER_BYTES, OVERFLOW_REF_BYTES, SLOT_BYTES, SLOT_FLAG_OVERFLOW, TREE_DEPTH_MAX,
+    VALUE_BYTES_MAX,
+};
+use crate::error::FormatError;
+use crate::header::{parse_header, BlockHeader, BlockKind};
+use crate::le::{U16Le, U32Le};
+use crate::ptr::{ChildPtr, OverflowRef};
+use bytemuck::{Pod, Zeroable};
+use core::cmp::Ordering;
+use core::ops::Range;
+
+/// One entry of the slot array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct Slot {
+    /// Offset of the key bytes in the block.
+    pub offset: U32Le,
+    /// Key length.
+    pub key_len: U16Le,
+    /// Bit 0 (`SLOT_FLAG_OVERFLOW`): the value is an `OverflowRef`.
+    pub flags: u8,
+    /// Zero.
+    pub pad: u8,
+    /// Value length (24 for internal items, 32 for overflow references).
+    pub val_len: U32Le,
+}
+
+const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_BYTES);
+const _: () = assert!(core::mem::align_of::<Slot>() == 1);
+
+impl Slot {
+    pub(crate) fn new(offset: usize, key_len: usize, flags: u8, val_len: usize) -> Self {
+        Self {
+            offset: U32Le::new(offset as u32),
+            key_len: U16Le::new(key_len as u16),
+            flags,
+            pad: 0,
+            val_len: U32Le::new(val_len as u32),
+        }
+    }
+    /// Bytes of key plus value.
+    pub fn kv_len(&self) -> usize {
+        usize::from(self.key_len.get()) + self.val_len.get() as usize
+    }
+    pub(crate) fn start(&self) -> usize {
+        self.offset.get() as usize
+    }
+    pub(crate) fn key_range(&self) -> Range<usize> {
+        let start = self.start();
+        start..start.saturating_add(usize::from(self.key_len.get()))
+    }
+    pub(crate) fn val_range(&self) -> Range<usize> {
+        let start = self.key_range().end;
+        start..start.saturating_add(self.val_len.get() as usize)
+    }
+    pub(crate) fn kv_range(&self) -> Range<usize> {
+        self.start()..self.val_range().end
+    }
+}
+
+/// Byte offset of slot `index`.
+pub(crate) const fn slot_offset(index: usize) -> usize {
+    HEADER_BYTES + index * SLOT_BYTES
+}
+
+/// Slot `index` of `buf`, or an all-zero slot if it lies outside the buffer.
+pub(crate) fn read_slot(buf: &[u8], index: usize) -> Slot {
+    let at = slot_offset(index);
+    buf.get(at..at + SLOT_BYTES)
+        .and_then(|bytes| bytemuck::try_pod_read_unaligned(bytes).ok())
+        .unwrap_or_else(Slot::zeroed)
+}
+
+/// A leaf value as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafValue<'a> {
+    /// The value bytes, inline in the leaf.
+    Inline(&'a [u8]),
+    /// A reference to an overflow extent.
+    Overflow(OverflowRef),
+}
+
+/// A value to store in a node: leaves take `Inline` or `Overflow`, internal nodes `Child`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueRef<'a> {
+    /// Inline leaf value bytes.
+    Inline(&'a [u8]),
+    /// Leaf value in an overflow extent.
+    Overflow(OverflowRef),
+    /// Internal node child.
+    Child(ChildPtr),
+}
+
+impl<'a> ValueRef<'a> {
+    /// Bytes the value takes in the node.
+    pub fn len(&self) -> usize {
+        match self {
+            ValueRef::Inline(bytes) => bytes.len(),
+            ValueRef::Overflow(_) => OVERFLOW_REF_BYTES,
+            ValueRef::Child(_) => CHILD_PTR_BYTES,
+        }
+    }
+    /// True for an empty inline value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The bytes as stored.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            ValueRef::Inline(bytes) => bytes,
+            ValueRef::Overflow(r) => r.as_bytes(),
+            ValueRef::Child(c) => c.as_bytes(),
+        }
+    }
+    /// The slot flags for this value.
+    pub(crate) fn slot_flags(&self) -> u8 {
+        match self {
+            ValueRef::Overflow(_) => SLOT_FLAG_OVERFLOW,
+            _ => 0,
+        }
+    }
+}
+
+impl<'a> From<LeafValue<'a>> for ValueRef<'a> {
+    fn from(value: LeafValue<'a>) -> Self {
+        match value {
+            LeafValue::Inline(bytes) => ValueRef::Inline(bytes),
+            LeafValue::Overflow(r) => ValueRef::Overflow(r),
+        }
+    }
+}
+
+/// How strictly to validate: `Strict` for bytes from disk, `Open` for a node being edited
+/// (an internal node may be empty, or have a non-empty first key between `move_tail_to`
+/// and the caller's `set_key(0, b"")`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    Strict,
+    Open,
+}
+
+/// A read view of a slotted node over one block. Built by [`Node::decode`], which validates
+/// the whole structure, so the accessors are infallible; they still never panic or read out
+/// of bounds on any input (an out-of-range index yields an empty key / null pointer and a
+/// debug assertion).
+#[derive(Clone, Copy)]
+pub struct Node<'a> {
+    buf: &'a [u8],
+    kind: BlockKind,
+    count: usize,
+}
+
+impl<'a> Node<'a> {
+    /// Validates the structure of a leaf or internal node (not its crc: see `verify_block`):
+    /// kind, level (0 iff leaf, ≤ `TREE_DEPTH_MAX`), item count, slot array below
+    /// `heap_start` ≤ block end, every key and value inside `[heap_start, end)`, key and value
+    /// limits, slot flags, keys strictly increasing, internal item 0's key empty, child
+    /// pointers non-null, overflow references consistent.
+    pub fn decode(buf: &'a [u8]) -> Result<Node<'a>, FormatError> {
+        validate(buf, Check::Strict)
+    }
+
+    /// A view without validation, for buffers this crate's `NodeMut` maintains.
+    pub(crate) fn unchecked(buf: &'a [u8], kind: BlockKind, count: usize) -> Self {
+        Self { buf, kind, count }
+    }
+
+    /// Leaf or internal.
+    pub fn kind(&self) -> BlockKind {
+        self.kind
+    }
+    /// True for a leaf.
+    pub fn is_leaf(&self) -> bool {
+        self.kind == BlockKind::Leaf
+    }
+    /// Level: 0 for leaves.
+    pub fn level(&self) -> u8 {
+        self.header().level
+    }
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+    /// True when the node has no items.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    /// The block bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+    /// The block size.
+    pub fn block_bytes(&self) -> u32 {
+        self.buf.len() as u32
+    }
+    /// The header.
+    pub fn header(&self) -> BlockHeader {
+        BlockHeader::from_block(self.buf).copied().unwrap_or_else(|_| BlockHeader::zeroed())
+    }
+    /// Slot `index`.
+    pub fn slot(&self, index: usize) -> Slot {
+        debug_assert!(index < self.count, "slot {index} of {}", self.count);
+        read_slot(self.buf, index)
+    }
+
+    /// Key of item `index`.
+    pub fn key(&self, index: usize) -> &'a [u8] {
+        self.buf.get(self.slot(index).key_range()).unwrap_or(&[])
+    }
+
+    /// Raw value bytes of item `index` (inline bytes, OverflowRef or ChildPtr bytes).
+    pub fn value_bytes(&self, index: usize) -> &'a [u8] {
+        self.buf.get(self.slot(index).val_range()).unwrap_or(&[])
+    }
+
+    /// The value of item `index` in the form `insert` takes.
+    pub fn value(&self, index: usize) -> ValueRef<'a> {
+        match self.kind {
+            BlockKind::Internal => ValueRef::Child(self.child(index)),
+            _ => self.leaf_value(index).into(),
+        }
+    }
+
+    /// Value of leaf item `index`.
+    pub fn leaf_value(&self, index: usize) -> LeafValue<'a> {
+        debug_assert!(self.is_leaf());
+        let slot = self.slot(index);
+        let bytes = self.buf.get(slot.val_range()).unwrap_or(&[]);
+        if slot.flags & SLOT_FLAG_OVERFLOW != 0 {
+            if let Some(r) = OverflowRef::from_bytes(bytes) {
+                return LeafValue::Overflow(r);
+            }
+        }
+        LeafValue::Inline(bytes)
+    }
+
+    /// Child pointer of internal item `index`.
+    pub fn child(&self, index: usize) -> ChildPtr {
+        debug_assert!(!self.is_leaf());
+        ChildPtr::from_bytes(self.value_bytes(index)).unwrap_or(ChildPtr::NULL)
+    }
+
+    /// Binary search in unsigned-byte order: `Ok(index)` of an equal key, or `Err(index)`
+    /// where it would be inserted.
+    pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        let (mut low, mut high) = (0, self.count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.key(mid).cmp(key) {
+                Ordering::Less => low = mid + 1,
+                Ordering::Greater => high = mid,
+                Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(low)
+    }
+
+    /// Internal nodes: the child to descend into for `key`, the largest `i` with
+    /// `key(i) <= key` (item 0's key is minus infinity).
+    pub fn child_index(&self, key: &[u8]) -> usize {
+        match self.search(key) {
+            Ok(index) => index,
+            Err(index) => index.saturating_sub(1),
+        }
+    }
+
+    /// Bytes in use: header, slot array, keys and values.
+    pub fn used_bytes(&self) -> usize {
+        let items: usize = (0..self.count).map(|i| read_slot(self.buf, i).kv_len()).sum();
+        HEADER_BYTES + self.count * SLOT_BYTES + items
+    }
+
+    /// Bytes an insert could use after compaction.
+    pub fn free_bytes(&self) -> usize {
+        self.buf.len().saturating_sub(self.used_bytes())
+    }
+
+    /// The contiguous gap between the slot array and the heap.
+    pub fn gap_bytes(&self) -> usize {
+        (self.header().heap_start() as usize).saturating_sub(slot_offset(self.count))
+    }
+}
+
+impl core::fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Node")
+            .field("kind", &self.kind)
+            .field("level", &self.level())
+            .field("len", &self.count)
+            .field("used_bytes", &self.used_bytes())
+            .finish()
+    }
+}
+
+/// The validation shared by `Node::decode` and `NodeMut::open`.
+pub(crate) fn validate(buf: &[u8], check: Check) -> Result<Node<'_>, FormatError> {
+    let block_bytes = check_block_len(buf.len())?;
+    let header = parse_header(buf)?;
+    let kind = header.kind()?;
+    let level = header.level;
+    match kind {
+        BlockKind::Leaf if level == 0 => {}
+        BlockKind::Internal if level >= 1 && level <= TREE_DEPTH_MAX => {}
+        BlockKind::Leaf | BlockKind::Internal => {
+            return Err(FormatError::corrupt(format!("node: {kind:?} at level {level}")));
+        }
+        _ => return Err(FormatError::corrupt(format!("node: block kind {kind:?} is not a node"))),
+    }
+    let count = usize::from(header.item_count());
+    let heap_start = header.heap_start() as usize;
+    if slot_offset(count) > heap_start || heap_start > buf.len() {
+        return Err(FormatError::corrupt(format!(
+            "node: {count} slots end at {} but heap_start is {heap_start} in a {}-byte block",
+            slot_offset(count),
+            buf.len()
+        )));
+    }
+    if kind == BlockKind::Internal && count == 0 && check == Check::Strict {
+        return Err(FormatError::corrupt("node: internal node with no items"));
+    }
+    let node = Node::unchecked(buf, kind, count);
+    for index in 0..count {
+        check_item(&node, index, heap_start, block_bytes, check)?;
+    }
+    Ok(node)
+}
+
+fn check_item(
+    node: &Node<'_>,
+    index: usize,
+    heap_start: usize,
+    block_bytes: u32,
+    check: Check,
+) -> Result<(), FormatError> {
+    let slot = read_slot(node.buf, index);
+    let corrupt =
+        |reason: String| Err(FormatError::corrupt(format!("node item {index}: {reason}")));
+    let (key_len, val_len) = (usize::from(slot.key_len.get()), slot.val_len.get() as usize);
+    let range = slot.kv_range();
+    if range.start < heap_start || range.end > node.buf.len() {
+        return corrupt(format!(
+            "bytes {range:?} outside the heap [{heap_start}, {})",
+            node.buf.len()
+        ));
+    }
+    if key_len > key_bytes_max(block_bytes) {
+        return corrupt(format!("key of {key_len} bytes exceeds {}", key_bytes_max(block_bytes)));
+    }
+    if slot.pad != 0 {
+        return corrupt(format!("slot padding {} is not zero", slot.pad));
+    }
+    if node.kind == BlockKind::Internal {
+        check_internal_item(node, index, &slot, check)?;
+    } else if slot.flags == SLOT_FLAG_OVERFLOW {
+        check_overflow_item(node, index, val_len, block_bytes)?;
+    } else if slot.flags != 0 {
+        return corrupt(format!("unknown slot flags {:#x}", slot.flags));
+    } else if val_len > value_inline_bytes_max(block_bytes) {
+        return corrupt(format!(
+            "inline value of {val_len} bytes exceeds {}",
+            value_inline_bytes_max(block_bytes)
+        ));
+    }
+    if index > 0 && node.key(index - 1) >= node.key(index) {
+        return corrupt("keys are not strictly increasing".into());
+    }
+    Ok(())
+}
+
+fn check_internal_item(
+    node: &Node<'_>,
+    index: usize,
+    slot: &Slot,
+    check: Check,
+) -> Result<(), FormatError> {
+    let corrupt =
+        |reason: String| Err(FormatError::corrupt(format!("node item {index}: {reason}")));
+    if slot.flags != 0 {
+        return corrupt(format!("internal slot flags {:#x}", slot.flags));
+    }
+    if slot.val_len.get() as usize != CHILD_PTR_BYTES {
+        return corrupt(format!("internal value of {} bytes, need 24", slot.val_len.get()));
+    }
+    if index == 0 && slot.key_len.get() != 0 && check == Check::Strict {
+        return corrupt("first key of an internal node is not empty".into());
+    }
+    let child = node.child(index);
+    if child.is_null() {
+        return corrupt("null child pointer".into());
+    }
+    if child.flags() & !ChildPtr::FLAGS_KNOWN != 0 {
+        return corrupt(format!("child pointer flags {:#x}", child.flags()));
+    }
+    Ok(())
+}
+
+fn check_overflow_item(
+    node: &Node<'_>,
+    index: usize,
+    val_len: usize,
+    block_bytes: u32,
+) -> Result<(), FormatError> {
+    let corrupt =
+        |reason: String| Err(FormatError::corrupt(format!("node item {index}: {reason}")));
+    if val_len != OVERFLOW_REF_BYTES {
+        return corrupt(format!("overflow reference of {val_len} bytes, need 32"));
+    }
+    let Some(r) = OverflowRef::from_bytes(node.value_bytes(index)) else {
+        return corrupt("unreadable overflow reference".into());
+    };
+    if r.address() == 0 || r.value_len() > VALUE_BYTES_MAX {
+        return corrupt(format!("bad overflow reference {r:?}"));
+    }
+    if u64::from(r.block_count()) != overflow_block_count(r.value_len(), block_bytes) {
+        return corrupt(format!("overflow reference {r:?}: block count does not fit length"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+
+    #[test]
+    fn slot_offsets() {
+        assert_eq!(offset_of!(Slot, offset), 0);
+        assert_eq!(offset_of!(Slot, key_len), 4);
+        assert_eq!(offset_of!(Slot, flags), 6);
+        assert_eq!(offset_of!(Slot, pad), 7);
+        assert_eq!(offset_of!(Slot, val_len), 8);
+    }
+
+    #[test]
+    fn rejects_non_nodes() {
+        assert!(Node::decode(&[0u8; 4096]).is_err());
+        assert!(Node::decode(&[0u8; 100]).is_err());
+        let mut buf = vec![0u8; 4096];
+        let header = BlockHeader::new(BlockKind::Overflow, 0, 70, 1, 16);
+        buf[..64].copy_from_slice(bytemuck::bytes_of(&header));
+        assert!(Node::decode(&buf).is_err());
+    }
+}
