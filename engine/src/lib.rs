@@ -4,6 +4,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub(crate) mod alloc;
 pub mod error;
 pub mod io;
 pub mod sync;

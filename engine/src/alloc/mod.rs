@@ -1,0 +1,249 @@
+//! The space allocator (DESIGN §4, §6, §10.13; `docs/format.md`, "Allocator").
+//!
+//! In memory: a bitmap over every block (set = allocated) with per-chunk free counts and dirty
+//! flags ([`bitmap`]), the current on-disk pointers of every bitmap chunk and index block, and
+//! the pending frees `freed_gen → runs` ([`pending`]). On disk: bitmap chunks under an index
+//! (`alloc_root`), and one pending list per outstanding generation (`pending_root`).
+//!
+//! Rules this module keeps:
+//! * A block freed with [`Allocator::free_pending`] in generation G stays allocated in the
+//!   bitmap until [`Allocator::note_durable`] is called with a generation > G: both
+//!   superblock slots keep describing intact trees (DESIGN §4). The engine decides which
+//!   frees may be immediate ([`Allocator::free_now`]: blocks no durable superblock reaches)
+//!   and enforces the snapshot pinning of §6 before it calls either.
+//! * [`Allocator::persist`] writes only the dirty chunks and the index path above them; the
+//!   allocator's own new blocks are allocated last, from chunks already dirty where possible
+//!   (see `persist.rs` for the passes); its previous blocks join pending(gen).
+//! * Loaded bytes are untrusted: a bad index, chunk or pending list is `Error::Corrupt`.
+
+mod bitmap;
+mod codec;
+mod load;
+mod pending;
+mod persist;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_persist;
+
+use crate::io::AlignedBuf;
+use arbor_format::{alloc_index_fanout, bitmap_bits_per_chunk, first_data_block, ChildPtr};
+use bitmap::Bitmap;
+use pending::{PendingMap, Run};
+
+/// Deepest allocator index accepted. With the smallest fanout (168 at 4 KiB) and chunk
+/// (32,256 blocks), 5 levels already cover 2^64 blocks; a deeper index is corrupt.
+const INDEX_LEVELS_MAX: usize = 8;
+
+/// The allocator could not satisfy a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AllocError {
+    /// No free run of the requested length: grow the device and call [`Allocator::grow`].
+    NoSpace,
+}
+
+impl From<AllocError> for crate::Error {
+    fn from(e: AllocError) -> crate::Error {
+        match e {
+            AllocError::NoSpace => crate::Error::NoSpace,
+        }
+    }
+}
+
+/// What one [`Allocator::persist`] produced for the commit to write.
+#[derive(Debug)]
+pub(crate) struct Persisted {
+    /// The top index block (crc filled in): the superblock's `alloc_root`.
+    pub alloc_root: ChildPtr,
+    /// Head of the pending lists (`ChildPtr::NULL` if nothing is pending).
+    pub pending_root: ChildPtr,
+    /// `(address, sealed block)` for every block written in this commit, ascending address.
+    pub blocks: Vec<(u64, AlignedBuf)>,
+}
+
+/// Free-space manager of one store. Single-threaded: the engine's writer owns it.
+pub(crate) struct Allocator {
+    block_bytes: u32,
+    /// Blocks below this are the superblock area: allocated forever.
+    first_data: u64,
+    bitmap: Bitmap,
+    /// `ptrs[0][k]`: where chunk k lives on disk; `ptrs[l][i]`: index block i of level l
+    /// (covering `ptrs[l-1][i*fanout ..]`). The last level has one block: the root.
+    /// `ChildPtr::NULL` until first written.
+    ptrs: Vec<Vec<ChildPtr>>,
+    pending: PendingMap,
+    /// The pending-list blocks the last persist wrote (or load read), head first.
+    pending_lists: Vec<ChildPtr>,
+    /// Where the next search starts: right after the previous allocation, so one
+    /// generation's blocks are contiguous. Reset to the start at every persist.
+    cursor: u64,
+    /// The pending map changed since the last persist (so the lists must be rewritten even
+    /// if no chunk is dirty).
+    pending_changed: bool,
+    /// Allocation rounds the last persist needed for its own blocks (DESIGN §10.13: ≤ 2
+    /// unless space is nearly exhausted). For tests and stats.
+    persist_passes: u32,
+}
+
+impl Allocator {
+    /// A fresh store of `block_count` blocks; the superblock area is allocated forever.
+    ///
+    /// Only chunk 0 (which holds the superblock area) starts dirty: a chunk never written has
+    /// a null pointer in its index block, which means "all free" (`docs/format.md`), so
+    /// creating a large store does not write its whole bitmap.
+    pub fn new(block_bytes: u32, block_count: u64) -> Allocator {
+        let mut a = Allocator::empty(block_bytes, block_count);
+        a.bitmap.clear_dirty();
+        let reserved = a.first_data.min(block_count);
+        if reserved > 0 {
+            a.bitmap.set_range(0, reserved);
+        }
+        a
+    }
+
+    /// An allocator with every block free and nothing on disk.
+    fn empty(block_bytes: u32, block_count: u64) -> Allocator {
+        assert!(arbor_format::is_valid_block_bytes(block_bytes), "invalid block size");
+        let bitmap = Bitmap::new(bitmap_bits_per_chunk(block_bytes), block_count);
+        let first_data = first_data_block(block_bytes);
+        let mut a = Allocator {
+            block_bytes,
+            first_data,
+            bitmap,
+            ptrs: Vec::new(),
+            pending: PendingMap::default(),
+            pending_lists: Vec::new(),
+            cursor: first_data,
+            pending_changed: false,
+            persist_passes: 0,
+        };
+        a.resize_levels();
+        a
+    }
+
+    fn fanout(&self) -> u64 {
+        alloc_index_fanout(self.block_bytes) as u64
+    }
+
+    /// Sizes `ptrs` for the current chunk count: new entries are null (to be written).
+    fn resize_levels(&mut self) {
+        let counts = level_counts(self.bitmap.chunk_count(), self.fanout());
+        self.ptrs.resize_with(counts.len(), Vec::new);
+        for (level, count) in self.ptrs.iter_mut().zip(counts) {
+            level.resize(usize::try_from(count).unwrap_or(usize::MAX), ChildPtr::NULL);
+        }
+    }
+
+    /// A contiguous run of `count` blocks, marked allocated. Next-fit from the end of the
+    /// previous allocation (so a generation's blocks are contiguous and written
+    /// sequentially), wrapping once to the lowest addresses.
+    pub fn alloc(&mut self, count: u64) -> Result<u64, AllocError> {
+        assert!(count > 0, "alloc of zero blocks");
+        let end = self.bitmap.block_count();
+        let from = self.cursor.clamp(self.first_data, end);
+        let found = self.bitmap.find_run(from, end, count).or_else(|| {
+            let wrap_end = from.saturating_add(count - 1).min(end);
+            self.bitmap.find_run(self.first_data, wrap_end, count)
+        });
+        let start = found.ok_or(AllocError::NoSpace)?;
+        self.bitmap.set_range(start, count);
+        self.cursor = start + count;
+        debug_assert!(self.bitmap.all_set(start, count));
+        Ok(start)
+    }
+
+    /// Frees a run at once: blocks no durable or in-flight superblock references.
+    pub fn free_now(&mut self, addr: u64, count: u64) {
+        self.check_freeable(addr, count);
+        self.bitmap.clear_range(addr, count);
+    }
+
+    /// Frees a run a durable or in-flight superblock may still reference: it joins
+    /// pending(`freed_gen`) and stays allocated until `note_durable(g)` with g > freed_gen.
+    pub fn free_pending(&mut self, addr: u64, count: u64, freed_gen: u64) {
+        self.check_freeable(addr, count);
+        self.pending.insert(freed_gen, Run { start: addr, count });
+        self.pending_changed = true;
+    }
+
+    /// A double free or a free of the superblock area would corrupt the store later (two
+    /// owners of one block): refuse it loudly.
+    fn check_freeable(&self, addr: u64, count: u64) {
+        assert!(count > 0, "free of zero blocks");
+        assert!(addr >= self.first_data, "freeing the superblock area");
+        assert!(self.bitmap.all_set(addr, count), "freeing blocks that are not allocated");
+        debug_assert!(
+            (addr..addr + count).all(|a| !self.pending.contains(a)),
+            "freeing blocks that are already pending"
+        );
+    }
+
+    /// Generation `gen` is durable: every pending(g) with g < gen becomes free.
+    pub fn note_durable(&mut self, gen: u64) {
+        for (_, runs) in self.pending.take_below(gen) {
+            self.pending_changed = true;
+            for run in runs {
+                self.bitmap.clear_range(run.start, run.count);
+            }
+        }
+    }
+
+    /// The device grew: manage blocks up to `new_block_count` (never shrinks).
+    pub fn grow(&mut self, new_block_count: u64) {
+        if new_block_count <= self.bitmap.block_count() {
+            return;
+        }
+        let old = self.bitmap.block_count();
+        self.bitmap.grow(new_block_count);
+        // A store smaller than the superblock area (only in tests) reserves what it gains.
+        if old < self.first_data {
+            self.bitmap.set_range(old, self.first_data.min(new_block_count) - old);
+        }
+        self.resize_levels();
+    }
+
+    pub fn is_allocated(&self, addr: u64) -> bool {
+        self.bitmap.is_set(addr)
+    }
+
+    /// Blocks free now (pending blocks are not free yet).
+    pub fn free_blocks(&self) -> u64 {
+        self.bitmap.free_count()
+    }
+
+    pub fn block_count(&self) -> u64 {
+        self.bitmap.block_count()
+    }
+
+    pub fn largest_free_run(&self) -> u64 {
+        self.bitmap.largest_free_run()
+    }
+
+    /// Every block the allocator's own structures occupy (chunks, index, pending lists), as
+    /// of the last persist or load.
+    pub fn own_blocks(&self) -> Vec<u64> {
+        let tree = self.ptrs.iter().flatten();
+        let all = tree.chain(self.pending_lists.iter());
+        all.filter(|p| !p.is_null()).map(|p| p.address()).collect()
+    }
+
+    /// Every pending run: `(addr, count, freed_gen)`.
+    pub fn pending_blocks(&self) -> Vec<(u64, u64, u64)> {
+        let per_gen = self.pending.iter();
+        per_gen.flat_map(|(g, runs)| runs.iter().map(move |r| (r.start, r.count, g))).collect()
+    }
+}
+
+/// Entries per level: `[chunks, level-1 index blocks, ..., 1]`, at least one index level.
+fn level_counts(chunk_count: u64, fanout: u64) -> Vec<u64> {
+    debug_assert!(fanout >= 2);
+    let mut counts = vec![chunk_count];
+    let mut n = chunk_count;
+    loop {
+        n = n.div_ceil(fanout).max(1);
+        counts.push(n);
+        if n == 1 {
+            return counts;
+        }
+    }
+}
