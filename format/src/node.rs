@@ -319,7 +319,7 @@ pub(crate) fn validate(buf: &[u8], check: Check) -> Result<Node<'_>, FormatError
     let level = header.level;
     match kind {
         BlockKind::Leaf if level == 0 => {}
-        BlockKind::Internal if level >= 1 && level <= TREE_DEPTH_MAX => {}
+        BlockKind::Internal if (1..=TREE_DEPTH_MAX).contains(&level) => {}
         BlockKind::Leaf | BlockKind::Internal => {
             return Err(FormatError::corrupt(format!("node: {kind:?} at level {level}")));
         }
@@ -341,7 +341,35 @@ pub(crate) fn validate(buf: &[u8], check: Check) -> Result<Node<'_>, FormatError
     for index in 0..count {
         check_item(&node, index, heap_start, block_bytes, check)?;
     }
+    check_heap_use(&node, heap_start, check)?;
     Ok(node)
+}
+
+/// Items must not claim more bytes than the heap holds (so `used_bytes() <= len` and a
+/// rebuild or compaction always fits). A node opened for editing must also have no two items
+/// sharing bytes, since editing one zeroes its old bytes. Reading needs neither (every range
+/// was checked to lie inside the block), and the overlap check costs a sort, so `decode`
+/// skips it.
+fn check_heap_use(node: &Node<'_>, heap_start: usize, check: Check) -> Result<(), FormatError> {
+    let kv_total: usize = (0..node.count).map(|i| read_slot(node.buf, i).kv_len()).sum();
+    if kv_total > node.buf.len() - heap_start {
+        return Err(FormatError::corrupt(format!(
+            "node: items claim {kv_total} bytes but the heap holds {}",
+            node.buf.len() - heap_start
+        )));
+    }
+    if check == Check::Open {
+        let mut ranges: Vec<(usize, usize)> = (0..node.count)
+            .map(|i| read_slot(node.buf, i).kv_range())
+            .filter(|range| !range.is_empty())
+            .map(|range| (range.start, range.end))
+            .collect();
+        ranges.sort_unstable();
+        if ranges.windows(2).any(|pair| matches!(pair, [a, b] if b.0 < a.1)) {
+            return Err(FormatError::corrupt("node: two items share heap bytes"));
+        }
+    }
+    Ok(())
 }
 
 fn check_item(

@@ -51,7 +51,7 @@ impl<'a> NodeMut<'a> {
         assert!(u32::try_from(len).is_ok_and(is_valid_block_bytes), "node buffer of {len} bytes");
         assert!(
             (kind == BlockKind::Leaf && level == 0)
-                || (kind == BlockKind::Internal && level >= 1 && level <= TREE_DEPTH_MAX),
+                || (kind == BlockKind::Internal && (1..=TREE_DEPTH_MAX).contains(&level)),
             "NodeMut::init: {kind:?} at level {level}"
         );
         buf.fill(0);
@@ -115,7 +115,7 @@ impl<'a> NodeMut<'a> {
     pub fn set_level(&mut self, level: u8) {
         assert!(
             (self.kind == BlockKind::Leaf && level == 0)
-                || (self.kind == BlockKind::Internal && level >= 1 && level <= TREE_DEPTH_MAX),
+                || (self.kind == BlockKind::Internal && (1..=TREE_DEPTH_MAX).contains(&level)),
             "set_level: {:?} at level {level}",
             self.kind
         );
@@ -405,7 +405,13 @@ impl<'a> NodeMut<'a> {
     }
 
     fn write_slot(&mut self, index: usize, slot: &Slot) {
-        self.write(slot_offset(index), bytemuck::bytes_of(slot));
+        // An item with no bytes (empty key, empty value) always points at the block end, so
+        // reclaiming the heap bottom (`free_item`) can never leave it below `heap_start`.
+        let mut slot = *slot;
+        if slot.kv_len() == 0 {
+            slot.offset = U32Le::new(self.buf.len() as u32);
+        }
+        self.write(slot_offset(index), bytemuck::bytes_of(&slot));
     }
 
     fn header(&self) -> BlockHeader {

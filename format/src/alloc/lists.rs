@@ -176,7 +176,7 @@ impl<B: AsRef<[u8]>> AllocIndex<B> {
 impl<B: AsRef<[u8]> + AsMut<[u8]>> AllocIndex<B> {
     /// Formats `buf` as an empty index block of `level` (≥ 1) covering from `first_block`.
     pub fn init(mut buf: B, address: u64, generation: u64, level: u8, first_block: u64) -> Self {
-        assert!(level >= 1 && level <= TREE_DEPTH_MAX, "alloc index level {level}");
+        assert!((1..=TREE_DEPTH_MAX).contains(&level), "alloc index level {level}");
         let mut header =
             BlockHeader::new(BlockKind::AllocIndex, level, address, generation, TREE_ID_ALLOCATOR);
         header.aux64 = U64Le::new(first_block);
