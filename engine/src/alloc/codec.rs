@@ -1,34 +1,23 @@
 //! Encoding and validating decoding of the allocator's blocks (`docs/format.md`,
 //! "Allocator"): bitmap chunks (kind 4), index blocks (kind 5), pending lists (kind 6).
 //!
+//! A thin layer over `arbor_format`'s views (`BitmapChunk`, `AllocIndex`, `PendingList`).
 //! Encoders return sealed blocks (crc filled in). Decoders take a block the engine has
-//! already verified against its pointer (address, generation, crc) and check everything the
-//! allocator relies on: kind, owner, level, first block covered, item counts. They never
-//! panic on bad bytes; the reason goes into `Error::Corrupt`.
+//! already verified against its pointer (address, generation, crc); on top of the format
+//! crate's checks (kind, owner, counts, pointer flags, extent sanity) they check what only
+//! the allocator knows: the level and first block a block must have at its place in the
+//! index, and its exact child count. They never panic on bad bytes; the reason goes into
+//! `Error::Corrupt`.
 
+use super::pending::Run;
 use crate::io::AlignedBuf;
 use arbor_format::{
-    pending_list_capacity, seal_block, BlockHeader, BlockKind, ChildPtr, U16Le, U64Le,
-    CHILD_PTR_BYTES, EXTENT_BYTES, HEADER_BYTES, TREE_ID_ALLOCATOR,
+    seal_block, AllocIndex, BitmapChunk, ChildPtr, Extent, PendingList, HEADER_BYTES,
 };
 
-/// A zeroed block with a header of `kind` at `addr`, generation `gen`, owned by the allocator.
-fn block_with_header(
-    block_bytes: u32,
-    kind: BlockKind,
-    level: u8,
-    addr: u64,
-    gen: u64,
-    item_count: usize,
-    aux64: u64,
-) -> AlignedBuf {
-    let mut buf = AlignedBuf::zeroed(block_bytes as usize, block_bytes as usize);
-    let mut header = BlockHeader::new(kind, level, addr, gen, TREE_ID_ALLOCATOR);
-    let item_count = u16::try_from(item_count).expect("item count fits the block");
-    header.item_count = U16Le::new(item_count);
-    header.aux64 = U64Le::new(aux64);
-    buf[..HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
-    buf
+/// A zeroed buffer of one block, aligned for O_DIRECT.
+fn block(block_bytes: u32) -> AlignedBuf {
+    AlignedBuf::zeroed(block_bytes as usize, block_bytes as usize)
 }
 
 /// A bitmap chunk covering blocks from `first_block`; `words` are the chunk's bits.
@@ -39,8 +28,9 @@ pub(super) fn encode_chunk(
     first_block: u64,
     words: &[u64],
 ) -> AlignedBuf {
-    let mut buf =
-        block_with_header(block_bytes, BlockKind::AllocBitmap, 0, addr, gen, 0, first_block);
+    let mut buf = block(block_bytes);
+    BitmapChunk::init(&mut buf[..], addr, gen, first_block);
+    // The layout is bit i at byte i/8, bit i%8: little-endian 64-bit words, copied whole.
     let body = &mut buf[HEADER_BYTES..];
     assert_eq!(body.len(), words.len() * 8, "a chunk fills its block");
     for (dst, w) in body.chunks_exact_mut(8).zip(words) {
@@ -59,13 +49,10 @@ pub(super) fn encode_index(
     first_block: u64,
     children: &[ChildPtr],
 ) -> AlignedBuf {
-    let kind = BlockKind::AllocIndex;
-    let mut buf =
-        block_with_header(block_bytes, kind, level, addr, gen, children.len(), first_block);
-    let body = &mut buf[HEADER_BYTES..];
-    assert!(children.len() * CHILD_PTR_BYTES <= body.len(), "index fanout exceeded");
-    for (dst, child) in body.chunks_exact_mut(CHILD_PTR_BYTES).zip(children) {
-        dst.copy_from_slice(child.as_bytes());
+    let mut buf = block(block_bytes);
+    let mut index = AllocIndex::init(&mut buf[..], addr, gen, level, first_block);
+    for child in children {
+        index.push(*child).expect("index fanout exceeded");
     }
     seal_block(&mut buf);
     buf
@@ -78,43 +65,24 @@ pub(super) fn encode_pending(
     gen: u64,
     freed_gen: u64,
     next: ChildPtr,
-    runs: &[super::pending::Run],
+    runs: &[Run],
 ) -> AlignedBuf {
-    assert!(runs.len() <= pending_list_capacity(block_bytes), "pending list overfull");
-    let kind = BlockKind::PendingList;
-    let mut buf = block_with_header(block_bytes, kind, 0, addr, gen, runs.len(), freed_gen);
-    let body = &mut buf[HEADER_BYTES..];
-    body[..CHILD_PTR_BYTES].copy_from_slice(next.as_bytes());
-    let extents = body[CHILD_PTR_BYTES..].chunks_exact_mut(EXTENT_BYTES);
-    for (dst, run) in extents.zip(runs) {
-        dst[..8].copy_from_slice(&run.start.to_le_bytes());
-        dst[8..].copy_from_slice(&run.count.to_le_bytes());
+    let mut buf = block(block_bytes);
+    let mut list = PendingList::init(&mut buf[..], addr, gen, freed_gen);
+    list.set_next(next);
+    for run in runs {
+        list.push(Extent::new(run.start, run.count)).expect("pending list overfull");
     }
     seal_block(&mut buf);
     buf
 }
 
-/// Checks the header fields every allocator block shares; returns the header.
-fn check_header(buf: &[u8], kind: BlockKind, level: u8) -> Result<BlockHeader, String> {
-    let header = *arbor_format::parse_header(buf).map_err(|e| e.reason)?;
-    let found = header.kind().map_err(|e| e.reason)?;
-    if found != kind {
-        return Err(format!("expected a {kind:?} block, found {found:?}"));
-    }
-    if header.owner() != TREE_ID_ALLOCATOR {
-        return Err(format!("allocator block owned by tree {}", header.owner()));
-    }
-    if header.level() != level {
-        return Err(format!("{kind:?} block at level {}, expected {level}", header.level()));
-    }
-    Ok(header)
-}
-
 /// The words of a bitmap chunk that must cover blocks from `first_block`.
 pub(super) fn decode_chunk(buf: &[u8], first_block: u64) -> Result<Vec<u64>, String> {
-    let header = check_header(buf, BlockKind::AllocBitmap, 0)?;
-    if header.aux64() != first_block {
-        return Err(format!("bitmap chunk covers {} but belongs at {first_block}", header.aux64()));
+    let chunk = BitmapChunk::decode(buf).map_err(|e| e.reason)?;
+    if chunk.first_block() != first_block {
+        let found = chunk.first_block();
+        return Err(format!("bitmap chunk covers {found} but belongs at {first_block}"));
     }
     let body = buf.get(HEADER_BYTES..).unwrap_or_default();
     let words = body.chunks_exact(8).map(|b| {
@@ -133,38 +101,23 @@ pub(super) fn decode_index(
     first_block: u64,
     expected: usize,
 ) -> Result<Vec<ChildPtr>, String> {
-    let header = check_header(buf, BlockKind::AllocIndex, level)?;
-    if header.aux64() != first_block {
-        return Err(format!("index block covers {} but belongs at {first_block}", header.aux64()));
+    let index = AllocIndex::decode(buf).map_err(|e| e.reason)?;
+    if index.level() != level {
+        return Err(format!("index block at level {}, expected {level}", index.level()));
     }
-    let count = usize::from(header.item_count());
-    if count != expected {
-        return Err(format!("index block has {count} children, expected {expected}"));
+    if index.first_block() != first_block {
+        let found = index.first_block();
+        return Err(format!("index block covers {found} but belongs at {first_block}"));
     }
-    let body = buf.get(HEADER_BYTES..).unwrap_or_default();
-    let ptrs: Vec<ChildPtr> =
-        body.chunks_exact(CHILD_PTR_BYTES).take(count).filter_map(ChildPtr::from_bytes).collect();
-    if ptrs.len() != count {
-        return Err(format!("index block too short for {count} children"));
+    if index.len() != expected {
+        return Err(format!("index block has {} children, expected {expected}", index.len()));
     }
-    Ok(ptrs)
+    Ok((0..expected).map(|i| index.child(i)).collect())
 }
 
-/// A decoded pending list: `(freed_gen, next, runs)`; runs are not range-checked here.
+/// A decoded pending list: `(freed_gen, next, runs)`; runs are range-checked by the caller.
 pub(super) fn decode_pending(buf: &[u8]) -> Result<(u64, ChildPtr, Vec<(u64, u64)>), String> {
-    let header = check_header(buf, BlockKind::PendingList, 0)?;
-    let count = usize::from(header.item_count());
-    let body = buf.get(HEADER_BYTES..).unwrap_or_default();
-    let capacity = body.len().saturating_sub(CHILD_PTR_BYTES) / EXTENT_BYTES;
-    if count > capacity {
-        return Err(format!("pending list holds {count} extents, capacity {capacity}"));
-    }
-    let next = body
-        .get(..CHILD_PTR_BYTES)
-        .and_then(ChildPtr::from_bytes)
-        .ok_or("pending list too short for its next pointer")?;
-    let extents = body.get(CHILD_PTR_BYTES..).unwrap_or_default().chunks_exact(EXTENT_BYTES);
-    let runs = extents.take(count).filter_map(arbor_format::Extent::from_bytes);
-    let runs: Vec<(u64, u64)> = runs.map(|e| (e.start(), e.count())).collect();
-    Ok((header.aux64(), next, runs))
+    let list = PendingList::decode(buf).map_err(|e| e.reason)?;
+    let runs = (0..list.len()).map(|i| list.extent(i)).map(|e| (e.start(), e.count()));
+    Ok((list.freed_generation(), list.next(), runs.collect()))
 }
