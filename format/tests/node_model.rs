@@ -127,7 +127,6 @@ fn leaf_insert(rng: &mut Rng, buf: &mut [u8], model: &mut BTreeMap<Vec<u8>, Val>
                 Err(NodeFull) => {
                     assert!(!fits);
                     assert_eq!(node.bytes(), &before[..], "failed insert changed the node");
-                    drop(node);
                     check_split_for_insert(buf, i, &key, &val, model);
                 }
             }
@@ -200,7 +199,6 @@ fn leaf_split_merge(rng: &mut Rng, buf: &mut [u8], model: &BTreeMap<Vec<u8>, Val
     assert!(at >= 1 && at < model.len());
     let mut right = NodeMut::init(&mut right_buf, BlockKind::Leaf, 0, 99, 1, 16);
     left.move_tail_to(at, &mut right).unwrap();
-    drop((left, right));
     let mut left_model = model.clone();
     let split = model.keys().nth(at).unwrap().clone();
     let right_model = left_model.split_off(&split);
@@ -291,7 +289,6 @@ fn internal_split_merge(buf: &mut [u8], model: &BTreeMap<Vec<u8>, ChildPtr>, lev
     left.move_tail_to(at, &mut right).unwrap();
     let separator = right.as_node().key(0).to_vec();
     right.set_key(0, b"").unwrap();
-    drop((left, right));
     let mut left_model = model.clone();
     let mut right_model = left_model.split_off(&separator);
     let first = right_model.remove(&separator).unwrap();
@@ -343,7 +340,6 @@ fn run_internal_sequence(seed: u64) {
         } else if op < 90 {
             node.compact();
         } else if op < 95 {
-            drop(node);
             internal_split_merge(&mut buf, &model, level);
         } else {
             let probe = random_key(&mut rng, block_bytes);
