@@ -48,7 +48,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io(e) => write!(f, "I/O error: {e}"),
-            Error::Corrupt { addr, reason } => write!(f, "corrupt block at address {addr}: {reason}"),
+            Error::Corrupt { addr, reason } => {
+                write!(f, "corrupt block at address {addr}: {reason}")
+            }
             Error::NoSpace => write!(f, "no space left in the store"),
             Error::KeyTooLarge { len, max } => {
                 write!(f, "key of {len} bytes exceeds the maximum of {max} bytes")

@@ -1,13 +1,33 @@
 //! Arbor: a persistent embedded key-value store on raw disk.
 //!
-//! See `docs/format.md` for the on-disk layout and the repository README for usage.
+//! A copy-on-write B-tree with named trees and durable transactions, writing through
+//! O_DIRECT io_uring. See `docs/format.md` for the on-disk layout and the README for usage.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub(crate) mod alloc;
+mod alloc;
+mod btree;
+mod btree_write;
+mod cache;
+mod catalog;
+pub mod check;
+mod commit;
+mod db;
 pub mod error;
+mod freeze;
 pub mod io;
+mod modlog;
+mod options;
+mod recovery;
+mod store;
 pub mod sync;
+mod txn;
+mod writer;
 
+pub use btree::Range;
+pub use check::CheckReport;
+pub use db::{Db, Stats};
 pub use error::{Error, Result};
 pub use io::{AlignedBuf, BlockDevice, ReadOp, WriteOp};
+pub use options::{Durability, IoBackend, Options, SnapshotPolicy};
+pub use txn::{CommitInfo, WriteTree, WriteTxn};

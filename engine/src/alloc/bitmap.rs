@@ -25,7 +25,8 @@ impl Bitmap {
     /// A bitmap over `block_count` blocks, every block free (the caller reserves what it must)
     /// and every chunk dirty (nothing of it is on disk yet).
     pub(super) fn new(bits_per_chunk: u64, block_count: u64) -> Bitmap {
-        assert!(bits_per_chunk > 0 && bits_per_chunk % WORD_BITS == 0, "chunks are whole words");
+        let whole_words = bits_per_chunk / WORD_BITS * WORD_BITS == bits_per_chunk;
+        assert!(bits_per_chunk > 0 && whole_words, "chunks are whole words");
         let mut bitmap = Bitmap {
             words: Vec::new(),
             block_count: 0,

@@ -115,9 +115,20 @@ pub(super) fn decode_index(
     Ok((0..expected).map(|i| index.child(i)).collect())
 }
 
-/// A decoded pending list: `(freed_gen, next, runs)`; runs are range-checked by the caller.
-pub(super) fn decode_pending(buf: &[u8]) -> Result<(u64, ChildPtr, Vec<(u64, u64)>), String> {
+/// A decoded pending list block.
+pub(super) struct DecodedList {
+    pub freed_gen: u64,
+    pub next: ChildPtr,
+    /// `(start, count)`, non-empty and not wrapping; range-checked by the caller.
+    pub extents: Vec<(u64, u64)>,
+}
+
+pub(super) fn decode_pending(buf: &[u8]) -> Result<DecodedList, String> {
     let list = PendingList::decode(buf).map_err(|e| e.reason)?;
-    let runs = (0..list.len()).map(|i| list.extent(i)).map(|e| (e.start(), e.count()));
-    Ok((list.freed_generation(), list.next(), runs.collect()))
+    let extents = (0..list.len()).map(|i| list.extent(i)).map(|e| (e.start(), e.count()));
+    Ok(DecodedList {
+        freed_gen: list.freed_generation(),
+        next: list.next(),
+        extents: extents.collect(),
+    })
 }

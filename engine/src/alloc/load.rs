@@ -128,20 +128,20 @@ impl Allocator {
                 return Err(Error::corrupt(addr, "pending lists form a cycle"));
             }
             let buf = self.read_own(ptr, read)?;
-            let (freed_gen, next, extents) =
-                codec::decode_pending(&buf).map_err(|r| Error::corrupt(addr, r))?;
+            let list = codec::decode_pending(&buf).map_err(|r| Error::corrupt(addr, r))?;
+            let freed_gen = list.freed_gen;
             if freed_gen > newest {
                 let why = format!("pending list of generation {freed_gen} after {newest}");
                 return Err(Error::corrupt(addr, why));
             }
             newest = freed_gen;
-            for (start, count) in extents {
+            for (start, count) in list.extents {
                 let run = self.check_pending_extent(addr, start, count)?;
                 self.bitmap.clear_range(run.start, run.count);
                 runs.push((freed_gen, run));
             }
             self.pending_lists.push(ptr);
-            ptr = next;
+            ptr = list.next;
         }
         // Runs were cleared to catch overlaps; all are allocated again until decided.
         for (g, run) in &runs {

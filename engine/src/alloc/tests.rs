@@ -178,101 +178,166 @@ fn assert_matches(a: &Allocator, m: &Model) {
     assert_eq!(own, m_own);
 }
 
+/// A durable or in-flight superblock: allocator roots, generation, and the model at persist.
+type Super = (ChildPtr, ChildPtr, u64, Model);
+
+/// What a walk did, to check that it exercised every path.
+#[derive(Debug, Default)]
+struct Counts {
+    allocs: u32,
+    no_space: u32,
+    persists: u32,
+    two_pass: u32,
+    lagged: u32,
+    reloads: u32,
+}
+
 /// A random walk of allocations, frees (immediate for this generation's blocks, pending for
 /// committed ones), commits (persist + durable), lagging durability, crashes (reload from
 /// the last durable superblock) and growth, checked against the model after every step.
-fn random_walk(seed: u64, steps: u32) {
-    let mut rng = Rng(seed);
-    let start_blocks = FIRST + 3000;
-    let max_blocks = FIRST + 3 * BITS;
-    let mut a = Allocator::new(BB, start_blocks);
-    let mut m = Model {
-        allocated: (0..start_blocks).map(|b| b < FIRST).collect(),
-        pending: BTreeMap::new(),
-        own: Vec::new(),
-        committed: Vec::new(),
-    };
-    let mut fresh: Vec<(u64, u64)> = Vec::new();
-    let mut disk: HashMap<u64, AlignedBuf> = HashMap::new();
-    // The last persisted superblock not yet durable, and the last durable one (+ its model).
-    let mut in_flight: Option<(ChildPtr, ChildPtr, u64, Model)> = None;
-    let mut durable: Option<(ChildPtr, ChildPtr, u64, Model)> = None;
-    let mut gen = 1u64;
-    for _ in 0..steps {
-        match rng.below(100) {
-            0..=39 => {
-                let span = if rng.below(8) == 0 { 300 } else { 8 };
-                let count = 1 + rng.below(span);
-                match a.alloc(count) {
-                    Ok(start) => {
-                        m.take(start, count);
-                        fresh.push((start, count));
-                    }
-                    Err(AllocError::NoSpace) => {
-                        assert!(a.largest_free_run() < count);
-                        let grown = (a.block_count() + 1 + rng.below(5000)).min(max_blocks);
-                        a.grow(grown);
-                        m.allocated.resize(grown as usize, false);
-                    }
-                }
+struct Walk {
+    rng: Rng,
+    a: Allocator,
+    m: Model,
+    /// Runs allocated in the open generation (freed at once).
+    fresh: Vec<(u64, u64)>,
+    disk: HashMap<u64, AlignedBuf>,
+    in_flight: Option<Super>,
+    durable: Option<Super>,
+    gen: u64,
+    max_blocks: u64,
+    counts: Counts,
+}
+
+impl Walk {
+    fn new(seed: u64) -> Walk {
+        let start_blocks = FIRST + 3000;
+        Walk {
+            rng: Rng(seed),
+            a: Allocator::new(BB, start_blocks),
+            m: Model {
+                allocated: (0..start_blocks).map(|b| b < FIRST).collect(),
+                pending: BTreeMap::new(),
+                own: Vec::new(),
+                committed: Vec::new(),
+            },
+            fresh: Vec::new(),
+            disk: HashMap::new(),
+            in_flight: None,
+            durable: None,
+            gen: 1,
+            max_blocks: FIRST + 3 * BITS,
+            counts: Counts::default(),
+        }
+    }
+
+    fn grow(&mut self, by: u64) {
+        let grown = (self.a.block_count() + by).min(self.max_blocks);
+        self.a.grow(grown);
+        self.m.allocated.resize(grown as usize, false);
+    }
+
+    fn step(&mut self) {
+        let full = self.m.free_count() * 10 < self.m.allocated.len() as u64;
+        match self.rng.below(100) {
+            0..=39 => self.alloc(),
+            40..=54 if !self.fresh.is_empty() => {
+                let i = self.rng.below(self.fresh.len() as u64) as usize;
+                let (start, count) = self.fresh.swap_remove(i);
+                self.a.free_now(start, count);
+                self.m.release(start, count);
             }
-            40..=54 if !fresh.is_empty() => {
-                let (start, count) = fresh.swap_remove(rng.below(fresh.len() as u64) as usize);
-                a.free_now(start, count);
-                m.release(start, count);
+            // Free committed data more eagerly when the device is nearly full.
+            55..=74 | 96..=99
+                if !self.m.committed.is_empty() && (full || self.rng.below(2) == 0) =>
+            {
+                let i = self.rng.below(self.m.committed.len() as u64) as usize;
+                let (start, count) = self.m.committed.swap_remove(i);
+                self.a.free_pending(start, count, self.gen);
+                self.m.pending.entry(self.gen).or_default().extend(start..start + count);
             }
-            55..=74 if !m.committed.is_empty() => {
-                let i = rng.below(m.committed.len() as u64) as usize;
-                let (start, count) = m.committed.swap_remove(i);
-                a.free_pending(start, count, gen);
-                m.pending.entry(gen).or_default().extend(start..start + count);
-            }
-            75..=91 => {
-                // Commit `gen`: persist, write, and (usually) become durable at once.
-                let persisted = loop {
-                    match a.persist(gen) {
-                        Ok(p) => break p,
-                        Err(AllocError::NoSpace) => {
-                            assert!(a.block_count() < max_blocks, "no space at the maximum");
-                            let grown = (a.block_count() + 2000).min(max_blocks);
-                            a.grow(grown);
-                            m.allocated.resize(grown as usize, false);
-                        }
-                    }
-                };
-                apply_persist(&a, &mut m, &persisted, gen, &mut disk);
-                m.committed.append(&mut fresh);
-                let sb = (persisted.alloc_root, persisted.pending_root, gen, m.clone());
-                if let Some(prev) = in_flight.replace(sb) {
-                    a.note_durable(prev.2);
-                    m.note_durable(prev.2);
-                    durable = Some(prev);
-                }
-                if rng.below(4) != 0 {
-                    let sb = in_flight.take().unwrap();
-                    a.note_durable(sb.2);
-                    m.note_durable(sb.2);
-                    durable = Some(sb);
-                }
-                gen += 1;
-            }
-            92..=95 => {
-                // Crash: reopen from the newest durable superblock.
-                let Some((root, pending_root, g, model)) = durable.clone() else { continue };
-                let count = model.allocated.len() as u64;
-                let mut read = reader(&disk);
-                a = Allocator::load(BB, count, root, pending_root, g, &mut read).unwrap();
-                m = model;
-                m.note_durable(g);
-                fresh.clear();
-                in_flight = None;
-                gen = g + 1;
-            }
+            75..=91 => self.commit(),
+            92..=95 => self.crash(),
             _ => {}
         }
-        assert_eq!(a.free_blocks(), m.free_count());
+        assert_eq!(self.a.free_blocks(), self.m.free_count());
     }
-    assert_matches(&a, &m);
+
+    fn alloc(&mut self) {
+        let span = if self.rng.below(8) == 0 { 300 } else { 8 };
+        let count = 1 + self.rng.below(span);
+        self.counts.allocs += 1;
+        match self.a.alloc(count) {
+            Ok(start) => {
+                self.m.take(start, count);
+                self.fresh.push((start, count));
+            }
+            Err(AllocError::NoSpace) => {
+                assert!(self.a.largest_free_run() < count);
+                self.counts.no_space += 1;
+                let by = 1 + self.rng.below(3000);
+                self.grow(by);
+            }
+        }
+    }
+
+    /// Commit `gen`: persist, write, and become durable at once or one commit later.
+    fn commit(&mut self) {
+        let persisted = loop {
+            match self.a.persist(self.gen) {
+                Ok(p) => break p,
+                Err(AllocError::NoSpace) => {
+                    assert!(self.a.block_count() < self.max_blocks, "no space at the maximum");
+                    self.grow(2000);
+                }
+            }
+        };
+        self.counts.persists += 1;
+        self.counts.two_pass += u32::from(self.a.persist_passes == 2);
+        apply_persist(&self.a, &mut self.m, &persisted, self.gen, &mut self.disk);
+        self.m.committed.append(&mut self.fresh);
+        let sb = (persisted.alloc_root, persisted.pending_root, self.gen, self.m.clone());
+        if let Some(prev) = self.in_flight.replace(sb) {
+            self.make_durable(prev);
+        }
+        if self.rng.below(4) != 0 {
+            let sb = self.in_flight.take().expect("just set");
+            self.make_durable(sb);
+        } else {
+            self.counts.lagged += 1;
+        }
+        self.gen += 1;
+    }
+
+    fn make_durable(&mut self, sb: Super) {
+        self.a.note_durable(sb.2);
+        self.m.note_durable(sb.2);
+        self.durable = Some(sb);
+    }
+
+    /// Crash: reopen from the newest durable superblock, as recovery does.
+    fn crash(&mut self) {
+        let Some((root, pending_root, g, model)) = self.durable.clone() else { return };
+        let count = model.allocated.len() as u64;
+        let mut read = reader(&self.disk);
+        self.a = Allocator::load(BB, count, root, pending_root, g, &mut read).unwrap();
+        self.m = model;
+        self.m.note_durable(g);
+        assert_matches(&self.a, &self.m);
+        self.fresh.clear();
+        self.in_flight = None;
+        self.gen = g + 1;
+        self.counts.reloads += 1;
+    }
+}
+
+fn random_walk(seed: u64, steps: u32) -> Counts {
+    let mut walk = Walk::new(seed);
+    for _ in 0..steps {
+        walk.step();
+    }
+    assert_matches(&walk.a, &walk.m);
+    walk.counts
 }
 
 /// Applies a persist to the model: new own blocks were free and are now allocated, replaced
@@ -303,6 +368,8 @@ fn apply_persist(
 #[test]
 fn random_walk_against_model() {
     for seed in 1..=4 {
-        random_walk(seed, 3000);
+        let counts = random_walk(seed, 4000);
+        eprintln!("seed {seed}: {counts:?}");
+        assert!(counts.no_space > 0 && counts.reloads > 10 && counts.lagged > 10, "{counts:?}");
     }
 }

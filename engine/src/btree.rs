@@ -1,0 +1,358 @@
+//! B-tree reads over any `NodeSource` (the writer's view now; snapshot views later):
+//! point lookups and a double-ended range iterator.
+//!
+//! Descent is bounded: every child must sit exactly one level below its parent, and the
+//! root's level is at most `TREE_DEPTH_MAX`, so a corrupt pointer cycle ends in
+//! `Error::Corrupt`, never a hang (STYLE rule 4).
+
+use std::ops::Bound;
+
+use arbor_format::constants::TREE_DEPTH_MAX;
+use arbor_format::node::{LeafValue, Node};
+use arbor_format::{BlockKind, ChildPtr, OverflowRef};
+
+use crate::modlog::ItemValue;
+use crate::writer::{decode, NodeBuf};
+use crate::{Error, Result};
+
+/// Where a reader gets node images from.
+pub(crate) trait NodeSource<'a> {
+    fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>>;
+    fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>>;
+}
+
+/// Checks that a node fetched through a parent has the expected shape.
+pub(crate) fn check_child(node: &Node<'_>, addr: u64, expect_level: Option<u8>) -> Result<()> {
+    let level = node.level();
+    if level > TREE_DEPTH_MAX {
+        return Err(Error::corrupt(addr, format!("level {level} exceeds the depth limit")));
+    }
+    if let Some(expected) = expect_level {
+        if level != expected {
+            return Err(Error::corrupt(
+                addr,
+                format!("level {level} where the parent expects {expected}"),
+            ));
+        }
+    }
+    let kind_ok = match node.kind() {
+        BlockKind::Leaf => level == 0,
+        BlockKind::Internal => level > 0,
+        _ => false,
+    };
+    if !kind_ok {
+        return Err(Error::corrupt(addr, "tree pointer leads to a block of the wrong kind"));
+    }
+    Ok(())
+}
+
+/// Looks up `key`; returns the owned item value (leaf value or overflow reference).
+pub(crate) fn lookup<'a>(
+    src: &dyn NodeSource<'a>,
+    root: ChildPtr,
+    key: &[u8],
+) -> Result<Option<ItemValue>> {
+    let mut ptr = root;
+    let mut expect = None;
+    loop {
+        let buf = src.node(ptr)?;
+        let node = decode(&buf, ptr.address())?;
+        check_child(&node, ptr.address(), expect)?;
+        if node.level() == 0 {
+            return Ok(match node.search(key) {
+                Ok(i) => Some(owned_leaf_value(&node, i)),
+                Err(_) => None,
+            });
+        }
+        if node.is_empty() {
+            return Err(Error::corrupt(ptr.address(), "empty internal node"));
+        }
+        expect = Some(node.level() - 1);
+        ptr = node.child(node.child_index(key));
+    }
+}
+
+pub(crate) fn owned_leaf_value(node: &Node<'_>, i: usize) -> ItemValue {
+    match node.leaf_value(i) {
+        LeafValue::Inline(v) => ItemValue::Inline(v.to_vec()),
+        LeafValue::Overflow(r) => ItemValue::Overflow(r),
+    }
+}
+
+/// Materialises a leaf value, reading an overflow extent if needed.
+pub(crate) fn value_bytes<'a>(src: &dyn NodeSource<'a>, v: ItemValue) -> Result<Vec<u8>> {
+    match v {
+        ItemValue::Inline(v) => Ok(v),
+        ItemValue::Overflow(r) => src.overflow(&r),
+        ItemValue::Child(_) => Err(Error::corrupt(0, "child pointer where a value was expected")),
+    }
+}
+
+pub(crate) fn get<'a>(
+    src: &dyn NodeSource<'a>,
+    root: ChildPtr,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>> {
+    match lookup(src, root, key)? {
+        Some(v) => Ok(Some(value_bytes(src, v)?)),
+        None => Ok(None),
+    }
+}
+
+/// A position: the node images from the root to a leaf and the index taken in each.
+struct Cursor<'a> {
+    path: Vec<(NodeBuf<'a>, u64, usize)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Forward,
+    Backward,
+}
+
+/// Iterator over a key range of one tree, in either direction (`.rev()`).
+pub struct Range<'a> {
+    src: Box<dyn NodeSource<'a> + 'a>,
+    root: ChildPtr,
+    start: Bound<Vec<u8>>,
+    end: Bound<Vec<u8>>,
+    front: Option<Cursor<'a>>,
+    back: Option<Cursor<'a>>,
+    last_front: Option<Vec<u8>>,
+    last_back: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl<'a> Range<'a> {
+    pub(crate) fn new(
+        src: Box<dyn NodeSource<'a> + 'a>,
+        root: ChildPtr,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+    ) -> Range<'a> {
+        Range {
+            src,
+            root,
+            start,
+            end,
+            front: None,
+            back: None,
+            last_front: None,
+            last_back: None,
+            done: false,
+        }
+    }
+
+    /// Descends from the root to the leaf that holds `target` (or the first/last leaf).
+    fn seek(&self, target: Option<&[u8]>, dir: Dir) -> Result<Cursor<'a>> {
+        let mut path = Vec::new();
+        let mut ptr = self.root;
+        let mut expect = None;
+        loop {
+            let buf = self.src.node(ptr)?;
+            let node = decode(&buf, ptr.address())?;
+            check_child(&node, ptr.address(), expect)?;
+            let len = node.len();
+            if node.level() == 0 {
+                let idx = match (target, dir) {
+                    (None, Dir::Forward) => 0,
+                    (None, Dir::Backward) => len,
+                    (Some(k), _) => match node.search(k) {
+                        Ok(i) if dir == Dir::Backward => i + 1,
+                        Ok(i) | Err(i) => i,
+                    },
+                };
+                // Backward cursors point one past the next item to yield.
+                path.push((buf, ptr.address(), idx));
+                return Ok(Cursor { path });
+            }
+            if len == 0 {
+                return Err(Error::corrupt(ptr.address(), "empty internal node"));
+            }
+            let idx = match (target, dir) {
+                (None, Dir::Forward) => 0,
+                (None, Dir::Backward) => len - 1,
+                (Some(k), _) => node.child_index(k),
+            };
+            let child = node.child(idx);
+            expect = Some(node.level() - 1);
+            path.push((buf, ptr.address(), idx));
+            ptr = child;
+        }
+    }
+
+    /// Moves a cursor to the next (forward) or previous (backward) leaf when its leaf is
+    /// exhausted. Returns false at the end of the tree.
+    fn step_leaf(&self, cur: &mut Cursor<'a>, dir: Dir) -> Result<bool> {
+        // Pop exhausted levels.
+        cur.path.pop();
+        loop {
+            let Some((buf, addr, idx)) = cur.path.last_mut() else { return Ok(false) };
+            let node = decode(buf, *addr)?;
+            let next = match dir {
+                Dir::Forward if *idx + 1 < node.len() => Some(*idx + 1),
+                Dir::Backward if *idx > 0 => Some(*idx - 1),
+                _ => None,
+            };
+            match next {
+                Some(n) => {
+                    *idx = n;
+                    break;
+                }
+                None => {
+                    cur.path.pop();
+                }
+            }
+        }
+        // Descend to the extreme leaf of the new subtree.
+        loop {
+            let (buf, addr, idx) = cur.path.last().ok_or_else(|| Error::corrupt(0, "cursor"))?;
+            let node = decode(buf, *addr)?;
+            if node.level() == 0 {
+                return Ok(true);
+            }
+            let child = node.child(*idx);
+            let expect = node.level() - 1;
+            let cbuf = self.src.node(child)?;
+            let cnode = decode(&cbuf, child.address())?;
+            check_child(&cnode, child.address(), Some(expect))?;
+            let cidx = match dir {
+                Dir::Forward => 0,
+                Dir::Backward if cnode.level() == 0 => cnode.len(),
+                Dir::Backward => cnode.len().saturating_sub(1),
+            };
+            cur.path.push((cbuf, child.address(), cidx));
+        }
+    }
+
+    fn next_item(&mut self, dir: Dir) -> Result<Option<(Vec<u8>, ItemValue)>> {
+        let mut cur = match dir {
+            Dir::Forward => self.front.take(),
+            Dir::Backward => self.back.take(),
+        };
+        if cur.is_none() {
+            let target = match (dir, &self.start, &self.end) {
+                (Dir::Forward, Bound::Included(k) | Bound::Excluded(k), _) => Some(k.clone()),
+                (Dir::Backward, _, Bound::Included(k) | Bound::Excluded(k)) => Some(k.clone()),
+                _ => None,
+            };
+            cur = Some(self.seek(target.as_deref(), dir)?);
+        }
+        let mut cur = cur.ok_or_else(|| Error::corrupt(0, "cursor"))?;
+        let item = loop {
+            let (buf, addr, idx) =
+                cur.path.last_mut().ok_or_else(|| Error::corrupt(0, "cursor"))?;
+            let node = decode(buf, *addr)?;
+            let got = match dir {
+                Dir::Forward if *idx < node.len() => {
+                    let i = *idx;
+                    *idx += 1;
+                    Some(i)
+                }
+                Dir::Backward if *idx > 0 => {
+                    *idx -= 1;
+                    Some(*idx)
+                }
+                _ => None,
+            };
+            if let Some(i) = got {
+                break Some((node.key(i).to_vec(), owned_leaf_value(&node, i)));
+            }
+            if !self.step_leaf(&mut cur, dir)? {
+                break None;
+            }
+        };
+        match dir {
+            Dir::Forward => self.front = Some(cur),
+            Dir::Backward => self.back = Some(cur),
+        }
+        Ok(item)
+    }
+
+    fn in_bounds(&self, key: &[u8], dir: Dir) -> bool {
+        match dir {
+            Dir::Forward => {
+                let before_end = match &self.end {
+                    Bound::Included(e) => key <= e.as_slice(),
+                    Bound::Excluded(e) => key < e.as_slice(),
+                    Bound::Unbounded => true,
+                };
+                let after_start = match &self.start {
+                    Bound::Excluded(s) => key > s.as_slice(),
+                    _ => true,
+                };
+                let not_crossed = self.last_back.as_deref().is_none_or(|b| key < b);
+                before_end && after_start && not_crossed
+            }
+            Dir::Backward => {
+                let after_start = match &self.start {
+                    Bound::Included(s) => key >= s.as_slice(),
+                    Bound::Excluded(s) => key > s.as_slice(),
+                    Bound::Unbounded => true,
+                };
+                let before_end = match &self.end {
+                    Bound::Excluded(e) => key < e.as_slice(),
+                    _ => true,
+                };
+                let not_crossed = self.last_front.as_deref().is_none_or(|f| key > f);
+                after_start && before_end && not_crossed
+            }
+        }
+    }
+
+    fn advance(&mut self, dir: Dir) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let item = match self.next_item(dir) {
+                Ok(Some(item)) => item,
+                Ok(None) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            // An excluded start bound positions forward cursors at the bound itself.
+            if dir == Dir::Forward && matches!(&self.start, Bound::Excluded(s) if *s == item.0) {
+                continue;
+            }
+            if dir == Dir::Backward && matches!(&self.end, Bound::Excluded(e) if *e == item.0) {
+                continue;
+            }
+            if !self.in_bounds(&item.0, dir) {
+                self.done = true;
+                return None;
+            }
+            match dir {
+                Dir::Forward => self.last_front = Some(item.0.clone()),
+                Dir::Backward => self.last_back = Some(item.0.clone()),
+            }
+            return Some(value_bytes(self.src.as_ref(), item.1).map(|v| (item.0, v)));
+        }
+    }
+}
+
+impl Iterator for Range<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.advance(Dir::Forward)
+    }
+}
+
+impl DoubleEndedIterator for Range<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.advance(Dir::Backward)
+    }
+}
+
+pub(crate) fn owned_bound(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.to_vec()),
+        Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}

@@ -1,0 +1,335 @@
+//! B-tree writes on the writer's state: copy-on-write descent, insert with splits, remove
+//! with merges and root collapse. Every change goes through the writer's logged node edits.
+//!
+//! Splitting: the split point is chosen on the virtual node (old items plus the new one) so
+//! that both halves fit whatever the item sizes (every item is at most half a node, so a
+//! fitting point always exists). Appends past the last key split at the end, so sequential
+//! loads fill leaves completely, as redb and LMDB do.
+//!
+//! Merging: a node whose items use less than a quarter of its space is merged with a
+//! sibling when both fit in one node; a root with one child is replaced by that child, so a
+//! tree whose keys are all removed shrinks back to one empty leaf.
+
+use arbor_format::constants::{HEADER_BYTES, SLOT_BYTES, TREE_DEPTH_MAX};
+use arbor_format::node::{LeafValue, Node};
+use arbor_format::{BlockKind, ChildPtr};
+
+use crate::btree::{check_child, lookup};
+use crate::modlog::ItemValue;
+use crate::store::Store;
+use crate::writer::{decode, Need, Writer};
+use crate::{Error, Result};
+
+struct PathElem {
+    addr: u64,
+    /// For internal nodes: the index of the child taken.
+    idx: usize,
+}
+
+/// Blocks one insert or remove may allocate in the worst case: a copy and a split sibling
+/// per level, plus a new root.
+pub(crate) fn blocks_per_op_max(root_level: u8) -> u64 {
+    2 * (u64::from(root_level) + 2) + 1
+}
+
+fn item_bytes(node: &Node<'_>, i: usize) -> usize {
+    let value = if node.level() > 0 {
+        24
+    } else {
+        match node.leaf_value(i) {
+            LeafValue::Inline(v) => v.len(),
+            LeafValue::Overflow(_) => 32,
+        }
+    };
+    SLOT_BYTES + node.key(i).len() + value
+}
+
+fn value_len(v: &ItemValue) -> usize {
+    match v {
+        ItemValue::Inline(v) => v.len(),
+        ItemValue::Overflow(_) => 32,
+        ItemValue::Child(_) => 24,
+    }
+}
+
+fn capacity(s: &Store) -> usize {
+    s.block_bytes as usize - HEADER_BYTES
+}
+
+fn root_level<'a>(w: &'a Writer, s: &Store, root: ChildPtr) -> Result<u8> {
+    let buf = w.node(s, root)?;
+    Ok(decode(&buf, root.address())?.level())
+}
+
+/// Copies the path from the root to the leaf for `key` into the open generation.
+fn cow_path(w: &mut Writer, s: &Store, root: &mut ChildPtr, key: &[u8]) -> Result<Vec<PathElem>> {
+    let addr = w.make_writable(s, *root)?;
+    if addr != root.address() {
+        *root = w.dirty_ptr(addr);
+    }
+    let mut path = Vec::new();
+    let mut cur = addr;
+    let mut expect = None;
+    for _ in 0..=TREE_DEPTH_MAX {
+        let (level, idx, child) = {
+            let node = w.dirty_node(cur)?;
+            let node = node.as_node();
+            check_child(&node, cur, expect)?;
+            if node.level() == 0 {
+                path.push(PathElem { addr: cur, idx: 0 });
+                return Ok(path);
+            }
+            if node.is_empty() {
+                return Err(Error::corrupt(cur, "empty internal node"));
+            }
+            let idx = node.child_index(key);
+            (node.level(), idx, node.child(idx))
+        };
+        let caddr = w.make_writable(s, child)?;
+        if caddr != child.address() {
+            w.set_child(cur, idx, w.dirty_ptr(caddr))?;
+        }
+        path.push(PathElem { addr: cur, idx });
+        expect = Some(level - 1);
+        cur = caddr;
+    }
+    Err(Error::corrupt(addr, "tree deeper than the depth limit"))
+}
+
+/// Inserts or replaces `key`; returns the old value.
+pub(crate) fn insert(
+    w: &mut Writer,
+    s: &Store,
+    root: &mut ChildPtr,
+    owner: u64,
+    key: &[u8],
+    value: ItemValue,
+) -> Result<Option<ItemValue>> {
+    let level = root_level(w, s, *root)?;
+    w.reserve_for(s, blocks_per_op_max(level), Need::Grow)?;
+    let path = cow_path(w, s, root, key)?;
+    let leaf = path.last().map(|p| p.addr).ok_or_else(|| Error::corrupt(0, "empty path"))?;
+    let found = w.dirty_node(leaf)?.as_node().search(key);
+    match found {
+        Ok(slot) => {
+            if let Some(old) = w.node_replace(leaf, slot, value.as_ref())? {
+                return Ok(Some(old));
+            }
+            let (_, old) = w.node_remove(leaf, slot)?;
+            insert_split(w, s, root, owner, &path, slot, key.to_vec(), value)?;
+            Ok(Some(old))
+        }
+        Err(slot) => {
+            if !w.node_insert(leaf, slot, key, value.as_ref())? {
+                insert_split(w, s, root, owner, &path, slot, key.to_vec(), value)?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Chooses how many items of the virtual node (old items with the new one at `slot`) stay
+/// on the left. Both halves fit; balanced, except that an append keeps the left full.
+fn pick_split(node: &Node<'_>, slot: usize, new_bytes: usize, cap: usize) -> Result<usize> {
+    let n = node.len();
+    let sizes: Vec<usize> = (0..=n)
+        .map(|v| match v.cmp(&slot) {
+            std::cmp::Ordering::Less => item_bytes(node, v),
+            std::cmp::Ordering::Equal => new_bytes,
+            std::cmp::Ordering::Greater => item_bytes(node, v - 1),
+        })
+        .collect();
+    let total: usize = sizes.iter().sum();
+    if slot == n && total - new_bytes <= cap && new_bytes <= cap && n > 0 {
+        return Ok(n);
+    }
+    let mut best: Option<(usize, usize)> = None;
+    let mut left = 0usize;
+    for j in 1..=n {
+        left += sizes[j - 1];
+        let right = total - left;
+        if left <= cap && right <= cap {
+            let imbalance = left.abs_diff(right);
+            if best.is_none_or(|(_, b)| imbalance < b) {
+                best = Some((j, imbalance));
+            }
+        }
+    }
+    best.map(|(j, _)| j)
+        .ok_or_else(|| Error::corrupt(node.header().address(), "no split point fits"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_split(
+    w: &mut Writer,
+    s: &Store,
+    root: &mut ChildPtr,
+    owner: u64,
+    path: &[PathElem],
+    mut slot: usize,
+    mut key: Vec<u8>,
+    mut value: ItemValue,
+) -> Result<()> {
+    let cap = capacity(s);
+    let mut depth = path.len() - 1;
+    loop {
+        let addr = path[depth].addr;
+        if w.node_insert(addr, slot, &key, value.as_ref())? {
+            return Ok(());
+        }
+        let new_bytes = SLOT_BYTES + key.len() + value_len(&value);
+        let (level, keep_left) = {
+            let node = w.dirty_node(addr)?;
+            let node = node.as_node();
+            (node.level(), pick_split(&node, slot, new_bytes, cap)?)
+        };
+        let kind = if level == 0 { BlockKind::Leaf } else { BlockKind::Internal };
+        let right = w.new_node(s, kind, level, owner)?;
+        let placed = if slot < keep_left {
+            w.move_tail(addr, keep_left - 1, right)?;
+            w.node_insert(addr, slot, &key, value.as_ref())?
+        } else {
+            w.move_tail(addr, keep_left, right)?;
+            w.node_insert(right, slot - keep_left, &key, value.as_ref())?
+        };
+        if !placed {
+            return Err(Error::corrupt(addr, "split halves do not fit the new item"));
+        }
+        let sep = w.dirty_node(right)?.as_node().key(0).to_vec();
+        if level > 0 {
+            // The right node's first child is now bounded below by the separator in the
+            // parent; its own first key is "minus infinity".
+            let mut r = w.dirty_node(right)?;
+            r.set_key(0, b"").map_err(|_| Error::corrupt(right, "cannot clear first key"))?;
+        }
+        let right_ptr = w.dirty_ptr(right);
+        if depth == 0 {
+            let new_root = w.new_node(s, BlockKind::Internal, level + 1, owner)?;
+            let left_ptr = w.dirty_ptr(addr);
+            let ok = w.node_insert(new_root, 0, b"", ItemValue::Child(left_ptr).as_ref())?
+                && w.node_insert(new_root, 1, &sep, ItemValue::Child(right_ptr).as_ref())?;
+            if !ok {
+                return Err(Error::corrupt(new_root, "new root cannot hold two children"));
+            }
+            *root = w.dirty_ptr(new_root);
+            return Ok(());
+        }
+        depth -= 1;
+        slot = path[depth].idx + 1;
+        key = sep;
+        value = ItemValue::Child(right_ptr);
+    }
+}
+
+/// Removes `key`; returns the old value.
+pub(crate) fn remove(
+    w: &mut Writer,
+    s: &Store,
+    root: &mut ChildPtr,
+    key: &[u8],
+) -> Result<Option<ItemValue>> {
+    if lookup(&w.read_view(s), *root, key)?.is_none() {
+        return Ok(None);
+    }
+    let level = root_level(w, s, *root)?;
+    w.reserve_for(s, blocks_per_op_max(level), Need::Shrink)?;
+    let path = cow_path(w, s, root, key)?;
+    let leaf = path.last().map(|p| p.addr).ok_or_else(|| Error::corrupt(0, "empty path"))?;
+    let slot = match w.dirty_node(leaf)?.as_node().search(key) {
+        Ok(slot) => slot,
+        Err(_) => return Err(Error::corrupt(leaf, "key vanished between lookup and removal")),
+    };
+    let (_, old) = w.node_remove(leaf, slot)?;
+    rebalance(w, s, root, &path)?;
+    Ok(Some(old))
+}
+
+fn used_bytes(w: &mut Writer, addr: u64) -> Result<(usize, usize)> {
+    let node = w.dirty_node(addr)?;
+    let node = node.as_node();
+    Ok(((0..node.len()).map(|i| item_bytes(&node, i)).sum(), node.len()))
+}
+
+/// Merges under-full nodes on the path with a sibling, bottom-up, then collapses the root.
+fn rebalance(w: &mut Writer, s: &Store, root: &mut ChildPtr, path: &[PathElem]) -> Result<()> {
+    let cap = capacity(s);
+    for depth in (1..path.len()).rev() {
+        let (used, _) = used_bytes(w, path[depth].addr)?;
+        if used >= cap / 4 {
+            break;
+        }
+        let parent = path[depth - 1].addr;
+        let pidx = path[depth - 1].idx;
+        let plen = w.dirty_node(parent)?.as_node().len();
+        if plen < 2 {
+            continue;
+        }
+        let left_idx = if pidx + 1 < plen { pidx } else { pidx - 1 };
+        if !merge_pair(w, s, parent, left_idx, cap)? {
+            break;
+        }
+    }
+    collapse_root(w, s, root)
+}
+
+/// Makes child `idx` of the dirty node `parent` writable; returns its address.
+fn writable_child(w: &mut Writer, s: &Store, parent: u64, idx: usize) -> Result<u64> {
+    let child = w.dirty_node(parent)?.as_node().child(idx);
+    let addr = w.make_writable(s, child)?;
+    if addr != child.address() {
+        w.set_child(parent, idx, w.dirty_ptr(addr))?;
+    }
+    Ok(addr)
+}
+
+/// Merges children `left_idx` and `left_idx + 1` of `parent` when they fit in one node.
+fn merge_pair(w: &mut Writer, s: &Store, parent: u64, left_idx: usize, cap: usize) -> Result<bool> {
+    let left = writable_child(w, s, parent, left_idx)?;
+    let right = writable_child(w, s, parent, left_idx + 1)?;
+    let sep = w.dirty_node(parent)?.as_node().key(left_idx + 1).to_vec();
+    let (lused, _) = used_bytes(w, left)?;
+    let (rused, rlen) = used_bytes(w, right)?;
+    let level = w.dirty_node(right)?.as_node().level();
+    let extra = if level > 0 { sep.len() } else { 0 };
+    if lused + rused + extra > cap {
+        return Ok(false);
+    }
+    let mut items = Vec::with_capacity(rlen);
+    {
+        let node = w.dirty_node(right)?;
+        for i in 0..rlen {
+            let (mut k, v) = crate::modlog::owned_item(&node, i, right)?;
+            if i == 0 && level > 0 {
+                k = sep.clone();
+            }
+            items.push((k, v));
+        }
+    }
+    w.append_items(left, &items)?;
+    let (_, removed) = w.node_remove(parent, left_idx + 1)?;
+    match removed {
+        ItemValue::Child(ptr) => w.free_node(ptr),
+        _ => return Err(Error::corrupt(parent, "internal item without a child pointer")),
+    }
+    Ok(true)
+}
+
+/// Replaces an internal root that has a single child by that child, repeatedly.
+fn collapse_root(w: &mut Writer, s: &Store, root: &mut ChildPtr) -> Result<()> {
+    for _ in 0..=TREE_DEPTH_MAX {
+        let (level, len, first) = {
+            let buf = w.node(s, *root)?;
+            let node = decode(&buf, root.address())?;
+            let first =
+                if node.level() > 0 && node.len() == 1 { Some(node.child(0)) } else { None };
+            (node.level(), node.len(), first)
+        };
+        if level == 0 || len != 1 {
+            return Ok(());
+        }
+        let Some(child) = first else { return Ok(()) };
+        w.free_node(*root);
+        *root = child;
+    }
+    Err(Error::corrupt(root.address(), "root collapse exceeded the depth limit"))
+}

@@ -1,0 +1,140 @@
+//! The clean-block cache: verified, immutable block images keyed by address, under a byte
+//! budget, evicted in CLOCK order.
+//!
+//! Only blocks of frozen or durable generations live here: they never change in place
+//! (DESIGN §10.1), so a reader holding an `Arc` of one may use it with no lock while the
+//! cache evicts the entry or the writer reuses the address for a new block — the reader's
+//! image stays valid and unchanged (the race "cache eviction vs a reader holding a block").
+//! Blocks of the open generation live with the writer, not here.
+
+use std::collections::HashMap;
+
+use crate::io::AlignedBuf;
+use crate::sync::{lock, Arc, Mutex};
+
+struct Entry {
+    buf: Arc<AlignedBuf>,
+    referenced: bool,
+}
+
+struct Inner {
+    map: HashMap<u64, Entry>,
+    /// CLOCK ring of addresses; may hold addresses already removed (skipped lazily).
+    ring: Vec<u64>,
+    hand: usize,
+    bytes: u64,
+}
+
+/// Cache of clean block images. All methods take `&self`; one short lock per call.
+pub(crate) struct BlockCache {
+    inner: Mutex<Inner>,
+    budget_bytes: u64,
+}
+
+/// Evicting more than this many entries per insert would mean the budget is far too small
+/// for one block; the bound keeps an insert's work constant (STYLE rule 4).
+const EVICT_SCAN_MAX: usize = 1 << 16;
+
+impl BlockCache {
+    pub(crate) fn new(budget_bytes: u64) -> BlockCache {
+        BlockCache {
+            inner: Mutex::new(Inner { map: HashMap::new(), ring: Vec::new(), hand: 0, bytes: 0 }),
+            budget_bytes,
+        }
+    }
+
+    pub(crate) fn get(&self, addr: u64) -> Option<Arc<AlignedBuf>> {
+        let mut inner = lock(&self.inner);
+        let entry = inner.map.get_mut(&addr)?;
+        entry.referenced = true;
+        Some(Arc::clone(&entry.buf))
+    }
+
+    /// Inserts (or replaces) the image at `addr` and evicts until under budget.
+    pub(crate) fn insert(&self, addr: u64, buf: Arc<AlignedBuf>) {
+        let mut inner = lock(&self.inner);
+        let len = buf.len() as u64;
+        if let Some(old) = inner.map.insert(addr, Entry { buf, referenced: true }) {
+            inner.bytes -= old.buf.len() as u64;
+        } else {
+            inner.ring.push(addr);
+        }
+        inner.bytes += len;
+        self.evict(&mut inner);
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        lock(&self.inner).bytes
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.inner).map.len()
+    }
+
+    fn evict(&self, inner: &mut Inner) {
+        let mut scanned = 0usize;
+        while inner.bytes > self.budget_bytes && !inner.ring.is_empty() && scanned < EVICT_SCAN_MAX
+        {
+            scanned += 1;
+            if inner.hand >= inner.ring.len() {
+                inner.hand = 0;
+            }
+            let addr = inner.ring[inner.hand];
+            match inner.map.get_mut(&addr) {
+                None => {
+                    inner.ring.swap_remove(inner.hand);
+                }
+                Some(entry) if entry.referenced => {
+                    entry.referenced = false;
+                    inner.hand += 1;
+                }
+                Some(_) => {
+                    let old = inner.map.remove(&addr).map(|e| e.buf.len() as u64).unwrap_or(0);
+                    inner.bytes -= old;
+                    inner.ring.swap_remove(inner.hand);
+                }
+            }
+        }
+        // Keep the ring from accumulating stale addresses of removed entries.
+        if inner.ring.len() > 2 * inner.map.len() + 1024 {
+            let Inner { map, ring, .. } = inner;
+            ring.retain(|a| map.contains_key(a));
+            inner.hand = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(fill: u8) -> Arc<AlignedBuf> {
+        let mut b = AlignedBuf::zeroed(4096, 4096);
+        b.fill(fill);
+        Arc::new(b)
+    }
+
+    #[test]
+    fn stays_under_budget_and_keeps_hot_entries() {
+        let cache = BlockCache::new(4 * 4096);
+        for a in 0..4 {
+            cache.insert(a, block(a as u8));
+        }
+        assert_eq!(cache.len(), 4);
+        for a in 4..20 {
+            assert!(cache.get(0).is_some(), "a hot entry survives eviction");
+            cache.insert(a, block(a as u8));
+            assert!(cache.bytes() <= 4 * 4096);
+        }
+        assert_eq!(cache.get(0).map(|b| b[0]), Some(0));
+    }
+
+    #[test]
+    fn a_held_image_outlives_eviction() {
+        let cache = BlockCache::new(4096);
+        cache.insert(1, block(7));
+        let held = cache.get(1).expect("present");
+        cache.insert(2, block(9));
+        assert!(held.iter().all(|&b| b == 7));
+    }
+}

@@ -1,0 +1,288 @@
+//! `Db`: creating and opening a store, and the state its handles share.
+
+use std::path::Path;
+use std::time::Instant;
+
+use arbor_format::constants::{
+    bitmap_bits_per_chunk, check_block_bytes, SUPERBLOCK_AREA_BYTES, SUPERBLOCK_BYTES,
+    SUPERBLOCK_SLOT_COUNT, SUPERBLOCK_SLOT_STRIDE_BYTES, TREE_ID_CATALOG, TREE_ID_FIRST_USER,
+};
+use arbor_format::superblock;
+use arbor_format::{BlockKind, ChildPtr};
+
+use crate::alloc::Allocator;
+use crate::commit::{self, DurableState, Pipeline};
+use crate::freeze::{self, SuperblockInputs};
+use crate::io::{self, AlignedBuf, BlockDevice, DeviceOptions, WriteOp};
+use crate::options::Options;
+use crate::recovery;
+use crate::store::Store;
+use crate::sync::{lock, Arc, Condvar, Mutex};
+use crate::txn::WriteTxn;
+use crate::writer::{TxnScratch, Writer};
+use crate::{Error, Result};
+
+pub(crate) struct Shared {
+    pub store: Store,
+    pub writer: Mutex<Writer>,
+    pub pipeline: Pipeline,
+    pub opts: Options,
+    pub uuid: [u8; 16],
+    pub rejected_superblock_copies: u32,
+    pub recovery_fallbacks: u32,
+}
+
+/// An open store. Cheap to share by reference across threads (`Db: Send + Sync`).
+pub struct Db {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Counters and sizes, from `Db::stats`.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    pub block_bytes: u32,
+    pub generation_open: u64,
+    pub generation_durable: u64,
+    pub blocks_total: u64,
+    pub blocks_free: u64,
+    pub largest_free_run: u64,
+    pub trees: usize,
+    pub cache_bytes: u64,
+    pub cache_blocks: usize,
+    pub dirty_bytes: u64,
+    pub block_reads: u64,
+    pub cache_hits: u64,
+    pub blocks_written: u64,
+    pub flushes: u64,
+    pub modlog_bytes: u64,
+    /// Superblock copies that carried the magic but failed verification at open.
+    pub rejected_superblock_copies: u32,
+    /// Newer generations skipped at open because their blocks did not verify.
+    pub recovery_fallbacks: u32,
+    pub device: String,
+}
+
+fn device_options(opts: &Options) -> DeviceOptions {
+    DeviceOptions {
+        backend: opts.io_backend,
+        queue_depth: opts.queue_depth,
+        grow_step_bytes: opts.file_grow_step_bytes,
+        max_bytes: opts.file_max_bytes,
+        initial_bytes: opts.file_initial_bytes,
+    }
+}
+
+fn random_uuid() -> [u8; 16] {
+    let mut uuid = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        if f.read_exact(&mut uuid).is_ok() {
+            return uuid;
+        }
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    uuid.copy_from_slice(&(t ^ u128::from(std::process::id()) << 64).to_le_bytes());
+    uuid
+}
+
+/// Blocks kept back so a full store can still commit (allocator metadata) and delete.
+fn reserve_blocks(block_bytes: u32, block_count: u64) -> u64 {
+    let chunks = block_count.div_ceil(bitmap_bits_per_chunk(block_bytes));
+    64 + 4 * chunks
+}
+
+impl Db {
+    /// Formats `path` (a file, created if missing, or a block device) as a new store.
+    pub fn create(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        let dev = io::open_path(path.as_ref(), true, &device_options(&opts))?;
+        Db::create_on(dev, opts)
+    }
+
+    /// Opens the store at `path`, recovering to the newest durable state.
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        let dev = io::open_path(path.as_ref(), false, &device_options(&opts))?;
+        Db::open_on(dev, opts)
+    }
+
+    /// Formats any block device as a new store.
+    pub fn create_on(dev: Box<dyn BlockDevice>, opts: Options) -> Result<Db> {
+        let block_bytes = opts.block_bytes;
+        check_block_bytes(block_bytes).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        if dev.sector_bytes() > block_bytes {
+            return Err(Error::InvalidInput(format!(
+                "device sector of {} bytes is larger than the block size {block_bytes}",
+                dev.sector_bytes()
+            )));
+        }
+        if !opts.force_create {
+            if let Some(what) = io::probe_existing_data(dev.as_ref())? {
+                return Err(Error::ExistingData { what });
+            }
+        }
+        let min_bytes = SUPERBLOCK_AREA_BYTES as u64 + 64 * u64::from(block_bytes);
+        if dev.len_bytes() < min_bytes {
+            dev.grow(min_bytes.max(opts.file_initial_bytes))?;
+        }
+        if dev.len_bytes() < min_bytes {
+            return Err(Error::NoSpace);
+        }
+        let block_count = dev.len_bytes() / u64::from(block_bytes);
+        let store = Store::new(dev, block_bytes, opts.cache_bytes);
+        // Wipe every superblock slot first: a forced create over an old store must not
+        // leave a newer-looking generation behind.
+        let zeros = AlignedBuf::zeroed(SUPERBLOCK_BYTES.max(store.align), store.align);
+        let wipe: Vec<WriteOp<'_>> = (0..SUPERBLOCK_SLOT_COUNT)
+            .map(|slot| WriteOp {
+                offset: u64::from(slot) * SUPERBLOCK_SLOT_STRIDE_BYTES,
+                data: &zeros[..SUPERBLOCK_BYTES.max(store.dev.sector_bytes() as usize)],
+            })
+            .collect();
+        store.dev.write_batch(&wipe)?;
+
+        let uuid = random_uuid();
+        let mut w = Writer::new(1, Allocator::new(block_bytes, block_count), ChildPtr::NULL);
+        w.reserve_blocks = reserve_blocks(block_bytes, block_count);
+        let catalog = w.new_node(&store, BlockKind::Leaf, 0, TREE_ID_CATALOG)?;
+        w.catalog = w.dirty_ptr(catalog);
+        w.txn = TxnScratch::default();
+        let inputs = SuperblockInputs { uuid, flushed_gen: 0, durable_alternation: 1, prev_crc: 0 };
+        let frozen = freeze::freeze(&mut w, &store, &inputs)?;
+        freeze::write_out(&store, &frozen)?;
+        let state = DurableState {
+            durable_gen: frozen.gen,
+            flushing: false,
+            failed: None,
+            durable_alternation: frozen.alternation,
+            prev_crc: frozen.superblock_crc,
+            last_durable_at: Instant::now(),
+        };
+        Ok(Db::from_parts(store, w, state, opts, uuid, 0, 0))
+    }
+
+    /// Opens a store on any block device.
+    pub fn open_on(dev: Box<dyn BlockDevice>, opts: Options) -> Result<Db> {
+        let found = recovery::read_superblocks(dev.as_ref())?;
+        let block_bytes = found.copies[0].1.block_bytes();
+        check_block_bytes(block_bytes).map_err(|e| Error::corrupt(0, e.to_string()))?;
+        let store = Store::new(dev, block_bytes, opts.cache_bytes);
+        let opened = recovery::recover(&store, found)?;
+        let sb = opened.sb;
+        let mut alloc = opened.alloc;
+        let device_blocks = store.dev.len_bytes() / u64::from(block_bytes);
+        if device_blocks > alloc.block_count() {
+            alloc.grow(device_blocks);
+        }
+        let mut w = Writer::new(opened.max_generation_seen + 1, alloc, sb.catalog_root());
+        w.trees = opened.trees;
+        w.next_tree_id = sb.next_tree_id().max(TREE_ID_FIRST_USER);
+        w.reserve_blocks = reserve_blocks(block_bytes, w.alloc.block_count());
+        let state = DurableState {
+            durable_gen: sb.generation(),
+            flushing: false,
+            failed: None,
+            durable_alternation: superblock::alternation(opened.slot),
+            prev_crc: sb.crc(),
+            last_durable_at: Instant::now(),
+        };
+        let uuid = sb.uuid();
+        Ok(Db::from_parts(store, w, state, opts, uuid, opened.rejected_copies, opened.fallbacks))
+    }
+
+    fn from_parts(
+        store: Store,
+        writer: Writer,
+        state: DurableState,
+        opts: Options,
+        uuid: [u8; 16],
+        rejected: u32,
+        fallbacks: u32,
+    ) -> Db {
+        Db {
+            shared: Arc::new(Shared {
+                store,
+                writer: Mutex::new(writer),
+                pipeline: Pipeline { state: Mutex::new(state), changed: Condvar::new() },
+                opts,
+                uuid,
+                rejected_superblock_copies: rejected,
+                recovery_fallbacks: fallbacks,
+            }),
+        }
+    }
+
+    /// Starts the write transaction; blocks while another one is open.
+    pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
+        WriteTxn::begin(&self.shared)
+    }
+
+    /// Makes every committed transaction durable (one flush, if anything is pending).
+    pub fn flush(&self) -> Result<()> {
+        let target = lock(&self.shared.writer).last_commit_gen;
+        commit::make_durable(&self.shared, None, target, true)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let s = &self.shared;
+        let w = lock(&s.writer);
+        let d = lock(&s.pipeline.state);
+        use crate::sync::Ordering::Relaxed;
+        Stats {
+            block_bytes: s.store.block_bytes,
+            generation_open: w.gen,
+            generation_durable: d.durable_gen,
+            blocks_total: w.alloc.block_count(),
+            blocks_free: w.alloc.free_blocks(),
+            largest_free_run: w.alloc.largest_free_run(),
+            trees: w.trees.len(),
+            cache_bytes: s.store.cache.bytes(),
+            cache_blocks: s.store.cache.len(),
+            dirty_bytes: w.dirty_bytes,
+            block_reads: s.store.counters.block_reads.load(Relaxed),
+            cache_hits: s.store.counters.cache_hits.load(Relaxed),
+            blocks_written: s.store.counters.blocks_written.load(Relaxed),
+            flushes: s.store.counters.flushes.load(Relaxed),
+            modlog_bytes: w.log.bytes(),
+            rejected_superblock_copies: s.rejected_superblock_copies,
+            recovery_fallbacks: s.recovery_fallbacks,
+            device: s.store.dev.describe(),
+        }
+    }
+
+    /// Walks the whole store and verifies it (see `CheckReport`).
+    pub fn check(&self) -> Result<crate::check::CheckReport> {
+        let w = lock(&self.shared.writer);
+        crate::check::check(&w, &self.shared.store)
+    }
+}
+
+impl Drop for Db {
+    /// A clean close makes committed transactions durable. Errors cannot be reported from
+    /// `drop`: call `flush` first to see them; the next `open` recovers either way.
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+impl Writer {
+    pub(crate) fn new(gen: u64, alloc: Allocator, catalog: ChildPtr) -> Writer {
+        Writer {
+            gen,
+            dirty: Default::default(),
+            dirty_bytes: 0,
+            alloc,
+            log: Default::default(),
+            seq: 0,
+            catalog,
+            trees: Default::default(),
+            trees_changed: Default::default(),
+            next_tree_id: TREE_ID_FIRST_USER,
+            txn: TxnScratch::default(),
+            reserve_blocks: 64,
+            last_commit_gen: 0,
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `Options`, `Durability`: how a store is opened and how commits become durable.
+
+use std::time::Duration;
+
+pub use crate::io::IoBackend;
+
+/// When a commit's changes reach the device (DESIGN §10.15).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `commit()` returns after the device flush that covers it. Commits that arrive while
+    /// another generation is flushing share the next flush (group commit).
+    #[default]
+    Immediate,
+    /// `commit()` publishes; the generation is frozen, written and flushed at a later commit
+    /// boundary once `Options::eventual_interval` has passed or dirty bytes pass the threshold.
+    Eventual,
+    /// `commit()` only publishes; the changes become durable with a later Immediate commit,
+    /// `Db::flush`, a clean close, or memory pressure.
+    None,
+}
+
+/// What the writer does when snapshots pin more history than the bound allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SnapshotPolicy {
+    /// Expire the oldest snapshots: their next read returns `Error::SnapshotExpired`.
+    #[default]
+    ExpireOldest,
+    /// The writer waits for readers to drop their snapshots, then errors after `timeout`.
+    WriterWaits { timeout: Duration },
+}
+
+/// Configuration for `Db::create` / `Db::open`. `Options::default()` suits most uses.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Block size for `create` (a power of two in 4 KiB..=64 KiB). `open` reads it from disk.
+    pub block_bytes: u32,
+    /// Budget of the clean-block cache.
+    pub cache_bytes: u64,
+    /// Bound on mod-log entries plus retained buffers for snapshots (DESIGN §5).
+    pub modlog_max_bytes: u64,
+    /// Bound on blocks pinned by outstanding snapshots.
+    pub pinned_max_blocks: u64,
+    /// What happens when a bound is reached.
+    pub snapshot_policy: SnapshotPolicy,
+    /// Cap on the open write transaction's own undo entries (DESIGN §10.8).
+    pub txn_undo_max_bytes: u64,
+    /// io_uring queue depth.
+    pub queue_depth: u32,
+    /// Which I/O backend to use (`Auto` falls back to pread/pwrite when io_uring is unavailable).
+    pub io_backend: IoBackend,
+    /// Files: initial size at create, growth step, and maximum size.
+    pub file_initial_bytes: u64,
+    pub file_grow_step_bytes: u64,
+    pub file_max_bytes: u64,
+    /// Durability of transactions that do not call `set_durability`.
+    pub durability: Durability,
+    /// `Durability::Eventual`: the longest a commit waits to become durable.
+    pub eventual_interval: Duration,
+    /// Dirty bytes of the open generation past which it is written back (DESIGN §4).
+    pub dirty_max_bytes: u64,
+    /// `create` overwrites an existing store or filesystem signature.
+    pub force_create: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            block_bytes: arbor_format::constants::BLOCK_BYTES_DEFAULT,
+            cache_bytes: 256 << 20,
+            modlog_max_bytes: 64 << 20,
+            pinned_max_blocks: 65536,
+            snapshot_policy: SnapshotPolicy::default(),
+            txn_undo_max_bytes: 256 << 20,
+            queue_depth: 64,
+            io_backend: IoBackend::Auto,
+            file_initial_bytes: 64 << 20,
+            file_grow_step_bytes: 64 << 20,
+            file_max_bytes: 1 << 40,
+            durability: Durability::Immediate,
+            eventual_interval: Duration::from_millis(100),
+            dirty_max_bytes: 128 << 20,
+            force_create: false,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The read side shared by the writer and (later) snapshot readers: the device, the clean
+//! cache, and verification of every block read from the device against the pointer that
+//! led to it (address, generation, crc — DESIGN §3, §10.12).
+
+use arbor_format::{header, overflow, ChildPtr, FormatError, OverflowRef};
+
+use crate::cache::BlockCache;
+use crate::io::{AlignedBuf, BlockDevice};
+use std::collections::HashMap;
+
+use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
+use crate::{Error, Result};
+
+/// Counters reported by `Db::stats` (relaxed: they are statistics, not synchronisation).
+#[derive(Default)]
+pub(crate) struct IoCounters {
+    pub block_reads: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub blocks_written: AtomicU64,
+    pub flushes: AtomicU64,
+}
+
+pub(crate) struct Store {
+    pub dev: Box<dyn BlockDevice>,
+    /// Images of a frozen generation whose writes have not completed yet.
+    in_flight: Mutex<HashMap<u64, Arc<AlignedBuf>>>,
+    pub block_bytes: u32,
+    /// Memory alignment for O_DIRECT buffers: max(block size, logical sector).
+    pub align: usize,
+    pub cache: BlockCache,
+    pub counters: IoCounters,
+}
+
+/// Maps a decoder's reason to the public error, naming the block.
+pub(crate) fn corrupt(addr: u64, e: FormatError) -> Error {
+    Error::corrupt(addr, e.to_string())
+}
+
+impl Store {
+    pub(crate) fn new(dev: Box<dyn BlockDevice>, block_bytes: u32, cache_bytes: u64) -> Store {
+        let align = (block_bytes as usize).max(dev.sector_bytes() as usize);
+        Store {
+            dev,
+            in_flight: Mutex::new(HashMap::new()),
+            block_bytes,
+            align,
+            cache: BlockCache::new(cache_bytes),
+            counters: IoCounters::default(),
+        }
+    }
+
+    pub(crate) fn block_offset(&self, addr: u64) -> u64 {
+        addr * u64::from(self.block_bytes)
+    }
+
+    pub(crate) fn new_block(&self) -> AlignedBuf {
+        AlignedBuf::zeroed(self.block_bytes as usize, self.align)
+    }
+
+    /// Reads the block `ptr` names, from the cache or the device. A device read is verified
+    /// against the pointer before it enters the cache: its own header (magic, version, self
+    /// crc, address), the generation, and the crc the parent recorded — unless the parent
+    /// marked that crc not yet valid (§10.12), when the self-checks stand alone.
+    pub(crate) fn read_block(&self, ptr: ChildPtr) -> Result<Arc<AlignedBuf>> {
+        let addr = ptr.address();
+        let hit = lock(&self.in_flight).get(&addr).cloned().or_else(|| self.cache.get(addr));
+        if let Some(buf) = hit {
+            // The cache is keyed by address; an address names one block identity at a time,
+            // but a stale pointer must not be served another identity's image.
+            if header_generation(&buf) == Some(ptr.generation()) {
+                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(buf);
+            }
+        }
+        let buf = Arc::new(self.read_uncached(ptr)?);
+        self.cache.insert(addr, Arc::clone(&buf));
+        Ok(buf)
+    }
+
+    /// Registers a frozen generation's images as the source for reads of their addresses
+    /// until `finish_in_flight`.
+    pub(crate) fn start_in_flight(&self, blocks: &[(u64, Arc<AlignedBuf>)]) {
+        let mut map = lock(&self.in_flight);
+        for (addr, buf) in blocks {
+            map.insert(*addr, Arc::clone(buf));
+        }
+    }
+
+    /// The writes completed: move the images into the clean cache.
+    pub(crate) fn finish_in_flight(&self, addrs: impl Iterator<Item = u64>) {
+        let mut map = lock(&self.in_flight);
+        for addr in addrs {
+            if let Some(buf) = map.remove(&addr) {
+                self.cache.insert(addr, buf);
+            }
+        }
+    }
+
+    /// As `read_block`, bypassing and not filling the cache (recovery and `check`).
+    pub(crate) fn read_uncached(&self, ptr: ChildPtr) -> Result<AlignedBuf> {
+        let addr = ptr.address();
+        self.check_in_range(addr, 1)?;
+        let mut buf = self.new_block();
+        self.dev.read_at(self.block_offset(addr), &mut buf)?;
+        self.counters.block_reads.fetch_add(1, Ordering::Relaxed);
+        verify_against(&buf, ptr)?;
+        Ok(buf)
+    }
+
+    /// Reads and verifies an overflow extent, returning the value bytes.
+    pub(crate) fn read_overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
+        let addr = r.address();
+        let blocks = u64::from(r.block_count());
+        self.check_in_range(addr, blocks)?;
+        let len = usize::try_from(blocks * u64::from(self.block_bytes))
+            .map_err(|_| Error::corrupt(addr, "overflow extent larger than memory"))?;
+        let mut buf = AlignedBuf::zeroed(len, self.align);
+        self.dev.read_at(self.block_offset(addr), &mut buf)?;
+        self.counters.block_reads.fetch_add(blocks, Ordering::Relaxed);
+        let value = overflow::overflow_read(&buf, r, addr).map_err(|e| corrupt(addr, e))?;
+        Ok(value.to_vec())
+    }
+
+    fn check_in_range(&self, addr: u64, count: u64) -> Result<()> {
+        let first = arbor_format::constants::first_data_block(self.block_bytes);
+        let end =
+            addr.checked_add(count).ok_or_else(|| Error::corrupt(addr, "address overflow"))?;
+        let limit = self.dev.len_bytes() / u64::from(self.block_bytes);
+        if addr < first || end > limit || count == 0 {
+            return Err(Error::corrupt(addr, format!("address outside the store (0..{limit})")));
+        }
+        Ok(())
+    }
+}
+
+/// Verifies a block image against the pointer that names it.
+pub(crate) fn verify_against(buf: &[u8], ptr: ChildPtr) -> Result<()> {
+    let addr = ptr.address();
+    let hdr = header::verify_block(buf, addr).map_err(|e| corrupt(addr, e))?;
+    if hdr.generation() != ptr.generation() {
+        return Err(Error::corrupt(
+            addr,
+            format!(
+                "generation {} where the parent expects {}",
+                hdr.generation(),
+                ptr.generation()
+            ),
+        ));
+    }
+    if !ptr.is_crc_pending() && hdr.crc() != ptr.crc() {
+        return Err(Error::corrupt(
+            addr,
+            format!("crc {:#010x} where the parent expects {:#010x}", hdr.crc(), ptr.crc()),
+        ));
+    }
+    Ok(())
+}
+
+/// The generation field of a block image already verified when it entered memory (no crc).
+pub(crate) fn header_generation(buf: &[u8]) -> Option<u64> {
+    let bytes = buf.get(..arbor_format::constants::HEADER_BYTES)?;
+    let hdr: &arbor_format::BlockHeader = bytemuck::try_from_bytes(bytes).ok()?;
+    Some(hdr.generation())
+}

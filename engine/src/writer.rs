@@ -1,0 +1,379 @@
+//! The writer's state: the open generation's dirty blocks, copy-on-write, logged in-place
+//! changes, and the transaction scratch that `abort` rewinds.
+//!
+//! Invariants (DESIGN §4, §10.2, §10.5):
+//! * every block whose generation is the open one lives in `dirty`; a block of an older
+//!   (frozen or durable) generation is never changed: the first change copies it to a fresh
+//!   address (`make_writable`), and its old address is freed through `defer_free`;
+//! * a dirty block the open transaction allocated is *private* (no published root reaches it)
+//!   and changes without logging; a dirty block a committed transaction of this generation
+//!   published is changed only together with a mod-log entry holding the pre-image;
+//! * frees are deferred to commit: the open transaction counts as an outstanding reader at
+//!   its first seq (§10.5), so `abort` never meets an address that was reused meanwhile.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arbor_format::node::{Node, ValueRef};
+use arbor_format::NodeMut;
+use arbor_format::{BlockKind, ChildPtr};
+
+use crate::alloc::{AllocError, Allocator};
+use crate::io::AlignedBuf;
+use crate::modlog::{self, ItemValue, ModLog, Op};
+use crate::store::{corrupt, Store};
+use crate::{Error, Result};
+
+pub(crate) struct Dirty {
+    pub buf: AlignedBuf,
+    /// Allocated by the open transaction: not reachable from any published root.
+    pub private: bool,
+}
+
+/// A named tree's metadata as the writer sees it in the open transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TreeMeta {
+    pub id: u64,
+    pub root: ChildPtr,
+    pub entries: u64,
+}
+
+/// What the open transaction did that `abort` must reverse or `commit` must finish.
+pub(crate) struct TxnScratch {
+    /// Runs the transaction allocated (blocks and overflow extents): freed on abort.
+    pub allocated: Vec<(u64, u64)>,
+    /// Runs the transaction freed, with the generation of the freed block: applied at commit.
+    pub frees: Vec<(u64, u64, u64)>,
+    /// (address, seq) of every log entry this transaction appended, in order (for abort).
+    pub logged: Vec<(u64, u64)>,
+    /// Seq of the transaction's first logged change (it counts as an outstanding reader).
+    pub first_seq: u64,
+    /// Log bytes when the transaction started (its own undo is accounted apart, §10.8).
+    pub undo_bytes_at_start: u64,
+    /// Tree metadata as of the transaction's start, restored on abort.
+    pub trees_at_start: Option<BTreeMap<Vec<u8>, TreeMeta>>,
+    pub catalog_at_start: ChildPtr,
+    pub next_tree_id_at_start: u64,
+}
+
+impl Default for TxnScratch {
+    fn default() -> TxnScratch {
+        TxnScratch {
+            allocated: Vec::new(),
+            frees: Vec::new(),
+            logged: Vec::new(),
+            first_seq: 0,
+            undo_bytes_at_start: 0,
+            trees_at_start: None,
+            catalog_at_start: ChildPtr::NULL,
+            next_tree_id_at_start: 0,
+        }
+    }
+}
+
+pub(crate) struct Writer {
+    /// The open generation.
+    pub gen: u64,
+    pub dirty: HashMap<u64, Dirty>,
+    pub dirty_bytes: u64,
+    pub alloc: Allocator,
+    pub log: ModLog,
+    /// The last seq handed out.
+    pub seq: u64,
+    /// Catalog root in the open transaction.
+    pub catalog: ChildPtr,
+    /// Every named tree (loaded from the catalog at open; the catalog is rewritten from the
+    /// changed entries at commit).
+    pub trees: BTreeMap<Vec<u8>, TreeMeta>,
+    /// Names whose metadata changed since the last commit (written to the catalog then).
+    pub trees_changed: std::collections::BTreeSet<Vec<u8>>,
+    pub next_tree_id: u64,
+    pub txn: TxnScratch,
+    /// Blocks kept free for commit-time metadata and for removals, so that a full store can
+    /// still commit and can still delete (see `reserve_for`).
+    pub reserve_blocks: u64,
+    /// Generation of the last commit (what `Db::flush` makes durable).
+    pub last_commit_gen: u64,
+}
+
+/// A node image to read: the writer's dirty buffer or a clean cached image.
+pub(crate) enum NodeBuf<'a> {
+    Dirty(&'a AlignedBuf),
+    Clean(crate::sync::Arc<AlignedBuf>),
+}
+
+impl std::ops::Deref for NodeBuf<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            NodeBuf::Dirty(b) => b,
+            NodeBuf::Clean(b) => b,
+        }
+    }
+}
+
+/// How much an operation may dip into the reserve.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Inserts must leave the whole reserve.
+    Grow,
+    /// Removals may use the part kept for them.
+    Shrink,
+}
+
+impl Writer {
+    pub(crate) fn is_private(&self, addr: u64) -> bool {
+        self.dirty.get(&addr).is_some_and(|d| d.private)
+    }
+
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Reads a node for the writer: its dirty image if it belongs to the open generation,
+    /// else the verified clean image.
+    pub(crate) fn node<'a>(&'a self, s: &Store, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
+        if ptr.generation() == self.gen {
+            if let Some(d) = self.dirty.get(&ptr.address()) {
+                return Ok(NodeBuf::Dirty(&d.buf));
+            }
+        }
+        Ok(NodeBuf::Clean(s.read_block(ptr)?))
+    }
+
+    pub(crate) fn dirty_node(&mut self, addr: u64) -> Result<NodeMut<'_>> {
+        let d = self
+            .dirty
+            .get_mut(&addr)
+            .ok_or_else(|| Error::corrupt(addr, "writer lost a dirty block"))?;
+        NodeMut::open(&mut d.buf).map_err(|e| corrupt(addr, e))
+    }
+
+    /// Ensures enough free blocks for an operation touching `blocks` blocks, growing the
+    /// device if it can. Checked before anything changes, so an operation either has every
+    /// block it may need or fails with `NoSpace` leaving the tree untouched.
+    pub(crate) fn reserve_for(&mut self, s: &Store, blocks: u64, need: Need) -> Result<()> {
+        let keep = match need {
+            Need::Grow => self.reserve_blocks,
+            Need::Shrink => self.reserve_blocks / 2,
+        };
+        let wanted = blocks + keep;
+        if self.alloc.free_blocks() >= wanted {
+            return Ok(());
+        }
+        self.grow_device(s, wanted)?;
+        if self.alloc.free_blocks() >= wanted {
+            Ok(())
+        } else {
+            Err(Error::NoSpace)
+        }
+    }
+
+    /// Asks the device for room for `blocks` more free blocks (files grow in steps).
+    pub(crate) fn grow_device(&mut self, s: &Store, blocks: u64) -> Result<()> {
+        let block_bytes = u64::from(s.block_bytes);
+        let target = (self.alloc.block_count() + blocks).saturating_mul(block_bytes);
+        let new_len = s.dev.grow(target)?;
+        let new_count = new_len / block_bytes;
+        if new_count > self.alloc.block_count() {
+            self.alloc.grow(new_count);
+        }
+        Ok(())
+    }
+
+    /// Allocates a run of `count` blocks for the open transaction.
+    pub(crate) fn alloc_run(&mut self, s: &Store, count: u64) -> Result<u64> {
+        let addr = match self.alloc.alloc(count) {
+            Ok(a) => a,
+            Err(AllocError::NoSpace) => {
+                self.grow_device(s, count)?;
+                self.alloc.alloc(count).map_err(|_| Error::NoSpace)?
+            }
+        };
+        self.txn.allocated.push((addr, count));
+        Ok(addr)
+    }
+
+    /// A new, empty, private node.
+    pub(crate) fn new_node(
+        &mut self,
+        s: &Store,
+        kind: BlockKind,
+        level: u8,
+        owner: u64,
+    ) -> Result<u64> {
+        let addr = self.alloc_run(s, 1)?;
+        let mut buf = s.new_block();
+        NodeMut::init(&mut buf, kind, level, addr, self.gen, owner);
+        self.insert_dirty(addr, buf, true);
+        Ok(addr)
+    }
+
+    fn insert_dirty(&mut self, addr: u64, buf: AlignedBuf, private: bool) {
+        self.dirty_bytes += buf.len() as u64;
+        let old = self.dirty.insert(addr, Dirty { buf, private });
+        debug_assert!(old.is_none(), "a fresh address is not already dirty");
+    }
+
+    /// Returns the address of a writable image of `ptr`'s block: itself when it belongs to
+    /// the open generation, else a private copy at a fresh address (the old one is freed).
+    /// The caller must store the new address in the parent (`set_child`) or root.
+    pub(crate) fn make_writable(&mut self, s: &Store, ptr: ChildPtr) -> Result<u64> {
+        let old = ptr.address();
+        if ptr.generation() == self.gen && self.dirty.contains_key(&old) {
+            return Ok(old);
+        }
+        let src = s.read_block(ptr)?;
+        let addr = self.alloc_run(s, 1)?;
+        let mut buf = AlignedBuf::from_slice(&src, s.align);
+        {
+            let mut node = NodeMut::open(&mut buf).map_err(|e| corrupt(old, e))?;
+            node.set_address(addr);
+            node.set_generation(self.gen);
+        }
+        self.insert_dirty(addr, buf, true);
+        self.defer_free(old, 1, ptr.generation());
+        Ok(addr)
+    }
+
+    /// Frees a run at commit (see the module comment).
+    pub(crate) fn defer_free(&mut self, addr: u64, count: u64, gen: u64) {
+        self.txn.frees.push((addr, count, gen));
+    }
+
+    /// Appends a log entry for a change to `addr` if the block is published.
+    fn log(&mut self, addr: u64, op: Op) {
+        if self.is_private(addr) {
+            return;
+        }
+        let seq = self.next_seq();
+        if self.txn.first_seq == 0 {
+            self.txn.first_seq = seq;
+        }
+        self.log.append(addr, seq, op);
+        self.txn.logged.push((addr, seq));
+    }
+
+    // ---- logged node edits: every in-place change to a dirty node goes through these ----
+
+    pub(crate) fn node_insert(
+        &mut self,
+        addr: u64,
+        slot: usize,
+        key: &[u8],
+        v: ValueRef<'_>,
+    ) -> Result<bool> {
+        let mut node = self.dirty_node(addr)?;
+        if node.insert(slot, key, v).is_err() {
+            return Ok(false);
+        }
+        self.log(addr, Op::Insert { slot: slot as u16 });
+        Ok(true)
+    }
+
+    pub(crate) fn node_remove(&mut self, addr: u64, slot: usize) -> Result<(Vec<u8>, ItemValue)> {
+        let mut node = self.dirty_node(addr)?;
+        if slot >= node.as_node().len() {
+            return Err(Error::corrupt(addr, "remove: slot out of range"));
+        }
+        let (key, value) = modlog::owned_item(&node, slot, addr)?;
+        node.remove(slot);
+        self.log(addr, Op::Remove { slot: slot as u16, key: key.clone(), value: value.clone() });
+        Ok((key, value))
+    }
+
+    /// Replaces a value; `Ok(None)` when the new value does not fit (nothing changed).
+    pub(crate) fn node_replace(
+        &mut self,
+        addr: u64,
+        slot: usize,
+        v: ValueRef<'_>,
+    ) -> Result<Option<ItemValue>> {
+        let mut node = self.dirty_node(addr)?;
+        let (_, old) = modlog::owned_item(&node, slot, addr)?;
+        if node.replace_value(slot, v).is_err() {
+            return Ok(None);
+        }
+        self.log(addr, Op::Replace { slot: slot as u16, old: old.clone() });
+        Ok(Some(old))
+    }
+
+    pub(crate) fn set_child(&mut self, addr: u64, slot: usize, child: ChildPtr) -> Result<()> {
+        let mut node = self.dirty_node(addr)?;
+        let old = node.as_node().child(slot);
+        node.set_child(slot, child);
+        self.log(addr, Op::Replace { slot: slot as u16, old: ItemValue::Child(old) });
+        Ok(())
+    }
+
+    /// Moves items `[at..]` of `addr` to the end of the (private, empty) node `right`.
+    pub(crate) fn move_tail(&mut self, addr: u64, at: usize, right: u64) -> Result<()> {
+        debug_assert!(self.is_private(right));
+        let mut items = Vec::new();
+        {
+            let node = self.dirty_node(addr)?;
+            for slot in at..node.as_node().len() {
+                items.push(modlog::owned_item(&node, slot, addr)?);
+            }
+        }
+        for (key, value) in &items {
+            let mut r = self.dirty_node(right)?;
+            let len = r.as_node().len();
+            r.insert(len, key, value.as_ref())
+                .map_err(|_| Error::corrupt(right, "split: moved items do not fit"))?;
+        }
+        let mut node = self.dirty_node(addr)?;
+        for _ in at..node.as_node().len() {
+            node.remove(at);
+        }
+        self.log(addr, Op::TruncateTail { items });
+        Ok(())
+    }
+
+    /// Appends `items` at the end of `addr` (a merge), logged as one op.
+    pub(crate) fn append_items(&mut self, addr: u64, items: &[(Vec<u8>, ItemValue)]) -> Result<()> {
+        let mut node = self.dirty_node(addr)?;
+        for (key, value) in items {
+            let len = node.as_node().len();
+            node.insert(len, key, value.as_ref())
+                .map_err(|_| Error::corrupt(addr, "merge: items do not fit"))?;
+        }
+        self.log(addr, Op::AppendTail { count: items.len() as u16 });
+        Ok(())
+    }
+
+    /// Frees a dirty or clean node the tree no longer references.
+    pub(crate) fn free_node(&mut self, ptr: ChildPtr) {
+        self.log(ptr.address(), Op::Free);
+        self.defer_free(ptr.address(), 1, ptr.generation());
+    }
+
+    /// The pointer a parent stores for a dirty child: its crc is derived at write-out
+    /// (DESIGN §10.12), so until then it carries the "crc not yet valid" mark.
+    pub(crate) fn dirty_ptr(&self, addr: u64) -> ChildPtr {
+        ChildPtr::pending(addr, self.gen)
+    }
+
+    pub(crate) fn read_view<'a>(&'a self, s: &'a Store) -> WriterView<'a> {
+        WriterView { w: self, s }
+    }
+}
+
+/// The writer's tree view as a `NodeSource` for lookups and iteration.
+pub(crate) struct WriterView<'a> {
+    pub w: &'a Writer,
+    pub s: &'a Store,
+}
+
+impl<'a> crate::btree::NodeSource<'a> for WriterView<'a> {
+    fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
+        self.w.node(self.s, ptr)
+    }
+    fn overflow(&self, r: &arbor_format::OverflowRef) -> Result<Vec<u8>> {
+        self.s.read_overflow(r)
+    }
+}
+
+pub(crate) fn decode(buf: &[u8], addr: u64) -> Result<Node<'_>> {
+    Node::decode(buf).map_err(|e| corrupt(addr, e))
+}
