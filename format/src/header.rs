@@ -175,6 +175,11 @@ impl BlockHeader {
         self.aux64.get()
     }
 
+    /// The on-disk bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        bytemuck::bytes_of(self)
+    }
+
     /// The header of a block buffer, without any check but the length.
     pub fn from_block(buf: &[u8]) -> Result<&BlockHeader, FormatError> {
         buf.get(..HEADER_BYTES)
