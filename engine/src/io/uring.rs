@@ -23,16 +23,19 @@
 //! of concurrent callers (idle ones beyond [`RINGS_IDLE_MAX`] are closed), and all of them
 //! are closed with the device, so nothing outlives it in other threads' storage.
 //!
-//! Measured with `examples/device_bench.rs --threads` (random 4 KiB reads, QD 1 per thread,
-//! 1 GiB file on the virtio disk of the 2-core development VM, 3 s per run):
+//! Measured with `examples/device_bench.rs TARGET --threads` (random 4 KiB reads, QD 1 per
+//! thread, 3 s per run, on the 2-core development VM whose cores other builds shared; IOPS):
 //!
-//! | readers | one ring behind a mutex | ring pool |
-//! |---------|-------------------------|-----------|
-//! | 1       |  6.6 k IOPS             |  6.6 k IOPS |
-//! | 4       |  6.9 k IOPS (no gain)   | 20.0 k IOPS (×3.0) |
+//! | target                         | readers | one ring behind a mutex | ring pool |
+//! |--------------------------------|---------|-------------------------|-----------|
+//! | 1 GiB file, ext4 on virtio     | 1       | 17.7 k                  | 15.8 k    |
+//! | 1 GiB file, ext4 on virtio     | 4       | 14.6 k (no gain)        | 42.5 k (×2.7) |
+//! | 1 GiB loop device (direct I/O) | 1       | 11.2 k                  | 12.7 k    |
+//! | 1 GiB loop device (direct I/O) | 4       | 13.1 k (no gain)        | 20.3 k (×1.6) |
 //!
-//! so the pool it is; a shared ring with a completion dispatcher would add a hand-off per
-//! completion for no gain at these depths.
+//! One thread is the same either way (within noise); four threads serialise on a shared
+//! ring and scale with the pool. So: the pool. A shared ring with a completion dispatcher
+//! would scale too, but adds a thread hand-off per completion and a dispatcher to get right.
 
 use std::io;
 use std::path::Path;

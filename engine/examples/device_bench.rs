@@ -1,0 +1,241 @@
+//! Raw device figures for `UringDevice`, to set beside fio's (`shared/scripts/fio-baseline.sh`).
+//!
+//! ```text
+//! cargo run --release -p arbor --example device_bench -- TARGET [--size BYTES] [--secs S]
+//!     [--threads] [--unwritten]
+//! ```
+//! TARGET is a file (created and written once up to `--size`, default 1 GiB, then removed
+//! unless `--keep`) or a block device (DESTRUCTIVE: it is overwritten).
+//! * default: 4 KiB random reads at QD 1 and QD 32 (one `read_batch` of 32 random blocks,
+//!   repeated), sequential 1 MiB writes (batches of 8 adjacent 1 MiB writes), and the commit
+//!   cycle (4 KiB write + flush, 1,000 times: median and p99).
+//! * `--threads`: random 4 KiB reads at QD 1 per thread from 1 and 4 threads, through the
+//!   ring pool and through one device behind a mutex (what a single shared ring would give).
+//! * `--unwritten` (files): write+flush latency on fallocated-only space (unwritten extents)
+//!   against space grown the §10.16 way (zero-written).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use arbor::io::{BlockDevice, DeviceOptions, IoBackend, ReadOp, UringDevice, WriteOp};
+use arbor::AlignedBuf;
+
+const BLOCK: usize = 4096;
+
+struct Args {
+    target: PathBuf,
+    size: u64,
+    secs: f64,
+    threads: bool,
+    unwritten: bool,
+    keep: bool,
+}
+
+fn parse_args() -> Args {
+    let mut it = std::env::args().skip(1);
+    let mut args = Args {
+        target: PathBuf::new(),
+        size: 1 << 30,
+        secs: 3.0,
+        threads: false,
+        unwritten: false,
+        keep: false,
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--size" => args.size = it.next().and_then(|v| v.parse().ok()).expect("--size BYTES"),
+            "--secs" => args.secs = it.next().and_then(|v| v.parse().ok()).expect("--secs S"),
+            "--threads" => args.threads = true,
+            "--unwritten" => args.unwritten = true,
+            "--keep" => args.keep = true,
+            _ => args.target = PathBuf::from(a),
+        }
+    }
+    assert!(!args.target.as_os_str().is_empty(), "usage: device_bench TARGET [options]");
+    args
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn block(&mut self, blocks: u64) -> u64 {
+        (self.next() % blocks) * BLOCK as u64
+    }
+}
+
+fn is_block_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).map(|m| m.file_type().is_block_device()).unwrap_or(false)
+}
+
+fn open(path: &Path, size: u64, qd: u32) -> UringDevice {
+    let opts = DeviceOptions {
+        backend: IoBackend::Uring,
+        queue_depth: qd,
+        grow_step_bytes: 64 << 20,
+        max_bytes: size,
+        initial_bytes: size,
+    };
+    UringDevice::open(path, true, &opts).expect("open the target")
+}
+
+/// Runs `f` (which does `ops_per_call` ops) repeatedly for `secs`; returns ops per second.
+fn rate(secs: f64, ops_per_call: u64, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut ops = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        f();
+        ops += ops_per_call;
+    }
+    ops as f64 / start.elapsed().as_secs_f64()
+}
+
+fn random_reads(dev: &dyn BlockDevice, qd: usize, secs: f64, seed: u64) -> f64 {
+    let blocks = dev.len_bytes() / BLOCK as u64;
+    let mut rng = Rng(seed | 1);
+    let mut bufs: Vec<AlignedBuf> = (0..qd).map(|_| AlignedBuf::zeroed(BLOCK, BLOCK)).collect();
+    rate(secs, qd as u64, || {
+        let mut ops: Vec<ReadOp> =
+            bufs.iter_mut().map(|buf| ReadOp { offset: rng.block(blocks), buf }).collect();
+        dev.read_batch(&mut ops).expect("read");
+    })
+}
+
+fn sequential_writes(dev: &dyn BlockDevice) -> f64 {
+    let chunk = 1usize << 20;
+    let per_batch = 8usize;
+    let bufs: Vec<AlignedBuf> =
+        (0..per_batch).map(|i| AlignedBuf::from_slice(&vec![i as u8 + 1; chunk], BLOCK)).collect();
+    let total = dev.len_bytes() - dev.len_bytes() % (chunk * per_batch) as u64;
+    let start = Instant::now();
+    let mut at = 0u64;
+    while at < total {
+        let ops: Vec<WriteOp> = bufs
+            .iter()
+            .enumerate()
+            .map(|(i, data)| WriteOp { offset: at + (i * chunk) as u64, data })
+            .collect();
+        dev.write_batch(&ops).expect("write");
+        at += (chunk * per_batch) as u64;
+    }
+    dev.flush().expect("flush");
+    total as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+/// `count` cycles of one 4 KiB write + flush at successive offsets from `from`.
+fn commit_cycles(dev: &dyn BlockDevice, from: u64, count: usize) -> (f64, f64) {
+    let data = AlignedBuf::from_slice(&[0x5A; BLOCK], BLOCK);
+    let mut lat = Vec::with_capacity(count);
+    for i in 0..count {
+        let offset = from + (i * BLOCK) as u64;
+        let t = Instant::now();
+        dev.write_at(offset, &data).expect("write");
+        dev.flush().expect("flush");
+        lat.push(t.elapsed());
+    }
+    lat.sort_unstable();
+    (percentile(&lat, 0.5), percentile(&lat, 0.99))
+}
+
+fn threads_experiment(dev: &UringDevice, secs: f64) {
+    println!("ring-per-caller experiment: random 4 KiB reads, QD 1 per thread");
+    let serialized = Mutex::new(());
+    for threads in [1u64, 4] {
+        for shared in [true, false] {
+            let total: f64 = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let serialized = &serialized;
+                        s.spawn(move || {
+                            let blocks = dev.len_bytes() / BLOCK as u64;
+                            let mut rng = Rng(0x9E37 + t * 7919);
+                            let mut buf = AlignedBuf::zeroed(BLOCK, BLOCK);
+                            rate(secs, 1, || {
+                                let offset = rng.block(blocks);
+                                let _guard = shared.then(|| serialized.lock().unwrap());
+                                dev.read_at(offset, &mut buf).expect("read");
+                            })
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).sum()
+            });
+            let mode = if shared { "one ring behind a mutex" } else { "ring pool" };
+            println!("  {threads} thread(s), {mode:24}: {total:>9.0} IOPS");
+        }
+    }
+}
+
+fn unwritten_experiment(path: &Path) {
+    let count = 1000usize;
+    let region = (count * BLOCK) as u64 + (1 << 20);
+    let base = 1u64 << 20;
+    for zeroed in [false, true] {
+        let p = path.with_extension(if zeroed { "zeroed" } else { "unwritten" });
+        let _ = std::fs::remove_file(&p);
+        let opts = DeviceOptions {
+            backend: IoBackend::Uring,
+            queue_depth: 8,
+            grow_step_bytes: 1 << 20,
+            max_bytes: base + region,
+            initial_bytes: base,
+        };
+        let dev = UringDevice::open(&p, true, &opts).expect("open");
+        if zeroed {
+            dev.grow(base + region).expect("grow");
+        } else {
+            dev.grow_unwritten_for_bench(base + region).expect("fallocate");
+        }
+        let (p50, p99) = commit_cycles(&dev, base, count);
+        let kind = if zeroed { "zero-written (§10.16)" } else { "fallocated, unwritten" };
+        println!("  write+flush on {kind:24}: p50 {p50:7.1} µs  p99 {p99:7.1} µs");
+        drop(dev);
+        let _ = std::fs::remove_file(&p);
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let block = is_block_device(&args.target);
+    if args.unwritten {
+        println!("§10.16: 4 KiB write + flush, 1,000 cycles at fresh offsets");
+        unwritten_experiment(&args.target);
+        return;
+    }
+    let t = Instant::now();
+    let dev = open(&args.target, args.size, 64);
+    println!(
+        "{} ({} MiB), opened in {:.1} s",
+        dev.describe(),
+        dev.len_bytes() >> 20,
+        t.elapsed().as_secs_f64()
+    );
+    if args.threads {
+        threads_experiment(&dev, args.secs);
+    } else {
+        let qd1 = random_reads(&dev, 1, args.secs, 1);
+        println!("randread 4k qd1 : {qd1:>9.0} IOPS {:>8.1} MB/s", qd1 * BLOCK as f64 / 1e6);
+        let qd32 = random_reads(&dev, 32, args.secs, 2);
+        println!("randread 4k qd32: {qd32:>9.0} IOPS {:>8.1} MB/s", qd32 * BLOCK as f64 / 1e6);
+        let mbs = sequential_writes(&dev);
+        println!("seqwrite 1m (8 per batch): {mbs:.1} MB/s");
+        let (p50, p99) = commit_cycles(&dev, 0, 1000);
+        println!("commit cycle 4k write+flush: p50 {p50:.1} µs  p99 {p99:.1} µs");
+    }
+    drop(dev);
+    if !block && !args.keep {
+        let _ = std::fs::remove_file(&args.target);
+    }
+}
