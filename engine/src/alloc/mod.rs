@@ -172,10 +172,8 @@ impl Allocator {
         assert!(count > 0, "free of zero blocks");
         assert!(addr >= self.first_data, "freeing the superblock area");
         assert!(self.bitmap.all_set(addr, count), "freeing blocks that are not allocated");
-        debug_assert!(
-            (addr..addr + count).all(|a| !self.pending.contains(a)),
-            "freeing blocks that are already pending"
-        );
+        let run = Run { start: addr, count };
+        debug_assert!(!self.pending.overlaps(run), "freeing blocks that are already pending");
     }
 
     /// Generation `gen` is durable: every pending(g) with g < gen becomes free.

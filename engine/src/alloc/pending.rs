@@ -48,11 +48,11 @@ impl PendingMap {
         self.map.get(&freed_gen).map_or(&[], |r| r.as_slice())
     }
 
-    /// Whether block `addr` is in any pending run.
-    pub(super) fn contains(&self, addr: u64) -> bool {
+    /// Whether any block of `run` is in a pending run.
+    pub(super) fn overlaps(&self, run: Run) -> bool {
         self.map.values().any(|runs| {
-            let i = runs.partition_point(|r| r.end() <= addr);
-            runs.get(i).is_some_and(|r| r.start <= addr)
+            let i = runs.partition_point(|r| r.end() <= run.start);
+            runs.get(i).is_some_and(|r| r.start < run.end())
         })
     }
 }
@@ -94,12 +94,16 @@ mod tests {
     }
 
     #[test]
-    fn take_below_and_contains() {
+    fn take_below_and_overlaps() {
         let mut p = PendingMap::default();
         p.insert(5, Run { start: 100, count: 2 });
         p.insert(6, Run { start: 200, count: 1 });
         p.insert(7, Run { start: 300, count: 1 });
-        assert!(p.contains(101) && !p.contains(102) && p.contains(300));
+        let one = |start| Run { start, count: 1 };
+        assert!(p.overlaps(one(101)) && !p.overlaps(one(102)) && p.overlaps(one(300)));
+        assert!(
+            p.overlaps(Run { start: 90, count: 11 }) && !p.overlaps(Run { start: 90, count: 10 })
+        );
         let taken = p.take_below(7);
         assert_eq!(taken.len(), 2);
         assert_eq!(p.iter().count(), 1);
