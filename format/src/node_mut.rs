@@ -471,3 +471,75 @@ impl fmt::Debug for NodeMut<'_> {
         fmt::Debug::fmt(&self.as_node(), f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constants::value_inline_bytes_max;
+
+    fn leaf(buf: &mut [u8]) -> NodeMut<'_> {
+        NodeMut::init(buf, BlockKind::Leaf, 0, 100, 1, 16)
+    }
+
+    #[test]
+    fn insert_search_remove() {
+        let mut buf = vec![0u8; 4096];
+        let mut node = leaf(&mut buf);
+        node.insert(0, b"b", ValueRef::Inline(b"2")).unwrap();
+        node.insert(0, b"a", ValueRef::Inline(b"1")).unwrap();
+        node.insert(2, b"c", ValueRef::Inline(b"")).unwrap();
+        let view = node.as_node();
+        assert_eq!((view.len(), view.key(1), view.value_bytes(0)), (3, &b"b"[..], &b"1"[..]));
+        assert_eq!(view.search(b"bb"), Err(2));
+        assert_eq!(view.search(b""), Err(0));
+        node.remove(1);
+        assert_eq!(node.as_node().search(b"c"), Ok(1));
+        assert_eq!(node.free_bytes(), 4096 - 64 - 2 * SLOT_BYTES - 3);
+        assert!(Node::decode(&buf).is_ok());
+    }
+
+    #[test]
+    fn full_node_is_unchanged_and_compaction_is_automatic() {
+        let mut buf = vec![0u8; 4096];
+        let mut node = leaf(&mut buf);
+        let value = vec![9u8; value_inline_bytes_max(4096)];
+        let mut count = 0u8;
+        while node.fits(1, value.len()) {
+            node.insert(usize::from(count), &[count], ValueRef::Inline(&value)).unwrap();
+            count += 1;
+        }
+        let before = node.bytes().to_vec();
+        assert_eq!(node.insert(0, b"", ValueRef::Inline(&value)), Err(NodeFull));
+        assert_eq!(node.bytes(), &before[..]);
+        // Free two holes in the middle; an insert needing both compacts first.
+        node.replace_value(1, ValueRef::Inline(b"x")).unwrap();
+        node.replace_value(2, ValueRef::Inline(b"y")).unwrap();
+        assert!(node.as_node().gap_bytes() < value.len());
+        node.insert(usize::from(count), &[count], ValueRef::Inline(&value)).unwrap();
+        assert!(Node::decode(&buf).is_ok());
+    }
+
+    #[test]
+    fn split_and_merge_internal() {
+        let mut buf = vec![0u8; 4096];
+        let mut right_buf = vec![0u8; 4096];
+        let mut node = NodeMut::init(&mut buf, BlockKind::Internal, 1, 5, 1, 16);
+        node.insert(0, b"", ValueRef::Child(ChildPtr::new(70, 1, 1))).unwrap();
+        for i in 1..20u8 {
+            let child = ValueRef::Child(ChildPtr::new(70 + u64::from(i), 1, 1));
+            node.insert(usize::from(i), &[i], child).unwrap();
+        }
+        let at = node.split_point();
+        assert!(at > 0 && at < 20);
+        let mut right = NodeMut::init(&mut right_buf, BlockKind::Internal, 1, 6, 1, 16);
+        node.move_tail_to(at, &mut right).unwrap();
+        let separator = right.as_node().key(0).to_vec();
+        right.set_key(0, b"").unwrap();
+        assert_eq!(node.as_node().child_index(&[200]), at - 1);
+        node.append_from_with_separator(&right.as_node(), &separator).unwrap();
+        let merged = Node::decode(&buf).unwrap();
+        assert_eq!(merged.len(), 20);
+        assert_eq!(merged.child(at).address(), 70 + at as u64);
+        assert_eq!(merged.child_index(&[7, 1]), 7);
+    }
+}
