@@ -184,3 +184,28 @@ fn uring_device_reports_itself() {
     assert_eq!(dev.queue_depth(), 8);
     assert!(dev.describe().starts_with("io_uring file"), "{}", dev.describe());
 }
+
+#[test]
+fn read_past_a_truncated_end_is_an_error_not_a_hang() {
+    // Someone truncates the file behind our back: reads there return 0 bytes, which both
+    // backends must report (UnexpectedEof) after finishing the rest of the batch.
+    let dir = test_dir();
+    let path = dir.path().join("trunc");
+    for backend in [IoBackend::Uring, IoBackend::Sync] {
+        let dev = open_path(&path, true, &small_opts(backend)).unwrap();
+        let data = AlignedBuf::from_slice(&[3u8; 8192], 4096);
+        dev.write_at(0, &data).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(8192).unwrap();
+        let mut a = AlignedBuf::zeroed(4096, 4096);
+        let mut b = AlignedBuf::zeroed(4096, 4096);
+        let mut ops = [
+            arbor::io::ReadOp { offset: 0, buf: &mut a },
+            arbor::io::ReadOp { offset: 65536, buf: &mut b },
+        ];
+        let err = dev.read_batch(&mut ops).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{backend:?}: {err}");
+        assert!(a.iter().all(|&x| x == 3), "{backend:?}: the in-range read completed");
+        drop(dev);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
