@@ -97,37 +97,55 @@ fn nothing_changed_writes_nothing() {
 }
 
 #[test]
-fn two_level_index_and_growth() {
+fn growth_adds_an_index_level() {
     let fanout = alloc_index_fanout(BB) as u64;
-    let count = (fanout + 5) * BITS; // 173 chunks: two index levels
+    let count = 100 * BITS; // one index level
     let mut a = Allocator::new(BB, count);
     let mut disk = Disk::new();
     let p1 = a.persist(1).unwrap();
-    assert_eq!(p1.blocks.len(), 3, "chunk 0, its level-1 block, the root");
+    assert_eq!(p1.blocks.len(), 2, "chunk 0 and the root");
     write(&mut disk, &p1);
     a.note_durable(1);
-    a.cursor = (fanout + 2) * BITS;
+    a.cursor = 50 * BITS;
     let x = a.alloc(7).unwrap();
     let p2 = a.persist(2).unwrap();
-    // Chunk 170, its level-1 block (new), the root, and one pending list.
-    assert_eq!(p2.blocks.len(), 4);
+    assert_eq!(p2.blocks.len(), 3, "chunk 50, the root, one pending list");
     write(&mut disk, &p2);
     a.note_durable(2);
     let b = load(&disk, count, &p2, 2).unwrap();
     assert_same(&a, &b);
     assert!((x..x + 7).all(|y| b.is_allocated(y)));
 
-    // Growth past the fanout of the second level adds a third.
-    let bigger = fanout * fanout * BITS + 10;
+    // 173 chunks need two index levels. Growth rewrites the old last chunk and its path;
+    // the new chunks stay unwritten (null: all free).
+    let bigger = (fanout + 5) * BITS;
     let mut c = b;
     c.grow(bigger);
-    assert_eq!(c.ptrs.len(), 4);
+    assert_eq!(c.ptrs.len(), 3);
     let p3 = c.persist(3).unwrap();
+    // Chunk 99, level-1 block 0, the new root, and the lists of pending(2) and pending(3).
+    assert_eq!(p3.blocks.len(), 5);
     write(&mut disk, &p3);
     c.note_durable(3);
     let d = load(&disk, bigger, &p3, 3).unwrap();
     assert_same(&c, &d);
-    assert_eq!(d.free_blocks(), c.free_blocks());
+    let pending: u64 = d.pending_blocks().iter().map(|p| p.1).sum();
+    let own = d.own_blocks().len() as u64;
+    assert_eq!(d.free_blocks(), bigger - FIRST - 7 - own - pending);
+
+    // A chunk under the new level-1 block: that block is written for the first time.
+    let mut e = d;
+    e.cursor = (fanout + 2) * BITS;
+    let y = e.alloc(3).unwrap();
+    let p4 = e.persist(4).unwrap();
+    // Chunk 170 and level-1 block 1 (first write); chunk 0 and level-1 block 0, because the
+    // load at 3 freed pending(2) there; the root; the lists of pending(3) and pending(4).
+    assert_eq!(p4.blocks.len(), 7);
+    write(&mut disk, &p4);
+    e.note_durable(4);
+    let f = load(&disk, bigger, &p4, 4).unwrap();
+    assert_same(&e, &f);
+    assert!(f.is_allocated(y + 2));
 }
 
 #[test]
