@@ -209,7 +209,11 @@ fn abort_writer(w: &mut Writer, s: &Store) -> Result<()> {
             .find(|e| e.seq == seq)
             .map(|e| e.op.clone())
             .ok_or_else(|| Error::corrupt(addr, "abort: log entry missing"))?;
-        let compensation = {
+        // A free changes nothing in the block (the block may not even be dirty): its
+        // compensation is another marker.
+        let compensation = if op == modlog::Op::Free {
+            modlog::Op::Free
+        } else {
             let mut node = w.dirty_node(addr)?;
             modlog::undo(&mut node, addr, &op)?
         };

@@ -1,0 +1,69 @@
+//! Shared helpers for the engine's integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use arbor::{Db, Options};
+
+/// SplitMix64: a tiny deterministic generator, so every failure names a reproducible seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+pub type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+/// Options for small, split-heavy test stores.
+pub fn small_opts() -> Options {
+    Options { cache_bytes: 1 << 20, file_initial_bytes: 16 << 20, ..Options::default() }
+}
+
+/// Reads every tree of `db` into a model (through a write transaction that is aborted).
+pub fn dump(db: &Db) -> Model {
+    let mut tx = db.begin_write().expect("begin");
+    let mut out = Model::new();
+    for name in tx.tree_names().expect("names") {
+        let t = tx.tree(&name).expect("tree");
+        let items: BTreeMap<Vec<u8>, Vec<u8>> =
+            t.iter().expect("iter").map(|r| r.expect("item")).collect();
+        assert_eq!(items.len() as u64, t.len().expect("len"), "tree {name}: len vs scan");
+        out.insert(name, items);
+    }
+    tx.abort().expect("abort");
+    out
+}
+
+/// A key from a small space so that removes and replaces hit existing keys.
+pub fn key(rng: &mut Rng, space: u64) -> Vec<u8> {
+    let k = rng.below(space);
+    let len = 1 + (k % 40) as usize;
+    let mut key = format!("{k:010}").into_bytes();
+    key.resize(len.max(10), b'k');
+    key
+}
+
+/// Values of mixed sizes: mostly small, some past the inline limit (overflow extents).
+pub fn value(rng: &mut Rng) -> Vec<u8> {
+    let len = match rng.below(100) {
+        0..=79 => rng.below(200) as usize,
+        80..=96 => rng.below(900) as usize,
+        _ => 1000 + rng.below(12_000) as usize,
+    };
+    rng.bytes(len)
+}
