@@ -54,7 +54,9 @@ impl BlockCache {
     pub(crate) fn insert(&self, addr: u64, buf: Arc<AlignedBuf>) {
         let mut inner = lock(&self.inner);
         let len = buf.len() as u64;
-        if let Some(old) = inner.map.insert(addr, Entry { buf, referenced: true }) {
+        // New entries start unreferenced: a scan of cold blocks then evicts itself before
+        // it evicts blocks that were hit again (root and upper nodes stay resident).
+        if let Some(old) = inner.map.insert(addr, Entry { buf, referenced: false }) {
             inner.bytes -= old.buf.len() as u64;
         } else {
             inner.ring.push(addr);

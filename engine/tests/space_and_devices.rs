@@ -1,0 +1,158 @@
+//! Space exhaustion, and real files and loop devices end to end.
+
+mod common;
+
+use std::process::Command;
+
+use arbor::io::SimDevice;
+use arbor::{Db, Error, Options};
+use common::small_opts;
+
+fn fill_until_no_space(db: &Db) -> u64 {
+    let mut committed = 0u64;
+    'fill: for round in 0..10_000u64 {
+        let mut tx = db.begin_write().unwrap();
+        let mut t = tx.tree("t").unwrap();
+        for i in 0..200u64 {
+            let k = (round * 200 + i).to_be_bytes();
+            match t.insert(&k, &[0xAB; 300]) {
+                Ok(_) => {}
+                Err(Error::NoSpace) => {
+                    tx.abort().unwrap();
+                    break 'fill;
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        tx.commit().unwrap();
+        committed += 200;
+    }
+    committed
+}
+
+#[test]
+fn no_space_keeps_commits_and_deleting_frees_space() {
+    let dev = SimDevice::new(8 << 20, 4096, 1);
+    let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
+    let committed = fill_until_no_space(&db);
+    assert!(committed > 1000, "only {committed} keys fit");
+    let image = dev.crash();
+    drop(db);
+    let db = Db::open_on(Box::new(image.clone()), small_opts()).unwrap();
+    {
+        let mut tx = db.begin_write().unwrap();
+        let t = tx.tree("t").unwrap();
+        assert_eq!(t.len().unwrap(), committed);
+        for i in (0..committed).step_by(97) {
+            assert_eq!(t.get(&i.to_be_bytes()).unwrap(), Some(vec![0xAB; 300]));
+        }
+    }
+    assert!(db.check().unwrap().is_ok());
+    // Deleting makes room again once the freeing generation is durable.
+    let mut tx = db.begin_write().unwrap();
+    assert!(tx.delete_tree("t").unwrap());
+    tx.commit().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.tree("other").unwrap().insert(b"k", b"v").unwrap();
+    tx.commit().unwrap();
+    let again = fill_until_no_space(&db);
+    assert!(again * 10 >= committed * 9, "refilled only {again} of {committed} keys");
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+#[test]
+fn value_and_key_limits() {
+    let db = Db::create_on(Box::new(SimDevice::new(64 << 20, 4096, 2)), small_opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let mut t = tx.tree("t").unwrap();
+    assert!(matches!(
+        t.insert(&[1u8; 1025], b"v"),
+        Err(Error::KeyTooLarge { len: 1025, max: 1024 })
+    ));
+    t.insert(&[1u8; 1024], b"").unwrap();
+    t.insert(b"", b"empty key").unwrap();
+    assert_eq!(t.get(b"").unwrap(), Some(b"empty key".to_vec()));
+    assert_eq!(t.get(&[1u8; 1024]).unwrap(), Some(Vec::new()));
+    tx.commit().unwrap();
+}
+
+#[test]
+fn a_hundred_mib_value_round_trips() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("big.arbor");
+    let value: Vec<u8> =
+        (0..100u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    {
+        let db = Db::create(&path, Options::default()).unwrap();
+        let mut tx = db.begin_write().unwrap();
+        tx.tree("blobs").unwrap().insert(b"big", &value).unwrap();
+        tx.commit().unwrap();
+    }
+    let db = Db::open(&path, Options::default()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let mut t = tx.tree("blobs").unwrap();
+    assert!(t.get(b"big").unwrap().as_deref() == Some(value.as_slice()));
+    assert!(t.remove(b"big").unwrap().is_some());
+    tx.commit().unwrap();
+    assert!(db.check().unwrap().is_ok());
+}
+
+#[test]
+fn a_second_opener_gets_locked_and_wrong_files_are_refused() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("a.arbor");
+    let db = Db::create(&path, Options::default()).unwrap();
+    assert!(matches!(Db::open(&path, Options::default()), Err(Error::Locked)));
+    drop(db);
+    // Creating over an existing store needs force.
+    assert!(matches!(Db::create(&path, Options::default()), Err(Error::ExistingData { .. })));
+    // A file of zeros is not a store.
+    let zeros = dir.path().join("zeros");
+    std::fs::write(&zeros, vec![0u8; 1 << 20]).unwrap();
+    assert!(matches!(Db::open(&zeros, Options::default()), Err(Error::NotAnArborStore)));
+}
+
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn loop_device_create_write_reopen() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let backing = dir.path().join("loop.img");
+    std::fs::write(&backing, vec![0u8; 64 << 20]).unwrap();
+    let out =
+        Command::new("losetup").args(["-f", "--show", "--direct-io=on"]).arg(&backing).output();
+    let dev = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        Ok(o) => {
+            eprintln!("skipped: losetup refused: {}", String::from_utf8_lossy(&o.stderr));
+            return;
+        }
+        Err(e) => {
+            eprintln!("skipped: losetup unavailable: {e}");
+            return;
+        }
+    };
+    let _guard = Loop(dev.clone());
+    {
+        let db = Db::create(&dev, Options::default()).unwrap();
+        assert!(matches!(Db::open(&dev, Options::default()), Err(Error::Locked)));
+        let mut tx = db.begin_write().unwrap();
+        let mut t = tx.tree("t").unwrap();
+        for i in 0..10_000u32 {
+            t.insert(&i.to_be_bytes(), &i.to_le_bytes()).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let db = Db::open(&dev, Options::default()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let t = tx.tree("t").unwrap();
+    assert_eq!(t.len().unwrap(), 10_000);
+    assert_eq!(t.get(&77u32.to_be_bytes()).unwrap(), Some(77u32.to_le_bytes().to_vec()));
+}
