@@ -56,7 +56,7 @@ fn capacity(s: &Store) -> usize {
     s.block_bytes as usize - HEADER_BYTES
 }
 
-fn root_level<'a>(w: &'a Writer, s: &Store, root: ChildPtr) -> Result<u8> {
+fn root_level(w: &Writer, s: &Store, root: ChildPtr) -> Result<u8> {
     let buf = w.node(s, root)?;
     Ok(decode(&buf, root.address())?.level())
 }

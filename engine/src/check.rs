@@ -33,6 +33,9 @@ impl CheckReport {
     }
 }
 
+/// A node still to visit: (pointer, expected level, lower bound, upper bound).
+type Pending = (ChildPtr, Option<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+
 enum Owner {
     Tree(Vec<u8>),
     Overflow,
@@ -70,9 +73,7 @@ impl Walk<'_> {
     /// Walks one tree, checking levels, key order and separator bounds.
     fn tree(&mut self, name: &[u8], root: ChildPtr, is_catalog: bool) -> Result<u64> {
         let mut entries = 0u64;
-        // (pointer, expected level, lower bound, upper bound)
-        let mut stack: Vec<(ChildPtr, Option<u8>, Option<Vec<u8>>, Option<Vec<u8>>)> =
-            vec![(root, None, None, None)];
+        let mut stack: Vec<Pending> = vec![(root, None, None, None)];
         while let Some((ptr, expect, lo, hi)) = stack.pop() {
             let addr = ptr.address();
             let buf = match self.w.node(self.s, ptr) {

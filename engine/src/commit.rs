@@ -128,9 +128,7 @@ fn finish(db: &crate::db::Shared, outcome: Option<Outcome>) {
             d.last_durable_at = Instant::now();
         }
         Some(Err(msg)) => {
-            if d.failed.is_none() {
-                d.failed = Some(msg);
-            }
+            d.failed.get_or_insert(msg);
         }
         None => {}
     }

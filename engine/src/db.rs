@@ -123,7 +123,7 @@ impl Db {
                 return Err(Error::ExistingData { what });
             }
         }
-        let min_bytes = SUPERBLOCK_AREA_BYTES as u64 + 64 * u64::from(block_bytes);
+        let min_bytes = SUPERBLOCK_AREA_BYTES + 64 * u64::from(block_bytes);
         if dev.len_bytes() < min_bytes {
             dev.grow(min_bytes.max(opts.file_initial_bytes))?;
         }

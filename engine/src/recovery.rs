@@ -39,7 +39,7 @@ pub(crate) struct Found {
 
 /// Reads and decodes the four superblock slots.
 pub(crate) fn read_superblocks(dev: &dyn BlockDevice) -> Result<Found> {
-    if dev.len_bytes() < SUPERBLOCK_AREA_BYTES as u64 {
+    if dev.len_bytes() < SUPERBLOCK_AREA_BYTES {
         return Err(Error::NotAnArborStore);
     }
     let align = (dev.sector_bytes() as usize).max(SUPERBLOCK_BYTES);

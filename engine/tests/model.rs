@@ -36,11 +36,8 @@ fn check_range(
     let mut it = t.range((s, e)).unwrap();
     let mut both = Vec::new();
     let mut tail = Vec::new();
-    loop {
-        match it.next() {
-            Some(x) => both.push(x.unwrap()),
-            None => break,
-        }
+    while let Some(x) = it.next() {
+        both.push(x.unwrap());
         match it.next_back() {
             Some(x) => tail.push(x.unwrap()),
             None => break,
