@@ -31,3 +31,8 @@ pub use error::{Error, Result};
 pub use io::{AlignedBuf, BlockDevice, ReadOp, WriteOp};
 pub use options::{Durability, IoBackend, Options, SnapshotPolicy};
 pub use txn::{CommitInfo, WriteTree, WriteTxn};
+
+/// The README's usage example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme_doctest {}
