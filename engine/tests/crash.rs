@@ -203,3 +203,42 @@ fn flipped_bits_give_corrupt_never_wrong_data() {
     }
     assert!(corrupt_seen > 0, "no flipped bit was ever detected");
 }
+
+#[test]
+fn concurrent_committers_share_flushes_and_lose_nothing() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("group.arbor");
+    let db = Db::create(&path, small_opts()).unwrap();
+    let threads = 4u32;
+    let per_thread = 60u32;
+    let flushes_before = db.stats().flushes;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let db = &db;
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    let mut tx = db.begin_write().unwrap();
+                    let key = format!("t{t}-{i:04}");
+                    tx.tree("g").unwrap().insert(key.as_bytes(), &i.to_le_bytes()).unwrap();
+                    assert!(tx.commit().unwrap().durable);
+                }
+            });
+        }
+    });
+    let flushes = db.stats().flushes - flushes_before;
+    assert!(flushes <= u64::from(threads * per_thread), "{flushes} flushes");
+    drop(db);
+    let db = Db::open(&path, small_opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let t = tx.tree("g").unwrap();
+    assert_eq!(t.len().unwrap(), u64::from(threads * per_thread));
+    for th in 0..threads {
+        for i in 0..per_thread {
+            let key = format!("t{th}-{i:04}");
+            assert_eq!(t.get(key.as_bytes()).unwrap(), Some(i.to_le_bytes().to_vec()), "{key}");
+        }
+    }
+    drop(t);
+    tx.abort().unwrap();
+    assert!(db.check().unwrap().is_ok());
+}
