@@ -179,6 +179,15 @@ impl<'a> Node<'a> {
         validate(buf, Check::Strict)
     }
 
+    /// O(1) checks only (block size, magic, version, kind leaf/internal, level, slot array
+    /// below `heap_start` ≤ block end), for a buffer already validated by `decode` or
+    /// maintained by `NodeMut` (a cached or dirty block). The accessors still never panic or
+    /// read out of bounds whatever the bytes; only the per-item invariants go unchecked.
+    pub fn decode_trusted(buf: &'a [u8]) -> Result<Node<'a>, FormatError> {
+        let (kind, count) = check_node_header(buf)?;
+        Ok(Self::unchecked(buf, kind, count))
+    }
+
     /// A view without validation, for buffers this crate's `NodeMut` maintains.
     pub(crate) fn unchecked(buf: &'a [u8], kind: BlockKind, count: usize) -> Self {
         Self { buf, kind, count }
@@ -311,9 +320,9 @@ impl core::fmt::Debug for Node<'_> {
     }
 }
 
-/// The validation shared by `Node::decode` and `NodeMut::open`.
-pub(crate) fn validate(buf: &[u8], check: Check) -> Result<Node<'_>, FormatError> {
-    let block_bytes = check_block_len(buf.len())?;
+/// The O(1) header checks of a slotted node; returns its kind and item count.
+pub(crate) fn check_node_header(buf: &[u8]) -> Result<(BlockKind, usize), FormatError> {
+    check_block_len(buf.len())?;
     let header = parse_header(buf)?;
     let kind = header.kind()?;
     let level = header.level;
@@ -334,6 +343,14 @@ pub(crate) fn validate(buf: &[u8], check: Check) -> Result<Node<'_>, FormatError
             buf.len()
         )));
     }
+    Ok((kind, count))
+}
+
+/// The validation shared by `Node::decode` and `NodeMut::open`.
+pub(crate) fn validate(buf: &[u8], check: Check) -> Result<Node<'_>, FormatError> {
+    let (kind, count) = check_node_header(buf)?;
+    let block_bytes = buf.len() as u32;
+    let heap_start = BlockHeader::from_block(buf)?.heap_start() as usize;
     if kind == BlockKind::Internal && count == 0 && check == Check::Strict {
         return Err(FormatError::corrupt("node: internal node with no items"));
     }

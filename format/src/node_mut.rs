@@ -13,7 +13,9 @@ use crate::constants::{
 use crate::error::FormatError;
 use crate::header::{seal_block, BlockHeader, BlockKind};
 use crate::le::{U16Le, U32Le, U64Le};
-use crate::node::{read_slot, slot_offset, validate, Check, Node, Slot, ValueRef};
+use crate::node::{
+    check_node_header, read_slot, slot_offset, validate, Check, Node, Slot, ValueRef,
+};
 use crate::ptr::ChildPtr;
 use core::fmt;
 
@@ -67,6 +69,15 @@ impl<'a> NodeMut<'a> {
     /// that an internal node may be empty or have a non-empty first key, see `move_tail_to`).
     pub fn open(buf: &'a mut [u8]) -> Result<Self, FormatError> {
         let kind = validate(buf, Check::Open)?.kind();
+        Ok(Self { buf, kind })
+    }
+
+    /// Opens a buffer this process produced with `NodeMut` (or validated with `open`) after
+    /// O(1) header checks only, skipping `open`'s per-item validation on the hot write path.
+    /// Editing a buffer that does not meet `Node::decode`'s invariants may panic (an assertion
+    /// or arithmetic check), so never use this on bytes read from disk without `decode`.
+    pub fn open_trusted(buf: &'a mut [u8]) -> Result<Self, FormatError> {
+        let (kind, _) = check_node_header(buf)?;
         Ok(Self { buf, kind })
     }
 
