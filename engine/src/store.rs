@@ -2,7 +2,7 @@
 //! cache, and verification of every block read from the device against the pointer that
 //! led to it (address, generation, crc — DESIGN §3, §10.12).
 
-use arbor_format::{header, overflow, ChildPtr, FormatError, OverflowRef};
+use arbor_format::{header, overflow, BlockKind, ChildPtr, FormatError, Node, OverflowRef};
 
 use crate::cache::BlockCache;
 use crate::io::{AlignedBuf, BlockDevice};
@@ -104,6 +104,12 @@ impl Store {
         self.dev.read_at(self.block_offset(addr), &mut buf)?;
         self.counters.block_reads.fetch_add(1, Ordering::Relaxed);
         verify_against(&buf, ptr)?;
+        // Tree nodes are validated in full once, here; later accesses trust the image.
+        let kind =
+            header::parse_header(&buf).and_then(|h| h.kind()).map_err(|e| corrupt(addr, e))?;
+        if matches!(kind, BlockKind::Leaf | BlockKind::Internal) {
+            Node::decode(&buf).map_err(|e| corrupt(addr, e))?;
+        }
         Ok(buf)
     }
 

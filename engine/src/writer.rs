@@ -146,7 +146,7 @@ impl Writer {
             .dirty
             .get_mut(&addr)
             .ok_or_else(|| Error::corrupt(addr, "writer lost a dirty block"))?;
-        NodeMut::open(&mut d.buf).map_err(|e| corrupt(addr, e))
+        NodeMut::open_trusted(&mut d.buf).map_err(|e| corrupt(addr, e))
     }
 
     /// Ensures enough free blocks for an operation touching `blocks` blocks, growing the
@@ -374,6 +374,11 @@ impl<'a> crate::btree::NodeSource<'a> for WriterView<'a> {
     }
 }
 
+/// A view of a node image already validated in full: when it was read from the device
+/// (`Store::read_uncached`) or because the writer built it. Only the header is re-checked,
+/// so a lookup costs a binary search, not a validation of the whole block. Debug builds
+/// (every test) re-validate in full to catch writer bugs.
 pub(crate) fn decode(buf: &[u8], addr: u64) -> Result<Node<'_>> {
-    Node::decode(buf).map_err(|e| corrupt(addr, e))
+    debug_assert!(Node::decode(buf).is_ok(), "block {addr} fails full validation");
+    Node::decode_trusted(buf).map_err(|e| corrupt(addr, e))
 }
