@@ -1,0 +1,91 @@
+//! LMDB through heed, with default flags: every commit syncs (`fdatasync`) before returning.
+
+use std::ops::Bound;
+use std::path::Path;
+
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
+
+use super::Engine;
+use crate::data::{Key, Value};
+use crate::{ctx, BenchResult};
+
+/// Map size: far more than any run writes.
+const MAP_BYTES: usize = 16 << 30;
+
+pub struct LmdbEngine {
+    env: &'static Env,
+    db: Database<'static, Bytes, Bytes>,
+}
+
+impl LmdbEngine {
+    pub fn create(dir: &Path) -> BenchResult<LmdbEngine> {
+        let mut opts = EnvOpenOptions::new();
+        opts.map_size(MAP_BYTES).max_dbs(1);
+        // SAFETY: `dir` is a fresh directory of this process; no other handle maps it, and
+        // the environment is opened exactly once.
+        let env = unsafe { opts.open(dir) }.map_err(ctx("EnvOpenOptions::open"))?;
+        // heed ties a `Database` to a borrow of its `Env`. The benchmark keeps one environment
+        // per engine for the whole process, so it leaks that handle (the map stays until exit).
+        let env: &'static Env = Box::leak(Box::new(env));
+        let wtxn = env.write_txn().map_err(ctx("write_txn"))?;
+        let db = match env
+            .create_databases_and_commit(wtxn, |wdo, wtxn| {
+                wdo.create_database(wtxn, None).map(CommitOrAbort::<_, ()>::Commit)
+            })
+            .map_err(ctx("create_database"))?
+        {
+            CommitOrAbort::Commit(db) => db,
+            CommitOrAbort::Abort(()) => return Err("create_database aborted".into()),
+        };
+        Ok(LmdbEngine { env, db })
+    }
+}
+
+impl Engine for LmdbEngine {
+    fn name(&self) -> &'static str {
+        "lmdb"
+    }
+
+    fn insert_txn(&mut self, keys: &[Key], values: &[Value]) -> BenchResult<()> {
+        let mut tx = self.env.write_txn().map_err(ctx("write_txn"))?;
+        for (k, v) in keys.iter().zip(values) {
+            self.db.put(&mut tx, k, v).map_err(ctx("put"))?;
+        }
+        tx.commit().map_err(ctx("commit"))
+    }
+
+    fn remove_txn(&mut self, keys: &[Key]) -> BenchResult<u64> {
+        let mut tx = self.env.write_txn().map_err(ctx("write_txn"))?;
+        let mut removed = 0;
+        for k in keys {
+            removed += u64::from(self.db.delete(&mut tx, k).map_err(ctx("delete"))?);
+        }
+        tx.commit().map_err(ctx("commit"))?;
+        Ok(removed)
+    }
+
+    fn get_many(&mut self, keys: &[Key]) -> BenchResult<u64> {
+        let tx = self.env.read_txn().map_err(ctx("read_txn"))?;
+        let mut bytes = 0;
+        for k in keys {
+            if let Some(v) = self.db.get(&tx, k).map_err(ctx("get"))? {
+                bytes += v.len() as u64;
+            }
+        }
+        Ok(bytes)
+    }
+
+    fn scan_many(&mut self, starts: &[Key], len: usize) -> BenchResult<u64> {
+        let tx = self.env.read_txn().map_err(ctx("read_txn"))?;
+        let mut seen = 0;
+        for k in starts {
+            let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (Bound::Included(k), Bound::Unbounded);
+            for r in self.db.range(&tx, &bounds).map_err(ctx("range"))?.take(len) {
+                let (_k, v) = r.map_err(ctx("range next"))?;
+                seen += u64::from(!v.is_empty());
+            }
+        }
+        Ok(seen)
+    }
+}

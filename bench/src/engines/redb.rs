@@ -1,0 +1,86 @@
+//! redb, with `Durability::Immediate` commits and read transactions for reads.
+
+use std::path::Path;
+
+use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+
+use super::Engine;
+use crate::data::{Key, Value};
+use crate::{ctx, BenchResult};
+
+const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bench");
+
+pub struct RedbEngine {
+    db: Database,
+}
+
+impl RedbEngine {
+    pub fn create(dir: &Path) -> BenchResult<RedbEngine> {
+        let db = Database::create(dir.join("redb.db")).map_err(ctx("Database::create"))?;
+        Ok(RedbEngine { db })
+    }
+
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&mut redb::Table<'_, &[u8], &[u8]>) -> BenchResult<T>,
+    ) -> BenchResult<T> {
+        let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
+        tx.set_durability(Durability::Immediate).map_err(ctx("set_durability"))?;
+        let out = {
+            let mut t = tx.open_table(TABLE).map_err(ctx("open_table"))?;
+            f(&mut t)?
+        };
+        tx.commit().map_err(ctx("commit"))?;
+        Ok(out)
+    }
+}
+
+impl Engine for RedbEngine {
+    fn name(&self) -> &'static str {
+        "redb"
+    }
+
+    fn insert_txn(&mut self, keys: &[Key], values: &[Value]) -> BenchResult<()> {
+        self.write(|t| {
+            for (k, v) in keys.iter().zip(values) {
+                t.insert(k.as_slice(), v.as_slice()).map_err(ctx("insert"))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_txn(&mut self, keys: &[Key]) -> BenchResult<u64> {
+        self.write(|t| {
+            let mut removed = 0;
+            for k in keys {
+                removed += u64::from(t.remove(k.as_slice()).map_err(ctx("remove"))?.is_some());
+            }
+            Ok(removed)
+        })
+    }
+
+    fn get_many(&mut self, keys: &[Key]) -> BenchResult<u64> {
+        let tx = self.db.begin_read().map_err(ctx("begin_read"))?;
+        let t = tx.open_table(TABLE).map_err(ctx("open_table"))?;
+        let mut bytes = 0;
+        for k in keys {
+            if let Some(v) = t.get(k.as_slice()).map_err(ctx("get"))? {
+                bytes += v.value().len() as u64;
+            }
+        }
+        Ok(bytes)
+    }
+
+    fn scan_many(&mut self, starts: &[Key], len: usize) -> BenchResult<u64> {
+        let tx = self.db.begin_read().map_err(ctx("begin_read"))?;
+        let t = tx.open_table(TABLE).map_err(ctx("open_table"))?;
+        let mut seen = 0;
+        for k in starts {
+            for r in t.range::<&[u8]>(k.as_slice()..).map_err(ctx("range"))?.take(len) {
+                let (_k, v) = r.map_err(ctx("range next"))?;
+                seen += u64::from(!v.value().is_empty());
+            }
+        }
+        Ok(seen)
+    }
+}

@@ -1,0 +1,216 @@
+//! The printed table, its header (command, date, machine) and the `--json` document.
+
+use serde_json::{json, Map, Value};
+
+use crate::data::Sizes;
+use crate::run::{rows, EngineResult, Kind, RowSpec};
+
+/// Where and when the run happened.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub command: String,
+    pub date: String,
+    pub nproc: usize,
+    pub kernel: String,
+    pub cpu: String,
+    pub mem: String,
+    pub dir: String,
+    pub seed: u64,
+}
+
+impl Context {
+    pub fn gather(command: String, dir: String, seed: u64) -> Context {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let field = |text: &str, name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_else(|| "unknown".into())
+        };
+        Context {
+            command,
+            date: utc_now(),
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+            cpu: field(&read("/proc/cpuinfo"), "model name"),
+            mem: mem_total(&field(&read("/proc/meminfo"), "MemTotal")),
+            dir,
+            seed,
+        }
+    }
+}
+
+/// `MemTotal` of /proc/meminfo (`"24684084 kB"`) in GiB.
+fn mem_total(field: &str) -> String {
+    match field.trim_end_matches("kB").trim().parse::<u64>() {
+        Ok(kb) => format!("{:.1} GiB", kb as f64 / (1u64 << 20) as f64),
+        Err(_) => field.to_string(),
+    }
+}
+
+/// The current time as `YYYY-MM-DD HH:MM:SS UTC` (civil-from-days, no date crate).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+fn fmt_value(kind: Kind, v: f64) -> String {
+    match kind {
+        Kind::Rate if v >= 1e6 => format!("{:.2}M/s", v / 1e6),
+        Kind::Rate if v >= 1e4 => format!("{:.1}k/s", v / 1e3),
+        Kind::Rate => format!("{v:.0}/s"),
+        Kind::Latency if v >= 1e-3 => format!("{:.2} ms", v * 1e3),
+        Kind::Latency => format!("{:.1} us", v * 1e6),
+        Kind::Size => format!("{:.1} MB", v / 1e6),
+    }
+}
+
+/// Arbor divided by the best other engine (highest rate, lowest latency or size).
+fn ratio(spec: &RowSpec, results: &[EngineResult]) -> Option<f64> {
+    let arbor = results.iter().find(|r| r.name == "arbor")?.get(spec.id)?.as_ref().ok()?;
+    let others = results
+        .iter()
+        .filter(|r| r.name != "arbor")
+        .filter_map(|r| r.get(spec.id)?.as_ref().ok().copied());
+    let best = match spec.kind {
+        Kind::Rate => others.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.max(v)))),
+        Kind::Latency | Kind::Size => {
+            others.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.min(v))))
+        }
+    }?;
+    (best > 0.0).then(|| arbor / best)
+}
+
+/// The whole printed report.
+pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
+    let specs = rows(sizes);
+    let mut header = vec!["workload".to_string()];
+    header.extend(results.iter().map(|r| r.name.clone()));
+    header.push("arbor / best other".into());
+    let mut body: Vec<Vec<String>> = Vec::new();
+    let mut errors = Vec::new();
+    for spec in &specs {
+        let mut row = vec![spec.label.clone()];
+        for r in results {
+            row.push(match r.get(spec.id) {
+                Some(Ok(v)) => fmt_value(spec.kind, *v),
+                Some(Err(e)) => {
+                    errors.push(format!("{} / {}: {e}", r.name, spec.label.trim()));
+                    "ERROR".into()
+                }
+                None => "-".into(),
+            });
+        }
+        row.push(ratio(spec, results).map_or("-".into(), |x| format!("{x:.2}x")));
+        body.push(row);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| body.iter().chain([&header]).map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| {
+        let mut s = String::from("|");
+        for (c, cell) in cells.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 {
+                s += &format!(" {cell}{} |", " ".repeat(pad));
+            } else {
+                s += &format!(" {}{cell} |", " ".repeat(pad));
+            }
+        }
+        s + "\n"
+    };
+
+    let mut out = String::new();
+    out += &format!("kv-bench  {}\n", ctx.command);
+    out += &format!("date:     {}\n", ctx.date);
+    out += &format!(
+        "machine:  {} CPUs ({}), {} RAM, Linux {}\n",
+        ctx.nproc, ctx.cpu, ctx.mem, ctx.kernel
+    );
+    out += &format!("store:    fresh files in {} (seed {})\n\n", ctx.dir, ctx.seed);
+    out += &line(&header);
+    let sep: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out += &line(&sep).replace(' ', "-");
+    for row in &body {
+        out += &line(row);
+    }
+    out += "\nNotes:\n";
+    out += "- 24-byte random keys, 150-byte random values; every write txn is durable \
+            (arbor Durability::Immediate, redb Durability::Immediate, lmdb default sync).\n";
+    out += "- Rates are operations per second (inserts, gets, scans, removals); \
+            ratio = arbor / best other: >1 is better for rates, <1 is better for \
+            latencies and sizes.\n";
+    out += "- Arbor reads via write txn until snapshots land; redb and lmdb read in a read txn.\n";
+    out += "- File size is the apparent size of the engine's files (arbor preallocates its \
+            file); disk blocks allocated is st_blocks x 512.\n";
+    for r in results {
+        for n in &r.notes {
+            out += &format!("- {n}\n");
+        }
+    }
+    if !errors.is_empty() {
+        out += "\nErrors:\n";
+        for e in errors {
+            out += &format!("- {e}\n");
+        }
+    }
+    out
+}
+
+/// The `--json` document: context, sizes and every cell.
+pub fn json(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> Value {
+    let specs = rows(sizes);
+    let mut engines = Map::new();
+    for r in results {
+        let mut cells = Map::new();
+        for spec in &specs {
+            let v = match r.get(spec.id) {
+                Some(Ok(v)) => json!({ "value": v }),
+                Some(Err(e)) => json!({ "error": e }),
+                None => Value::Null,
+            };
+            cells.insert(spec.id.to_string(), v);
+        }
+        engines.insert(r.name.clone(), json!({ "results": cells, "notes": r.notes }));
+    }
+    let rows: Vec<Value> = specs
+        .iter()
+        .map(|s| {
+            let unit = match s.kind {
+                Kind::Rate => "ops_per_second",
+                Kind::Latency => "seconds",
+                Kind::Size => "bytes",
+            };
+            json!({ "id": s.id, "label": s.label.trim(), "unit": unit,
+                    "arbor_over_best_other": ratio(s, results) })
+        })
+        .collect();
+    json!({
+        "command": ctx.command,
+        "date": ctx.date,
+        "machine": { "nproc": ctx.nproc, "kernel": ctx.kernel, "cpu": ctx.cpu, "mem": ctx.mem },
+        "dir": ctx.dir,
+        "seed": ctx.seed,
+        "sizes": {
+            "keys": sizes.keys, "durable_commits": sizes.durable_commits,
+            "batches": sizes.batches, "batch_size": sizes.batch_size,
+            "reads": sizes.reads, "scans": sizes.scans, "scan_len": sizes.scan_len,
+        },
+        "rows": rows,
+        "engines": engines,
+    })
+}
