@@ -1,6 +1,8 @@
 //! Opening rules: backend choice and fallback, exclusive locking (in this process and from
 //! another one), tmpfs refusal, file growth limits, and the existing-data probe.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -72,6 +74,7 @@ fn create_and_reopen_rules() {
 
 #[test]
 fn second_open_in_process_is_locked() {
+    let _serial = common::serialized_with_spawns();
     let dir = test_dir();
     let path = dir.path().join("locked");
     let first = open_path(&path, true, &small_opts(IoBackend::Auto)).unwrap();
@@ -112,6 +115,7 @@ fn probe_from_child(path: &Path) -> String {
 
 #[test]
 fn second_open_from_another_process_is_locked() {
+    let _serial = common::serialized_with_spawns();
     let dir = test_dir();
     let path = dir.path().join("xlocked");
     let first = open_path(&path, true, &small_opts(IoBackend::Auto)).unwrap();

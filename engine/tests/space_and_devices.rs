@@ -79,6 +79,7 @@ fn value_and_key_limits() {
 
 #[test]
 fn a_hundred_mib_value_round_trips() {
+    let _serial = common::serialized_with_spawns();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let path = dir.path().join("big.arbor");
     let value: Vec<u8> =
@@ -100,6 +101,7 @@ fn a_hundred_mib_value_round_trips() {
 
 #[test]
 fn a_second_opener_gets_locked_and_wrong_files_are_refused() {
+    let _serial = common::serialized_with_spawns();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let path = dir.path().join("a.arbor");
     let db = Db::create(&path, Options::default()).unwrap();
@@ -123,6 +125,7 @@ impl Drop for Loop {
 
 #[test]
 fn loop_device_create_write_reopen() {
+    let _serial = common::serialized_with_spawns();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let backing = dir.path().join("loop.img");
     std::fs::write(&backing, vec![0u8; 64 << 20]).unwrap();

@@ -67,3 +67,13 @@ pub fn value(rng: &mut Rng) -> Vec<u8> {
     };
     rng.bytes(len)
 }
+
+/// Tests that spawn a child process and tests that check a store's lock is released on drop
+/// run one at a time: a child forked from the test process holds duplicates of every open
+/// file descriptor (with their `flock`) until it reaches `exec`, so a concurrent spawn can
+/// briefly keep a dropped store's lock alive.
+static SPAWN_VS_RELEASE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serialized_with_spawns() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN_VS_RELEASE.lock().unwrap_or_else(|e| e.into_inner())
+}
