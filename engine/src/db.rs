@@ -12,6 +12,8 @@ use arbor_format::{BlockKind, ChildPtr};
 
 use crate::alloc::Allocator;
 use crate::commit::{self, DurableState, Pipeline};
+use crate::mvcc::{Registry, RootRecord};
+use crate::snapshot::Snapshot;
 use crate::freeze::{self, SuperblockInputs};
 use crate::io::{self, AlignedBuf, BlockDevice, DeviceOptions, WriteOp};
 use crate::options::Options;
@@ -25,6 +27,8 @@ use crate::{Error, Result};
 pub(crate) struct Shared {
     pub store: Store,
     pub writer: Mutex<Writer>,
+    /// Published root record and outstanding snapshots.
+    pub registry: Registry,
     pub pipeline: Pipeline,
     pub opts: Options,
     pub uuid: [u8; 16],
@@ -55,7 +59,21 @@ pub struct Stats {
     pub cache_hits: u64,
     pub blocks_written: u64,
     pub flushes: u64,
+    /// Mod-log entry bytes not yet pruned.
     pub modlog_bytes: u64,
+    /// Block images kept only for snapshot readers (counted with `modlog_bytes` against
+    /// `Options::modlog_max_bytes`).
+    pub retained_bytes: u64,
+    /// Freed blocks outstanding snapshots keep from reuse.
+    pub pinned_blocks: u64,
+    /// Snapshots registered and not yet released.
+    pub snapshots_live: usize,
+    /// Seq of the oldest of them.
+    pub snapshot_oldest_seq: Option<u64>,
+    /// Snapshots expired by the bound since open.
+    pub snapshot_expirations: u64,
+    /// Seq of the last commit (what a snapshot taken now sees).
+    pub visible_seq: u64,
     /// Superblock copies that carried the magic but failed verification at open.
     pub rejected_superblock_copies: u32,
     /// Newer generations skipped at open because their blocks did not verify.
@@ -194,16 +212,19 @@ impl Db {
 
     fn from_parts(
         store: Store,
-        writer: Writer,
+        mut writer: Writer,
         state: DurableState,
         opts: Options,
         uuid: [u8; 16],
         rejected: u32,
         fallbacks: u32,
     ) -> Db {
+        writer.hist.open_generation(writer.gen, writer.seq);
+        let root = RootRecord { seq: writer.seq, gen: writer.gen, catalog: writer.catalog };
         Db {
             shared: Arc::new(Shared {
                 store,
+                registry: Registry::new(root),
                 writer: Mutex::new(writer),
                 pipeline: Pipeline { state: Mutex::new(state), changed: Condvar::new() },
                 opts,
@@ -219,6 +240,20 @@ impl Db {
         WriteTxn::begin(&self.shared)
     }
 
+    /// A consistent read-only view of the last commit; cheap (a registration under one
+    /// short lock). Usable from any thread while writers continue; dropping every clone
+    /// releases the history it held back.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot::new(Arc::clone(&self.shared)))
+    }
+
+    /// Test-only: disables the pinned set, to show that tests of the seed scenario fail
+    /// without it. Never use outside tests: snapshots then read reused blocks.
+    #[doc(hidden)]
+    pub fn testing_disable_pinning(&self) {
+        self.shared.registry.lock().broken_no_pinning = true;
+    }
+
     /// Makes every committed transaction durable (one flush, if anything is pending).
     pub fn flush(&self) -> Result<()> {
         let target = lock(&self.shared.writer).last_commit_gen;
@@ -229,6 +264,11 @@ impl Db {
         let s = &self.shared;
         let w = lock(&s.writer);
         let d = lock(&s.pipeline.state);
+        let (live, oldest, expirations, visible_seq) = {
+            let r = s.registry.lock();
+            let (live, oldest) = r.live();
+            (live, oldest, r.expirations, r.root().seq)
+        };
         use crate::sync::Ordering::Relaxed;
         Stats {
             block_bytes: s.store.block_bytes,
@@ -245,7 +285,13 @@ impl Db {
             cache_hits: s.store.counters.cache_hits.load(Relaxed),
             blocks_written: s.store.counters.blocks_written.load(Relaxed),
             flushes: s.store.counters.flushes.load(Relaxed),
-            modlog_bytes: w.log.bytes(),
+            modlog_bytes: w.hist.log_bytes,
+            retained_bytes: w.hist.retained_bytes,
+            pinned_blocks: w.hist.pinned_blocks,
+            snapshots_live: live,
+            snapshot_oldest_seq: oldest,
+            snapshot_expirations: expirations,
+            visible_seq,
             rejected_superblock_copies: s.rejected_superblock_copies,
             recovery_fallbacks: s.recovery_fallbacks,
             device: s.store.dev.describe(),
@@ -274,7 +320,7 @@ impl Writer {
             dirty: Default::default(),
             dirty_bytes: 0,
             alloc,
-            log: Default::default(),
+            hist: Default::default(),
             seq: 0,
             catalog,
             trees: Default::default(),
