@@ -12,12 +12,12 @@ use arbor_format::{BlockKind, ChildPtr};
 
 use crate::alloc::Allocator;
 use crate::commit::{self, DurableState, Pipeline};
-use crate::mvcc::{Registry, RootRecord};
-use crate::snapshot::Snapshot;
 use crate::freeze::{self, SuperblockInputs};
 use crate::io::{self, AlignedBuf, BlockDevice, DeviceOptions, WriteOp};
+use crate::mvcc::{Registry, RootRecord};
 use crate::options::Options;
 use crate::recovery;
+use crate::snapshot::Snapshot;
 use crate::store::Store;
 use crate::sync::{lock, Arc, Condvar, Mutex};
 use crate::txn::WriteTxn;

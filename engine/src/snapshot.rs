@@ -9,6 +9,7 @@
 //!   image and entries are copied under its lock and the copy is rewound to S (`Slot::
 //!   image_at`); if the table does not, its final image is in the store and is the image
 //!   at S (the writer drops a slot only once that holds).
+//!
 //! Every block fetch is one reader operation (§10.7): it pins the snapshot's history and
 //! fails with `SnapshotExpired` if the bound expired the snapshot. Iterators hold private or
 //! immutable images between steps, never a lock or a pin.
@@ -126,7 +127,12 @@ impl Tree {
 
     /// Iterates the whole tree.
     pub fn iter(&self) -> Result<Range<'static>> {
-        Ok(Range::new(Box::new(self.snap.source()), self.meta.root, Bound::Unbounded, Bound::Unbounded))
+        Ok(Range::new(
+            Box::new(self.snap.source()),
+            self.meta.root,
+            Bound::Unbounded,
+            Bound::Unbounded,
+        ))
     }
 
     /// Number of keys.

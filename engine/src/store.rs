@@ -5,8 +5,8 @@
 use arbor_format::{header, overflow, BlockKind, ChildPtr, FormatError, Node, OverflowRef};
 
 use crate::cache::BlockCache;
-use crate::mvcc::SlotTable;
 use crate::io::{AlignedBuf, BlockDevice};
+use crate::mvcc::SlotTable;
 use std::collections::HashMap;
 
 use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};

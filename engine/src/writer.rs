@@ -191,17 +191,12 @@ impl Writer {
     ) -> Result<Option<R>> {
         let d = self.slot(addr)?;
         let (slot, private) = (Arc::clone(&d.slot), d.private);
-        let mut st = slot.write();
-        let mut node = NodeMut::open_trusted(st.buf_mut(addr)?).map_err(|e| corrupt(addr, e))?;
-        let Some((r, op)) = f(&mut node)? else { return Ok(None) };
-        if !private {
-            let seq = self.next_seq();
-            let bytes = op.bytes() as u64;
-            st.log.push(Entry { seq, op });
-            drop(st);
-            self.hist.note_logged(seq, &slot, bytes);
-            self.txn.undo_bytes += bytes;
-            self.txn.logged.push((addr, seq));
+        let counter = if private { None } else { Some(&mut self.seq) };
+        let Some((r, logged)) = slot.edit_logged(counter, f)? else { return Ok(None) };
+        if let Some(l) = logged {
+            self.hist.note_logged(l.seq, &slot, l.bytes);
+            self.txn.undo_bytes += l.bytes;
+            self.txn.logged.push((addr, l.seq));
         }
         Ok(Some(r))
     }
@@ -356,7 +351,9 @@ impl Writer {
     pub(crate) fn move_tail(&mut self, addr: u64, at: usize, right: u64) -> Result<()> {
         debug_assert!(self.is_private(right));
         let items = self.peek(addr, |node| {
-            (at..node.len()).map(|slot| modlog::owned_node_item(node, slot)).collect::<Result<Vec<_>>>()
+            (at..node.len())
+                .map(|slot| modlog::owned_node_item(node, slot))
+                .collect::<Result<Vec<_>>>()
         });
         let items = items?;
         self.edit_unlogged(right, |r| {

@@ -206,7 +206,11 @@ impl Allocator {
 
     /// Keeps a run (just freed with `free_pending`) from being reused until `release_hold`.
     pub fn hold(&mut self, addr: u64, count: u64) {
-        debug_assert!(self.held.range(..addr + count).next_back().is_none_or(|(a, c)| a + c <= addr));
+        debug_assert!(self
+            .held
+            .range(..addr + count)
+            .next_back()
+            .is_none_or(|(a, c)| a + c <= addr));
         self.held.insert(addr, count);
     }
 

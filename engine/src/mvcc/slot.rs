@@ -70,11 +70,52 @@ impl SlotState {
 pub struct Slot {
     pub addr: u64,
     state: RwLock<SlotState>,
+    /// Test-only: append log entries after releasing the lock (the broken variant the loom
+    /// model of "reader copy vs writer edit" must catch). Never set outside tests.
+    broken_log_after_unlock: bool,
+}
+
+/// What an edit logged: its seq and the entry's bytes.
+pub struct Logged {
+    pub seq: u64,
+    pub bytes: u64,
 }
 
 impl Slot {
     pub fn new(addr: u64, buf: AlignedBuf) -> Slot {
-        Slot { addr, state: RwLock::new(SlotState { image: Image::Mutable(buf), log: Vec::new() }) }
+        let state = RwLock::new(SlotState { image: Image::Mutable(buf), log: Vec::new() });
+        Slot { addr, state, broken_log_after_unlock: false }
+    }
+
+    /// Test-only: see `broken_log_after_unlock`.
+    pub fn new_broken_log_after_unlock(addr: u64, buf: AlignedBuf) -> Slot {
+        Slot { broken_log_after_unlock: true, ..Slot::new(addr, buf) }
+    }
+
+    /// Edits the mutable image with `f`. If the block is published (`seq_counter` given),
+    /// the entry that undoes the edit is appended with the next seq *under the same write
+    /// lock* (DESIGN §10.1), so no reader can copy the changed image without the entry.
+    /// `f` returns `None` when it changed nothing.
+    pub fn edit_logged<R>(
+        &self,
+        seq_counter: Option<&mut u64>,
+        f: impl FnOnce(&mut NodeMut<'_>) -> Result<Option<(R, Op)>>,
+    ) -> Result<Option<(R, Option<Logged>)>> {
+        let mut st = self.write();
+        let mut node =
+            NodeMut::open_trusted(st.buf_mut(self.addr)?).map_err(|e| corrupt(self.addr, e))?;
+        let Some((r, op)) = f(&mut node)? else { return Ok(None) };
+        let Some(counter) = seq_counter else { return Ok(Some((r, None))) };
+        *counter += 1;
+        let seq = *counter;
+        let bytes = op.bytes() as u64;
+        if self.broken_log_after_unlock {
+            drop(st);
+            self.write().log.push(Entry { seq, op });
+        } else {
+            st.log.push(Entry { seq, op });
+        }
+        Ok(Some((r, Some(Logged { seq, bytes }))))
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, SlotState> {

@@ -47,4 +47,8 @@ impl SlotTable {
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Acquire)
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
