@@ -3,22 +3,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use arbor::io::SimDevice;
 use arbor::{Db, Durability, Error, Options, Snapshot};
-use common::{key, small_opts, value, Model, Rng};
-
-fn snap_dump(snap: &Snapshot) -> arbor::Result<Model> {
-    let mut out = Model::new();
-    for name in snap.tree_names()? {
-        let t = snap.tree(&name)?.expect("listed tree exists");
-        let items: BTreeMap<Vec<u8>, Vec<u8>> = t.iter()?.collect::<arbor::Result<_>>()?;
-        assert_eq!(items.len() as u64, t.len(), "tree {name}: len vs scan");
-        out.insert(name, items);
-    }
-    Ok(out)
-}
+use common::{key, small_opts, snap_dump, value, Model, Rng};
 
 fn new_db(seed: u64, opts: Options) -> Db {
     Db::create_on(Box::new(SimDevice::new(256 << 20, 4096, seed)), opts).unwrap()
