@@ -29,6 +29,9 @@ pub(crate) struct Shared {
     pub writer: Mutex<Writer>,
     /// Published root record and outstanding snapshots.
     pub registry: Registry,
+    /// The writer's figures as of the last commit or abort, for `stats` while a write
+    /// transaction holds the writer.
+    pub figures: Mutex<WriterFigures>,
     pub pipeline: Pipeline,
     pub opts: Options,
     pub uuid: [u8; 16],
@@ -220,11 +223,13 @@ impl Db {
         fallbacks: u32,
     ) -> Db {
         writer.hist.open_generation(writer.gen, writer.seq);
+        let figures = writer.figures(true, 0);
         let root = RootRecord { seq: writer.seq, gen: writer.gen, catalog: writer.catalog };
         Db {
             shared: Arc::new(Shared {
                 store,
                 registry: Registry::new(root),
+                figures: Mutex::new(figures),
                 writer: Mutex::new(writer),
                 pipeline: Pipeline { state: Mutex::new(state), changed: Condvar::new() },
                 opts,
@@ -260,9 +265,19 @@ impl Db {
         commit::make_durable(&self.shared, None, target, true)
     }
 
+    /// Counters and sizes. Never waits for an open write transaction: while one holds the
+    /// writer (on any thread, this one included), the writer's figures are those of the
+    /// last commit or abort.
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
-        let w = lock(&s.writer);
+        let w = match s.writer.try_lock() {
+            Ok(w) => {
+                let f = w.figures(true, 0);
+                *lock(&s.figures) = f;
+                f
+            }
+            Err(_) => *lock(&s.figures),
+        };
         let d = lock(&s.pipeline.state);
         let (live, oldest, expirations, visible_seq) = {
             let r = s.registry.lock();
@@ -272,12 +287,12 @@ impl Db {
         use crate::sync::Ordering::Relaxed;
         Stats {
             block_bytes: s.store.block_bytes,
-            generation_open: w.gen,
+            generation_open: w.generation_open,
             generation_durable: d.durable_gen,
-            blocks_total: w.alloc.block_count(),
-            blocks_free: w.alloc.free_blocks(),
-            largest_free_run: w.alloc.largest_free_run(),
-            trees: w.trees.len(),
+            blocks_total: w.blocks_total,
+            blocks_free: w.blocks_free,
+            largest_free_run: w.largest_free_run,
+            trees: w.trees,
             cache_bytes: s.store.cache.bytes(),
             cache_blocks: s.store.cache.len(),
             dirty_bytes: w.dirty_bytes,
@@ -285,9 +300,9 @@ impl Db {
             cache_hits: s.store.counters.cache_hits.load(Relaxed),
             blocks_written: s.store.counters.blocks_written.load(Relaxed),
             flushes: s.store.counters.flushes.load(Relaxed),
-            modlog_bytes: w.hist.log_bytes,
-            retained_bytes: w.hist.retained_bytes,
-            pinned_blocks: w.hist.pinned_blocks,
+            modlog_bytes: w.modlog_bytes,
+            retained_bytes: w.retained_bytes,
+            pinned_blocks: w.pinned_blocks,
             snapshots_live: live,
             snapshot_oldest_seq: oldest,
             snapshot_expirations: expirations,
@@ -298,7 +313,8 @@ impl Db {
         }
     }
 
-    /// Walks the whole store and verifies it (see `CheckReport`).
+    /// Walks the whole store and verifies it (see `CheckReport`). Waits for an open write
+    /// transaction to end.
     pub fn check(&self) -> Result<crate::check::CheckReport> {
         let w = lock(&self.shared.writer);
         crate::check::check(&w, &self.shared.store)
@@ -313,7 +329,43 @@ impl Drop for Db {
     }
 }
 
+/// The writer's part of `Stats`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct WriterFigures {
+    generation_open: u64,
+    blocks_total: u64,
+    blocks_free: u64,
+    largest_free_run: u64,
+    trees: usize,
+    dirty_bytes: u64,
+    modlog_bytes: u64,
+    retained_bytes: u64,
+    pinned_blocks: u64,
+}
+
+impl WriterFigures {
+    pub(crate) fn largest_free_run(&self) -> u64 {
+        self.largest_free_run
+    }
+}
+
 impl Writer {
+    /// The writer's figures; the largest free run (a bitmap scan) only when `full`, else
+    /// `largest_free_run` as last measured.
+    pub(crate) fn figures(&self, full: bool, largest_free_run: u64) -> WriterFigures {
+        WriterFigures {
+            generation_open: self.gen,
+            blocks_total: self.alloc.block_count(),
+            blocks_free: self.alloc.free_blocks(),
+            largest_free_run: if full { self.alloc.largest_free_run() } else { largest_free_run },
+            trees: self.trees.len(),
+            dirty_bytes: self.dirty_bytes,
+            modlog_bytes: self.hist.log_bytes,
+            retained_bytes: self.hist.retained_bytes,
+            pinned_blocks: self.hist.pinned_blocks,
+        }
+    }
+
     pub(crate) fn new(gen: u64, alloc: Allocator, catalog: ChildPtr) -> Writer {
         Writer {
             gen,

@@ -210,6 +210,7 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
     bound::expire_if_over(w, db, &mut r);
     drop(r);
     w.txn = TxnScratch::default();
+    note_figures(w, db);
     Ok(commit_seq)
 }
 
@@ -266,7 +267,15 @@ fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
     history::release_pins(w, &db.store, &r);
     let bound = r.prune_bound(w.seq + 1);
     history::prune(w, &db.store, bound);
+    drop(r);
+    note_figures(w, db);
     Ok(())
+}
+
+/// Refreshes the figures `Db::stats` reports while a transaction holds the writer.
+fn note_figures(w: &Writer, db: &Shared) {
+    let mut f = lock(&db.figures);
+    *f = w.figures(false, f.largest_free_run());
 }
 
 /// Frees every block of a deleted tree (and its overflow extents).

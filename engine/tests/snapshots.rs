@@ -43,6 +43,11 @@ fn a_snapshot_sees_its_commit_while_the_writer_moves_on() {
     let rev: Vec<_> = t.range(..).unwrap().rev().take(2).map(|r| r.unwrap().0).collect();
     assert_eq!(rev, vec![1999u32.to_be_bytes().to_vec(), 1998u32.to_be_bytes().to_vec()]);
     assert_eq!(db.stats().snapshots_live, 1);
+    // `stats` never waits for an open write transaction, even on the same thread.
+    let tx = db.begin_write().unwrap();
+    let s = db.stats();
+    assert!(s.visible_seq >= snap.seq() && s.trees == 2, "{s:?}");
+    drop(tx);
     drop(t);
     drop(snap);
     assert_eq!(db.stats().snapshots_live, 0);
