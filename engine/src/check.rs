@@ -176,7 +176,11 @@ pub(crate) fn check(w: &Writer, s: &Store) -> Result<CheckReport> {
     let first = arbor_format::constants::first_data_block(s.block_bytes);
     for a in first..w.alloc.block_count() {
         let allocated = w.alloc.is_allocated(a);
-        if allocated && !walk.used.contains_key(&a) && !w.dirty.contains_key(&a) {
+        if allocated
+            && !walk.used.contains_key(&a)
+            && !w.dirty.contains_key(&a)
+            && !w.alloc.is_held(a)
+        {
             walk.report.problems.push(format!("block {a} is allocated but unreachable (leaked)"));
         }
         if !allocated {

@@ -96,7 +96,15 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
             return Err(Error::corrupt(*addr, "dirty block not reached from the catalog"));
         }
     }
-    let persisted = w.alloc.persist(gen).map_err(|_| Error::NoSpace)?;
+    let persisted = match w.alloc.persist(gen) {
+        Ok(p) => p,
+        Err(_) => {
+            // The allocator's own blocks did not fit: grow the device (files grow in steps)
+            // and try once more before giving up.
+            w.grow_device(s, 1024)?;
+            w.alloc.persist(gen).map_err(|_| Error::NoSpace)?
+        }
+    };
 
     // Each image becomes frozen in its slot (readers keep using the slot while it has log
     // entries they may need) and goes to the write-out.

@@ -83,9 +83,14 @@ pub(crate) struct Allocator {
     /// Allocation rounds the last persist needed for its own blocks (DESIGN §10.13: ≤ 2
     /// unless space is nearly exhausted). For tests and stats.
     persist_passes: u32,
-    /// Pending runs a snapshot still pins (DESIGN §6 rule 1): `note_durable` keeps them
-    /// pending (persisted, so a crash frees them) until `release_hold`. start → count.
+    /// Freed runs a snapshot still pins (DESIGN §6 rule 1), start → count: never reused
+    /// until `release_hold`. While their pending generation is not yet reusable they are
+    /// pending like any free; after that they are `masked`.
     held: std::collections::BTreeMap<u64, u64>,
+    /// Held runs past their pending generation: allocated in memory (not reusable) but
+    /// persisted as free, so a crash (which ends every snapshot) leaks nothing and the
+    /// pending lists stay as short as without snapshots. start → count.
+    masked: std::collections::BTreeMap<u64, u64>,
 }
 
 impl Allocator {
@@ -120,6 +125,7 @@ impl Allocator {
             pending_changed: false,
             persist_passes: 0,
             held: std::collections::BTreeMap::new(),
+            masked: std::collections::BTreeMap::new(),
         };
         a.resize_levels();
         a
@@ -181,9 +187,10 @@ impl Allocator {
     }
 
     /// Generation `gen` is durable: every pending(g) with g < gen becomes free, except the
-    /// parts still held, which stay pending under their generation.
+    /// parts still held, which become masked (persisted free, kept from reuse).
     pub fn note_durable(&mut self, gen: u64) {
-        for (g, runs) in self.pending.take_below(gen) {
+        for (_, runs) in self.pending.take_below(gen) {
+            self.pending_changed = true;
             for run in runs {
                 let mut at = run.start;
                 let held: Vec<(u64, u64)> =
@@ -191,16 +198,22 @@ impl Allocator {
                 for (h, count) in held {
                     if h > at {
                         self.bitmap.clear_range(at, h - at);
-                        self.pending_changed = true;
                     }
-                    self.pending.insert(g, Run { start: h, count });
+                    self.masked.insert(h, count);
+                    self.mark_chunks_dirty(h, count);
                     at = h + count;
                 }
                 if run.end() > at {
                     self.bitmap.clear_range(at, run.end() - at);
-                    self.pending_changed = true;
                 }
             }
+        }
+    }
+
+    fn mark_chunks_dirty(&mut self, start: u64, count: u64) {
+        let bits = self.bitmap.bits_per_chunk();
+        for chunk in start / bits..=(start + count - 1) / bits {
+            self.bitmap.mark_dirty(chunk);
         }
     }
 
@@ -214,10 +227,40 @@ impl Allocator {
         self.held.insert(addr, count);
     }
 
-    /// The run may be reused once its pending generation allows it.
+    /// The run may be reused: at once if it was masked, else when its pending generation
+    /// allows.
     pub fn release_hold(&mut self, addr: u64, count: u64) {
         let removed = self.held.remove(&addr);
         debug_assert_eq!(removed, Some(count), "released a run that was not held");
+        if self.masked.remove(&addr).is_some() {
+            self.bitmap.clear_range(addr, count);
+        }
+    }
+
+    /// Whether `addr` is in a held run (allocated only because a snapshot pins it).
+    pub fn is_held(&self, addr: u64) -> bool {
+        self.held.range(..=addr).next_back().is_some_and(|(a, c)| addr < a + c)
+    }
+
+    /// Chunk `chunk`'s words as persisted: masked runs read as free.
+    fn persisted_words(&self, chunk: u64) -> std::borrow::Cow<'_, [u64]> {
+        let words = self.bitmap.chunk_words(chunk);
+        let bits = self.bitmap.bits_per_chunk();
+        let (lo, hi) = (chunk * bits, (chunk + 1) * bits);
+        let first = self.masked.range(..lo).next_back().filter(|(a, c)| *a + *c > lo);
+        let runs: Vec<(u64, u64)> =
+            first.into_iter().chain(self.masked.range(lo..hi)).map(|(a, c)| (*a, *c)).collect();
+        if runs.is_empty() {
+            return std::borrow::Cow::Borrowed(words);
+        }
+        let mut out = words.to_vec();
+        for (a, c) in runs {
+            for block in a.max(lo)..(a + c).min(hi) {
+                let bit = block - lo;
+                out[(bit / 64) as usize] &= !(1u64 << (bit % 64));
+            }
+        }
+        std::borrow::Cow::Owned(out)
     }
 
     /// The device grew: manage blocks up to `new_block_count` (never shrinks).

@@ -217,7 +217,7 @@ impl Allocator {
         let mut next_addr = || addrs.next().expect("the plan's block count was allocated");
         for &k in &plan.chunks {
             let addr = next_addr();
-            let buf = codec::encode_chunk(bb, addr, gen, k * bits, self.bitmap.chunk_words(k));
+            let buf = codec::encode_chunk(bb, addr, gen, k * bits, &self.persisted_words(k));
             self.ptrs[0][to_usize(k)] = sealed_ptr(&buf, addr, gen);
             blocks.push((addr, buf));
         }
