@@ -144,15 +144,23 @@ fn print_text(r: &DeviceCheck) {
     }
     for g in &r.generations {
         let rep = &g.report;
-        let scope = if g.full { "full check" } else { "fallback: trees and allocator load" };
         let verdict = if rep.is_ok() {
             "ok".to_string()
         } else {
             format!("{} problem(s)", rep.findings.len())
         };
+        if !g.full {
+            println!(
+                "generation {} (slots {:?}, fallback): {} trees, {} blocks not shared with the \
+                 newest verified, allocator loads: {verdict}",
+                g.generation, g.slots, rep.trees, rep.tree_blocks
+            );
+            continue;
+        }
         println!(
-            "generation {} (slots {:?}, {scope}): {} trees, {} entries, {} tree blocks, {} overflow \
-             blocks, {} allocator blocks, {} pending, {} free, {} underfull nodes: {verdict}",
+            "generation {} (slots {:?}, full check): {} trees, {} entries, {} tree blocks, {} \
+             overflow blocks, {} allocator blocks, {} pending, {} free, {} underfull nodes: \
+             {verdict}",
             g.generation,
             g.slots,
             rep.trees,

@@ -140,7 +140,7 @@ pub fn info(path: &Path, as_json: bool) -> Result<()> {
         (0..SUPERBLOCK_SLOT_COUNT).map(|s| decode_slot(&area, s)).collect();
     let newest: Option<Superblock> =
         slots.iter().filter_map(|s| s.superblock).max_by_key(Superblock::generation);
-    if newest.is_none() && slots.iter().all(|s| s.state == SlotState::Empty) {
+    if newest.is_none() && slots.iter().all(|s| s.claimed_generation.is_none()) {
         return Err(CliError::new(format!(
             "{}: not an Arbor store (no superblock)",
             path.display()

@@ -173,7 +173,8 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
     let mut problems = slot_problems(&slots);
     let newest = slots.iter().filter_map(|s| s.superblock).max_by_key(Superblock::generation);
     let Some(newest) = newest else {
-        if problems.is_empty() {
+        // Without a single superblock magic this is not a damaged store but something else.
+        if slots.iter().all(|s| s.claimed_generation.is_none()) {
             return Err(Error::NotAnArborStore);
         }
         let device_bytes = dev.len_bytes();
