@@ -71,19 +71,20 @@ fn cow_path(w: &mut Writer, s: &Store, root: &mut ChildPtr, key: &[u8]) -> Resul
     let mut cur = addr;
     let mut expect = None;
     for _ in 0..=TREE_DEPTH_MAX {
-        let (level, idx, child) = {
-            let node = w.dirty_node(cur)?;
-            let node = node.as_node();
-            check_child(&node, cur, expect)?;
+        let step = w.peek(cur, |node| {
+            check_child(node, cur, expect)?;
             if node.level() == 0 {
-                path.push(PathElem { addr: cur, idx: 0 });
-                return Ok(path);
+                return Ok(None);
             }
             if node.is_empty() {
                 return Err(Error::corrupt(cur, "empty internal node"));
             }
             let idx = node.child_index(key);
-            (node.level(), idx, node.child(idx))
+            Ok(Some((node.level(), idx, node.child(idx))))
+        })?;
+        let Some((level, idx, child)) = step else {
+            path.push(PathElem { addr: cur, idx: 0 });
+            return Ok(path);
         };
         let caddr = w.make_writable(s, child)?;
         if caddr != child.address() {
@@ -109,7 +110,7 @@ pub(crate) fn insert(
     w.reserve_for(s, blocks_per_op_max(level), Need::Grow)?;
     let path = cow_path(w, s, root, key)?;
     let leaf = path.last().map(|p| p.addr).ok_or_else(|| Error::corrupt(0, "empty path"))?;
-    let found = w.dirty_node(leaf)?.as_node().search(key);
+    let found = w.peek(leaf, |n| Ok(n.search(key)))?;
     match found {
         Ok(slot) => {
             if let Some(old) = w.node_replace(leaf, slot, value.as_ref())? {
@@ -178,11 +179,8 @@ fn insert_split(
             return Ok(());
         }
         let new_bytes = SLOT_BYTES + key.len() + value_len(&value);
-        let (level, keep_left) = {
-            let node = w.dirty_node(addr)?;
-            let node = node.as_node();
-            (node.level(), pick_split(&node, slot, new_bytes, cap)?)
-        };
+        let (level, keep_left) =
+            w.peek(addr, |node| Ok((node.level(), pick_split(node, slot, new_bytes, cap)?)))?;
         let kind = if level == 0 { BlockKind::Leaf } else { BlockKind::Internal };
         let right = w.new_node(s, kind, level, owner)?;
         let placed = if slot < keep_left {
@@ -195,12 +193,13 @@ fn insert_split(
         if !placed {
             return Err(Error::corrupt(addr, "split halves do not fit the new item"));
         }
-        let sep = w.dirty_node(right)?.as_node().key(0).to_vec();
+        let sep = w.peek(right, |n| Ok(n.key(0).to_vec()))?;
         if level > 0 {
             // The right node's first child is now bounded below by the separator in the
-            // parent; its own first key is "minus infinity".
-            let mut r = w.dirty_node(right)?;
-            r.set_key(0, b"").map_err(|_| Error::corrupt(right, "cannot clear first key"))?;
+            // parent; its own first key is "minus infinity". `right` is private: no entry.
+            w.edit_unlogged(right, |r| {
+                r.set_key(0, b"").map_err(|_| Error::corrupt(right, "cannot clear first key"))
+            })?;
         }
         let right_ptr = w.dirty_ptr(right);
         if depth == 0 {
@@ -235,7 +234,7 @@ pub(crate) fn remove(
     w.reserve_for(s, blocks_per_op_max(level), Need::Shrink)?;
     let path = cow_path(w, s, root, key)?;
     let leaf = path.last().map(|p| p.addr).ok_or_else(|| Error::corrupt(0, "empty path"))?;
-    let slot = match w.dirty_node(leaf)?.as_node().search(key) {
+    let slot = match w.peek(leaf, |n| Ok(n.search(key)))? {
         Ok(slot) => slot,
         Err(_) => return Err(Error::corrupt(leaf, "key vanished between lookup and removal")),
     };
@@ -244,10 +243,8 @@ pub(crate) fn remove(
     Ok(Some(old))
 }
 
-fn used_bytes(w: &mut Writer, addr: u64) -> Result<(usize, usize)> {
-    let node = w.dirty_node(addr)?;
-    let node = node.as_node();
-    Ok(((0..node.len()).map(|i| item_bytes(&node, i)).sum(), node.len()))
+fn used_bytes(w: &Writer, addr: u64) -> Result<(usize, usize)> {
+    w.peek(addr, |node| Ok(((0..node.len()).map(|i| item_bytes(node, i)).sum(), node.len())))
 }
 
 /// Merges under-full nodes on the path with a sibling, bottom-up, then collapses the root.
@@ -260,7 +257,7 @@ fn rebalance(w: &mut Writer, s: &Store, root: &mut ChildPtr, path: &[PathElem]) 
         }
         let parent = path[depth - 1].addr;
         let pidx = path[depth - 1].idx;
-        let plen = w.dirty_node(parent)?.as_node().len();
+        let plen = w.peek(parent, |n| Ok(n.len()))?;
         if plen < 2 {
             continue;
         }
@@ -274,7 +271,7 @@ fn rebalance(w: &mut Writer, s: &Store, root: &mut ChildPtr, path: &[PathElem]) 
 
 /// Makes child `idx` of the dirty node `parent` writable; returns its address.
 fn writable_child(w: &mut Writer, s: &Store, parent: u64, idx: usize) -> Result<u64> {
-    let child = w.dirty_node(parent)?.as_node().child(idx);
+    let child = w.peek(parent, |n| Ok(n.child(idx)))?;
     let addr = w.make_writable(s, child)?;
     if addr != child.address() {
         w.set_child(parent, idx, w.dirty_ptr(addr))?;
@@ -286,25 +283,25 @@ fn writable_child(w: &mut Writer, s: &Store, parent: u64, idx: usize) -> Result<
 fn merge_pair(w: &mut Writer, s: &Store, parent: u64, left_idx: usize, cap: usize) -> Result<bool> {
     let left = writable_child(w, s, parent, left_idx)?;
     let right = writable_child(w, s, parent, left_idx + 1)?;
-    let sep = w.dirty_node(parent)?.as_node().key(left_idx + 1).to_vec();
+    let sep = w.peek(parent, |n| Ok(n.key(left_idx + 1).to_vec()))?;
     let (lused, _) = used_bytes(w, left)?;
     let (rused, rlen) = used_bytes(w, right)?;
-    let level = w.dirty_node(right)?.as_node().level();
+    let level = w.peek(right, |n| Ok(n.level()))?;
     let extra = if level > 0 { sep.len() } else { 0 };
     if lused + rused + extra > cap {
         return Ok(false);
     }
-    let mut items = Vec::with_capacity(rlen);
-    {
-        let node = w.dirty_node(right)?;
-        for i in 0..rlen {
-            let (mut k, v) = crate::modlog::owned_item(&node, i, right)?;
+    let items = w.peek(right, |node| {
+        let mut items = Vec::with_capacity(rlen);
+        for i in 0..rlen.min(node.len()) {
+            let (mut k, v) = crate::modlog::owned_node_item(node, i)?;
             if i == 0 && level > 0 {
                 k = sep.clone();
             }
             items.push((k, v));
         }
-    }
+        Ok(items)
+    })?;
     w.append_items(left, &items)?;
     let (_, removed) = w.node_remove(parent, left_idx + 1)?;
     match removed {

@@ -72,11 +72,12 @@ pub(crate) fn make_durable<'a>(
             if !wait {
                 return Ok(());
             }
-            let _d = db
-                .pipeline
-                .changed
-                .wait_while(d, |d| d.flushing && d.failed.is_none() && d.durable_gen < target)
-                .map_err(|_| Error::PreviousIo { original: "pipeline lock poisoned".into() })?;
+            while d.flushing && d.failed.is_none() && d.durable_gen < target {
+                d = match db.pipeline.changed.wait(d) {
+                    Ok(g) => g,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+            }
             continue;
         }
         d.flushing = true;

@@ -14,8 +14,10 @@ use crate::alloc::Allocator;
 use crate::commit::{self, DurableState, Pipeline};
 use crate::freeze::{self, SuperblockInputs};
 use crate::io::{self, AlignedBuf, BlockDevice, DeviceOptions, WriteOp};
+use crate::mvcc::{Registry, RootRecord};
 use crate::options::Options;
 use crate::recovery;
+use crate::snapshot::Snapshot;
 use crate::store::Store;
 use crate::sync::{lock, Arc, Condvar, Mutex};
 use crate::txn::WriteTxn;
@@ -25,6 +27,11 @@ use crate::{Error, Result};
 pub(crate) struct Shared {
     pub store: Store,
     pub writer: Mutex<Writer>,
+    /// Published root record and outstanding snapshots.
+    pub registry: Registry,
+    /// The writer's figures as of the last commit or abort, for `stats` while a write
+    /// transaction holds the writer.
+    pub figures: Mutex<WriterFigures>,
     pub pipeline: Pipeline,
     pub opts: Options,
     pub uuid: [u8; 16],
@@ -55,7 +62,21 @@ pub struct Stats {
     pub cache_hits: u64,
     pub blocks_written: u64,
     pub flushes: u64,
+    /// Mod-log entry bytes not yet pruned.
     pub modlog_bytes: u64,
+    /// Block images kept only for snapshot readers (counted with `modlog_bytes` against
+    /// `Options::modlog_max_bytes`).
+    pub retained_bytes: u64,
+    /// Freed blocks outstanding snapshots keep from reuse.
+    pub pinned_blocks: u64,
+    /// Snapshots registered and not yet released.
+    pub snapshots_live: usize,
+    /// Seq of the oldest of them.
+    pub snapshot_oldest_seq: Option<u64>,
+    /// Snapshots expired by the bound since open.
+    pub snapshot_expirations: u64,
+    /// Seq of the last commit (what a snapshot taken now sees).
+    pub visible_seq: u64,
     /// Superblock copies that carried the magic but failed verification at open.
     pub rejected_superblock_copies: u32,
     /// Newer generations skipped at open because their blocks did not verify.
@@ -194,16 +215,21 @@ impl Db {
 
     fn from_parts(
         store: Store,
-        writer: Writer,
+        mut writer: Writer,
         state: DurableState,
         opts: Options,
         uuid: [u8; 16],
         rejected: u32,
         fallbacks: u32,
     ) -> Db {
+        writer.hist.open_generation(writer.gen, writer.seq);
+        let figures = writer.figures(true, 0);
+        let root = RootRecord { seq: writer.seq, gen: writer.gen, catalog: writer.catalog };
         Db {
             shared: Arc::new(Shared {
                 store,
+                registry: Registry::new(root),
+                figures: Mutex::new(figures),
                 writer: Mutex::new(writer),
                 pipeline: Pipeline { state: Mutex::new(state), changed: Condvar::new() },
                 opts,
@@ -219,25 +245,54 @@ impl Db {
         WriteTxn::begin(&self.shared)
     }
 
+    /// A consistent read-only view of the last commit; cheap (a registration under one
+    /// short lock). Usable from any thread while writers continue; dropping every clone
+    /// releases the history it held back.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot::new(Arc::clone(&self.shared)))
+    }
+
+    /// Test-only: disables the pinned set, to show that tests of the seed scenario fail
+    /// without it. Never use outside tests: snapshots then read reused blocks.
+    #[doc(hidden)]
+    pub fn testing_disable_pinning(&self) {
+        self.shared.registry.lock().broken_no_pinning = true;
+    }
+
     /// Makes every committed transaction durable (one flush, if anything is pending).
     pub fn flush(&self) -> Result<()> {
         let target = lock(&self.shared.writer).last_commit_gen;
         commit::make_durable(&self.shared, None, target, true)
     }
 
+    /// Counters and sizes. Never waits for an open write transaction: while one holds the
+    /// writer (on any thread, this one included), the writer's figures are those of the
+    /// last commit or abort.
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
-        let w = lock(&s.writer);
+        let w = match s.writer.try_lock() {
+            Ok(w) => {
+                let f = w.figures(true, 0);
+                *lock(&s.figures) = f;
+                f
+            }
+            Err(_) => *lock(&s.figures),
+        };
         let d = lock(&s.pipeline.state);
+        let (live, oldest, expirations, visible_seq) = {
+            let r = s.registry.lock();
+            let (live, oldest) = r.live();
+            (live, oldest, r.expirations, r.root().seq)
+        };
         use crate::sync::Ordering::Relaxed;
         Stats {
             block_bytes: s.store.block_bytes,
-            generation_open: w.gen,
+            generation_open: w.generation_open,
             generation_durable: d.durable_gen,
-            blocks_total: w.alloc.block_count(),
-            blocks_free: w.alloc.free_blocks(),
-            largest_free_run: w.alloc.largest_free_run(),
-            trees: w.trees.len(),
+            blocks_total: w.blocks_total,
+            blocks_free: w.blocks_free,
+            largest_free_run: w.largest_free_run,
+            trees: w.trees,
             cache_bytes: s.store.cache.bytes(),
             cache_blocks: s.store.cache.len(),
             dirty_bytes: w.dirty_bytes,
@@ -245,14 +300,21 @@ impl Db {
             cache_hits: s.store.counters.cache_hits.load(Relaxed),
             blocks_written: s.store.counters.blocks_written.load(Relaxed),
             flushes: s.store.counters.flushes.load(Relaxed),
-            modlog_bytes: w.log.bytes(),
+            modlog_bytes: w.modlog_bytes,
+            retained_bytes: w.retained_bytes,
+            pinned_blocks: w.pinned_blocks,
+            snapshots_live: live,
+            snapshot_oldest_seq: oldest,
+            snapshot_expirations: expirations,
+            visible_seq,
             rejected_superblock_copies: s.rejected_superblock_copies,
             recovery_fallbacks: s.recovery_fallbacks,
             device: s.store.dev.describe(),
         }
     }
 
-    /// Walks the whole store and verifies it (see `CheckReport`).
+    /// Walks the whole store and verifies it (see `CheckReport`). Waits for an open write
+    /// transaction to end.
     pub fn check(&self) -> Result<crate::check::CheckReport> {
         let w = lock(&self.shared.writer);
         crate::check::check(&w, &self.shared.store)
@@ -267,14 +329,50 @@ impl Drop for Db {
     }
 }
 
+/// The writer's part of `Stats`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct WriterFigures {
+    generation_open: u64,
+    blocks_total: u64,
+    blocks_free: u64,
+    largest_free_run: u64,
+    trees: usize,
+    dirty_bytes: u64,
+    modlog_bytes: u64,
+    retained_bytes: u64,
+    pinned_blocks: u64,
+}
+
+impl WriterFigures {
+    pub(crate) fn largest_free_run(&self) -> u64 {
+        self.largest_free_run
+    }
+}
+
 impl Writer {
+    /// The writer's figures; the largest free run (a bitmap scan) only when `full`, else
+    /// `largest_free_run` as last measured.
+    pub(crate) fn figures(&self, full: bool, largest_free_run: u64) -> WriterFigures {
+        WriterFigures {
+            generation_open: self.gen,
+            blocks_total: self.alloc.block_count(),
+            blocks_free: self.alloc.free_blocks(),
+            largest_free_run: if full { self.alloc.largest_free_run() } else { largest_free_run },
+            trees: self.trees.len(),
+            dirty_bytes: self.dirty_bytes,
+            modlog_bytes: self.hist.log_bytes,
+            retained_bytes: self.hist.retained_bytes,
+            pinned_blocks: self.hist.pinned_blocks,
+        }
+    }
+
     pub(crate) fn new(gen: u64, alloc: Allocator, catalog: ChildPtr) -> Writer {
         Writer {
             gen,
             dirty: Default::default(),
             dirty_bytes: 0,
             alloc,
-            log: Default::default(),
+            hist: Default::default(),
             seq: 0,
             catalog,
             trees: Default::default(),

@@ -34,6 +34,9 @@ pub enum Error {
     PreviousIo { original: String },
     /// The write transaction's own undo log passed its cap (DESIGN §10.8).
     TransactionTooLarge { undo_bytes: u64, max: u64 },
+    /// `SnapshotPolicy::WriterWaits`: snapshots kept holding more history than the bound
+    /// allows until the timeout (or every one of them belongs to the waiting thread).
+    SnapshotBoundReached { what: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -78,6 +81,10 @@ impl fmt::Display for Error {
             Error::TransactionTooLarge { undo_bytes, max } => write!(
                 f,
                 "transaction undo log of {undo_bytes} bytes exceeds its cap of {max} bytes"
+            ),
+            Error::SnapshotBoundReached { what } => write!(
+                f,
+                "snapshots hold more history than the bound allows ({what}); drop old snapshots"
             ),
         }
     }

@@ -49,37 +49,36 @@ fn seal(w: &mut Writer, ptr: ChildPtr, depth: usize) -> Result<ChildPtr> {
     }
     let addr = ptr.address();
     // Collect the children (or catalog tree roots) that need sealing first.
-    let (level, owner, len) = {
-        let node = w.dirty_node(addr)?;
-        let n = node.as_node();
-        (n.level(), n.header().owner(), n.len())
-    };
+    let (level, owner, len) = w.peek(addr, |n| Ok((n.level(), n.header().owner(), n.len())))?;
     for i in 0..len {
         if level > 0 {
-            let child = w.dirty_node(addr)?.as_node().child(i);
+            let child = w.peek(addr, |n| Ok(n.child(i)))?;
             if child.is_crc_pending() || child.generation() == w.gen {
                 let sealed = seal(w, child, depth + 1)?;
-                w.dirty_node(addr)?.set_child(i, sealed);
+                // Not logged: crcs are derived at write-out (§10.12).
+                w.edit_unlogged(addr, |n| {
+                    n.set_child(i, sealed);
+                    Ok(())
+                })?;
             }
         } else if owner == TREE_ID_CATALOG {
-            let bytes = match w.dirty_node(addr)?.as_node().leaf_value(i) {
-                LeafValue::Inline(v) => v.to_vec(),
-                LeafValue::Overflow(_) => return Err(Error::corrupt(addr, "overflow in catalog")),
-            };
+            let bytes = w.peek(addr, |n| match n.leaf_value(i) {
+                LeafValue::Inline(v) => Ok(v.to_vec()),
+                LeafValue::Overflow(_) => Err(Error::corrupt(addr, "overflow in catalog")),
+            })?;
             let mut meta = catalog::decode(&bytes, addr)?;
             if meta.root.is_crc_pending() || meta.root.generation() == w.gen {
                 meta.root = seal(w, meta.root, depth + 1)?;
                 let enc = catalog::encode(&meta);
                 // Same length: never fails. Not logged: crcs are derived (§10.12).
-                w.dirty_node(addr)?
-                    .replace_value(i, ValueRef::Inline(&enc))
-                    .map_err(|_| Error::corrupt(addr, "catalog entry changed size"))?;
+                w.edit_unlogged(addr, |n| {
+                    n.replace_value(i, ValueRef::Inline(&enc))
+                        .map_err(|_| Error::corrupt(addr, "catalog entry changed size"))
+                })?;
             }
         }
     }
-    let d = w.dirty.get_mut(&addr).ok_or_else(|| Error::corrupt(addr, "seal: lost block"))?;
-    header::seal_block(&mut d.buf);
-    let crc = header::block_crc(&d.buf);
+    let crc = w.seal_dirty(addr)?;
     Ok(ChildPtr::new(addr, w.gen, crc))
 }
 
@@ -91,15 +90,26 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
     // Dirty blocks the walk did not reach would be leaks: every dirty block must hang off
     // the catalog once frees are applied at commit.
     for (addr, d) in &w.dirty {
-        let hdr = header::verify_block(&d.buf, *addr).map_err(|e| corrupt(*addr, e))?;
+        let st = d.slot.read();
+        let hdr = header::verify_block(st.image.bytes(), *addr).map_err(|e| corrupt(*addr, e))?;
         if hdr.generation() != gen {
             return Err(Error::corrupt(*addr, "dirty block not reached from the catalog"));
         }
     }
     let persisted = w.alloc.persist(gen).map_err(|_| Error::NoSpace)?;
 
-    let mut blocks: Vec<(u64, Arc<AlignedBuf>)> =
-        w.dirty.drain().map(|(addr, d)| (addr, Arc::new(d.buf))).collect();
+    // Each image becomes frozen in its slot (readers keep using the slot while it has log
+    // entries they may need) and goes to the write-out.
+    let mut slots = Vec::with_capacity(w.dirty.len());
+    let mut blocks: Vec<(u64, Arc<AlignedBuf>)> = Vec::with_capacity(w.dirty.len());
+    for (addr, d) in w.dirty.drain() {
+        let (image, has_log) = {
+            let mut st = d.slot.write();
+            (st.freeze_image(addr)?, !st.log.is_empty())
+        };
+        blocks.push((addr, image));
+        slots.push((addr, d.slot, has_log));
+    }
     w.dirty_bytes = 0;
     for (addr, buf) in persisted.blocks {
         blocks.push((addr, Arc::new(buf)));
@@ -130,7 +140,18 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
     // Until their writes complete, reads of these addresses are served from the images
     // (never from the device mid-write, DESIGN §10.14).
     s.start_in_flight(&blocks);
+    // Only now may a block leave the readers' table: its final image is reachable through
+    // the store. A block with entries stays until they are pruned.
+    let block_bytes = u64::from(s.block_bytes);
+    for (addr, slot, has_log) in slots {
+        if has_log {
+            w.hist.retain(addr, slot, block_bytes);
+        } else {
+            s.table.remove(addr, &slot);
+        }
+    }
     w.gen += 1;
+    w.hist.open_generation(w.gen, w.seq);
     Ok(Frozen { gen, blocks, superblocks, alternation, superblock_crc })
 }
 

@@ -6,6 +6,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod alloc;
+mod bound;
 mod btree;
 mod btree_write;
 mod cache;
@@ -15,10 +16,15 @@ mod commit;
 mod db;
 pub mod error;
 mod freeze;
+mod history;
 pub mod io;
-mod modlog;
+#[doc(hidden)]
+pub mod modlog;
+#[doc(hidden)]
+pub mod mvcc;
 mod options;
 mod recovery;
+mod snapshot;
 mod store;
 pub mod sync;
 mod txn;
@@ -30,6 +36,7 @@ pub use db::{Db, Stats};
 pub use error::{Error, Result};
 pub use io::{AlignedBuf, BlockDevice, ReadOp, WriteOp};
 pub use options::{Durability, IoBackend, Options, SnapshotPolicy};
+pub use snapshot::{Snapshot, Tree};
 pub use txn::{CommitInfo, WriteTree, WriteTxn};
 
 /// The README's usage example, compiled and run as a doctest.

@@ -1,4 +1,4 @@
-//! The read side shared by the writer and (later) snapshot readers: the device, the clean
+//! The read side shared by the writer and snapshot readers: the device, the clean
 //! cache, and verification of every block read from the device against the pointer that
 //! led to it (address, generation, crc — DESIGN §3, §10.12).
 
@@ -6,6 +6,7 @@ use arbor_format::{header, overflow, BlockKind, ChildPtr, FormatError, Node, Ove
 
 use crate::cache::BlockCache;
 use crate::io::{AlignedBuf, BlockDevice};
+use crate::mvcc::SlotTable;
 use std::collections::HashMap;
 
 use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
@@ -29,6 +30,8 @@ pub(crate) struct Store {
     pub align: usize,
     pub cache: BlockCache,
     pub counters: IoCounters,
+    /// Blocks snapshot readers must take from memory (see `mvcc::table`).
+    pub table: SlotTable,
 }
 
 /// Maps a decoder's reason to the public error, naming the block.
@@ -46,6 +49,7 @@ impl Store {
             align,
             cache: BlockCache::new(cache_bytes),
             counters: IoCounters::default(),
+            table: SlotTable::default(),
         }
     }
 

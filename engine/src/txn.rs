@@ -8,16 +8,19 @@ use arbor_format::constants::{
 use arbor_format::node::LeafValue;
 use arbor_format::{overflow, ChildPtr, OverflowRef};
 
+use crate::bound;
 use crate::btree::{self, owned_bound, Range};
 use crate::btree_write;
 use crate::catalog;
 use crate::commit;
 use crate::db::Shared;
+use crate::history;
 use crate::io::AlignedBuf;
-use crate::modlog::{self, ItemValue};
+use crate::modlog::ItemValue;
+use crate::mvcc::RootRecord;
 use crate::options::Durability;
 use crate::store::Store;
-use crate::sync::{lock, MutexGuard};
+use crate::sync::{lock, Arc, MutexGuard};
 use crate::writer::{decode, TreeMeta, TxnScratch, Writer};
 use crate::{Error, Result};
 
@@ -50,10 +53,12 @@ impl<'db> WriteTxn<'db> {
             trees_at_start: Some(w.trees.clone()),
             catalog_at_start: w.catalog,
             next_tree_id_at_start: w.next_tree_id,
-            undo_bytes_at_start: w.log.bytes(),
             ..TxnScratch::default()
         };
         w.trees_changed.clear();
+        // Past the snapshot bound, `WriterWaits` waits here (nothing of this transaction
+        // exists yet, so its error loses nothing); `ExpireOldest` acts at commit.
+        bound::enforce(&mut w, db)?;
         Ok(WriteTxn { db, w: Some(w), durability: db.opts.durability })
     }
 
@@ -105,14 +110,15 @@ impl<'db> WriteTxn<'db> {
     /// Publishes the transaction; with `Durability::Immediate` returns after its flush.
     pub fn commit(mut self) -> Result<CommitInfo> {
         let mut w = self.w.take().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
-        let s = &self.db.store;
-        if let Err(e) = finish(&mut w, s) {
-            // The catalog update failed before anything was published: roll back.
-            let undo = abort_writer(&mut w, s);
-            return Err(undo.err().unwrap_or(e));
-        }
+        let seq = match finish(&mut w, self.db) {
+            Ok(seq) => seq,
+            Err(e) => {
+                // The catalog update failed before anything was published: roll back.
+                let undo = abort_writer(&mut w, self.db);
+                return Err(undo.err().unwrap_or(e));
+            }
+        };
         let gen = w.gen;
-        let seq = w.seq;
         w.last_commit_gen = gen;
         let over_dirty = w.dirty_bytes > self.db.opts.dirty_max_bytes;
         let db = self.db;
@@ -142,7 +148,7 @@ impl<'db> WriteTxn<'db> {
     /// Discards every change of the transaction.
     pub fn abort(mut self) -> Result<()> {
         match self.w.take() {
-            Some(mut w) => abort_writer(&mut w, &self.db.store),
+            Some(mut w) => abort_writer(&mut w, self.db),
             None => Ok(()),
         }
     }
@@ -152,15 +158,18 @@ impl Drop for WriteTxn<'_> {
     fn drop(&mut self) {
         if let Some(mut w) = self.w.take() {
             // Errors here mean the log and a block disagree: the handle turns fail-stop.
-            if let Err(e) = abort_writer(&mut w, &self.db.store) {
+            if let Err(e) = abort_writer(&mut w, self.db) {
                 lock(&self.db.pipeline.state).failed.get_or_insert(e.to_string());
             }
         }
     }
 }
 
-/// Writes changed tree metadata into the catalog, applies deferred frees, prunes the log.
-fn finish(w: &mut Writer, s: &Store) -> Result<()> {
+/// Writes changed tree metadata into the catalog, publishes the transaction (its private
+/// blocks join the readers' table, then the root record makes its seq visible), applies
+/// deferred frees through the pinning rule, and prunes history. Returns the commit's seq.
+fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
+    let s = &db.store;
     let changed = std::mem::take(&mut w.trees_changed);
     for name in &changed {
         let mut root = w.catalog;
@@ -175,56 +184,75 @@ fn finish(w: &mut Writer, s: &Store) -> Result<()> {
         }
         w.catalog = root;
     }
-    let frees = std::mem::take(&mut w.txn.frees);
-    for (addr, count, gen) in frees {
-        if gen == w.gen {
-            w.alloc.free_now(addr, count);
-            if let Some(d) = w.dirty.remove(&addr) {
-                w.dirty_bytes -= d.buf.len() as u64;
+    let commit_seq = w.next_seq();
+    // The transaction's blocks become published: readers of the new root find them in the
+    // table, and from now on every change to them is logged.
+    for &(addr, _) in &w.txn.allocated {
+        if let Some(d) = w.dirty.get_mut(&addr) {
+            if d.private {
+                d.private = false;
+                d.a = commit_seq;
+                s.table.insert(addr, Arc::clone(&d.slot));
             }
-        } else {
-            w.alloc.free_pending(addr, count, w.gen);
         }
     }
-    for d in w.dirty.values_mut() {
-        d.private = false;
+    let frees = std::mem::take(&mut w.txn.frees);
+    let mut r = db.registry.lock();
+    r.sweep();
+    for (addr, count, gen) in frees {
+        let freed = classify_free(w, s, addr, count, gen, commit_seq);
+        history::apply_free(w, s, &r, commit_seq, freed);
     }
-    // No snapshot can need entries older than the next transaction (issue: snapshots will
-    // pass the oldest outstanding seq here).
-    let seq_min = w.seq + 1;
-    w.log.prune_below(seq_min);
+    r.publish(RootRecord { seq: commit_seq, gen: w.gen, catalog: w.catalog });
+    history::release_pins(w, s, &r);
+    let bound = r.prune_bound(w.seq + 1);
+    history::prune(w, s, bound);
+    bound::expire_if_over(w, db, &mut r);
+    drop(r);
     w.txn = TxnScratch::default();
-    Ok(())
+    note_figures(w, db);
+    Ok(commit_seq)
+}
+
+/// What a freed run is, for the pinning rule: its allocation seq and its slot, if any.
+fn classify_free(
+    w: &mut Writer,
+    s: &Store,
+    addr: u64,
+    count: u64,
+    gen: u64,
+    commit_seq: u64,
+) -> history::Freed {
+    let block_bytes = u64::from(s.block_bytes);
+    if gen == w.gen {
+        if let Some(d) = w.dirty.remove(&addr) {
+            w.dirty_bytes -= block_bytes;
+            // A block this transaction allocated was never reachable by any snapshot.
+            let a = if d.private { commit_seq } else { d.a };
+            let slot = if d.private { None } else { Some(d.slot) };
+            return history::Freed { addr, count, gen, a, slot };
+        }
+        // An overflow extent of the open generation.
+        let private = w.txn.allocated.iter().any(|&(a, _)| a == addr);
+        let a = if private { commit_seq } else { w.hist.alloc_seq_lower(gen) };
+        return history::Freed { addr, count, gen, a, slot: None };
+    }
+    let slot = if count == 1 { w.hist.take_retained(addr, block_bytes) } else { None };
+    history::Freed { addr, count, gen, a: w.hist.alloc_seq_lower(gen), slot }
 }
 
 /// Undoes the open transaction: published blocks by their log entries (appending
 /// compensation entries, DESIGN §10.6), private blocks by freeing them.
-fn abort_writer(w: &mut Writer, s: &Store) -> Result<()> {
+fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
     let logged = std::mem::take(&mut w.txn.logged);
     for (addr, seq) in logged.into_iter().rev() {
-        let op = w
-            .log
-            .entries(addr)
-            .iter()
-            .find(|e| e.seq == seq)
-            .map(|e| e.op.clone())
-            .ok_or_else(|| Error::corrupt(addr, "abort: log entry missing"))?;
-        // A free changes nothing in the block (the block may not even be dirty): its
-        // compensation is another marker.
-        let compensation = if op == modlog::Op::Free {
-            modlog::Op::Free
-        } else {
-            let mut node = w.dirty_node(addr)?;
-            modlog::undo(&mut node, addr, &op)?
-        };
-        let cseq = w.next_seq();
-        w.log.append(addr, cseq, compensation);
+        w.undo_logged(addr, seq)?;
     }
     let allocated = std::mem::take(&mut w.txn.allocated);
     for (addr, count) in allocated {
         w.alloc.free_now(addr, count);
-        if let Some(d) = w.dirty.remove(&addr) {
-            w.dirty_bytes -= d.buf.len() as u64;
+        if w.dirty.remove(&addr).is_some() {
+            w.dirty_bytes -= u64::from(db.store.block_bytes);
         }
     }
     let txn = std::mem::take(&mut w.txn);
@@ -234,10 +262,20 @@ fn abort_writer(w: &mut Writer, s: &Store) -> Result<()> {
     w.catalog = txn.catalog_at_start;
     w.next_tree_id = txn.next_tree_id_at_start;
     w.trees_changed.clear();
-    let seq_min = w.seq + 1;
-    w.log.prune_below(seq_min);
-    let _ = s;
+    let mut r = db.registry.lock();
+    r.sweep();
+    history::release_pins(w, &db.store, &r);
+    let bound = r.prune_bound(w.seq + 1);
+    history::prune(w, &db.store, bound);
+    drop(r);
+    note_figures(w, db);
     Ok(())
+}
+
+/// Refreshes the figures `Db::stats` reports while a transaction holds the writer.
+fn note_figures(w: &Writer, db: &Shared) {
+    let mut f = lock(&db.figures);
+    *f = w.figures(false, f.largest_free_run());
 }
 
 /// Frees every block of a deleted tree (and its overflow extents).
@@ -425,7 +463,7 @@ fn write_overflow(w: &mut Writer, s: &Store, owner: u64, value: &[u8]) -> Result
 /// returns an error (the caller aborts or commits what it has) instead of growing the log
 /// without bound or waiting on itself.
 fn check_undo_cap(w: &Writer, db: &Shared) -> Result<()> {
-    let undo_bytes = w.log.bytes().saturating_sub(w.txn.undo_bytes_at_start);
+    let undo_bytes = w.txn.undo_bytes;
     let max = db.opts.txn_undo_max_bytes;
     if undo_bytes > max {
         return Err(Error::TransactionTooLarge { undo_bytes, max });

@@ -18,15 +18,23 @@ use arbor_format::NodeMut;
 use arbor_format::{BlockKind, ChildPtr};
 
 use crate::alloc::{AllocError, Allocator};
+use crate::history::History;
 use crate::io::AlignedBuf;
-use crate::modlog::{self, ItemValue, ModLog, Op};
+use crate::modlog::{self, Entry, ItemValue, Op};
+use crate::mvcc::{Slot, SlotState};
 use crate::store::{corrupt, Store};
+use crate::sync::{Arc, RwLockReadGuard};
 use crate::{Error, Result};
 
+/// A block of the open generation. Its image lives in a shared [`Slot`] so that snapshot
+/// readers can copy it (under the slot's lock) once it is published.
 pub(crate) struct Dirty {
-    pub buf: AlignedBuf,
+    pub slot: Arc<Slot>,
     /// Allocated by the open transaction: not reachable from any published root.
     pub private: bool,
+    /// Seq of the commit that published it (its identity's allocation seq for pinning,
+    /// DESIGN §10.5); meaningless while private.
+    pub a: u64,
 }
 
 /// A named tree's metadata as the writer sees it in the open transaction.
@@ -45,10 +53,9 @@ pub(crate) struct TxnScratch {
     pub frees: Vec<(u64, u64, u64)>,
     /// (address, seq) of every log entry this transaction appended, in order (for abort).
     pub logged: Vec<(u64, u64)>,
-    /// Seq of the transaction's first logged change (it counts as an outstanding reader).
-    pub first_seq: u64,
-    /// Log bytes when the transaction started (its own undo is accounted apart, §10.8).
-    pub undo_bytes_at_start: u64,
+    /// Bytes of the log entries this transaction appended (its own undo, capped apart from
+    /// snapshot retention, §10.8).
+    pub undo_bytes: u64,
     /// Tree metadata as of the transaction's start, restored on abort.
     pub trees_at_start: Option<BTreeMap<Vec<u8>, TreeMeta>>,
     pub catalog_at_start: ChildPtr,
@@ -61,8 +68,7 @@ impl Default for TxnScratch {
             allocated: Vec::new(),
             frees: Vec::new(),
             logged: Vec::new(),
-            first_seq: 0,
-            undo_bytes_at_start: 0,
+            undo_bytes: 0,
             trees_at_start: None,
             catalog_at_start: ChildPtr::NULL,
             next_tree_id_at_start: 0,
@@ -76,7 +82,8 @@ pub(crate) struct Writer {
     pub dirty: HashMap<u64, Dirty>,
     pub dirty_bytes: u64,
     pub alloc: Allocator,
-    pub log: ModLog,
+    /// What snapshots may still need: log order, retained images, pinned runs.
+    pub hist: History,
     /// The last seq handed out.
     pub seq: u64,
     /// Catalog root in the open transaction.
@@ -95,17 +102,19 @@ pub(crate) struct Writer {
     pub last_commit_gen: u64,
 }
 
-/// A node image to read: the writer's dirty buffer or a clean cached image.
+/// A node image to read: the writer's dirty block (under its slot's read lock, which
+/// readers share; the writer's own edits need `&mut Writer`, so borrowck guarantees the
+/// writer never waits on a guard it holds) or an immutable image.
 pub(crate) enum NodeBuf<'a> {
-    Dirty(&'a AlignedBuf),
-    Clean(crate::sync::Arc<AlignedBuf>),
+    Dirty(RwLockReadGuard<'a, SlotState>),
+    Clean(Arc<AlignedBuf>),
 }
 
 impl std::ops::Deref for NodeBuf<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
-            NodeBuf::Dirty(b) => b,
+            NodeBuf::Dirty(g) => g.image.bytes(),
             NodeBuf::Clean(b) => b,
         }
     }
@@ -135,18 +144,61 @@ impl Writer {
     pub(crate) fn node<'a>(&'a self, s: &Store, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
         if ptr.generation() == self.gen {
             if let Some(d) = self.dirty.get(&ptr.address()) {
-                return Ok(NodeBuf::Dirty(&d.buf));
+                return Ok(NodeBuf::Dirty(d.slot.read()));
             }
         }
         Ok(NodeBuf::Clean(s.read_block(ptr)?))
     }
 
-    pub(crate) fn dirty_node(&mut self, addr: u64) -> Result<NodeMut<'_>> {
-        let d = self
-            .dirty
-            .get_mut(&addr)
-            .ok_or_else(|| Error::corrupt(addr, "writer lost a dirty block"))?;
-        NodeMut::open_trusted(&mut d.buf).map_err(|e| corrupt(addr, e))
+    fn slot(&self, addr: u64) -> Result<&Dirty> {
+        self.dirty.get(&addr).ok_or_else(|| Error::corrupt(addr, "writer lost a dirty block"))
+    }
+
+    /// Reads a dirty node.
+    pub(crate) fn peek<R>(&self, addr: u64, f: impl FnOnce(&Node<'_>) -> Result<R>) -> Result<R> {
+        let st = self.slot(addr)?.slot.read();
+        let node = Node::decode_trusted(st.image.bytes()).map_err(|e| corrupt(addr, e))?;
+        f(&node)
+    }
+
+    /// Edits a dirty node without a log entry: only for private nodes (DESIGN §10.2) and for
+    /// derived fields (crcs, §10.12). Takes the slot's write lock, like every edit.
+    pub(crate) fn edit_unlogged<R>(
+        &self,
+        addr: u64,
+        f: impl FnOnce(&mut NodeMut<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let mut st = self.slot(addr)?.slot.write();
+        let mut node = NodeMut::open_trusted(st.buf_mut(addr)?).map_err(|e| corrupt(addr, e))?;
+        f(&mut node)
+    }
+
+    /// Seals a dirty block's header (its crc) for write-out; returns the crc.
+    pub(crate) fn seal_dirty(&self, addr: u64) -> Result<u32> {
+        let mut st = self.slot(addr)?.slot.write();
+        let buf = st.buf_mut(addr)?;
+        arbor_format::header::seal_block(buf);
+        Ok(arbor_format::header::block_crc(buf))
+    }
+
+    /// Edits a dirty node and, if it is published, appends the entry that undoes the edit,
+    /// both under the slot's write lock (DESIGN §10.1). `f` returns `None` when it changed
+    /// nothing (the item did not fit), else its result and the undo op.
+    fn edit_logged<R>(
+        &mut self,
+        addr: u64,
+        f: impl FnOnce(&mut NodeMut<'_>) -> Result<Option<(R, Op)>>,
+    ) -> Result<Option<R>> {
+        let d = self.slot(addr)?;
+        let (slot, private) = (Arc::clone(&d.slot), d.private);
+        let counter = if private { None } else { Some(&mut self.seq) };
+        let Some((r, logged)) = slot.edit_logged(counter, f)? else { return Ok(None) };
+        if let Some(l) = logged {
+            self.hist.note_logged(l.seq, &slot, l.bytes);
+            self.txn.undo_bytes += l.bytes;
+            self.txn.logged.push((addr, l.seq));
+        }
+        Ok(Some(r))
     }
 
     /// Ensures enough free blocks for an operation touching `blocks` blocks, growing the
@@ -211,7 +263,8 @@ impl Writer {
 
     fn insert_dirty(&mut self, addr: u64, buf: AlignedBuf, private: bool) {
         self.dirty_bytes += buf.len() as u64;
-        let old = self.dirty.insert(addr, Dirty { buf, private });
+        let slot = Arc::new(Slot::new(addr, buf));
+        let old = self.dirty.insert(addr, Dirty { slot, private, a: 0 });
         debug_assert!(old.is_none(), "a fresh address is not already dirty");
     }
 
@@ -241,19 +294,6 @@ impl Writer {
         self.txn.frees.push((addr, count, gen));
     }
 
-    /// Appends a log entry for a change to `addr` if the block is published.
-    fn log(&mut self, addr: u64, op: Op) {
-        if self.is_private(addr) {
-            return;
-        }
-        let seq = self.next_seq();
-        if self.txn.first_seq == 0 {
-            self.txn.first_seq = seq;
-        }
-        self.log.append(addr, seq, op);
-        self.txn.logged.push((addr, seq));
-    }
-
     // ---- logged node edits: every in-place change to a dirty node goes through these ----
 
     pub(crate) fn node_insert(
@@ -263,23 +303,23 @@ impl Writer {
         key: &[u8],
         v: ValueRef<'_>,
     ) -> Result<bool> {
-        let mut node = self.dirty_node(addr)?;
-        if node.insert(slot, key, v).is_err() {
-            return Ok(false);
-        }
-        self.log(addr, Op::Insert { slot: slot as u16 });
-        Ok(true)
+        let done = self.edit_logged(addr, |node| {
+            Ok(node.insert(slot, key, v).ok().map(|()| ((), Op::Insert { slot: slot as u16 })))
+        })?;
+        Ok(done.is_some())
     }
 
     pub(crate) fn node_remove(&mut self, addr: u64, slot: usize) -> Result<(Vec<u8>, ItemValue)> {
-        let mut node = self.dirty_node(addr)?;
-        if slot >= node.as_node().len() {
-            return Err(Error::corrupt(addr, "remove: slot out of range"));
-        }
-        let (key, value) = modlog::owned_item(&node, slot, addr)?;
-        node.remove(slot);
-        self.log(addr, Op::Remove { slot: slot as u16, key: key.clone(), value: value.clone() });
-        Ok((key, value))
+        let removed = self.edit_logged(addr, |node| {
+            if slot >= node.as_node().len() {
+                return Err(Error::corrupt(addr, "remove: slot out of range"));
+            }
+            let (key, value) = modlog::owned_item(node, slot, addr)?;
+            node.remove(slot);
+            let op = Op::Remove { slot: slot as u16, key: key.clone(), value: value.clone() };
+            Ok(Some(((key, value), op)))
+        })?;
+        removed.ok_or_else(|| Error::corrupt(addr, "remove changed nothing"))
     }
 
     /// Replaces a value; `Ok(None)` when the new value does not fit (nothing changed).
@@ -289,63 +329,84 @@ impl Writer {
         slot: usize,
         v: ValueRef<'_>,
     ) -> Result<Option<ItemValue>> {
-        let mut node = self.dirty_node(addr)?;
-        let (_, old) = modlog::owned_item(&node, slot, addr)?;
-        if node.replace_value(slot, v).is_err() {
-            return Ok(None);
-        }
-        self.log(addr, Op::Replace { slot: slot as u16, old: old.clone() });
-        Ok(Some(old))
+        self.edit_logged(addr, |node| {
+            let (_, old) = modlog::owned_item(node, slot, addr)?;
+            if node.replace_value(slot, v).is_err() {
+                return Ok(None);
+            }
+            Ok(Some((old.clone(), Op::Replace { slot: slot as u16, old })))
+        })
     }
 
     pub(crate) fn set_child(&mut self, addr: u64, slot: usize, child: ChildPtr) -> Result<()> {
-        let mut node = self.dirty_node(addr)?;
-        let old = node.as_node().child(slot);
-        node.set_child(slot, child);
-        self.log(addr, Op::Replace { slot: slot as u16, old: ItemValue::Child(old) });
+        self.edit_logged(addr, |node| {
+            let old = node.as_node().child(slot);
+            node.set_child(slot, child);
+            Ok(Some(((), Op::Replace { slot: slot as u16, old: ItemValue::Child(old) })))
+        })?;
         Ok(())
     }
 
     /// Moves items `[at..]` of `addr` to the end of the (private, empty) node `right`.
     pub(crate) fn move_tail(&mut self, addr: u64, at: usize, right: u64) -> Result<()> {
         debug_assert!(self.is_private(right));
-        let mut items = Vec::new();
-        {
-            let node = self.dirty_node(addr)?;
-            for slot in at..node.as_node().len() {
-                items.push(modlog::owned_item(&node, slot, addr)?);
+        let items = self.peek(addr, |node| {
+            (at..node.len())
+                .map(|slot| modlog::owned_node_item(node, slot))
+                .collect::<Result<Vec<_>>>()
+        });
+        let items = items?;
+        self.edit_unlogged(right, |r| {
+            for (key, value) in &items {
+                let len = r.as_node().len();
+                r.insert(len, key, value.as_ref())
+                    .map_err(|_| Error::corrupt(right, "split: moved items do not fit"))?;
             }
-        }
-        for (key, value) in &items {
-            let mut r = self.dirty_node(right)?;
-            let len = r.as_node().len();
-            r.insert(len, key, value.as_ref())
-                .map_err(|_| Error::corrupt(right, "split: moved items do not fit"))?;
-        }
-        let mut node = self.dirty_node(addr)?;
-        for _ in at..node.as_node().len() {
-            node.remove(at);
-        }
-        self.log(addr, Op::TruncateTail { items });
+            Ok(())
+        })?;
+        // The right node is private: a reader can only reach these items through `addr`,
+        // whose entry restores them.
+        self.edit_logged(addr, |node| {
+            node.truncate(at);
+            Ok(Some(((), Op::TruncateTail { items })))
+        })?;
         Ok(())
     }
 
     /// Appends `items` at the end of `addr` (a merge), logged as one op.
     pub(crate) fn append_items(&mut self, addr: u64, items: &[(Vec<u8>, ItemValue)]) -> Result<()> {
-        let mut node = self.dirty_node(addr)?;
-        for (key, value) in items {
-            let len = node.as_node().len();
-            node.insert(len, key, value.as_ref())
-                .map_err(|_| Error::corrupt(addr, "merge: items do not fit"))?;
-        }
-        self.log(addr, Op::AppendTail { count: items.len() as u16 });
+        self.edit_logged(addr, |node| {
+            for (key, value) in items {
+                let len = node.as_node().len();
+                node.insert(len, key, value.as_ref())
+                    .map_err(|_| Error::corrupt(addr, "merge: items do not fit"))?;
+            }
+            Ok(Some(((), Op::AppendTail { count: items.len() as u16 })))
+        })?;
         Ok(())
     }
 
-    /// Frees a dirty or clean node the tree no longer references.
+    /// Frees a dirty or clean node the tree no longer references (at commit, through the
+    /// pinning rule of DESIGN §6).
     pub(crate) fn free_node(&mut self, ptr: ChildPtr) {
-        self.log(ptr.address(), Op::Free);
         self.defer_free(ptr.address(), 1, ptr.generation());
+    }
+
+    /// Undoes the logged change `seq` of `addr` (abort) and appends its compensation entry
+    /// with a fresh seq, so a reader that copied the block meanwhile still rewinds it right.
+    pub(crate) fn undo_logged(&mut self, addr: u64, seq: u64) -> Result<()> {
+        let slot = Arc::clone(&self.slot(addr)?.slot);
+        let mut st = slot.write();
+        let op = st.log.iter().find(|e| e.seq == seq).map(|e| e.op.clone());
+        let op = op.ok_or_else(|| Error::corrupt(addr, "abort: log entry missing"))?;
+        let mut node = NodeMut::open_trusted(st.buf_mut(addr)?).map_err(|e| corrupt(addr, e))?;
+        let compensation = modlog::undo(&mut node, addr, &op)?;
+        let cseq = self.next_seq();
+        let bytes = compensation.bytes() as u64;
+        st.log.push(Entry { seq: cseq, op: compensation });
+        drop(st);
+        self.hist.note_logged(cseq, &slot, bytes);
+        Ok(())
     }
 
     /// The pointer a parent stores for a dirty child: its crc is derived at write-out

@@ -83,6 +83,9 @@ pub(crate) struct Allocator {
     /// Allocation rounds the last persist needed for its own blocks (DESIGN §10.13: ≤ 2
     /// unless space is nearly exhausted). For tests and stats.
     persist_passes: u32,
+    /// Pending runs a snapshot still pins (DESIGN §6 rule 1): `note_durable` keeps them
+    /// pending (persisted, so a crash frees them) until `release_hold`. start → count.
+    held: std::collections::BTreeMap<u64, u64>,
 }
 
 impl Allocator {
@@ -116,6 +119,7 @@ impl Allocator {
             cursor: first_data,
             pending_changed: false,
             persist_passes: 0,
+            held: std::collections::BTreeMap::new(),
         };
         a.resize_levels();
         a
@@ -176,14 +180,44 @@ impl Allocator {
         debug_assert!(!self.pending.overlaps(run), "freeing blocks that are already pending");
     }
 
-    /// Generation `gen` is durable: every pending(g) with g < gen becomes free.
+    /// Generation `gen` is durable: every pending(g) with g < gen becomes free, except the
+    /// parts still held, which stay pending under their generation.
     pub fn note_durable(&mut self, gen: u64) {
-        for (_, runs) in self.pending.take_below(gen) {
-            self.pending_changed = true;
+        for (g, runs) in self.pending.take_below(gen) {
             for run in runs {
-                self.bitmap.clear_range(run.start, run.count);
+                let mut at = run.start;
+                let held: Vec<(u64, u64)> =
+                    self.held.range(run.start..run.end()).map(|(a, c)| (*a, *c)).collect();
+                for (h, count) in held {
+                    if h > at {
+                        self.bitmap.clear_range(at, h - at);
+                        self.pending_changed = true;
+                    }
+                    self.pending.insert(g, Run { start: h, count });
+                    at = h + count;
+                }
+                if run.end() > at {
+                    self.bitmap.clear_range(at, run.end() - at);
+                    self.pending_changed = true;
+                }
             }
         }
+    }
+
+    /// Keeps a run (just freed with `free_pending`) from being reused until `release_hold`.
+    pub fn hold(&mut self, addr: u64, count: u64) {
+        debug_assert!(self
+            .held
+            .range(..addr + count)
+            .next_back()
+            .is_none_or(|(a, c)| a + c <= addr));
+        self.held.insert(addr, count);
+    }
+
+    /// The run may be reused once its pending generation allows it.
+    pub fn release_hold(&mut self, addr: u64, count: u64) {
+        let removed = self.held.remove(&addr);
+        debug_assert_eq!(removed, Some(count), "released a run that was not held");
     }
 
     /// The device grew: manage blocks up to `new_block_count` (never shrinks).

@@ -49,6 +49,18 @@ pub fn dump(db: &Db) -> Model {
     out
 }
 
+/// Reads every tree of a snapshot into a model.
+pub fn snap_dump(snap: &arbor::Snapshot) -> arbor::Result<Model> {
+    let mut out = Model::new();
+    for name in snap.tree_names()? {
+        let t = snap.tree(&name)?.expect("listed tree exists");
+        let items: BTreeMap<Vec<u8>, Vec<u8>> = t.iter()?.collect::<arbor::Result<_>>()?;
+        assert_eq!(items.len() as u64, t.len(), "tree {name}: len vs scan");
+        out.insert(name, items);
+    }
+    Ok(out)
+}
+
 /// A key from a small space so that removes and replaces hit existing keys.
 pub fn key(rng: &mut Rng, space: u64) -> Vec<u8> {
     let k = rng.below(space);

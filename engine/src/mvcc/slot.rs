@@ -1,0 +1,160 @@
+//! A block that snapshot readers may have to see as of an older seq: its image and its
+//! mod-log entries under one lock (DESIGN §5, §10.1, §10.4, §10.6).
+//!
+//! The writer changes a published block and appends the entry that undoes the change while
+//! holding the slot's write lock, so a reader that takes the read lock always finds the
+//! image together with every entry newer than its seq. The reader copies what it needs,
+//! releases the lock, and rewinds its private copy: it never forms `&[u8]` over bytes the
+//! writer may be changing, and it never holds the lock while it undoes.
+
+use arbor_format::NodeMut;
+
+use crate::io::AlignedBuf;
+use crate::modlog::{self, Entry, Op};
+use crate::store::corrupt;
+use crate::sync::{read, write, Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crate::{Error, Result};
+
+/// The block's bytes: still changing (a dirty block of the open generation) or frozen
+/// (written out or being written; shared with the cache).
+pub enum Image {
+    Mutable(AlignedBuf),
+    Frozen(Arc<AlignedBuf>),
+    /// Only transiently inside `freeze_image`, never observable under the lock.
+    Taken,
+}
+
+impl Image {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Image::Mutable(b) => b,
+            Image::Frozen(b) => b,
+            Image::Taken => &[],
+        }
+    }
+}
+
+pub struct SlotState {
+    pub image: Image,
+    /// Entries in seq order. Only the writer appends (under the write lock) and only pruning
+    /// removes, from the front (entries older than every outstanding seq).
+    pub log: Vec<Entry>,
+}
+
+impl SlotState {
+    /// The mutable buffer; a frozen image is never edited (§10.1).
+    pub fn buf_mut(&mut self, addr: u64) -> Result<&mut AlignedBuf> {
+        match &mut self.image {
+            Image::Mutable(b) => Ok(b),
+            _ => Err(Error::corrupt(addr, "edit of a frozen block")),
+        }
+    }
+
+    /// Freezes the image (its generation is being written out) and returns it.
+    pub fn freeze_image(&mut self, addr: u64) -> Result<Arc<AlignedBuf>> {
+        match std::mem::replace(&mut self.image, Image::Taken) {
+            Image::Mutable(buf) => {
+                let frozen = Arc::new(buf);
+                self.image = Image::Frozen(Arc::clone(&frozen));
+                Ok(frozen)
+            }
+            other => {
+                self.image = other;
+                Err(Error::corrupt(addr, "freeze of a block that is not mutable"))
+            }
+        }
+    }
+}
+
+/// One block identity's image and log. Shared by the writer and readers through `Arc`.
+pub struct Slot {
+    pub addr: u64,
+    state: RwLock<SlotState>,
+    /// Test-only: append log entries after releasing the lock (the broken variant the loom
+    /// model of "reader copy vs writer edit" must catch). Never set outside tests.
+    broken_log_after_unlock: bool,
+}
+
+/// What an edit logged: its seq and the entry's bytes.
+pub struct Logged {
+    pub seq: u64,
+    pub bytes: u64,
+}
+
+impl Slot {
+    pub fn new(addr: u64, buf: AlignedBuf) -> Slot {
+        let state = RwLock::new(SlotState { image: Image::Mutable(buf), log: Vec::new() });
+        Slot { addr, state, broken_log_after_unlock: false }
+    }
+
+    /// Test-only: see `broken_log_after_unlock`.
+    pub fn new_broken_log_after_unlock(addr: u64, buf: AlignedBuf) -> Slot {
+        Slot { broken_log_after_unlock: true, ..Slot::new(addr, buf) }
+    }
+
+    /// Edits the mutable image with `f`. If the block is published (`seq_counter` given),
+    /// the entry that undoes the edit is appended with the next seq *under the same write
+    /// lock* (DESIGN §10.1), so no reader can copy the changed image without the entry.
+    /// `f` returns `None` when it changed nothing.
+    pub fn edit_logged<R>(
+        &self,
+        seq_counter: Option<&mut u64>,
+        f: impl FnOnce(&mut NodeMut<'_>) -> Result<Option<(R, Op)>>,
+    ) -> Result<Option<(R, Option<Logged>)>> {
+        let mut st = self.write();
+        let mut node =
+            NodeMut::open_trusted(st.buf_mut(self.addr)?).map_err(|e| corrupt(self.addr, e))?;
+        let Some((r, op)) = f(&mut node)? else { return Ok(None) };
+        let Some(counter) = seq_counter else { return Ok(Some((r, None))) };
+        *counter += 1;
+        let seq = *counter;
+        let bytes = op.bytes() as u64;
+        if self.broken_log_after_unlock {
+            drop(st);
+            self.write().log.push(Entry { seq, op });
+        } else {
+            st.log.push(Entry { seq, op });
+        }
+        Ok(Some((r, Some(Logged { seq, bytes }))))
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, SlotState> {
+        read(&self.state)
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, SlotState> {
+        write(&self.state)
+    }
+
+    /// The block as of seq `seq`: the image itself when no entry is newer than `seq` and the
+    /// image is frozen (zero copy); otherwise a private copy, rewound by undoing newest first
+    /// every entry with seq in `(seq, newest]`. Every undo step checks its preconditions: a
+    /// log that disagrees with the block is `Error::Corrupt`, never a wrong image.
+    pub fn image_at(&self, seq: u64, align: usize) -> Result<Arc<AlignedBuf>> {
+        let (mut copy, undo): (AlignedBuf, Vec<Op>) = {
+            let st = self.read();
+            let first_newer = st.log.partition_point(|e| e.seq <= seq);
+            let undo: Vec<Op> = st.log[first_newer..].iter().map(|e| e.op.clone()).collect();
+            match &st.image {
+                Image::Frozen(img) if undo.is_empty() => return Ok(Arc::clone(img)),
+                image => (AlignedBuf::from_slice(image.bytes(), align), undo),
+            }
+        };
+        if !undo.is_empty() {
+            let mut node = NodeMut::open_trusted(&mut copy).map_err(|e| corrupt(self.addr, e))?;
+            for op in undo.iter().rev() {
+                modlog::undo(&mut node, self.addr, op)?;
+            }
+        }
+        Ok(Arc::new(copy))
+    }
+
+    /// Removes entries with seq `< seq_min`; returns (entries removed, bytes removed, left).
+    pub fn prune_below(&self, seq_min: u64) -> (usize, u64, usize) {
+        let mut st = self.write();
+        let n = st.log.partition_point(|e| e.seq < seq_min);
+        let bytes: u64 = st.log[..n].iter().map(|e| e.op.bytes() as u64).sum();
+        st.log.drain(..n);
+        (n, bytes, st.log.len())
+    }
+}
