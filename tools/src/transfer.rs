@@ -28,17 +28,15 @@ pub enum Item<'a> {
 }
 
 /// The read side of `dump` and `compact`: every tree (or `only`), then its entries in key
-/// order. This is the one place that reads a store, so it can move to `Db::snapshot`
-/// (DESIGN §2) when that lands; today it reads through a write transaction that is aborted
-/// (the store is opened read-only, so nothing could be written anyway). `tree_names` comes
-/// first because `tx.tree(name)` would create a missing tree.
+/// order, from one snapshot (DESIGN §2), so the copy is consistent even with a writer in
+/// the same process. This is the one place that reads a store.
 pub fn read_store(
     db: &Db,
     only: Option<&str>,
     sink: &mut dyn FnMut(Item<'_>) -> Result<()>,
 ) -> Result<()> {
-    let mut tx = db.begin_write()?;
-    let mut names = tx.tree_names()?;
+    let snap = db.snapshot()?;
+    let mut names = snap.tree_names()?;
     if let Some(name) = only {
         if !names.iter().any(|n| n == name) {
             return Err(CliError::new(format!("the store has no tree named {name:?}")));
@@ -46,14 +44,15 @@ pub fn read_store(
         names = vec![name.to_string()];
     }
     for name in &names {
+        let tree = snap
+            .tree(name)?
+            .ok_or_else(|| CliError::new(format!("tree {name:?} vanished from the snapshot")))?;
         sink(Item::Tree(name))?;
-        let tree = tx.tree(name)?;
         for item in tree.iter()? {
             let (k, v) = item?;
             sink(Item::Entry(&k, &v))?;
         }
     }
-    tx.abort()?;
     Ok(())
 }
 
