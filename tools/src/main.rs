@@ -1,3 +1,160 @@
-fn main() {
-    println!("arbor: not yet implemented");
+//! `arbor`: the command-line tool for Arbor stores on files and raw block devices.
+//!
+//! Exit codes: 0 success; 1 `check` found problems (still there after `--repair`, if given);
+//! 2 the command could not run (bad arguments, I/O error, unreadable store).
+
+mod check;
+mod device;
+mod dumpfmt;
+mod error;
+mod info;
+mod stat;
+mod transfer;
+mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use error::{CliError, Result, EXIT_ERROR};
+
+const EXAMPLES: &str = "\
+Examples:
+  arbor format /var/lib/app/store.arbor --size 256M
+  arbor info /dev/nvme0n1p3
+  arbor check store.arbor            (exit 1 when it finds problems)
+  arbor stat store.arbor --json
+  arbor dump store.arbor > backup.adump
+  arbor load new.arbor < backup.adump
+  arbor compact store.arbor compacted.arbor
+
+PATH is a regular file or a raw block device. `info` reads without any lock (it works on a
+store another process has open, and on a damaged one); `check`, `stat` and `dump` take a
+shared lock and refuse while a writer has the store open; `format`, `load`, `compact`'s
+destination and `check --repair` open the store exclusively.";
+
+#[derive(Parser)]
+#[command(name = "arbor", version, about = "Create, inspect, check and copy Arbor stores")]
+#[command(after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a new, empty store on a file (created if missing) or a block device.
+    #[command(after_help = "Examples:\n  arbor format store.arbor\n  arbor format /dev/loop0 \
+                            --block-size 16384 --force")]
+    Format {
+        path: PathBuf,
+        /// Block size in bytes: a power of two from 4096 to 65536.
+        #[arg(long, default_value_t = 4096)]
+        block_size: u32,
+        /// Overwrite an existing store or filesystem signature.
+        #[arg(long)]
+        force: bool,
+        /// Initial size of a new file (suffixes K, M, G, T; binary units). Files grow later.
+        #[arg(long, default_value = "64M")]
+        size: String,
+    },
+    /// Show every superblock slot, the block size, device size and space in use. Reads no
+    /// lock and works on a damaged store.
+    #[command(after_help = "Examples:\n  arbor info store.arbor\n  arbor info /dev/sdb --json")]
+    Info {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify every block, key order, both superblock alternations and the allocator; exit 1
+    /// when problems are found.
+    #[command(after_help = "Examples:\n  arbor check store.arbor\n  arbor check store.arbor \
+                            --repair\n\n--repair only restores superblock copies, rolls back \
+                            to the older intact generation, or rebuilds the free-space map; it \
+                            never invents data.")]
+    Check {
+        path: PathBuf,
+        /// Roll back to the older intact superblock, restore superblock copies, rebuild the
+        /// free-space map. Needs exclusive access.
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-tree depth, block counts, entries, bytes and fill; free-space fragmentation.
+    #[command(after_help = "Examples:\n  arbor stat store.arbor\n  arbor stat store.arbor --json")]
+    Stat {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every tree (or one) in the dump format (docs/dump-format.md) to stdout or a file.
+    #[command(after_help = "Examples:\n  arbor dump store.arbor > all.adump\n  arbor dump \
+                            store.arbor --tree users -o users.adump")]
+    Dump {
+        path: PathBuf,
+        /// Dump only this tree.
+        #[arg(long)]
+        tree: Option<String>,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Read a dump from stdin (or a file) into an existing store: one transaction, or a commit
+    /// every N entries with --batch.
+    #[command(after_help = "Examples:\n  arbor format new.arbor && arbor load new.arbor < \
+                            all.adump\n  arbor load big.arbor -i all.adump --batch 100000")]
+    Load {
+        path: PathBuf,
+        /// Read from this file instead of stdin.
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        /// Commit every N entries (bounded memory; a failure keeps the batches committed).
+        #[arg(long)]
+        batch: Option<u64>,
+    },
+    /// Copy a store into a new, compacted one (full nodes, no free holes); report sizes.
+    #[command(after_help = "Examples:\n  arbor compact store.arbor compacted.arbor\n  arbor \
+                            compact store.arbor /dev/sdc --force")]
+    Compact {
+        src: PathBuf,
+        dst: PathBuf,
+        /// Overwrite an existing store or filesystem signature at DST.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Format { path, block_size, force, size } => {
+            let size = util::parse_size(&size)?;
+            info::format(&path, block_size, force, size)?;
+        }
+        Cmd::Info { path, json } => info::info(&path, json)?,
+        Cmd::Check { path, repair, json } => return check::check(&path, repair, json),
+        Cmd::Stat { path, json } => stat::stat(&path, json)?,
+        Cmd::Dump { path, tree, output } => transfer::dump(&path, tree.as_deref(), output)?,
+        Cmd::Load { path, input, batch } => {
+            if batch == Some(0) {
+                return Err(CliError::new("--batch must be at least 1"));
+            }
+            transfer::load(&path, input, batch)?;
+        }
+        Cmd::Compact { src, dst, force, json } => transfer::compact(&src, &dst, force, json)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("arbor: {e}");
+            ExitCode::from(EXIT_ERROR as u8)
+        }
+    }
 }

@@ -290,6 +290,12 @@ impl Allocator {
         self.bitmap.block_count()
     }
 
+    /// Marks a free run allocated: `arbor check --repair` restores blocks a tree reaches
+    /// that the bitmap calls free. Every block of the run must be free.
+    pub fn mark_allocated(&mut self, addr: u64, count: u64) {
+        self.bitmap.set_range(addr, count);
+    }
+
     pub fn largest_free_run(&self) -> u64 {
         self.bitmap.largest_free_run()
     }

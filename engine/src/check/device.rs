@@ -1,0 +1,316 @@
+//! The offline check (`arbor check`): every superblock copy, then every generation they
+//! hold, read straight from the device without opening the store — so it works on a store
+//! that `Db::open` refuses.
+//!
+//! The newest valid generation gets the full check (every tree, every block, the allocator
+//! against reachability). Older generations (the fallback `open` would use) get their trees
+//! verified, skipping subtrees the newest walk already verified through an identical pointer
+//! (same address, generation, crc), and their allocator loaded; their free-space bookkeeping
+//! is not cross-checked, because only the newest generation's bitmap is the one the next
+//! commit builds on. Both are sound because a block reachable from either durable superblock
+//! is never reused before a later generation is durable (DESIGN §4, §10.13).
+
+use std::collections::HashSet;
+
+use arbor_format::constants::{
+    check_block_bytes, SUPERBLOCK_AREA_BYTES, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_COUNT,
+};
+use arbor_format::superblock::{alternation, slot_offset, Superblock, SUPERBLOCK_MAGIC};
+use arbor_format::ChildPtr;
+
+use super::{CheckReport, Problem, ProblemKind, Progress, Source, Walk};
+use crate::alloc::Allocator;
+use crate::io::{AlignedBuf, BlockDevice};
+use crate::recovery;
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// Cache budget of the store an offline check builds (it reads uncached).
+const CHECK_CACHE_BYTES: u64 = 1 << 20;
+
+/// What one superblock slot holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlotState {
+    /// A record that verifies (magic, version, crc, fields, slot index).
+    Valid,
+    /// All zeros: never written (a fresh store writes one alternation at a time).
+    Empty,
+    /// Anything else: the reason it fails verification.
+    Invalid(String),
+}
+
+/// One superblock slot as read from the device.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SlotReport {
+    pub slot: u8,
+    /// Byte offset of the slot on the device.
+    pub offset: u64,
+    pub state: SlotState,
+    /// The decoded record, when it verifies.
+    pub superblock: Option<Superblock>,
+    /// The generation an invalid record claims (unverified: a torn copy's last words).
+    pub claimed_generation: Option<u64>,
+}
+
+impl SlotReport {
+    /// The verified generation of this copy.
+    pub fn generation(&self) -> Option<u64> {
+        self.superblock.map(|sb| sb.generation())
+    }
+}
+
+/// Decodes slot `slot` from `area`, the first bytes of the device (up to 256 KiB; a shorter
+/// area leaves the slots past its end `Invalid`). Pure: no I/O, never panics.
+pub fn decode_slot(area: &[u8], slot: u8) -> SlotReport {
+    let offset = slot_offset(slot);
+    let mut report = SlotReport {
+        slot,
+        offset,
+        state: SlotState::Empty,
+        superblock: None,
+        claimed_generation: None,
+    };
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    let Some(bytes) = area.get(start..start.saturating_add(SUPERBLOCK_BYTES)) else {
+        report.state = SlotState::Invalid("beyond the end of the device".into());
+        return report;
+    };
+    if bytes.iter().all(|&b| b == 0) {
+        return report;
+    }
+    if bytes.get(..8) == Some(&SUPERBLOCK_MAGIC[..]) {
+        report.claimed_generation =
+            bytemuck::try_pod_read_unaligned::<Superblock>(bytes).ok().map(|sb| sb.generation());
+    }
+    match Superblock::decode_slot(bytes, slot) {
+        Ok(sb) => {
+            report.state = SlotState::Valid;
+            report.superblock = Some(sb);
+        }
+        Err(e) => report.state = SlotState::Invalid(e.to_string()),
+    }
+    report
+}
+
+/// The check of one generation (one superblock's trees and allocator).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct GenerationCheck {
+    pub generation: u64,
+    /// Slots holding a valid copy of this generation.
+    pub slots: Vec<u8>,
+    pub superblock: Superblock,
+    /// Whether the allocator was cross-checked against reachability (the newest only).
+    pub full: bool,
+    pub report: CheckReport,
+}
+
+impl GenerationCheck {
+    /// No damage beyond free-space bookkeeping: every tree block verifies.
+    pub fn data_intact(&self) -> bool {
+        self.report.findings.iter().all(|p| p.kind.is_free_space_only())
+    }
+}
+
+/// Everything the offline check found.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DeviceCheck {
+    pub slots: Vec<SlotReport>,
+    pub block_bytes: u32,
+    pub device_bytes: u64,
+    /// Every generation a valid superblock copy holds, newest first.
+    pub generations: Vec<GenerationCheck>,
+    /// The generation `Db::open` would recover to, or why it would fail.
+    pub opens_at: Option<u64>,
+    pub open_error: Option<String>,
+    /// Superblock-level problems (slots and copies).
+    pub problems: Vec<Problem>,
+}
+
+impl DeviceCheck {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty() && self.generations.iter().all(|g| g.report.is_ok())
+    }
+
+    /// Every problem: superblock-level first, then per generation, newest first.
+    pub fn findings(&self) -> impl Iterator<Item = &Problem> {
+        let gens = self.generations.iter().flat_map(|g| g.report.findings.iter());
+        self.problems.iter().chain(gens)
+    }
+
+    /// The largest generation any slot names, verified or not (plausible values only).
+    pub fn max_generation_seen(&self) -> u64 {
+        let valid = self.slots.iter().filter_map(SlotReport::generation).max().unwrap_or(0);
+        let claimed = self.slots.iter().filter_map(|s| s.claimed_generation);
+        // A torn record's generation is untrusted: accept it only near the valid ones.
+        claimed.filter(|&g| g <= valid.saturating_add(1 << 20)).fold(valid, u64::max)
+    }
+}
+
+/// Reads the superblock area (zero-padded when the device is shorter).
+pub(crate) fn read_area(dev: &dyn BlockDevice) -> Result<AlignedBuf> {
+    let sector = (dev.sector_bytes() as usize).max(1);
+    let mut area = AlignedBuf::zeroed(SUPERBLOCK_AREA_BYTES as usize, sector.max(4096));
+    let have = usize::try_from(dev.len_bytes()).unwrap_or(usize::MAX).min(area.len());
+    let have = have - have % sector;
+    if let Some(buf) = area.get_mut(..have) {
+        dev.read_at(0, buf)?;
+    }
+    Ok(area)
+}
+
+/// Checks a store offline. `progress` is called with the number of blocks visited so far.
+///
+/// Errors only when the device cannot be read or holds no Arbor superblock at all; every
+/// kind of damage is reported in the result instead.
+pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> Result<DeviceCheck> {
+    let area = read_area(dev.as_ref())?;
+    let slots: Vec<SlotReport> =
+        (0..SUPERBLOCK_SLOT_COUNT).map(|s| decode_slot(&area, s)).collect();
+    let mut problems = slot_problems(&slots);
+    let newest = slots.iter().filter_map(|s| s.superblock).max_by_key(Superblock::generation);
+    let Some(newest) = newest else {
+        // Without a single superblock magic this is not a damaged store but something else.
+        if slots.iter().all(|s| s.claimed_generation.is_none()) {
+            return Err(Error::NotAnArborStore);
+        }
+        let device_bytes = dev.len_bytes();
+        return Ok(DeviceCheck {
+            slots,
+            block_bytes: 0,
+            device_bytes,
+            generations: Vec::new(),
+            opens_at: None,
+            open_error: Some("no superblock copy verifies".into()),
+            problems,
+        });
+    };
+    let block_bytes = newest.block_bytes();
+    check_block_bytes(block_bytes).map_err(|e| Error::corrupt(0, e.to_string()))?;
+    let store = Store::new(dev, block_bytes, CHECK_CACHE_BYTES);
+    let mut gens: Vec<u64> = slots.iter().filter_map(SlotReport::generation).collect();
+    gens.sort_unstable_by(|a, b| b.cmp(a));
+    gens.dedup();
+    let mut generations = Vec::new();
+    let mut verified: Option<HashSet<ChildPtr>> = None;
+    for gen in gens {
+        let holders: Vec<&SlotReport> =
+            slots.iter().filter(|s| s.generation() == Some(gen)).collect();
+        let Some(sb) = holders.first().and_then(|s| s.superblock) else { continue };
+        if sb.block_bytes() != block_bytes || sb.uuid() != newest.uuid() {
+            let addr = holders.first().map_or(0, |s| s.offset / 4096);
+            let detail =
+                format!("generation {gen} belongs to another store (uuid or block size differs)");
+            problems.push(Problem { kind: ProblemKind::Superblock, addr, detail });
+            continue;
+        }
+        let full = verified.is_none();
+        let (report, seen) = check_generation(&store, &sb, verified.as_ref(), progress);
+        if full {
+            verified = Some(seen);
+        }
+        let slots = holders.iter().map(|s| s.slot).collect();
+        generations.push(GenerationCheck { generation: gen, slots, superblock: sb, full, report });
+    }
+    let (opens_at, open_error) = match recovery::read_superblocks(store.dev.as_ref())
+        .and_then(|found| recovery::recover(&store, found))
+    {
+        Ok(opened) => (Some(opened.sb.generation()), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let device_bytes = store.dev.len_bytes();
+    Ok(DeviceCheck {
+        slots,
+        block_bytes,
+        device_bytes,
+        generations,
+        opens_at,
+        open_error,
+        problems,
+    })
+}
+
+/// Problems visible from the slots alone: copies that fail verification, a copy missing
+/// beside a valid twin, twins that disagree.
+fn slot_problems(slots: &[SlotReport]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for s in slots {
+        let addr = s.offset / 4096;
+        let twin =
+            slots.iter().find(|t| t.slot != s.slot && alternation(t.slot) == alternation(s.slot));
+        let detail = match (&s.state, twin.and_then(SlotReport::generation)) {
+            (SlotState::Invalid(reason), _) => {
+                let claims = s.claimed_generation.map(|g| format!(" (claims generation {g})"));
+                format!(
+                    "slot {} (offset {}): {reason}{}",
+                    s.slot,
+                    s.offset,
+                    claims.unwrap_or_default()
+                )
+            }
+            (SlotState::Empty, Some(g)) => {
+                format!(
+                    "slot {} (offset {}) is empty but its twin holds generation {g}",
+                    s.slot, s.offset
+                )
+            }
+            (SlotState::Valid, Some(g)) if s.generation() < Some(g) => format!(
+                "slot {} holds generation {} but its twin holds {g}: a copy was not written",
+                s.slot,
+                s.generation().unwrap_or(0)
+            ),
+            _ => continue,
+        };
+        out.push(Problem { kind: ProblemKind::Superblock, addr, detail });
+    }
+    out
+}
+
+/// Checks one generation; returns its report and the pointers its walk verified.
+fn check_generation(
+    s: &Store,
+    sb: &Superblock,
+    skip: Option<&HashSet<ChildPtr>>,
+    progress: &mut Progress<'_>,
+) -> (CheckReport, HashSet<ChildPtr>) {
+    let gen = sb.generation();
+    let mut report = CheckReport::default();
+    let device_blocks = s.dev.len_bytes() / u64::from(s.block_bytes);
+    let alloc = if sb.block_count() > device_blocks {
+        let detail = format!(
+            "generation {gen}: the store has {} blocks but the device only {device_blocks}",
+            sb.block_count()
+        );
+        report.add(ProblemKind::Superblock, 0, detail);
+        None
+    } else {
+        let mut read = |ptr: ChildPtr| s.read_uncached(ptr);
+        let (root, pending) = (sb.alloc_root(), sb.pending_root());
+        match Allocator::load(s.block_bytes, sb.block_count(), root, pending, gen, &mut read) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let (addr, reason) = match e {
+                    Error::Corrupt { addr, reason } => (addr, reason),
+                    other => (root.address(), other.to_string()),
+                };
+                report.add(ProblemKind::Allocator, addr, format!("generation {gen}: {reason}"));
+                None
+            }
+        }
+    };
+    let mut tick = |n: u64| progress(n);
+    let mut walk = Walk::new(Source::Device, s, &mut tick);
+    walk.report = report;
+    walk.skip = skip;
+    walk.alloc = alloc.as_ref().filter(|_| skip.is_none());
+    if let Err(e) = walk.tree(b"(catalog)", 0, sb.catalog_root(), true) {
+        walk.bad_block(b"(catalog)", sb.catalog_root().address(), e);
+    }
+    if let (Some(a), None) = (alloc.as_ref(), skip) {
+        walk.cross_check(a, None);
+    }
+    (walk.report, walk.seen)
+}

@@ -1,0 +1,190 @@
+//! `arbor check [--repair]`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use arbor::check::{check_device, repair_free_space, repair_superblocks, DeviceCheck};
+use arbor::BlockDevice;
+use serde_json::json;
+
+use crate::device::{open_writable, ReadOnlyDevice, SharedDevice};
+use crate::error::{CliError, Result, EXIT_PROBLEMS};
+use crate::info::slot_json;
+use crate::util::progress;
+
+fn run_check(path: &Path, dev: SharedDevice) -> Result<DeviceCheck> {
+    // The bar's length is the device's block count at 4 KiB: an upper bound on the walk.
+    let bar = progress(dev.len_bytes() / 4096, "check");
+    let mut tick = |n: u64| bar.set_position(n.min(bar.length().unwrap_or(n)));
+    let report = check_device(Box::new(dev), &mut tick).map_err(|e| CliError::store(path, e))?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+pub fn check(path: &Path, repair: bool, as_json: bool) -> Result<ExitCode> {
+    let dev = if repair {
+        open_writable(path)?
+    } else {
+        SharedDevice(Arc::new(ReadOnlyDevice::open(path, true)?))
+    };
+    let before = run_check(path, dev.clone())?;
+    if !repair || before.is_ok() {
+        print_report(&before, as_json, None)?;
+        return Ok(exit_for(&before));
+    }
+    let mut actions = Vec::new();
+    let data_broken = before.generations.first().is_some_and(|g| !g.data_intact());
+    if !before.problems.is_empty() || data_broken {
+        match repair_superblocks(&dev, &before) {
+            Ok(r) => actions.extend(r.actions),
+            Err(e) => actions.push(format!("superblock repair not possible: {e}")),
+        }
+    }
+    let mid = run_check(path, dev.clone())?;
+    let newest = mid.generations.first();
+    if newest.is_some_and(|g| g.data_intact() && !g.report.is_ok()) {
+        let db = arbor::Db::open_on(Box::new(dev.clone()), arbor::Options::default())
+            .map_err(|e| CliError::store(path, e))?;
+        match repair_free_space(&db) {
+            Ok((freed, marked)) => actions.push(format!(
+                "rebuilt the free-space map: freed {freed} leaked block(s), marked {marked} \
+                 block(s) in use"
+            )),
+            Err(e) => actions.push(format!("free-space repair not possible: {e}")),
+        }
+        db.flush().map_err(|e| CliError::store(path, e))?;
+    }
+    let after = run_check(path, dev)?;
+    print_report(&before, as_json, Some((&actions, &after)))?;
+    Ok(exit_for(&after))
+}
+
+fn exit_for(report: &DeviceCheck) -> ExitCode {
+    if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PROBLEMS as u8)
+    }
+}
+
+fn report_json(r: &DeviceCheck) -> serde_json::Value {
+    let gens: Vec<_> = r
+        .generations
+        .iter()
+        .map(|g| {
+            let rep = &g.report;
+            json!({
+                "generation": g.generation,
+                "slots": g.slots,
+                "full_check": g.full,
+                "trees": rep.trees,
+                "entries": rep.entries,
+                "tree_blocks": rep.tree_blocks,
+                "overflow_blocks": rep.overflow_blocks,
+                "allocator_blocks": rep.allocator_blocks,
+                "pending_blocks": rep.pending_blocks,
+                "free_blocks": rep.free_blocks,
+                "underfull_nodes": rep.underfull_nodes,
+                "ok": rep.is_ok(),
+            })
+        })
+        .collect();
+    let problems: Vec<_> = r
+        .findings()
+        .map(|p| json!({"kind": p.kind.name(), "block": p.addr, "detail": p.detail}))
+        .collect();
+    json!({
+        "ok": r.is_ok(),
+        "block_bytes": r.block_bytes,
+        "device_bytes": r.device_bytes,
+        "slots": r.slots.iter().map(slot_json).collect::<Vec<_>>(),
+        "generations": gens,
+        "opens_at": r.opens_at,
+        "open_error": r.open_error,
+        "problems": problems,
+    })
+}
+
+type Repaired<'a> = Option<(&'a Vec<String>, &'a DeviceCheck)>;
+
+fn print_report(r: &DeviceCheck, as_json: bool, repaired: Repaired<'_>) -> Result<()> {
+    if as_json {
+        let mut out = report_json(r);
+        if let Some((actions, after)) = repaired {
+            out["repair"] = json!({"actions": actions, "after": report_json(after)});
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    print_text(r);
+    if let Some((actions, after)) = repaired {
+        println!("repair:");
+        for a in actions {
+            println!("  {a}");
+        }
+        if actions.is_empty() {
+            println!("  nothing this tool can repair without inventing data");
+        }
+        println!("after repair:");
+        print_text(after);
+    }
+    Ok(())
+}
+
+fn print_text(r: &DeviceCheck) {
+    for s in &r.slots {
+        let state = match (&s.state, s.generation()) {
+            (_, Some(g)) => format!("valid, generation {g}"),
+            (arbor::check::SlotState::Empty, None) => "empty".into(),
+            (arbor::check::SlotState::Invalid(why), None) => format!("invalid: {why}"),
+            _ => "unknown".into(),
+        };
+        println!("slot {} (offset {}): {state}", s.slot, s.offset);
+    }
+    for g in &r.generations {
+        let rep = &g.report;
+        let verdict = if rep.is_ok() {
+            "ok".to_string()
+        } else {
+            format!("{} problem(s)", rep.findings.len())
+        };
+        if !g.full {
+            println!(
+                "generation {} (slots {:?}, fallback): {} trees, {} blocks not shared with the \
+                 newest verified, allocator loads: {verdict}",
+                g.generation, g.slots, rep.trees, rep.tree_blocks
+            );
+            continue;
+        }
+        println!(
+            "generation {} (slots {:?}, full check): {} trees, {} entries, {} tree blocks, {} \
+             overflow blocks, {} allocator blocks, {} pending, {} free, {} underfull nodes: \
+             {verdict}",
+            g.generation,
+            g.slots,
+            rep.trees,
+            rep.entries,
+            rep.tree_blocks,
+            rep.overflow_blocks,
+            rep.allocator_blocks,
+            rep.pending_blocks,
+            rep.free_blocks,
+            rep.underfull_nodes
+        );
+    }
+    match (r.opens_at, &r.open_error) {
+        (Some(g), _) => println!("open recovers generation {g}"),
+        (None, Some(e)) => println!("open fails: {e}"),
+        _ => {}
+    }
+    let problems: Vec<_> = r.findings().collect();
+    if problems.is_empty() {
+        println!("no problems found");
+        return;
+    }
+    println!("{} problem(s):", problems.len());
+    for p in problems {
+        println!("  {p}");
+    }
+}

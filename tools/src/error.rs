@@ -1,0 +1,54 @@
+//! The tool's one error type: a message for the user and the exit code it maps to.
+
+use std::fmt;
+use std::path::Path;
+
+pub type Result<T, E = CliError> = std::result::Result<T, E>;
+
+/// Exit code: the command could not run (bad input, I/O error, unreadable store).
+pub const EXIT_ERROR: i32 = 2;
+/// Exit code: `check` ran and found problems (left unrepaired).
+pub const EXIT_PROBLEMS: i32 = 1;
+
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(message: impl Into<String>) -> CliError {
+        CliError { message: message.into() }
+    }
+
+    pub fn io(path: &Path, e: std::io::Error) -> CliError {
+        CliError::new(format!("{}: {e}", path.display()))
+    }
+
+    pub fn store(path: &Path, e: arbor::Error) -> CliError {
+        CliError::new(format!("{}: {e}", path.display()))
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<arbor::Error> for CliError {
+    fn from(e: arbor::Error) -> CliError {
+        CliError::new(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> CliError {
+        CliError::new(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for CliError {
+    fn from(e: serde_json::Error) -> CliError {
+        CliError::new(format!("JSON output: {e}"))
+    }
+}

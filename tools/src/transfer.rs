@@ -1,0 +1,221 @@
+//! `arbor dump`, `arbor load` and `arbor compact`: moving every entry in and out.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use arbor::{Db, Durability, Options, WriteTxn};
+use serde_json::json;
+
+use crate::device::{is_block_device, open_db_readonly};
+use crate::dumpfmt::{DumpReader, DumpWriter, Record};
+use crate::error::{CliError, Result};
+use crate::util::human;
+
+/// I/O buffer for dump streams.
+const STREAM_BUFFER_BYTES: usize = 1 << 20;
+/// `compact` commits (without waiting for a flush) after this many bytes of keys and values,
+/// so the copy of a large store does not hold it all in memory; the last commit is durable.
+const COMPACT_BATCH_BYTES: u64 = 64 << 20;
+/// New `compact` destinations start small and grow in these steps, so the copy's file is
+/// about as large as its contents.
+const COMPACT_GROW_BYTES: u64 = 4 << 20;
+
+/// One item of a store walk.
+pub enum Item<'a> {
+    Tree(&'a str),
+    Entry(&'a [u8], &'a [u8]),
+}
+
+/// The read side of `dump` and `compact`: every tree (or `only`), then its entries in key
+/// order, from one snapshot (DESIGN §2), so the copy is consistent even with a writer in
+/// the same process. This is the one place that reads a store.
+pub fn read_store(
+    db: &Db,
+    only: Option<&str>,
+    sink: &mut dyn FnMut(Item<'_>) -> Result<()>,
+) -> Result<()> {
+    let snap = db.snapshot()?;
+    let mut names = snap.tree_names()?;
+    if let Some(name) = only {
+        if !names.iter().any(|n| n == name) {
+            return Err(CliError::new(format!("the store has no tree named {name:?}")));
+        }
+        names = vec![name.to_string()];
+    }
+    for name in &names {
+        let tree = snap
+            .tree(name)?
+            .ok_or_else(|| CliError::new(format!("tree {name:?} vanished from the snapshot")))?;
+        sink(Item::Tree(name))?;
+        for item in tree.iter()? {
+            let (k, v) = item?;
+            sink(Item::Entry(&k, &v))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn dump(path: &Path, only: Option<&str>, output: Option<PathBuf>) -> Result<()> {
+    let out: Box<dyn Write> = match &output {
+        Some(p) => Box::new(File::create(p).map_err(|e| CliError::io(p, e))?),
+        None if std::io::stdout().is_terminal() => {
+            return Err(CliError::new(
+                "refusing to write a binary dump to a terminal: redirect stdout or use -o FILE",
+            ))
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let db = open_db_readonly(path)?;
+    let mut w = DumpWriter::new(BufWriter::with_capacity(STREAM_BUFFER_BYTES, out))?;
+    read_store(&db, only, &mut |item| {
+        match item {
+            Item::Tree(name) => w.tree(name)?,
+            Item::Entry(k, v) => w.entry(k, v)?,
+        }
+        Ok(())
+    })?;
+    let (trees, entries) = w.finish()?;
+    eprintln!("dumped {trees} tree(s), {entries} entries from {}", path.display());
+    Ok(())
+}
+
+pub fn load(path: &Path, input: Option<PathBuf>, batch: Option<u64>) -> Result<()> {
+    let src: Box<dyn Read> = match &input {
+        Some(p) => Box::new(File::open(p).map_err(|e| CliError::io(p, e))?),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut reader = DumpReader::new(BufReader::with_capacity(STREAM_BUFFER_BYTES, src))?;
+    let db = Db::open(path, Options::default()).map_err(|e| CliError::store(path, e))?;
+    let mut committed = 0u64;
+    let result = load_records(&db, &mut reader, batch, &mut committed);
+    match result {
+        Ok((trees, entries)) => {
+            eprintln!("loaded {trees} tree(s), {entries} entries into {}", path.display());
+            Ok(())
+        }
+        Err(e) if committed > 0 => Err(CliError::new(format!(
+            "{e} (the {committed} entries of earlier batches stay committed)"
+        ))),
+        Err(e) => Err(CliError::new(format!("{e} (nothing was committed)"))),
+    }
+}
+
+/// Applies the records in one transaction, or one per `batch` entries. The last transaction
+/// commits only after the trailer verified, so without `--batch` a damaged dump changes
+/// nothing.
+fn load_records(
+    db: &Db,
+    reader: &mut DumpReader<impl Read>,
+    batch: Option<u64>,
+    committed: &mut u64,
+) -> Result<(u64, u64)> {
+    let mut tx = db.begin_write()?;
+    let mut current: Option<String> = None;
+    let mut in_batch = 0u64;
+    loop {
+        match reader.next_record()? {
+            Record::Tree(name) => {
+                tx.tree(&name)?;
+                current = Some(name);
+            }
+            Record::Entry(k, v) => {
+                let name = current.as_deref().unwrap_or_default();
+                tx.tree(name)?.insert(&k, &v)?;
+                in_batch += 1;
+                if batch.is_some_and(|b| in_batch >= b) {
+                    tx.commit()?;
+                    *committed += in_batch;
+                    in_batch = 0;
+                    tx = db.begin_write()?;
+                }
+            }
+            Record::End(trees, entries) => {
+                tx.commit()?;
+                return Ok((trees, entries));
+            }
+        }
+    }
+}
+
+fn target_bytes(path: &Path) -> u64 {
+    if is_block_device(path) {
+        return File::open(path)
+            .and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)))
+            .unwrap_or(0);
+    }
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Blocks in use outside the superblock area.
+fn used_bytes(db: &Db) -> u64 {
+    let st = db.stats();
+    let reserved = arbor_format::constants::first_data_block(st.block_bytes);
+    st.blocks_total.saturating_sub(st.blocks_free).saturating_sub(reserved)
+        * u64::from(st.block_bytes)
+}
+
+/// Copies every tree of `src` into `dst` in key order; returns the number of entries.
+fn copy_all(src_db: &Db, dst_db: &Db) -> Result<u64> {
+    let mut tx: Option<WriteTxn<'_>> = Some(dst_db.begin_write()?);
+    let mut current = String::new();
+    let (mut batch_bytes, mut entries) = (0u64, 0u64);
+    read_store(src_db, None, &mut |item| {
+        let t = tx.as_mut().ok_or_else(|| CliError::new("transaction lost"))?;
+        match item {
+            Item::Tree(name) => {
+                t.tree(name)?;
+                current = name.to_string();
+            }
+            Item::Entry(k, v) => {
+                // Ascending keys: every insert appends, so leaves split at the end and fill.
+                t.tree(&current)?.insert(k, v)?;
+                entries += 1;
+                batch_bytes += (k.len() + v.len()) as u64;
+                if batch_bytes >= COMPACT_BATCH_BYTES {
+                    let mut done = tx.take().ok_or_else(|| CliError::new("transaction lost"))?;
+                    done.set_durability(Durability::None);
+                    done.commit()?;
+                    tx = Some(dst_db.begin_write()?);
+                    batch_bytes = 0;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(t) = tx.take() {
+        t.commit()?;
+    }
+    Ok(entries)
+}
+
+pub fn compact(src: &Path, dst: &Path, force: bool, as_json: bool) -> Result<()> {
+    let src_db = open_db_readonly(src)?;
+    let opts = Options {
+        block_bytes: src_db.stats().block_bytes,
+        force_create: force,
+        file_initial_bytes: COMPACT_GROW_BYTES,
+        file_grow_step_bytes: COMPACT_GROW_BYTES,
+        ..Options::default()
+    };
+    let dst_db = Db::create(dst, opts).map_err(|e| CliError::store(dst, e))?;
+    let entries = copy_all(&src_db, &dst_db)?;
+    dst_db.flush()?;
+    let (src_used, dst_used) = (used_bytes(&src_db), used_bytes(&dst_db));
+    drop(dst_db);
+    drop(src_db);
+    let (src_size, dst_size) = (target_bytes(src), target_bytes(dst));
+    if as_json {
+        let out = json!({
+            "entries": entries,
+            "src": {"path": src.display().to_string(), "used_bytes": src_used, "size_bytes": src_size},
+            "dst": {"path": dst.display().to_string(), "used_bytes": dst_used, "size_bytes": dst_size},
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("copied {entries} entries");
+    println!("before: {} in use, {} on disk ({})", human(src_used), human(src_size), src.display());
+    println!("after:  {} in use, {} on disk ({})", human(dst_used), human(dst_size), dst.display());
+    Ok(())
+}

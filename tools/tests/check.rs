@@ -1,0 +1,214 @@
+//! `arbor check` and `arbor info` on healthy and deliberately damaged stores.
+
+mod common;
+
+use std::path::Path;
+
+use arbor_format::superblock::slot_offset;
+use arbor_format::{seal_block, AllocIndex, ChildPtr, Node};
+use common::*;
+
+/// Two trees; the last commit inserts one key into `a`, so a's leaf holding it (and the path
+/// to it) exists only in the newest generation.
+fn healthy(path: &Path) {
+    build(path, |db| {
+        let mut tx = db.begin_write().unwrap();
+        let mut a = tx.tree("a").unwrap();
+        for i in 0..2000u32 {
+            a.insert(format!("key{i:06}").as_bytes(), &[7u8; 40]).unwrap();
+        }
+        let mut b = tx.tree("b").unwrap();
+        for i in 0..50u32 {
+            b.insert(&i.to_be_bytes(), b"bee").unwrap();
+        }
+        tx.commit().unwrap();
+        let mut tx = db.begin_write().unwrap();
+        tx.tree("a").unwrap().insert(b"key000500x", b"last").unwrap();
+        tx.commit().unwrap();
+    });
+}
+
+fn check(path: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["check", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    arbor(&args)
+}
+
+/// The leaf of tree `a` that holds `key`, found by descending from its root.
+fn leaf_of(path: &Path, key: &[u8]) -> u64 {
+    let (_, items) = catalog(path);
+    let mut ptr = items.iter().find(|(n, _, _)| n == b"a").unwrap().1;
+    loop {
+        let buf = read_block(path, ptr.address());
+        let node = Node::decode(&buf).unwrap();
+        if node.is_leaf() {
+            return ptr.address();
+        }
+        ptr = node.child(node.child_index(key));
+    }
+}
+
+#[test]
+fn healthy_store_passes() {
+    let dir = tempdir();
+    let store = dir.path().join("s.arbor");
+    healthy(&store);
+    let o = check(&store, &[]);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(stdout(&o).contains("no problems found"), "{}", describe(&o));
+    let o = check(&store, &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["generations"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["generations"][0]["entries"], 2051);
+}
+
+#[test]
+fn corrupted_tree_block_is_named_and_rolled_back() {
+    let dir = tempdir();
+    let store = dir.path().join("s.arbor");
+    healthy(&store);
+    let before_last = dir.path().join("before.adump");
+    let leaf = leaf_of(&store, b"key000500x");
+    let mut buf = read_block(&store, leaf);
+    for b in &mut buf[2000..2008] {
+        *b ^= 0xa5;
+    }
+    write_block(&store, leaf, &buf);
+
+    let o = check(&store, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("bad-block at block {leaf}")), "block {leaf} not named:\n{out}");
+    assert!(out.contains("open recovers generation"), "{out}");
+
+    // The damaged leaf exists only in the newest generation: repair rolls back to the older
+    // one, which still holds everything but the last commit.
+    let o = check(&store, &["--repair"]);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(stdout(&o).contains("rolled back"), "{}", describe(&o));
+    let o = check(&store, &[]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let o = arbor(&["dump", store.to_str().unwrap(), "-o", before_last.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let dump = std::fs::read(&before_last).unwrap();
+    let needle = b"key000500x";
+    assert!(!dump.windows(needle.len()).any(|w| w == needle), "rollback kept the lost commit");
+    assert!(dump.windows(9).any(|w| w == b"key001999"), "rollback lost older data");
+}
+
+#[test]
+fn torn_superblock_slot_is_reported_and_info_still_works() {
+    let dir = tempdir();
+    let store = dir.path().join("s.arbor");
+    healthy(&store);
+    let (slot, sb) = newest_superblock(&store);
+    // Tear the newest copy: its second half never reached the disk.
+    write_at(&store, slot_offset(slot) + 2048, &[0xee; 2048]);
+
+    let s = store.to_str().unwrap();
+    let o = arbor(&["info", s]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let out = stdout(&o);
+    assert!(out.contains("INVALID"), "{out}");
+    assert!(out.contains(&format!("valid, gen {}", sb.generation())), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&arbor(&["info", s, "--json"]).stdout).unwrap();
+    assert_eq!(v["slots"][slot as usize]["state"], "invalid", "{v}");
+    assert_eq!(v["newest_generation"], sb.generation());
+    assert!(v["space"]["used_blocks"].as_u64().unwrap() > 0, "{v}");
+
+    let o = check(&store, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let out = stdout(&o);
+    let expect = format!("superblock at block {}: slot {slot}", slot_offset(slot) / 4096);
+    assert!(out.contains(&expect), "{expect:?} missing:\n{out}");
+
+    let o = check(&store, &["--repair"]);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(stdout(&o).contains(&format!("rewrote superblock slot {slot}")), "{}", describe(&o));
+    assert!(check(&store, &[]).status.success());
+
+    // Destroy a whole slot (all four are needed for nothing): info still reads the others.
+    write_at(&store, slot_offset(slot), &[0xff; 4096]);
+    let o = arbor(&["info", s]);
+    assert!(o.status.success(), "{}", describe(&o));
+}
+
+/// Marks free block `victim` allocated in the newest generation's bitmap, re-sealing the
+/// chunk, the index above it and the superblock (a consistent but wrong bitmap).
+fn leak_block(path: &Path) -> u64 {
+    let (slot, mut sb) = newest_superblock(path);
+    let root = sb.alloc_root();
+    let mut index = read_block(path, root.address());
+    let chunk_ptr = AllocIndex::decode(&index[..]).unwrap().child(0);
+    let mut chunk = read_block(path, chunk_ptr.address());
+    let victim = sb.block_count() - 3;
+    let byte = 64 + (victim / 8) as usize;
+    assert_eq!(chunk[byte] & (1 << (victim % 8)), 0, "victim is free");
+    chunk[byte] |= 1 << (victim % 8);
+    let crc = seal_block(&mut chunk);
+    write_block(path, chunk_ptr.address(), &chunk);
+    let new_ptr = ChildPtr::new(chunk_ptr.address(), chunk_ptr.generation(), crc);
+    index[64..88].copy_from_slice(new_ptr.as_bytes());
+    let crc = seal_block(&mut index);
+    write_block(path, root.address(), &index);
+    sb.set_alloc_root(ChildPtr::new(root.address(), root.generation(), crc));
+    write_superblock(path, slot, &sb);
+    victim
+}
+
+#[test]
+fn leaked_block_is_named_and_freed_by_repair() {
+    let dir = tempdir();
+    let store = dir.path().join("s.arbor");
+    healthy(&store);
+    let victim = leak_block(&store);
+    let o = check(&store, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("leaked at block {victim}")), "{out}");
+    assert!(!out.contains("bad-block"), "{out}");
+
+    let o = check(&store, &["--repair"]);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(stdout(&o).contains("freed 1 leaked block"), "{}", describe(&o));
+    let o = check(&store, &[]);
+    assert!(o.status.success(), "{}", describe(&o));
+}
+
+#[test]
+fn double_used_block_is_named() {
+    let dir = tempdir();
+    let store = dir.path().join("s.arbor");
+    healthy(&store);
+    // Point tree b's catalog entry at tree a's root: every block of a is used twice, and b's
+    // own blocks leak.
+    let (addr, items) = catalog(&store);
+    let (_, a_root, _) = items.iter().find(|(n, _, _)| n == b"a").unwrap().clone();
+    let (_, b_root, b_range) = items.iter().find(|(n, _, _)| n == b"b").unwrap().clone();
+    let mut buf = read_block(&store, addr);
+    let a_entries: [u8; 8] = {
+        let (_, _, a_range) = items.iter().find(|(n, _, _)| n == b"a").unwrap();
+        buf[a_range.start + 32..a_range.start + 40].try_into().unwrap()
+    };
+    buf[b_range.start + 8..b_range.start + 32].copy_from_slice(a_root.as_bytes());
+    buf[b_range.start + 32..b_range.start + 40].copy_from_slice(&a_entries);
+    reseal_catalog(&store, addr, buf);
+
+    let o = check(&store, &["--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let problems = v["problems"].as_array().unwrap();
+    let has = |kind: &str, block: u64| {
+        problems.iter().any(|p| p["kind"] == kind && p["block"].as_u64() == Some(block))
+    };
+    assert!(has("double-used", a_root.address()), "{v:#}");
+    assert!(has("leaked", b_root.address()), "{v:#}");
+    // Data damage in the newest generation only: repair rolls back to the older one (it
+    // never frees the "leaked" blocks of a damaged generation).
+    let o = check(&store, &["--repair"]);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(stdout(&o).contains("rolled back"), "{}", describe(&o));
+    assert!(!stdout(&o).contains("rebuilt the free-space map"), "{}", describe(&o));
+}

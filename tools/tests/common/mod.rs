@@ -1,0 +1,198 @@
+//! Helpers for the `arbor` end-to-end tests: running the binary, building stores through
+//! the library, and editing a closed store's bytes the way a failing disk or a buggy engine
+//! would (re-sealing what a real corruption would leave consistent).
+#![allow(dead_code)]
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use arbor::{Db, Options};
+use arbor_format::constants::{SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_COUNT};
+use arbor_format::superblock::{alternation_slots, slot_offset};
+use arbor_format::{seal_block, ChildPtr, Node, Superblock};
+
+pub const BLOCK: u64 = 4096;
+
+/// Sorted (key, value) pairs of one tree.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+/// A catalog item: tree name, root pointer, byte range of its value in the catalog leaf.
+pub type CatalogItem = (Vec<u8>, ChildPtr, std::ops::Range<usize>);
+
+/// Runs `arbor ARGS`, optionally feeding `stdin` from a file.
+pub fn arbor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_arbor"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run arbor")
+}
+
+pub fn arbor_stdin(args: &[&str], input: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_arbor"))
+        .args(args)
+        .stdin(File::open(input).expect("open input"))
+        .output()
+        .expect("run arbor")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn describe(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A temporary directory on a disk-backed filesystem (the engine needs O_DIRECT).
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("arbor-tools-").tempdir_in(target_tmp()).expect("tempdir")
+}
+
+fn target_tmp() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&dir).expect("target tmp");
+    dir
+}
+
+pub fn small_opts() -> Options {
+    Options { cache_bytes: 4 << 20, file_initial_bytes: 16 << 20, ..Options::default() }
+}
+
+/// Creates a store and fills it through `fill` (one transaction per call of `fill`'s closure).
+pub fn build(path: &Path, fill: impl FnOnce(&Db)) {
+    let db = Db::create(path, small_opts()).expect("create");
+    fill(&db);
+    db.flush().expect("flush");
+}
+
+pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    File::open(path).unwrap().read_exact_at(&mut buf, offset).unwrap();
+    buf
+}
+
+pub fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
+    let f = OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+pub fn read_block(path: &Path, addr: u64) -> Vec<u8> {
+    read_at(path, addr * BLOCK, BLOCK as usize)
+}
+
+pub fn write_block(path: &Path, addr: u64, bytes: &[u8]) {
+    write_at(path, addr * BLOCK, bytes);
+}
+
+/// The newest valid superblock and the slot it was read from.
+pub fn newest_superblock(path: &Path) -> (u8, Superblock) {
+    (0..SUPERBLOCK_SLOT_COUNT)
+        .filter_map(|s| {
+            let bytes = read_at(path, slot_offset(s), SUPERBLOCK_BYTES);
+            Superblock::decode_slot(&bytes, s).ok().map(|sb| (s, sb))
+        })
+        .max_by_key(|(_, sb)| sb.generation())
+        .expect("a valid superblock")
+}
+
+/// Writes `sb` to both copies of the alternation of `slot` (as a commit would).
+pub fn write_superblock(path: &Path, slot: u8, sb: &Superblock) {
+    for s in alternation_slots(arbor_format::alternation(slot)) {
+        let mut copy = *sb;
+        copy.seal(s);
+        write_at(path, slot_offset(s), copy.encode());
+    }
+}
+
+/// Byte range of item `i`'s value inside a node image.
+pub fn value_range(buf: &[u8], i: usize) -> std::ops::Range<usize> {
+    let node = Node::decode(buf).expect("node");
+    let v = node.value_bytes(i);
+    let start = v.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + v.len()
+}
+
+/// The catalog leaf's address and every (name, root pointer, value range) in it. The test
+/// stores are small enough for the catalog to be one leaf.
+pub fn catalog(path: &Path) -> (u64, Vec<CatalogItem>) {
+    let (_, sb) = newest_superblock(path);
+    let addr = sb.catalog_root().address();
+    let buf = read_block(path, addr);
+    let node = Node::decode(&buf).expect("catalog");
+    assert!(node.is_leaf(), "test stores keep the catalog in one leaf");
+    let items = (0..node.len())
+        .map(|i| {
+            let range = value_range(&buf, i);
+            let root: ChildPtr = bytemuck_read(&buf[range.start + 8..range.start + 32]);
+            (node.key(i).to_vec(), root, range)
+        })
+        .collect();
+    (addr, items)
+}
+
+pub fn bytemuck_read(bytes: &[u8]) -> ChildPtr {
+    ChildPtr::from_bytes(bytes).expect("24 bytes")
+}
+
+/// Re-seals the catalog leaf after an edit and points the newest superblock at it.
+pub fn reseal_catalog(path: &Path, addr: u64, mut buf: Vec<u8>) {
+    let crc = seal_block(&mut buf);
+    write_block(path, addr, &buf);
+    let (slot, mut sb) = newest_superblock(path);
+    let old = sb.catalog_root();
+    sb.set_catalog_root(ChildPtr::new(addr, old.generation(), crc));
+    write_superblock(path, slot, &sb);
+}
+
+/// Builds a dump in the documented format (docs/dump-format.md), independently of the
+/// tool's own writer, so the tests check the tool against the document.
+pub fn encode_dump(trees: &[(&str, Entries)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"ARBORDMP");
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut entries = 0u64;
+    for (name, items) in trees {
+        out.push(b'T');
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        for (k, v) in items {
+            out.push(b'K');
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            out.extend_from_slice(k);
+            out.extend_from_slice(v);
+            entries += 1;
+        }
+    }
+    out.push(b'E');
+    out.extend_from_slice(&(trees.len() as u64).to_le_bytes());
+    out.extend_from_slice(&entries.to_le_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// SplitMix64, so failures name a reproducible seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
