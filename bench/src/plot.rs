@@ -34,7 +34,7 @@ pub fn svg(
     let x_min = 10f64.powf(lo.max(1.0).log10().floor());
     let x_max = 10f64.powf(hi.log10().ceil());
     let n = rate_rows.len();
-    let height = 110 + ROW_PX * n as u32;
+    let height = 140 + ROW_PX * n as u32;
     let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
     let err = |e: DrawingAreaErrorKind<_>| format!("plot: {e:?}");
     root.fill(&WHITE).map_err(err)?;
@@ -42,7 +42,8 @@ pub fn svg(
         .caption(title, ("sans-serif", 18))
         .margin(12)
         .margin_left(LABEL_PX)
-        .x_label_area_size(36)
+        .x_label_area_size(44)
+        .margin_bottom(40)
         .build_cartesian_2d((x_min..x_max).log_scale(), 0f64..n as f64)
         .map_err(err)?;
     chart
@@ -79,7 +80,7 @@ pub fn svg(
     }
     for (e, r) in results.iter().enumerate() {
         let x = LABEL_PX as i32 + 20 + 140 * e as i32;
-        let y = height as i32 - 22;
+        let y = height as i32 - 20;
         let color = COLORS[e % COLORS.len()];
         root.draw(&Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())).map_err(err)?;
         root.draw(&Text::new(r.name.clone(), (x + 20, y - 7), ("sans-serif", 14))).map_err(err)?;
