@@ -117,7 +117,7 @@ pub fn run_child(name: &str, store: &Store, sizes: &Sizes, seed: u64) -> BenchRe
 }
 
 /// `VmHWM` (peak) and `VmRSS` (current) of this process, in bytes.
-fn rss_bytes(field: &str) -> Option<u64> {
+pub fn rss_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -8,6 +8,7 @@ use crate::data::{Dataset, Key, Op, Sizes, VALUE_BYTES};
 use crate::engines::{store_bytes, Engine};
 use crate::progress::{self, CHUNK};
 use crate::rows::{Cell, RunResult};
+use crate::suite::rss_bytes;
 use crate::BenchResult;
 
 /// One engine's run: the engine, its store path, and the cells so far.
@@ -75,6 +76,15 @@ impl Run<'_> {
         self.push("bulk_load", r.map(|(t, ())| rate(d.load_keys.len(), t)));
         if let Some(n) = self.engine.note() {
             self.out.notes.push(format!("{}: after load, {n}", self.name));
+        }
+        if let (Some(now), Some(peak)) = (rss_bytes("VmRSS:"), rss_bytes("VmHWM:")) {
+            self.out.notes.push(format!(
+                "{}: process RSS after load {:.0} MB, peak so far {:.0} MB (data set {:.0} MB)",
+                self.name,
+                now as f64 / 1e6,
+                peak as f64 / 1e6,
+                d.bytes() as f64 / 1e6
+            ));
         }
     }
 
