@@ -1,42 +1,65 @@
-//! The seeded data set every engine sees: 24-byte random keys, 150-byte random values.
+//! The seeded data set every engine sees: 24-byte random keys, 150-byte random values, and the
+//! precomputed operation streams (read keys, scan starts, YCSB mixes, overwrites).
+//!
+//! Every child process regenerates the same data set from `Sizes` and the seed, so each engine
+//! gets identical work without passing megabytes between processes.
 
 use crate::rng::SplitMix64;
+use crate::zipf::Zipfian;
 
 pub const KEY_BYTES: usize = 24;
 pub const VALUE_BYTES: usize = 150;
 pub type Key = [u8; KEY_BYTES];
 pub type Value = [u8; VALUE_BYTES];
 
-/// Sizes of one run.
-#[derive(Clone, Debug)]
+/// YCSB's default skew (`zipfian_constant`).
+pub const ZIPF_THETA: f64 = 0.99;
+
+/// Sizes of one run. Every field is a command-line flag (`--keys`, `--durable-commits`, ...),
+/// so the parent hands them to each engine's child process verbatim.
+#[derive(clap::Args, Clone, Debug, PartialEq)]
 pub struct Sizes {
     /// Keys bulk-loaded in one transaction.
+    #[arg(long, default_value_t = 100_000)]
     pub keys: usize,
-    /// Durable transactions of one insert each.
+    /// Durable transactions of one insert each (latency median and p99 come from these).
+    #[arg(long, default_value_t = 1000)]
     pub durable_commits: usize,
-    /// Durable transactions of `batch_size` inserts each.
+    /// Durable transactions of `--batch-size` inserts each.
+    #[arg(long, default_value_t = 20)]
     pub batches: usize,
+    #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
-    /// Point reads of loaded keys.
+    /// Point reads of loaded keys (1 thread, then split over `--threads`).
+    #[arg(long, default_value_t = 200_000)]
     pub reads: usize,
-    /// Range scans, each of `scan_len` entries.
+    /// Reader threads of the multi-threaded read row.
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    /// Range scans of `--scan-len` entries each.
+    #[arg(long, default_value_t = 50_000)]
     pub scans: usize,
+    #[arg(long, default_value_t = 10)]
     pub scan_len: usize,
+    /// Operations of each YCSB mix (A: 50% updates, B: 5%); every update is a durable commit.
+    #[arg(long, default_value_t = 4000)]
+    pub ycsb_ops: usize,
+    /// Durable single-insert commits in the concurrent-writers rows (split over the writers).
+    #[arg(long, default_value_t = 800)]
+    pub concurrent_commits: usize,
+    /// Writer threads of the group-commit row (compared with one writer).
+    #[arg(long, default_value_t = 8)]
+    pub writers: usize,
+    /// Long-reader experiment: durable transactions that overwrite keys while a reader is held.
+    #[arg(long, default_value_t = 50)]
+    pub overwrite_txns: usize,
+    /// Long-reader experiment: random loaded keys overwritten by each of those transactions.
+    #[arg(long, default_value_t = 200)]
+    pub overwrite_keys: usize,
 }
 
 impl Sizes {
-    pub fn default_suite(keys: usize) -> Sizes {
-        Sizes {
-            keys,
-            durable_commits: 500,
-            batches: 20,
-            batch_size: 1000,
-            reads: 200_000,
-            scans: 50_000,
-            scan_len: 10,
-        }
-    }
-
+    /// Tiny sizes for `--quick-smoke`: every workload end to end in a few seconds.
     pub fn smoke() -> Sizes {
         Sizes {
             keys: 2000,
@@ -44,10 +67,61 @@ impl Sizes {
             batches: 2,
             batch_size: 100,
             reads: 2000,
+            threads: 2,
             scans: 500,
             scan_len: 10,
+            ycsb_ops: 200,
+            concurrent_commits: 32,
+            writers: 4,
+            overwrite_txns: 5,
+            overwrite_keys: 50,
         }
     }
+
+    /// The flags that reproduce these sizes in a child process.
+    pub fn to_args(&self) -> Vec<String> {
+        let pairs = [
+            ("--keys", self.keys),
+            ("--durable-commits", self.durable_commits),
+            ("--batches", self.batches),
+            ("--batch-size", self.batch_size),
+            ("--reads", self.reads),
+            ("--threads", self.threads),
+            ("--scans", self.scans),
+            ("--scan-len", self.scan_len),
+            ("--ycsb-ops", self.ycsb_ops),
+            ("--concurrent-commits", self.concurrent_commits),
+            ("--writers", self.writers),
+            ("--overwrite-txns", self.overwrite_txns),
+            ("--overwrite-keys", self.overwrite_keys),
+        ];
+        pairs.iter().flat_map(|(flag, v)| [flag.to_string(), v.to_string()]).collect()
+    }
+
+    /// Sizes the workloads cannot run with, as a message.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("--keys", self.keys),
+            ("--threads", self.threads),
+            ("--writers", self.writers),
+            ("--scan-len", self.scan_len),
+            ("--batch-size", self.batch_size),
+        ];
+        if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{flag} must be at least 1"));
+        }
+        if self.keys < 2 {
+            return Err("--keys must be at least 2".into());
+        }
+        Ok(())
+    }
+}
+
+/// One YCSB operation on a loaded key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Read(u32),
+    Update(u32),
 }
 
 /// Keys and values, generated once from a seed so every engine gets identical work.
@@ -60,10 +134,20 @@ pub struct Dataset {
     /// Fresh keys for the batch transactions, `batches * batch_size` of them.
     pub batch_keys: Vec<Key>,
     pub batch_values: Vec<Value>,
+    /// Fresh keys for the concurrent-writer rows: one half for 1 writer, one for N writers.
+    pub concurrent_keys: Vec<Key>,
+    pub concurrent_values: Vec<Value>,
     /// Loaded keys to read, in random order (with repeats).
     pub read_keys: Vec<Key>,
     /// Loaded keys to start range scans at.
     pub scan_starts: Vec<Key>,
+    /// YCSB A and B: indexes into `load_keys`, zipfian (scrambled, hot keys spread out).
+    pub ycsb_a: Vec<Op>,
+    pub ycsb_b: Vec<Op>,
+    /// New values written by YCSB updates and the overwrite transactions.
+    pub update_value: Value,
+    /// Long-reader experiment: per transaction, indexes into `load_keys` to overwrite.
+    pub overwrites: Vec<Vec<u32>>,
     /// The keys removed in the removal transaction: the first half of the loaded keys.
     pub remove_count: usize,
 }
@@ -78,17 +162,41 @@ fn gen_pairs(rng: &mut SplitMix64, n: usize) -> (Vec<Key>, Vec<Value>) {
     (keys, values)
 }
 
+fn ycsb(rng: &mut SplitMix64, zipf: &Zipfian, ops: usize, update_pct: u64) -> Vec<Op> {
+    (0..ops)
+        .map(|_| {
+            let index = zipf.next_scrambled(rng) as u32;
+            if rng.next_u64() % 100 < update_pct {
+                Op::Update(index)
+            } else {
+                Op::Read(index)
+            }
+        })
+        .collect()
+}
+
 impl Dataset {
     pub fn generate(sizes: &Sizes, seed: u64) -> Dataset {
+        assert!(sizes.keys >= 2 && u32::try_from(sizes.keys).is_ok(), "keys out of range");
         let mut rng = SplitMix64::new(seed);
         let (load_keys, load_values) = gen_pairs(&mut rng, sizes.keys);
         let (single_keys, single_values) = gen_pairs(&mut rng, sizes.durable_commits);
         let (batch_keys, batch_values) = gen_pairs(&mut rng, sizes.batches * sizes.batch_size);
+        let (concurrent_keys, concurrent_values) =
+            gen_pairs(&mut rng, 2 * sizes.concurrent_commits);
         let pick = |rng: &mut SplitMix64, n: usize| -> Vec<Key> {
             (0..n).map(|_| load_keys[rng.below(load_keys.len())]).collect()
         };
         let read_keys = pick(&mut rng, sizes.reads);
         let scan_starts = pick(&mut rng, sizes.scans);
+        let zipf = Zipfian::new(sizes.keys as u64, ZIPF_THETA);
+        let ycsb_a = ycsb(&mut rng, &zipf, sizes.ycsb_ops, 50);
+        let ycsb_b = ycsb(&mut rng, &zipf, sizes.ycsb_ops, 5);
+        let mut update_value = [0u8; VALUE_BYTES];
+        rng.fill(&mut update_value);
+        let overwrites = (0..sizes.overwrite_txns)
+            .map(|_| (0..sizes.overwrite_keys).map(|_| rng.below(sizes.keys) as u32).collect())
+            .collect();
         Dataset {
             remove_count: load_keys.len() / 2,
             load_keys,
@@ -97,8 +205,24 @@ impl Dataset {
             single_values,
             batch_keys,
             batch_values,
+            concurrent_keys,
+            concurrent_values,
             read_keys,
             scan_starts,
+            ycsb_a,
+            ycsb_b,
+            update_value,
+            overwrites,
         }
+    }
+
+    /// Bytes of the data set itself, part of every engine's peak RSS.
+    pub fn bytes(&self) -> usize {
+        let kv = KEY_BYTES + VALUE_BYTES;
+        (self.load_keys.len() + self.single_keys.len() + self.batch_keys.len()) * kv
+            + self.concurrent_keys.len() * kv
+            + (self.read_keys.len() + self.scan_starts.len()) * KEY_BYTES
+            + (self.ycsb_a.len() + self.ycsb_b.len()) * std::mem::size_of::<Op>()
+            + self.overwrites.iter().map(|o| o.len() * 4).sum::<usize>()
     }
 }

@@ -1,11 +1,18 @@
-//! Benchmarks for Arbor: the `kv-bench` binary (a comparison with redb and LMDB in the shape
-//! of the redb benchmark) and, later, criterion micro-benchmarks.
+//! Benchmarks for Arbor: the `kv-bench` binary (Arbor against redb and LMDB on the redb
+//! benchmark's workloads, plus `kv-bench device`) and the criterion micro-benchmarks in
+//! `benches/`.
 
 pub mod data;
+pub mod device;
 pub mod engines;
+pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod rng;
-pub mod run;
+pub mod rows;
+pub mod suite;
+pub mod workloads;
+pub mod zipf;
 
 /// Errors of the benchmark are reported as text, next to the row they broke.
 pub type BenchResult<T> = Result<T, String>;

@@ -3,7 +3,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::data::Sizes;
-use crate::run::{rows, EngineResult, Kind, RowSpec};
+use crate::rows::{rows, Cell, Kind, RowSpec};
+use crate::suite::EngineResult;
 
 /// Where and when the run happened.
 #[derive(Clone, Debug)]
@@ -14,12 +15,13 @@ pub struct Context {
     pub kernel: String,
     pub cpu: String,
     pub mem: String,
-    pub dir: String,
+    pub target: String,
     pub seed: u64,
+    pub repeats: usize,
 }
 
 impl Context {
-    pub fn gather(command: String, dir: String, seed: u64) -> Context {
+    pub fn gather(command: String, target: String, seed: u64, repeats: usize) -> Context {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
         let field = |text: &str, name: &str| {
             text.lines()
@@ -35,8 +37,9 @@ impl Context {
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             cpu: field(&read("/proc/cpuinfo"), "model name"),
             mem: mem_total(&field(&read("/proc/meminfo"), "MemTotal")),
-            dir,
+            target,
             seed,
+            repeats,
         }
     }
 }
@@ -76,21 +79,19 @@ fn fmt_value(kind: Kind, v: f64) -> String {
         Kind::Latency if v >= 1e-3 => format!("{:.2} ms", v * 1e3),
         Kind::Latency => format!("{:.1} us", v * 1e6),
         Kind::Size => format!("{:.1} MB", v / 1e6),
+        Kind::Factor => format!("{v:.2}x"),
     }
 }
 
-/// Arbor divided by the best other engine (highest rate, lowest latency or size).
-fn ratio(spec: &RowSpec, results: &[EngineResult]) -> Option<f64> {
-    let arbor = results.iter().find(|r| r.name == "arbor")?.get(spec.id)?.as_ref().ok()?;
-    let others = results
-        .iter()
-        .filter(|r| r.name != "arbor")
-        .filter_map(|r| r.get(spec.id)?.as_ref().ok().copied());
-    let best = match spec.kind {
-        Kind::Rate => others.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.max(v)))),
-        Kind::Latency | Kind::Size => {
-            others.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.min(v))))
-        }
+/// Arbor divided by the best other engine (highest rate or factor, lowest latency or size).
+pub fn ratio(spec: &RowSpec, results: &[EngineResult]) -> Option<f64> {
+    let value = |r: &EngineResult| r.result.get(spec.id).and_then(Cell::value);
+    let arbor = results.iter().find(|r| r.name == "arbor").and_then(value)?;
+    let others = results.iter().filter(|r| r.name != "arbor").filter_map(value);
+    let best = if spec.kind.higher_is_better() {
+        others.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.max(v))))
+    } else {
+        others.fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.min(v))))
     }?;
     (best > 0.0).then(|| arbor / best)
 }
@@ -106,9 +107,10 @@ pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
     for spec in &specs {
         let mut row = vec![spec.label.clone()];
         for r in results {
-            row.push(match r.get(spec.id) {
-                Some(Ok(v)) => fmt_value(spec.kind, *v),
-                Some(Err(e)) => {
+            row.push(match r.result.get(spec.id) {
+                Some(Cell::Value(v)) => fmt_value(spec.kind, *v),
+                Some(Cell::Na(why)) => why.clone(),
+                Some(Cell::Error(e)) => {
                     errors.push(format!("{} / {}: {e}", r.name, spec.label.trim()));
                     "ERROR".into()
                 }
@@ -141,7 +143,8 @@ pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
         "machine:  {} CPUs ({}), {} RAM, Linux {}\n",
         ctx.nproc, ctx.cpu, ctx.mem, ctx.kernel
     );
-    out += &format!("store:    fresh files in {} (seed {})\n\n", ctx.dir, ctx.seed);
+    out += &format!("store:    {}\n", ctx.target);
+    out += &format!("runs:     median of {} runs per engine, seed {}\n\n", ctx.repeats, ctx.seed);
     out += &line(&header);
     let sep: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
     out += &line(&sep).replace(' ', "-");
@@ -149,16 +152,21 @@ pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
         out += &line(row);
     }
     out += "\nNotes:\n";
-    out += "- 24-byte random keys, 150-byte random values; every write txn is durable \
-            (arbor Durability::Immediate, redb Durability::Immediate, lmdb default sync).\n";
-    out += "- Rates are operations per second (inserts, gets, scans, removals); \
-            ratio = arbor / best other: >1 is better for rates, <1 is better for \
-            latencies and sizes.\n";
-    out += "- Arbor reads via write txn until snapshots land; redb and lmdb read in a read txn.\n";
-    out += "- File size is the apparent size of the engine's files (arbor preallocates its \
-            file); disk blocks allocated is st_blocks x 512.\n";
+    out += "- 24-byte random keys, 150-byte random values, seeded; every write txn is durable \
+            (arbor Durability::Immediate, redb Durability::Immediate, lmdb default sync). \
+            Each engine runs in its own process on a fresh store.\n";
+    out += "- Rates are operations per second; ratio = arbor / best other: >1 is better for \
+            rates and factors, <1 is better for latencies and sizes.\n";
+    out += "- Reads: redb and lmdb in read txns, arbor in snapshots (Db::snapshot); the held \
+            reader is one of those, open while the overwrites run.\n";
+    out += "- YCSB: zipfian (theta 0.99, scrambled) over the loaded keys; each read in its own \
+            read txn, each update its own durable commit.\n";
+    out += "- File size is the apparent size of the engine's files (arbor preallocates and grows \
+            its file in 64 MiB steps); disk blocks allocated is st_blocks x 512.\n";
+    out += "- Peak RSS: VmHWM of the engine's process minus its RSS before the store was opened \
+            (the data set). LMDB's count includes its mapped file pages.\n";
     for r in results {
-        for n in &r.notes {
+        for n in &r.result.notes {
             out += &format!("- {n}\n");
         }
     }
@@ -176,26 +184,12 @@ pub fn json(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> Value {
     let specs = rows(sizes);
     let mut engines = Map::new();
     for r in results {
-        let mut cells = Map::new();
-        for spec in &specs {
-            let v = match r.get(spec.id) {
-                Some(Ok(v)) => json!({ "value": v }),
-                Some(Err(e)) => json!({ "error": e }),
-                None => Value::Null,
-            };
-            cells.insert(spec.id.to_string(), v);
-        }
-        engines.insert(r.name.clone(), json!({ "results": cells, "notes": r.notes }));
+        engines.insert(r.name.clone(), r.result.to_json());
     }
     let rows: Vec<Value> = specs
         .iter()
         .map(|s| {
-            let unit = match s.kind {
-                Kind::Rate => "ops_per_second",
-                Kind::Latency => "seconds",
-                Kind::Size => "bytes",
-            };
-            json!({ "id": s.id, "label": s.label.trim(), "unit": unit,
+            json!({ "id": s.id, "label": s.label.trim(), "unit": s.kind.unit(),
                     "arbor_over_best_other": ratio(s, results) })
         })
         .collect();
@@ -203,14 +197,23 @@ pub fn json(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> Value {
         "command": ctx.command,
         "date": ctx.date,
         "machine": { "nproc": ctx.nproc, "kernel": ctx.kernel, "cpu": ctx.cpu, "mem": ctx.mem },
-        "dir": ctx.dir,
+        "target": ctx.target,
         "seed": ctx.seed,
-        "sizes": {
-            "keys": sizes.keys, "durable_commits": sizes.durable_commits,
-            "batches": sizes.batches, "batch_size": sizes.batch_size,
-            "reads": sizes.reads, "scans": sizes.scans, "scan_len": sizes.scan_len,
-        },
+        "repeats": ctx.repeats,
+        "sizes": sizes_json(sizes),
         "rows": rows,
         "engines": engines,
     })
+}
+
+/// `{"keys": 100000, "durable_commits": 1000, ...}`, from the flags that set them.
+fn sizes_json(sizes: &Sizes) -> Value {
+    let args = sizes.to_args();
+    let pairs = args.chunks(2).filter_map(|p| match p {
+        [flag, v] => {
+            Some((flag.trim_start_matches("--").replace('-', "_"), json!(v.parse::<u64>().ok())))
+        }
+        _ => None,
+    });
+    Value::Object(pairs.collect())
 }

@@ -1,45 +1,83 @@
 //! `kv-bench`: Arbor against redb and LMDB on the redb benchmark's workloads.
 //!
-//! With no arguments it runs the quick default suite on fresh temporary files and prints a
-//! table; `--quick-smoke` runs tiny sizes in a few seconds (CI).
+//! With no arguments it runs the quick default suite on fresh temporary files (median of 3
+//! runs per engine, each in its own process) and prints a table; `--quick-smoke` runs tiny
+//! sizes once in a few seconds (CI). `kv-bench device TARGET` measures the raw device.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use arbor_bench::data::{Dataset, Sizes};
-use arbor_bench::engines;
+use arbor_bench::data::Sizes;
+use arbor_bench::device::{self, DeviceArgs};
+use arbor_bench::engines::{self, Store};
 use arbor_bench::report::{self, Context};
-use arbor_bench::run::run_engine;
-use clap::Parser;
+use arbor_bench::rows::rows;
+use arbor_bench::suite::{self, Target};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "kv-bench", about = "Arbor vs redb vs LMDB: load, durable writes, reads, scans")]
+#[command(
+    name = "kv-bench",
+    about = "Arbor vs redb vs LMDB: load, durable writes, reads, scans, YCSB"
+)]
 struct Args {
-    /// Keys bulk-loaded in one transaction (the other sizes stay fixed).
-    #[arg(long, default_value_t = 100_000)]
-    keys: usize,
+    #[command(subcommand)]
+    command: Option<Cmd>,
     /// Comma-separated engines to run, in column order.
     #[arg(long, value_delimiter = ',', default_values_t = engines::known().iter().map(|s| s.to_string()).collect::<Vec<_>>())]
     engines: Vec<String>,
+    /// Runs per engine; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "OUT")]
     json: Option<PathBuf>,
-    /// Tiny sizes (2,000 keys, 50 durable commits): an end-to-end check in a few seconds.
+    /// Also draw ops/s per workload per engine as an SVG chart.
+    #[arg(long, value_name = "OUT.svg")]
+    plot: Option<PathBuf>,
+    /// Tiny sizes, one run: an end-to-end check in a few seconds.
     #[arg(long)]
     quick_smoke: bool,
-    /// Directory for the temporary stores (must be a real disk: Arbor uses O_DIRECT).
+    /// Arbor's store file (must not exist unless --i-know-this-erases); redb and LMDB go
+    /// beside it. Removed after each run.
+    #[arg(long, value_name = "FILE", conflicts_with = "device")]
+    path: Option<PathBuf>,
+    /// Run Arbor on this raw block device (ERASED; needs --i-know-this-erases). redb and
+    /// LMDB run on files in --dir, which should be on the same disk.
+    #[arg(long, value_name = "DEV")]
+    device: Option<PathBuf>,
+    /// Directory for temporary stores (a real disk: Arbor uses O_DIRECT, tmpfs refuses it).
     /// Default: ./target if it exists, else /var/tmp.
     #[arg(long, value_name = "DIR")]
-    path: Option<PathBuf>,
-    /// Seed of the key and value generator.
+    dir: Option<PathBuf>,
+    /// Allow erasing --device or an existing --path file.
+    #[arg(long)]
+    i_know_this_erases: bool,
+    /// Seed of the key, value and operation generators.
     #[arg(long, default_value_t = 0x5EED)]
     seed: u64,
+    #[command(flatten)]
+    sizes: Sizes,
+    /// Internal: run one engine's workloads and print its cells as JSON.
+    #[arg(long, hide = true, requires = "child_store")]
+    engine_child: Option<String>,
+    #[arg(long, hide = true)]
+    child_store: Option<PathBuf>,
 }
 
-fn base_dir(args: &Args) -> PathBuf {
-    if let Some(p) = &args.path {
-        return p.clone();
-    }
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// 4 KiB random-read IOPS (QD 1, QD 32) and write+flush latency of Arbor's UringDevice,
+    /// with fio's equivalent command lines.
+    Device(DeviceArgs),
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("kv-bench: {msg}");
+    ExitCode::from(2)
+}
+
+fn default_dir() -> PathBuf {
     let target = Path::new("target");
     if target.is_dir() {
         return target.to_path_buf();
@@ -47,69 +85,123 @@ fn base_dir(args: &Args) -> PathBuf {
     PathBuf::from("/var/tmp")
 }
 
+fn is_block_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+/// Checks the target flags; returns the target and the temporary directory to keep alive.
+fn target(args: &Args) -> Result<(Target, Option<tempfile::TempDir>), String> {
+    let temp = |dir: &Path| {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        tempfile::Builder::new()
+            .prefix("kv-bench-")
+            .tempdir_in(dir)
+            .map_err(|e| format!("cannot make a temporary directory in {}: {e}", dir.display()))
+    };
+    let dir = args.dir.clone().unwrap_or_else(default_dir);
+    if let Some(device) = &args.device {
+        if !is_block_device(device) {
+            return Err(format!(
+                "{} is not a block device (use --path for files)",
+                device.display()
+            ));
+        }
+        if !args.i_know_this_erases {
+            return Err(format!("--device erases {}; pass --i-know-this-erases", device.display()));
+        }
+        let t = temp(&dir)?;
+        return Ok((Target::Device { device: device.clone(), dir: t.path().into() }, Some(t)));
+    }
+    if let Some(file) = &args.path {
+        if file.exists() && !args.i_know_this_erases {
+            return Err(format!(
+                "{} exists; pass --i-know-this-erases to overwrite it",
+                file.display()
+            ));
+        }
+        return Ok((Target::File(file.clone()), None));
+    }
+    let t = temp(&dir)?;
+    let shown = std::fs::canonicalize(t.path()).unwrap_or_else(|_| t.path().into());
+    Ok((Target::Temp(shown), Some(t)))
+}
+
+fn child(args: &Args, name: &str) -> ExitCode {
+    let Some(path) = args.child_store.clone() else {
+        return fail("--engine-child needs --child-store");
+    };
+    let store = Store { path, erase: args.i_know_this_erases };
+    let result = suite::child_main(name, &store, &args.sizes, args.seed);
+    println!("{}", result.to_json());
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Cmd::Device(d)) = &args.command {
+        return device::main(d).map_or_else(fail, |()| ExitCode::SUCCESS);
+    }
+    if let Some(name) = args.engine_child.clone() {
+        return child(&args, &name);
+    }
     let known = engines::known();
     if let Some(bad) = args.engines.iter().find(|e| !known.contains(&e.as_str())) {
-        eprintln!("kv-bench: unknown engine {bad:?}; this build knows: {}", known.join(", "));
-        return ExitCode::from(2);
+        return fail(format!("unknown engine {bad:?}; this build knows: {}", known.join(", ")));
     }
-    let sizes = if args.quick_smoke { Sizes::smoke() } else { Sizes::default_suite(args.keys) };
-    if sizes.keys < 2 {
-        eprintln!("kv-bench: --keys must be at least 2");
-        return ExitCode::from(2);
+    if args.quick_smoke {
+        args.sizes = Sizes::smoke();
+        args.repeats = 1;
     }
-
-    let base = base_dir(&args);
-    if let Err(e) = std::fs::create_dir_all(&base) {
-        eprintln!("kv-bench: cannot create {}: {e}", base.display());
-        return ExitCode::from(2);
+    if let Err(e) = args.sizes.check() {
+        return fail(e);
     }
-    let root = match tempfile::Builder::new().prefix("kv-bench-").tempdir_in(&base) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("kv-bench: cannot make a temporary directory in {}: {e}", base.display());
-            return ExitCode::from(2);
-        }
+    if args.repeats == 0 {
+        return fail("--repeats must be at least 1");
+    }
+    let (target, _temp) = match target(&args) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
     };
-    let dir_shown = std::fs::canonicalize(root.path()).unwrap_or_else(|_| root.path().into());
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let ctx = Context::gather(command, dir_shown.display().to_string(), args.seed);
-
+    let ctx = Context::gather(command, target.describe(), args.seed, args.repeats);
     eprintln!(
-        "kv-bench: generating {} keys (+{} fresh) with seed {:#x}",
-        sizes.keys,
-        sizes.durable_commits + sizes.batches * sizes.batch_size,
-        args.seed
+        "kv-bench: {} keys, {} run(s) of {} in {}",
+        args.sizes.keys,
+        args.repeats,
+        args.engines.join(", "),
+        target.describe()
     );
-    let data = Dataset::generate(&sizes, args.seed);
-    let mut results = Vec::new();
-    for name in &args.engines {
-        let dir = root.path().join(name);
-        if let Err(e) = std::fs::create_dir(&dir) {
-            eprintln!("kv-bench: cannot create {}: {e}", dir.display());
-            return ExitCode::from(2);
-        }
-        eprintln!("kv-bench: {name} in {}", dir.display());
-        results.push(run_engine(name, &dir, &sizes, &data));
-        // Free the engine's disk space before the next one runs.
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    let results = suite::run_suite(
+        &args.engines,
+        &target,
+        args.i_know_this_erases,
+        &args.sizes,
+        args.seed,
+        args.repeats,
+    );
 
-    print!("{}", report::table(&ctx, &sizes, &results));
+    print!("{}", report::table(&ctx, &args.sizes, &results));
     if let Some(out) = &args.json {
-        let doc = report::json(&ctx, &sizes, &results);
+        let doc = report::json(&ctx, &args.sizes, &results);
         let text = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
         if let Err(e) = std::fs::write(out, text + "\n") {
-            eprintln!("kv-bench: cannot write {}: {e}", out.display());
-            return ExitCode::from(2);
+            return fail(format!("cannot write {}: {e}", out.display()));
         }
     }
-    let failed = results.iter().any(|r| r.cells.iter().any(|(_, c)| c.is_err()));
+    if let Some(out) = &args.plot {
+        let title = format!("kv-bench, {} keys ({})", args.sizes.keys, ctx.date);
+        if let Err(e) = arbor_bench::plot::svg(out, &title, &rows(&args.sizes), &results) {
+            return fail(e);
+        }
+    }
+    let failed = results.iter().any(|r| {
+        r.result.cells.iter().any(|(_, c)| matches!(c, arbor_bench::rows::Cell::Error(_)))
+    });
     if failed {
         eprintln!("kv-bench: some workloads failed (see Errors above)");
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+        return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
 }

@@ -1,87 +1,134 @@
-//! Arbor. Reads go through a write transaction (then `abort`) until snapshots land.
+//! Arbor. Writes are durable (`Durability::Immediate`) single transactions; writers on several
+//! threads each open their own `WriteTxn` (one at a time) and share device flushes.
+//!
+//! Every read goes through [`ArborEngine::read`]: a snapshot (`Db::snapshot`), so readers
+//! run concurrently with each other and with the writer, and one can be held open.
 
-use std::path::Path;
+use arbor::{Db, Durability, Options, Snapshot, Tree, WriteTree};
 
-use arbor::{Db, Durability, Options};
-
-use super::Engine;
+use super::{Engine, HeldReader, Store};
 use crate::data::{Key, Value};
 use crate::{ctx, BenchResult};
 
 const TREE: &str = "bench";
+
+/// Clean-block cache: redb's default cache size, so the two run with the same budget.
+pub const CACHE_BYTES: u64 = 1 << 30;
+
+/// The read calls the workloads make: implemented by every kind of tree handle Arbor has.
+pub trait ArborReader {
+    fn get(&self, key: &[u8]) -> arbor::Result<Option<Vec<u8>>>;
+    /// Visits up to `len` entries from `start` on; returns how many had a value.
+    fn scan(&self, start: &[u8], len: usize) -> arbor::Result<u64>;
+}
+
+impl ArborReader for Tree {
+    fn get(&self, key: &[u8]) -> arbor::Result<Option<Vec<u8>>> {
+        Tree::get(self, key)
+    }
+
+    fn scan(&self, start: &[u8], len: usize) -> arbor::Result<u64> {
+        let mut seen = 0;
+        for item in self.range(start..)?.take(len) {
+            let (_k, v) = item?;
+            seen += u64::from(!v.is_empty());
+        }
+        Ok(seen)
+    }
+}
+
+/// A snapshot held open for the long-reader experiment.
+struct ArborHeld(Snapshot);
+
+impl HeldReader for ArborHeld {
+    fn get(&self, key: &Key) -> BenchResult<Option<Vec<u8>>> {
+        let tree = self.0.tree(TREE).map_err(ctx("tree"))?.ok_or("benchmark tree missing")?;
+        tree.get(key).map_err(ctx("get"))
+    }
+}
 
 pub struct ArborEngine {
     db: Db,
 }
 
 impl ArborEngine {
-    pub fn create(dir: &Path) -> BenchResult<ArborEngine> {
-        let db = Db::create(dir.join("arbor.db"), Options::default()).map_err(ctx("Db::create"))?;
+    pub fn create(store: &Store) -> BenchResult<ArborEngine> {
+        let opts =
+            Options { cache_bytes: CACHE_BYTES, force_create: store.erase, ..Options::default() };
+        let db = Db::create(&store.path, opts).map_err(ctx("Db::create"))?;
         Ok(ArborEngine { db })
+    }
+
+    /// The store, for micro-benchmarks that drive the public API directly.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Runs `f` on a read view of the benchmark tree: the one read path of this adapter.
+    pub fn read<T>(&self, f: impl FnOnce(&dyn ArborReader) -> BenchResult<T>) -> BenchResult<T> {
+        let snap = self.db.snapshot().map_err(ctx("snapshot"))?;
+        let tree = snap.tree(TREE).map_err(ctx("tree"))?.ok_or("benchmark tree missing")?;
+        f(&tree)
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut WriteTree<'_, '_>) -> BenchResult<T>) -> BenchResult<T> {
+        let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
+        let out = f(&mut tx.tree(TREE).map_err(ctx("tree"))?)?;
+        tx.set_durability(Durability::Immediate);
+        tx.commit().map_err(ctx("commit"))?;
+        Ok(out)
     }
 }
 
 impl Engine for ArborEngine {
-    fn name(&self) -> &'static str {
-        "arbor"
-    }
-
-    fn insert_txn(&mut self, keys: &[Key], values: &[Value]) -> BenchResult<()> {
-        let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
-        {
-            let mut t = tx.tree(TREE).map_err(ctx("tree"))?;
+    fn insert_txn(&self, keys: &[Key], values: &[Value]) -> BenchResult<()> {
+        self.write(|t| {
             for (k, v) in keys.iter().zip(values) {
                 t.insert(k, v).map_err(ctx("insert"))?;
             }
-        }
-        tx.set_durability(Durability::Immediate);
-        tx.commit().map_err(ctx("commit"))?;
-        Ok(())
+            Ok(())
+        })
     }
 
-    fn remove_txn(&mut self, keys: &[Key]) -> BenchResult<u64> {
-        let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
-        let mut removed = 0;
-        {
-            let mut t = tx.tree(TREE).map_err(ctx("tree"))?;
+    fn remove_txn(&self, keys: &[Key]) -> BenchResult<u64> {
+        self.write(|t| {
+            let mut removed = 0;
             for k in keys {
                 removed += u64::from(t.remove(k).map_err(ctx("remove"))?.is_some());
             }
-        }
-        tx.set_durability(Durability::Immediate);
-        tx.commit().map_err(ctx("commit"))?;
-        Ok(removed)
+            Ok(removed)
+        })
     }
 
-    fn get_many(&mut self, keys: &[Key]) -> BenchResult<u64> {
-        let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
-        let mut bytes = 0;
-        {
-            let t = tx.tree(TREE).map_err(ctx("tree"))?;
+    fn get_many(&self, keys: &[Key]) -> BenchResult<u64> {
+        self.read(|t| {
+            let mut bytes = 0;
             for k in keys {
                 if let Some(v) = t.get(k).map_err(ctx("get"))? {
                     bytes += v.len() as u64;
                 }
             }
-        }
-        tx.abort().map_err(ctx("abort"))?;
-        Ok(bytes)
+            Ok(bytes)
+        })
     }
 
-    fn scan_many(&mut self, starts: &[Key], len: usize) -> BenchResult<u64> {
-        let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
-        let mut seen = 0;
-        {
-            let t = tx.tree(TREE).map_err(ctx("tree"))?;
+    fn scan_many(&self, starts: &[Key], len: usize) -> BenchResult<u64> {
+        self.read(|t| {
+            let mut seen = 0;
             for k in starts {
-                for r in t.range(k.as_slice()..).map_err(ctx("range"))?.take(len) {
-                    let (_k, v) = r.map_err(ctx("range next"))?;
-                    seen += u64::from(!v.is_empty());
-                }
+                seen += t.scan(k, len).map_err(ctx("range"))?;
             }
-        }
-        tx.abort().map_err(ctx("abort"))?;
-        Ok(seen)
+            Ok(seen)
+        })
+    }
+
+    fn concurrent_reads(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn hold_reader(&self) -> Result<Box<dyn HeldReader + '_>, String> {
+        let snap = self.db.snapshot().map_err(|e| e.to_string())?;
+        Ok(Box::new(ArborHeld(snap)))
     }
 
     fn flushes(&self) -> Option<u64> {
@@ -92,11 +139,15 @@ impl Engine for ArborEngine {
         let s = self.db.stats();
         let live = (s.blocks_total - s.blocks_free) * u64::from(s.block_bytes);
         Some(format!(
-            "arbor: {:.1} MB in live blocks of {} bytes ({} total, {} free), {} flushes, {} blocks written",
+            "{:.1} MB live in {} B blocks ({} total, {} free); cache {:.1} MB, {} block reads, \
+             {} cache hits; {} flushes, {} blocks written",
             live as f64 / 1e6,
             s.block_bytes,
             s.blocks_total,
             s.blocks_free,
+            s.cache_bytes as f64 / 1e6,
+            s.block_reads,
+            s.cache_hits,
             s.flushes,
             s.blocks_written
         ))

@@ -6,7 +6,7 @@ use std::path::Path;
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
 
-use super::Engine;
+use super::{Engine, HeldReader};
 use crate::data::{Key, Value};
 use crate::{ctx, BenchResult};
 
@@ -19,7 +19,9 @@ pub struct LmdbEngine {
 }
 
 impl LmdbEngine {
+    /// Creates the environment in directory `dir` (made if missing).
     pub fn create(dir: &Path) -> BenchResult<LmdbEngine> {
+        std::fs::create_dir_all(dir).map_err(ctx("create_dir"))?;
         let mut opts = EnvOpenOptions::new();
         opts.map_size(MAP_BYTES).max_dbs(1);
         // SAFETY: `dir` is a fresh directory of this process; no other handle maps it, and
@@ -43,11 +45,7 @@ impl LmdbEngine {
 }
 
 impl Engine for LmdbEngine {
-    fn name(&self) -> &'static str {
-        "lmdb"
-    }
-
-    fn insert_txn(&mut self, keys: &[Key], values: &[Value]) -> BenchResult<()> {
+    fn insert_txn(&self, keys: &[Key], values: &[Value]) -> BenchResult<()> {
         let mut tx = self.env.write_txn().map_err(ctx("write_txn"))?;
         for (k, v) in keys.iter().zip(values) {
             self.db.put(&mut tx, k, v).map_err(ctx("put"))?;
@@ -55,7 +53,7 @@ impl Engine for LmdbEngine {
         tx.commit().map_err(ctx("commit"))
     }
 
-    fn remove_txn(&mut self, keys: &[Key]) -> BenchResult<u64> {
+    fn remove_txn(&self, keys: &[Key]) -> BenchResult<u64> {
         let mut tx = self.env.write_txn().map_err(ctx("write_txn"))?;
         let mut removed = 0;
         for k in keys {
@@ -65,7 +63,7 @@ impl Engine for LmdbEngine {
         Ok(removed)
     }
 
-    fn get_many(&mut self, keys: &[Key]) -> BenchResult<u64> {
+    fn get_many(&self, keys: &[Key]) -> BenchResult<u64> {
         let tx = self.env.read_txn().map_err(ctx("read_txn"))?;
         let mut bytes = 0;
         for k in keys {
@@ -76,7 +74,7 @@ impl Engine for LmdbEngine {
         Ok(bytes)
     }
 
-    fn scan_many(&mut self, starts: &[Key], len: usize) -> BenchResult<u64> {
+    fn scan_many(&self, starts: &[Key], len: usize) -> BenchResult<u64> {
         let tx = self.env.read_txn().map_err(ctx("read_txn"))?;
         let mut seen = 0;
         for k in starts {
@@ -87,5 +85,22 @@ impl Engine for LmdbEngine {
             }
         }
         Ok(seen)
+    }
+
+    fn hold_reader(&self) -> Result<Box<dyn HeldReader + '_>, String> {
+        let tx = self.env.read_txn().map_err(ctx("read_txn"))?;
+        Ok(Box::new(LmdbReader { tx, db: self.db }))
+    }
+}
+
+/// A read transaction, held open: LMDB cannot reuse pages freed after it began.
+struct LmdbReader {
+    tx: heed::RoTxn<'static, heed::WithTls>,
+    db: Database<'static, Bytes, Bytes>,
+}
+
+impl HeldReader for LmdbReader {
+    fn get(&self, key: &Key) -> BenchResult<Option<Vec<u8>>> {
+        Ok(self.db.get(&self.tx, key).map_err(ctx("get"))?.map(<[u8]>::to_vec))
     }
 }

@@ -1,6 +1,6 @@
-//! One `Engine` implementation per store, each on its own fresh directory.
+//! One `Engine` implementation per store, each on a fresh store at paths the caller chose.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::data::{Key, Value};
 use crate::BenchResult;
@@ -12,21 +12,31 @@ pub mod lmdb;
 pub mod redb;
 
 /// What the workloads need from a store. Every write transaction is durable when it returns.
-pub trait Engine {
-    fn name(&self) -> &'static str;
-
+/// Methods take `&self`: the concurrent rows call them from several threads at once (each
+/// engine serializes its writers itself, as its users would see).
+pub trait Engine: Send + Sync {
     /// One durable write transaction that inserts every pair.
-    fn insert_txn(&mut self, keys: &[Key], values: &[Value]) -> BenchResult<()>;
+    fn insert_txn(&self, keys: &[Key], values: &[Value]) -> BenchResult<()>;
 
     /// One durable write transaction that removes every key; returns how many existed.
-    fn remove_txn(&mut self, keys: &[Key]) -> BenchResult<u64>;
+    fn remove_txn(&self, keys: &[Key]) -> BenchResult<u64>;
 
     /// Point reads in one read transaction; returns the total value bytes found.
-    fn get_many(&mut self, keys: &[Key]) -> BenchResult<u64>;
+    fn get_many(&self, keys: &[Key]) -> BenchResult<u64>;
 
     /// Range scans of up to `len` entries from each start key, in one read transaction;
     /// returns the number of entries visited.
-    fn scan_many(&mut self, starts: &[Key], len: usize) -> BenchResult<u64>;
+    fn scan_many(&self, starts: &[Key], len: usize) -> BenchResult<u64>;
+
+    /// `Err(reason)` when reads cannot run on several threads at once (the multi-threaded
+    /// read row then shows the reason instead of a number).
+    fn concurrent_reads(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Opens a read transaction (snapshot) to hold while writers go on; `Err(reason)` when
+    /// the engine has none.
+    fn hold_reader(&self) -> Result<Box<dyn HeldReader + '_>, String>;
 
     /// Device flushes so far, when the engine counts them.
     fn flushes(&self) -> Option<u64> {
@@ -39,6 +49,21 @@ pub trait Engine {
     }
 }
 
+/// A read transaction held open across later commits.
+pub trait HeldReader {
+    /// Reads `key` as of when the reader was opened.
+    fn get(&self, key: &Key) -> BenchResult<Option<Vec<u8>>>;
+}
+
+/// Where an engine's store lives: the path it is created at (Arbor: a file or a block device;
+/// redb: a file; LMDB: a directory).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub path: PathBuf,
+    /// Arbor may erase a block device or an existing file (`--i-know-this-erases`).
+    pub erase: bool,
+}
+
 /// The engines this build knows, in table order.
 pub fn known() -> Vec<&'static str> {
     let mut v = vec!["arbor"];
@@ -48,16 +73,41 @@ pub fn known() -> Vec<&'static str> {
     v
 }
 
-/// Creates engine `name` on a fresh store inside the empty directory `dir`.
-pub fn open(name: &str, dir: &Path) -> BenchResult<Box<dyn Engine>> {
+/// Creates engine `name` on a fresh store.
+pub fn open(name: &str, store: &Store) -> BenchResult<Box<dyn Engine>> {
     match name {
-        "arbor" => Ok(Box::new(arbor::ArborEngine::create(dir)?)),
+        "arbor" => Ok(Box::new(arbor::ArborEngine::create(store)?)),
         #[cfg(feature = "compare")]
-        "redb" => Ok(Box::new(redb::RedbEngine::create(dir)?)),
+        "redb" => Ok(Box::new(redb::RedbEngine::create(&store.path)?)),
         #[cfg(feature = "compare")]
-        "lmdb" => Ok(Box::new(lmdb::LmdbEngine::create(dir)?)),
+        "lmdb" => Ok(Box::new(lmdb::LmdbEngine::create(&store.path)?)),
         other => {
             Err(format!("unknown engine {other:?} (this build knows: {})", known().join(", ")))
         }
     }
+}
+
+/// Apparent bytes and allocated bytes of a store: a file, or every file in a directory.
+/// `None` for a block device, which has no file size.
+pub fn store_bytes(path: &Path) -> BenchResult<Option<(u64, u64)>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).map_err(|e| format!("stat {}: {e}", path.display()))?;
+    if meta.file_type().is_block_device() {
+        return Ok(None);
+    }
+    if meta.is_file() {
+        return Ok(Some((meta.len(), meta.blocks() * 512)));
+    }
+    let mut apparent = 0;
+    let mut allocated = 0;
+    let entries =
+        std::fs::read_dir(path).map_err(|e| format!("read_dir {}: {e}", path.display()))?;
+    for entry in entries {
+        let meta = entry.and_then(|e| e.metadata()).map_err(|e| format!("metadata: {e}"))?;
+        if meta.is_file() {
+            apparent += meta.len();
+            allocated += meta.blocks() * 512;
+        }
+    }
+    Ok(Some((apparent, allocated)))
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
-use super::Engine;
+use super::{Engine, HeldReader};
 use crate::data::{Key, Value};
 use crate::{ctx, BenchResult};
 
@@ -15,13 +15,13 @@ pub struct RedbEngine {
 }
 
 impl RedbEngine {
-    pub fn create(dir: &Path) -> BenchResult<RedbEngine> {
-        let db = Database::create(dir.join("redb.db")).map_err(ctx("Database::create"))?;
+    pub fn create(path: &Path) -> BenchResult<RedbEngine> {
+        let db = Database::create(path).map_err(ctx("Database::create"))?;
         Ok(RedbEngine { db })
     }
 
     fn write<T>(
-        &mut self,
+        &self,
         f: impl FnOnce(&mut redb::Table<'_, &[u8], &[u8]>) -> BenchResult<T>,
     ) -> BenchResult<T> {
         let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
@@ -36,11 +36,7 @@ impl RedbEngine {
 }
 
 impl Engine for RedbEngine {
-    fn name(&self) -> &'static str {
-        "redb"
-    }
-
-    fn insert_txn(&mut self, keys: &[Key], values: &[Value]) -> BenchResult<()> {
+    fn insert_txn(&self, keys: &[Key], values: &[Value]) -> BenchResult<()> {
         self.write(|t| {
             for (k, v) in keys.iter().zip(values) {
                 t.insert(k.as_slice(), v.as_slice()).map_err(ctx("insert"))?;
@@ -49,7 +45,7 @@ impl Engine for RedbEngine {
         })
     }
 
-    fn remove_txn(&mut self, keys: &[Key]) -> BenchResult<u64> {
+    fn remove_txn(&self, keys: &[Key]) -> BenchResult<u64> {
         self.write(|t| {
             let mut removed = 0;
             for k in keys {
@@ -59,7 +55,7 @@ impl Engine for RedbEngine {
         })
     }
 
-    fn get_many(&mut self, keys: &[Key]) -> BenchResult<u64> {
+    fn get_many(&self, keys: &[Key]) -> BenchResult<u64> {
         let tx = self.db.begin_read().map_err(ctx("begin_read"))?;
         let t = tx.open_table(TABLE).map_err(ctx("open_table"))?;
         let mut bytes = 0;
@@ -71,7 +67,7 @@ impl Engine for RedbEngine {
         Ok(bytes)
     }
 
-    fn scan_many(&mut self, starts: &[Key], len: usize) -> BenchResult<u64> {
+    fn scan_many(&self, starts: &[Key], len: usize) -> BenchResult<u64> {
         let tx = self.db.begin_read().map_err(ctx("begin_read"))?;
         let t = tx.open_table(TABLE).map_err(ctx("open_table"))?;
         let mut seen = 0;
@@ -82,5 +78,24 @@ impl Engine for RedbEngine {
             }
         }
         Ok(seen)
+    }
+
+    fn hold_reader(&self) -> Result<Box<dyn HeldReader + '_>, String> {
+        let tx = self.db.begin_read().map_err(ctx("begin_read"))?;
+        let table = tx.open_table(TABLE).map_err(ctx("open_table"))?;
+        Ok(Box::new(RedbReader { _tx: tx, table }))
+    }
+}
+
+/// A read transaction and its table, held open.
+struct RedbReader {
+    _tx: redb::ReadTransaction,
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl HeldReader for RedbReader {
+    fn get(&self, key: &Key) -> BenchResult<Option<Vec<u8>>> {
+        let v = self.table.get(key.as_slice()).map_err(ctx("get"))?;
+        Ok(v.map(|v| v.value().to_vec()))
     }
 }

@@ -1,18 +1,16 @@
-//! Raw device figures for `UringDevice`, to set beside fio's (`shared/scripts/fio-baseline.sh`).
+//! `kv-bench device TARGET`: raw figures of Arbor's own `UringDevice`, to set beside fio's
+//! (`shared/scripts/fio-baseline.sh`). Moved here from the engine's `device_bench` example.
 //!
-//! ```text
-//! cargo run --release -p arbor --example device_bench -- TARGET [--size BYTES] [--secs S]
-//!     [--threads] [--unwritten]
-//! ```
 //! TARGET is a file (created and written once up to `--size`, default 1 GiB, then removed
-//! unless `--keep`) or a block device (DESTRUCTIVE: it is overwritten).
+//! unless `--keep`) or a block device (DESTRUCTIVE: it is overwritten; needs
+//! `--i-know-this-erases`).
 //! * default: 4 KiB random reads at QD 1 and QD 32 (one `read_batch` of 32 random blocks,
 //!   repeated), sequential 1 MiB writes (batches of 8 adjacent 1 MiB writes), and the commit
-//!   cycle (4 KiB write + flush, 1,000 times: median and p99).
+//!   cycle (4 KiB write + flush, 1,000 times: median and p99), each with fio's equivalent.
 //! * `--threads`: random 4 KiB reads at QD 1 per thread from 1 and 4 threads, through the
 //!   ring pool and through one device behind a mutex (what a single shared ring would give).
 //! * `--unwritten` (files): write+flush latency on fallocated-only space (unwritten extents)
-//!   against space grown the §10.16 way (zero-written).
+//!   against space grown the DESIGN §10.16 way (zero-written).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,37 +21,29 @@ use arbor::AlignedBuf;
 
 const BLOCK: usize = 4096;
 
-struct Args {
-    target: PathBuf,
-    size: u64,
-    secs: f64,
-    threads: bool,
-    unwritten: bool,
-    keep: bool,
-}
-
-fn parse_args() -> Args {
-    let mut it = std::env::args().skip(1);
-    let mut args = Args {
-        target: PathBuf::new(),
-        size: 1 << 30,
-        secs: 3.0,
-        threads: false,
-        unwritten: false,
-        keep: false,
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--size" => args.size = it.next().and_then(|v| v.parse().ok()).expect("--size BYTES"),
-            "--secs" => args.secs = it.next().and_then(|v| v.parse().ok()).expect("--secs S"),
-            "--threads" => args.threads = true,
-            "--unwritten" => args.unwritten = true,
-            "--keep" => args.keep = true,
-            _ => args.target = PathBuf::from(a),
-        }
-    }
-    assert!(!args.target.as_os_str().is_empty(), "usage: device_bench TARGET [options]");
-    args
+/// `kv-bench device` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// A file (created, then removed unless --keep) or a block device (overwritten).
+    pub target: PathBuf,
+    /// Bytes of the target to use.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub size: u64,
+    /// Seconds per read measurement.
+    #[arg(long, default_value_t = 3.0)]
+    pub secs: f64,
+    /// Ring-per-caller experiment instead: QD 1 reads from 1 and 4 threads.
+    #[arg(long)]
+    pub threads: bool,
+    /// Write+flush on unwritten (fallocated) against zero-written space (files only).
+    #[arg(long)]
+    pub unwritten: bool,
+    /// Keep the file afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Allow overwriting a block device.
+    #[arg(long)]
+    pub i_know_this_erases: bool,
 }
 
 struct Rng(u64);
@@ -206,13 +196,29 @@ fn unwritten_experiment(path: &Path) {
     }
 }
 
-fn main() {
-    let args = parse_args();
+/// fio's command line for the same measurement (`fio-baseline.sh` runs these).
+fn fio_line(target: &Path, size: u64, secs: f64, job: &str) -> String {
+    format!(
+        "fio --name=r --filename={} --size={size} --direct=1 --ioengine=io_uring {job} \
+         --time_based --runtime={} --randrepeat=0 --norandommap",
+        target.display(),
+        secs.ceil() as u64
+    )
+}
+
+/// Runs `kv-bench device`; `Err` for a refused target.
+pub fn main(args: &DeviceArgs) -> Result<(), String> {
     let block = is_block_device(&args.target);
+    if block && !args.i_know_this_erases {
+        return Err(format!(
+            "{} is a block device: its contents will be overwritten; pass --i-know-this-erases",
+            args.target.display()
+        ));
+    }
     if args.unwritten {
         println!("§10.16: 4 KiB write + flush, 1,000 cycles at fresh offsets");
         unwritten_experiment(&args.target);
-        return;
+        return Ok(());
     }
     let t = Instant::now();
     let dev = open(&args.target, args.size, 64);
@@ -222,20 +228,27 @@ fn main() {
         dev.len_bytes() >> 20,
         t.elapsed().as_secs_f64()
     );
+    let fio = |job: &str| fio_line(&args.target, args.size, args.secs, job);
     if args.threads {
         threads_experiment(&dev, args.secs);
     } else {
         let qd1 = random_reads(&dev, 1, args.secs, 1);
         println!("randread 4k qd1 : {qd1:>9.0} IOPS {:>8.1} MB/s", qd1 * BLOCK as f64 / 1e6);
+        println!("  fio: {}", fio("--rw=randread --bs=4k --iodepth=1"));
         let qd32 = random_reads(&dev, 32, args.secs, 2);
         println!("randread 4k qd32: {qd32:>9.0} IOPS {:>8.1} MB/s", qd32 * BLOCK as f64 / 1e6);
+        println!("  fio: {}", fio("--rw=randread --bs=4k --iodepth=32"));
         let mbs = sequential_writes(&dev);
         println!("seqwrite 1m (8 per batch): {mbs:.1} MB/s");
+        println!("  fio: {}", fio("--rw=write --bs=1M --iodepth=8"));
         let (p50, p99) = commit_cycles(&dev, 0, 1000);
         println!("commit cycle 4k write+flush: p50 {p50:.1} µs  p99 {p99:.1} µs");
+        println!("  fio: {}", fio("--rw=randwrite --bs=4k --iodepth=1 --fdatasync=1"));
+        println!("(all of these: bash ../shared/scripts/fio-baseline.sh TARGET SIZE SECS)");
     }
     drop(dev);
     if !block && !args.keep {
         let _ = std::fs::remove_file(&args.target);
     }
+    Ok(())
 }

@@ -1,0 +1,357 @@
+//! The workloads, run in order against one engine on a fresh store (inside that engine's own
+//! child process, so its peak RSS is its own).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::data::{Dataset, Key, Op, Sizes, VALUE_BYTES};
+use crate::engines::{store_bytes, Engine};
+use crate::progress::{self, CHUNK};
+use crate::rows::{Cell, RunResult};
+use crate::suite::rss_bytes;
+use crate::BenchResult;
+
+/// One engine's run: the engine, its store path, and the cells so far.
+pub struct Run<'a> {
+    pub name: &'a str,
+    pub engine: &'a dyn Engine,
+    pub store: &'a Path,
+    pub sizes: &'a Sizes,
+    pub data: &'a Dataset,
+    pub out: RunResult,
+}
+
+fn rate(ops: usize, d: Duration) -> f64 {
+    ops as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn percentile(sorted: &[Duration], pct: usize) -> f64 {
+    let i = (sorted.len() * pct / 100).min(sorted.len().saturating_sub(1));
+    sorted.get(i).map_or(0.0, Duration::as_secs_f64)
+}
+
+fn timed<T>(f: impl FnOnce() -> BenchResult<T>) -> BenchResult<(Duration, T)> {
+    let t0 = Instant::now();
+    f().map(|v| (t0.elapsed(), v))
+}
+
+/// Checks a count the workload can predict exactly.
+fn expect(what: &str, got: u64, want: u64) -> BenchResult<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {got}, expected {want}"))
+    }
+}
+
+impl Run<'_> {
+    /// Runs every workload; the order matters (reads see the loaded keys, removals come last).
+    pub fn all(mut self) -> RunResult {
+        self.bulk_load();
+        self.sizes("size_after_load", Some("disk_after_load"));
+        self.durable_single();
+        self.batch();
+        self.reads();
+        self.range_reads();
+        self.ycsb();
+        self.concurrent_commits();
+        self.long_reader();
+        self.removals();
+        self.sizes("size_at_end", None);
+        if let Some(n) = self.engine.note() {
+            self.out.notes.push(format!("{}: at end, {n}", self.name));
+        }
+        self.out
+    }
+
+    fn push(&mut self, id: &str, r: BenchResult<f64>) {
+        self.out.push(id, Cell::from_result(r));
+    }
+
+    fn bulk_load(&mut self) {
+        let pb = progress::spinner(self.name, "bulk load");
+        let d = self.data;
+        let r = timed(|| self.engine.insert_txn(&d.load_keys, &d.load_values));
+        pb.finish_and_clear();
+        self.push("bulk_load", r.map(|(t, ())| rate(d.load_keys.len(), t)));
+        if let Some(n) = self.engine.note() {
+            self.out.notes.push(format!("{}: after load, {n}", self.name));
+        }
+        if let (Some(now), Some(peak)) = (rss_bytes("VmRSS:"), rss_bytes("VmHWM:")) {
+            self.out.notes.push(format!(
+                "{}: process RSS after load {:.0} MB, peak so far {:.0} MB (data set {:.0} MB)",
+                self.name,
+                now as f64 / 1e6,
+                peak as f64 / 1e6,
+                d.bytes() as f64 / 1e6
+            ));
+        }
+    }
+
+    fn sizes(&mut self, apparent_id: &str, allocated_id: Option<&str>) {
+        let (apparent, allocated) = match store_bytes(self.store) {
+            Ok(Some((a, b))) => (Cell::Value(a as f64), Cell::Value(b as f64)),
+            Ok(None) => (Cell::Na("raw device".into()), Cell::Na("raw device".into())),
+            Err(e) => (Cell::Error(e.clone()), Cell::Error(e)),
+        };
+        self.out.push(apparent_id, apparent);
+        if let Some(id) = allocated_id {
+            self.out.push(id, allocated);
+        }
+    }
+
+    /// Single-insert durable transactions, each timed.
+    fn durable_single(&mut self) {
+        let d = self.data;
+        let flushes_before = self.engine.flushes();
+        let pb = progress::bar(self.name, "durable writes", d.single_keys.len() as u64);
+        let mut lat = Vec::with_capacity(d.single_keys.len());
+        let r = timed(|| {
+            for (k, v) in d.single_keys.iter().zip(&d.single_values) {
+                let t0 = Instant::now();
+                self.engine.insert_txn(std::slice::from_ref(k), std::slice::from_ref(v))?;
+                lat.push(t0.elapsed());
+                pb.inc(1);
+            }
+            Ok(())
+        });
+        pb.finish_and_clear();
+        lat.sort();
+        let r = r.map_err(|e| format!("after {} commits: {e}", lat.len()));
+        self.push(
+            "durable_single",
+            r.as_ref().map(|(t, ())| rate(lat.len(), *t)).map_err(Clone::clone),
+        );
+        self.push("durable_p50", r.as_ref().map(|_| percentile(&lat, 50)).map_err(Clone::clone));
+        self.push("durable_p99", r.map(|_| percentile(&lat, 99)));
+        if let (Some(a), Some(b)) = (flushes_before, self.engine.flushes()) {
+            self.out.notes.push(format!(
+                "{}: {} device flushes for {} durable single-insert commits",
+                self.name,
+                b - a,
+                d.single_keys.len()
+            ));
+        }
+    }
+
+    fn batch(&mut self) {
+        let (d, s) = (self.data, self.sizes);
+        let pb = progress::bar(self.name, "batch writes", s.batches as u64);
+        let r = timed(|| {
+            for (ks, vs) in
+                d.batch_keys.chunks(s.batch_size).zip(d.batch_values.chunks(s.batch_size))
+            {
+                self.engine.insert_txn(ks, vs)?;
+                pb.inc(1);
+            }
+            Ok(())
+        });
+        pb.finish_and_clear();
+        self.push("batch", r.map(|(t, ())| rate(d.batch_keys.len(), t)));
+    }
+
+    /// Point reads of `keys` in chunks (one read transaction each); returns value bytes.
+    fn get_chunks(&self, keys: &[Key], pb: &indicatif::ProgressBar) -> BenchResult<u64> {
+        let mut bytes = 0;
+        for chunk in keys.chunks(CHUNK) {
+            bytes += self.engine.get_many(chunk)?;
+            pb.inc(chunk.len() as u64);
+        }
+        Ok(bytes)
+    }
+
+    /// Warm random reads: one untimed pass over the read keys, then 1 thread, then T threads.
+    fn reads(&mut self) {
+        let keys = &self.data.read_keys;
+        let want = (keys.len() * VALUE_BYTES) as u64;
+        let pb = progress::bar(self.name, "reads: warm-up", keys.len() as u64);
+        let warm = self.get_chunks(keys, &pb);
+        pb.finish_and_clear();
+        let pb = progress::bar(self.name, "reads: 1 thread", keys.len() as u64);
+        let r = warm.and_then(|_| timed(|| self.get_chunks(keys, &pb)));
+        pb.finish_and_clear();
+        let one = r.and_then(|(t, bytes)| {
+            expect("value bytes read", bytes, want).map(|()| rate(keys.len(), t))
+        });
+        self.push("reads_1t", one);
+
+        if let Err(why) = self.engine.concurrent_reads() {
+            self.out.push("reads_nt", Cell::Na(why));
+            return;
+        }
+        let threads = self.sizes.threads;
+        let pb = progress::bar(self.name, "reads: T threads", keys.len() as u64);
+        let per_thread = keys.len().div_ceil(threads).max(1);
+        let r = timed(|| {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = keys
+                    .chunks(per_thread)
+                    .map(|part| s.spawn(|| self.get_chunks(part, &pb)))
+                    .collect();
+                let mut bytes = 0;
+                for h in handles {
+                    bytes += h.join().map_err(|_| "reader thread panicked".to_string())??;
+                }
+                Ok(bytes)
+            })
+        });
+        pb.finish_and_clear();
+        let many = r.and_then(|(t, bytes)| {
+            expect("value bytes read", bytes, want).map(|()| rate(keys.len(), t))
+        });
+        self.push("reads_nt", many);
+    }
+
+    fn range_reads(&mut self) {
+        let (d, s) = (self.data, self.sizes);
+        let pb = progress::bar(self.name, "range reads", d.scan_starts.len() as u64);
+        let r = timed(|| {
+            let mut seen = 0;
+            for chunk in d.scan_starts.chunks(CHUNK) {
+                seen += self.engine.scan_many(chunk, s.scan_len)?;
+                pb.inc(chunk.len() as u64);
+            }
+            Ok(seen)
+        });
+        pb.finish_and_clear();
+        self.push(
+            "range_reads",
+            r.and_then(|(t, seen)| {
+                // Scans that start near the end of the key space see fewer entries.
+                let max = (d.scan_starts.len() * s.scan_len) as u64;
+                if seen * 10 >= max * 9 && seen <= max {
+                    Ok(rate(d.scan_starts.len(), t))
+                } else {
+                    Err(format!("visited {seen} entries, expected about {max}"))
+                }
+            }),
+        );
+    }
+
+    /// YCSB A and B: each read in its own read transaction, each update a durable commit.
+    fn ycsb(&mut self) {
+        let d = self.data;
+        for (id, ops) in [("ycsb_a", &d.ycsb_a), ("ycsb_b", &d.ycsb_b)] {
+            let pb = progress::bar(self.name, id, ops.len() as u64);
+            let r = timed(|| {
+                for (i, op) in ops.iter().enumerate() {
+                    match *op {
+                        Op::Read(k) => {
+                            let bytes = self
+                                .engine
+                                .get_many(std::slice::from_ref(&d.load_keys[k as usize]))?;
+                            expect("YCSB read bytes", bytes, VALUE_BYTES as u64)?;
+                        }
+                        Op::Update(k) => {
+                            let key = std::slice::from_ref(&d.load_keys[k as usize]);
+                            self.engine.insert_txn(key, std::slice::from_ref(&d.update_value))?;
+                        }
+                    }
+                    if i % 64 == 63 {
+                        pb.inc(64);
+                    }
+                }
+                Ok(())
+            });
+            pb.finish_and_clear();
+            self.push(id, r.map(|(t, ())| rate(ops.len(), t)));
+        }
+    }
+
+    /// Durable single-insert commits from 1 writer, then the same number split over N writers
+    /// (each writer opens its own transactions; concurrent commits may share a flush).
+    fn concurrent_commits(&mut self) {
+        let d = self.data;
+        let (n, writers) = (self.sizes.concurrent_commits, self.sizes.writers);
+        let (keys_1, keys_n) = d.concurrent_keys.split_at(n);
+        let (values_1, values_n) = d.concurrent_values.split_at(n);
+        let commit_all = |keys: &[Key], values: &[crate::data::Value]| -> BenchResult<()> {
+            for (k, v) in keys.iter().zip(values) {
+                self.engine.insert_txn(std::slice::from_ref(k), std::slice::from_ref(v))?;
+            }
+            Ok(())
+        };
+        let pb = progress::spinner(self.name, "commits: writers");
+        let one = timed(|| commit_all(keys_1, values_1)).map(|(t, ())| rate(n, t));
+        let flushes_before = self.engine.flushes();
+        let per_writer = n.div_ceil(writers).max(1);
+        let many = timed(|| {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = keys_n
+                    .chunks(per_writer)
+                    .zip(values_n.chunks(per_writer))
+                    .map(|(ks, vs)| s.spawn(move || commit_all(ks, vs)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .try_for_each(|h| h.join().map_err(|_| "writer thread panicked".to_string())?)
+            })
+        })
+        .map(|(t, ())| rate(n, t));
+        pb.finish_and_clear();
+        if let (Some(a), Some(b)) = (flushes_before, self.engine.flushes()) {
+            self.out.notes.push(format!(
+                "{}: {} device flushes for {n} durable commits from {writers} writers",
+                self.name,
+                b - a
+            ));
+        }
+        let scaling = match (&one, &many) {
+            (Ok(a), Ok(b)) => Ok(b / a),
+            _ => Err("needs both commit rows".to_string()),
+        };
+        self.push("commits_1w", one);
+        self.push("commits_nw", many);
+        self.push("commits_scaling", scaling);
+    }
+
+    /// Overwrite transactions, without and then with a read transaction held open from before
+    /// the first: how much the file grows while old versions must stay readable.
+    fn long_reader(&mut self) {
+        let d = self.data;
+        let overwrite_all = |phase: &str, value: &crate::data::Value| -> BenchResult<f64> {
+            let before = store_bytes(self.store)?.ok_or("raw device: no file size")?.0;
+            let pb = progress::bar(self.name, phase, d.overwrites.len() as u64);
+            for indexes in &d.overwrites {
+                let keys: Vec<Key> = indexes.iter().map(|&i| d.load_keys[i as usize]).collect();
+                self.engine.insert_txn(&keys, &vec![*value; keys.len()])?;
+                pb.inc(1);
+            }
+            pb.finish_and_clear();
+            let after = store_bytes(self.store)?.ok_or("raw device: no file size")?.0;
+            Ok(after.saturating_sub(before) as f64)
+        };
+        self.push("growth_free", overwrite_all("overwrites", &d.update_value));
+
+        let reader = match self.engine.hold_reader() {
+            Ok(r) => r,
+            Err(why) => return self.out.push("growth_held", Cell::Na(why)),
+        };
+        // The held reader must keep returning a key's old value while the overwrites change it.
+        let mut value = d.update_value;
+        value[0] ^= 0xFF;
+        let r = d.overwrites.first().and_then(|o| o.first()).ok_or("no overwrites".to_string());
+        let r = r.and_then(|&probe| {
+            let key = &d.load_keys[probe as usize];
+            let old = reader.get(key)?.ok_or("probe key missing")?;
+            let grown = overwrite_all("overwrites, reader", &value)?;
+            match reader.get(key)? {
+                Some(v) if v == old => Ok(grown),
+                _ => Err("held reader saw a later write".to_string()),
+            }
+        });
+        drop(reader);
+        self.push("growth_held", r);
+    }
+
+    fn removals(&mut self) {
+        let d = self.data;
+        let pb = progress::spinner(self.name, "removals");
+        let r = timed(|| self.engine.remove_txn(&d.load_keys[..d.remove_count]));
+        pb.finish_and_clear();
+        let r = r.and_then(|(t, n)| {
+            expect("keys removed", n, d.remove_count as u64).map(|()| rate(d.remove_count, t))
+        });
+        self.push("removals", r);
+    }
+}
