@@ -98,7 +98,8 @@ fn reads(dir: &str, keys: u64, threads: usize) -> Result<(), Box<dyn std::error:
             std::thread::spawn(move || {
                 let mut rng = Rng(7);
                 let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                let quiet = std::env::var_os("ARBOR_BENCH_NO_WRITER").is_some();
+                while !quiet && !stop.load(Ordering::Relaxed) {
                     overwrite(&db, &mut rng, keys, 100, Durability::None).unwrap();
                     n += 1;
                 }

@@ -7,8 +7,7 @@
 //! image stays valid and unchanged (the race "cache eviction vs a reader holding a block").
 //! Blocks of the open generation live with the writer, not here.
 
-use std::collections::HashMap;
-
+use crate::addr_map::{shard_of, AddrMap};
 use crate::io::AlignedBuf;
 use crate::sync::{lock, Arc, Mutex};
 
@@ -18,18 +17,25 @@ struct Entry {
 }
 
 struct Inner {
-    map: HashMap<u64, Entry>,
+    map: AddrMap<Entry>,
+    /// Hits on this shard (counted under its lock: no shared counter line for readers).
+    hits: u64,
     /// CLOCK ring of addresses; may hold addresses already removed (skipped lazily).
     ring: Vec<u64>,
     hand: usize,
     bytes: u64,
 }
 
-/// Cache of clean block images. All methods take `&self`; one short lock per call.
+/// Cache of clean block images. All methods take `&self`; one short lock per call, on one
+/// of `SHARDS` independent shards (by address), so readers on several threads rarely meet.
 pub(crate) struct BlockCache {
-    inner: Mutex<Inner>,
+    shards: Vec<Mutex<Inner>>,
+    /// Budget per shard.
     budget_bytes: u64,
 }
+
+/// Shards of the cache: a power of two.
+const SHARDS: usize = 16;
 
 /// Evicting more than this many entries per insert would mean the budget is far too small
 /// for one block; the bound keeps an insert's work constant (STYLE rule 4).
@@ -37,22 +43,37 @@ const EVICT_SCAN_MAX: usize = 1 << 16;
 
 impl BlockCache {
     pub(crate) fn new(budget_bytes: u64) -> BlockCache {
+        let shard = || {
+            Mutex::new(Inner {
+                map: AddrMap::default(),
+                hits: 0,
+                ring: Vec::new(),
+                hand: 0,
+                bytes: 0,
+            })
+        };
         BlockCache {
-            inner: Mutex::new(Inner { map: HashMap::new(), ring: Vec::new(), hand: 0, bytes: 0 }),
-            budget_bytes,
+            shards: (0..SHARDS).map(|_| shard()).collect(),
+            budget_bytes: budget_bytes / SHARDS as u64,
         }
     }
 
+    fn shard(&self, addr: u64) -> &Mutex<Inner> {
+        &self.shards[shard_of(addr, SHARDS)]
+    }
+
     pub(crate) fn get(&self, addr: u64) -> Option<Arc<AlignedBuf>> {
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(self.shard(addr));
         let entry = inner.map.get_mut(&addr)?;
         entry.referenced = true;
-        Some(Arc::clone(&entry.buf))
+        let buf = Arc::clone(&entry.buf);
+        inner.hits += 1;
+        Some(buf)
     }
 
     /// Inserts (or replaces) the image at `addr` and evicts until under budget.
     pub(crate) fn insert(&self, addr: u64, buf: Arc<AlignedBuf>) {
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(self.shard(addr));
         let len = buf.len() as u64;
         // New entries start unreferenced: a scan of cold blocks then evicts itself before
         // it evicts blocks that were hit again (root and upper nodes stay resident).
@@ -66,11 +87,16 @@ impl BlockCache {
     }
 
     pub(crate) fn bytes(&self) -> u64 {
-        lock(&self.inner).bytes
+        self.shards.iter().map(|s| lock(s).bytes).sum()
+    }
+
+    /// Lookups that found an entry (whatever the caller then decided about it).
+    pub(crate) fn hits(&self) -> u64 {
+        self.shards.iter().map(|s| lock(s).hits).sum()
     }
 
     pub(crate) fn len(&self) -> usize {
-        lock(&self.inner).map.len()
+        self.shards.iter().map(|s| lock(s).map.len()).sum()
     }
 
     fn evict(&self, inner: &mut Inner) {
@@ -116,27 +142,35 @@ mod tests {
         Arc::new(b)
     }
 
+    /// Addresses that land in the same shard as `first`.
+    fn same_shard(first: u64, n: usize) -> Vec<u64> {
+        let s = shard_of(first, SHARDS);
+        (first..).filter(|a| shard_of(*a, SHARDS) == s).take(n).collect()
+    }
+
     #[test]
     fn stays_under_budget_and_keeps_hot_entries() {
-        let cache = BlockCache::new(4 * 4096);
-        for a in 0..4 {
+        let cache = BlockCache::new(SHARDS as u64 * 4 * 4096);
+        let addrs = same_shard(0, 20);
+        for &a in &addrs[..4] {
             cache.insert(a, block(a as u8));
         }
         assert_eq!(cache.len(), 4);
-        for a in 4..20 {
-            assert!(cache.get(0).is_some(), "a hot entry survives eviction");
+        for &a in &addrs[4..] {
+            assert!(cache.get(addrs[0]).is_some(), "a hot entry survives eviction");
             cache.insert(a, block(a as u8));
             assert!(cache.bytes() <= 4 * 4096);
         }
-        assert_eq!(cache.get(0).map(|b| b[0]), Some(0));
+        assert_eq!(cache.get(addrs[0]).map(|b| b[0]), Some(addrs[0] as u8));
     }
 
     #[test]
     fn a_held_image_outlives_eviction() {
-        let cache = BlockCache::new(4096);
-        cache.insert(1, block(7));
-        let held = cache.get(1).expect("present");
-        cache.insert(2, block(9));
+        let cache = BlockCache::new(SHARDS as u64 * 4096);
+        let addrs = same_shard(1, 2);
+        cache.insert(addrs[0], block(7));
+        let held = cache.get(addrs[0]).expect("present");
+        cache.insert(addrs[1], block(9));
         assert!(held.iter().all(|&b| b == 7));
     }
 }

@@ -426,7 +426,7 @@ impl<'a> Walk<'a> {
     fn cross_check(
         &mut self,
         alloc: &Allocator,
-        dirty: Option<&HashMap<u64, crate::writer::Dirty>>,
+        dirty: Option<&crate::addr_map::AddrMap<crate::writer::Dirty>>,
     ) {
         for a in alloc.own_blocks() {
             self.claim(a, 1, Owner::Allocator);

@@ -297,7 +297,7 @@ impl Db {
             cache_blocks: s.store.cache.len(),
             dirty_bytes: w.dirty_bytes,
             block_reads: s.store.counters.block_reads.load(Relaxed),
-            cache_hits: s.store.counters.cache_hits.load(Relaxed),
+            cache_hits: s.store.cache.hits(),
             blocks_written: s.store.counters.blocks_written.load(Relaxed),
             flushes: s.store.counters.flushes.load(Relaxed),
             modlog_bytes: w.modlog_bytes,

@@ -5,6 +5,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod addr_map;
 mod alloc;
 mod bound;
 mod btree;

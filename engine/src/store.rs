@@ -4,19 +4,17 @@
 
 use arbor_format::{header, overflow, BlockKind, ChildPtr, FormatError, Node, OverflowRef};
 
+use crate::addr_map::AddrMap;
 use crate::cache::BlockCache;
 use crate::io::{AlignedBuf, BlockDevice};
 use crate::mvcc::SlotTable;
-use std::collections::HashMap;
-
-use crate::sync::{lock, Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::{Error, Result};
 
 /// Counters reported by `Db::stats` (relaxed: they are statistics, not synchronisation).
 #[derive(Default)]
 pub(crate) struct IoCounters {
     pub block_reads: AtomicU64,
-    pub cache_hits: AtomicU64,
     pub blocks_written: AtomicU64,
     pub flushes: AtomicU64,
 }
@@ -24,7 +22,10 @@ pub(crate) struct IoCounters {
 pub(crate) struct Store {
     pub dev: Box<dyn BlockDevice>,
     /// Images of a frozen generation whose writes have not completed yet.
-    in_flight: Mutex<HashMap<u64, Arc<AlignedBuf>>>,
+    in_flight: Mutex<AddrMap<Arc<AlignedBuf>>>,
+    /// `in_flight.len()`, published with Release after every change, so reads skip the lock
+    /// when nothing is in flight (the common case for readers).
+    in_flight_len: AtomicUsize,
     pub block_bytes: u32,
     /// Memory alignment for O_DIRECT buffers: max(block size, logical sector).
     pub align: usize,
@@ -44,7 +45,8 @@ impl Store {
         let align = (block_bytes as usize).max(dev.sector_bytes() as usize);
         Store {
             dev,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(AddrMap::default()),
+            in_flight_len: AtomicUsize::new(0),
             block_bytes,
             align,
             cache: BlockCache::new(cache_bytes),
@@ -67,12 +69,16 @@ impl Store {
     /// marked that crc not yet valid (§10.12), when the self-checks stand alone.
     pub(crate) fn read_block(&self, ptr: ChildPtr) -> Result<Arc<AlignedBuf>> {
         let addr = ptr.address();
-        let hit = lock(&self.in_flight).get(&addr).cloned().or_else(|| self.cache.get(addr));
+        let in_flight = if self.in_flight_len.load(Ordering::Acquire) > 0 {
+            lock(&self.in_flight).get(&addr).cloned()
+        } else {
+            None
+        };
+        let hit = in_flight.or_else(|| self.cache.get(addr));
         if let Some(buf) = hit {
             // The cache is keyed by address; an address names one block identity at a time,
             // but a stale pointer must not be served another identity's image.
             if header_generation(&buf) == Some(ptr.generation()) {
-                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(buf);
             }
         }
@@ -88,6 +94,7 @@ impl Store {
         for (addr, buf) in blocks {
             map.insert(*addr, Arc::clone(buf));
         }
+        self.in_flight_len.store(map.len(), Ordering::Release);
     }
 
     /// The writes completed: move the images into the clean cache.
@@ -98,6 +105,7 @@ impl Store {
                 self.cache.insert(addr, buf);
             }
         }
+        self.in_flight_len.store(map.len(), Ordering::Release);
     }
 
     /// As `read_block`, bypassing and not filling the cache (recovery and `check`).

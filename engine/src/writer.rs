@@ -11,12 +11,13 @@
 //! * frees are deferred to commit: the open transaction counts as an outstanding reader at
 //!   its first seq (§10.5), so `abort` never meets an address that was reused meanwhile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use arbor_format::node::{Node, ValueRef};
 use arbor_format::NodeMut;
 use arbor_format::{BlockKind, ChildPtr};
 
+use crate::addr_map::AddrMap;
 use crate::alloc::{AllocError, Allocator};
 use crate::history::History;
 use crate::io::AlignedBuf;
@@ -79,7 +80,7 @@ impl Default for TxnScratch {
 pub(crate) struct Writer {
     /// The open generation.
     pub gen: u64,
-    pub dirty: HashMap<u64, Dirty>,
+    pub dirty: AddrMap<Dirty>,
     pub dirty_bytes: u64,
     pub alloc: Allocator,
     /// What snapshots may still need: log order, retained images, pinned runs.

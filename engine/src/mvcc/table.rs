@@ -9,14 +9,13 @@
 //! published with Release after those steps, so a reader that sees an empty table (Acquire)
 //! reads the block's final image from the store.
 
-use std::collections::HashMap;
-
+use crate::addr_map::AddrMap;
 use crate::mvcc::slot::Slot;
 use crate::sync::{read, write, Arc, AtomicUsize, Ordering, RwLock};
 
 #[derive(Default)]
 pub struct SlotTable {
-    map: RwLock<HashMap<u64, Arc<Slot>>>,
+    map: RwLock<AddrMap<Arc<Slot>>>,
     len: AtomicUsize,
 }
 
