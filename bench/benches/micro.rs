@@ -7,9 +7,10 @@
 //! * `cache_hit_get`: `get` of one hot key through the public API, so every block of the path
 //!   comes from the cache (through the same read path `kv-bench` uses, `ArborEngine::read`).
 //!
-//! TODO(mod-log): mod-log append and rewind of a block with k ops (DESIGN §5). The mod log
-//! is engine-internal and being built now; add `modlog_append/{k}` and `modlog_rewind/{k}`
-//! here once it exports a `#[doc(hidden)]` surface for benchmarks.
+//! * `modlog_append/k`: k logged in-place value replacements on a published leaf (each edit
+//!   and its undo entry under the block's lock, `Slot::edit_logged`);
+//! * `modlog_rewind/k`: a snapshot reader's view of that leaf as of before the k edits
+//!   (copy under the lock, then undo k entries newest first, `Slot::image_at`).
 
 use std::hint::black_box;
 
@@ -113,5 +114,55 @@ fn cache_hit_bench(c: &mut Criterion) {
         .expect("read");
 }
 
-criterion_group!(benches, node_benches, crc_bench, cache_hit_bench);
+/// A published leaf slot holding `count` items of the benchmark's sizes.
+fn slot_with_leaf(keys: &[[u8; KEY_BYTES]]) -> (arbor::mvcc::Slot, usize) {
+    let (bytes, count) = leaf(keys);
+    let buf = arbor::AlignedBuf::from_slice(&bytes, BLOCK);
+    (arbor::mvcc::Slot::new(4096, buf), count)
+}
+
+/// k value replacements on `slot`, each logged (the writer's path for a published block).
+fn replace_k(slot: &arbor::mvcc::Slot, count: usize, k: usize, seq: &mut u64) {
+    use arbor::modlog::{ItemValue, Op};
+    for i in 0..k {
+        let at = i % count;
+        let fresh = [i as u8; VALUE_BYTES];
+        let done = slot
+            .edit_logged(Some(&mut *seq), |node| {
+                let old = match node.as_node().leaf_value(at) {
+                    arbor_format::LeafValue::Inline(v) => ItemValue::Inline(v.to_vec()),
+                    arbor_format::LeafValue::Overflow(r) => ItemValue::Overflow(r),
+                };
+                node.replace_value(at, ValueRef::Inline(&fresh)).expect("same size fits");
+                Ok(Some(((), Op::Replace { slot: at as u16, old })))
+            })
+            .expect("edit");
+        assert!(done.is_some());
+    }
+}
+
+fn modlog_benches(c: &mut Criterion) {
+    let keys = random_keys(200, 3);
+    for k in [1usize, 8, 64] {
+        c.bench_function(&format!("modlog_append/{k}"), |b| {
+            b.iter_batched(
+                || slot_with_leaf(&keys),
+                |(slot, count)| {
+                    let mut seq = 100;
+                    replace_k(&slot, count, k, &mut seq);
+                    black_box(seq)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        let (slot, count) = slot_with_leaf(&keys);
+        let mut seq = 100;
+        replace_k(&slot, count, k, &mut seq);
+        c.bench_function(&format!("modlog_rewind/{k}"), |b| {
+            b.iter(|| black_box(slot.image_at(100, BLOCK).expect("rewind")))
+        });
+    }
+}
+
+criterion_group!(benches, node_benches, crc_bench, cache_hit_bench, modlog_benches);
 criterion_main!(benches);
