@@ -498,6 +498,9 @@ pub(crate) fn check(w: &Writer, s: &Store) -> Result<CheckReport> {
     let mut walk = Walk::new(Source::Writer(w), s, &mut quiet);
     walk.alloc = Some(&w.alloc);
     walk.tree(b"(catalog)", 0, w.catalog, true)?;
+    for &root in w.alloc.orphans() {
+        walk.tree(b"(orphan)", 0, root, false)?;
+    }
     walk.cross_check(&w.alloc, Some(&w.dirty));
     Ok(walk.report)
 }

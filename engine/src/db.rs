@@ -77,6 +77,8 @@ pub struct Stats {
     pub snapshot_expirations: u64,
     /// Seq of the last commit (what a snapshot taken now sees).
     pub visible_seq: u64,
+    /// Subtrees of deleted trees whose blocks later commits still have to free.
+    pub orphan_subtrees: usize,
     /// Superblock copies that carried the magic but failed verification at open.
     pub rejected_superblock_copies: u32,
     /// Newer generations skipped at open because their blocks did not verify.
@@ -307,6 +309,7 @@ impl Db {
             snapshot_oldest_seq: oldest,
             snapshot_expirations: expirations,
             visible_seq,
+            orphan_subtrees: w.orphans,
             rejected_superblock_copies: s.rejected_superblock_copies,
             recovery_fallbacks: s.recovery_fallbacks,
             device: s.store.dev.describe(),
@@ -341,6 +344,7 @@ pub(crate) struct WriterFigures {
     modlog_bytes: u64,
     retained_bytes: u64,
     pinned_blocks: u64,
+    orphans: usize,
 }
 
 impl WriterFigures {
@@ -363,6 +367,7 @@ impl Writer {
             modlog_bytes: self.hist.log_bytes,
             retained_bytes: self.hist.retained_bytes,
             pinned_blocks: self.hist.pinned_blocks,
+            orphans: self.alloc.orphans().len(),
         }
     }
 

@@ -133,7 +133,7 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
     sb.set_catalog_root(w.catalog);
     sb.set_alloc_root(persisted.alloc_root);
     sb.set_pending_root(persisted.pending_root);
-    sb.set_orphan_root(ChildPtr::NULL);
+    sb.set_orphan_root(persisted.orphan_root);
     sb.set_next_tree_id(w.next_tree_id);
     let align = s.align.max(SUPERBLOCK_BYTES);
     let mut superblocks = Vec::new();

@@ -201,14 +201,7 @@ fn try_generation(s: &Store, sb: &Superblock) -> Result<(Allocator, BTreeMap<Vec
     let (lo, hi) = (sb.flushed_gen(), sb.generation());
     verify_recent(s, sb.catalog_root(), lo, hi, None, 0)?;
     let mut read = |ptr: ChildPtr| s.read_uncached(ptr);
-    let alloc = Allocator::load(
-        s.block_bytes,
-        block_count,
-        sb.alloc_root(),
-        sb.pending_root(),
-        hi,
-        &mut read,
-    )?;
+    let alloc = Allocator::load_superblock(sb, hi, &mut read)?;
     let trees = load_catalog(s, sb.catalog_root())?;
     Ok((alloc, trees))
 }

@@ -53,6 +53,7 @@ impl<'db> WriteTxn<'db> {
             trees_at_start: Some(w.trees.clone()),
             catalog_at_start: w.catalog,
             next_tree_id_at_start: w.next_tree_id,
+            orphans_at_start: w.alloc.orphans().len(),
             ..TxnScratch::default()
         };
         w.trees_changed.clear();
@@ -184,6 +185,7 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
         }
         w.catalog = root;
     }
+    free_some_orphans(w, s)?;
     let commit_seq = w.next_seq();
     // The transaction's blocks become published: readers of the new root find them in the
     // table, and from now on every change to them is logged.
@@ -256,6 +258,7 @@ fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
         }
     }
     let txn = std::mem::take(&mut w.txn);
+    w.alloc.truncate_orphans(txn.orphans_at_start);
     if let Some(trees) = txn.trees_at_start {
         w.trees = trees;
     }
@@ -278,29 +281,79 @@ fn note_figures(w: &Writer, db: &Shared) {
     *f = w.figures(false, f.largest_free_run());
 }
 
-/// Frees every block of a deleted tree (and its overflow extents).
+/// Frees a deleted tree's blocks of the open generation now (they live in memory and must
+/// not reach the write-out) and hands each subtree of an older generation to the orphan list
+/// (DESIGN §10.17), which later commits free a bounded number of blocks at a time.
 fn free_tree(w: &mut Writer, s: &Store, root: ChildPtr) -> Result<()> {
     let mut stack = vec![root];
     let mut visited = 0u64;
     while let Some(ptr) = stack.pop() {
+        if !(ptr.generation() == w.gen && w.dirty.contains_key(&ptr.address())) {
+            w.alloc.push_orphan(ptr);
+            continue;
+        }
         visited += 1;
         if visited > w.alloc.block_count() {
             return Err(Error::corrupt(ptr.address(), "tree walk visits more blocks than exist"));
         }
-        let mut extents = Vec::new();
-        {
-            let buf = w.node(s, ptr)?;
-            let node = decode(&buf, ptr.address())?;
-            for i in 0..node.len() {
-                if node.level() > 0 {
-                    stack.push(node.child(i));
-                } else if let LeafValue::Overflow(r) = node.leaf_value(i) {
-                    extents.push((r.address(), u64::from(r.block_count()), r.generation()));
-                }
+        free_node_and_extents(w, s, ptr, &mut stack)?;
+    }
+    Ok(())
+}
+
+/// Frees one node of a dropped subtree and its leaf's overflow extents; pushes an internal
+/// node's children onto `children`.
+fn free_node_and_extents(
+    w: &mut Writer,
+    s: &Store,
+    ptr: ChildPtr,
+    children: &mut Vec<ChildPtr>,
+) -> Result<()> {
+    let mut extents = Vec::new();
+    {
+        let buf = w.node(s, ptr)?;
+        let node = decode(&buf, ptr.address())?;
+        for i in 0..node.len() {
+            if node.level() > 0 {
+                children.push(node.child(i));
+            } else if let LeafValue::Overflow(r) = node.leaf_value(i) {
+                extents.push((r.address(), u64::from(r.block_count()), r.generation()));
             }
         }
-        w.txn.frees.extend(extents);
-        w.free_node(ptr);
+    }
+    w.txn.frees.extend(extents);
+    w.free_node(ptr);
+    Ok(())
+}
+
+/// Blocks of orphaned subtrees one commit frees at most (the rest waits for later commits).
+const ORPHAN_BLOCKS_PER_COMMIT: u64 = 512;
+
+/// Takes up to `ORPHAN_BLOCKS_PER_COMMIT` blocks off the orphan list; their frees go through
+/// the commit's pinning like any other.
+fn free_some_orphans(w: &mut Writer, s: &Store) -> Result<()> {
+    if w.alloc.orphans().is_empty() {
+        return Ok(());
+    }
+    // A read error part-way must leave the list as it was (the commit then aborts).
+    let saved = w.alloc.orphans().to_vec();
+    let result = free_orphan_blocks(w, s);
+    if result.is_err() {
+        w.alloc.set_orphans(saved);
+    }
+    result
+}
+
+fn free_orphan_blocks(w: &mut Writer, s: &Store) -> Result<()> {
+    let mut budget = ORPHAN_BLOCKS_PER_COMMIT;
+    while budget > 0 {
+        let Some(ptr) = w.alloc.pop_orphan() else { break };
+        let mut children = Vec::new();
+        free_node_and_extents(w, s, ptr, &mut children)?;
+        for child in children {
+            w.alloc.push_orphan(child);
+        }
+        budget -= 1;
     }
     Ok(())
 }

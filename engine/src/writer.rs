@@ -61,6 +61,8 @@ pub(crate) struct TxnScratch {
     pub trees_at_start: Option<BTreeMap<Vec<u8>, TreeMeta>>,
     pub catalog_at_start: ChildPtr,
     pub next_tree_id_at_start: u64,
+    /// Length of the orphan list when the transaction started (abort drops what it added).
+    pub orphans_at_start: usize,
 }
 
 impl Default for TxnScratch {
@@ -73,6 +75,7 @@ impl Default for TxnScratch {
             trees_at_start: None,
             catalog_at_start: ChildPtr::NULL,
             next_tree_id_at_start: 0,
+            orphans_at_start: 0,
         }
     }
 }

@@ -36,6 +36,11 @@ fn crash_once(seed: u64, fail_after: Option<u64>) {
             _ => Durability::None,
         };
         tx.set_durability(durability);
+        if rng.chance(8) {
+            // Deleting a tree leaves its older blocks on the persisted orphan list.
+            tx.delete_tree("b").unwrap();
+            working.remove("b");
+        }
         for _ in 0..1 + rng.below(40) {
             let name = if rng.chance(70) { "a" } else { "b" };
             let mut t = tx.tree(name).unwrap();

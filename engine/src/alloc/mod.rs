@@ -19,6 +19,7 @@
 mod bitmap;
 mod codec;
 mod load;
+mod orphans;
 mod pending;
 mod persist;
 #[cfg(test)]
@@ -57,6 +58,8 @@ pub(crate) struct Persisted {
     pub alloc_root: ChildPtr,
     /// Head of the pending lists (`ChildPtr::NULL` if nothing is pending).
     pub pending_root: ChildPtr,
+    /// Head of the orphan lists (`ChildPtr::NULL` if no deleted tree awaits freeing).
+    pub orphan_root: ChildPtr,
     /// `(address, sealed block)` for every block written in this commit, ascending address.
     pub blocks: Vec<(u64, AlignedBuf)>,
 }
@@ -91,6 +94,11 @@ pub(crate) struct Allocator {
     /// persisted as free, so a crash (which ends every snapshot) leaks nothing and the
     /// pending lists stay as short as without snapshots. start → count.
     masked: std::collections::BTreeMap<u64, u64>,
+    /// Subtrees of deleted trees still to free (see `orphans.rs`), and the blocks of the
+    /// persisted chain, head first.
+    orphans: Vec<ChildPtr>,
+    orphan_lists: Vec<ChildPtr>,
+    orphans_changed: bool,
 }
 
 impl Allocator {
@@ -126,6 +134,9 @@ impl Allocator {
             persist_passes: 0,
             held: std::collections::BTreeMap::new(),
             masked: std::collections::BTreeMap::new(),
+            orphans: Vec::new(),
+            orphan_lists: Vec::new(),
+            orphans_changed: false,
         };
         a.resize_levels();
         a
@@ -304,7 +315,7 @@ impl Allocator {
     /// of the last persist or load.
     pub fn own_blocks(&self) -> Vec<u64> {
         let tree = self.ptrs.iter().flatten();
-        let all = tree.chain(self.pending_lists.iter());
+        let all = tree.chain(self.pending_lists.iter()).chain(self.orphan_lists.iter());
         all.filter(|p| !p.is_null()).map(|p| p.address()).collect()
     }
 

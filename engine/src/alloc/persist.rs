@@ -41,12 +41,14 @@ struct Plan {
     old: Vec<u64>,
     /// Pending lists to write, head first: `(freed_gen, runs)`, at most one block's worth each.
     lists: Vec<(u64, Vec<Run>)>,
+    /// Orphan-list blocks to write (0 when the orphans did not change).
+    orphan_blocks: usize,
 }
 
 impl Plan {
     fn block_count(&self) -> u64 {
         let index: usize = self.index.iter().map(Vec::len).sum();
-        (self.chunks.len() + index + self.lists.len()) as u64
+        (self.chunks.len() + index + self.lists.len() + self.orphan_blocks) as u64
     }
 }
 
@@ -56,11 +58,16 @@ impl Allocator {
     /// nothing changed but the chunk dirty flags: grow the device and call again.
     pub fn persist(&mut self, gen: u64) -> Result<Persisted, AllocError> {
         self.cursor = self.first_data;
-        if self.bitmap.dirty_count() == 0 && !self.pending_changed && !self.root().is_null() {
+        if self.bitmap.dirty_count() == 0
+            && !self.pending_changed
+            && !self.orphans_changed
+            && !self.root().is_null()
+        {
             // Nothing changed since the last persist: the old roots still describe it.
             return Ok(Persisted {
                 alloc_root: self.root(),
                 pending_root: self.pending_lists.first().copied().unwrap_or(ChildPtr::NULL),
+                orphan_root: self.orphan_root(),
                 blocks: Vec::new(),
             });
         }
@@ -116,8 +123,11 @@ impl Allocator {
             old.extend(replaced.filter(|p| !p.is_null()).map(|p| p.address()));
         }
         old.extend(self.pending_lists.iter().map(|p| p.address()));
+        if self.orphans_changed {
+            old.extend(self.orphan_lists.iter().map(|p| p.address()));
+        }
         let lists = self.plan_lists(gen, &old);
-        Plan { chunks, index, old, lists }
+        Plan { chunks, index, old, lists, orphan_blocks: self.orphan_blocks_planned() }
     }
 
     /// The pending lists as they will be after `old` joins pending(gen): every generation
@@ -242,6 +252,8 @@ impl Allocator {
         }
         let lists = self.write_lists(gen, &plan.lists, &mut next_addr, &mut blocks);
         self.pending_lists = lists;
+        // The old chain's blocks are already in `plan.old` (pending(gen)).
+        let _ = self.write_orphans(gen, &mut next_addr, &mut blocks);
         self.pending_changed = false;
         self.bitmap.clear_dirty();
         blocks.sort_by_key(|(a, _)| *a);
@@ -249,6 +261,7 @@ impl Allocator {
         Persisted {
             alloc_root: self.root(),
             pending_root: self.pending_lists.first().copied().unwrap_or(ChildPtr::NULL),
+            orphan_root: self.orphan_root(),
             blocks,
         }
     }

@@ -205,6 +205,7 @@ fn with_pending(disk: &mut Disk, p: &Persisted, freed_gen: u64, runs: &[Run]) ->
     Persisted {
         alloc_root: p.alloc_root,
         pending_root: ChildPtr::new(addr, 3, crc),
+        orphan_root: ChildPtr::NULL,
         blocks: vec![],
     }
 }
@@ -244,9 +245,19 @@ fn corrupt_pending_lists_are_refused() {
     let q = with_pending(&mut d, &p, 3, &[Run { start: own, count: 1 }]);
     assert_corrupt(load(&d, count, &q, 3));
     // A pending root that is an index block (wrong kind), and a root that is a list.
-    let q = Persisted { alloc_root: p.alloc_root, pending_root: p.alloc_root, blocks: vec![] };
+    let q = Persisted {
+        alloc_root: p.alloc_root,
+        pending_root: p.alloc_root,
+        orphan_root: ChildPtr::NULL,
+        blocks: vec![],
+    };
     assert_corrupt(load(&disk, count, &q, 3));
-    let q = Persisted { alloc_root: p.pending_root, pending_root: p.pending_root, blocks: vec![] };
+    let q = Persisted {
+        alloc_root: p.pending_root,
+        pending_root: p.pending_root,
+        orphan_root: ChildPtr::NULL,
+        blocks: vec![],
+    };
     assert_corrupt(load(&disk, count, &q, 3));
 }
 
@@ -277,7 +288,12 @@ fn corrupt_index_is_refused() {
     for (buf, ptr) in cases {
         let mut d = disk.clone();
         d.insert(root, buf);
-        let q = Persisted { alloc_root: ptr, pending_root: p.pending_root, blocks: vec![] };
+        let q = Persisted {
+            alloc_root: ptr,
+            pending_root: p.pending_root,
+            orphan_root: ChildPtr::NULL,
+            blocks: vec![],
+        };
         assert_corrupt(load(&d, count, &q, 3));
     }
 }
@@ -303,6 +319,7 @@ fn random_damage_never_panics() {
         let q = Persisted {
             alloc_root: fix(p.alloc_root),
             pending_root: fix(p.pending_root),
+            orphan_root: ChildPtr::NULL,
             blocks: vec![],
         };
         // Either outcome is fine; a panic is not.

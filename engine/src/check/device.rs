@@ -288,8 +288,8 @@ fn check_generation(
         None
     } else {
         let mut read = |ptr: ChildPtr| s.read_uncached(ptr);
-        let (root, pending) = (sb.alloc_root(), sb.pending_root());
-        match Allocator::load(s.block_bytes, sb.block_count(), root, pending, gen, &mut read) {
+        let root = sb.alloc_root();
+        match Allocator::load_superblock(sb, gen, &mut read) {
             Ok(a) => Some(a),
             Err(e) => {
                 let (addr, reason) = match e {
@@ -308,6 +308,12 @@ fn check_generation(
     walk.alloc = alloc.as_ref().filter(|_| skip.is_none());
     if let Err(e) = walk.tree(b"(catalog)", 0, sb.catalog_root(), true) {
         walk.bad_block(b"(catalog)", sb.catalog_root().address(), e);
+    }
+    // Subtrees of deleted trees not freed yet are owned until a commit frees them.
+    for root in alloc.as_ref().map(|a| a.orphans().to_vec()).unwrap_or_default() {
+        if let Err(e) = walk.tree(b"(orphan)", 0, root, false) {
+            walk.bad_block(b"(orphan)", root.address(), e);
+        }
     }
     if let (Some(a), None) = (alloc.as_ref(), skip) {
         walk.cross_check(a, None);
