@@ -86,7 +86,7 @@ pub fn space_at(dev: Box<dyn BlockDevice>, sb: &Superblock) -> Result<Space> {
     let mut read = |ptr: ChildPtr| s.read_uncached(ptr);
     let (count, gen) = (sb.block_count(), sb.generation());
     let _ = count;
-    let alloc = Allocator::load_superblock(&sb, gen, &mut read)?;
+    let alloc = Allocator::load_superblock(sb, gen, &mut read)?;
     Ok(Space::of(&alloc, block_bytes))
 }
 
