@@ -26,7 +26,7 @@ struct Inner {
 }
 
 /// Cache of clean block images. All methods take `&self`; one short lock per call.
-pub(crate) struct BlockCache {
+pub struct BlockCache {
     inner: Mutex<Inner>,
     budget_bytes: u64,
 }
@@ -36,14 +36,14 @@ pub(crate) struct BlockCache {
 const EVICT_SCAN_MAX: usize = 1 << 16;
 
 impl BlockCache {
-    pub(crate) fn new(budget_bytes: u64) -> BlockCache {
+    pub fn new(budget_bytes: u64) -> BlockCache {
         BlockCache {
             inner: Mutex::new(Inner { map: HashMap::new(), ring: Vec::new(), hand: 0, bytes: 0 }),
             budget_bytes,
         }
     }
 
-    pub(crate) fn get(&self, addr: u64) -> Option<Arc<AlignedBuf>> {
+    pub fn get(&self, addr: u64) -> Option<Arc<AlignedBuf>> {
         let mut inner = lock(&self.inner);
         let entry = inner.map.get_mut(&addr)?;
         entry.referenced = true;
@@ -51,7 +51,7 @@ impl BlockCache {
     }
 
     /// Inserts (or replaces) the image at `addr` and evicts until under budget.
-    pub(crate) fn insert(&self, addr: u64, buf: Arc<AlignedBuf>) {
+    pub fn insert(&self, addr: u64, buf: Arc<AlignedBuf>) {
         let mut inner = lock(&self.inner);
         let len = buf.len() as u64;
         // New entries start unreferenced: a scan of cold blocks then evicts itself before
@@ -65,7 +65,7 @@ impl BlockCache {
         self.evict(&mut inner);
     }
 
-    pub(crate) fn bytes(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         lock(&self.inner).bytes
     }
 
