@@ -70,3 +70,35 @@ mod blocks {
 
 #[cfg(loom)]
 pub use blocks::*;
+
+/// Which outcomes (small integers) the executions of one loom model reached, so a model
+/// can assert that it is not vacuous: that loom explored each branch its invariant covers.
+/// Plain std atomics on purpose: this bookkeeping sits outside the model.
+pub struct Outcomes(std::sync::atomic::AtomicU64);
+
+impl Outcomes {
+    pub const fn new() -> Outcomes {
+        Outcomes(std::sync::atomic::AtomicU64::new(0))
+    }
+
+    pub fn note(&self, outcome: usize) {
+        assert!(outcome < 64, "outcome {outcome} out of range");
+        self.0.fetch_or(1 << outcome, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn assert_seen(&self, expected: &[usize], what: &str) {
+        let seen = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        for &o in expected {
+            assert!(
+                seen & (1 << o) != 0,
+                "loom never reached outcome {o:#b} of {what} (reached {seen:#b})"
+            );
+        }
+    }
+}
+
+impl Default for Outcomes {
+    fn default() -> Outcomes {
+        Outcomes::new()
+    }
+}
