@@ -17,7 +17,7 @@
 
 use arbor::mvcc::{Registry, Slot, SlotTable};
 use arbor::sync::{thread, Arc};
-use arbor_loom_tests::{expect, leaf_kv, record, seen, Seen, BLOCK_BYTES, KEY};
+use arbor_loom_tests::{expect, leaf_kv, record, seen, Outcomes, Seen, BLOCK_BYTES, KEY};
 
 const GEN: u64 = 1;
 const A_ADDR: u64 = 100;
@@ -44,7 +44,7 @@ struct Db {
 }
 
 /// The writer: commit 2 frees A through the pinning rule, commit 3 allocates C.
-fn writer(db: &Db, a: &Arc<Slot>) {
+fn writer(db: &Db, a: &Arc<Slot>) -> bool {
     let b = Arc::new(Slot::new(B_ADDR, leaf_kv(B_ADDR, GEN, 1, b"mid")));
     db.table.insert(B_ADDR, b);
     let reusable = {
@@ -64,10 +64,11 @@ fn writer(db: &Db, a: &Arc<Slot>) {
     let mut r = db.registry.lock();
     r.sweep();
     r.publish(record(A_FREE_SEQ + 1, GEN, c_addr));
+    reusable
 }
 
-/// A snapshot's read of its root block, as `SnapSource::node` does it.
-fn reader(db: &Db) {
+/// A snapshot's read of its root block, as `SnapSource::node` does it; returns its seq.
+fn reader(db: &Db) -> u64 {
     let (root, snap) = db.registry.register();
     assert_eq!(snap.seq, root.seq, "a snapshot registers the seq of the record it copied");
     let addr = root.catalog.address();
@@ -82,6 +83,7 @@ fn reader(db: &Db) {
         root.seq
     );
     db.registry.deregister(&snap);
+    root.seq
 }
 
 fn model(no_pinning: bool) {
@@ -98,8 +100,11 @@ fn model(no_pinning: bool) {
             let (db, a) = (Arc::clone(&db), Arc::clone(&a));
             thread::spawn(move || writer(&db, &a))
         };
-        reader(&db);
-        w.join().expect("writer");
+        let seq = reader(&db);
+        let reused = w.join().expect("writer");
+        if !no_pinning {
+            OUTCOMES.note(usize::from(reused) * 4 + usize::try_from(seq).expect("small"));
+        }
 
         // The reader has left: a later commit finds A's pin releasable.
         assert!(
@@ -109,9 +114,15 @@ fn model(no_pinning: bool) {
     });
 }
 
+/// (address reused, reader's seq) across loom's exploration.
+static OUTCOMES: Outcomes = Outcomes::new();
+
 #[test]
 fn a_reader_never_sees_a_reused_blocks_later_life() {
     model(false);
+    // Not vacuous: a reader at seq 1 that pinned A (and read it after commit 3 or not), and
+    // readers at seqs 2 and 3 that registered after the free, with the address reused.
+    OUTCOMES.assert_seen(&[1, 4 + 2, 4 + 3], "(reused, seq)");
 }
 
 /// Pinning off: the writer reuses address 100 while a reader at seq 1 can still reach A.
