@@ -71,6 +71,24 @@ mod blocks {
 #[cfg(loom)]
 pub use blocks::*;
 
+/// The preemption bound when `LOOM_MAX_PREEMPTIONS` is unset: unbounded exploration of the
+/// three-thread models takes far longer than the suite's budget (DESIGN §8: bound 2–3).
+#[cfg(loom)]
+pub const PREEMPTIONS_DEFAULT: usize = 2;
+
+/// `loom::model`, with the preemption bound defaulting to [`PREEMPTIONS_DEFAULT`].
+#[cfg(loom)]
+pub fn model<F>(f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(PREEMPTIONS_DEFAULT);
+    }
+    builder.check(f);
+}
+
 /// Which outcomes (small integers) the executions of one loom model reached, so a model
 /// can assert that it is not vacuous: that loom explored each branch its invariant covers.
 /// Plain std atomics on purpose: this bookkeeping sits outside the model.

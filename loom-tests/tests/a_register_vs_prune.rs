@@ -63,7 +63,7 @@ fn transaction(db: &Db, seq: &mut u64) {
 }
 
 fn model(prune_inclusive: bool) {
-    loom::model(move || {
+    arbor_loom_tests::model(move || {
         let slot = Slot::new(ADDR, leaf_kv(ADDR, GEN, 1, VALUES[0]));
         let db = Arc::new(Db { registry: Registry::new(record(1, GEN, ADDR)), slot });
         db.registry.lock().broken_prune_inclusive = prune_inclusive;

@@ -87,7 +87,7 @@ fn reader(db: &Db) -> u64 {
 }
 
 fn model(no_pinning: bool) {
-    loom::model(move || {
+    arbor_loom_tests::model(move || {
         let a = Arc::new(Slot::new(A_ADDR, leaf_kv(A_ADDR, GEN, 1, b"old")));
         let db = Arc::new(Db {
             registry: Registry::new(record(1, GEN, A_ADDR)),

@@ -21,7 +21,7 @@ const OWNER: u64 = 7;
 const SEQ_READER: u64 = 1;
 
 fn model(new_slot: fn(u64, arbor::AlignedBuf) -> Slot) {
-    loom::model(move || {
+    arbor_loom_tests::model(move || {
         let slot = Arc::new(new_slot(ADDR, leaf_kv(ADDR, 1, OWNER, b"a")));
 
         let writer = {

@@ -3,7 +3,8 @@
 //! The writer commits as `txn.rs` does: the transaction's new root block B becomes
 //! published (inserted into the readers' table), then, under the registry lock, it sweeps,
 //! publishes the immutable record `{seq 2, gen, catalog → B}` with `RegInner::publish` and
-//! computes the prune bound. A reader (the model's main thread) takes a snapshot with `Registry::register` and read their root block through the table
+//! computes the prune bound. Two readers (a spawned thread and the model's main thread)
+//! take a snapshot with `Registry::register` and read their root block through the table
 //! and `Slot::image_at`, as `SnapSource::node` does.
 //!
 //! Invariants: a reader gets the old record or the new one, whole (never the new seq with
@@ -57,7 +58,7 @@ fn read(db: &Db) {
 
 #[test]
 fn a_reader_sees_the_old_or_the_new_record_never_a_mix() {
-    loom::model(|| {
+    arbor_loom_tests::model(|| {
         let db =
             Arc::new(Db { registry: Registry::new(old_record()), table: SlotTable::default() });
         let a = Arc::new(Slot::new(OLD_ADDR, leaf_kv(OLD_ADDR, GEN, 1, b"old")));
@@ -67,8 +68,13 @@ fn a_reader_sees_the_old_or_the_new_record_never_a_mix() {
             let db = Arc::clone(&db);
             thread::spawn(move || commit(&db))
         };
+        let reader = {
+            let db = Arc::clone(&db);
+            thread::spawn(move || read(&db))
+        };
         read(&db);
         writer.join().expect("writer");
+        reader.join().expect("reader");
         assert_eq!(db.registry.root(), new_record());
         assert_eq!(db.registry.lock().live(), (0, None));
     });

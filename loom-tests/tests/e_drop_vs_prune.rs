@@ -84,7 +84,7 @@ static OUTCOMES: Outcomes = Outcomes::new();
 
 #[test]
 fn a_dropped_snapshot_leaves_once_and_a_live_clone_keeps_its_history() {
-    loom::model(|| {
+    arbor_loom_tests::model(|| {
         let db = Arc::new(Db {
             registry: Registry::new(record(SEQ_SNAP, GEN, ADDR)),
             table: SlotTable::default(),

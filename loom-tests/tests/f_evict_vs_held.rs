@@ -37,7 +37,7 @@ static OUTCOMES: Outcomes = Outcomes::new();
 
 #[test]
 fn a_held_image_survives_eviction_and_reuse_unchanged() {
-    loom::model(|| {
+    arbor_loom_tests::model(|| {
         let cache = Arc::new(BlockCache::new(BLOCK_BYTES as u64));
         // Held without a lookup, so the CLOCK hand finds address 1 unreferenced and evicts
         // it unless the reader's lookup referenced it first.

@@ -60,7 +60,7 @@ static OUTCOMES: Outcomes = Outcomes::new();
 
 #[test]
 fn a_reader_finishes_correctly_or_gets_snapshot_expired() {
-    loom::model(|| {
+    arbor_loom_tests::model(|| {
         let db = Arc::new(Db {
             registry: Registry::new(record(SEQ_SNAP, GEN, ADDR)),
             table: SlotTable::default(),
