@@ -28,7 +28,7 @@ struct Inner {
 
 /// Cache of clean block images. All methods take `&self`; one short lock per call, on one
 /// of `SHARDS` independent shards (by address), so readers on several threads rarely meet.
-pub(crate) struct BlockCache {
+pub struct BlockCache {
     shards: Vec<Mutex<Inner>>,
     /// Budget per shard.
     budget_bytes: u64,
@@ -42,7 +42,7 @@ const SHARDS: usize = 16;
 const EVICT_SCAN_MAX: usize = 1 << 16;
 
 impl BlockCache {
-    pub(crate) fn new(budget_bytes: u64) -> BlockCache {
+    pub fn new(budget_bytes: u64) -> BlockCache {
         let shard = || {
             Mutex::new(Inner {
                 map: AddrMap::default(),
@@ -62,7 +62,7 @@ impl BlockCache {
         &self.shards[shard_of(addr, SHARDS)]
     }
 
-    pub(crate) fn get(&self, addr: u64) -> Option<Arc<AlignedBuf>> {
+    pub fn get(&self, addr: u64) -> Option<Arc<AlignedBuf>> {
         let mut inner = lock(self.shard(addr));
         let entry = inner.map.get_mut(&addr)?;
         entry.referenced = true;
@@ -72,7 +72,7 @@ impl BlockCache {
     }
 
     /// Inserts (or replaces) the image at `addr` and evicts until under budget.
-    pub(crate) fn insert(&self, addr: u64, buf: Arc<AlignedBuf>) {
+    pub fn insert(&self, addr: u64, buf: Arc<AlignedBuf>) {
         let mut inner = lock(self.shard(addr));
         let len = buf.len() as u64;
         // New entries start unreferenced: a scan of cold blocks then evicts itself before
@@ -86,7 +86,7 @@ impl BlockCache {
         self.evict(&mut inner);
     }
 
-    pub(crate) fn bytes(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         self.shards.iter().map(|s| lock(s).bytes).sum()
     }
 

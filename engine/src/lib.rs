@@ -10,7 +10,8 @@ mod alloc;
 mod bound;
 mod btree;
 mod btree_write;
-mod cache;
+#[doc(hidden)]
+pub mod cache;
 mod catalog;
 pub mod check;
 mod commit;

@@ -9,12 +9,20 @@
 //! (and keeps the snapshot's history for now) or the reader sees the flag (and returns
 //! `SnapshotExpired` before touching a block). A snapshot that is expired and inactive is
 //! swept: its seq stops holding history back.
+//!
+//! That is the store-buffering (Dekker) pattern: each side stores one flag, then loads the
+//! other's. `SeqCst` on all four accesses suffices in the C++ model, but each side also
+//! issues a `fence(SeqCst)` between its store and its load: loom treats `SeqCst` accesses
+//! as `AcqRel` (and then finds the interleaving where both loads miss, a false alarm) but
+//! models `SeqCst` fences exactly, so with the fences `loom-tests` model (g) checks this
+//! protocol. On the reader's path the fence follows a locked RMW, so it costs little next
+//! to the block fetch it guards.
 
 use std::collections::BTreeMap;
 
 use arbor_format::ChildPtr;
 
-use crate::sync::{lock, Arc, AtomicBool, AtomicU32, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::{fence, lock, Arc, AtomicBool, AtomicU32, Condvar, Mutex, MutexGuard, Ordering};
 use crate::{Error, Result};
 
 /// What a commit publishes (§10.3): immutable once built. A snapshot copies it.
@@ -53,6 +61,8 @@ impl SnapState {
     pub fn enter(&self) -> Result<ActiveGuard<'_>> {
         self.active.fetch_add(1, Ordering::SeqCst);
         let guard = ActiveGuard(self);
+        // Between our store (active) and our load (expired): see the module comment.
+        fence(Ordering::SeqCst);
         if self.expired.load(Ordering::SeqCst) {
             return Err(Error::SnapshotExpired);
         }
@@ -152,6 +162,9 @@ impl RegInner {
 
     /// Drops expired snapshots that no reader operation is using any more.
     pub fn sweep(&mut self) {
+        // Between the writer's store (expired, maybe at an earlier commit) and its loads of
+        // `active`: see the module comment.
+        fence(Ordering::SeqCst);
         let before = self.snaps.len();
         self.snaps.retain(|_, s| !(s.is_expired() && s.active.load(Ordering::SeqCst) == 0));
         self.departures += (before - self.snaps.len()) as u64;
@@ -186,6 +199,7 @@ impl RegInner {
         match oldest {
             Some(s) => {
                 s.expired.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
                 self.expirations += 1;
                 true
             }
