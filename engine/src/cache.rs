@@ -34,8 +34,8 @@ pub struct BlockCache {
     budget_bytes: u64,
 }
 
-/// Shards of the cache: a power of two.
-const SHARDS: usize = 16;
+/// Shards of the cache: a power of two. Each has `1/SHARDS` of the budget.
+pub const SHARDS: usize = 16;
 
 /// Evicting more than this many entries per insert would mean the budget is far too small
 /// for one block; the bound keeps an insert's work constant (STYLE rule 4).
@@ -56,6 +56,12 @@ impl BlockCache {
             shards: (0..SHARDS).map(|_| shard()).collect(),
             budget_bytes: budget_bytes / SHARDS as u64,
         }
+    }
+
+    /// The shard an address belongs to (tests that need addresses to compete for one
+    /// shard's budget pick them with this).
+    pub fn shard_index(addr: u64) -> usize {
+        shard_of(addr, SHARDS)
     }
 
     fn shard(&self, addr: u64) -> &Mutex<Inner> {
