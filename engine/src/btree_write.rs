@@ -7,8 +7,9 @@
 //! loads fill leaves completely, as redb and LMDB do.
 //!
 //! Merging: a node whose items use less than a quarter of its space is merged with a
-//! sibling when both fit in one node; a root with one child is replaced by that child, so a
-//! tree whose keys are all removed shrinks back to one empty leaf.
+//! sibling when both fit in one node, else items move over from the sibling until the two
+//! are about even; a root with one child is replaced by that child, so a tree whose keys are
+//! all removed shrinks back to one empty leaf.
 
 use arbor_format::constants::{HEADER_BYTES, SLOT_BYTES, TREE_DEPTH_MAX};
 use arbor_format::node::{LeafValue, Node};
@@ -263,6 +264,9 @@ fn rebalance(w: &mut Writer, s: &Store, root: &mut ChildPtr, path: &[PathElem]) 
         }
         let left_idx = if pidx + 1 < plen { pidx } else { pidx - 1 };
         if !merge_pair(w, s, parent, left_idx, cap)? {
+            // Too full to merge: even the pair out instead, so no node stays under-full
+            // beside a full sibling.
+            redistribute(w, s, parent, left_idx, cap)?;
             break;
         }
     }
@@ -309,6 +313,115 @@ fn merge_pair(w: &mut Writer, s: &Store, parent: u64, left_idx: usize, cap: usiz
         _ => return Err(Error::corrupt(parent, "internal item without a child pointer")),
     }
     Ok(true)
+}
+
+/// Moves items between children `left_idx` and `left_idx + 1` of `parent` (too full to
+/// merge) until their used bytes are about even, and updates the separator. Every edit is a
+/// logged node edit, so snapshots and abort see through it. Skipped (the tree stays valid)
+/// when the parent has no room for a longer separator.
+fn redistribute(w: &mut Writer, s: &Store, parent: u64, left_idx: usize, cap: usize) -> Result<()> {
+    let left = writable_child(w, s, parent, left_idx)?;
+    let right = writable_child(w, s, parent, left_idx + 1)?;
+    let sep = w.peek(parent, |n| Ok(n.key(left_idx + 1).to_vec()))?;
+    let parent_free = w.peek(parent, |n| Ok(n.free_bytes()))?;
+    let (lused, llen) = used_bytes(w, left)?;
+    let (rused, rlen) = used_bytes(w, right)?;
+    let level = w.peek(right, |n| Ok(n.level()))?;
+    let internal = level > 0;
+    let target = (lused + rused) / 2;
+    let fits_parent = |new_sep: &[u8]| new_sep.len() <= sep.len() + parent_free;
+    if lused < rused {
+        // Right's head to left's tail; right keeps at least one item.
+        let plan = w.peek(right, |n| {
+            let (mut k, mut moved) = (0usize, 0usize);
+            while k + 1 < rlen {
+                let key_len = if internal && k == 0 { sep.len() } else { n.key(k).len() };
+                let size = item_bytes(n, k) - n.key(k).len() + key_len;
+                if lused + moved + size > target.max(lused + 1) || lused + moved + size > cap {
+                    break;
+                }
+                moved += size;
+                k += 1;
+            }
+            let mut items = Vec::with_capacity(k);
+            for i in 0..k {
+                let (mut key, v) = crate::modlog::owned_node_item(n, i)?;
+                if internal && i == 0 {
+                    key = sep.clone();
+                }
+                items.push((key, v));
+            }
+            Ok((items, n.key(k).to_vec()))
+        })?;
+        let (items, new_sep) = plan;
+        if items.is_empty() || !fits_parent(&new_sep) {
+            return Ok(());
+        }
+        w.append_items(left, &items)?;
+        for _ in 0..items.len() {
+            w.node_remove(right, 0)?;
+        }
+        if internal {
+            let (_, v) = w.node_remove(right, 0)?;
+            insert_or_corrupt(w, right, 0, b"", &v)?;
+        }
+        set_separator(w, parent, left_idx + 1, &new_sep)
+    } else {
+        // Left's tail to right's head; left keeps at least one item.
+        let at = w.peek(left, |n| {
+            let (mut at, mut moved) = (llen, 0usize);
+            while at > 1 {
+                let size = item_bytes(n, at - 1) + if internal { sep.len() } else { 0 };
+                if rused + moved + size > target.max(rused + 1) || rused + moved + size > cap {
+                    break;
+                }
+                moved += size;
+                at -= 1;
+            }
+            Ok(at)
+        })?;
+        if at == llen {
+            return Ok(());
+        }
+        let new_sep = w.peek(left, |n| Ok(n.key(at).to_vec()))?;
+        if !fits_parent(&new_sep) {
+            return Ok(());
+        }
+        if internal {
+            // Right's first child is bounded by the old separator once it is not first.
+            let (_, v) = w.node_remove(right, 0)?;
+            insert_or_corrupt(w, right, 0, &sep, &v)?;
+        }
+        let items = w.truncate_tail(left, at)?;
+        for (i, (key, v)) in items.iter().enumerate() {
+            insert_or_corrupt(w, right, i, key, v)?;
+        }
+        if internal {
+            let (_, v) = w.node_remove(right, 0)?;
+            insert_or_corrupt(w, right, 0, b"", &v)?;
+        }
+        set_separator(w, parent, left_idx + 1, &new_sep)
+    }
+}
+
+fn insert_or_corrupt(
+    w: &mut Writer,
+    addr: u64,
+    slot: usize,
+    key: &[u8],
+    v: &ItemValue,
+) -> Result<()> {
+    if w.node_insert(addr, slot, key, v.as_ref())? {
+        Ok(())
+    } else {
+        Err(Error::corrupt(addr, "redistributed item does not fit"))
+    }
+}
+
+/// Replaces the key of internal item `slot` (remove and insert, both logged).
+fn set_separator(w: &mut Writer, parent: u64, slot: usize, key: &[u8]) -> Result<()> {
+    let (_, child) = w.node_remove(parent, slot)?;
+    insert_or_corrupt(w, parent, slot, key, &child)
 }
 
 /// Replaces an internal root that has a single child by that child, repeatedly.

@@ -9,8 +9,10 @@
 //! what a tree holds.
 //!
 //! Node fill is reported (`CheckReport::underfull_nodes`, `TreeStat::fill`), not counted as
-//! a problem: the engine merges a node under a quarter full only when it fits into a sibling,
-//! so an underfull node beside a full sibling is legal.
+//! a problem: the engine evens out a node under a quarter full with a sibling when a removal
+//! leaves it so, but a node no removal touched (the last leaf of a sequential load, which
+//! append splits leave short) may stay under-full, and a store written by another build may
+//! have any fill.
 
 mod device;
 mod repair;

@@ -351,15 +351,31 @@ impl Writer {
         Ok(())
     }
 
-    /// Moves items `[at..]` of `addr` to the end of the (private, empty) node `right`.
-    pub(crate) fn move_tail(&mut self, addr: u64, at: usize, right: u64) -> Result<()> {
-        debug_assert!(self.is_private(right));
+    /// Removes items `[at..]` of `addr` (logged as one op) and returns them.
+    pub(crate) fn truncate_tail(
+        &mut self,
+        addr: u64,
+        at: usize,
+    ) -> Result<Vec<(Vec<u8>, ItemValue)>> {
         let items = self.peek(addr, |node| {
             (at..node.len())
                 .map(|slot| modlog::owned_node_item(node, slot))
                 .collect::<Result<Vec<_>>>()
-        });
-        let items = items?;
+        })?;
+        let logged = items.clone();
+        self.edit_logged(addr, |node| {
+            node.truncate(at);
+            Ok(Some(((), Op::TruncateTail { items: logged })))
+        })?;
+        Ok(items)
+    }
+
+    /// Moves items `[at..]` of `addr` to the end of the (private, empty) node `right`.
+    pub(crate) fn move_tail(&mut self, addr: u64, at: usize, right: u64) -> Result<()> {
+        debug_assert!(self.is_private(right));
+        // The right node is private: a reader can only reach these items through `addr`,
+        // whose entry restores them.
+        let items = self.truncate_tail(addr, at)?;
         self.edit_unlogged(right, |r| {
             for (key, value) in &items {
                 let len = r.as_node().len();
@@ -367,14 +383,7 @@ impl Writer {
                     .map_err(|_| Error::corrupt(right, "split: moved items do not fit"))?;
             }
             Ok(())
-        })?;
-        // The right node is private: a reader can only reach these items through `addr`,
-        // whose entry restores them.
-        self.edit_logged(addr, |node| {
-            node.truncate(at);
-            Ok(Some(((), Op::TruncateTail { items })))
-        })?;
-        Ok(())
+        })
     }
 
     /// Appends `items` at the end of `addr` (a merge), logged as one op.
