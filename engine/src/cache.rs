@@ -92,6 +92,14 @@ impl BlockCache {
         self.evict(&mut inner);
     }
 
+    /// Drops the entry at `addr` (its address is about to hold another image).
+    pub fn remove(&self, addr: u64) {
+        let mut inner = lock(self.shard(addr));
+        if let Some(old) = inner.map.remove(&addr) {
+            inner.bytes -= old.buf.len() as u64;
+        }
+    }
+
     pub fn bytes(&self) -> u64 {
         self.shards.iter().map(|s| lock(s).bytes).sum()
     }

@@ -61,6 +61,8 @@ pub struct Stats {
     pub block_reads: u64,
     pub cache_hits: u64,
     pub blocks_written: u64,
+    /// Of `blocks_written`, dirty blocks written back early (memory pressure, DESIGN §4).
+    pub blocks_written_early: u64,
     pub flushes: u64,
     /// Mod-log entry bytes not yet pruned.
     pub modlog_bytes: u64,
@@ -301,6 +303,7 @@ impl Db {
             block_reads: s.store.counters.block_reads.load(Relaxed),
             cache_hits: s.store.cache.hits(),
             blocks_written: s.store.counters.blocks_written.load(Relaxed),
+            blocks_written_early: s.store.counters.blocks_written_early.load(Relaxed),
             flushes: s.store.counters.flushes.load(Relaxed),
             modlog_bytes: w.modlog_bytes,
             retained_bytes: w.retained_bytes,

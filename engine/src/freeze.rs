@@ -48,6 +48,10 @@ fn seal(w: &mut Writer, ptr: ChildPtr, depth: usize) -> Result<ChildPtr> {
         return Err(Error::corrupt(ptr.address(), "seal: depth limit"));
     }
     let addr = ptr.address();
+    if let Some(crc) = w.on_disk_crc(addr) {
+        // Written back early (a leaf, unchanged since): its seal stands.
+        return Ok(ChildPtr::new(addr, w.gen, crc));
+    }
     // Collect the children (or catalog tree roots) that need sealing first.
     let (level, owner, len) = w.peek(addr, |n| Ok((n.level(), n.header().owner(), n.len())))?;
     for i in 0..len {
@@ -91,6 +95,9 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
     // the catalog once frees are applied at commit.
     for (addr, d) in &w.dirty {
         let st = d.slot.read();
+        if st.image.is_on_disk() {
+            continue;
+        }
         let hdr = header::verify_block(st.image.bytes(), *addr).map_err(|e| corrupt(*addr, e))?;
         if hdr.generation() != gen {
             return Err(Error::corrupt(*addr, "dirty block not reached from the catalog"));
@@ -113,9 +120,16 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
     for (addr, d) in w.dirty.drain() {
         let (image, has_log) = {
             let mut st = d.slot.write();
-            (st.freeze_image(addr)?, !st.log.is_empty())
+            if st.image.is_on_disk() {
+                // Already written (early write-back); the flush below covers it.
+                (None, false)
+            } else {
+                (Some(st.freeze_image(addr)?), !st.log.is_empty())
+            }
         };
-        blocks.push((addr, image));
+        if let Some(image) = image {
+            blocks.push((addr, image));
+        }
         slots.push((addr, d.slot, has_log));
     }
     w.dirty_bytes = 0;

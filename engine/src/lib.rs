@@ -30,6 +30,7 @@ mod snapshot;
 mod store;
 pub mod sync;
 mod txn;
+mod writeback;
 mod writer;
 
 pub use btree::Range;

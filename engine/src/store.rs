@@ -16,6 +16,8 @@ use crate::{Error, Result};
 pub(crate) struct IoCounters {
     pub block_reads: AtomicU64,
     pub blocks_written: AtomicU64,
+    /// Of those, written back early (before their generation's write-out).
+    pub blocks_written_early: AtomicU64,
     pub flushes: AtomicU64,
 }
 

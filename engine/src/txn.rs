@@ -194,7 +194,11 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
             if d.private {
                 d.private = false;
                 d.a = commit_seq;
-                s.table.insert(addr, Arc::clone(&d.slot));
+                // A block written back early is read from the device until it changes
+                // again (`Writer::make_resident` adds it to the table then).
+                if !d.slot.read().image.is_on_disk() {
+                    s.table.insert(addr, Arc::clone(&d.slot));
+                }
             }
         }
     }
@@ -227,8 +231,7 @@ fn classify_free(
 ) -> history::Freed {
     let block_bytes = u64::from(s.block_bytes);
     if gen == w.gen {
-        if let Some(d) = w.dirty.remove(&addr) {
-            w.dirty_bytes -= block_bytes;
+        if let Some(d) = w.take_dirty(addr, block_bytes) {
             // A block this transaction allocated was never reachable by any snapshot.
             let a = if d.private { commit_seq } else { d.a };
             let slot = if d.private { None } else { Some(d.slot) };
@@ -253,9 +256,7 @@ fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
     let allocated = std::mem::take(&mut w.txn.allocated);
     for (addr, count) in allocated {
         w.alloc.free_now(addr, count);
-        if w.dirty.remove(&addr).is_some() {
-            w.dirty_bytes -= u64::from(db.store.block_bytes);
-        }
+        w.take_dirty(addr, u64::from(db.store.block_bytes));
     }
     let txn = std::mem::take(&mut w.txn);
     w.alloc.truncate_orphans(txn.orphans_at_start);
@@ -418,6 +419,7 @@ impl WriteTree<'_, '_> {
         w.trees.insert(name.clone(), meta);
         w.trees_changed.insert(name);
         check_undo_cap(w, db)?;
+        write_back_if_over(w, db)?;
         Ok(old)
     }
 
@@ -436,6 +438,7 @@ impl WriteTree<'_, '_> {
         w.trees.insert(name.clone(), meta);
         w.trees_changed.insert(name);
         check_undo_cap(w, db)?;
+        write_back_if_over(w, db)?;
         Ok(Some(old))
     }
 
@@ -520,6 +523,15 @@ fn check_undo_cap(w: &Writer, db: &Shared) -> Result<()> {
     let max = db.opts.txn_undo_max_bytes;
     if undo_bytes > max {
         return Err(Error::TransactionTooLarge { undo_bytes, max });
+    }
+    Ok(())
+}
+
+/// Past `Options::dirty_max_bytes` in memory, writes private leaves back to half of it.
+fn write_back_if_over(w: &mut Writer, db: &Shared) -> Result<()> {
+    let max = db.opts.dirty_max_bytes;
+    if w.dirty_bytes > max {
+        w.write_back(&db.store, max / 2).map_err(|e| fail_on_io(db, e))?;
     }
     Ok(())
 }

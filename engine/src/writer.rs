@@ -22,7 +22,7 @@ use crate::alloc::{AllocError, Allocator};
 use crate::history::History;
 use crate::io::AlignedBuf;
 use crate::modlog::{self, Entry, ItemValue, Op};
-use crate::mvcc::{Slot, SlotState};
+use crate::mvcc::{Image, Slot, SlotState};
 use crate::store::{corrupt, Store};
 use crate::sync::{Arc, RwLockReadGuard};
 use crate::{Error, Result};
@@ -148,13 +148,19 @@ impl Writer {
     pub(crate) fn node<'a>(&'a self, s: &Store, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
         if ptr.generation() == self.gen {
             if let Some(d) = self.dirty.get(&ptr.address()) {
-                return Ok(NodeBuf::Dirty(d.slot.read()));
+                let st = d.slot.read();
+                if let Image::OnDisk { crc } = st.image {
+                    // Written back early: read it (not made resident; only edits do that).
+                    let at = ChildPtr::new(ptr.address(), self.gen, crc);
+                    return Ok(NodeBuf::Clean(Arc::new(s.read_uncached(at)?)));
+                }
+                return Ok(NodeBuf::Dirty(st));
             }
         }
         Ok(NodeBuf::Clean(s.read_block(ptr)?))
     }
 
-    fn slot(&self, addr: u64) -> Result<&Dirty> {
+    pub(crate) fn slot(&self, addr: u64) -> Result<&Dirty> {
         self.dirty.get(&addr).ok_or_else(|| Error::corrupt(addr, "writer lost a dirty block"))
     }
 
@@ -168,7 +174,7 @@ impl Writer {
     /// Edits a dirty node without a log entry: only for private nodes (DESIGN §10.2) and for
     /// derived fields (crcs, §10.12). Takes the slot's write lock, like every edit.
     pub(crate) fn edit_unlogged<R>(
-        &self,
+        &mut self,
         addr: u64,
         f: impl FnOnce(&mut NodeMut<'_>) -> Result<R>,
     ) -> Result<R> {
@@ -278,6 +284,9 @@ impl Writer {
     pub(crate) fn make_writable(&mut self, s: &Store, ptr: ChildPtr) -> Result<u64> {
         let old = ptr.address();
         if ptr.generation() == self.gen && self.dirty.contains_key(&old) {
+            // Every edit path starts here, so a block written back early is read back in
+            // before anything looks at it by address (`peek`, the edits).
+            self.make_resident(s, old)?;
             return Ok(old);
         }
         let src = s.read_block(ptr)?;

@@ -20,6 +20,12 @@ use crate::{Error, Result};
 pub enum Image {
     Mutable(AlignedBuf),
     Frozen(Arc<AlignedBuf>),
+    /// A private block of the open generation written back early to its own (fresh)
+    /// address to save memory (DESIGN §4), with the crc it was sealed with. Only the writer
+    /// sees this state: such a block is not in the readers' table.
+    OnDisk {
+        crc: u32,
+    },
     /// Only transiently inside `freeze_image`, never observable under the lock.
     Taken,
 }
@@ -29,8 +35,12 @@ impl Image {
         match self {
             Image::Mutable(b) => b,
             Image::Frozen(b) => b,
-            Image::Taken => &[],
+            Image::OnDisk { .. } | Image::Taken => &[],
         }
+    }
+
+    pub fn is_on_disk(&self) -> bool {
+        matches!(self, Image::OnDisk { .. })
     }
 }
 
@@ -137,7 +147,12 @@ impl Slot {
             let undo: Vec<Op> = st.log[first_newer..].iter().map(|e| e.op.clone()).collect();
             match &st.image {
                 Image::Frozen(img) if undo.is_empty() => return Ok(Arc::clone(img)),
-                image => (AlignedBuf::from_slice(image.bytes(), align), undo),
+                Image::Frozen(_) | Image::Mutable(_) => {
+                    (AlignedBuf::from_slice(st.image.bytes(), align), undo)
+                }
+                Image::OnDisk { .. } | Image::Taken => {
+                    return Err(Error::corrupt(self.addr, "reader met a block not in memory"));
+                }
             }
         };
         if !undo.is_empty() {

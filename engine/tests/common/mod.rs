@@ -30,8 +30,14 @@ impl Rng {
 pub type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 
 /// Options for small, split-heavy test stores.
+/// A small dirty budget makes every test exercise early write-back (DESIGN §4).
 pub fn small_opts() -> Options {
-    Options { cache_bytes: 1 << 20, file_initial_bytes: 16 << 20, ..Options::default() }
+    Options {
+        cache_bytes: 1 << 20,
+        file_initial_bytes: 16 << 20,
+        dirty_max_bytes: 256 << 10,
+        ..Options::default()
+    }
 }
 
 /// Reads every tree of `db` into a model (through a write transaction that is aborted).

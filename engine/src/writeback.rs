@@ -1,0 +1,125 @@
+//! Early write-back (DESIGN §4): when the open generation's dirty blocks pass
+//! `Options::dirty_max_bytes` in the middle of a transaction, private leaves are sealed and
+//! written to their own fresh addresses — which no durable superblock references — and their
+//! memory is released, so a transaction larger than RAM works.
+//!
+//! Only *private leaves* (not catalog leaves) are written back: a leaf has no child crcs to
+//! fill in at the freeze, so the crc it was sealed with stays valid until it changes again,
+//! and a private block is in no reader's table. A written-back block:
+//! * is read from the device by the writer's lookups (`Writer::node`);
+//! * is read back in by `make_writable` — where every edit path starts — before it changes;
+//!   if it was published meanwhile (its transaction committed), it joins the readers' table
+//!   then, before its first logged change;
+//! * is not written again at the freeze (its crc goes into its parent as it is), and the
+//!   freeze's flush covers its write, which completed before;
+//! * after its transaction commits, is read by snapshots from the device like a frozen block
+//!   (it is not in the table; the parent's pointer is marked crc-pending and the block's own
+//!   header is checked).
+
+use arbor_format::constants::TREE_ID_CATALOG;
+use arbor_format::node::Node;
+use arbor_format::ChildPtr;
+
+use crate::io::WriteOp;
+use crate::mvcc::Image;
+use crate::store::Store;
+use crate::sync::Arc;
+use crate::writer::{Dirty, Writer};
+use crate::Result;
+
+impl Writer {
+    /// Writes back private leaves until dirty bytes are at most `target`.
+    pub(crate) fn write_back(&mut self, s: &Store, target: u64) -> Result<()> {
+        let block = u64::from(s.block_bytes);
+        let mut chosen = Vec::new();
+        let mut freed = 0u64;
+        for (addr, d) in &self.dirty {
+            if self.dirty_bytes.saturating_sub(freed) <= target {
+                break;
+            }
+            if d.private && is_plain_leaf(d) {
+                chosen.push(*addr);
+                freed += block;
+            }
+        }
+        // Seal and take the images out (private slots: nobody else looks at them).
+        let mut images = Vec::with_capacity(chosen.len());
+        for &addr in &chosen {
+            let slot = Arc::clone(&self.slot(addr)?.slot);
+            let mut st = slot.write();
+            let buf = st.buf_mut(addr)?;
+            arbor_format::header::seal_block(buf);
+            let crc = arbor_format::block_crc(buf);
+            let buf = match std::mem::replace(&mut st.image, Image::OnDisk { crc }) {
+                Image::Mutable(buf) => buf,
+                other => {
+                    st.image = other;
+                    return Err(crate::Error::corrupt(addr, "write-back of a block not in memory"));
+                }
+            };
+            drop(st);
+            images.push((addr, slot, buf));
+        }
+        let ops: Vec<WriteOp<'_>> = images
+            .iter()
+            .map(|(addr, _, buf)| WriteOp { offset: s.block_offset(*addr), data: buf })
+            .collect();
+        if let Err(e) = s.dev.write_batch(&ops) {
+            // Put the images back: nothing was lost; the caller turns the handle fail-stop.
+            drop(ops);
+            for (_, slot, buf) in images {
+                slot.write().image = Image::Mutable(buf);
+            }
+            return Err(e.into());
+        }
+        drop(ops);
+        let n = images.len() as u64;
+        s.counters.blocks_written.fetch_add(n, crate::sync::Ordering::Relaxed);
+        s.counters.blocks_written_early.fetch_add(n, crate::sync::Ordering::Relaxed);
+        for (addr, _, _) in &images {
+            // An older image at this address (a freed block's) must never be served again.
+            s.cache.remove(*addr);
+        }
+        self.dirty_bytes -= freed;
+        Ok(())
+    }
+
+    /// Reads a written-back block back in before it changes.
+    pub(crate) fn make_resident(&mut self, s: &Store, addr: u64) -> Result<()> {
+        let d = self.slot(addr)?;
+        let Image::OnDisk { crc } = d.slot.read().image else { return Ok(()) };
+        let (slot, private) = (Arc::clone(&d.slot), d.private);
+        let buf = s.read_uncached(ChildPtr::new(addr, self.gen, crc))?;
+        slot.write().image = Image::Mutable(buf);
+        self.dirty_bytes += u64::from(s.block_bytes);
+        if !private {
+            // Published while on disk: from its first logged change on, readers need it.
+            s.table.insert(addr, slot);
+        }
+        Ok(())
+    }
+
+    /// The crc a written-back block was sealed with, if it is on disk.
+    pub(crate) fn on_disk_crc(&self, addr: u64) -> Option<u32> {
+        match self.dirty.get(&addr)?.slot.read().image {
+            Image::OnDisk { crc } => Some(crc),
+            _ => None,
+        }
+    }
+
+    /// Removes a dirty block from the writer, keeping `dirty_bytes` right.
+    pub(crate) fn take_dirty(&mut self, addr: u64, block_bytes: u64) -> Option<Dirty> {
+        let d = self.dirty.remove(&addr)?;
+        if !d.slot.read().image.is_on_disk() {
+            self.dirty_bytes -= block_bytes;
+        }
+        Some(d)
+    }
+}
+
+/// A resident leaf of a user tree.
+fn is_plain_leaf(d: &Dirty) -> bool {
+    let st = d.slot.read();
+    let Image::Mutable(buf) = &st.image else { return false };
+    Node::decode_trusted(buf).is_ok_and(|n| n.level() == 0 && n.header().owner() != TREE_ID_CATALOG)
+}
