@@ -236,7 +236,7 @@ fn a_transaction_larger_than_the_dirty_budget() {
     }
     assert!(db.stats().blocks_written_early > 500, "{:?}", db.stats());
     tx.commit().unwrap();
-    let expect = |i: u32| (i % 7 != 0).then(|| vec![i as u8; 120]);
+    let expect = |i: u32| (!i.is_multiple_of(7)).then(|| vec![i as u8; 120]);
     let snap = db.snapshot().unwrap();
     let st = snap.tree("t").unwrap().unwrap();
     for i in (0..n).step_by(97) {
