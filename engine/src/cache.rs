@@ -9,17 +9,23 @@
 
 use crate::addr_map::{shard_of, AddrMap};
 use crate::io::AlignedBuf;
-use crate::sync::{lock, Arc, Mutex};
+use crate::sync::{read, write, Arc, AtomicBool, AtomicU64, Ordering, RwLock};
 
 struct Entry {
     buf: Arc<AlignedBuf>,
-    referenced: bool,
+    /// CLOCK's reference bit: set by lookups under the shard's read lock.
+    referenced: AtomicBool,
+}
+
+/// One shard: lookups share its lock (a reader preempted while holding it never blocks
+/// other readers); inserts and evictions take it exclusively.
+struct Shard {
+    inner: RwLock<Inner>,
+    hits: AtomicU64,
 }
 
 struct Inner {
     map: AddrMap<Entry>,
-    /// Hits on this shard (counted under its lock: no shared counter line for readers).
-    hits: u64,
     /// CLOCK ring of addresses; may hold addresses already removed (skipped lazily).
     ring: Vec<u64>,
     hand: usize,
@@ -29,7 +35,7 @@ struct Inner {
 /// Cache of clean block images. All methods take `&self`; one short lock per call, on one
 /// of `SHARDS` independent shards (by address), so readers on several threads rarely meet.
 pub struct BlockCache {
-    shards: Vec<Mutex<Inner>>,
+    shards: Vec<Shard>,
     /// Budget per shard.
     budget_bytes: u64,
 }
@@ -43,14 +49,14 @@ const EVICT_SCAN_MAX: usize = 1 << 16;
 
 impl BlockCache {
     pub fn new(budget_bytes: u64) -> BlockCache {
-        let shard = || {
-            Mutex::new(Inner {
+        let shard = || Shard {
+            inner: RwLock::new(Inner {
                 map: AddrMap::default(),
-                hits: 0,
                 ring: Vec::new(),
                 hand: 0,
                 bytes: 0,
-            })
+            }),
+            hits: AtomicU64::new(0),
         };
         BlockCache {
             shards: (0..SHARDS).map(|_| shard()).collect(),
@@ -64,26 +70,31 @@ impl BlockCache {
         shard_of(addr, SHARDS)
     }
 
-    fn shard(&self, addr: u64) -> &Mutex<Inner> {
+    fn shard(&self, addr: u64) -> &Shard {
         &self.shards[shard_of(addr, SHARDS)]
     }
 
     pub fn get(&self, addr: u64) -> Option<Arc<AlignedBuf>> {
-        let mut inner = lock(self.shard(addr));
-        let entry = inner.map.get_mut(&addr)?;
-        entry.referenced = true;
+        let shard = self.shard(addr);
+        let inner = read(&shard.inner);
+        let entry = inner.map.get(&addr)?;
+        if !entry.referenced.load(Ordering::Relaxed) {
+            entry.referenced.store(true, Ordering::Relaxed);
+        }
         let buf = Arc::clone(&entry.buf);
-        inner.hits += 1;
+        drop(inner);
+        shard.hits.fetch_add(1, Ordering::Relaxed);
         Some(buf)
     }
 
     /// Inserts (or replaces) the image at `addr` and evicts until under budget.
     pub fn insert(&self, addr: u64, buf: Arc<AlignedBuf>) {
-        let mut inner = lock(self.shard(addr));
+        let mut inner = write(&self.shard(addr).inner);
         let len = buf.len() as u64;
         // New entries start unreferenced: a scan of cold blocks then evicts itself before
         // it evicts blocks that were hit again (root and upper nodes stay resident).
-        if let Some(old) = inner.map.insert(addr, Entry { buf, referenced: false }) {
+        let entry = Entry { buf, referenced: AtomicBool::new(false) };
+        if let Some(old) = inner.map.insert(addr, entry) {
             inner.bytes -= old.buf.len() as u64;
         } else {
             inner.ring.push(addr);
@@ -94,23 +105,23 @@ impl BlockCache {
 
     /// Drops the entry at `addr` (its address is about to hold another image).
     pub fn remove(&self, addr: u64) {
-        let mut inner = lock(self.shard(addr));
+        let mut inner = write(&self.shard(addr).inner);
         if let Some(old) = inner.map.remove(&addr) {
             inner.bytes -= old.buf.len() as u64;
         }
     }
 
     pub fn bytes(&self) -> u64 {
-        self.shards.iter().map(|s| lock(s).bytes).sum()
+        self.shards.iter().map(|s| read(&s.inner).bytes).sum()
     }
 
     /// Lookups that found an entry (whatever the caller then decided about it).
     pub(crate) fn hits(&self) -> u64 {
-        self.shards.iter().map(|s| lock(s).hits).sum()
+        self.shards.iter().map(|s| s.hits.load(Ordering::Relaxed)).sum()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).map.len()).sum()
+        self.shards.iter().map(|s| read(&s.inner).map.len()).sum()
     }
 
     fn evict(&self, inner: &mut Inner) {
@@ -126,8 +137,8 @@ impl BlockCache {
                 None => {
                     inner.ring.swap_remove(inner.hand);
                 }
-                Some(entry) if entry.referenced => {
-                    entry.referenced = false;
+                Some(entry) if entry.referenced.load(Ordering::Relaxed) => {
+                    entry.referenced.store(false, Ordering::Relaxed);
                     inner.hand += 1;
                 }
                 Some(_) => {

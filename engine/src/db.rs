@@ -99,19 +99,7 @@ fn device_options(opts: &Options) -> DeviceOptions {
 }
 
 fn random_uuid() -> [u8; 16] {
-    let mut uuid = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        if f.read_exact(&mut uuid).is_ok() {
-            return uuid;
-        }
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    uuid.copy_from_slice(&(t ^ u128::from(std::process::id()) << 64).to_le_bytes());
-    uuid
+    crate::store::random_bytes()
 }
 
 /// Blocks kept back so a full store can still commit (allocator metadata) and delete.

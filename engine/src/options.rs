@@ -56,7 +56,10 @@ pub struct Options {
     pub durability: Durability,
     /// `Durability::Eventual`: the longest a commit waits to become durable.
     pub eventual_interval: Duration,
-    /// Dirty bytes of the open generation past which it is written back (DESIGN §4).
+    /// Dirty bytes in memory past which the open generation is written out at the next
+    /// commit boundary (Eventual/None commits) and, inside a transaction, private leaves are
+    /// written back early to their fresh addresses (DESIGN §4) so a transaction larger than
+    /// RAM works.
     pub dirty_max_bytes: u64,
     /// `create` overwrites an existing store or filesystem signature.
     pub force_create: bool,
@@ -78,7 +81,7 @@ impl Default for Options {
             file_max_bytes: 1 << 40,
             durability: Durability::Immediate,
             eventual_interval: Duration::from_millis(100),
-            dirty_max_bytes: 128 << 20,
+            dirty_max_bytes: 1 << 30,
             force_create: false,
         }
     }

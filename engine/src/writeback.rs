@@ -6,7 +6,8 @@
 //! Only *private leaves* (not catalog leaves) are written back: a leaf has no child crcs to
 //! fill in at the freeze, so the crc it was sealed with stays valid until it changes again,
 //! and a private block is in no reader's table. A written-back block:
-//! * is read from the device by the writer's lookups (`Writer::node`);
+//! * stays readable from the clean cache (or the device) for the writer's lookups
+//!   (`Writer::node`);
 //! * is read back in by `make_writable` — where every edit path starts — before it changes;
 //!   if it was published meanwhile (its transaction committed), it joins the readers' table
 //!   then, before its first logged change;
@@ -33,13 +34,29 @@ impl Writer {
         let block = u64::from(s.block_bytes);
         let mut chosen = Vec::new();
         let mut freed = 0u64;
-        for (addr, d) in &self.dirty {
+        // Oldest allocations first (a sequential load's full leaves, which nothing touches
+        // again), from where the last write-back stopped; then, if that is not enough, any
+        // private leaf.
+        while self.txn.writeback_cursor < self.txn.allocated.len() {
             if self.dirty_bytes.saturating_sub(freed) <= target {
                 break;
             }
-            if d.private && is_plain_leaf(d) {
-                chosen.push(*addr);
+            let (addr, _) = self.txn.allocated[self.txn.writeback_cursor];
+            self.txn.writeback_cursor += 1;
+            if self.dirty.get(&addr).is_some_and(|d| d.private && is_plain_leaf(d)) {
+                chosen.push(addr);
                 freed += block;
+            }
+        }
+        if self.dirty_bytes.saturating_sub(freed) > target {
+            for (addr, d) in &self.dirty {
+                if self.dirty_bytes.saturating_sub(freed) <= target {
+                    break;
+                }
+                if d.private && is_plain_leaf(d) && !chosen.contains(addr) {
+                    chosen.push(*addr);
+                    freed += block;
+                }
             }
         }
         // Seal and take the images out (private slots: nobody else looks at them).
@@ -76,9 +93,13 @@ impl Writer {
         let n = images.len() as u64;
         s.counters.blocks_written.fetch_add(n, crate::sync::Ordering::Relaxed);
         s.counters.blocks_written_early.fetch_add(n, crate::sync::Ordering::Relaxed);
-        for (addr, _, _) in &images {
-            // An older image at this address (a freed block's) must never be served again.
-            s.cache.remove(*addr);
+        for (addr, _, buf) in images {
+            // The written image becomes a clean cached one (dirty memory is what the budget
+            // bounds; the cache has its own). It replaces any older image at the address (a
+            // freed block's), and is replaced again if the block is written back or frozen
+            // after it changes; meanwhile readers find a changed published block in their
+            // table first.
+            s.cache.insert(addr, Arc::new(buf));
         }
         self.dirty_bytes -= freed;
         Ok(())
@@ -89,7 +110,9 @@ impl Writer {
         let d = self.slot(addr)?;
         let Image::OnDisk { crc } = d.slot.read().image else { return Ok(()) };
         let (slot, private) = (Arc::clone(&d.slot), d.private);
-        let buf = s.read_uncached(ChildPtr::new(addr, self.gen, crc))?;
+        // Usually still in the clean cache (a copy); else read and verified from the device.
+        let image = s.read_block(ChildPtr::new(addr, self.gen, crc))?;
+        let buf = crate::io::AlignedBuf::from_slice(&image, s.align);
         slot.write().image = Image::Mutable(buf);
         self.dirty_bytes += u64::from(s.block_bytes);
         if !private {

@@ -63,6 +63,8 @@ pub(crate) struct TxnScratch {
     pub next_tree_id_at_start: u64,
     /// Length of the orphan list when the transaction started (abort drops what it added).
     pub orphans_at_start: usize,
+    /// How far early write-back has walked `allocated` (it writes the oldest first).
+    pub writeback_cursor: usize,
 }
 
 impl Default for TxnScratch {
@@ -76,6 +78,7 @@ impl Default for TxnScratch {
             catalog_at_start: ChildPtr::NULL,
             next_tree_id_at_start: 0,
             orphans_at_start: 0,
+            writeback_cursor: 0,
         }
     }
 }
@@ -150,9 +153,13 @@ impl Writer {
             if let Some(d) = self.dirty.get(&ptr.address()) {
                 let st = d.slot.read();
                 if let Image::OnDisk { crc } = st.image {
-                    // Written back early: read it (not made resident; only edits do that).
-                    let at = ChildPtr::new(ptr.address(), self.gen, crc);
-                    return Ok(NodeBuf::Clean(Arc::new(s.read_uncached(at)?)));
+                    // Written back early: its clean image (not made resident; only edits
+                    // do that).
+                    return Ok(NodeBuf::Clean(s.read_block(ChildPtr::new(
+                        ptr.address(),
+                        self.gen,
+                        crc,
+                    ))?));
                 }
                 return Ok(NodeBuf::Dirty(st));
             }
