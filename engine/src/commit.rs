@@ -8,15 +8,21 @@
 //! writer lock and waits; when that flush ends one waiter becomes the leader of G and every
 //! commit that joined G meanwhile shares its single flush. A failed write or flush is
 //! recorded and every later commit gets `Error::PreviousIo` (fail-stop) until reopened.
+//!
+//! The hand-off ([`Pipeline::hand_off`]) is generic over the work it hands to a leader
+//! ([`Handoff`]): the engine's is [`Flush`] (`freeze::freeze`, then `freeze::write_out`),
+//! and `loom-tests/` drives the same hand-off with a toy writer and a fake flush. Exported
+//! `#[doc(hidden)]` for that reason only.
 
 use std::time::Instant;
 
-use crate::freeze::{self, SuperblockInputs};
+use crate::freeze::{self, Frozen, SuperblockInputs};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 use crate::writer::Writer;
 use crate::{Error, Result};
 
-pub(crate) struct DurableState {
+/// What the pipeline knows about durability, under `Pipeline::state`.
+pub struct DurableState {
     /// Newest generation whose flush completed.
     pub durable_gen: u64,
     /// A leader is freezing or writing a generation.
@@ -30,9 +36,70 @@ pub(crate) struct DurableState {
     pub last_durable_at: Instant,
 }
 
-pub(crate) struct Pipeline {
+/// The hand-off between committers: its state, and the condvar a flush's end signals.
+pub struct Pipeline {
     pub state: Mutex<DurableState>,
     pub changed: Condvar,
+}
+
+/// The newest durable superblock, as the hand-off records it: what a leader's freeze
+/// starts from, and what its flush made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurableMark {
+    pub gen: u64,
+    pub alternation: u8,
+    pub superblock_crc: u32,
+}
+
+/// The work a leader does for its generation. The hand-off calls `freeze` with the writer
+/// lock held and `write_out` with no lock held, once per generation.
+pub trait Handoff {
+    /// The state behind the writer lock.
+    type Writer;
+    /// A frozen generation: immutable, ready to write.
+    type Frozen;
+
+    /// The open generation: the one `freeze` would take.
+    fn open_gen(&self, w: &Self::Writer) -> u64;
+
+    /// Freezes the open generation and opens the next one. `durable` is the newest durable
+    /// superblock, which no other flush can change while this leader runs.
+    fn freeze(&self, w: &mut Self::Writer, durable: DurableMark) -> Result<Self::Frozen>;
+
+    /// Writes the frozen generation and issues one flush; returns what is now durable.
+    fn write_out(&self, frozen: Self::Frozen) -> Result<DurableMark>;
+}
+
+/// The engine's work: freeze the writer's open generation into the store, write it out.
+pub(crate) struct Flush<'a>(pub &'a crate::db::Shared);
+
+impl Handoff for Flush<'_> {
+    type Writer = Writer;
+    type Frozen = Frozen;
+
+    fn open_gen(&self, w: &Writer) -> u64 {
+        w.gen
+    }
+
+    fn freeze(&self, w: &mut Writer, durable: DurableMark) -> Result<Frozen> {
+        let inputs = SuperblockInputs {
+            uuid: self.0.uuid,
+            flushed_gen: durable.gen,
+            durable_alternation: durable.alternation,
+            prev_crc: durable.superblock_crc,
+        };
+        w.alloc.note_durable(inputs.flushed_gen);
+        freeze::freeze(w, &self.0.store, &inputs)
+    }
+
+    fn write_out(&self, frozen: Frozen) -> Result<DurableMark> {
+        freeze::write_out(&self.0.store, &frozen)?;
+        Ok(DurableMark {
+            gen: frozen.gen,
+            alternation: frozen.alternation,
+            superblock_crc: frozen.superblock_crc,
+        })
+    }
 }
 
 impl Pipeline {
@@ -46,93 +113,138 @@ impl Pipeline {
     pub(crate) fn durable_gen(&self) -> u64 {
         lock(&self.state).durable_gen
     }
+
+    /// Makes generation `target` durable, leading its flush or waiting for the one that
+    /// covers it. `guard`, if given, is `writer` held by the committing transaction; it is
+    /// released before any wait or I/O. With `wait == false` (Eventual commits) the call
+    /// returns at once if another flush is running.
+    pub fn hand_off<'a, H: Handoff>(
+        &self,
+        writer: &'a Mutex<H::Writer>,
+        guard: Option<MutexGuard<'a, H::Writer>>,
+        work: &H,
+        target: u64,
+        wait: bool,
+    ) -> Result<()> {
+        self.hand_off_inner(writer, guard, work, target, wait, false)
+    }
+
+    /// Test-only, for the loom model's broken variant: a waiter returns `Ok` as soon as the
+    /// flush it waited on ends, without checking that the flush covered `target` — the
+    /// classic group-commit bug (a commit that joined G acknowledged by G−1's flush).
+    #[doc(hidden)]
+    pub fn hand_off_broken_waiter_trusts_any_flush<'a, H: Handoff>(
+        &self,
+        writer: &'a Mutex<H::Writer>,
+        guard: Option<MutexGuard<'a, H::Writer>>,
+        work: &H,
+        target: u64,
+    ) -> Result<()> {
+        self.hand_off_inner(writer, guard, work, target, true, true)
+    }
+
+    fn hand_off_inner<'a, H: Handoff>(
+        &self,
+        writer: &'a Mutex<H::Writer>,
+        mut guard: Option<MutexGuard<'a, H::Writer>>,
+        work: &H,
+        target: u64,
+        wait: bool,
+        broken_waiter: bool,
+    ) -> Result<()> {
+        // Bounded: each round either returns or waits for a flush to end; a flush that ends
+        // without covering `target` leaves `flushing` false, so the next round leads.
+        loop {
+            let mut d = lock(&self.state);
+            if let Some(original) = &d.failed {
+                return Err(Error::PreviousIo { original: original.clone() });
+            }
+            if d.durable_gen >= target {
+                return Ok(());
+            }
+            if d.flushing {
+                drop(guard.take());
+                if !wait {
+                    return Ok(());
+                }
+                while d.flushing && d.failed.is_none() && d.durable_gen < target {
+                    d = match self.changed.wait(d) {
+                        Ok(g) => g,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                }
+                if broken_waiter {
+                    return Ok(());
+                }
+                continue;
+            }
+            d.flushing = true;
+            let durable = DurableMark {
+                gen: d.durable_gen,
+                alternation: d.durable_alternation,
+                superblock_crc: d.prev_crc,
+            };
+            drop(d);
+            let mut w = match guard.take() {
+                Some(g) => g,
+                None => lock(writer),
+            };
+            if work.open_gen(&w) > target {
+                // Someone froze `target` already; its leader reports the outcome.
+                drop(w);
+                self.finish(None);
+                continue;
+            }
+            let frozen = work.freeze(&mut w, durable);
+            debug_assert!(
+                frozen.is_err() || work.open_gen(&w) > target,
+                "a freeze closes the open generation, which holds `target`"
+            );
+            drop(w);
+            return match frozen.and_then(|f| work.write_out(f)) {
+                Ok(mark) => {
+                    assert!(mark.gen >= target, "the flush covers the leader's generation");
+                    self.finish(Some(Ok(mark)));
+                    Ok(())
+                }
+                Err(e) => {
+                    self.finish(Some(Err(e.to_string())));
+                    Err(e)
+                }
+            };
+        }
+    }
+
+    /// Ends the running flush (`None`: it froze nothing) and wakes every waiter.
+    fn finish(&self, outcome: Option<std::result::Result<DurableMark, String>>) {
+        let mut d = lock(&self.state);
+        assert!(d.flushing, "finish ends the running flush");
+        d.flushing = false;
+        match outcome {
+            Some(Ok(mark)) => {
+                assert!(mark.gen > d.durable_gen, "no generation is flushed twice");
+                d.durable_gen = mark.gen;
+                d.durable_alternation = mark.alternation;
+                d.prev_crc = mark.superblock_crc;
+                d.last_durable_at = Instant::now();
+            }
+            Some(Err(msg)) => {
+                d.failed.get_or_insert(msg);
+            }
+            None => {}
+        }
+        drop(d);
+        self.changed.notify_all();
+    }
 }
 
-/// Makes generation `target` durable. `guard`, if given, is the writer lock held by the
-/// committing transaction; it is released before any wait or I/O. With `wait == false`
-/// (Eventual commits) the call returns at once if another flush is running.
+/// Makes generation `target` durable with the engine's freeze and write-out (see
+/// [`Pipeline::hand_off`]).
 pub(crate) fn make_durable<'a>(
     db: &'a crate::db::Shared,
-    mut guard: Option<MutexGuard<'a, Writer>>,
+    guard: Option<MutexGuard<'a, Writer>>,
     target: u64,
     wait: bool,
 ) -> Result<()> {
-    // Bounded: each round either returns or waits for a flush to end; a flush that ends
-    // without covering `target` leaves `flushing` false, so the next round leads.
-    loop {
-        let mut d = lock(&db.pipeline.state);
-        if let Some(original) = &d.failed {
-            return Err(Error::PreviousIo { original: original.clone() });
-        }
-        if d.durable_gen >= target {
-            return Ok(());
-        }
-        if d.flushing {
-            drop(guard.take());
-            if !wait {
-                return Ok(());
-            }
-            while d.flushing && d.failed.is_none() && d.durable_gen < target {
-                d = match db.pipeline.changed.wait(d) {
-                    Ok(g) => g,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-            }
-            continue;
-        }
-        d.flushing = true;
-        let inputs = SuperblockInputs {
-            uuid: db.uuid,
-            flushed_gen: d.durable_gen,
-            durable_alternation: d.durable_alternation,
-            prev_crc: d.prev_crc,
-        };
-        drop(d);
-        let mut w = match guard.take() {
-            Some(g) => g,
-            None => lock(&db.writer),
-        };
-        if w.gen > target {
-            // Someone froze `target` already; its leader reports the outcome.
-            drop(w);
-            finish(db, None);
-            continue;
-        }
-        w.alloc.note_durable(inputs.flushed_gen);
-        let frozen = freeze::freeze(&mut w, &db.store, &inputs);
-        drop(w);
-        let result = frozen.and_then(|f| freeze::write_out(&db.store, &f).map(|()| f));
-        return match result {
-            Ok(f) => {
-                finish(db, Some(Ok((f.gen, f.alternation, f.superblock_crc))));
-                Ok(())
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                finish(db, Some(Err(msg)));
-                Err(e)
-            }
-        };
-    }
-}
-
-type Outcome = std::result::Result<(u64, u8, u32), String>;
-
-fn finish(db: &crate::db::Shared, outcome: Option<Outcome>) {
-    let mut d = lock(&db.pipeline.state);
-    d.flushing = false;
-    match outcome {
-        Some(Ok((gen, alternation, crc))) => {
-            d.durable_gen = gen;
-            d.durable_alternation = alternation;
-            d.prev_crc = crc;
-            d.last_durable_at = Instant::now();
-        }
-        Some(Err(msg)) => {
-            d.failed.get_or_insert(msg);
-        }
-        None => {}
-    }
-    drop(d);
-    db.pipeline.changed.notify_all();
+    db.pipeline.hand_off(&db.writer, guard, &Flush(db), target, wait)
 }

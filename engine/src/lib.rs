@@ -14,7 +14,8 @@ mod btree_write;
 pub mod cache;
 mod catalog;
 pub mod check;
-mod commit;
+#[doc(hidden)]
+pub mod commit;
 mod db;
 pub mod error;
 mod freeze;
