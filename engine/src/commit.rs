@@ -156,11 +156,14 @@ impl Pipeline {
         // without covering `target` leaves `flushing` false, so the next round leads.
         loop {
             let mut d = lock(&self.state);
-            if let Some(original) = &d.failed {
-                return Err(Error::PreviousIo { original: original.clone() });
-            }
+            // Durable first: a commit whose generation a flush covered is durable even if a
+            // later generation's flush then failed (reporting an error would invite the
+            // caller to apply it twice).
             if d.durable_gen >= target {
                 return Ok(());
+            }
+            if let Some(original) = &d.failed {
+                return Err(Error::PreviousIo { original: original.clone() });
             }
             if d.flushing {
                 drop(guard.take());
