@@ -121,6 +121,10 @@ pub(crate) fn apply_free(w: &mut Writer, s: &Store, r: &RegInner, f: u64, fr: Fr
     if let Some(slot) = &fr.slot {
         discard_slot(w, s, fr.addr, slot);
     }
+    // No snapshot can reach the block any more: its cached image is dead weight.
+    if fr.count == 1 {
+        s.cache.remove(fr.addr);
+    }
     if fr.gen == w.gen {
         // Never written and never reachable from a superblock (DESIGN §6 rules 2, 3).
         w.alloc.free_now(fr.addr, fr.count);
@@ -144,6 +148,9 @@ pub(crate) fn release_pins(w: &mut Writer, s: &Store, r: &RegInner) {
         }
         w.alloc.release_hold(pin.addr, pin.count);
         w.hist.pinned_blocks -= pin.count;
+        if pin.count == 1 {
+            s.cache.remove(pin.addr);
+        }
         if let Some(slot) = &pin.slot {
             w.hist.retained_bytes -= block_bytes;
             discard_slot(w, s, pin.addr, slot);
