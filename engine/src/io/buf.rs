@@ -33,6 +33,11 @@ impl AlignedBuf {
             let ptr = NonNull::new(align as *mut u8).expect("align is non-zero");
             return AlignedBuf { ptr, len, align };
         }
+        if let Some(ptr) = super::pool::take(len, align) {
+            // SAFETY: the pool hands out `len` writable bytes owned by this buffer alone.
+            unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
+            return AlignedBuf { ptr, len, align };
+        }
         let layout = Layout::from_size_align(len, align).expect("valid buffer layout");
         // SAFETY: `layout` has a non-zero size (len > 0 checked above).
         let raw = unsafe { alloc::alloc_zeroed(layout) };
@@ -42,7 +47,17 @@ impl AlignedBuf {
 
     /// Copies `bytes` into a new buffer aligned to `align`.
     pub fn from_slice(bytes: &[u8], align: usize) -> AlignedBuf {
-        let mut buf = AlignedBuf::zeroed(bytes.len(), align);
+        assert!(align.is_power_of_two(), "alignment must be a power of two");
+        let len = bytes.len();
+        if len > 0 {
+            if let Some(ptr) = super::pool::take(len, align) {
+                // SAFETY: the pool hands out `len` writable bytes owned by this buffer alone,
+                // and `bytes` (a live slice) cannot overlap them; every byte is written here.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), len) };
+                return AlignedBuf { ptr, len, align };
+            }
+        }
+        let mut buf = AlignedBuf::zeroed(len, align);
         buf.copy_from_slice(bytes);
         buf
     }
@@ -84,11 +99,12 @@ impl Clone for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        if self.len == 0 {
+        if self.len == 0 || super::pool::give(self.ptr, self.len, self.align) {
             return;
         }
         let layout = Layout::from_size_align(self.len, self.align).expect("layout was valid");
-        // SAFETY: allocated in `zeroed` with exactly this layout and not freed before.
+        // SAFETY: allocated in `zeroed` with exactly this layout (not a pooled class, or the
+        // pool would have taken it back above) and not freed before.
         unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
     }
 }

@@ -24,6 +24,7 @@ mod check;
 mod counting;
 mod file;
 mod open;
+mod pool;
 mod sim;
 mod sync_dev;
 mod uring;
