@@ -57,9 +57,13 @@ fn a_snapshot_sees_its_commit_while_the_writer_moves_on() {
 /// removals free a root's child and promote it (the old root freed); another tree is built
 /// so the allocator hands the freed addresses out again; the old snapshot must still read
 /// exactly its contents. `durability` None keeps everything in one generation, where freed
-/// blocks were never written and their addresses are reusable at once.
+/// blocks were never written and their addresses are reusable at once; Immediate frees
+/// through pending generations.
 fn seed_scenario(durability: Durability, disable_pinning: bool) -> Result<(), String> {
-    let db = new_db(7, small_opts());
+    // A small device (128 data blocks): the allocator runs out of never-used blocks within a
+    // few rounds and must hand out freed addresses, whatever order it searches in.
+    let dev = SimDevice::new(768 << 10, 4096, 7);
+    let db = Db::create_on(Box::new(dev), small_opts()).unwrap();
     if disable_pinning {
         db.testing_disable_pinning();
     }
@@ -85,7 +89,7 @@ fn seed_scenario(durability: Durability, disable_pinning: bool) -> Result<(), St
     tx.commit().unwrap();
     // The more complicated case: the freed addresses are reallocated several times, each
     // life with new log entries, while the old snapshot walks down.
-    for round in 0..6u32 {
+    for round in 0..24u32 {
         let mut tx = db.begin_write().unwrap();
         tx.set_durability(durability);
         let name = format!("b{round}");

@@ -78,7 +78,7 @@ pub(crate) struct Allocator {
     /// The pending-list blocks the last persist wrote (or load read), head first.
     pending_lists: Vec<ChildPtr>,
     /// Where the next search starts: right after the previous allocation, so one
-    /// generation's blocks are contiguous. Reset to the start at every persist.
+    /// generation's blocks — and the next generation's — are contiguous (wraps at the end).
     cursor: u64,
     /// The pending map changed since the last persist (so the lists must be rewritten even
     /// if no chunk is dirty).

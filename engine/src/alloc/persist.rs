@@ -57,7 +57,12 @@ impl Allocator {
     /// block is sealed with generation `gen` and owner `TREE_ID_ALLOCATOR`. On `NoSpace`
     /// nothing changed but the chunk dirty flags: grow the device and call again.
     pub fn persist(&mut self, gen: u64) -> Result<Persisted, AllocError> {
-        self.cursor = self.first_data;
+        // Right after the generation's last allocation, if there is room in the same dirty
+        // chunk: then the commit's blocks and the allocator's own form one contiguous write.
+        // The cursor is not reset: the next generation continues after this one (next fit
+        // over the whole device, wrapping), so each commit writes one sequential run instead
+        // of filling single-block holes at the lowest addresses.
+        let after = self.cursor;
         if self.bitmap.dirty_count() == 0
             && !self.pending_changed
             && !self.orphans_changed
@@ -83,8 +88,11 @@ impl Allocator {
             }
             passes += 1;
             let slack = self.ptrs.len() as u64 + 1;
-            let got =
-                if passes > PERSIST_PASSES_MAX { None } else { self.alloc_own(need - have, slack) };
+            let got = if passes > PERSIST_PASSES_MAX {
+                None
+            } else {
+                self.alloc_own(need - have, slack, after)
+            };
             match got {
                 Some(runs) => own.extend(runs),
                 None => {
@@ -162,8 +170,16 @@ impl Allocator {
 
     /// Allocates `count` blocks for the allocator's own use (module comment, pass 1).
     /// `None` if there is not enough free space; then nothing was allocated.
-    fn alloc_own(&mut self, count: u64, slack: u64) -> Option<Vec<Run>> {
+    fn alloc_own(&mut self, count: u64, slack: u64, after: u64) -> Option<Vec<Run>> {
         let bits = self.bitmap.bits_per_chunk();
+        let k = after / bits;
+        if after < self.bitmap.block_count() && self.bitmap.is_dirty(k) {
+            let end = ((k + 1) * bits).min(self.bitmap.block_count());
+            if let Some(start) = self.bitmap.find_run(after.max(self.first_data), end, count) {
+                self.bitmap.set_range(start, count);
+                return Some(vec![Run { start, count }]);
+            }
+        }
         let dirty = self.bitmap.dirty_chunks();
         for &k in &dirty {
             if self.bitmap.chunk_free(k) >= count {
