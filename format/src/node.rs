@@ -274,7 +274,7 @@ impl<'a> Node<'a> {
         let (mut low, mut high) = (0, self.count);
         while low < high {
             let mid = low + (high - low) / 2;
-            match self.key(mid).cmp(key) {
+            match compare_keys(self.key(mid), key) {
                 Ordering::Less => low = mid + 1,
                 Ordering::Greater => high = mid,
                 Ordering::Equal => return Ok(mid),
@@ -479,6 +479,19 @@ fn check_overflow_item(
         return corrupt(format!("overflow reference {r:?}: block count does not fit length"));
     }
     Ok(())
+}
+
+/// Unsigned-byte order of two keys, deciding on the first eight bytes with one integer
+/// comparison when both have them (most keys differ there), else as slices.
+#[inline]
+fn compare_keys(a: &[u8], b: &[u8]) -> Ordering {
+    if let (Some(ha), Some(hb)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        let (x, y) = (u64::from_be_bytes(*ha), u64::from_be_bytes(*hb));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    a.cmp(b)
 }
 
 #[cfg(test)]
