@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arbor::io::SplitMix64 as Rng;
 use arbor::{Db, Durability, Options};
 
 fn key(i: u64) -> [u8; 24] {
@@ -19,17 +20,6 @@ fn key(i: u64) -> [u8; 24] {
     k[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
     k[8..16].copy_from_slice(&i.to_le_bytes());
     k
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 fn load(db: &Db, keys: u64) -> arbor::Result<()> {
@@ -47,7 +37,7 @@ fn overwrite(db: &Db, rng: &mut Rng, keys: u64, n: u64, d: Durability) -> arbor:
     tx.set_durability(d);
     let mut t = tx.tree("t")?;
     for _ in 0..n {
-        t.insert(&key(rng.next() % keys), &[rng.next() as u8; 150])?;
+        t.insert(&key(rng.next_u64() % keys), &[rng.next_u64() as u8; 150])?;
     }
     tx.commit()?;
     Ok(())
@@ -68,7 +58,7 @@ fn gets_per_sec(db: &Arc<Db>, keys: u64, threads: usize) -> f64 {
                         // A fresh snapshot every 1,000 gets, as a reader serving requests would.
                         tree = db.snapshot().unwrap().tree("t").unwrap().unwrap();
                     }
-                    found += u64::from(tree.get(&key(rng.next() % keys)).unwrap().is_some());
+                    found += u64::from(tree.get(&key(rng.next_u64() % keys)).unwrap().is_some());
                 }
                 assert_eq!(found, GETS);
             })

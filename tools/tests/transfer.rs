@@ -14,10 +14,10 @@ fn sample() -> Vec<(&'static str, Entries)> {
         (vec![0xff; 40], vec![0xff]),
     ];
     for i in 0..3000u32 {
-        let len = 1 + (rng.next() % 60) as usize;
+        let len = 1 + (rng.next_u64() % 60) as usize;
         let mut k = rng.bytes(len);
         k.extend_from_slice(&i.to_be_bytes());
-        let vlen = (rng.next() % 700) as usize;
+        let vlen = (rng.next_u64() % 700) as usize;
         let v = if i % 3 == 0 { vec![] } else { rng.bytes(vlen) };
         bin.push((k, v));
     }

@@ -63,16 +63,31 @@ struct Faults {
 }
 
 /// A small, seedable, portable generator (splitmix64), so crash images are reproducible.
-#[derive(Default, Clone)]
-struct SplitMix64(u64);
+/// Public so tests and examples that drive the simulated device share one generator.
+#[derive(Default, Clone, Debug)]
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// Uniform enough in `0..n` for tests (`n` = 0 is treated as 1).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
     }
 }
 
@@ -152,16 +167,16 @@ impl SimDevice {
         let mut st = sync::lock(&inner.state);
         let mut image = st.durable.clone();
         let sector = inner.sector_bytes as usize;
-        let mut rng = SplitMix64(st.rng.next());
+        let mut rng = SplitMix64(st.rng.next_u64());
         for (offset, data) in &st.pending {
             for (i, chunk) in data.chunks(sector).enumerate() {
-                if rng.next() & 1 == 1 {
+                if rng.next_u64() & 1 == 1 {
                     let at = offset + (i * sector) as u64;
                     inner.write_into(&mut image, None, at, chunk);
                 }
             }
         }
-        let seed = st.rng.next();
+        let seed = st.rng.next_u64();
         drop(st);
         SimDevice::with_pages(inner.len_bytes, inner.sector_bytes, seed, image)
     }

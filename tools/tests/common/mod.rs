@@ -182,17 +182,5 @@ pub fn encode_dump(trees: &[(&str, Entries)]) -> Vec<u8> {
 }
 
 /// SplitMix64, so failures name a reproducible seed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
+#[allow(unused_imports)] // not every test binary that shares this module draws numbers
+pub use arbor::io::SplitMix64 as Rng;
