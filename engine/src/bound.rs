@@ -29,14 +29,6 @@ fn describe(w: &Writer, opts: &Options) -> String {
     )
 }
 
-/// Releases what departed snapshots held and prunes (under the registry lock).
-fn settle(w: &mut Writer, db: &Shared, r: &mut RegInner) {
-    r.sweep();
-    history::release_pins(w, &db.store, r);
-    let bound = r.prune_bound(w.seq + 1);
-    history::prune(w, &db.store, bound);
-}
-
 /// `ExpireOldest`, at a commit: expires oldest-first while over the bound. A snapshot with
 /// a reader operation in progress is released at a later commit (§10.7 grace), so the loop
 /// stops there rather than expiring every younger snapshot too.
@@ -46,7 +38,7 @@ pub(crate) fn expire_if_over(w: &mut Writer, db: &Shared, r: &mut RegInner) {
     }
     while over(w, &db.opts) && r.expire_oldest() {
         let before = r.departures;
-        settle(w, db, r);
+        history::settle(w, &db.store, r);
         if r.departures == before {
             break;
         }
@@ -59,7 +51,7 @@ pub(crate) fn enforce(w: &mut Writer, db: &Shared) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut r = db.registry.lock();
     loop {
-        settle(w, db, &mut r);
+        history::settle(w, &db.store, &mut r);
         if !over(w, &db.opts) {
             return Ok(());
         }

@@ -98,8 +98,21 @@ fn device_options(opts: &Options) -> DeviceOptions {
     }
 }
 
+/// A store's uuid: 16 bytes from `/dev/urandom` (the clock and pid if it cannot be read).
 fn random_uuid() -> [u8; 16] {
-    crate::store::random_bytes()
+    let mut out = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        if f.read_exact(&mut out).is_ok() {
+            return out;
+        }
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    out.copy_from_slice(&(t ^ u128::from(std::process::id()) << 64).to_le_bytes());
+    out
 }
 
 /// Blocks kept back so a full store can still commit (allocator metadata) and delete.

@@ -134,7 +134,7 @@ pub(crate) fn apply_free(w: &mut Writer, s: &Store, r: &RegInner, f: u64, fr: Fr
 }
 
 /// Releases pins no outstanding snapshot needs any more (only when one has left).
-pub(crate) fn release_pins(w: &mut Writer, s: &Store, r: &RegInner) {
+fn release_pins(w: &mut Writer, s: &Store, r: &RegInner) {
     if r.departures == w.hist.seen_departures {
         return;
     }
@@ -158,10 +158,23 @@ pub(crate) fn release_pins(w: &mut Writer, s: &Store, r: &RegInner) {
     }
 }
 
+/// Drops expired snapshots no reader is using, then [`release_and_prune`].
+pub(crate) fn settle(w: &mut Writer, s: &Store, r: &mut RegInner) {
+    r.sweep();
+    release_and_prune(w, s, r);
+}
+
+/// Releases pins of departed snapshots and prunes the log below the oldest outstanding seq.
+pub(crate) fn release_and_prune(w: &mut Writer, s: &Store, r: &RegInner) {
+    release_pins(w, s, r);
+    let bound = r.prune_bound(w.seq + 1);
+    prune(w, s, bound);
+}
+
 /// Prunes log entries older than `bound` (the oldest outstanding seq); frozen blocks left
 /// with no entries leave the table; generation start seqs no snapshot can be older than
 /// are forgotten (0 is then the conservative answer).
-pub(crate) fn prune(w: &mut Writer, s: &Store, bound: u64) {
+fn prune(w: &mut Writer, s: &Store, bound: u64) {
     let block_bytes = u64::from(s.block_bytes);
     while w.hist.order.front().is_some_and(|(seq, _)| *seq < bound) {
         let Some((_, slot)) = w.hist.order.pop_front() else { break };

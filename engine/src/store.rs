@@ -153,23 +153,6 @@ impl Store {
     }
 }
 
-/// 16 random bytes (from `/dev/urandom`; the clock and pid if it cannot be read).
-pub(crate) fn random_bytes() -> [u8; 16] {
-    let mut out = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        if f.read_exact(&mut out).is_ok() {
-            return out;
-        }
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    out.copy_from_slice(&(t ^ u128::from(std::process::id()) << 64).to_le_bytes());
-    out
-}
-
 /// Verifies a block image against the pointer that names it.
 pub(crate) fn verify_against(buf: &[u8], ptr: ChildPtr) -> Result<()> {
     let addr = ptr.address();

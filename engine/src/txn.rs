@@ -210,9 +210,7 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
         history::apply_free(w, s, &r, commit_seq, freed);
     }
     r.publish(RootRecord { seq: commit_seq, gen: w.gen, catalog: w.catalog });
-    history::release_pins(w, s, &r);
-    let bound = r.prune_bound(w.seq + 1);
-    history::prune(w, s, bound);
+    history::release_and_prune(w, s, &r);
     bound::expire_if_over(w, db, &mut r);
     drop(r);
     w.txn = TxnScratch::default();
@@ -266,12 +264,7 @@ fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
     w.catalog = txn.catalog_at_start;
     w.next_tree_id = txn.next_tree_id_at_start;
     w.trees_changed.clear();
-    let mut r = db.registry.lock();
-    r.sweep();
-    history::release_pins(w, &db.store, &r);
-    let bound = r.prune_bound(w.seq + 1);
-    history::prune(w, &db.store, bound);
-    drop(r);
+    history::settle(w, &db.store, &mut db.registry.lock());
     note_figures(w, db);
     Ok(())
 }
