@@ -54,9 +54,11 @@ fn seal(w: &mut Writer, ptr: ChildPtr, depth: usize) -> Result<ChildPtr> {
     }
     // Collect the children (or catalog tree roots) that need sealing first.
     let (level, owner, len) = w.peek(addr, |n| Ok((n.level(), n.header().owner(), n.len())))?;
-    for i in 0..len {
-        if level > 0 {
-            let child = w.peek(addr, |n| Ok(n.child(i)))?;
+    if level > 0 {
+        // Sealing a child changes only the crc stored for it here, never which children
+        // this node has: read them once.
+        let children = w.peek(addr, |n| Ok((0..len).map(|i| n.child(i)).collect::<Vec<_>>()))?;
+        for (i, child) in children.into_iter().enumerate() {
             if child.is_crc_pending() || child.generation() == w.gen {
                 let sealed = seal(w, child, depth + 1)?;
                 // Not logged: crcs are derived at write-out (§10.12).
@@ -65,7 +67,9 @@ fn seal(w: &mut Writer, ptr: ChildPtr, depth: usize) -> Result<ChildPtr> {
                     Ok(())
                 })?;
             }
-        } else if owner == TREE_ID_CATALOG {
+        }
+    } else if owner == TREE_ID_CATALOG {
+        for i in 0..len {
             let bytes = w.peek(addr, |n| match n.leaf_value(i) {
                 LeafValue::Inline(v) => Ok(v.to_vec()),
                 LeafValue::Overflow(_) => Err(Error::corrupt(addr, "overflow in catalog")),

@@ -49,11 +49,12 @@ impl Writer {
             }
         }
         if self.dirty_bytes.saturating_sub(freed) > target {
+            let picked: std::collections::HashSet<u64> = chosen.iter().copied().collect();
             for (addr, d) in &self.dirty {
                 if self.dirty_bytes.saturating_sub(freed) <= target {
                     break;
                 }
-                if d.private && is_plain_leaf(d) && !chosen.contains(addr) {
+                if d.private && is_plain_leaf(d) && !picked.contains(addr) {
                     chosen.push(*addr);
                     freed += block;
                 }
