@@ -3,18 +3,30 @@
 //! file growth rule (DESIGN §7, §10.16).
 //!
 //! Opening rules:
-//! * block device (`S_ISBLK`): `O_DIRECT | O_EXCL` — the kernel's exclusive claim, which also
-//!   conflicts with a mounted filesystem; `EBUSY` becomes [`Error::Locked`]. Length from
-//!   `BLKGETSIZE64`, sector from `BLKSSZGET`. A block device never grows.
-//! * regular file: `O_DIRECT`, created with mode 0600, then `flock(LOCK_EX | LOCK_NB)`
-//!   (through `File::try_lock`). flock locks belong to the open file description, so a second
-//!   open in the same process conflicts exactly like one in another process. The sector is
+//! * block device (`S_ISBLK`): the kernel's exclusive claim is an `O_EXCL` open of its own
+//!   (it also conflicts with a mounted filesystem; `EBUSY` becomes [`Error::Locked`]); I/O
+//!   goes through a second, non-exclusive `O_DIRECT` open. Length from `BLKGETSIZE64`,
+//!   sector from `BLKSSZGET`. A block device never grows.
+//! * regular file: `flock(LOCK_EX | LOCK_NB)` (through `File::try_lock`) on an open of its
+//!   own, created with mode 0600; I/O goes through a second, `O_DIRECT` open. flock locks
+//!   belong to the open file description, so a second open in the same process conflicts
+//!   exactly like one in another process. The sector is
 //!   the direct-I/O alignment the kernel reports through `statx(STATX_DIOALIGN)` (the larger
 //!   of the offset and memory alignments, at least 512); kernels before 6.1 do not report
 //!   it, and then we assume 4096, which every Linux filesystem accepts for direct I/O on
 //!   devices with logical sectors up to 4 KiB. tmpfs/ramfs, and filesystems that report a
 //!   zero direct-I/O alignment or refuse `O_DIRECT` with `EINVAL`, are refused with a clear
 //!   [`Error::InvalidInput`].
+//!
+//! # Why the lock has a descriptor of its own
+//! A flock or an `O_EXCL` claim is released when the last reference to its open file
+//! description goes. io_uring requests hold references to the file they target, and when a
+//! process is killed the kernel frees its rings (and those references) asynchronously, after
+//! the process has been reaped: with the lock on the I/O descriptor, a `Db::open` right
+//! after `kill -9` and `wait()` saw [`Error::Locked`] for a few milliseconds. The lock
+//! descriptor never reaches a ring, so it is closed with the process. The dying process's
+//! in-flight requests are not what lingers: exit cancels them and waits for them to
+//! complete before the process can be reaped.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -46,9 +58,14 @@ pub(crate) enum TargetKind {
     File,
 }
 
-/// An opened, exclusively held target. The lock (flock or O_EXCL) lives as long as `file`.
+/// An opened, exclusively held target.
 pub(crate) struct DevFile {
+    /// The descriptor every read, write and flush goes through (io_uring's too).
     file: File,
+    /// Holds the lock (flock, or the `O_EXCL` claim) and nothing else: never used for I/O,
+    /// so no io_uring request ever references it (see the module comment). Declared after
+    /// `file` so that it is closed last.
+    _lock: File,
     path: PathBuf,
     kind: TargetKind,
     sector_bytes: u32,
@@ -86,16 +103,23 @@ impl DevFile {
     }
 
     fn open_block(path: &Path) -> Result<DevFile, Error> {
+        // The claim first: a busy device is `Locked` before anything else is tried.
+        let lock = OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(path).map_err(
+            |e| match e.raw_os_error() {
+                Some(libc::EBUSY) => Error::Locked,
+                _ => Error::Io(e),
+            },
+        )?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_DIRECT | libc::O_EXCL)
+            .custom_flags(libc::O_DIRECT)
             .open(path)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::EBUSY) => Error::Locked,
                 Some(libc::EINVAL) => unsupported_direct_io(path, "open returned EINVAL"),
                 _ => Error::Io(e),
             })?;
+        check_same_target(&lock, &file, path)?;
         let fd = file.as_raw_fd();
         let mut size: u64 = 0;
         // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points to `size`,
@@ -120,6 +144,7 @@ impl DevFile {
         let len = size - size % u64::from(sector_bytes);
         Ok(DevFile {
             file,
+            _lock: lock,
             path: path.to_owned(),
             kind: TargetKind::BlockDevice,
             sector_bytes,
@@ -131,22 +156,31 @@ impl DevFile {
     }
 
     fn open_file(path: &Path, create: bool, opts: &DeviceOptions) -> Result<DevFile, Error> {
+        // The lock first (creating the file if asked): nothing else is tried on a file that
+        // another handle holds. Write access only because `create` needs it; no byte is
+        // ever written through this descriptor.
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(create)
+            .create(create)
+            .mode(0o600)
+            .open(path)
+            .map_err(Error::Io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::Io(e)),
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(create)
-            .mode(0o600)
             .custom_flags(libc::O_DIRECT)
             .open(path)
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::EINVAL) => unsupported_direct_io(path, "open returned EINVAL"),
                 _ => Error::Io(e),
             })?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked),
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::Io(e)),
-        }
+        check_same_target(&lock, &file, path)?;
         check_filesystem(&file, path)?;
         let sector_bytes = file_sector_bytes(&file, path)?;
         let size = file.metadata().map_err(Error::Io)?.len();
@@ -154,6 +188,7 @@ impl DevFile {
         let step = opts.grow_step_bytes.max(sector).div_ceil(sector) * sector;
         let dev = DevFile {
             file,
+            _lock: lock,
             path: path.to_owned(),
             kind: TargetKind::File,
             sector_bytes,
@@ -303,6 +338,20 @@ impl DevFile {
         self.len_bytes.store(target, Ordering::Release);
         Ok(target)
     }
+}
+
+/// The lock protects the target only if both opens reached the same one: refuses a path that
+/// was renamed or replaced between them.
+fn check_same_target(lock: &File, file: &File, path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (lock.metadata().map_err(Error::Io)?, file.metadata().map_err(Error::Io)?);
+    if (a.dev(), a.ino(), a.rdev()) != (b.dev(), b.ino(), b.rdev()) {
+        return Err(Error::InvalidInput(format!(
+            "{} was replaced while it was being opened",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses filesystems whose "direct" I/O is not direct: tmpfs and ramfs accept `O_DIRECT`
