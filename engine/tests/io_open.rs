@@ -23,6 +23,7 @@ fn small_opts(backend: IoBackend) -> DeviceOptions {
         grow_step_bytes: 1 << 20,
         max_bytes: 4 << 20,
         initial_bytes: 1 << 20,
+        overwrite_existing: false,
     }
 }
 

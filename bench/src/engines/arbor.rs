@@ -53,8 +53,11 @@ pub struct ArborEngine {
 
 impl ArborEngine {
     pub fn create(store: &Store) -> BenchResult<ArborEngine> {
-        let opts =
-            Options { cache_bytes: CACHE_BYTES, force_create: store.erase, ..Options::default() };
+        let opts = Options {
+            cache_bytes: CACHE_BYTES,
+            overwrite_existing: store.erase,
+            ..Options::default()
+        };
         let db = Db::create(&store.path, opts).map_err(ctx("Db::create"))?;
         Ok(ArborEngine { db })
     }

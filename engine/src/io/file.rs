@@ -34,7 +34,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::open::DeviceOptions;
+use super::open::{probe_target, DeviceOptions};
 use super::AlignedBuf;
 use crate::sync::{self, AtomicU64, Mutex, Ordering};
 use crate::Error;
@@ -51,6 +51,8 @@ const SECTOR_BYTES_MAX: u32 = 64 * 1024;
 /// Size of each zero write that initialises newly grown file space (DESIGN §10.16).
 const GROW_ZERO_WRITE_BYTES: usize = 4 << 20;
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
+/// `EINTR`s tolerated while the existing-data probe reads one region.
+const READ_INTERRUPTS_MAX: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TargetKind {
@@ -88,18 +90,36 @@ fn unsupported_direct_io(path: &Path, why: &str) -> Error {
 
 impl DevFile {
     pub(crate) fn open(path: &Path, create: bool, opts: &DeviceOptions) -> Result<DevFile, Error> {
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.file_type().is_block_device() => DevFile::open_block(path),
-            Ok(meta) if !meta.is_file() => Err(Error::InvalidInput(format!(
-                "{} is neither a regular file nor a block device",
-                path.display()
-            ))),
-            Ok(_) => DevFile::open_file(path, create, opts),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                DevFile::open_file(path, create, opts)
+        let dev = match std::fs::metadata(path) {
+            Ok(meta) if meta.file_type().is_block_device() => DevFile::open_block(path)?,
+            Ok(meta) if !meta.is_file() => {
+                return Err(Error::InvalidInput(format!(
+                    "{} is neither a regular file nor a block device",
+                    path.display()
+                )))
             }
-            Err(e) => Err(Error::Io(e)),
+            Ok(_) => DevFile::open_file(path, create, opts)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                DevFile::open_file(path, create, opts)?
+            }
+            Err(e) => return Err(Error::Io(e)),
+        };
+        // Refuse existing data before anything is written: growing a file zero-fills from
+        // its last whole sector, which would destroy a short file's bytes.
+        if create && !opts.overwrite_existing {
+            dev.refuse_existing_data()?;
         }
+        if create && dev.kind == TargetKind::File && dev.len() < opts.initial_bytes {
+            // The first growth is exactly the requested initial size (rounded to the sector),
+            // not a multiple of the step.
+            let sector = u64::from(dev.sector_bytes);
+            let want = opts.initial_bytes.div_ceil(sector) * sector;
+            dev.grow_to(want.min(dev.max_bytes)).map_err(Error::Io)?;
+        }
+        if dev.kind == TargetKind::File {
+            dev.check_first_read()?;
+        }
+        Ok(dev)
     }
 
     fn open_block(path: &Path) -> Result<DevFile, Error> {
@@ -186,7 +206,7 @@ impl DevFile {
         let size = file.metadata().map_err(Error::Io)?.len();
         let sector = u64::from(sector_bytes);
         let step = opts.grow_step_bytes.max(sector).div_ceil(sector) * sector;
-        let dev = DevFile {
+        Ok(DevFile {
             file,
             _lock: lock,
             path: path.to_owned(),
@@ -196,15 +216,51 @@ impl DevFile {
             grow_step_bytes: step,
             max_bytes: opts.max_bytes - opts.max_bytes % sector,
             grow_lock: Mutex::new(()),
+        })
+    }
+
+    /// `create`'s safety check ([`probe_target`]) on the target's real bytes: a file's whole
+    /// length, including a partial last sector that [`DevFile::len`] leaves out.
+    fn refuse_existing_data(&self) -> Result<(), Error> {
+        let len_bytes = match self.kind {
+            TargetKind::BlockDevice => self.len(),
+            TargetKind::File => self.file.metadata().map_err(Error::Io)?.len(),
         };
-        if create && dev.len() < opts.initial_bytes {
-            // The first growth is exactly the requested initial size (rounded to the sector),
-            // not a multiple of the step.
-            let want = opts.initial_bytes.div_ceil(sector) * sector;
-            dev.grow_to(want.min(dev.max_bytes)).map_err(Error::Io)?;
+        let found = probe_target(len_bytes, self.sector_bytes, &mut |offset, buf| {
+            self.read_to_end_of_file(offset, buf)
+        });
+        match found {
+            Ok(None) => Ok(()),
+            Ok(Some(what)) => Err(Error::ExistingData { what }),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(unsupported_direct_io(&self.path, "an aligned read returned EINVAL"))
+            }
+            Err(e) => Err(Error::Io(e)),
         }
-        dev.check_first_read()?;
-        Ok(dev)
+    }
+
+    /// Fills `buf` (aligned, whole sectors) from `offset`, stopping at the end of the file:
+    /// the bytes past it are left as they were.
+    fn read_to_end_of_file(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let sector = self.sector_bytes as usize;
+        debug_assert!(offset.is_multiple_of(sector as u64));
+        debug_assert!(buf.len().is_multiple_of(sector));
+        let mut done = 0;
+        // Each successful call reads at least one whole sector or ends the loop.
+        let calls_max = buf.len() / sector + READ_INTERRUPTS_MAX;
+        for _ in 0..calls_max {
+            if done == buf.len() {
+                break;
+            }
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) if !n.is_multiple_of(sector) => break, // a partial sector: end of file
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Some filesystems accept `O_DIRECT` at open and fail the first aligned read with
