@@ -138,6 +138,11 @@ impl Engine for ArborEngine {
         Some(self.db.stats().flushes)
     }
 
+    fn used_bytes(&self) -> Option<u64> {
+        let s = self.db.stats();
+        Some((s.blocks_total - s.blocks_free) * u64::from(s.block_bytes))
+    }
+
     fn note(&self) -> Option<String> {
         let s = self.db.stats();
         let live = (s.blocks_total - s.blocks_free) * u64::from(s.block_bytes);
