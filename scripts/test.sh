@@ -31,3 +31,22 @@ if [ -d loom-tests/tests ]; then
   LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2} RUSTFLAGS="--cfg loom" \
     CARGO_TARGET_DIR=target/loom cargo test --release -p arbor-loom-tests
 fi
+
+# ---- kv-bench device mode on a loop device (issue 12) -------------------------------------
+# Arbor on a raw block device end to end with the smoke sizes (a few seconds). Needs root (or
+# loop-device rights); where losetup is refused, say why and skip.
+echo "== kv-bench --device on a loop device"
+kvb_img=$(mktemp -p target kv-bench-loop.XXXXXX)
+truncate -s 256M "$kvb_img"
+if kvb_dev=$(losetup -f --show --direct-io=on "$kvb_img" 2>&1); then
+  trap 'losetup -d "$kvb_dev"; rm -f "$kvb_img"' EXIT
+  cargo run -q -p arbor-bench --bin kv-bench -- --quick-smoke --device "$kvb_dev" \
+    --i-know-this-erases --dir target
+  losetup -d "$kvb_dev"
+  rm -f "$kvb_img"
+  trap - EXIT
+else
+  echo "skipped: losetup -f --show --direct-io=on refused: $kvb_dev"
+  rm -f "$kvb_img"
+fi
+# ---- end kv-bench device mode ---------------------------------------------------------------

@@ -3,7 +3,7 @@
 //!
 //! TARGET is a file (created and written once up to `--size`, default 1 GiB, then removed
 //! unless `--keep`) or a block device (DESTRUCTIVE: it is overwritten; needs
-//! `--i-know-this-erases`).
+//! `--i-know-this-erases`, as does an existing file that holds data).
 //! * default: 4 KiB random reads at QD 1 and QD 32 (one `read_batch` of 32 random blocks,
 //!   repeated), sequential 1 MiB writes (batches of 8 adjacent 1 MiB writes), and the commit
 //!   cycle (4 KiB write + flush, 1,000 times: median and p99), each with fio's equivalent.
@@ -65,15 +65,23 @@ fn is_block_device(path: &Path) -> bool {
     std::fs::metadata(path).map(|m| m.file_type().is_block_device()).unwrap_or(false)
 }
 
-fn open(path: &Path, size: u64, qd: u32) -> UringDevice {
+/// Opens (creating a file) the target; one that holds data only with `erase`.
+fn open(path: &Path, size: u64, qd: u32, erase: bool) -> Result<UringDevice, String> {
     let opts = DeviceOptions {
         backend: IoBackend::Uring,
         queue_depth: qd,
         grow_step_bytes: 64 << 20,
         max_bytes: size,
         initial_bytes: size,
+        overwrite_existing: erase,
     };
-    UringDevice::open(path, true, &opts).expect("open the target")
+    UringDevice::open(path, true, &opts).map_err(|e| match e {
+        arbor::Error::ExistingData { what } => format!(
+            "{} holds data ({what}): it would be overwritten; pass --i-know-this-erases",
+            path.display()
+        ),
+        e => format!("cannot open {}: {e}", path.display()),
+    })
 }
 
 /// Runs `f` (which does `ops_per_call` ops) repeatedly for `secs`; returns ops per second.
@@ -181,6 +189,7 @@ fn unwritten_experiment(path: &Path) {
             grow_step_bytes: 1 << 20,
             max_bytes: base + region,
             initial_bytes: base,
+            overwrite_existing: false,
         };
         let dev = UringDevice::open(&p, true, &opts).expect("open");
         if zeroed {
@@ -221,7 +230,7 @@ pub fn main(args: &DeviceArgs) -> Result<(), String> {
         return Ok(());
     }
     let t = Instant::now();
-    let dev = open(&args.target, args.size, 64);
+    let dev = open(&args.target, args.size, 64, args.i_know_this_erases)?;
     println!(
         "{} ({} MiB), opened in {:.1} s",
         dev.describe(),

@@ -44,9 +44,37 @@ fn expect(what: &str, got: u64, want: u64) -> BenchResult<()> {
     }
 }
 
+/// The store's `(apparent, allocated)` bytes for the size rows: a file's (or directory's)
+/// size and disk blocks; on a raw block device, which has no file size, the bytes the engine
+/// has in use, for both; `None` (n/a) when the engine cannot say.
+fn footprint(store: &Path, engine: &dyn Engine) -> BenchResult<Option<(u64, u64)>> {
+    match store_bytes(store)? {
+        Some(bytes) => Ok(Some(bytes)),
+        None => Ok(engine.used_bytes().map(|used| (used, used))),
+    }
+}
+
+/// The cell of a size row whose store may have no measurable size.
+const NA_BLOCK_DEVICE: &str = "n/a on a block device";
+
+fn size_cell(r: BenchResult<Option<f64>>) -> Cell {
+    match r {
+        Ok(Some(bytes)) => Cell::Value(bytes),
+        Ok(None) => Cell::Na(NA_BLOCK_DEVICE.into()),
+        Err(e) => Cell::Error(e),
+    }
+}
+
 impl Run<'_> {
     /// Runs every workload; the order matters (reads see the loaded keys, removals come last).
     pub fn all(mut self) -> RunResult {
+        if matches!(store_bytes(self.store), Ok(None)) && self.engine.used_bytes().is_some() {
+            self.out.notes.push(format!(
+                "{}: on a raw block device, so the size and growth rows count the space it has \
+                 in use (blocks in use x block size), not a file size",
+                self.name
+            ));
+        }
         self.bulk_load();
         self.sizes("size_after_load", Some("disk_after_load"));
         self.durable_single();
@@ -89,9 +117,9 @@ impl Run<'_> {
     }
 
     fn sizes(&mut self, apparent_id: &str, allocated_id: Option<&str>) {
-        let (apparent, allocated) = match store_bytes(self.store) {
+        let (apparent, allocated) = match footprint(self.store, self.engine) {
             Ok(Some((a, b))) => (Cell::Value(a as f64), Cell::Value(b as f64)),
-            Ok(None) => (Cell::Na("raw device".into()), Cell::Na("raw device".into())),
+            Ok(None) => (Cell::Na(NA_BLOCK_DEVICE.into()), Cell::Na(NA_BLOCK_DEVICE.into())),
             Err(e) => (Cell::Error(e.clone()), Cell::Error(e)),
         };
         self.out.push(apparent_id, apparent);
@@ -309,8 +337,9 @@ impl Run<'_> {
     /// the first: how much the file grows while old versions must stay readable.
     fn long_reader(&mut self) {
         let d = self.data;
-        let overwrite_all = |phase: &str, value: &crate::data::Value| -> BenchResult<f64> {
-            let before = store_bytes(self.store)?.ok_or("raw device: no file size")?.0;
+        // `None`: the store's size cannot be measured (n/a on a block device).
+        let overwrite_all = |phase: &str, value: &crate::data::Value| -> BenchResult<Option<f64>> {
+            let before = footprint(self.store, self.engine)?;
             let pb = progress::bar(self.name, phase, d.overwrites.len() as u64);
             for indexes in &d.overwrites {
                 let keys: Vec<Key> = indexes.iter().map(|&i| d.load_keys[i as usize]).collect();
@@ -318,10 +347,10 @@ impl Run<'_> {
                 pb.inc(1);
             }
             pb.finish_and_clear();
-            let after = store_bytes(self.store)?.ok_or("raw device: no file size")?.0;
-            Ok(after.saturating_sub(before) as f64)
+            let after = footprint(self.store, self.engine)?;
+            Ok(before.zip(after).map(|(b, a)| a.0.saturating_sub(b.0) as f64))
         };
-        self.push("growth_free", overwrite_all("overwrites", &d.update_value));
+        self.out.push("growth_free", size_cell(overwrite_all("overwrites", &d.update_value)));
 
         let reader = match self.engine.hold_reader() {
             Ok(r) => r,
@@ -341,7 +370,7 @@ impl Run<'_> {
             }
         });
         drop(reader);
-        self.push("growth_held", r);
+        self.out.push("growth_held", size_cell(r));
     }
 
     fn removals(&mut self) {

@@ -95,6 +95,7 @@ fn device_options(opts: &Options) -> DeviceOptions {
         grow_step_bytes: opts.file_grow_step_bytes,
         max_bytes: opts.file_max_bytes,
         initial_bytes: opts.file_initial_bytes,
+        overwrite_existing: opts.overwrite_existing,
     }
 }
 
@@ -123,9 +124,12 @@ fn reserve_blocks(block_bytes: u32, block_count: u64) -> u64 {
 
 impl Db {
     /// Formats `path` (a file, created if missing, or a block device) as a new store.
+    /// Refuses a target that holds data unless `opts.overwrite_existing` (see there).
     pub fn create(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        check_block_bytes(opts.block_bytes).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        // `open_path` refuses existing data itself, before it grows the file.
         let dev = io::open_path(path.as_ref(), true, &device_options(&opts))?;
-        Db::create_on(dev, opts)
+        Db::format(dev, opts)
     }
 
     /// Opens the store at `path`, recovering to the newest durable state.
@@ -134,8 +138,19 @@ impl Db {
         Db::open_on(dev, opts)
     }
 
-    /// Formats any block device as a new store.
+    /// Formats any block device as a new store. Refuses a device that holds data unless
+    /// `opts.overwrite_existing` (see there).
     pub fn create_on(dev: Box<dyn BlockDevice>, opts: Options) -> Result<Db> {
+        if !opts.overwrite_existing {
+            if let Some(what) = io::probe_existing_data(dev.as_ref())? {
+                return Err(Error::ExistingData { what });
+            }
+        }
+        Db::format(dev, opts)
+    }
+
+    /// Writes a new, empty store on `dev`, whose contents `create` has already vetted.
+    fn format(dev: Box<dyn BlockDevice>, opts: Options) -> Result<Db> {
         let block_bytes = opts.block_bytes;
         check_block_bytes(block_bytes).map_err(|e| Error::InvalidInput(e.to_string()))?;
         if dev.sector_bytes() > block_bytes {
@@ -143,11 +158,6 @@ impl Db {
                 "device sector of {} bytes is larger than the block size {block_bytes}",
                 dev.sector_bytes()
             )));
-        }
-        if !opts.force_create {
-            if let Some(what) = io::probe_existing_data(dev.as_ref())? {
-                return Err(Error::ExistingData { what });
-            }
         }
         let min_bytes = SUPERBLOCK_AREA_BYTES + 64 * u64::from(block_bytes);
         if dev.len_bytes() < min_bytes {

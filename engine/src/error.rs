@@ -24,7 +24,8 @@ pub enum Error {
     Locked,
     /// The target holds no Arbor superblock (wrong device, wrong file).
     NotAnArborStore,
-    /// `create` found an Arbor store or a filesystem on the target and was not forced.
+    /// `create` found data on the target (an Arbor store, a filesystem, or any non-zero
+    /// byte in its first or last MiB) and was not told to overwrite it.
     ExistingData { what: String },
     /// The store was written by a newer format version.
     UnsupportedVersion { found: u16, supported: u16 },
@@ -67,7 +68,11 @@ impl fmt::Display for Error {
             Error::Locked => write!(f, "the store is already open in another handle or process"),
             Error::NotAnArborStore => write!(f, "the target does not hold an Arbor store"),
             Error::ExistingData { what } => {
-                write!(f, "the target holds existing data ({what}); pass force to overwrite")
+                write!(
+                    f,
+                    "the target holds existing data ({what}); set overwrite_existing to \
+                     overwrite it"
+                )
             }
             Error::UnsupportedVersion { found, supported } => write!(
                 f,

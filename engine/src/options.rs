@@ -61,8 +61,11 @@ pub struct Options {
     /// written back early to their fresh addresses (DESIGN §4) so a transaction larger than
     /// RAM works.
     pub dirty_max_bytes: u64,
-    /// `create` overwrites an existing store or filesystem signature.
-    pub force_create: bool,
+    /// `create` overwrites a target that holds data. Without it, `create` refuses any
+    /// target with a non-zero byte in its first or last MiB ([`crate::Error::ExistingData`],
+    /// naming the store or filesystem found, or where the first such byte is) and changes
+    /// nothing; new, empty and all-zero targets are accepted.
+    pub overwrite_existing: bool,
 }
 
 impl Default for Options {
@@ -82,7 +85,7 @@ impl Default for Options {
             durability: Durability::Immediate,
             eventual_interval: Duration::from_millis(100),
             dirty_max_bytes: 1 << 30,
-            force_create: false,
+            overwrite_existing: false,
         }
     }
 }

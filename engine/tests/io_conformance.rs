@@ -250,6 +250,7 @@ fn file_opts(backend: IoBackend) -> DeviceOptions {
         grow_step_bytes: 4 << 20,
         max_bytes: 64 << 20,
         initial_bytes: 16 << 20,
+        overwrite_existing: false,
     }
 }
 

@@ -23,6 +23,7 @@ fn small_opts(backend: IoBackend) -> DeviceOptions {
         grow_step_bytes: 1 << 20,
         max_bytes: 4 << 20,
         initial_bytes: 1 << 20,
+        overwrite_existing: false,
     }
 }
 
@@ -212,4 +213,126 @@ fn read_past_a_truncated_end_is_an_error_not_a_hang() {
         drop(dev);
         std::fs::remove_file(&path).unwrap();
     }
+}
+
+const KILL_CHILD_ENV: &str = "ARBOR_IO_KILL_CHILD";
+/// Kill/reopen cycles in a row: the lock must be free as soon as `wait()` returns, every time.
+const KILL_CYCLES: usize = 50;
+/// Bounds the child's commit loop (the parent kills it long before).
+const KILL_CHILD_COMMITS_MAX: u64 = 1_000_000;
+
+/// Child side of `reopen_after_kill_is_never_locked`: opens the store and commits
+/// `Immediate` transactions until the parent kills it. Run only when the parent sets the
+/// environment variable.
+#[test]
+fn kill_child_commits() {
+    use std::io::Write;
+    let Some(path) = std::env::var_os(KILL_CHILD_ENV) else { return };
+    let db = arbor::Db::open(Path::new(&path), common::small_opts()).expect("child open");
+    for i in 0..KILL_CHILD_COMMITS_MAX {
+        let mut tx = db.begin_write().expect("begin");
+        tx.set_durability(arbor::Durability::Immediate);
+        tx.tree("t").expect("tree").insert(&i.to_be_bytes(), &[7u8; 100]).expect("insert");
+        tx.commit().expect("commit");
+        if i == 0 {
+            println!("kill-child-committing");
+            std::io::stdout().flush().expect("flush stdout");
+        }
+    }
+}
+
+/// Spawns the child, waits until it has committed once, lets it commit a little more, then
+/// SIGKILLs it and reaps it.
+fn commit_then_kill(path: &Path, cycle: usize) {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "kill_child_commits", "--nocapture", "--test-threads=1"])
+        .env(KILL_CHILD_ENV, path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let started = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("kill-child-committing"));
+    assert!(started, "cycle {cycle}: the child never committed");
+    // Vary the moment of the kill so some land mid-commit.
+    std::thread::sleep(std::time::Duration::from_millis((cycle % 5) as u64));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+/// Runs [`KILL_CYCLES`] kill/reopen cycles on the store at `path`; returns the cycles whose
+/// reopen right after `wait()` said `Locked`.
+fn kill_reopen_cycles(path: &Path) -> Vec<usize> {
+    let mut locked = Vec::new();
+    for cycle in 0..KILL_CYCLES {
+        commit_then_kill(path, cycle);
+        match arbor::Db::open(path, common::small_opts()) {
+            Ok(db) => drop(db),
+            Err(Error::Locked) => {
+                locked.push(cycle);
+                // Let the old ring go so the next cycle's child can open the store.
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => panic!("cycle {cycle}: reopen failed: {e}"),
+        }
+    }
+    locked
+}
+
+/// Issue 12: after `kill -9` of a process that had the store open and `wait()` for it, the
+/// store must open at once. The lock used to live on the descriptor io_uring used, and the
+/// kernel frees a dead process's rings asynchronously, after `wait()` returns.
+#[test]
+fn reopen_after_kill_is_never_locked() {
+    let _serial = common::serialized_with_spawns();
+    let dir = test_dir();
+    let path = dir.path().join("killed");
+    drop(arbor::Db::create(&path, common::small_opts()).unwrap());
+    let locked = kill_reopen_cycles(&path);
+    assert!(locked.is_empty(), "Locked right after wait() in cycles {locked:?} of {KILL_CYCLES}");
+}
+
+/// A loop device (`losetup --direct-io=on`) detached on drop.
+struct LoopDevice(std::path::PathBuf);
+
+impl LoopDevice {
+    fn attach(file: &Path) -> Result<LoopDevice, String> {
+        let out = Command::new("losetup")
+            .args(["-f", "--show", "--direct-io=on"])
+            .arg(file)
+            .output()
+            .map_err(|e| format!("cannot run losetup: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("losetup failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(LoopDevice(String::from_utf8_lossy(&out.stdout).trim().into()))
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+/// The same on a block device, whose lock is the kernel's `O_EXCL` claim.
+#[test]
+fn reopen_after_kill_is_never_locked_on_a_block_device() {
+    let _serial = common::serialized_with_spawns();
+    let dir = test_dir();
+    let backing = dir.path().join("loop-backing");
+    std::fs::File::create(&backing).unwrap().set_len(32 << 20).unwrap();
+    let lo = match LoopDevice::attach(&backing) {
+        Ok(lo) => lo,
+        Err(reason) => {
+            println!("SKIPPED reopen_after_kill_is_never_locked_on_a_block_device: {reason}");
+            return;
+        }
+    };
+    drop(arbor::Db::create(&lo.0, common::small_opts()).unwrap());
+    let locked = kill_reopen_cycles(&lo.0);
+    assert!(locked.is_empty(), "Locked right after wait() in cycles {locked:?} of {KILL_CYCLES}");
 }

@@ -115,6 +115,63 @@ fn a_second_opener_gets_locked_and_wrong_files_are_refused() {
     assert!(matches!(Db::open(&zeros, Options::default()), Err(Error::NotAnArborStore)));
 }
 
+/// `Db::create` on `path` without overwriting: the `ExistingData` description, or a panic.
+fn refused(path: &std::path::Path) -> String {
+    match Db::create(path, Options::default()) {
+        Err(Error::ExistingData { what }) => what,
+        Ok(_) => panic!("{}: create overwrote it", path.display()),
+        Err(e) => panic!("{}: expected ExistingData, got {e}", path.display()),
+    }
+}
+
+/// Issue 12: `create` refuses any target with non-zero bytes in its first or last MiB (not
+/// only known signatures), leaves it untouched, and says what it found.
+#[test]
+fn create_refuses_any_data_unless_told_to_overwrite() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let text = dir.path().join("notes.txt");
+    let notes = b"shopping: eggs, flour\nremember: the store is not a scratch file\n".repeat(30);
+    std::fs::write(&text, &notes).unwrap();
+    let what = refused(&text);
+    assert!(what.contains("non-zero data in the first MiB (at byte offset 0)"), "{what}");
+    assert_eq!(std::fs::read(&text).unwrap(), notes, "the refused file changed");
+
+    // Data only in the last MiB of a larger file.
+    let tail = dir.path().join("tail");
+    let mut bytes = vec![0u8; 8 << 20];
+    let at = bytes.len() - 1000;
+    bytes[at] = 0x42;
+    std::fs::write(&tail, &bytes).unwrap();
+    let what = refused(&tail);
+    assert!(
+        what.contains(&format!("non-zero data in the last MiB (at byte offset {at})")),
+        "{what}"
+    );
+    assert!(std::fs::read(&tail).unwrap() == bytes, "the refused file changed");
+
+    // A known signature is named.
+    let ext = dir.path().join("ext");
+    let mut bytes = vec![0u8; 4 << 20];
+    bytes[1080..1082].copy_from_slice(&[0x53, 0xEF]);
+    std::fs::write(&ext, &bytes).unwrap();
+    assert!(refused(&ext).contains("ext2/ext3/ext4"));
+
+    // Told to overwrite, create goes ahead.
+    let opts = Options { overwrite_existing: true, ..Options::default() };
+    drop(Db::create(&text, opts).unwrap());
+    drop(Db::open(&text, Options::default()).unwrap());
+
+    // New, empty and all-zero files are accepted as they are.
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let zeros = dir.path().join("zeros");
+    std::fs::write(&zeros, vec![0u8; 8 << 20]).unwrap();
+    for path in [dir.path().join("new"), empty, zeros] {
+        drop(Db::create(&path, Options::default()).unwrap());
+        drop(Db::open(&path, Options::default()).unwrap());
+    }
+}
+
 struct Loop(String);
 
 impl Drop for Loop {

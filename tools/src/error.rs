@@ -27,6 +27,18 @@ impl CliError {
     pub fn store(path: &Path, e: arbor::Error) -> CliError {
         CliError::new(format!("{}: {e}", path.display()))
     }
+
+    /// A `create` error, in the tool's words: existing data is overwritten with `--force`.
+    pub fn create(path: &Path, e: arbor::Error) -> CliError {
+        match e {
+            arbor::Error::ExistingData { what } => CliError::new(format!(
+                "{}: holds existing data ({what}); nothing was written. Pass --force to \
+                 overwrite it",
+                path.display()
+            )),
+            e => CliError::store(path, e),
+        }
+    }
 }
 
 impl fmt::Display for CliError {

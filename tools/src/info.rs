@@ -15,11 +15,11 @@ use crate::util::human;
 pub fn format(path: &Path, block_bytes: u32, force: bool, size: u64) -> Result<()> {
     let opts = Options {
         block_bytes,
-        force_create: force,
+        overwrite_existing: force,
         file_initial_bytes: size,
         ..Options::default()
     };
-    let db = Db::create(path, opts).map_err(|e| CliError::store(path, e))?;
+    let db = Db::create(path, opts).map_err(|e| CliError::create(path, e))?;
     db.flush().map_err(|e| CliError::store(path, e))?;
     let st = db.stats();
     println!(

@@ -52,7 +52,9 @@ enum Cmd {
         /// Block size in bytes: a power of two from 4096 to 65536.
         #[arg(long, default_value_t = 4096)]
         block_size: u32,
-        /// Overwrite an existing store or filesystem signature.
+        /// Overwrite a target that holds data. Without it, format refuses a file or device
+        /// with any non-zero byte in its first or last MiB (a store, a filesystem, a text
+        /// file) and writes nothing.
         #[arg(long)]
         force: bool,
         /// Initial size of a new file (suffixes K, M, G, T; binary units). Files grow later.
@@ -120,7 +122,7 @@ enum Cmd {
     Compact {
         src: PathBuf,
         dst: PathBuf,
-        /// Overwrite an existing store or filesystem signature at DST.
+        /// Overwrite DST even if it holds data (see `format --force`).
         #[arg(long)]
         force: bool,
         #[arg(long)]

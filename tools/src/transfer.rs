@@ -193,12 +193,12 @@ pub fn compact(src: &Path, dst: &Path, force: bool, as_json: bool) -> Result<()>
     let src_db = open_db_readonly(src)?;
     let opts = Options {
         block_bytes: src_db.stats().block_bytes,
-        force_create: force,
+        overwrite_existing: force,
         file_initial_bytes: COMPACT_GROW_BYTES,
         file_grow_step_bytes: COMPACT_GROW_BYTES,
         ..Options::default()
     };
-    let dst_db = Db::create(dst, opts).map_err(|e| CliError::store(dst, e))?;
+    let dst_db = Db::create(dst, opts).map_err(|e| CliError::create(dst, e))?;
     let entries = copy_all(&src_db, &dst_db)?;
     dst_db.flush()?;
     let (src_used, dst_used) = (used_bytes(&src_db), used_bytes(&dst_db));

@@ -53,8 +53,11 @@ pub struct ArborEngine {
 
 impl ArborEngine {
     pub fn create(store: &Store) -> BenchResult<ArborEngine> {
-        let opts =
-            Options { cache_bytes: CACHE_BYTES, force_create: store.erase, ..Options::default() };
+        let opts = Options {
+            cache_bytes: CACHE_BYTES,
+            overwrite_existing: store.erase,
+            ..Options::default()
+        };
         let db = Db::create(&store.path, opts).map_err(ctx("Db::create"))?;
         Ok(ArborEngine { db })
     }
@@ -133,6 +136,11 @@ impl Engine for ArborEngine {
 
     fn flushes(&self) -> Option<u64> {
         Some(self.db.stats().flushes)
+    }
+
+    fn used_bytes(&self) -> Option<u64> {
+        let s = self.db.stats();
+        Some((s.blocks_total - s.blocks_free) * u64::from(s.block_bytes))
     }
 
     fn note(&self) -> Option<String> {

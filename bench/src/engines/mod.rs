@@ -43,6 +43,13 @@ pub trait Engine: Send + Sync {
         None
     }
 
+    /// Bytes of its space the store has in use, as the engine accounts it (Arbor: blocks in
+    /// use times the block size), when it can say. The size rows use it where the store has
+    /// no file size: on a raw block device.
+    fn used_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// A one-line note about the engine's state (e.g. live bytes), for the footnotes.
     fn note(&self) -> Option<String> {
         None

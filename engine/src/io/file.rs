@@ -3,18 +3,30 @@
 //! file growth rule (DESIGN §7, §10.16).
 //!
 //! Opening rules:
-//! * block device (`S_ISBLK`): `O_DIRECT | O_EXCL` — the kernel's exclusive claim, which also
-//!   conflicts with a mounted filesystem; `EBUSY` becomes [`Error::Locked`]. Length from
-//!   `BLKGETSIZE64`, sector from `BLKSSZGET`. A block device never grows.
-//! * regular file: `O_DIRECT`, created with mode 0600, then `flock(LOCK_EX | LOCK_NB)`
-//!   (through `File::try_lock`). flock locks belong to the open file description, so a second
-//!   open in the same process conflicts exactly like one in another process. The sector is
+//! * block device (`S_ISBLK`): the kernel's exclusive claim is an `O_EXCL` open of its own
+//!   (it also conflicts with a mounted filesystem; `EBUSY` becomes [`Error::Locked`]); I/O
+//!   goes through a second, non-exclusive `O_DIRECT` open. Length from `BLKGETSIZE64`,
+//!   sector from `BLKSSZGET`. A block device never grows.
+//! * regular file: `flock(LOCK_EX | LOCK_NB)` (through `File::try_lock`) on an open of its
+//!   own, created with mode 0600; I/O goes through a second, `O_DIRECT` open. flock locks
+//!   belong to the open file description, so a second open in the same process conflicts
+//!   exactly like one in another process. The sector is
 //!   the direct-I/O alignment the kernel reports through `statx(STATX_DIOALIGN)` (the larger
 //!   of the offset and memory alignments, at least 512); kernels before 6.1 do not report
 //!   it, and then we assume 4096, which every Linux filesystem accepts for direct I/O on
 //!   devices with logical sectors up to 4 KiB. tmpfs/ramfs, and filesystems that report a
 //!   zero direct-I/O alignment or refuse `O_DIRECT` with `EINVAL`, are refused with a clear
 //!   [`Error::InvalidInput`].
+//!
+//! # Why the lock has a descriptor of its own
+//! A flock or an `O_EXCL` claim is released when the last reference to its open file
+//! description goes. io_uring requests hold references to the file they target, and when a
+//! process is killed the kernel frees its rings (and those references) asynchronously, after
+//! the process has been reaped: with the lock on the I/O descriptor, a `Db::open` right
+//! after `kill -9` and `wait()` saw [`Error::Locked`] for a few milliseconds. The lock
+//! descriptor never reaches a ring, so it is closed with the process. The dying process's
+//! in-flight requests are not what lingers: exit cancels them and waits for them to
+//! complete before the process can be reaped.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -22,7 +34,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::open::DeviceOptions;
+use super::open::{probe_target, DeviceOptions};
 use super::AlignedBuf;
 use crate::sync::{self, AtomicU64, Mutex, Ordering};
 use crate::Error;
@@ -39,6 +51,8 @@ const SECTOR_BYTES_MAX: u32 = 64 * 1024;
 /// Size of each zero write that initialises newly grown file space (DESIGN §10.16).
 const GROW_ZERO_WRITE_BYTES: usize = 4 << 20;
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
+/// `EINTR`s tolerated while the existing-data probe reads one region.
+const READ_INTERRUPTS_MAX: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TargetKind {
@@ -46,9 +60,14 @@ pub(crate) enum TargetKind {
     File,
 }
 
-/// An opened, exclusively held target. The lock (flock or O_EXCL) lives as long as `file`.
+/// An opened, exclusively held target.
 pub(crate) struct DevFile {
+    /// The descriptor every read, write and flush goes through (io_uring's too).
     file: File,
+    /// Holds the lock (flock, or the `O_EXCL` claim) and nothing else: never used for I/O,
+    /// so no io_uring request ever references it (see the module comment). Declared after
+    /// `file` so that it is closed last.
+    _lock: File,
     path: PathBuf,
     kind: TargetKind,
     sector_bytes: u32,
@@ -71,31 +90,56 @@ fn unsupported_direct_io(path: &Path, why: &str) -> Error {
 
 impl DevFile {
     pub(crate) fn open(path: &Path, create: bool, opts: &DeviceOptions) -> Result<DevFile, Error> {
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.file_type().is_block_device() => DevFile::open_block(path),
-            Ok(meta) if !meta.is_file() => Err(Error::InvalidInput(format!(
-                "{} is neither a regular file nor a block device",
-                path.display()
-            ))),
-            Ok(_) => DevFile::open_file(path, create, opts),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                DevFile::open_file(path, create, opts)
+        let dev = match std::fs::metadata(path) {
+            Ok(meta) if meta.file_type().is_block_device() => DevFile::open_block(path)?,
+            Ok(meta) if !meta.is_file() => {
+                return Err(Error::InvalidInput(format!(
+                    "{} is neither a regular file nor a block device",
+                    path.display()
+                )))
             }
-            Err(e) => Err(Error::Io(e)),
+            Ok(_) => DevFile::open_file(path, create, opts)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                DevFile::open_file(path, create, opts)?
+            }
+            Err(e) => return Err(Error::Io(e)),
+        };
+        // Refuse existing data before anything is written: growing a file zero-fills from
+        // its last whole sector, which would destroy a short file's bytes.
+        if create && !opts.overwrite_existing {
+            dev.refuse_existing_data()?;
         }
+        if create && dev.kind == TargetKind::File && dev.len() < opts.initial_bytes {
+            // The first growth is exactly the requested initial size (rounded to the sector),
+            // not a multiple of the step.
+            let sector = u64::from(dev.sector_bytes);
+            let want = opts.initial_bytes.div_ceil(sector) * sector;
+            dev.grow_to(want.min(dev.max_bytes)).map_err(Error::Io)?;
+        }
+        if dev.kind == TargetKind::File {
+            dev.check_first_read()?;
+        }
+        Ok(dev)
     }
 
     fn open_block(path: &Path) -> Result<DevFile, Error> {
+        // The claim first: a busy device is `Locked` before anything else is tried.
+        let lock = OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(path).map_err(
+            |e| match e.raw_os_error() {
+                Some(libc::EBUSY) => Error::Locked,
+                _ => Error::Io(e),
+            },
+        )?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_DIRECT | libc::O_EXCL)
+            .custom_flags(libc::O_DIRECT)
             .open(path)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::EBUSY) => Error::Locked,
                 Some(libc::EINVAL) => unsupported_direct_io(path, "open returned EINVAL"),
                 _ => Error::Io(e),
             })?;
+        check_same_target(&lock, &file, path)?;
         let fd = file.as_raw_fd();
         let mut size: u64 = 0;
         // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points to `size`,
@@ -120,6 +164,7 @@ impl DevFile {
         let len = size - size % u64::from(sector_bytes);
         Ok(DevFile {
             file,
+            _lock: lock,
             path: path.to_owned(),
             kind: TargetKind::BlockDevice,
             sector_bytes,
@@ -131,29 +176,39 @@ impl DevFile {
     }
 
     fn open_file(path: &Path, create: bool, opts: &DeviceOptions) -> Result<DevFile, Error> {
+        // The lock first (creating the file if asked): nothing else is tried on a file that
+        // another handle holds. Write access only because `create` needs it; no byte is
+        // ever written through this descriptor.
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(create)
+            .create(create)
+            .mode(0o600)
+            .open(path)
+            .map_err(Error::Io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::Io(e)),
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(create)
-            .mode(0o600)
             .custom_flags(libc::O_DIRECT)
             .open(path)
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::EINVAL) => unsupported_direct_io(path, "open returned EINVAL"),
                 _ => Error::Io(e),
             })?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked),
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::Io(e)),
-        }
+        check_same_target(&lock, &file, path)?;
         check_filesystem(&file, path)?;
         let sector_bytes = file_sector_bytes(&file, path)?;
         let size = file.metadata().map_err(Error::Io)?.len();
         let sector = u64::from(sector_bytes);
         let step = opts.grow_step_bytes.max(sector).div_ceil(sector) * sector;
-        let dev = DevFile {
+        Ok(DevFile {
             file,
+            _lock: lock,
             path: path.to_owned(),
             kind: TargetKind::File,
             sector_bytes,
@@ -161,15 +216,51 @@ impl DevFile {
             grow_step_bytes: step,
             max_bytes: opts.max_bytes - opts.max_bytes % sector,
             grow_lock: Mutex::new(()),
+        })
+    }
+
+    /// `create`'s safety check ([`probe_target`]) on the target's real bytes: a file's whole
+    /// length, including a partial last sector that [`DevFile::len`] leaves out.
+    fn refuse_existing_data(&self) -> Result<(), Error> {
+        let len_bytes = match self.kind {
+            TargetKind::BlockDevice => self.len(),
+            TargetKind::File => self.file.metadata().map_err(Error::Io)?.len(),
         };
-        if create && dev.len() < opts.initial_bytes {
-            // The first growth is exactly the requested initial size (rounded to the sector),
-            // not a multiple of the step.
-            let want = opts.initial_bytes.div_ceil(sector) * sector;
-            dev.grow_to(want.min(dev.max_bytes)).map_err(Error::Io)?;
+        let found = probe_target(len_bytes, self.sector_bytes, &mut |offset, buf| {
+            self.read_to_end_of_file(offset, buf)
+        });
+        match found {
+            Ok(None) => Ok(()),
+            Ok(Some(what)) => Err(Error::ExistingData { what }),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(unsupported_direct_io(&self.path, "an aligned read returned EINVAL"))
+            }
+            Err(e) => Err(Error::Io(e)),
         }
-        dev.check_first_read()?;
-        Ok(dev)
+    }
+
+    /// Fills `buf` (aligned, whole sectors) from `offset`, stopping at the end of the file:
+    /// the bytes past it are left as they were.
+    fn read_to_end_of_file(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let sector = self.sector_bytes as usize;
+        debug_assert!(offset.is_multiple_of(sector as u64));
+        debug_assert!(buf.len().is_multiple_of(sector));
+        let mut done = 0;
+        // Each successful call reads at least one whole sector or ends the loop.
+        let calls_max = buf.len() / sector + READ_INTERRUPTS_MAX;
+        for _ in 0..calls_max {
+            if done == buf.len() {
+                break;
+            }
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) if !n.is_multiple_of(sector) => break, // a partial sector: end of file
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Some filesystems accept `O_DIRECT` at open and fail the first aligned read with
@@ -303,6 +394,20 @@ impl DevFile {
         self.len_bytes.store(target, Ordering::Release);
         Ok(target)
     }
+}
+
+/// The lock protects the target only if both opens reached the same one: refuses a path that
+/// was renamed or replaced between them.
+fn check_same_target(lock: &File, file: &File, path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (lock.metadata().map_err(Error::Io)?, file.metadata().map_err(Error::Io)?);
+    if (a.dev(), a.ino(), a.rdev()) != (b.dev(), b.ino(), b.rdev()) {
+        return Err(Error::InvalidInput(format!(
+            "{} was replaced while it was being opened",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses filesystems whose "direct" I/O is not direct: tmpfs and ramfs accept `O_DIRECT`

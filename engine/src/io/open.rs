@@ -1,5 +1,14 @@
 //! Choosing and opening a backend: [`DeviceOptions`], [`open_path`], the automatic fallback
 //! from io_uring to pread/pwrite, and [`probe_existing_data`] for `create`'s safety check.
+//!
+//! # What counts as existing data
+//! `create` refuses a target with any non-zero byte in its first or last MiB, unless told to
+//! overwrite: a store, a filesystem, a partition table or a text file alike. Known formats
+//! (an Arbor store, ext2/3/4, XFS, btrfs, LUKS, GPT) are named in the error; anything else
+//! is described by where its first non-zero byte is. New, empty and all-zero targets are
+//! accepted. Data only in the middle of a large target is not looked for: every format we
+//! know of keeps a header at one end, and reading a whole disk would make `create` take
+//! minutes.
 
 use std::io;
 use std::path::Path;
@@ -35,6 +44,10 @@ pub struct DeviceOptions {
     pub max_bytes: u64,
     /// A newly created (or shorter) file is grown to this at `create`.
     pub initial_bytes: u64,
+    /// With `create`: go ahead even when the target holds data (see the module comment);
+    /// otherwise that is [`Error::ExistingData`], and nothing has been written. Without
+    /// `create` this is not consulted.
+    pub overwrite_existing: bool,
 }
 
 impl Default for DeviceOptions {
@@ -45,14 +58,17 @@ impl Default for DeviceOptions {
             grow_step_bytes: 64 << 20,
             max_bytes: u64::MAX,
             initial_bytes: 64 << 20,
+            overwrite_existing: false,
         }
     }
 }
 
 /// Opens a block device or a file (creating the file when `create`), exclusively, for
-/// O_DIRECT I/O, with the backend `opts.backend` asks for.
+/// O_DIRECT I/O, with the backend `opts.backend` asks for. With `create`, a target that
+/// holds data is refused before anything is written unless `opts.overwrite_existing`.
 ///
 /// Errors: [`Error::Locked`] when another handle in this or another process holds it;
+/// [`Error::ExistingData`] as just said;
 /// [`Error::InvalidInput`] when the filesystem has no O_DIRECT (tmpfs); [`Error::Io`] else.
 pub fn open_path(
     path: &Path,
@@ -113,28 +129,75 @@ fn io_uring_disabled_sysctl() -> Option<u32> {
 /// Arbor's superblock magic, and the offsets its superblock copies may occupy.
 const ARBOR_MAGIC: &[u8; 8] = b"ARBORSB\0";
 const ARBOR_SUPERBLOCK_OFFSETS: [usize; 4] = [0, 65536, 131072, 196608];
-/// How much of the device start the probe reads (covers every signature below).
-const PROBE_BYTES: usize = 256 * 1024;
+/// How much of each end of a target the probe reads (the first MiB covers every signature
+/// [`recognise`] knows).
+pub const PROBE_REGION_BYTES: u64 = 1 << 20;
+/// Sector sizes a GPT's backup header may use: it sits in the device's last sector.
+const GPT_SECTOR_BYTES: [usize; 2] = [512, 4096];
 
-/// Reads the start of `dev` and names what it holds: an Arbor store, or a filesystem or
-/// container signature (ext2/3/4, xfs, btrfs, LUKS, a GPT partition table). `Ok(None)` when
-/// nothing is recognised. The engine's `create` turns `Some` into `Error::ExistingData`.
+/// Reads `buf.len()` bytes at an aligned offset into an aligned buffer. Bytes past the end
+/// of the target (a file's partial last sector) are left as they were: zero.
+pub(crate) type ProbeRead<'a> = dyn FnMut(u64, &mut [u8]) -> io::Result<()> + 'a;
+
+/// Reads the first and last MiB of `dev` and describes what they hold (see the module
+/// comment): `Ok(None)` when both are all zeros. The engine's `create` turns `Some` into
+/// `Error::ExistingData`.
 pub fn probe_existing_data(dev: &dyn BlockDevice) -> io::Result<Option<String>> {
-    let sector = dev.sector_bytes() as usize;
-    let len = usize::try_from(dev.len_bytes()).unwrap_or(usize::MAX).min(PROBE_BYTES);
-    let len = len - len % sector;
-    if len == 0 {
+    let len = dev.len_bytes();
+    probe_target(len, dev.sector_bytes(), &mut |offset, buf| dev.read_at(offset, buf))
+}
+
+/// [`probe_existing_data`] over any reader: `len_bytes` need not be a multiple of `align`
+/// (the reader then gets whole sectors and leaves the bytes past the end zero).
+pub(crate) fn probe_target(
+    len_bytes: u64,
+    align: u32,
+    read: &mut ProbeRead<'_>,
+) -> io::Result<Option<String>> {
+    let first_end = len_bytes.min(PROBE_REGION_BYTES);
+    let first = read_region(0, first_end, align, read)?;
+    if let Some(what) = recognise(&first) {
+        return Ok(Some(what));
+    }
+    if let Some(at) = first.iter().position(|&b| b != 0) {
+        return Ok(Some(format!("non-zero data in the first MiB (at byte offset {at})")));
+    }
+    let last_start = len_bytes.saturating_sub(PROBE_REGION_BYTES).max(first_end);
+    if last_start >= len_bytes {
         return Ok(None);
     }
-    let mut buf = AlignedBuf::zeroed(len, sector.max(4096));
-    dev.read_at(0, &mut buf)?;
-    Ok(recognise(&buf))
+    let last = read_region(last_start, len_bytes, align, read)?;
+    if let Some(what) = recognise_end(&last) {
+        return Ok(Some(what));
+    }
+    Ok(last.iter().position(|&b| b != 0).map(|i| {
+        let at = last_start + i as u64;
+        format!("non-zero data in the last MiB (at byte offset {at})")
+    }))
+}
+
+/// Bytes `[from, to)` of the target (at most [`PROBE_REGION_BYTES`]), read in whole aligned
+/// sectors.
+fn read_region(from: u64, to: u64, align: u32, read: &mut ProbeRead<'_>) -> io::Result<Vec<u8>> {
+    debug_assert!(from <= to && to - from <= PROBE_REGION_BYTES);
+    let align = u64::from(align.max(1));
+    let start = from - from % align;
+    let end = to.div_ceil(align) * align;
+    let len = usize::try_from(end - start).map_err(|_| io::ErrorKind::InvalidInput)?;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let mut buf = AlignedBuf::zeroed(len, (align as usize).max(4096));
+    read(start, &mut buf)?;
+    let skip = (from - start) as usize;
+    Ok(buf[skip..skip + (to - from) as usize].to_vec())
 }
 
 fn bytes_at(buf: &[u8], at: usize, n: usize) -> Option<&[u8]> {
     buf.get(at..at.checked_add(n)?)
 }
 
+/// Names a known format from the target's first bytes.
 fn recognise(buf: &[u8]) -> Option<String> {
     for at in ARBOR_SUPERBLOCK_OFFSETS {
         if bytes_at(buf, at, 8) == Some(&ARBOR_MAGIC[..]) {
@@ -154,6 +217,16 @@ fn recognise(buf: &[u8]) -> Option<String> {
         .map(|(_, _, what)| (*what).to_string())
 }
 
+/// Names a known format from the target's last bytes: a GPT's backup header, which
+/// outlives a wiped primary one.
+fn recognise_end(buf: &[u8]) -> Option<String> {
+    GPT_SECTOR_BYTES
+        .iter()
+        .filter_map(|&sector| buf.len().checked_sub(sector))
+        .find(|&at| bytes_at(buf, at, 8) == Some(&b"EFI PART"[..]))
+        .map(|_| "a GPT partition table (backup header in the last sector)".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,16 +244,52 @@ mod tests {
 
     #[test]
     fn signatures() {
-        let mut buf = vec![0u8; PROBE_BYTES];
+        let mut buf = vec![0u8; 256 * 1024];
         assert_eq!(recognise(&buf), None);
         buf[1080] = 0x53;
         buf[1081] = 0xEF;
         assert!(recognise(&buf).unwrap().contains("ext"));
         buf[131072..131080].copy_from_slice(ARBOR_MAGIC);
         assert!(recognise(&buf).unwrap().contains("Arbor"));
-        let mut btrfs = vec![0u8; PROBE_BYTES];
+        let mut btrfs = vec![0u8; 256 * 1024];
         btrfs[65600..65608].copy_from_slice(b"_BHRfS_M");
         assert!(recognise(&btrfs).unwrap().contains("btrfs"));
         assert_eq!(recognise(&btrfs[..4096]), None);
+        let mut end = vec![0u8; 8192];
+        end[8192 - 512..8192 - 504].copy_from_slice(b"EFI PART");
+        assert!(recognise_end(&end).unwrap().contains("GPT"));
+    }
+
+    /// What the probe says about `data`, read in 4 KiB sectors from memory as a file of
+    /// that length would be (bytes past the end stay zero).
+    fn probe_bytes(data: &[u8]) -> Option<String> {
+        let mut read = |offset: u64, buf: &mut [u8]| {
+            assert_eq!(offset % 4096, 0);
+            assert_eq!(buf.len() % 4096, 0);
+            let from = usize::try_from(offset).unwrap().min(data.len());
+            let n = (data.len() - from).min(buf.len());
+            buf[..n].copy_from_slice(&data[from..from + n]);
+            Ok(())
+        };
+        probe_target(data.len() as u64, 4096, &mut read).unwrap()
+    }
+
+    /// A target whose length is not a multiple of the alignment: the reader gets whole
+    /// sectors, and the offsets reported are the target's own.
+    #[test]
+    fn probe_regions_and_offsets() {
+        let mut data = vec![0u8; (3 << 20) + 100];
+        assert_eq!(probe_bytes(&data), None);
+        data[(2 << 20) + 50] = 1; // the middle: not looked at
+        assert_eq!(probe_bytes(&data), None);
+        let last = data.len() - 1;
+        data[last] = 1;
+        let what = probe_bytes(&data).unwrap();
+        assert!(what.ends_with(&format!("last MiB (at byte offset {last})")), "{what}");
+        data[4097] = 9;
+        let what = probe_bytes(&data).unwrap();
+        assert!(what.ends_with("first MiB (at byte offset 4097)"), "{what}");
+        assert_eq!(probe_bytes(&data[..0]), None);
+        assert!(probe_bytes(&data[..4098]).unwrap().contains("offset 4097"));
     }
 }

@@ -89,9 +89,10 @@ pub(crate) fn setup_ring(queue_depth: u32) -> io::Result<IoUring> {
 
 /// io_uring + O_DIRECT device. See the module documentation for the batching and ring rules.
 pub struct UringDevice {
+    /// Declared before `file`: the rings close before the target's descriptors and lock.
+    rings: Mutex<Vec<IoUring>>,
     file: DevFile,
     queue_depth: u32,
-    rings: Mutex<Vec<IoUring>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -250,7 +251,7 @@ impl UringDevice {
 
     pub(crate) fn with_ring(file: DevFile, ring: IoUring) -> UringDevice {
         let queue_depth = ring.params().sq_entries();
-        UringDevice { file, queue_depth, rings: Mutex::new(vec![ring]) }
+        UringDevice { rings: Mutex::new(vec![ring]), file, queue_depth }
     }
 
     /// The ring size in use (the requested depth, rounded up to a power of two).
