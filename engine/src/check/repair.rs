@@ -20,7 +20,6 @@ use arbor_format::superblock::{alternation, alternation_slots, slot_offset, Supe
 
 use super::{DeviceCheck, GenerationCheck, ProblemKind, Source, Walk};
 use crate::io::{AlignedBuf, BlockDevice, WriteOp};
-use crate::sync::lock;
 use crate::{Db, Error, Result};
 
 /// What [`repair_superblocks`] did.
@@ -121,7 +120,7 @@ fn write_superblocks(dev: &dyn BlockDevice, writes: &[(u8, Superblock)]) -> Resu
 pub fn repair_free_space(db: &Db) -> Result<(u64, u64)> {
     let shared = &db.shared;
     let (freed, marked) = {
-        let mut w = lock(&shared.writer);
+        let mut w = shared.lock_writer()?;
         let mut quiet = |_: u64| {};
         let (report, leaked, used_but_free) = {
             let mut walk = Walk::new(Source::Writer(&w), &shared.store, &mut quiet);
