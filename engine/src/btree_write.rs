@@ -110,6 +110,7 @@ pub(crate) fn insert(
     let level = root_level(w, s, *root)?;
     w.reserve_for(s, blocks_per_op_max(level), Need::Grow)?;
     let path = cow_path(w, s, root, key)?;
+    crate::fault::hit(crate::fault::FaultPoint::TreeInsert);
     let leaf = path.last().map(|p| p.addr).ok_or_else(|| Error::corrupt(0, "empty path"))?;
     let found = w.peek(leaf, |n| Ok(n.search(key)))?;
     match found {

@@ -9,6 +9,14 @@
 //! commit that joined G meanwhile shares its single flush. A failed write or flush is
 //! recorded and every later commit gets `Error::PreviousIo` (fail-stop) until reopened.
 //!
+//! A panic is recorded the same way ([`Failure::Panic`], `Error::Poisoned`), and stricter:
+//! the writer is then refused to everyone until the store is reopened. Two paths lead there,
+//! both ending in the one record `DurableState::failed`: a panic that unwinds while a guard
+//! of the writer is alive poisons the writer's mutex, which [`Pipeline::lock_writer`] — the
+//! only way the engine takes the writer — turns into the record; a panic in a leader's
+//! freeze or write-out ends its flush as failed ([`Leading`]), so that no waiter waits for a
+//! flush that will never end.
+//!
 //! The hand-off ([`Pipeline::hand_off`]) is generic over the work it hands to a leader
 //! ([`Handoff`]): the engine's is [`Flush`] (`freeze::freeze`, then `freeze::write_out`),
 //! and `loom-tests/` drives the same hand-off with a toy writer and a fake flush. Exported
@@ -17,7 +25,7 @@
 use std::time::Instant;
 
 use crate::freeze::{self, Frozen, SuperblockInputs};
-use crate::sync::{lock, Condvar, Mutex, MutexGuard};
+use crate::sync::{Condvar, Mutex, MutexGuard};
 use crate::writer::Writer;
 use crate::{Error, Result};
 
@@ -27,13 +35,55 @@ pub struct DurableState {
     pub durable_gen: u64,
     /// A leader is freezing or writing a generation.
     pub flushing: bool,
-    /// The first write or flush error, if any: the handle is fail-stop.
-    pub failed: Option<String>,
+    /// Why the handle is fail-stop, if it is (see [`DurableState::fail`]).
+    pub failed: Option<Failure>,
     /// Alternation of the newest durable superblock (never overwritten).
     pub durable_alternation: u8,
     /// Crc of the newest durable superblock (the next one records it).
     pub prev_crc: u32,
     pub last_durable_at: Instant,
+}
+
+/// Why a handle is fail-stop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A write or flush failed, or an abort found the log and a block disagreeing (the
+    /// error's text). Writes get `Error::PreviousIo`; checks still run.
+    Io(String),
+    /// A panic unwound through the engine (`Error::Poisoned`'s `what`). The writer may be
+    /// half changed: writes, flushes and checks are all refused.
+    Panic(&'static str),
+}
+
+impl Failure {
+    pub fn error(&self) -> Error {
+        match self {
+            Failure::Io(original) => Error::PreviousIo { original: original.clone() },
+            Failure::Panic(what) => Error::Poisoned { what: (*what).to_string() },
+        }
+    }
+}
+
+/// Where a panic struck, for `Error::Poisoned`.
+pub(crate) const PANIC_HOLDING_WRITER: &str = "inside the engine while it held the writer";
+pub(crate) const PANIC_IN_TXN: &str = "while a write transaction was open";
+const PANIC_IN_FLUSH: &str = "inside the engine during a generation's flush";
+const PANIC_HOLDING_PIPELINE: &str = "inside the engine while it held the commit pipeline";
+
+impl DurableState {
+    /// Makes the handle fail-stop. The first I/O failure is kept (later ones are its
+    /// consequences), but a panic replaces it: a panic refuses more than an I/O error does.
+    pub fn fail(&mut self, failure: Failure) {
+        match (&self.failed, &failure) {
+            (None, _) | (Some(Failure::Io(_)), Failure::Panic(_)) => self.failed = Some(failure),
+            (Some(_), _) => {}
+        }
+    }
+
+    /// The error for a handle a panic made fail-stop, if one did.
+    fn panicked(&self) -> Option<Error> {
+        self.failed.as_ref().filter(|f| matches!(f, Failure::Panic(_))).map(Failure::error)
+    }
 }
 
 /// The hand-off between committers: its state, and the condvar a flush's end signals.
@@ -102,16 +152,80 @@ impl Handoff for Flush<'_> {
     }
 }
 
+/// The running flush, owned by its leader from setting `flushing` to `finish`. Dropped
+/// without [`Leading::end`] only when a panic unwinds out of the leader's freeze or
+/// write-out: the flush then ends as failed, so its waiters (commits, `Db::flush`, drop) wake
+/// to the error instead of waiting forever, and no later flush builds on a generation that
+/// may be half frozen or half written.
+struct Leading<'p>(&'p Pipeline);
+
+impl Leading<'_> {
+    fn end(self, outcome: Option<std::result::Result<DurableMark, Failure>>) {
+        let pipeline = self.0;
+        std::mem::forget(self);
+        pipeline.finish(outcome);
+    }
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.finish(Some(Err(Failure::Panic(PANIC_IN_FLUSH))));
+    }
+}
+
 impl Pipeline {
-    pub(crate) fn check_failed(&self) -> Result<()> {
-        match &lock(&self.state).failed {
-            Some(original) => Err(Error::PreviousIo { original: original.clone() }),
-            None => Ok(()),
+    /// The pipeline's state. A panic inside one of its critical sections (an invariant
+    /// `finish` asserts) leaves the durability bookkeeping in doubt: the state is taken over
+    /// and the handle made fail-stop.
+    pub fn state(&self) -> MutexGuard<'_, DurableState> {
+        match self.state.lock() {
+            Ok(d) => d,
+            Err(poisoned) => {
+                let mut d = poisoned.into_inner();
+                d.fail(Failure::Panic(PANIC_HOLDING_PIPELINE));
+                d
+            }
+        }
+    }
+
+    /// Takes the writer lock: the one way the engine does, so that one place decides what a
+    /// panic means. A panic that unwound while a guard of `writer` was alive may have left
+    /// it half changed (a commit half applied, an allocator run freed twice): the lock is
+    /// then poisoned, the handle becomes fail-stop and every caller gets
+    /// `Error::Poisoned` — as after any panic the pipeline recorded — until the store is
+    /// reopened. An I/O failure alone does not refuse the lock (checks still run).
+    pub fn lock_writer<'a, W>(&self, writer: &'a Mutex<W>) -> Result<MutexGuard<'a, W>> {
+        let (guard, poisoned) = match writer.lock() {
+            Ok(g) => (g, false),
+            Err(poisoned) => (poisoned.into_inner(), true),
+        };
+        let mut d = self.state();
+        if poisoned {
+            d.fail(Failure::Panic(PANIC_HOLDING_WRITER));
+        }
+        match d.panicked() {
+            Some(e) => Err(e),
+            None => Ok(guard),
+        }
+    }
+
+    /// Makes the handle fail-stop for a panic that unwound while the writer was held
+    /// (`what`: where, for `Error::Poisoned`).
+    pub(crate) fn fail_on_panic(&self, what: &'static str) {
+        self.state().fail(Failure::Panic(what));
+    }
+
+    /// The newest durable generation, unless the handle is fail-stop.
+    pub(crate) fn writable(&self) -> Result<u64> {
+        let d = self.state();
+        match &d.failed {
+            Some(failure) => Err(failure.error()),
+            None => Ok(d.durable_gen),
         }
     }
 
     pub(crate) fn durable_gen(&self) -> u64 {
-        lock(&self.state).durable_gen
+        self.state().durable_gen
     }
 
     /// Makes generation `target` durable, leading its flush or waiting for the one that
@@ -155,15 +269,15 @@ impl Pipeline {
         // Bounded: each round either returns or waits for a flush to end; a flush that ends
         // without covering `target` leaves `flushing` false, so the next round leads.
         loop {
-            let mut d = lock(&self.state);
+            let mut d = self.state();
             // Durable first: a commit whose generation a flush covered is durable even if a
             // later generation's flush then failed (reporting an error would invite the
             // caller to apply it twice).
             if d.durable_gen >= target {
                 return Ok(());
             }
-            if let Some(original) = &d.failed {
-                return Err(Error::PreviousIo { original: original.clone() });
+            if let Some(failure) = &d.failed {
+                return Err(failure.error());
             }
             if d.flushing {
                 drop(guard.take());
@@ -173,7 +287,11 @@ impl Pipeline {
                 while d.flushing && d.failed.is_none() && d.durable_gen < target {
                     d = match self.changed.wait(d) {
                         Ok(g) => g,
-                        Err(poisoned) => poisoned.into_inner(),
+                        Err(poisoned) => {
+                            let mut g = poisoned.into_inner();
+                            g.fail(Failure::Panic(PANIC_HOLDING_PIPELINE));
+                            g
+                        }
                     };
                 }
                 if broken_waiter {
@@ -188,39 +306,63 @@ impl Pipeline {
                 superblock_crc: d.prev_crc,
             };
             drop(d);
-            let mut w = match guard.take() {
-                Some(g) => g,
-                None => lock(writer),
-            };
-            if work.open_gen(&w) > target {
-                // Someone froze `target` already; its leader reports the outcome.
-                drop(w);
-                self.finish(None);
-                continue;
+            match self.lead(writer, guard.take(), work, target, durable) {
+                Some(outcome) => return outcome,
+                None => continue,
             }
-            let frozen = work.freeze(&mut w, durable);
-            debug_assert!(
-                frozen.is_err() || work.open_gen(&w) > target,
-                "a freeze closes the open generation, which holds `target`"
-            );
-            drop(w);
-            return match frozen.and_then(|f| work.write_out(f)) {
-                Ok(mark) => {
-                    assert!(mark.gen >= target, "the flush covers the leader's generation");
-                    self.finish(Some(Ok(mark)));
-                    Ok(())
-                }
-                Err(e) => {
-                    self.finish(Some(Err(e.to_string())));
-                    Err(e)
-                }
-            };
         }
     }
 
+    /// Leads the flush of the open generation, which holds `target` unless another leader
+    /// froze it already (then `None`: the caller goes round again). Freezes it with the
+    /// writer held (`guard`, else taken here), then writes it out with no lock held.
+    fn lead<'a, H: Handoff>(
+        &self,
+        writer: &'a Mutex<H::Writer>,
+        guard: Option<MutexGuard<'a, H::Writer>>,
+        work: &H,
+        target: u64,
+        durable: DurableMark,
+    ) -> Option<Result<()>> {
+        let leading = Leading(self);
+        let mut w = match guard {
+            Some(g) => g,
+            None => match self.lock_writer(writer) {
+                Ok(g) => g,
+                Err(e) => {
+                    leading.end(None);
+                    return Some(Err(e));
+                }
+            },
+        };
+        if work.open_gen(&w) > target {
+            // Someone froze `target` already; its leader reports the outcome.
+            drop(w);
+            leading.end(None);
+            return None;
+        }
+        let frozen = work.freeze(&mut w, durable);
+        debug_assert!(
+            frozen.is_err() || work.open_gen(&w) > target,
+            "a freeze closes the open generation, which holds `target`"
+        );
+        drop(w);
+        Some(match frozen.and_then(|f| work.write_out(f)) {
+            Ok(mark) => {
+                assert!(mark.gen >= target, "the flush covers the leader's generation");
+                leading.end(Some(Ok(mark)));
+                Ok(())
+            }
+            Err(e) => {
+                leading.end(Some(Err(Failure::Io(e.to_string()))));
+                Err(e)
+            }
+        })
+    }
+
     /// Ends the running flush (`None`: it froze nothing) and wakes every waiter.
-    fn finish(&self, outcome: Option<std::result::Result<DurableMark, String>>) {
-        let mut d = lock(&self.state);
+    fn finish(&self, outcome: Option<std::result::Result<DurableMark, Failure>>) {
+        let mut d = self.state();
         assert!(d.flushing, "finish ends the running flush");
         d.flushing = false;
         match outcome {
@@ -231,9 +373,7 @@ impl Pipeline {
                 d.prev_crc = mark.superblock_crc;
                 d.last_durable_at = Instant::now();
             }
-            Some(Err(msg)) => {
-                d.failed.get_or_insert(msg);
-            }
+            Some(Err(failure)) => d.fail(failure),
             None => {}
         }
         drop(d);

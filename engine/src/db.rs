@@ -19,7 +19,7 @@ use crate::options::Options;
 use crate::recovery;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
-use crate::sync::{lock, Arc, Condvar, Mutex};
+use crate::sync::{lock, Arc, Condvar, Mutex, MutexGuard};
 use crate::txn::WriteTxn;
 use crate::writer::{TxnScratch, Writer};
 use crate::{Error, Result};
@@ -37,6 +37,13 @@ pub(crate) struct Shared {
     pub uuid: [u8; 16],
     pub rejected_superblock_copies: u32,
     pub recovery_fallbacks: u32,
+}
+
+impl Shared {
+    /// The writer, unless a panic made the handle fail-stop (`Pipeline::lock_writer`).
+    pub(crate) fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        self.pipeline.lock_writer(&self.writer)
+    }
 }
 
 /// An open store. Cheap to share by reference across threads (`Db: Send + Sync`).
@@ -276,7 +283,7 @@ impl Db {
 
     /// Makes every committed transaction durable (one flush, if anything is pending).
     pub fn flush(&self) -> Result<()> {
-        let target = lock(&self.shared.writer).last_commit_gen;
+        let target = self.shared.lock_writer()?.last_commit_gen;
         commit::make_durable(&self.shared, None, target, true)
     }
 
@@ -293,7 +300,7 @@ impl Db {
             }
             Err(_) => *lock(&s.figures),
         };
-        let d = lock(&s.pipeline.state);
+        let d = s.pipeline.state();
         let (live, oldest, expirations, visible_seq) = {
             let r = s.registry.lock();
             let (live, oldest) = r.live();
@@ -331,9 +338,10 @@ impl Db {
     }
 
     /// Walks the whole store and verifies it (see `CheckReport`). Waits for an open write
-    /// transaction to end.
+    /// transaction to end. A handle a panic made fail-stop returns `Error::Poisoned`: its
+    /// in-memory state is in doubt (reopen the store, or check the device offline).
     pub fn check(&self) -> Result<crate::check::CheckReport> {
-        let w = lock(&self.shared.writer);
+        let w = self.shared.lock_writer()?;
         crate::check::check(&w, &self.shared.store)
     }
 }

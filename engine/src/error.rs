@@ -33,6 +33,14 @@ pub enum Error {
     InvalidInput(String),
     /// An earlier write or flush failed; the handle refuses writes until it is reopened.
     PreviousIo { original: String },
+    /// A panic unwound through the engine while it held state a panic can leave half
+    /// changed (`what`: "inside the engine while it held the writer", …). The handle is
+    /// fail-stop, as after an I/O error, and stricter: writes, `flush` and `Db::check` return
+    /// this error until the store is reopened. Nothing is flushed after the panic, so the
+    /// next open recovers as after a crash. Snapshots keep reading what was published before
+    /// the panic. A panic in the caller's own code while a `WriteTxn` is open counts too: the
+    /// engine cannot tell that the transaction was left whole.
+    Poisoned { what: String },
     /// The write transaction's own undo log passed its cap (DESIGN §10.8).
     TransactionTooLarge { undo_bytes: u64, max: u64 },
     /// `SnapshotPolicy::WriterWaits`: snapshots kept holding more history than the bound
@@ -82,6 +90,11 @@ impl fmt::Display for Error {
             Error::PreviousIo { original } => write!(
                 f,
                 "an earlier write or flush failed ({original}); reopen the store to recover"
+            ),
+            Error::Poisoned { what } => write!(
+                f,
+                "a panic {what} may have left this handle inconsistent; it refuses writes \
+                 until the store is reopened"
             ),
             Error::TransactionTooLarge { undo_bytes, max } => write!(
                 f,

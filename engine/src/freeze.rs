@@ -195,6 +195,7 @@ pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
         ops.push(WriteOp { offset: *offset, data: buf });
     }
     s.dev.write_batch(&ops)?;
+    crate::fault::hit(crate::fault::FaultPoint::WriteOut);
     s.dev.flush()?;
     use crate::sync::Ordering;
     s.counters.blocks_written.fetch_add(frozen.blocks.len() as u64, Ordering::Relaxed);

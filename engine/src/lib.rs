@@ -18,6 +18,11 @@ pub mod check;
 pub mod commit;
 mod db;
 pub mod error;
+#[cfg(any(test, feature = "fault-injection"))]
+#[doc(hidden)]
+pub mod fault;
+#[cfg(not(any(test, feature = "fault-injection")))]
+mod fault;
 mod freeze;
 mod history;
 pub mod io;

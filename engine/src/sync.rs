@@ -20,9 +20,12 @@ mod imp {
 
 pub use imp::*;
 
-/// Locks a mutex, recovering the data from a poisoned lock. A panic on another thread is a
-/// bug we surface through that thread's own panic; this thread keeps the state it finds,
-/// which every critical section keeps consistent before anything that can panic.
+/// Locks a mutex, recovering the data from a poisoned lock. Only for state a panic cannot
+/// leave half changed in a way that matters: the cache, the readers' table, block slots,
+/// the stats figures, and the snapshot registry (whose writer-side changes happen under the
+/// writer lock, so a panic there also fails the handle). The writer and the commit
+/// pipeline's state are never recovered this way: a panic while either is held makes the
+/// handle fail-stop (`commit::Pipeline::lock_writer`, `commit::Pipeline::state`).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,

@@ -1,6 +1,6 @@
 //! Write transactions: `WriteTxn` and its tree handle `WriteTree`.
 
-use std::ops::{Bound, RangeBounds};
+use std::ops::{Bound, Deref, DerefMut, RangeBounds};
 
 use arbor_format::constants::{
     key_bytes_max, overflow_block_count, value_inline_bytes_max, TREE_ID_CATALOG, VALUE_BYTES_MAX,
@@ -12,7 +12,7 @@ use crate::bound;
 use crate::btree::{self, owned_bound, Range};
 use crate::btree_write;
 use crate::catalog;
-use crate::commit;
+use crate::commit::{self, Failure, Pipeline, PANIC_HOLDING_WRITER, PANIC_IN_TXN};
 use crate::db::Shared;
 use crate::history;
 use crate::io::AlignedBuf;
@@ -37,17 +37,23 @@ pub struct CommitInfo {
 }
 
 /// The one write transaction. Dropping it without `commit` aborts it.
+///
+/// A panic that unwinds out of one of its calls, or through it while it is open, may leave
+/// the writer half changed: the transaction ends without an undo and the handle becomes
+/// fail-stop (`Error::Poisoned`) until the store is reopened.
 pub struct WriteTxn<'db> {
     db: &'db Shared,
     w: Option<MutexGuard<'db, Writer>>,
     durability: Durability,
+    /// Begun while a panic was already unwinding (in a `Drop`): only a panic that starts
+    /// later can leave this transaction half done.
+    began_panicking: bool,
 }
 
 impl<'db> WriteTxn<'db> {
     pub(crate) fn begin(db: &'db Shared) -> Result<WriteTxn<'db>> {
-        db.pipeline.check_failed()?;
-        let mut w = lock(&db.writer);
-        let durable = db.pipeline.durable_gen();
+        let mut w = db.lock_writer()?;
+        let durable = db.pipeline.writable()?;
         w.alloc.note_durable(durable);
         w.txn = TxnScratch {
             trees_at_start: Some(w.trees.clone()),
@@ -60,13 +66,30 @@ impl<'db> WriteTxn<'db> {
         // Past the snapshot bound, `WriterWaits` waits here (nothing of this transaction
         // exists yet, so its error loses nothing); `ExpireOldest` acts at commit.
         bound::enforce(&mut w, db)?;
-        Ok(WriteTxn { db, w: Some(w), durability: db.opts.durability })
+        let began_panicking = std::thread::panicking();
+        Ok(WriteTxn { db, w: Some(w), durability: db.opts.durability, began_panicking })
     }
 
-    fn parts(&mut self) -> Result<(&mut Writer, &'db Store)> {
-        let w =
-            self.w.as_deref_mut().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
-        Ok((w, &self.db.store))
+    /// Why the transaction no longer holds the writer: a panic in one of its calls ended it
+    /// (`commit` and `abort` consume it), which made the handle fail-stop.
+    fn ended(&self) -> Error {
+        match self.db.pipeline.writable() {
+            Err(e) => e,
+            Ok(_) => Error::InvalidInput("transaction ended".into()),
+        }
+    }
+
+    /// The writer for one call that changes it, and the store.
+    fn parts(&mut self) -> Result<(InCall<'_, 'db>, &'db Store)> {
+        if self.w.is_none() {
+            return Err(self.ended());
+        }
+        let call = InCall {
+            guard: &mut self.w,
+            pipeline: &self.db.pipeline,
+            began_panicking: std::thread::panicking(),
+        };
+        Ok((call, &self.db.store))
     }
 
     /// The named tree, created (empty) if it does not exist.
@@ -75,26 +98,28 @@ impl<'db> WriteTxn<'db> {
         if name.len() > max {
             return Err(Error::KeyTooLarge { len: name.len(), max });
         }
-        let (w, s) = self.parts()?;
         let key = name.as_bytes().to_vec();
-        if !w.trees.contains_key(&key) {
-            let id = w.next_tree_id;
-            w.next_tree_id += 1;
-            let root = w.new_node(s, arbor_format::BlockKind::Leaf, 0, id)?;
-            let meta = TreeMeta { id, root: w.dirty_ptr(root), entries: 0 };
-            w.trees.insert(key.clone(), meta);
-            w.trees_changed.insert(key.clone());
+        {
+            let (mut w, s) = self.parts()?;
+            if !w.trees.contains_key(&key) {
+                let id = w.next_tree_id;
+                w.next_tree_id += 1;
+                let root = w.new_node(s, arbor_format::BlockKind::Leaf, 0, id)?;
+                let meta = TreeMeta { id, root: w.dirty_ptr(root), entries: 0 };
+                w.trees.insert(key.clone(), meta);
+                w.trees_changed.insert(key.clone());
+            }
         }
         Ok(WriteTree { txn: self, name: key })
     }
 
     /// Deletes a tree and frees its blocks; returns whether it existed.
     pub fn delete_tree(&mut self, name: &str) -> Result<bool> {
-        let (w, s) = self.parts()?;
+        let (mut w, s) = self.parts()?;
         let key = name.as_bytes().to_vec();
         let Some(meta) = w.trees.remove(&key) else { return Ok(false) };
         w.trees_changed.insert(key);
-        free_tree(w, s, meta.root)?;
+        free_tree(&mut w, s, meta.root)?;
         Ok(true)
     }
 
@@ -110,7 +135,7 @@ impl<'db> WriteTxn<'db> {
 
     /// Publishes the transaction; with `Durability::Immediate` returns after its flush.
     pub fn commit(mut self) -> Result<CommitInfo> {
-        let mut w = self.w.take().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
+        let mut w = self.w.take().ok_or_else(|| self.ended())?;
         let seq = match finish(&mut w, self.db) {
             Ok(seq) => seq,
             Err(e) => {
@@ -130,7 +155,7 @@ impl<'db> WriteTxn<'db> {
             }
             Durability::Eventual => {
                 let due =
-                    lock(&db.pipeline.state).last_durable_at.elapsed() >= db.opts.eventual_interval;
+                    db.pipeline.state().last_durable_at.elapsed() >= db.opts.eventual_interval;
                 if due || over_dirty {
                     commit::make_durable(db, Some(w), gen, false)?;
                 }
@@ -157,11 +182,52 @@ impl<'db> WriteTxn<'db> {
 
 impl Drop for WriteTxn<'_> {
     fn drop(&mut self) {
-        if let Some(mut w) = self.w.take() {
-            // Errors here mean the log and a block disagree: the handle turns fail-stop.
-            if let Err(e) = abort_writer(&mut w, self.db) {
-                lock(&self.db.pipeline.state).failed.get_or_insert(e.to_string());
-            }
+        let Some(mut w) = self.w.take() else { return };
+        if std::thread::panicking() && !self.began_panicking {
+            // A panic is unwinding through the open transaction, from the caller's code or
+            // the engine's: nothing says the writer is whole, and an undo that met a half-done
+            // change would panic again (aborting the process). Leave it as it is and fail.
+            self.db.pipeline.fail_on_panic(PANIC_IN_TXN);
+            return;
+        }
+        // Errors here mean the log and a block disagree: the handle turns fail-stop.
+        if let Err(e) = abort_writer(&mut w, self.db) {
+            self.db.pipeline.state().fail(Failure::Io(e.to_string()));
+        }
+    }
+}
+
+/// The writer lent to one call of a transaction that changes it ([`WriteTxn::parts`]). If a
+/// panic unwinds out of the call, the writer may be half changed: dropping this then ends
+/// the transaction — its guard is dropped while the panic unwinds, without an undo — and
+/// makes the handle fail-stop, even when the caller catches the panic and keeps the
+/// transaction.
+struct InCall<'t, 'db> {
+    /// The transaction's guard, `Some` for as long as this lives.
+    guard: &'t mut Option<MutexGuard<'db, Writer>>,
+    pipeline: &'db Pipeline,
+    /// The call began while a panic was already unwinding (from a `Drop`).
+    began_panicking: bool,
+}
+
+impl Deref for InCall<'_, '_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        self.guard.as_deref().expect("a transaction holds its writer during a call")
+    }
+}
+
+impl DerefMut for InCall<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        self.guard.as_deref_mut().expect("a transaction holds its writer during a call")
+    }
+}
+
+impl Drop for InCall<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.began_panicking {
+            self.pipeline.fail_on_panic(PANIC_HOLDING_WRITER);
+            drop(self.guard.take());
         }
     }
 }
@@ -360,8 +426,7 @@ pub struct WriteTree<'t, 'db> {
 
 impl WriteTree<'_, '_> {
     fn meta(&self) -> Result<TreeMeta> {
-        let w =
-            self.txn.w.as_deref().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
+        let w = self.txn.w.as_deref().ok_or_else(|| self.txn.ended())?;
         w.trees.get(&self.name).copied().ok_or_else(|| Error::InvalidInput("tree deleted".into()))
     }
 
@@ -382,16 +447,16 @@ impl WriteTree<'_, '_> {
         let mut meta = self.meta()?;
         let name = self.name.clone();
         let db = self.txn.db;
-        let (w, s) = self.txn.parts()?;
+        let (mut w, s) = self.txn.parts()?;
         let item = if value.len() > value_inline_bytes_max(s.block_bytes) {
-            match write_overflow(w, s, meta.id, value) {
+            match write_overflow(&mut w, s, meta.id, value) {
                 Ok(r) => ItemValue::Overflow(r),
                 Err(e) => return Err(fail_on_io(db, e)),
             }
         } else {
             ItemValue::Inline(value.to_vec())
         };
-        let old = match btree_write::insert(w, s, &mut meta.root, meta.id, key, item.clone()) {
+        let old = match btree_write::insert(&mut w, s, &mut meta.root, meta.id, key, item.clone()) {
             Ok(old) => old,
             Err(e) => {
                 if let ItemValue::Overflow(r) = item {
@@ -407,12 +472,12 @@ impl WriteTree<'_, '_> {
                 meta.entries += 1;
                 None
             }
-            Some(v) => Some(take_value(w, s, v)?),
+            Some(v) => Some(take_value(&mut w, s, v)?),
         };
         w.trees.insert(name.clone(), meta);
         w.trees_changed.insert(name);
-        check_undo_cap(w, db)?;
-        write_back_if_over(w, db)?;
+        check_undo_cap(&w, db)?;
+        write_back_if_over(&mut w, db)?;
         Ok(old)
     }
 
@@ -422,16 +487,16 @@ impl WriteTree<'_, '_> {
         let mut meta = self.meta()?;
         let name = self.name.clone();
         let db = self.txn.db;
-        let (w, s) = self.txn.parts()?;
-        let Some(old) = btree_write::remove(w, s, &mut meta.root, key)? else {
+        let (mut w, s) = self.txn.parts()?;
+        let Some(old) = btree_write::remove(&mut w, s, &mut meta.root, key)? else {
             return Ok(None);
         };
         meta.entries = meta.entries.saturating_sub(1);
-        let old = take_value(w, s, old)?;
+        let old = take_value(&mut w, s, old)?;
         w.trees.insert(name.clone(), meta);
         w.trees_changed.insert(name);
-        check_undo_cap(w, db)?;
-        write_back_if_over(w, db)?;
+        check_undo_cap(&w, db)?;
+        write_back_if_over(&mut w, db)?;
         Ok(Some(old))
     }
 
@@ -440,8 +505,7 @@ impl WriteTree<'_, '_> {
             return Ok(None);
         }
         let meta = self.meta()?;
-        let w =
-            self.txn.w.as_deref().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
+        let w = self.txn.w.as_deref().ok_or_else(|| self.txn.ended())?;
         btree::get(&w.read_view(&self.txn.db.store), meta.root, key)
     }
 
@@ -459,8 +523,7 @@ impl WriteTree<'_, '_> {
 
     fn range_owned(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<Range<'_>> {
         let meta = self.meta()?;
-        let w =
-            self.txn.w.as_deref().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
+        let w = self.txn.w.as_deref().ok_or_else(|| self.txn.ended())?;
         Ok(Range::new(Box::new(w.read_view(&self.txn.db.store)), meta.root, start, end))
     }
 
@@ -532,7 +595,7 @@ fn write_back_if_over(w: &mut Writer, db: &Shared) -> Result<()> {
 /// A device error during a transaction makes the handle fail-stop.
 fn fail_on_io(db: &Shared, e: Error) -> Error {
     if let Error::Io(io) = &e {
-        lock(&db.pipeline.state).failed.get_or_insert(io.to_string());
+        db.pipeline.state().fail(Failure::Io(io.to_string()));
     }
     e
 }

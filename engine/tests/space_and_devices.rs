@@ -326,3 +326,53 @@ fn a_transaction_larger_than_the_dirty_budget() {
         assert_eq!(t.get(&i.wrapping_mul(2_654_435_761).to_be_bytes()).unwrap(), want, "{i}");
     }
 }
+
+/// A free-space repair on a store whose deleted tree still has orphaned subtrees waiting to
+/// be freed: the orphans' blocks are owned (the next commits free them), not leaked. A repair
+/// that walked only the catalog freed them, and its own commit then panicked freeing them a
+/// second time (issue 12).
+#[test]
+fn free_space_repair_keeps_orphaned_subtrees() {
+    let dev = SimDevice::new(256 << 20, 4096, 21);
+    let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    let mut keep = tx.tree("keep").unwrap();
+    for i in 0..500u32 {
+        keep.insert(&i.to_be_bytes(), &i.to_le_bytes()).unwrap();
+    }
+    let mut big = tx.tree("big").unwrap();
+    for i in 0..60_000u32 {
+        big.insert(&i.to_be_bytes(), &[5u8; 100]).unwrap();
+    }
+    tx.commit().unwrap();
+    let mut tx = db.begin_write().unwrap();
+    assert!(tx.delete_tree("big").unwrap());
+    tx.commit().unwrap();
+    let orphans = db.stats().orphan_subtrees;
+    assert!(orphans > 0, "the deleted tree left orphaned subtrees");
+    assert!(db.check().unwrap().is_ok());
+
+    let (freed, marked) = arbor::check::repair_free_space(&db).unwrap();
+    assert_eq!((freed, marked), (0, 0), "nothing was leaked or marked free");
+    assert_eq!(db.stats().orphan_subtrees, orphans, "the repair left the orphans alone");
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    // The next commits free the orphans as usual, and a reopen finds a clean store.
+    for i in 0..20u32 {
+        let mut tx = db.begin_write().unwrap();
+        tx.tree("keep").unwrap().insert(&(1000 + i).to_be_bytes(), b"x").unwrap();
+        tx.commit().unwrap();
+    }
+    assert_eq!(db.stats().orphan_subtrees, 0);
+    drop(db);
+    let db = Db::open_on(Box::new(dev.crash()), small_opts()).unwrap();
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let mut tx = db.begin_write().unwrap();
+    assert_eq!(tx.tree_names().unwrap(), vec!["keep".to_string()]);
+    let keep = tx.tree("keep").unwrap();
+    assert_eq!(keep.len().unwrap(), 520);
+    for i in (0..500u32).step_by(37) {
+        assert_eq!(keep.get(&i.to_be_bytes()).unwrap(), Some(i.to_le_bytes().to_vec()));
+    }
+}

@@ -212,3 +212,49 @@ fn double_used_block_is_named() {
     assert!(stdout(&o).contains("rolled back"), "{}", describe(&o));
     assert!(!stdout(&o).contains("rebuilt the free-space map"), "{}", describe(&o));
 }
+
+/// `check --repair` on a store whose deleted tree still has orphaned subtrees (owned until
+/// later commits free them) and one leaked block: the repair frees the leak and only the leak.
+/// Walking only the catalog, it used to free the orphans' blocks too and then panic in its
+/// own commit, freeing them a second time (issue 12).
+#[test]
+fn repair_with_orphaned_subtrees_frees_only_the_leak() {
+    let dir = tempdir();
+    let store = dir.path().join("s.arbor");
+    build(&store, |db| {
+        let mut tx = db.begin_write().unwrap();
+        let mut keep = tx.tree("keep").unwrap();
+        for i in 0..300u32 {
+            keep.insert(format!("key{i:06}").as_bytes(), &i.to_le_bytes()).unwrap();
+        }
+        let mut big = tx.tree("big").unwrap();
+        for i in 0..60_000u32 {
+            big.insert(&i.to_be_bytes(), &[5u8; 100]).unwrap();
+        }
+        tx.commit().unwrap();
+        let mut tx = db.begin_write().unwrap();
+        assert!(tx.delete_tree("big").unwrap());
+        tx.commit().unwrap();
+        assert!(db.stats().orphan_subtrees > 0, "the deleted tree left orphaned subtrees");
+    });
+    let victim = leak_block(&store);
+    let o = check(&store, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(stdout(&o).contains(&format!("leaked at block {victim}")), "{}", describe(&o));
+
+    let o = check(&store, &["--repair"]);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(stdout(&o).contains("freed 1 leaked block"), "{}", describe(&o));
+    let o = check(&store, &[]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let db = arbor::Db::open(&store, small_opts()).unwrap();
+    assert!(db.stats().orphan_subtrees > 0, "the repair left the orphans to later commits");
+    let mut tx = db.begin_write().unwrap();
+    assert_eq!(tx.tree_names().unwrap(), vec!["keep".to_string()]);
+    let keep = tx.tree("keep").unwrap();
+    assert_eq!(keep.len().unwrap(), 300);
+    for i in 0..300u32 {
+        let got = keep.get(format!("key{i:06}").as_bytes()).unwrap();
+        assert_eq!(got, Some(i.to_le_bytes().to_vec()), "key {i}");
+    }
+}

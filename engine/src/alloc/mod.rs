@@ -190,6 +190,7 @@ impl Allocator {
     /// A double free or a free of the superblock area would corrupt the store later (two
     /// owners of one block): refuse it loudly.
     fn check_freeable(&self, addr: u64, count: u64) {
+        crate::fault::hit(crate::fault::FaultPoint::AllocatorFree);
         assert!(count > 0, "free of zero blocks");
         assert!(addr >= self.first_data, "freeing the superblock area");
         assert!(self.bitmap.all_set(addr, count), "freeing blocks that are not allocated");

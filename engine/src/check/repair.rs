@@ -20,7 +20,6 @@ use arbor_format::superblock::{alternation, alternation_slots, slot_offset, Supe
 
 use super::{DeviceCheck, GenerationCheck, ProblemKind, Source, Walk};
 use crate::io::{AlignedBuf, BlockDevice, WriteOp};
-use crate::sync::lock;
 use crate::{Db, Error, Result};
 
 /// What [`repair_superblocks`] did.
@@ -113,19 +112,20 @@ fn write_superblocks(dev: &dyn BlockDevice, writes: &[(u8, Superblock)]) -> Resu
     Ok(())
 }
 
-/// Rebuilds the free-space map of an open store: frees leaked blocks, marks allocated the
+/// Rebuilds the free-space map of an open store: frees leaked blocks (reachable from no tree,
+/// no orphaned subtree of a deleted tree and no allocator structure), marks allocated the
 /// blocks a tree reaches that the bitmap calls free, and commits. Returns
 /// `(blocks freed, blocks marked allocated)`. Refuses (`InvalidInput`) when the store has
 /// damage beyond free space: rebuilding the map from a broken tree would free live data.
 pub fn repair_free_space(db: &Db) -> Result<(u64, u64)> {
     let shared = &db.shared;
     let (freed, marked) = {
-        let mut w = lock(&shared.writer);
+        let mut w = shared.lock_writer()?;
         let mut quiet = |_: u64| {};
         let (report, leaked, used_but_free) = {
             let mut walk = Walk::new(Source::Writer(&w), &shared.store, &mut quiet);
             walk.alloc = Some(&w.alloc);
-            walk.tree(b"(catalog)", 0, w.catalog, true)?;
+            walk.whole_store(w.catalog, w.alloc.orphans());
             walk.cross_check(&w.alloc, Some(&w.dirty));
             (walk.report, walk.leaked, walk.used_but_free)
         };

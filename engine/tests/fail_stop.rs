@@ -1,0 +1,147 @@
+//! A panic inside the engine makes the handle fail-stop (issue 12): later writes, flushes and
+//! checks get `Error::Poisoned` instead of building on a half-changed writer, nothing hangs,
+//! snapshots keep reading what was published, and the next open recovers the last durable
+//! commit. The panics come from `arbor::fault` points, armed on the test's own thread.
+
+mod common;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use arbor::fault::{arm_panic, disarm, FaultPoint};
+use arbor::io::SimDevice;
+use arbor::{Db, Error};
+use common::small_opts;
+
+fn key(i: u32) -> [u8; 4] {
+    i.to_be_bytes()
+}
+
+/// Commits `value` under keys `keys` of tree `t` (one Immediate commit).
+fn commit(db: &Db, keys: std::ops::Range<u32>, value: &[u8]) {
+    let mut tx = db.begin_write().unwrap();
+    let mut t = tx.tree("t").unwrap();
+    for i in keys {
+        t.insert(&key(i), value).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// Two acknowledged commits: keys 0..1000 hold "one", 1000..3000 hold "two".
+fn two_commits() -> (SimDevice, Db) {
+    let dev = SimDevice::new(64 << 20, 4096, 31);
+    let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
+    commit(&db, 0..2000, b"one");
+    commit(&db, 1000..3000, b"two");
+    (dev, db)
+}
+
+fn expect_poisoned<T: std::fmt::Debug>(what: &str, r: arbor::Result<T>) {
+    match r {
+        Err(Error::Poisoned { .. }) => {}
+        other => panic!("{what}: expected Error::Poisoned, got {other:?}"),
+    }
+}
+
+/// Everything a fail-stop handle must refuse, without panicking or hanging; then drop it.
+fn expect_fail_stop(db: Db) {
+    expect_poisoned("begin_write", db.begin_write().map(|_| ()));
+    expect_poisoned("flush", db.flush());
+    expect_poisoned("check", db.check().map(|r| r.is_ok()));
+    let stats = db.stats();
+    assert!(stats.generation_durable > 0, "{stats:?}");
+    let msg = db.begin_write().map(|_| ()).unwrap_err().to_string();
+    assert!(msg.contains("panic") && msg.contains("reopened"), "{msg}");
+    drop(db);
+}
+
+/// Reopens after a power loss: a clean store holding the two acknowledged commits, and the
+/// panicked transaction's keys wholly or not at all.
+fn expect_recovered(dev: &SimDevice, panicked: &[u8]) {
+    let db = Db::open_on(Box::new(dev.crash()), small_opts()).unwrap();
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let mut tx = db.begin_write().unwrap();
+    let t = tx.tree("t").unwrap();
+    assert_eq!(t.len().unwrap(), 3000);
+    let landed = t.get(&key(0)).unwrap().as_deref() == Some(panicked);
+    for i in (0..3000u32).step_by(7) {
+        let acked: &[u8] = if i < 1000 { b"one" } else { b"two" };
+        let want = if landed { panicked } else { acked };
+        assert_eq!(t.get(&key(i)).unwrap().as_deref(), Some(want), "key {i}");
+    }
+}
+
+/// The allocator panics in the middle of a commit (while it applies the commit's frees, the
+/// writer held): the handle refuses everything after, and reopening recovers.
+#[test]
+fn a_panic_inside_a_commit_makes_the_handle_fail_stop() {
+    let (dev, db) = two_commits();
+    let snap = db.snapshot().unwrap();
+    // Replacing committed keys only defers frees: the first allocator free is the commit's.
+    arm_panic(FaultPoint::AllocatorFree);
+    let mut tx = db.begin_write().unwrap();
+    let mut t = tx.tree("t").unwrap();
+    for i in 0..3000u32 {
+        t.insert(&key(i), b"three").unwrap();
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(move || tx.commit()));
+    disarm();
+    assert!(outcome.is_err(), "the commit panicked: {outcome:?}");
+
+    // Snapshots, old and new, read what was published before the panic.
+    let new_snap = db.snapshot().unwrap();
+    for s in [&snap, &new_snap] {
+        let t = s.tree("t").unwrap().unwrap();
+        assert_eq!(t.len(), 3000);
+        assert_eq!(t.get(&key(10)).unwrap(), Some(b"one".to_vec()));
+        assert_eq!(t.get(&key(1500)).unwrap(), Some(b"two".to_vec()));
+    }
+    drop((snap, new_snap));
+    expect_fail_stop(db);
+    expect_recovered(&dev, b"three");
+}
+
+/// A flush leader panics after writing its generation, before the flush (no engine lock is
+/// held there): its flush must end as failed, or every later commit and `flush` would wait
+/// for it forever.
+#[test]
+fn a_panic_in_a_flush_fails_the_handle_instead_of_hanging() {
+    let (dev, db) = two_commits();
+    arm_panic(FaultPoint::WriteOut);
+    let mut tx = db.begin_write().unwrap();
+    tx.tree("t").unwrap().insert(&key(0), b"three").unwrap();
+    let outcome = catch_unwind(AssertUnwindSafe(move || tx.commit()));
+    disarm();
+    assert!(outcome.is_err(), "the commit panicked: {outcome:?}");
+    expect_fail_stop(db);
+    let db = Db::open_on(Box::new(dev.crash()), small_opts()).unwrap();
+    let report = db.check().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let mut tx = db.begin_write().unwrap();
+    let t = tx.tree("t").unwrap();
+    assert_eq!(t.len().unwrap(), 3000);
+    let first = t.get(&key(0)).unwrap();
+    assert!(matches!(first.as_deref(), Some(b"one" | b"three")), "{first:?}");
+    assert_eq!(t.get(&key(1)).unwrap(), Some(b"one".to_vec()));
+    assert_eq!(t.get(&key(2999)).unwrap(), Some(b"two".to_vec()));
+}
+
+/// An insert panics half-way and the caller catches the panic but keeps the transaction:
+/// the transaction has ended (it must not commit a half-done insert) and the handle is
+/// fail-stop.
+#[test]
+fn a_panic_caught_inside_a_call_ends_the_transaction() {
+    let (dev, db) = two_commits();
+    let mut tx = db.begin_write().unwrap();
+    let mut t = tx.tree("t").unwrap();
+    t.insert(&key(5), b"three").unwrap();
+    arm_panic(FaultPoint::TreeInsert);
+    let outcome = catch_unwind(AssertUnwindSafe(|| t.insert(&key(6), b"three")));
+    disarm();
+    assert!(outcome.is_err(), "the insert panicked: {outcome:?}");
+    expect_poisoned("insert after the panic", t.insert(&key(7), b"three"));
+    expect_poisoned("get after the panic", t.get(&key(7)));
+    expect_poisoned("commit after the panic", tx.commit());
+    expect_fail_stop(db);
+    expect_recovered(&dev, b"three");
+}
