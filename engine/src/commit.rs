@@ -25,7 +25,7 @@
 use std::time::Instant;
 
 use crate::freeze::{self, Frozen, SuperblockInputs};
-use crate::sync::{Condvar, Mutex, MutexGuard};
+use crate::sync::{self, Condvar, Mutex, MutexGuard};
 use crate::writer::Writer;
 use crate::{Error, Result};
 
@@ -42,6 +42,10 @@ pub struct DurableState {
     /// Crc of the newest durable superblock (the next one records it).
     pub prev_crc: u32,
     pub last_durable_at: Instant,
+    /// The writer lock was last released by a transaction that a panic in the caller's own
+    /// code unwound through, after it aborted cleanly: the lock's poison then means nothing
+    /// (see [`Pipeline::lock_writer`]).
+    pub released_whole: bool,
 }
 
 /// Why a handle is fail-stop.
@@ -66,7 +70,6 @@ impl Failure {
 
 /// Where a panic struck, for `Error::Poisoned`.
 pub(crate) const PANIC_HOLDING_WRITER: &str = "inside the engine while it held the writer";
-pub(crate) const PANIC_IN_TXN: &str = "while a write transaction was open";
 const PANIC_IN_FLUSH: &str = "inside the engine during a generation's flush";
 const PANIC_HOLDING_PIPELINE: &str = "inside the engine while it held the commit pipeline";
 
@@ -200,13 +203,25 @@ impl Pipeline {
             Err(poisoned) => (poisoned.into_inner(), true),
         };
         let mut d = self.state();
-        if poisoned {
+        // Set just before such a release, under this lock: whoever takes the writer next
+        // sees it with the poison that release left, and only then.
+        let released_whole = std::mem::take(&mut d.released_whole);
+        if poisoned && released_whole {
+            sync::clear_poison(writer);
+        } else if poisoned {
             d.fail(Failure::Panic(PANIC_HOLDING_WRITER));
         }
         match d.panicked() {
             Some(e) => Err(e),
             None => Ok(guard),
         }
+    }
+
+    /// Notes that the writer lock is about to be released, by a panic unwinding through a
+    /// transaction that aborted cleanly (the poison this leaves is cleared by the next
+    /// [`Pipeline::lock_writer`]).
+    pub(crate) fn note_released_whole(&self) {
+        self.state().released_whole = true;
     }
 
     /// Makes the handle fail-stop for a panic that unwound while the writer was held

@@ -202,6 +202,7 @@ impl Db {
             durable_alternation: frozen.alternation,
             prev_crc: frozen.superblock_crc,
             last_durable_at: Instant::now(),
+            released_whole: false,
         };
         Ok(Db::from_parts(store, w, state, opts, uuid, 0, 0))
     }
@@ -230,6 +231,7 @@ impl Db {
             durable_alternation: superblock::alternation(opened.slot),
             prev_crc: sb.crc(),
             last_durable_at: Instant::now(),
+            released_whole: false,
         };
         let uuid = sb.uuid();
         Ok(Db::from_parts(store, w, state, opts, uuid, opened.rejected_copies, opened.fallbacks))

@@ -38,8 +38,8 @@ pub enum Error {
     /// fail-stop, as after an I/O error, and stricter: writes, `flush` and `Db::check` return
     /// this error until the store is reopened. Nothing is flushed after the panic, so the
     /// next open recovers as after a crash. Snapshots keep reading what was published before
-    /// the panic. A panic in the caller's own code while a `WriteTxn` is open counts too: the
-    /// engine cannot tell that the transaction was left whole.
+    /// the panic. A panic in the caller's own code while a `WriteTxn` is open does not count:
+    /// it aborts the transaction like a drop, and the handle stays writable.
     Poisoned { what: String },
     /// The write transaction's own undo log passed its cap (DESIGN §10.8).
     TransactionTooLarge { undo_bytes: u64, max: u64 },

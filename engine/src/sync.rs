@@ -48,3 +48,12 @@ pub fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
         Err(poisoned) => poisoned.into_inner(),
     }
 }
+
+/// Clears a mutex's poison, for the one release the engine knows left the data whole (a
+/// clean abort while the caller's panic unwinds). loom's mutex never poisons.
+pub fn clear_poison<T>(m: &Mutex<T>) {
+    #[cfg(not(loom))]
+    m.clear_poison();
+    #[cfg(loom)]
+    let _ = m;
+}

@@ -12,7 +12,7 @@ use crate::bound;
 use crate::btree::{self, owned_bound, Range};
 use crate::btree_write;
 use crate::catalog;
-use crate::commit::{self, Failure, Pipeline, PANIC_HOLDING_WRITER, PANIC_IN_TXN};
+use crate::commit::{self, Failure, Pipeline, PANIC_HOLDING_WRITER};
 use crate::db::Shared;
 use crate::history;
 use crate::io::AlignedBuf;
@@ -38,16 +38,14 @@ pub struct CommitInfo {
 
 /// The one write transaction. Dropping it without `commit` aborts it.
 ///
-/// A panic that unwinds out of one of its calls, or through it while it is open, may leave
-/// the writer half changed: the transaction ends without an undo and the handle becomes
-/// fail-stop (`Error::Poisoned`) until the store is reopened.
+/// A panic that unwinds out of one of its calls may leave the writer half changed: the
+/// transaction ends without an undo and the handle becomes fail-stop (`Error::Poisoned`)
+/// until the store is reopened. A panic in the caller's own code while the transaction is
+/// open only aborts it, as dropping it does.
 pub struct WriteTxn<'db> {
     db: &'db Shared,
     w: Option<MutexGuard<'db, Writer>>,
     durability: Durability,
-    /// Begun while a panic was already unwinding (in a `Drop`): only a panic that starts
-    /// later can leave this transaction half done.
-    began_panicking: bool,
 }
 
 impl<'db> WriteTxn<'db> {
@@ -66,8 +64,7 @@ impl<'db> WriteTxn<'db> {
         // Past the snapshot bound, `WriterWaits` waits here (nothing of this transaction
         // exists yet, so its error loses nothing); `ExpireOldest` acts at commit.
         bound::enforce(&mut w, db)?;
-        let began_panicking = std::thread::panicking();
-        Ok(WriteTxn { db, w: Some(w), durability: db.opts.durability, began_panicking })
+        Ok(WriteTxn { db, w: Some(w), durability: db.opts.durability })
     }
 
     /// Why the transaction no longer holds the writer: a panic in one of its calls ended it
@@ -182,18 +179,20 @@ impl<'db> WriteTxn<'db> {
 
 impl Drop for WriteTxn<'_> {
     fn drop(&mut self) {
+        // A panic unwinding through the open transaction from the caller's own code finds
+        // the writer whole: every engine call that changes it holds an `InCall`, whose drop
+        // takes the guard away (and fails the handle) if the panic started inside the engine.
+        // So the guard being here means the abort below meets no half-done change.
         let Some(mut w) = self.w.take() else { return };
-        if std::thread::panicking() && !self.began_panicking {
-            // A panic is unwinding through the open transaction, from the caller's code or
-            // the engine's: nothing says the writer is whole, and an undo that met a half-done
-            // change would panic again (aborting the process). Leave it as it is and fail.
-            self.db.pipeline.fail_on_panic(PANIC_IN_TXN);
-            return;
-        }
         // Errors here mean the log and a block disagree: the handle turns fail-stop.
         if let Err(e) = abort_writer(&mut w, self.db) {
             self.db.pipeline.state().fail(Failure::Io(e.to_string()));
         }
+        if std::thread::panicking() {
+            // Dropping the guard now poisons the lock; the writer is whole, so say so.
+            self.db.pipeline.note_released_whole();
+        }
+        drop(w);
     }
 }
 

@@ -145,3 +145,25 @@ fn a_panic_caught_inside_a_call_ends_the_transaction() {
     expect_fail_stop(db);
     expect_recovered(&dev, b"three");
 }
+
+/// A panic in the caller's own code while a transaction is open (no engine call running)
+/// aborts the transaction like a drop; the handle stays writable and nothing of it remains.
+#[test]
+fn a_panic_in_the_callers_code_only_aborts_the_transaction() {
+    let (_dev, db) = two_commits();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut tx = db.begin_write().unwrap();
+        let mut t = tx.tree("t").unwrap();
+        t.insert(&key(5000), b"lost").unwrap();
+        t.remove(&key(1)).unwrap();
+        panic!("the caller's own bug");
+    }));
+    assert!(outcome.is_err());
+    let mut tx = db.begin_write().expect("the handle stays writable");
+    let mut t = tx.tree("t").unwrap();
+    assert_eq!(t.get(&key(5000)).unwrap(), None, "the panicked transaction was aborted");
+    assert_eq!(t.get(&key(1)).unwrap(), Some(b"one".to_vec()));
+    t.insert(&key(6000), b"kept").unwrap();
+    tx.commit().unwrap();
+    assert!(db.check().unwrap().is_ok());
+}

@@ -125,6 +125,7 @@ impl Sys {
             durable_alternation: 0,
             prev_crc: 0,
             last_durable_at: Instant::now(),
+            released_whole: false,
         };
         Sys {
             writer: Mutex::new(Toy { gen: 1, last_commit_gen: 0, published: Vec::new() }),
