@@ -553,6 +553,63 @@ mod tests {
         assert!(Superblock::decode(&bytes[..4095]).is_err());
     }
 
+    /// A version `FORMAT_VERSION_JOURNAL` superblock with a 16-block journal at block 64.
+    fn with_journal() -> Superblock {
+        let mut sb = sample();
+        sb.set_version(FORMAT_VERSION_JOURNAL);
+        sb.set_journal(&JournalRegion::new(4096, 64, 16).unwrap());
+        sb.set_replay_lsn(7);
+        sb.set_checkpoint_seq(41);
+        sb.seal(1);
+        sb
+    }
+
+    fn decode_journal(sb: &Superblock) -> Result<Superblock, FormatError> {
+        Superblock::decode_up_to(sb.encode(), FORMAT_VERSION_JOURNAL)
+    }
+
+    #[test]
+    fn version_1_has_no_journal() {
+        let sb = Superblock::decode(sample().encode()).unwrap();
+        assert_eq!(sb.journal().unwrap(), None);
+        assert_eq!((sb.replay_lsn(), sb.checkpoint_seq()), (0, 0));
+        // Version 1 stores never set the fields (they were reserved, and still must be 0).
+        let mut bad = sample();
+        bad.set_checkpoint_seq(1);
+        bad.seal(2);
+        assert!(Superblock::decode(bad.encode()).is_err());
+        let mut bad = sample();
+        bad.set_journal(&JournalRegion::new(4096, 64, 16).unwrap());
+        bad.seal(2);
+        assert!(Superblock::decode(bad.encode()).is_err());
+        // Today's decoder refuses a journal store by version, never misreads it.
+        assert!(Superblock::decode(with_journal().encode()).unwrap_err().is_unsupported_version());
+    }
+
+    #[test]
+    fn journal_fields() {
+        let sb = decode_journal(&with_journal()).unwrap();
+        assert_eq!(sb, with_journal());
+        let region = sb.journal().unwrap().unwrap();
+        assert_eq!((region.start_block(), region.block_count()), (64, 16));
+        assert_eq!((sb.replay_lsn(), sb.checkpoint_seq()), (7, 41));
+        assert!(format!("{sb:?}").contains("replay_lsn: 7"));
+        let refused = |edit: &dyn Fn(&mut Superblock)| {
+            let mut sb = with_journal();
+            edit(&mut sb);
+            sb.seal(1);
+            decode_journal(&sb).unwrap_err()
+        };
+        refused(&|sb| sb.set_journal(&JournalRegion::new(4096, 65, 16).unwrap()));
+        refused(&|sb| sb.journal_blocks.set(0));
+        refused(&|sb| sb.journal_blocks.set(17));
+        refused(&|sb| sb.set_replay_lsn(0));
+        // A root inside the journal region, a journal filling the device.
+        refused(&|sb| sb.set_catalog_root(ChildPtr::new(70, 9, 1)));
+        refused(&|sb| sb.set_journal(&JournalRegion::new(4096, 64, (1 << 18) - 64).unwrap()));
+        refused(&|sb| sb.reserved1[3] = 1);
+    }
+
     #[test]
     fn slots() {
         assert_eq!(slot_offset(0), 0);
