@@ -49,7 +49,7 @@ impl Record {
 pub enum ChainStopReason {
     /// Neither copy of the twin is the expected block: both damaged (`both_invalid`), or a
     /// verifying copy of another lap (`found_lsn`) or another store — the written end.
-    NoBlock(TwinError),
+    NoBlock(Box<TwinError>),
     /// The block verifies but does not follow the one before it.
     PrevCrcMismatch {
         /// The crc of the block accepted before it.
@@ -231,7 +231,7 @@ impl ChainDecoder {
         let lsn = self.next_lsn;
         let address = self.region.address(lsn);
         let pick = pick_twin(copy0, copy1, address, &self.uuid, Some(lsn))
-            .map_err(ChainStopReason::NoBlock)?;
+            .map_err(|e| ChainStopReason::NoBlock(Box::new(e)))?;
         let block = pick.block;
         let journal = *block.journal();
         if let Some((expected, _)) = self.last {
