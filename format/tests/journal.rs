@@ -251,6 +251,13 @@ fn chain_stops_where_both_copies_fail() {
         ChainStopReason::NoBlock(e) => assert!(e.both_invalid()),
         other => panic!("{other:?}"),
     }
+    // Lsn 4 is of the stop's batch; lsn 5 of a later one: the stop is damage, not a tear.
+    let later = |lsn| {
+        let (a, _) = ring.twin(lsn);
+        let block = JournalBlock::decode(&ring.blocks[a], ring.region.address(lsn)).unwrap();
+        decoded.stop.is_later_batch(&block)
+    };
+    assert_eq!((later(4), later(5)), (false, true));
 }
 
 #[test]
@@ -344,6 +351,10 @@ fn torn_batch_then_recovery_append() {
     let decoded = ring.decode(1);
     assert_eq!(decoded.stop.lsn, 3);
     assert_eq!(decoded.stop.last_accepted, Some((2, 2, 4)));
+    // Lsn 4 survived, but it is of the stop's own batch: a torn tail, not damage.
+    let (a, _) = ring.twin(4);
+    let lsn4 = JournalBlock::decode(&ring.blocks[a], ring.region.address(4)).unwrap();
+    assert!(!decoded.stop.is_later_batch(&lsn4));
     // Recovery appends at the stop, chained to the last accepted block.
     ring.next_lsn = decoded.stop.lsn;
     ring.prev_crc = decoded.last_crc.unwrap();

@@ -395,6 +395,23 @@ fn record_starts(records: &[u8], region: &JournalRegion) -> Result<Vec<usize>, F
     Ok(starts)
 }
 
+/// Writes a journal block's two headers and payload into `block` (zeroing the rest); the
+/// caller seals it.
+fn fill_block(block: &mut [u8], address: u64, starts: u16, journal: &JournalHeader, chunk: &[u8]) {
+    let mut header = BlockHeader::new(BlockKind::Journal, 0, address, 0, 0);
+    header.item_count = U16Le::new(starts);
+    block.fill(0);
+    let parts = [bytemuck::bytes_of(&header), bytemuck::bytes_of(journal), chunk];
+    let mut at = 0;
+    for part in parts {
+        if let Some(dst) = block.get_mut(at..at + part.len()) {
+            dst.copy_from_slice(part);
+        }
+        at += part.len();
+    }
+    debug_assert!(at <= block.len());
+}
+
 /// Encodes a batch: `records` (complete records end to end, as `RecordWriter` appends them)
 /// split into journal blocks from `start.first_lsn`, chained by `prev_crc`, each sealed and
 /// copied into its twin. `out` must be exactly `2 × batch_block_count × block_bytes` bytes
@@ -441,8 +458,6 @@ pub fn encode_batch(
             next_start.next();
         }
         let (block, copy) = twin.split_at_mut(block_bytes);
-        let mut header = BlockHeader::new(BlockKind::Journal, 0, region.address(lsn), 0, 0);
-        header.item_count = U16Le::new(count);
         let mut journal = JournalHeader::zeroed();
         journal.lsn = U64Le::new(lsn);
         journal.batch_first_lsn = U64Le::new(start.first_lsn);
@@ -451,14 +466,7 @@ pub fn encode_batch(
         journal.record_bytes = U32Le::new(chunk.len() as u32);
         journal.first_record = U32Le::new(first_record);
         journal.store_uuid = start.uuid;
-        block.fill(0);
-        let (head, rest) = block.split_at_mut(HEADER_BYTES);
-        head.copy_from_slice(bytemuck::bytes_of(&header));
-        let (jhead, body) = rest.split_at_mut(JOURNAL_HEADER_BYTES);
-        jhead.copy_from_slice(bytemuck::bytes_of(&journal));
-        if let Some(dst) = body.get_mut(..chunk.len()) {
-            dst.copy_from_slice(chunk);
-        }
+        fill_block(block, region.address(lsn), count, &journal, chunk);
         prev_crc = seal_block(block);
         copy.copy_from_slice(block);
         debug_assert!(JournalBlock::decode(copy, region.address(lsn)).is_ok());

@@ -97,6 +97,17 @@ pub struct ChainStop {
     pub partial_record_bytes: usize,
 }
 
+impl ChainStop {
+    /// Whether `block` — a verifying block of this store found in the ring past the stop —
+    /// belongs to a flush batch written after the one the stop is in: its batch starts after
+    /// the stop lsn. One such block means the stop is damage to acknowledged history
+    /// (`Error::Corrupt`); blocks of the stop's own batch (or older laps) are what a torn
+    /// last batch leaves, and the tail is dropped (DESIGN §11.7).
+    pub fn is_later_batch(&self, block: &JournalBlock<'_>) -> bool {
+        block.journal().batch_first_lsn() > self.lsn
+    }
+}
+
 impl fmt::Display for ChainStop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
