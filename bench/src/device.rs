@@ -11,6 +11,12 @@
 //!   ring pool and through one device behind a mutex (what a single shared ring would give).
 //! * `--unwritten` (files): write+flush latency on fallocated-only space (unwritten extents)
 //!   against space grown the DESIGN §10.16 way (zero-written).
+//! * `--durable`: only the durable-write comparison (also part of the default run) for the
+//!   journal (DESIGN §11.4): a 4 KiB and an 8 KiB (a twin journal block) write made durable
+//!   by write + fdatasync (two waits, as `UringDevice` does), by write → fdatasync linked in
+//!   one submission, and by one FUA write (`RWF_DSYNC` on O_DIRECT); p50, p99 and ops/s.
+//!   It opens its own O_DIRECT descriptor and io_uring ring: `UringDevice` has no per-write
+//!   flags.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -38,6 +44,9 @@ pub struct DeviceArgs {
     /// Write+flush on unwritten (fallocated) against zero-written space (files only).
     #[arg(long)]
     pub unwritten: bool,
+    /// Only the durable-write comparison: write+fdatasync against FUA (RWF_DSYNC) writes.
+    #[arg(long)]
+    pub durable: bool,
     /// Keep the file afterwards.
     #[arg(long)]
     pub keep: bool,
@@ -205,6 +214,147 @@ fn unwritten_experiment(path: &Path) {
     }
 }
 
+/// How a durable write is made durable.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Durable {
+    /// Write, wait, fdatasync, wait: what `UringDevice::write_at` + `flush` do today.
+    WriteThenFlush,
+    /// Write → fdatasync as linked SQEs, one submission and one wait.
+    WriteLinkedFlush,
+    /// One O_DIRECT write with `RWF_DSYNC`: FUA where the device has it, else the kernel
+    /// adds the flush itself.
+    Fua,
+}
+
+impl Durable {
+    const ALL: [Durable; 3] = [Durable::WriteThenFlush, Durable::WriteLinkedFlush, Durable::Fua];
+
+    fn label(self) -> &'static str {
+        match self {
+            Durable::WriteThenFlush => "write + fdatasync (2 waits)",
+            Durable::WriteLinkedFlush => "write -> fdatasync linked",
+            Durable::Fua => "FUA write (RWF_DSYNC)",
+        }
+    }
+}
+
+/// A raw io_uring ring on an O_DIRECT descriptor of the target, for the durable-write
+/// comparison.
+struct RawRing {
+    file: std::fs::File,
+    ring: io_uring::IoUring,
+}
+
+impl RawRing {
+    fn open(path: &Path) -> std::io::Result<RawRing> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)?;
+        Ok(RawRing { file, ring: io_uring::IoUring::new(8)? })
+    }
+
+    /// Submits `entries` and waits for all of them; any failed or short completion is an error.
+    fn run(&mut self, entries: &[io_uring::squeue::Entry], len: usize) -> std::io::Result<()> {
+        for entry in entries {
+            // SAFETY: every entry points at a buffer the caller keeps alive and unmoved until
+            // this function returns, and we wait for every completion before returning.
+            unsafe { self.ring.submission().push(entry) }
+                .map_err(|_| std::io::Error::other("submission queue full"))?;
+        }
+        self.ring.submit_and_wait(entries.len())?;
+        let mut seen = 0;
+        for cqe in self.ring.completion() {
+            seen += 1;
+            let res = cqe.result();
+            if res < 0 {
+                return Err(std::io::Error::from_raw_os_error(-res));
+            }
+            if cqe.user_data() == 1 && res as usize != len {
+                return Err(std::io::Error::other(format!("short write: {res} of {len}")));
+            }
+        }
+        if seen != entries.len() {
+            return Err(std::io::Error::other(format!("{seen} of {} completions", entries.len())));
+        }
+        Ok(())
+    }
+
+    /// One durable write of `data` at `offset`.
+    fn durable_write(
+        &mut self,
+        data: &AlignedBuf,
+        offset: u64,
+        how: Durable,
+    ) -> std::io::Result<()> {
+        use io_uring::{opcode, squeue, types};
+        use std::os::unix::io::AsRawFd;
+        let fd = types::Fd(self.file.as_raw_fd());
+        let len = data.len();
+        let write = opcode::Write::new(fd, data.as_ptr(), len as u32).offset(offset);
+        let fsync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(2);
+        match how {
+            Durable::WriteThenFlush => {
+                self.run(&[write.build().user_data(1)], len)?;
+                self.run(&[fsync], len)
+            }
+            Durable::WriteLinkedFlush => {
+                let write = write.build().user_data(1).flags(squeue::Flags::IO_LINK);
+                self.run(&[write, fsync], len)
+            }
+            Durable::Fua => {
+                let write = write.rw_flags(libc::RWF_DSYNC).build().user_data(1);
+                self.run(&[write], len)
+            }
+        }
+    }
+}
+
+/// p50 and p99 (µs) and ops/s of `count` durable writes of `bytes` each, at successive
+/// offsets through a 64 MiB window from 0 (a journal's ring), for each way of making them
+/// durable. The ways run interleaved in rounds of 100 so drift in a shared VM hits all alike.
+fn durable_writes(path: &Path, len_bytes: u64, count: usize) -> std::io::Result<()> {
+    let mut raw = RawRing::open(path)?;
+    let window = (64u64 << 20).min(len_bytes);
+    println!("durable writes ({count} each; sequential offsets in a {} MiB window):", window >> 20);
+    for bytes in [BLOCK, 2 * BLOCK] {
+        let data = AlignedBuf::from_slice(&vec![0xA5; bytes], BLOCK);
+        let mut lat: Vec<Vec<Duration>> = vec![Vec::with_capacity(count); Durable::ALL.len()];
+        let mut total = [Duration::ZERO; 3];
+        let mut offset = 0u64;
+        for _round in 0..count.div_ceil(100) {
+            for (i, how) in Durable::ALL.into_iter().enumerate() {
+                for _ in 0..100 {
+                    let t = Instant::now();
+                    raw.durable_write(&data, offset, how)?;
+                    let took = t.elapsed();
+                    lat[i].push(took);
+                    total[i] += took;
+                    offset = (offset + bytes as u64) % (window - window % bytes as u64);
+                }
+            }
+        }
+        for (i, how) in Durable::ALL.into_iter().enumerate() {
+            let lat = &mut lat[i];
+            lat.sort_unstable();
+            let ops = lat.len() as f64 / total[i].as_secs_f64();
+            // ops/s is count over total time, so one stall (a shared VM) shows there and in
+            // max; p50 is the robust figure.
+            println!(
+                "  {:>2} KiB {:28}: p50 {:7.1} µs  p99 {:7.1} µs  max {:8.1} µs  {ops:>8.0} ops/s",
+                bytes / 1024,
+                how.label(),
+                percentile(lat, 0.5),
+                percentile(lat, 0.99),
+                percentile(lat, 1.0)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// fio's command line for the same measurement (`fio-baseline.sh` runs these).
 fn fio_line(target: &Path, size: u64, secs: f64, job: &str) -> String {
     format!(
@@ -238,7 +388,9 @@ pub fn main(args: &DeviceArgs) -> Result<(), String> {
         t.elapsed().as_secs_f64()
     );
     let fio = |job: &str| fio_line(&args.target, args.size, args.secs, job);
-    if args.threads {
+    if args.durable {
+        durable_writes(&args.target, dev.len_bytes(), 2000).map_err(|e| e.to_string())?;
+    } else if args.threads {
         threads_experiment(&dev, args.secs);
     } else {
         let qd1 = random_reads(&dev, 1, args.secs, 1);
@@ -253,6 +405,8 @@ pub fn main(args: &DeviceArgs) -> Result<(), String> {
         let (p50, p99) = commit_cycles(&dev, 0, 1000);
         println!("commit cycle 4k write+flush: p50 {p50:.1} µs  p99 {p99:.1} µs");
         println!("  fio: {}", fio("--rw=randwrite --bs=4k --iodepth=1 --fdatasync=1"));
+        durable_writes(&args.target, dev.len_bytes(), 1000).map_err(|e| e.to_string())?;
+        println!("  fio: {}", fio("--rw=write --bs=4k --iodepth=1 --sync=dsync"));
         println!("(all of these: bash ../shared/scripts/fio-baseline.sh TARGET SIZE SECS)");
     }
     drop(dev);

@@ -50,12 +50,61 @@ pub const VALUE_BYTES_MAX: u64 = u32::MAX as u64;
 /// refused with a distinguishable error (`FormatErrorKind::UnsupportedVersion`).
 pub const FORMAT_VERSION: u16 = 1;
 
+/// The layout version that adds the commit journal (DESIGN §11): the superblock's journal
+/// fields and `Journal` blocks. Defined ahead of use; `FORMAT_VERSION` stays 1 until the
+/// engine writes the journal region, and the bump is one change:
+///
+/// 1. the engine sets `FORMAT_VERSION = FORMAT_VERSION_JOURNAL` in the same commit that makes
+///    `create` reserve the region (`JournalRegion::plan`) and record it with
+///    `Superblock::set_journal`;
+/// 2. `open` refuses a store whose superblock version is older than `FORMAT_VERSION_JOURNAL`
+///    with an error naming the version (DESIGN §11.1: never a misread), or upgrades it;
+/// 3. `Superblock::decode` already requires the journal fields to be all zero below this
+///    version and a valid region from it on (`check_journal`), so no decoder changes.
+///
+/// Until then journal fields stay zero in every superblock the engine writes, and version 1
+/// stores decode unchanged (the fields occupy bytes that version 1 required to be zero).
+pub const FORMAT_VERSION_JOURNAL: u16 = 2;
+
 /// Tree id of the catalog of named trees.
 pub const TREE_ID_CATALOG: u64 = 0;
 /// Tree id that owns the allocator's blocks (bitmap, index, pending and orphan lists).
 pub const TREE_ID_ALLOCATOR: u64 = 1;
 /// First id handed to a user tree; ids below are reserved for internal trees.
 pub const TREE_ID_FIRST_USER: u64 = 16;
+
+/// Journal size used when the caller does not choose one (DESIGN §11.1).
+pub const JOURNAL_BYTES_DEFAULT: u64 = 64 << 20;
+/// The journal takes at most 1/`JOURNAL_DEVICE_FRACTION_MAX` of the device.
+pub const JOURNAL_DEVICE_FRACTION_MAX: u64 = 8;
+/// Copies of every journal block, written side by side in the same write (DESIGN §11.2).
+pub const JOURNAL_COPY_COUNT: u64 = 2;
+/// Fewest slots (twin block pairs) a journal region may have: room for a few small batches
+/// and a record limit of at least one block's payload.
+pub const JOURNAL_SLOT_COUNT_MIN: u64 = 8;
+/// The journal header that follows the block header in every journal block.
+pub const JOURNAL_HEADER_BYTES: usize = 64;
+/// Offset of the record bytes (payload) in a journal block.
+pub const JOURNAL_PAYLOAD_OFFSET: usize = HEADER_BYTES + JOURNAL_HEADER_BYTES;
+/// The lsn of the first journal block ever written; lsn 0 means "none".
+pub const JOURNAL_LSN_FIRST: u64 = 1;
+/// `first_record` value of a journal block in which no record starts (all continuation).
+pub const JOURNAL_NO_RECORD_START: u32 = u32::MAX;
+/// The header of a journal record: seq, body length, op count, crc, reserved.
+pub const JOURNAL_RECORD_HEADER_BYTES: usize = 24;
+/// The default record limit is 1/`JOURNAL_RECORD_FRACTION_DEFAULT` of the ring's payload
+/// (DESIGN §11.5: larger transactions commit through a checkpoint instead).
+pub const JOURNAL_RECORD_FRACTION_DEFAULT: u64 = 8;
+/// Hard cap on a record, whatever the journal size: its length is stored in a `u32`.
+pub const JOURNAL_RECORD_BYTES_LIMIT: u64 = u32::MAX as u64;
+/// Encoded size of a put op without key and value: tag, tree id, key length, value length.
+pub const JOURNAL_OP_PUT_BYTES: usize = 1 + 8 + 2 + 4;
+/// Encoded size of a remove op without key: tag, tree id, key length.
+pub const JOURNAL_OP_REMOVE_BYTES: usize = 1 + 8 + 2;
+/// Encoded size of a create-tree op without name: tag, tree id, name length.
+pub const JOURNAL_OP_CREATE_TREE_BYTES: usize = 1 + 8 + 2;
+/// Encoded size of a delete-tree op: tag, tree id.
+pub const JOURNAL_OP_DELETE_TREE_BYTES: usize = 1 + 8;
 
 /// Flag bit of a slot: the value is an `OverflowRef` (leaf nodes only).
 pub const SLOT_FLAG_OVERFLOW: u8 = 1;
@@ -84,6 +133,11 @@ pub const fn alloc_index_fanout(block_bytes: u32) -> usize {
 /// The first block number after the superblock area.
 pub const fn first_data_block(block_bytes: u32) -> u64 {
     SUPERBLOCK_AREA_BYTES / block_bytes as u64
+}
+
+/// Record bytes one journal block carries: everything after the two headers (3,968 at 4 KiB).
+pub const fn journal_payload_bytes(block_bytes: u32) -> usize {
+    block_bytes as usize - JOURNAL_PAYLOAD_OFFSET
 }
 
 /// Blocks of an overflow extent holding `value_len` bytes after its header.
@@ -183,6 +237,22 @@ const _: () = assert!(overflow_block_count(VALUE_BYTES_MAX, BLOCK_BYTES_MIN) <= 
 // Bitmap chunks are whole 64-bit words (the free-run search reads a word at a time).
 const _: () = assert!((BLOCK_BYTES_MIN as usize - HEADER_BYTES) % 8 == 0);
 const _: () = assert!(TREE_DEPTH_MAX >= 53);
+// The journal: its two headers leave most of the smallest block for records, every in-block
+// offset fits the u32 framing fields with room for the "no record starts here" marker, and
+// a maximum-size put (key and value lengths in u16 / u32) is a valid op at every block size.
+const _: () = assert!(JOURNAL_PAYLOAD_OFFSET == 128);
+const _: () = assert!(journal_payload_bytes(BLOCK_BYTES_MIN) >= 3 * BLOCK_BYTES_MIN as usize / 4);
+const _: () = assert!((BLOCK_BYTES_MAX as u64) < JOURNAL_NO_RECORD_START as u64);
+const _: () = assert!(JOURNAL_COPY_COUNT == 2);
+const _: () = assert!(JOURNAL_SLOT_COUNT_MIN >= JOURNAL_RECORD_FRACTION_DEFAULT);
+const _: () = assert!(JOURNAL_BYTES_DEFAULT % BLOCK_BYTES_MAX as u64 == 0);
+const _: () = assert!(
+    JOURNAL_BYTES_DEFAULT / (JOURNAL_COPY_COUNT * BLOCK_BYTES_MAX as u64) >= JOURNAL_SLOT_COUNT_MIN
+);
+const _: () = assert!(
+    JOURNAL_RECORD_HEADER_BYTES + JOURNAL_OP_PUT_BYTES < journal_payload_bytes(BLOCK_BYTES_MIN)
+);
+const _: () = assert!(FORMAT_VERSION_JOURNAL > 1 && FORMAT_VERSION_JOURNAL <= FORMAT_VERSION + 1);
 const _: () =
     assert!(TREE_ID_CATALOG < TREE_ID_FIRST_USER && TREE_ID_ALLOCATOR < TREE_ID_FIRST_USER);
 
@@ -200,6 +270,8 @@ mod tests {
         assert_eq!(first_data_block(65536), 4);
         assert_eq!(pending_list_capacity(4096), 250);
         assert_eq!(orphan_list_capacity(4096), 167);
+        assert_eq!(journal_payload_bytes(4096), 3968);
+        assert_eq!(journal_payload_bytes(65536), 65408);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!  0 magic        u32   b"ArBk"
 //!  4 version      u16
 //!  6 kind         u8    1 leaf, 2 internal, 3 overflow, 4 alloc bitmap, 5 alloc index,
-//!                       6 pending list, 7 orphan list
+//!                       6 pending list, 7 orphan list, 8 journal
 //!  7 level        u8    0 for leaves, height above the leaves for internal nodes
 //!  8 item_count   u16
 //! 10 flags        u16   reserved, 0
@@ -52,6 +52,8 @@ pub enum BlockKind {
     PendingList = 6,
     /// List of roots of deleted trees still to be freed.
     OrphanList = 7,
+    /// Commit journal block (DESIGN §11.2): a piece of the record stream, written twice.
+    Journal = 8,
 }
 
 impl TryFrom<u8> for BlockKind {
@@ -66,6 +68,7 @@ impl TryFrom<u8> for BlockKind {
             5 => Self::AllocIndex,
             6 => Self::PendingList,
             7 => Self::OrphanList,
+            8 => Self::Journal,
             other => return Err(FormatError::corrupt(format!("unknown block kind {other}"))),
         })
     }
@@ -310,7 +313,7 @@ mod tests {
         for byte in 0..=255u8 {
             match BlockKind::try_from(byte) {
                 Ok(kind) => assert_eq!(u8::from(kind), byte),
-                Err(_) => assert!(byte == 0 || byte > 7),
+                Err(_) => assert!(byte == 0 || byte > 8),
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod alloc;
 pub mod constants;
 pub mod error;
 pub mod header;
+pub mod journal;
 pub mod le;
 pub mod node;
 pub mod node_mut;
@@ -26,6 +27,12 @@ pub use error::{FormatError, FormatErrorKind};
 pub use header::{
     block_crc, parse_header, seal_block, verify_block, verify_child, BlockHeader, BlockKind,
     BLOCK_MAGIC,
+};
+pub use journal::{
+    batch_block_count, decode_chain, encode_batch, pick_twin, BatchInfo, BatchStart, BatchWrite,
+    ChainDecode, ChainDecoder, ChainStop, ChainStopReason, CopyError, JournalBlock, JournalHeader,
+    JournalRegion, Op, Record, RecordError, RecordHeader, RecordLimits, RecordReader, RecordWriter,
+    TwinError, TwinPick,
 };
 pub use le::{U16Le, U32Le, U64Le};
 pub use node::{LeafValue, Node, Slot, ValueRef};

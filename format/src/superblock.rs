@@ -24,14 +24,25 @@
 //! 168 block_count     u64      device_bytes / block_bytes
 //! 176 catalog_level   u8       level of the catalog root block (0 when it is a leaf)
 //! 177 alloc_level     u8       level of the allocator index root block (≥ 1 unless null)
-//! 178 reserved        [u8; 3918] zero
+//! 178 reserved1       [u8; 6]  zero
+//! 184 journal_start   u64      first block of the journal region; 0 = no journal (version 1)
+//! 192 journal_blocks  u64      blocks in the region (2 per slot: both copies of each block)
+//! 200 replay_lsn      u64      lsn of the first journal block recovery reads (DESIGN §11.6)
+//! 208 checkpoint_seq  u64      last seq in this checkpoint: replay applies records after it
+//! 216 reserved        [u8; 3880] zero
 //! ```
+//!
+//! The four journal fields occupy bytes that version 1 required to be zero, so a version 1
+//! superblock decodes unchanged with "no journal"; they are valid from
+//! `FORMAT_VERSION_JOURNAL` on (see its documentation for the version bump).
 
 use crate::constants::{
-    check_block_bytes, first_data_block, FORMAT_VERSION, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_COUNT,
-    SUPERBLOCK_SLOT_STRIDE_BYTES, TREE_DEPTH_MAX, TREE_ID_FIRST_USER,
+    check_block_bytes, first_data_block, FORMAT_VERSION, FORMAT_VERSION_JOURNAL, JOURNAL_LSN_FIRST,
+    SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_COUNT, SUPERBLOCK_SLOT_STRIDE_BYTES, TREE_DEPTH_MAX,
+    TREE_ID_FIRST_USER,
 };
 use crate::error::FormatError;
+use crate::journal::JournalRegion;
 use crate::le::{U16Le, U32Le, U64Le};
 use crate::ptr::ChildPtr;
 use bytemuck::{Pod, Zeroable};
@@ -41,7 +52,7 @@ use core::fmt;
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"ARBORSB\0";
 
 const CRC_OFFSET: usize = 60;
-const RESERVED_OFFSET: usize = 178;
+const RESERVED_OFFSET: usize = 216;
 
 /// Byte offset of superblock slot `slot` (0..SUPERBLOCK_SLOT_COUNT) on the device.
 pub const fn slot_offset(slot: u8) -> u64 {
@@ -83,6 +94,11 @@ pub struct Superblock {
     block_count: U64Le,
     catalog_level: u8,
     alloc_level: u8,
+    reserved1: [u8; 6],
+    journal_start: U64Le,
+    journal_blocks: U64Le,
+    replay_lsn: U64Le,
+    checkpoint_seq: U64Le,
     reserved: [u8; SUPERBLOCK_BYTES - RESERVED_OFFSET],
 }
 
@@ -149,6 +165,26 @@ impl Superblock {
         next_tree_id, set_next_tree_id: u64;
         /// Blocks the allocator manages (`device_bytes / block_bytes`).
         block_count, set_block_count: u64;
+        /// Lsn of the first journal block recovery reads: the block where the first record
+        /// with seq > `checkpoint_seq` starts, or the next lsn to write when none is pending.
+        replay_lsn, set_replay_lsn: u64;
+        /// Last seq whose effects this checkpoint holds; replay applies only later records.
+        checkpoint_seq, set_checkpoint_seq: u64;
+    }
+
+    /// The journal region, or `None` for a store without one (version 1).
+    pub fn journal(&self) -> Result<Option<JournalRegion>, FormatError> {
+        if self.journal_blocks.get() == 0 {
+            return Ok(None);
+        }
+        JournalRegion::new(self.block_bytes(), self.journal_start.get(), self.journal_blocks.get())
+            .map(Some)
+    }
+
+    /// Records the journal region (at create; it never moves).
+    pub fn set_journal(&mut self, region: &JournalRegion) {
+        self.journal_start.set(region.start_block());
+        self.journal_blocks.set(region.block_count());
     }
 
     plain_accessors! {
@@ -217,6 +253,12 @@ impl Superblock {
     /// version (`UnsupportedVersion` when newer), crc, block size, slot index, device size
     /// against block count, roots inside the device, levels, reserved bytes zero.
     pub fn decode(bytes: &[u8]) -> Result<Superblock, FormatError> {
+        Self::decode_up_to(bytes, FORMAT_VERSION)
+    }
+
+    /// `decode` accepting versions up to `version_max`: the tests run the journal checks of
+    /// `FORMAT_VERSION_JOURNAL` before the engine bumps `FORMAT_VERSION` to it.
+    fn decode_up_to(bytes: &[u8], version_max: u16) -> Result<Superblock, FormatError> {
         let record = bytes.get(..SUPERBLOCK_BYTES).ok_or_else(|| {
             FormatError::corrupt(format!(
                 "superblock: {} bytes, need {SUPERBLOCK_BYTES}",
@@ -229,7 +271,7 @@ impl Superblock {
             return Err(FormatError::bad_magic("superblock", &sb.magic));
         }
         let version = sb.version();
-        if version > FORMAT_VERSION {
+        if version > version_max {
             return Err(FormatError::unsupported_version("superblock", version));
         }
         if version == 0 {
@@ -262,7 +304,10 @@ impl Superblock {
         if self.slot >= SUPERBLOCK_SLOT_COUNT {
             return corrupt(format!("slot {} ≥ {SUPERBLOCK_SLOT_COUNT}", self.slot));
         }
-        if self.reserved0 != 0 || self.reserved.iter().any(|&b| b != 0) {
+        if self.reserved0 != 0
+            || self.reserved1.iter().any(|&b| b != 0)
+            || self.reserved.iter().any(|&b| b != 0)
+        {
             return corrupt("reserved bytes are not zero".into());
         }
         if self.device_bytes() % block_bytes != 0 {
@@ -278,10 +323,12 @@ impl Superblock {
                 self.device_bytes()
             ));
         }
-        let first = first_data_block(self.block_bytes());
+        let journal = self.check_journal()?;
+        // Tree blocks start after the journal region when there is one.
+        let first = journal.map_or(first_data_block(self.block_bytes()), |j| j.end_block());
         if self.block_count() <= first {
             return corrupt(format!(
-                "block_count {} leaves no block after the superblock area",
+                "block_count {} leaves no block after the superblock area and journal",
                 self.block_count()
             ));
         }
@@ -311,6 +358,49 @@ impl Superblock {
             self.check_root(name, &root, first)?;
         }
         Ok(())
+    }
+
+    /// The journal fields: all zero before `FORMAT_VERSION_JOURNAL` (they were reserved), a
+    /// region right after the superblock area from it on, and a replay lsn that is a real lsn.
+    fn check_journal(&self) -> Result<Option<JournalRegion>, FormatError> {
+        let corrupt = |reason: String| Err(FormatError::corrupt(format!("superblock: {reason}")));
+        let fields = [
+            self.journal_start.get(),
+            self.journal_blocks.get(),
+            self.replay_lsn(),
+            self.checkpoint_seq(),
+        ];
+        if self.version() < FORMAT_VERSION_JOURNAL {
+            if fields.iter().any(|&f| f != 0) {
+                return corrupt(format!(
+                    "version {} has non-zero journal fields {fields:?}",
+                    self.version()
+                ));
+            }
+            return Ok(None);
+        }
+        let Some(region) = self.journal()? else {
+            return corrupt(format!("version {} has no journal region", self.version()));
+        };
+        if region.start_block() != first_data_block(self.block_bytes()) {
+            return corrupt(format!(
+                "journal starts at block {}, not right after the superblock area ({})",
+                region.start_block(),
+                first_data_block(self.block_bytes())
+            ));
+        }
+        if region.end_block() >= self.block_count() {
+            return corrupt(format!(
+                "journal [{}, {}) leaves no block of a device of {} blocks",
+                region.start_block(),
+                region.end_block(),
+                self.block_count()
+            ));
+        }
+        if self.replay_lsn() < JOURNAL_LSN_FIRST {
+            return corrupt(format!("replay_lsn {} < {JOURNAL_LSN_FIRST}", self.replay_lsn()));
+        }
+        Ok(Some(region))
     }
 
     fn check_root(&self, name: &str, root: &ChildPtr, first: u64) -> Result<(), FormatError> {
@@ -361,6 +451,10 @@ impl fmt::Debug for Superblock {
             .field("block_count", &self.block_count())
             .field("catalog_level", &self.catalog_level)
             .field("alloc_level", &self.alloc_level)
+            .field("journal_start", &self.journal_start.get())
+            .field("journal_blocks", &self.journal_blocks.get())
+            .field("replay_lsn", &self.replay_lsn())
+            .field("checkpoint_seq", &self.checkpoint_seq())
             .finish()
     }
 }
@@ -392,7 +486,12 @@ mod tests {
         assert_eq!(offset_of!(Superblock, block_count), 168);
         assert_eq!(offset_of!(Superblock, catalog_level), 176);
         assert_eq!(offset_of!(Superblock, alloc_level), 177);
-        assert_eq!(offset_of!(Superblock, reserved), 178);
+        assert_eq!(offset_of!(Superblock, reserved1), 178);
+        assert_eq!(offset_of!(Superblock, journal_start), 184);
+        assert_eq!(offset_of!(Superblock, journal_blocks), 192);
+        assert_eq!(offset_of!(Superblock, replay_lsn), 200);
+        assert_eq!(offset_of!(Superblock, checkpoint_seq), 208);
+        assert_eq!(offset_of!(Superblock, reserved), 216);
         assert_eq!(core::mem::size_of::<Superblock>(), 4096);
     }
 
@@ -452,6 +551,63 @@ mod tests {
         bad.seal(0);
         assert!(Superblock::decode(bad.encode()).is_err());
         assert!(Superblock::decode(&bytes[..4095]).is_err());
+    }
+
+    /// A version `FORMAT_VERSION_JOURNAL` superblock with a 16-block journal at block 64.
+    fn with_journal() -> Superblock {
+        let mut sb = sample();
+        sb.set_version(FORMAT_VERSION_JOURNAL);
+        sb.set_journal(&JournalRegion::new(4096, 64, 16).unwrap());
+        sb.set_replay_lsn(7);
+        sb.set_checkpoint_seq(41);
+        sb.seal(1);
+        sb
+    }
+
+    fn decode_journal(sb: &Superblock) -> Result<Superblock, FormatError> {
+        Superblock::decode_up_to(sb.encode(), FORMAT_VERSION_JOURNAL)
+    }
+
+    #[test]
+    fn version_1_has_no_journal() {
+        let sb = Superblock::decode(sample().encode()).unwrap();
+        assert_eq!(sb.journal().unwrap(), None);
+        assert_eq!((sb.replay_lsn(), sb.checkpoint_seq()), (0, 0));
+        // Version 1 stores never set the fields (they were reserved, and still must be 0).
+        let mut bad = sample();
+        bad.set_checkpoint_seq(1);
+        bad.seal(2);
+        assert!(Superblock::decode(bad.encode()).is_err());
+        let mut bad = sample();
+        bad.set_journal(&JournalRegion::new(4096, 64, 16).unwrap());
+        bad.seal(2);
+        assert!(Superblock::decode(bad.encode()).is_err());
+        // Today's decoder refuses a journal store by version, never misreads it.
+        assert!(Superblock::decode(with_journal().encode()).unwrap_err().is_unsupported_version());
+    }
+
+    #[test]
+    fn journal_fields() {
+        let sb = decode_journal(&with_journal()).unwrap();
+        assert_eq!(sb, with_journal());
+        let region = sb.journal().unwrap().unwrap();
+        assert_eq!((region.start_block(), region.block_count()), (64, 16));
+        assert_eq!((sb.replay_lsn(), sb.checkpoint_seq()), (7, 41));
+        assert!(format!("{sb:?}").contains("replay_lsn: 7"));
+        let refused = |edit: &dyn Fn(&mut Superblock)| {
+            let mut sb = with_journal();
+            edit(&mut sb);
+            sb.seal(1);
+            decode_journal(&sb).unwrap_err()
+        };
+        refused(&|sb| sb.set_journal(&JournalRegion::new(4096, 65, 16).unwrap()));
+        refused(&|sb| sb.journal_blocks.set(0));
+        refused(&|sb| sb.journal_blocks.set(17));
+        refused(&|sb| sb.set_replay_lsn(0));
+        // A root inside the journal region, a journal filling the device.
+        refused(&|sb| sb.set_catalog_root(ChildPtr::new(70, 9, 1)));
+        refused(&|sb| sb.set_journal(&JournalRegion::new(4096, 64, (1 << 18) - 64).unwrap()));
+        refused(&|sb| sb.reserved1[3] = 1);
     }
 
     #[test]

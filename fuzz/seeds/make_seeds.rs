@@ -78,5 +78,35 @@ fn main() -> std::io::Result<()> {
     let mut orphans = OrphanList::init(vec![0u8; 4096], 94, 2);
     orphans.push(ChildPtr::new(120, 1, 3)).ok();
     write("orphan_list_decode", "orphans", orphans.bytes())?;
-    Ok(())
+    journal_seeds()
+}
+
+/// A journal ring of three batches (one record spanning blocks) in a 16-slot region: each
+/// record, each block, and the whole chain as seeds.
+fn journal_seeds() -> std::io::Result<()> {
+    let region = JournalRegion::new(4096, 64, 32).map_err(std::io::Error::other)?;
+    let uuid = [9u8; 16];
+    let limits = RecordLimits::new(4096, 1 << 20);
+    let (mut lsn, mut prev_crc, mut chain) = (1u64, 0u32, Vec::new());
+    for (seq, value_len) in [(1u64, 10usize), (2, 9000), (3, 0)] {
+        let mut records = Vec::new();
+        let mut w = RecordWriter::new(&mut records, seq, limits);
+        w.put(16, b"key", &vec![0x5a; value_len]).ok();
+        w.remove(16, b"old").ok();
+        w.create_tree(17, b"tree").ok();
+        w.delete_tree(18).ok();
+        w.finish();
+        write("journal_record_read", &format!("record{seq}"), &records)?;
+        let blocks = batch_block_count(&region, records.len()) as usize;
+        let mut out = vec![0u8; 2 * blocks * 4096];
+        let start = BatchStart { first_lsn: lsn, prev_crc, uuid };
+        let info =
+            encode_batch(&region, &start, &records, &mut out).map_err(std::io::Error::other)?;
+        for (i, twin) in out.chunks(8192).enumerate() {
+            write("journal_block_decode", &format!("block{}", lsn + i as u64), twin)?;
+        }
+        chain.extend_from_slice(&out);
+        (lsn, prev_crc) = (info.last_lsn + 1, info.last_crc);
+    }
+    write("journal_chain_decode", "chain", &chain)
 }
