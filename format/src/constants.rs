@@ -208,7 +208,7 @@ const _: () =
     assert!(SUPERBLOCK_SLOT_STRIDE_BYTES * SUPERBLOCK_SLOT_COUNT as u64 == SUPERBLOCK_AREA_BYTES);
 // The superblock area is a whole number of blocks at every block size, so tree blocks
 // start on a block boundary and block 0 (the null address) is never a tree block.
-const _: () = assert!(SUPERBLOCK_AREA_BYTES % BLOCK_BYTES_MAX as u64 == 0);
+const _: () = assert!(SUPERBLOCK_AREA_BYTES.is_multiple_of(BLOCK_BYTES_MAX as u64));
 const _: () = assert!(first_data_block(BLOCK_BYTES_MAX) >= 1);
 // Slot stride keeps each slot in its own block (misdirected writes hit one copy only).
 const _: () = assert!(SUPERBLOCK_SLOT_STRIDE_BYTES >= BLOCK_BYTES_MAX as u64);
@@ -235,7 +235,7 @@ const _: () = assert!(orphan_list_capacity(BLOCK_BYTES_MIN) >= 2);
 // The largest value's extent length fits the header's u32 block count at the smallest block.
 const _: () = assert!(overflow_block_count(VALUE_BYTES_MAX, BLOCK_BYTES_MIN) <= u32::MAX as u64);
 // Bitmap chunks are whole 64-bit words (the free-run search reads a word at a time).
-const _: () = assert!((BLOCK_BYTES_MIN as usize - HEADER_BYTES) % 8 == 0);
+const _: () = assert!((BLOCK_BYTES_MIN as usize - HEADER_BYTES).is_multiple_of(8));
 const _: () = assert!(TREE_DEPTH_MAX >= 53);
 // The journal: its two headers leave most of the smallest block for records, every in-block
 // offset fits the u32 framing fields with room for the "no record starts here" marker, and
@@ -245,7 +245,7 @@ const _: () = assert!(journal_payload_bytes(BLOCK_BYTES_MIN) >= 3 * BLOCK_BYTES_
 const _: () = assert!((BLOCK_BYTES_MAX as u64) < JOURNAL_NO_RECORD_START as u64);
 const _: () = assert!(JOURNAL_COPY_COUNT == 2);
 const _: () = assert!(JOURNAL_SLOT_COUNT_MIN >= JOURNAL_RECORD_FRACTION_DEFAULT);
-const _: () = assert!(JOURNAL_BYTES_DEFAULT % BLOCK_BYTES_MAX as u64 == 0);
+const _: () = assert!(JOURNAL_BYTES_DEFAULT.is_multiple_of(BLOCK_BYTES_MAX as u64));
 const _: () = assert!(
     JOURNAL_BYTES_DEFAULT / (JOURNAL_COPY_COUNT * BLOCK_BYTES_MAX as u64) >= JOURNAL_SLOT_COUNT_MIN
 );

@@ -310,7 +310,7 @@ impl Superblock {
         {
             return corrupt("reserved bytes are not zero".into());
         }
-        if self.device_bytes() % block_bytes != 0 {
+        if !self.device_bytes().is_multiple_of(block_bytes) {
             return corrupt(format!(
                 "device_bytes {} is not a multiple of block size {block_bytes}",
                 self.device_bytes()

@@ -170,8 +170,8 @@ fn leaf_set_key(rng: &mut Rng, buf: &mut [u8], model: &mut BTreeMap<Vec<u8>, Val
     let i = rng.index(model.len());
     let old: Vec<u8> = model.keys().nth(i).unwrap().clone();
     let new = random_key(rng, buf.len() as u32);
-    let lower_ok = model.range(..old.clone()).next_back().map_or(true, |(k, _)| *k < new);
-    let upper_ok = model.range(old.clone()..).nth(1).map_or(true, |(k, _)| new < *k);
+    let lower_ok = model.range(..old.clone()).next_back().is_none_or(|(k, _)| *k < new);
+    let upper_ok = model.range(old.clone()..).nth(1).is_none_or(|(k, _)| new < *k);
     if !lower_ok || !upper_ok || new == old {
         return;
     }

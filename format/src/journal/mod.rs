@@ -60,7 +60,7 @@ impl JournalRegion {
         if start_block < first_data_block(block_bytes) {
             return corrupt(format!("starts at block {start_block}, inside the superblock area"));
         }
-        if block_count % JOURNAL_COPY_COUNT != 0
+        if !block_count.is_multiple_of(JOURNAL_COPY_COUNT)
             || block_count / JOURNAL_COPY_COUNT < JOURNAL_SLOT_COUNT_MIN
         {
             return corrupt(format!(
