@@ -11,11 +11,27 @@ use serde_json::json;
 use crate::device::{open_writable, ReadOnlyDevice, SharedDevice};
 use crate::error::{CliError, Result, EXIT_PROBLEMS};
 use crate::info::slot_json;
-use crate::util::progress;
+use crate::util::{progress, show_progress};
+
+/// Cache of the store opened only to size `check`'s bar: its allocator, not its blocks.
+const BAR_OPEN_CACHE_BYTES: u64 = 1 << 20;
+
+/// Blocks the walk will visit: those in use outside the superblock area, as the newest
+/// durable generation's allocator counts them (`Db::stats`). The store is opened read-only
+/// and without a lock (the caller holds one). `None` when it does not open (damage): the
+/// bar then uses the device's block count, an upper bound.
+fn blocks_in_use(path: &Path) -> Option<u64> {
+    let dev = ReadOnlyDevice::open(path, false).ok()?;
+    let opts = arbor::Options { cache_bytes: BAR_OPEN_CACHE_BYTES, ..arbor::Options::default() };
+    let st = arbor::Db::open_on(Box::new(dev), opts).ok()?.stats();
+    let reserved = arbor_format::constants::first_data_block(st.block_bytes);
+    Some(st.blocks_total.saturating_sub(st.blocks_free).saturating_sub(reserved))
+}
 
 fn run_check(path: &Path, dev: SharedDevice) -> Result<DeviceCheck> {
-    // The bar's length is the device's block count at 4 KiB: an upper bound on the walk.
-    let bar = progress(dev.len_bytes() / 4096, "check");
+    let total =
+        if show_progress() { blocks_in_use(path).unwrap_or(dev.len_bytes() / 4096) } else { 0 };
+    let bar = progress(total, "check");
     let mut tick = |n: u64| bar.set_position(n.min(bar.length().unwrap_or(n)));
     let report = check_device(Box::new(dev), &mut tick).map_err(|e| CliError::store(path, e))?;
     bar.finish_and_clear();

@@ -29,6 +29,8 @@ pub struct ReadOnlyDevice {
     file: File,
     len_bytes: u64,
     describe: String,
+    /// Reads past the end return zeros instead of failing (see [`Self::zero_past_end`]).
+    zero_past_end: bool,
 }
 
 /// Whether `path` is a block device.
@@ -75,7 +77,15 @@ impl ReadOnlyDevice {
             file,
             len_bytes,
             describe: format!("read-only {kind} {}", path.display()),
+            zero_past_end: false,
         })
+    }
+
+    /// Reads past the end return zeros: the engine's existing-data probe reads whole sectors
+    /// of a file whose length need not be a multiple of one.
+    pub fn zero_past_end(mut self) -> ReadOnlyDevice {
+        self.zero_past_end = true;
+        self
     }
 
     pub fn file(&self) -> &File {
@@ -110,6 +120,13 @@ impl BlockDevice for ReadOnlyDevice {
 
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> io::Result<()> {
         for op in ops.iter_mut() {
+            if self.zero_past_end {
+                let avail = self.len_bytes.saturating_sub(op.offset).min(op.buf.len() as u64);
+                let (head, tail) = op.buf.split_at_mut(avail as usize);
+                self.file.read_exact_at(head, op.offset)?;
+                tail.fill(0);
+                continue;
+            }
             let end = op.offset.checked_add(op.buf.len() as u64);
             if end.is_none_or(|end| end > self.len_bytes) {
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, "read beyond the end"));

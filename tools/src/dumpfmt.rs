@@ -131,6 +131,11 @@ impl<R: Read> DumpReader<R> {
         Ok(r)
     }
 
+    /// Bytes read so far (progress).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
     fn take(&mut self, buf: &mut [u8], what: &str) -> io::Result<()> {
         self.input.read_exact(buf).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => {

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use arbor::check::{decode_slot, space_at, SlotReport, SlotState, Space};
-use arbor::{Db, Options};
 use arbor_format::constants::{SUPERBLOCK_AREA_BYTES, SUPERBLOCK_SLOT_COUNT};
 use arbor_format::{ChildPtr, Superblock};
 use serde_json::{json, Value};
@@ -11,27 +10,6 @@ use serde_json::{json, Value};
 use crate::device::{is_block_device, lock_held, ReadOnlyDevice};
 use crate::error::{CliError, Result};
 use crate::util::human;
-
-pub fn format(path: &Path, block_bytes: u32, force: bool, size: u64) -> Result<()> {
-    let opts = Options {
-        block_bytes,
-        overwrite_existing: force,
-        file_initial_bytes: size,
-        ..Options::default()
-    };
-    let db = Db::create(path, opts).map_err(|e| CliError::create(path, e))?;
-    db.flush().map_err(|e| CliError::store(path, e))?;
-    let st = db.stats();
-    println!(
-        "formatted {}: block size {}, {} blocks ({}), generation {}",
-        path.display(),
-        st.block_bytes,
-        st.blocks_total,
-        human(st.blocks_total * u64::from(st.block_bytes)),
-        st.generation_durable
-    );
-    Ok(())
-}
 
 /// Reads the superblock area without any lock: a read-only memory map for files (the
 /// engine never shrinks a store's file), plain reads for block devices.

@@ -1,13 +1,19 @@
 //! `arbor`: the command-line tool for Arbor stores on files and raw block devices.
 //!
-//! Exit codes: 0 success; 1 `check` found problems (still there after `--repair`, if given);
-//! 2 the command could not run (bad arguments, I/O error, unreadable store).
+//! Exit codes: 0 success; 1 `check` found problems (still there after `--repair`, if given)
+//! or `get` found no such key; 2 the command could not run (bad arguments, I/O error,
+//! unreadable store).
 
 mod check;
+mod create;
 mod device;
 mod dumpfmt;
+mod dumptext;
 mod error;
 mod info;
+mod output;
+mod query;
+mod show;
 mod stat;
 mod transfer;
 mod util;
@@ -17,7 +23,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use dumptext::DumpFormat;
 use error::{CliError, Result, EXIT_ERROR};
+use query::{ScanArgs, Style};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -25,14 +33,22 @@ Examples:
   arbor info /dev/nvme0n1p3
   arbor check store.arbor            (exit 1 when it finds problems)
   arbor stat store.arbor --json
+  arbor get store.arbor users alice
+  arbor scan store.arbor users --prefix a --limit 10 --json
   arbor dump store.arbor > backup.adump
+  arbor dump store.arbor --format jsonl | jq .
   arbor load new.arbor < backup.adump
   arbor compact store.arbor compacted.arbor
 
 PATH is a regular file or a raw block device. `info` reads without any lock (it works on a
-store another process has open, and on a damaged one); `check`, `stat` and `dump` take a
-shared lock and refuse while a writer has the store open; `format`, `load`, `compact`'s
-destination and `check --repair` open the store exclusively.";
+store another process has open, and on a damaged one); `check`, `stat`, `get`, `scan` and
+`dump` take a shared lock and refuse while a writer has the store open; `format`, `load`,
+`compact`'s destination and `check --repair` open the store exclusively.
+
+Keys and values are given as UTF-8 text (hexadecimal with --hex) and shown as text when they
+are UTF-8 without control characters and do not start with `0x`, otherwise as 0x and hex.
+Files the tool writes (dumps, compact destinations) appear under their name only when
+complete; a file a failed command created is removed. Progress bars show on a terminal.";
 
 #[derive(Parser)]
 #[command(name = "arbor", version, about = "Create, inspect, check and copy Arbor stores")]
@@ -57,9 +73,11 @@ enum Cmd {
         /// file) and writes nothing.
         #[arg(long)]
         force: bool,
-        /// Initial size of a new file (suffixes K, M, G, T; binary units). Files grow later.
-        #[arg(long, default_value = "64M")]
-        size: String,
+        /// Initial size of a new file (suffixes K, M, G, T; binary units; default 64M), at
+        /// least 512K (4 KiB blocks; the superblock area and 64 blocks) and at most the free
+        /// space of its filesystem. Files grow later. Not for block devices.
+        #[arg(long)]
+        size: Option<String>,
     },
     /// Show every superblock slot, the block size, device size and space in use. Reads no
     /// lock and works on a damaged store.
@@ -91,17 +109,60 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write every tree (or one) in the dump format (docs/dump-format.md) to stdout or a file.
+    /// Print the value of KEY in TREE; exit 1 when there is no such key.
+    #[command(after_help = "Examples:\n  arbor get store.arbor users alice\n  arbor get \
+                            store.arbor bin 00ff --hex --json")]
+    Get {
+        path: PathBuf,
+        tree: String,
+        key: String,
+        /// KEY is hexadecimal (`00ff` or `0x00ff`).
+        #[arg(long)]
+        hex: bool,
+        /// Print {"key": ..., "value": ...} (`key_hex`/`value_hex` for binary bytes).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the entries of TREE in key order, `key<TAB>value` per line (or JSON lines).
+    #[command(after_help = "Examples:\n  arbor scan store.arbor users --prefix a\n  arbor \
+                            scan store.arbor users --from b --to d --limit 100 --json")]
+    Scan {
+        path: PathBuf,
+        tree: String,
+        /// Only keys that start with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only keys >= this.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only keys < this.
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many entries.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// --prefix, --from and --to are hexadecimal.
+        #[arg(long)]
+        hex: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every tree (or one) to stdout or a file: the binary dump format
+    /// (docs/dump-format.md, what `load` reads), or text or JSON lines to read.
     #[command(after_help = "Examples:\n  arbor dump store.arbor > all.adump\n  arbor dump \
-                            store.arbor --tree users -o users.adump")]
+                            store.arbor --tree users -o users.adump\n  arbor dump store.arbor \
+                            --format text | less")]
     Dump {
         path: PathBuf,
         /// Dump only this tree.
         #[arg(long)]
         tree: Option<String>,
-        /// Write to this file instead of stdout.
+        /// Write to this file instead of stdout (it appears only when the dump is complete).
         #[arg(short, long)]
         output: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = DumpFormat::Binary)]
+        format: DumpFormat,
     },
     /// Read a dump from stdin (or a file) into an existing store: one transaction, or a commit
     /// every N entries with --batch.
@@ -133,13 +194,21 @@ enum Cmd {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Format { path, block_size, force, size } => {
-            let size = util::parse_size(&size)?;
-            info::format(&path, block_size, force, size)?;
+            create::format(&path, block_size, force, size.as_deref())?;
         }
         Cmd::Info { path, json } => info::info(&path, json)?,
         Cmd::Check { path, repair, json } => return check::check(&path, repair, json),
         Cmd::Stat { path, json } => stat::stat(&path, json)?,
-        Cmd::Dump { path, tree, output } => transfer::dump(&path, tree.as_deref(), output)?,
+        Cmd::Get { path, tree, key, hex, json } => {
+            return query::get(&path, &tree, &key, Style { hex, json });
+        }
+        Cmd::Scan { path, tree, prefix, from, to, limit, hex, json } => {
+            let args = ScanArgs { prefix, from, to, limit };
+            query::scan(&path, &tree, &args, Style { hex, json })?;
+        }
+        Cmd::Dump { path, tree, output, format } => {
+            transfer::dump(&path, tree.as_deref(), output, format)?;
+        }
         Cmd::Load { path, input, batch } => {
             if batch == Some(0) {
                 return Err(CliError::new("--batch must be at least 1"));

@@ -5,12 +5,15 @@ use std::io::{BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use arbor::{Db, Durability, Options, WriteTxn};
+use indicatif::ProgressBar;
 use serde_json::json;
 
-use crate::device::{is_block_device, open_db_readonly};
+use crate::device::{is_block_device, lock_held, open_db_readonly, ReadOnlyDevice};
 use crate::dumpfmt::{DumpReader, DumpWriter, Record};
+use crate::dumptext::{DumpFormat, DumpSink, ReadableWriter};
 use crate::error::{CliError, Result};
-use crate::util::human;
+use crate::output::Staged;
+use crate::util::{bytes_bar, entries_bar, human};
 
 /// I/O buffer for dump streams.
 const STREAM_BUFFER_BYTES: usize = 1 << 20;
@@ -27,15 +30,8 @@ pub enum Item<'a> {
     Entry(&'a [u8], &'a [u8]),
 }
 
-/// The read side of `dump` and `compact`: every tree (or `only`), then its entries in key
-/// order, from one snapshot (DESIGN §2), so the copy is consistent even with a writer in
-/// the same process. This is the one place that reads a store.
-pub fn read_store(
-    db: &Db,
-    only: Option<&str>,
-    sink: &mut dyn FnMut(Item<'_>) -> Result<()>,
-) -> Result<()> {
-    let snap = db.snapshot()?;
+/// The trees `dump` or `compact` copies (every tree, or `only`) and their entries in total.
+fn selected_trees(snap: &arbor::Snapshot, only: Option<&str>) -> Result<(Vec<String>, u64)> {
     let mut names = snap.tree_names()?;
     if let Some(name) = only {
         if !names.iter().any(|n| n == name) {
@@ -43,7 +39,38 @@ pub fn read_store(
         }
         names = vec![name.to_string()];
     }
+    let mut entries = 0u64;
     for name in &names {
+        entries += snap.tree(name)?.map_or(0, |t| t.len());
+    }
+    Ok((names, entries))
+}
+
+/// The read side of `dump` and `compact`: every tree (or `only`), then its entries in key
+/// order, from one snapshot (docs/design.md §2), so the copy is consistent even with a
+/// writer in the same process. This is the one place that reads a store. The bar counts
+/// entries against the snapshot's total.
+pub fn read_store(
+    db: &Db,
+    only: Option<&str>,
+    what: &str,
+    sink: &mut dyn FnMut(Item<'_>) -> Result<()>,
+) -> Result<()> {
+    let snap = db.snapshot()?;
+    let (names, total) = selected_trees(&snap, only)?;
+    let bar = entries_bar(total, what);
+    let result = walk_trees(&snap, &names, &bar, sink);
+    bar.finish_and_clear();
+    result
+}
+
+fn walk_trees(
+    snap: &arbor::Snapshot,
+    names: &[String],
+    bar: &ProgressBar,
+    sink: &mut dyn FnMut(Item<'_>) -> Result<()>,
+) -> Result<()> {
+    for name in names {
         let tree = snap
             .tree(name)?
             .ok_or_else(|| CliError::new(format!("tree {name:?} vanished from the snapshot")))?;
@@ -51,24 +78,47 @@ pub fn read_store(
         for item in tree.iter()? {
             let (k, v) = item?;
             sink(Item::Entry(&k, &v))?;
+            bar.inc(1);
         }
     }
     Ok(())
 }
 
-pub fn dump(path: &Path, only: Option<&str>, output: Option<PathBuf>) -> Result<()> {
-    let out: Box<dyn Write> = match &output {
-        Some(p) => Box::new(File::create(p).map_err(|e| CliError::io(p, e))?),
-        None if std::io::stdout().is_terminal() => {
-            return Err(CliError::new(
-                "refusing to write a binary dump to a terminal: redirect stdout or use -o FILE",
+/// Where a dump goes: stdout, or a file staged under a temporary name.
+fn dump_output(output: Option<&Path>, format: DumpFormat) -> Result<Option<Staged>> {
+    match output {
+        Some(p) => Ok(Some(Staged::new(p)?)),
+        None if format == DumpFormat::Binary && std::io::stdout().is_terminal() => {
+            Err(CliError::new(
+                "refusing to write a binary dump to a terminal: redirect stdout, use -o FILE, \
+                 or --format text",
             ))
         }
+        None => Ok(None),
+    }
+}
+
+/// Dumps the store; the output file (if any) is created only after the store opened, and
+/// appears under its name only when the whole dump was written.
+pub fn dump(
+    path: &Path,
+    only: Option<&str>,
+    output: Option<PathBuf>,
+    fmt: DumpFormat,
+) -> Result<()> {
+    let staged = dump_output(output.as_deref(), fmt)?;
+    let db = open_db_readonly(path)?;
+    let out: Box<dyn Write> = match &staged {
+        Some(st) => Box::new(st.create_file()?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let db = open_db_readonly(path)?;
-    let mut w = DumpWriter::new(BufWriter::with_capacity(STREAM_BUFFER_BYTES, out))?;
-    read_store(&db, only, &mut |item| {
+    let out = BufWriter::with_capacity(STREAM_BUFFER_BYTES, out);
+    let mut w: Box<dyn DumpSink> = match fmt {
+        DumpFormat::Binary => Box::new(DumpWriter::new(out)?),
+        DumpFormat::Text => Box::new(ReadableWriter::new(out, false)),
+        DumpFormat::Jsonl => Box::new(ReadableWriter::new(out, true)),
+    };
+    read_store(&db, only, "dump", &mut |item| {
         match item {
             Item::Tree(name) => w.tree(name)?,
             Item::Entry(k, v) => w.entry(k, v)?,
@@ -76,8 +126,20 @@ pub fn dump(path: &Path, only: Option<&str>, output: Option<PathBuf>) -> Result<
         Ok(())
     })?;
     let (trees, entries) = w.finish()?;
+    if let Some(st) = staged {
+        st.commit()?;
+    }
     eprintln!("dumped {trees} tree(s), {entries} entries from {}", path.display());
     Ok(())
+}
+
+/// The input's length when it is known (a file, or stdin redirected from one).
+fn input_len(input: Option<&Path>) -> Option<u64> {
+    let meta = match input {
+        Some(p) => std::fs::metadata(p),
+        None => std::fs::metadata("/dev/stdin"),
+    };
+    meta.ok().filter(|m| m.is_file()).map(|m| m.len())
 }
 
 pub fn load(path: &Path, input: Option<PathBuf>, batch: Option<u64>) -> Result<()> {
@@ -88,7 +150,9 @@ pub fn load(path: &Path, input: Option<PathBuf>, batch: Option<u64>) -> Result<(
     let mut reader = DumpReader::new(BufReader::with_capacity(STREAM_BUFFER_BYTES, src))?;
     let db = Db::open(path, Options::default()).map_err(|e| CliError::store(path, e))?;
     let mut committed = 0u64;
-    let result = load_records(&db, &mut reader, batch, &mut committed);
+    let bar = bytes_bar(input_len(input.as_deref()), "load");
+    let result = load_records(&db, &mut reader, batch, &mut committed, &bar);
+    bar.finish_and_clear();
     match result {
         Ok((trees, entries)) => {
             eprintln!("loaded {trees} tree(s), {entries} entries into {}", path.display());
@@ -109,12 +173,15 @@ fn load_records(
     reader: &mut DumpReader<impl Read>,
     batch: Option<u64>,
     committed: &mut u64,
+    bar: &ProgressBar,
 ) -> Result<(u64, u64)> {
     let mut tx = db.begin_write()?;
     let mut current: Option<String> = None;
     let mut in_batch = 0u64;
     loop {
-        match reader.next_record()? {
+        let record = reader.next_record()?;
+        bar.set_position(reader.offset());
+        match record {
             Record::Tree(name) => {
                 tx.tree(&name)?;
                 current = Some(name);
@@ -160,7 +227,7 @@ fn copy_all(src_db: &Db, dst_db: &Db) -> Result<u64> {
     let mut tx: Option<WriteTxn<'_>> = Some(dst_db.begin_write()?);
     let mut current = String::new();
     let (mut batch_bytes, mut entries) = (0u64, 0u64);
-    read_store(src_db, None, &mut |item| {
+    read_store(src_db, None, "compact", &mut |item| {
         let t = tx.as_mut().ok_or_else(|| CliError::new("transaction lost"))?;
         match item {
             Item::Tree(name) => {
@@ -189,8 +256,44 @@ fn copy_all(src_db: &Db, dst_db: &Db) -> Result<u64> {
     Ok(entries)
 }
 
+/// Refuses a destination `compact` must not replace: the source itself, a store another
+/// process has open, or (without `--force`) a file that holds data. A block device is
+/// checked by the engine's `create` itself (it writes in place).
+fn check_destination(src: &Path, dst: &Path, force: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(d) = std::fs::metadata(dst) else { return Ok(()) };
+    if std::fs::metadata(src).is_ok_and(|s| (s.dev(), s.ino()) == (d.dev(), d.ino())) {
+        return Err(CliError::new(format!(
+            "{} is the source store: compact into a new file or another device",
+            dst.display()
+        )));
+    }
+    if !d.is_file() {
+        return Ok(());
+    }
+    if lock_held(dst) {
+        return Err(CliError::new(format!(
+            "{} is open by another process (it holds the store's lock); stop it first",
+            dst.display()
+        )));
+    }
+    if !force {
+        let dev = ReadOnlyDevice::open(dst, false)?.zero_past_end();
+        if let Some(what) =
+            arbor::io::probe_existing_data(&dev).map_err(|e| CliError::io(dst, e))?
+        {
+            return Err(CliError::create(dst, arbor::Error::ExistingData { what }));
+        }
+    }
+    Ok(())
+}
+
+/// Copies `src` into a new store at `dst`. A file destination is built under a temporary
+/// name and renamed over `dst` only when the copy is complete and durable.
 pub fn compact(src: &Path, dst: &Path, force: bool, as_json: bool) -> Result<()> {
+    check_destination(src, dst, force)?;
     let src_db = open_db_readonly(src)?;
+    let staged = Staged::new(dst)?;
     let opts = Options {
         block_bytes: src_db.stats().block_bytes,
         overwrite_existing: force,
@@ -198,12 +301,13 @@ pub fn compact(src: &Path, dst: &Path, force: bool, as_json: bool) -> Result<()>
         file_grow_step_bytes: COMPACT_GROW_BYTES,
         ..Options::default()
     };
-    let dst_db = Db::create(dst, opts).map_err(|e| CliError::create(dst, e))?;
+    let dst_db = Db::create(staged.path(), opts).map_err(|e| CliError::create(dst, e))?;
     let entries = copy_all(&src_db, &dst_db)?;
     dst_db.flush()?;
     let (src_used, dst_used) = (used_bytes(&src_db), used_bytes(&dst_db));
     drop(dst_db);
     drop(src_db);
+    staged.commit()?;
     let (src_size, dst_size) = (target_bytes(src), target_bytes(dst));
     if as_json {
         let out = json!({
