@@ -20,21 +20,33 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 /// A catalog item: tree name, root pointer, byte range of its value in the catalog leaf.
 pub type CatalogItem = (Vec<u8>, ChildPtr, std::ops::Range<usize>);
 
+/// Held while a test has a store open through the library and while a child is spawned: a
+/// child forked while a store is open holds its `flock` until it `exec`s, so a test that
+/// closes a store and runs `arbor` on it at once could see the lock held by another test's
+/// child (README, "Locks and child processes").
+static SPAWN_VS_OPEN_STORE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serialized() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN_VS_OPEN_STORE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let child = {
+        let _serial = serialized();
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run arbor")
+    };
+    child.wait_with_output().expect("wait for arbor")
+}
+
 /// Runs `arbor ARGS`, optionally feeding `stdin` from a file.
 pub fn arbor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_arbor"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run arbor")
+    run(Command::new(env!("CARGO_BIN_EXE_arbor")).args(args).stdin(Stdio::null()))
 }
 
 pub fn arbor_stdin(args: &[&str], input: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_arbor"))
+    run(Command::new(env!("CARGO_BIN_EXE_arbor"))
         .args(args)
-        .stdin(File::open(input).expect("open input"))
-        .output()
-        .expect("run arbor")
+        .stdin(File::open(input).expect("open input")))
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -67,6 +79,7 @@ pub fn small_opts() -> Options {
 
 /// Creates a store and fills it through `fill` (one transaction per call of `fill`'s closure).
 pub fn build(path: &Path, fill: impl FnOnce(&Db)) {
+    let _serial = serialized();
     let db = Db::create(path, small_opts()).expect("create");
     fill(&db);
     db.flush().expect("flush");
