@@ -99,11 +99,12 @@ fn crc_bench(c: &mut Criterion) {
 fn cache_hit_bench(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let store = Store { path: dir.path().join("micro.arbor"), erase: false };
-    let engine = ArborEngine::create(&store).expect("create");
-    let keys = random_keys(100_000, 3);
-    let values = vec![[7u8; VALUE_BYTES]; keys.len()];
+    let engine =
+        ArborEngine::create(&store, arbor_bench::config::Durability::Immediate).expect("create");
+    let keys: Vec<Vec<u8>> = random_keys(100_000, 3).iter().map(|k| k.to_vec()).collect();
+    let values = vec![vec![7u8; VALUE_BYTES]; keys.len()];
     engine.insert_txn(&keys, &values).expect("load");
-    let hot = keys[keys.len() / 2];
+    let hot = keys[keys.len() / 2].clone();
     engine
         .read(|t| {
             c.bench_function("cache_hit_get", |b| {

@@ -1,16 +1,19 @@
-//! The seeded data set every engine sees: 24-byte random keys, 150-byte random values, and the
-//! precomputed operation streams (read keys, scan starts, YCSB mixes, overwrites).
+//! The seeded data set every engine sees: keys and values (24 and 150 random bytes unless
+//! `--key-size`, `--value-size`, `--distribution` say otherwise), and the precomputed
+//! operation streams (read keys, scan starts, YCSB mixes, overwrites).
 //!
 //! Every child process regenerates the same data set from `Sizes` and the seed, so each engine
 //! gets identical work without passing megabytes between processes.
 
+use crate::config::{Config, Distribution};
 use crate::rng::SplitMix64;
 use crate::zipf::Zipfian;
 
+/// Default key and value sizes (the redb benchmark's).
 pub const KEY_BYTES: usize = 24;
 pub const VALUE_BYTES: usize = 150;
-pub type Key = [u8; KEY_BYTES];
-pub type Value = [u8; VALUE_BYTES];
+pub type Key = Vec<u8>;
+pub type Value = Vec<u8>;
 
 /// YCSB's default skew (`zipfian_constant`).
 pub const ZIPF_THETA: f64 = 0.99;
@@ -152,14 +155,63 @@ pub struct Dataset {
     pub remove_count: usize,
 }
 
-fn gen_pairs(rng: &mut SplitMix64, n: usize) -> (Vec<Key>, Vec<Value>) {
-    let mut keys = vec![[0u8; KEY_BYTES]; n];
-    let mut values = vec![[0u8; VALUE_BYTES]; n];
-    for (k, v) in keys.iter_mut().zip(values.iter_mut()) {
-        rng.fill(k);
-        rng.fill(v);
+/// Makes keys and values: random keys, or with `Distribution::Sequential` ascending ones (the
+/// running index big-endian in the first 8 bytes, zeros after), so fresh keys follow the
+/// loaded ones.
+struct Generator<'a> {
+    rng: SplitMix64,
+    cfg: &'a Config,
+    next_index: u64,
+}
+
+impl Generator<'_> {
+    fn pairs(&mut self, n: usize) -> (Vec<Key>, Vec<Value>) {
+        let mut keys = Vec::with_capacity(n);
+        let mut values = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut k = vec![0u8; self.cfg.key_size];
+            if self.cfg.distribution == Distribution::Sequential {
+                k[..8].copy_from_slice(&self.next_index.to_be_bytes());
+                self.next_index += 1;
+            } else {
+                self.rng.fill(&mut k);
+            }
+            let mut v = vec![0u8; self.cfg.value_size];
+            self.rng.fill(&mut v);
+            keys.push(k);
+            values.push(v);
+        }
+        (keys, values)
     }
-    (keys, values)
+}
+
+/// Picks loaded keys (by index) as `--distribution` says.
+struct Picker {
+    dist: Distribution,
+    zipf: Option<Zipfian>,
+    n: usize,
+    cursor: usize,
+}
+
+impl Picker {
+    fn new(dist: Distribution, n: usize) -> Picker {
+        let zipf = match dist {
+            Distribution::Zipf(theta) => Some(Zipfian::new(n as u64, theta)),
+            _ => None,
+        };
+        Picker { dist, zipf, n, cursor: 0 }
+    }
+
+    fn next(&mut self, rng: &mut SplitMix64) -> usize {
+        match (&self.zipf, self.dist) {
+            (Some(z), _) => z.next_scrambled(rng) as usize,
+            (None, Distribution::Sequential) => {
+                self.cursor = (self.cursor + 1) % self.n;
+                self.cursor
+            }
+            (None, _) => rng.below(self.n),
+        }
+    }
 }
 
 fn ycsb(rng: &mut SplitMix64, zipf: &Zipfian, ops: usize, update_pct: u64) -> Vec<Op> {
@@ -176,26 +228,28 @@ fn ycsb(rng: &mut SplitMix64, zipf: &Zipfian, ops: usize, update_pct: u64) -> Ve
 }
 
 impl Dataset {
-    pub fn generate(sizes: &Sizes, seed: u64) -> Dataset {
+    pub fn generate(sizes: &Sizes, cfg: &Config, seed: u64) -> Dataset {
         assert!(sizes.keys >= 2 && u32::try_from(sizes.keys).is_ok(), "keys out of range");
-        let mut rng = SplitMix64::new(seed);
-        let (load_keys, load_values) = gen_pairs(&mut rng, sizes.keys);
-        let (single_keys, single_values) = gen_pairs(&mut rng, sizes.durable_commits);
-        let (batch_keys, batch_values) = gen_pairs(&mut rng, sizes.batches * sizes.batch_size);
-        let (concurrent_keys, concurrent_values) =
-            gen_pairs(&mut rng, 2 * sizes.concurrent_commits);
-        let pick = |rng: &mut SplitMix64, n: usize| -> Vec<Key> {
-            (0..n).map(|_| load_keys[rng.below(load_keys.len())]).collect()
+        let mut gen = Generator { rng: SplitMix64::new(seed), cfg, next_index: 0 };
+        let (load_keys, load_values) = gen.pairs(sizes.keys);
+        let (single_keys, single_values) = gen.pairs(sizes.durable_commits);
+        let (batch_keys, batch_values) = gen.pairs(sizes.batches * sizes.batch_size);
+        let (concurrent_keys, concurrent_values) = gen.pairs(2 * sizes.concurrent_commits);
+        let mut rng = gen.rng;
+        let mut picker = Picker::new(cfg.distribution, load_keys.len());
+        let mut pick = |rng: &mut SplitMix64, n: usize| -> Vec<Key> {
+            (0..n).map(|_| load_keys[picker.next(rng)].clone()).collect()
         };
         let read_keys = pick(&mut rng, sizes.reads);
         let scan_starts = pick(&mut rng, sizes.scans);
-        let zipf = Zipfian::new(sizes.keys as u64, ZIPF_THETA);
+        let zipf = Zipfian::new(sizes.keys as u64, cfg.distribution.ycsb_theta());
         let ycsb_a = ycsb(&mut rng, &zipf, sizes.ycsb_ops, 50);
         let ycsb_b = ycsb(&mut rng, &zipf, sizes.ycsb_ops, 5);
-        let mut update_value = [0u8; VALUE_BYTES];
+        let mut update_value = vec![0u8; cfg.value_size];
         rng.fill(&mut update_value);
+        let mut picker = Picker::new(cfg.distribution, load_keys.len());
         let overwrites = (0..sizes.overwrite_txns)
-            .map(|_| (0..sizes.overwrite_keys).map(|_| rng.below(sizes.keys) as u32).collect())
+            .map(|_| (0..sizes.overwrite_keys).map(|_| picker.next(&mut rng) as u32).collect())
             .collect();
         Dataset {
             remove_count: load_keys.len() / 2,
@@ -218,10 +272,11 @@ impl Dataset {
 
     /// Bytes of the data set itself, part of every engine's peak RSS.
     pub fn bytes(&self) -> usize {
-        let kv = KEY_BYTES + VALUE_BYTES;
+        let key = self.load_keys.first().map_or(0, Vec::len);
+        let kv = key + self.update_value.len();
         (self.load_keys.len() + self.single_keys.len() + self.batch_keys.len()) * kv
             + self.concurrent_keys.len() * kv
-            + (self.read_keys.len() + self.scan_starts.len()) * KEY_BYTES
+            + (self.read_keys.len() + self.scan_starts.len()) * key
             + (self.ycsb_a.len() + self.ycsb_b.len()) * std::mem::size_of::<Op>()
             + self.overwrites.iter().map(|o| o.len() * 4).sum::<usize>()
     }

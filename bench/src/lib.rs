@@ -2,6 +2,7 @@
 //! benchmark's workloads, plus `kv-bench device`) and the criterion micro-benchmarks in
 //! `benches/`.
 
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod engines;
@@ -11,6 +12,7 @@ pub mod report;
 pub mod rng;
 pub mod rows;
 pub mod suite;
+pub mod versions;
 pub mod workloads;
 pub mod zipf;
 

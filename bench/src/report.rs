@@ -2,6 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::config::Config;
 use crate::data::Sizes;
 use crate::rows::{rows, Cell, Kind, RowSpec};
 use crate::suite::EngineResult;
@@ -18,10 +19,17 @@ pub struct Context {
     pub target: String,
     pub seed: u64,
     pub repeats: usize,
+    pub cfg: Config,
 }
 
 impl Context {
-    pub fn gather(command: String, target: String, seed: u64, repeats: usize) -> Context {
+    pub fn gather(
+        command: String,
+        target: String,
+        seed: u64,
+        repeats: usize,
+        cfg: &Config,
+    ) -> Context {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
         let field = |text: &str, name: &str| {
             text.lines()
@@ -40,8 +48,14 @@ impl Context {
             target,
             seed,
             repeats,
+            cfg: cfg.clone(),
         }
     }
+}
+
+/// Whether any engine has a cell in the row (rows left out by --workloads have none).
+fn measured(spec: &RowSpec, results: &[EngineResult]) -> bool {
+    results.iter().any(|r| r.result.get(spec.id).is_some())
 }
 
 /// `MemTotal` of /proc/meminfo (`"24684084 kB"`) in GiB.
@@ -104,7 +118,7 @@ pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
     header.push("arbor / best other".into());
     let mut body: Vec<Vec<String>> = Vec::new();
     let mut errors = Vec::new();
-    for spec in &specs {
+    for spec in specs.iter().filter(|s| measured(s, results)) {
         let mut row = vec![spec.label.clone()];
         for r in results {
             row.push(match r.result.get(spec.id) {
@@ -144,6 +158,9 @@ pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
         ctx.nproc, ctx.cpu, ctx.mem, ctx.kernel
     );
     out += &format!("store:    {}\n", ctx.target);
+    let versions: Vec<String> =
+        crate::versions::engines().iter().map(|(e, v)| format!("{e} {v}")).collect();
+    out += &format!("build:    commit {}; {}\n", crate::versions::GIT_COMMIT, versions.join(", "));
     out += &format!("runs:     median of {} runs per engine, seed {}\n\n", ctx.repeats, ctx.seed);
     out += &line(&header);
     let sep: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
@@ -152,15 +169,16 @@ pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
         out += &line(row);
     }
     out += "\nNotes:\n";
-    out += "- 24-byte random keys, 150-byte random values, seeded; every write txn is durable \
-            (arbor Durability::Immediate, redb Durability::Immediate, lmdb default sync). \
-            Each engine runs in its own process on a fresh store.\n";
+    out += &data_note(&ctx.cfg);
     out += "- Rates are operations per second; ratio = arbor / best other: >1 is better for \
             rates and factors, <1 is better for latencies and sizes.\n";
     out += "- Reads: redb and lmdb in read txns, arbor in snapshots (Db::snapshot); the held \
             reader is one of those, open while the overwrites run.\n";
-    out += "- YCSB: zipfian (theta 0.99, scrambled) over the loaded keys; each read in its own \
-            read txn, each update its own durable commit.\n";
+    out += &format!(
+        "- YCSB: zipfian (theta {}, scrambled) over the loaded keys; each read in its own read \
+         txn, each update its own commit.\n",
+        ctx.cfg.distribution.ycsb_theta()
+    );
     out += "- File size is the apparent size of the engine's files (arbor preallocates and grows \
             its file in 64 MiB steps); disk blocks allocated is st_blocks x 512.\n";
     out += "- Peak RSS: VmHWM of the engine's process minus its RSS before the store was opened \
@@ -179,15 +197,54 @@ pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
     out
 }
 
-/// The `--json` document: context, sizes and every cell.
+/// The first footnote: keys, values, distribution and how write transactions commit.
+fn data_note(cfg: &Config) -> String {
+    use crate::config::{Distribution, Durability};
+    let keys = match cfg.distribution {
+        Distribution::Sequential => "ascending",
+        _ => "random",
+    };
+    let picks = match cfg.distribution {
+        Distribution::Uniform => "picked uniformly".to_string(),
+        Distribution::Zipf(t) => format!("picked zipfian (theta {t}, scrambled)"),
+        Distribution::Sequential => "walked in order".to_string(),
+    };
+    let commits = match cfg.durability {
+        Durability::Immediate => {
+            "durable (arbor Durability::Immediate, redb \
+                                  Durability::Immediate, lmdb default sync)"
+        }
+        Durability::Eventual => {
+            "--durability eventual (arbor Durability::Eventual, redb \
+                                 Durability::None: it has no eventual level, lmdb MDB_NOMETASYNC)"
+        }
+        Durability::None => {
+            "--durability none (arbor Durability::None, redb Durability::None, \
+                             lmdb MDB_NOSYNC)"
+        }
+    };
+    format!(
+        "- {}-byte {keys} keys, {}-byte random values, seeded; reads, scans and overwrites use \
+         loaded keys {picks}; every write txn is {commits}. Each engine runs in its own process \
+         on a fresh store.\n",
+        cfg.key_size, cfg.value_size
+    )
+}
+
+/// The `--json` document: context, build, sizes and configuration, the median of every cell
+/// and every run's cells.
 pub fn json(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> Value {
     let specs = rows(sizes);
     let mut engines = Map::new();
     for r in results {
-        engines.insert(r.name.clone(), r.result.to_json());
+        let mut doc = r.result.to_json();
+        doc["runs"] =
+            Value::Array(r.runs.iter().map(|run| run.to_json()["cells"].clone()).collect());
+        engines.insert(r.name.clone(), doc);
     }
     let rows: Vec<Value> = specs
         .iter()
+        .filter(|s| measured(s, results))
         .map(|s| {
             json!({ "id": s.id, "label": s.label.trim(), "unit": s.kind.unit(),
                     "arbor_over_best_other": ratio(s, results) })
@@ -200,7 +257,15 @@ pub fn json(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> Value {
         "target": ctx.target,
         "seed": ctx.seed,
         "repeats": ctx.repeats,
+        "build": crate::versions::json(),
         "sizes": sizes_json(sizes),
+        "config": {
+            "workloads": ctx.cfg.workloads,
+            "key_size": ctx.cfg.key_size,
+            "value_size": ctx.cfg.value_size,
+            "distribution": ctx.cfg.distribution.to_string(),
+            "durability": ctx.cfg.durability.name(),
+        },
         "rows": rows,
         "engines": engines,
     })

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use crate::config::Config;
 use crate::data::{Dataset, Sizes};
 use crate::engines::{self, Store};
 use crate::rows::{median_cell, rows, Cell, RunResult};
@@ -81,7 +82,13 @@ pub fn remove_store(store: &Store) {
 }
 
 /// The child's arguments: everything it needs to rebuild the same run.
-pub fn child_args(name: &str, store: &Store, sizes: &Sizes, seed: u64) -> Vec<String> {
+pub fn child_args(
+    name: &str,
+    store: &Store,
+    sizes: &Sizes,
+    cfg: &Config,
+    seed: u64,
+) -> Vec<String> {
     let mut args = vec![
         "--engine-child".to_string(),
         name.to_string(),
@@ -94,15 +101,24 @@ pub fn child_args(name: &str, store: &Store, sizes: &Sizes, seed: u64) -> Vec<St
         args.push("--i-know-this-erases".into());
     }
     args.extend(sizes.to_args());
+    args.extend(cfg.to_args());
     args
+}
+
+/// What the parent asks of every child: sizes, configuration, seed.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan<'a> {
+    pub sizes: &'a Sizes,
+    pub cfg: &'a Config,
+    pub seed: u64,
 }
 
 /// Runs one engine in a child process (this executable, re-run with `--engine-child`);
 /// its progress bars go to our stderr, its cells come back as JSON on its stdout.
-pub fn run_child(name: &str, store: &Store, sizes: &Sizes, seed: u64) -> BenchResult<RunResult> {
+pub fn run_child(name: &str, store: &Store, plan: Plan<'_>) -> BenchResult<RunResult> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let out = Command::new(exe)
-        .args(child_args(name, store, sizes, seed))
+        .args(child_args(name, store, plan.sizes, plan.cfg, plan.seed))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -125,14 +141,15 @@ pub fn rss_bytes(field: &str) -> Option<u64> {
 }
 
 /// The child's whole job: every workload on a fresh store of engine `name`.
-pub fn child_main(name: &str, store: &Store, sizes: &Sizes, seed: u64) -> RunResult {
-    let data = Dataset::generate(sizes, seed);
+pub fn child_main(name: &str, store: &Store, plan: Plan<'_>) -> RunResult {
+    let (sizes, cfg) = (plan.sizes, plan.cfg);
+    let data = Dataset::generate(sizes, cfg, plan.seed);
     let rss_before = rss_bytes("VmRSS:");
-    let engine = match engines::open(name, store) {
+    let engine = match engines::open(name, store, cfg.durability) {
         Ok(e) => e,
         Err(e) => {
             let mut out = RunResult::default();
-            for spec in rows(sizes) {
+            for spec in rows(sizes).iter().filter(|s| cfg.wants(&[s.id])) {
                 out.push(spec.id, Cell::Error(format!("open: {e}")));
             }
             return out;
@@ -143,23 +160,27 @@ pub fn child_main(name: &str, store: &Store, sizes: &Sizes, seed: u64) -> RunRes
         engine: engine.as_ref(),
         store: &store.path,
         sizes,
+        cfg,
         data: &data,
         out: RunResult::default(),
     };
     let mut out = run.all();
     drop(engine);
-    let peak = match (rss_bytes("VmHWM:"), rss_before) {
-        (Some(peak), Some(before)) => Cell::Value(peak.saturating_sub(before) as f64),
-        _ => Cell::Error("no /proc/self/status".into()),
-    };
-    out.push("peak_rss", peak);
+    if cfg.wants(&["peak_rss"]) {
+        let peak = match (rss_bytes("VmHWM:"), rss_before) {
+            (Some(peak), Some(before)) => Cell::Value(peak.saturating_sub(before) as f64),
+            _ => Cell::Error("no /proc/self/status".into()),
+        };
+        out.push("peak_rss", peak);
+    }
     out
 }
 
-/// One engine's medians over its repeats, with the first repeat's notes.
+/// One engine's medians over its repeats, with the first repeat's notes, and every run.
 pub struct EngineResult {
     pub name: String,
     pub result: RunResult,
+    pub runs: Vec<RunResult>,
 }
 
 /// Runs every engine `repeats` times, interleaved (engine A, B, C, A, B, C, ...) so slow
@@ -168,22 +189,22 @@ pub fn run_suite(
     engines: &[String],
     target: &Target,
     erase: bool,
-    sizes: &Sizes,
-    seed: u64,
+    plan: Plan<'_>,
     repeats: usize,
 ) -> Vec<EngineResult> {
+    let sizes = plan.sizes;
     let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); engines.len()];
     for repeat in 0..repeats {
         for (i, name) in engines.iter().enumerate() {
             let store = target.store(name, erase);
             let t0 = Instant::now();
-            let r = run_child(name, &store, sizes, seed);
+            let r = run_child(name, &store, plan);
             let secs = t0.elapsed().as_secs_f64();
             let status = r.as_ref().map_or_else(|e| format!("ERROR {e}"), |_| "ok".into());
             eprintln!("kv-bench: {name:>5} run {}/{repeats}: {secs:.1} s, {status}", repeat + 1);
             runs[i].push(r.unwrap_or_else(|e| {
                 let mut out = RunResult::default();
-                for spec in rows(sizes) {
+                for spec in rows(sizes).iter().filter(|s| plan.cfg.wants(&[s.id])) {
                     out.push(spec.id, Cell::Error(e.clone()));
                 }
                 out
@@ -197,10 +218,13 @@ pub fn run_suite(
             let mut result = RunResult::default();
             for spec in rows(sizes) {
                 let cells: Vec<&Cell> = runs.iter().filter_map(|r| r.get(spec.id)).collect();
-                result.push(spec.id, median_cell(&cells));
+                // A row not selected with --workloads has no cells in any run.
+                if !cells.is_empty() {
+                    result.push(spec.id, median_cell(&cells));
+                }
             }
             result.notes = runs.first().map(|r| r.notes.clone()).unwrap_or_default();
-            EngineResult { name: name.clone(), result }
+            EngineResult { name: name.clone(), result, runs }
         })
         .collect()
 }

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::data::{Dataset, Key, Op, Sizes, VALUE_BYTES};
+use crate::config::Config;
+use crate::data::{Dataset, Key, Op, Sizes};
 use crate::engines::{store_bytes, Engine};
 use crate::progress::{self, CHUNK};
 use crate::rows::{Cell, RunResult};
@@ -17,6 +18,7 @@ pub struct Run<'a> {
     pub engine: &'a dyn Engine,
     pub store: &'a Path,
     pub sizes: &'a Sizes,
+    pub cfg: &'a Config,
     pub data: &'a Dataset,
     pub out: RunResult,
 }
@@ -75,17 +77,38 @@ impl Run<'_> {
                 self.name
             ));
         }
+        let cfg = self.cfg;
         self.bulk_load();
-        self.sizes("size_after_load", Some("disk_after_load"));
-        self.durable_single();
-        self.batch();
-        self.reads();
-        self.range_reads();
-        self.ycsb();
-        self.concurrent_commits();
-        self.long_reader();
-        self.removals();
-        self.sizes("size_at_end", None);
+        if cfg.wants(&["size_after_load", "disk_after_load"]) {
+            self.sizes("size_after_load", Some("disk_after_load"));
+        }
+        if cfg.wants(&["durable_single", "durable_p50", "durable_p99"]) {
+            self.durable_single();
+        }
+        if cfg.wants(&["batch"]) {
+            self.batch();
+        }
+        if cfg.wants(&["reads_1t", "reads_nt"]) {
+            self.reads();
+        }
+        if cfg.wants(&["range_reads"]) {
+            self.range_reads();
+        }
+        if cfg.wants(&["ycsb_a", "ycsb_b"]) {
+            self.ycsb();
+        }
+        if cfg.wants(&["commits_1w", "commits_nw", "commits_scaling"]) {
+            self.concurrent_commits();
+        }
+        if cfg.wants(&["growth_free", "growth_held"]) {
+            self.long_reader();
+        }
+        if cfg.wants(&["removals"]) {
+            self.removals();
+        }
+        if cfg.wants(&["size_at_end"]) {
+            self.sizes("size_at_end", None);
+        }
         if let Some(n) = self.engine.note() {
             self.out.notes.push(format!("{}: at end, {n}", self.name));
         }
@@ -191,7 +214,7 @@ impl Run<'_> {
     /// Warm random reads: one untimed pass over the read keys, then 1 thread, then T threads.
     fn reads(&mut self) {
         let keys = &self.data.read_keys;
-        let want = (keys.len() * VALUE_BYTES) as u64;
+        let want = (keys.len() * self.cfg.value_size) as u64;
         let pb = progress::bar(self.name, "reads: warm-up", keys.len() as u64);
         let warm = self.get_chunks(keys, &pb);
         pb.finish_and_clear();
@@ -268,7 +291,7 @@ impl Run<'_> {
                             let bytes = self
                                 .engine
                                 .get_many(std::slice::from_ref(&d.load_keys[k as usize]))?;
-                            expect("YCSB read bytes", bytes, VALUE_BYTES as u64)?;
+                            expect("YCSB read bytes", bytes, d.update_value.len() as u64)?;
                         }
                         Op::Update(k) => {
                             let key = std::slice::from_ref(&d.load_keys[k as usize]);
@@ -342,8 +365,9 @@ impl Run<'_> {
             let before = footprint(self.store, self.engine)?;
             let pb = progress::bar(self.name, phase, d.overwrites.len() as u64);
             for indexes in &d.overwrites {
-                let keys: Vec<Key> = indexes.iter().map(|&i| d.load_keys[i as usize]).collect();
-                self.engine.insert_txn(&keys, &vec![*value; keys.len()])?;
+                let keys: Vec<Key> =
+                    indexes.iter().map(|&i| d.load_keys[i as usize].clone()).collect();
+                self.engine.insert_txn(&keys, &vec![value.clone(); keys.len()])?;
                 pb.inc(1);
             }
             pb.finish_and_clear();
@@ -357,7 +381,7 @@ impl Run<'_> {
             Err(why) => return self.out.push("growth_held", Cell::Na(why)),
         };
         // The held reader must keep returning a key's old value while the overwrites change it.
-        let mut value = d.update_value;
+        let mut value = d.update_value.clone();
         value[0] ^= 0xFF;
         let r = d.overwrites.first().and_then(|o| o.first()).ok_or("no overwrites".to_string());
         let r = r.and_then(|&probe| {

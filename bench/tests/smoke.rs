@@ -124,3 +124,56 @@ fn quick_smoke_on_a_block_device() {
     }
     assert!(arbor["size_after_load"]["value"].as_f64().is_some_and(|v| v > 0.0), "{doc}");
 }
+
+/// Issue 18: `--workloads` runs only the rows asked for (and the load); key and value sizes,
+/// the distribution and the durability reach every engine; the JSON holds every run, the
+/// engines' versions and the git commit.
+#[test]
+fn selected_workloads_shapes_and_every_run_in_json() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let json = dir.path().join("out.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_kv-bench"))
+        .args(["--keys", "2000", "--durable-commits", "20", "--reads", "2000", "--repeats", "2"])
+        .args(["--workloads", "durable_p99,reads_1t", "--key-size", "16", "--value-size", "1000"])
+        .args(["--distribution", "zipf:0.8", "--durability", "none", "--dir"])
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run kv-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kv-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains("ERROR") && !stdout.contains("YCSB A"), "{stdout}");
+    assert!(stdout.contains("16-byte random keys, 1000-byte random values"), "{stdout}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).expect("json");
+    assert_eq!(doc["config"]["durability"], "none", "{doc}");
+    assert_eq!(doc["config"]["distribution"], "zipf:0.8", "{doc}");
+    assert!(doc["build"]["git_commit"].as_str().is_some_and(|c| !c.is_empty()), "{doc}");
+    assert!(doc["build"]["engines"]["arbor"].as_str().is_some(), "{doc}");
+    let ids: Vec<&str> =
+        doc["rows"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        ["bulk_load", "durable_single", "durable_p50", "durable_p99", "reads_1t", "reads_nt"]
+    );
+    for engine in doc["engines"].as_object().expect("engines").values() {
+        let runs = engine["runs"].as_array().expect("runs");
+        assert_eq!(runs.len(), 2, "{engine}");
+        assert!(runs.iter().all(|r| r["reads_1t"]["value"].as_f64().is_some()), "{engine}");
+        assert!(engine["cells"].get("ycsb_a").is_none(), "{engine}");
+    }
+}
+
+#[test]
+fn refuses_unknown_workloads_and_bad_sizes() {
+    for args in [["--workloads", "nope"], ["--key-size", "4"], ["--distribution", "zipf:2"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kv-bench"))
+            .args(["--quick-smoke"])
+            .args(args)
+            .output()
+            .expect("run kv-bench");
+        assert_eq!(out.status.code(), Some(2), "{args:?} accepted");
+    }
+}

@@ -7,12 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use arbor_bench::config::Config;
 use arbor_bench::data::Sizes;
 use arbor_bench::device::{self, DeviceArgs};
 use arbor_bench::engines::{self, Store};
 use arbor_bench::report::{self, Context};
 use arbor_bench::rows::rows;
-use arbor_bench::suite::{self, Target};
+use arbor_bench::suite::{self, Plan, Target};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -58,6 +59,8 @@ struct Args {
     seed: u64,
     #[command(flatten)]
     sizes: Sizes,
+    #[command(flatten)]
+    cfg: Config,
     /// Internal: run one engine's workloads and print its cells as JSON.
     #[arg(long, hide = true, requires = "child_store")]
     engine_child: Option<String>,
@@ -133,7 +136,8 @@ fn child(args: &Args, name: &str) -> ExitCode {
         return fail("--engine-child needs --child-store");
     };
     let store = Store { path, erase: args.i_know_this_erases };
-    let result = suite::child_main(name, &store, &args.sizes, args.seed);
+    let plan = Plan { sizes: &args.sizes, cfg: &args.cfg, seed: args.seed };
+    let result = suite::child_main(name, &store, plan);
     println!("{}", result.to_json());
     ExitCode::SUCCESS
 }
@@ -157,6 +161,10 @@ fn main() -> ExitCode {
     if let Err(e) = args.sizes.check() {
         return fail(e);
     }
+    let row_ids: Vec<&str> = rows(&args.sizes).iter().map(|r| r.id).collect();
+    if let Err(e) = args.cfg.check(&row_ids) {
+        return fail(e);
+    }
     if args.repeats == 0 {
         return fail("--repeats must be at least 1");
     }
@@ -165,7 +173,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let ctx = Context::gather(command, target.describe(), args.seed, args.repeats);
+    let ctx = Context::gather(command, target.describe(), args.seed, args.repeats, &args.cfg);
     eprintln!(
         "kv-bench: {} keys, {} run(s) of {} in {}",
         args.sizes.keys,
@@ -173,14 +181,9 @@ fn main() -> ExitCode {
         args.engines.join(", "),
         target.describe()
     );
-    let results = suite::run_suite(
-        &args.engines,
-        &target,
-        args.i_know_this_erases,
-        &args.sizes,
-        args.seed,
-        args.repeats,
-    );
+    let plan = Plan { sizes: &args.sizes, cfg: &args.cfg, seed: args.seed };
+    let results =
+        suite::run_suite(&args.engines, &target, args.i_know_this_erases, plan, args.repeats);
 
     print!("{}", report::table(&ctx, &args.sizes, &results));
     if let Some(out) = &args.json {
@@ -192,7 +195,12 @@ fn main() -> ExitCode {
     }
     if let Some(out) = &args.plot {
         let title = format!("kv-bench, {} keys ({})", args.sizes.keys, ctx.date);
-        if let Err(e) = arbor_bench::plot::svg(out, &title, &rows(&args.sizes), &results) {
+        // Only the rows that ran (--workloads).
+        let specs: Vec<_> = rows(&args.sizes)
+            .into_iter()
+            .filter(|s| results.iter().any(|r| r.result.get(s.id).is_some()))
+            .collect();
+        if let Err(e) = arbor_bench::plot::svg(out, &title, &specs, &results) {
             return fail(e);
         }
     }

@@ -1,5 +1,6 @@
-//! Arbor. Writes are durable (`Durability::Immediate`) single transactions; writers on several
-//! threads each open their own `WriteTxn` (one at a time) and share device flushes.
+//! Arbor. Writes are single transactions committed with the run's durability
+//! (`Durability::Immediate` unless `--durability` says otherwise); writers on several threads
+//! each open their own `WriteTxn` (one at a time) and share device flushes.
 //!
 //! Every read goes through [`ArborEngine::read`]: a snapshot (`Db::snapshot`), so readers
 //! run concurrently with each other and with the writer, and one can be held open.
@@ -7,6 +8,7 @@
 use arbor::{Db, Durability, Options, Snapshot, Tree, WriteTree};
 
 use super::{Engine, HeldReader, Store};
+use crate::config;
 use crate::data::{Key, Value};
 use crate::{ctx, BenchResult};
 
@@ -49,17 +51,23 @@ impl HeldReader for ArborHeld {
 
 pub struct ArborEngine {
     db: Db,
+    durability: Durability,
 }
 
 impl ArborEngine {
-    pub fn create(store: &Store) -> BenchResult<ArborEngine> {
+    pub fn create(store: &Store, durability: config::Durability) -> BenchResult<ArborEngine> {
+        let durability = match durability {
+            config::Durability::Immediate => Durability::Immediate,
+            config::Durability::Eventual => Durability::Eventual,
+            config::Durability::None => Durability::None,
+        };
         let opts = Options {
             cache_bytes: CACHE_BYTES,
             overwrite_existing: store.erase,
             ..Options::default()
         };
         let db = Db::create(&store.path, opts).map_err(ctx("Db::create"))?;
-        Ok(ArborEngine { db })
+        Ok(ArborEngine { db, durability })
     }
 
     /// The store, for micro-benchmarks that drive the public API directly.
@@ -77,7 +85,7 @@ impl ArborEngine {
     fn write<T>(&self, f: impl FnOnce(&mut WriteTree<'_, '_>) -> BenchResult<T>) -> BenchResult<T> {
         let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
         let out = f(&mut tx.tree(TREE).map_err(ctx("tree"))?)?;
-        tx.set_durability(Durability::Immediate);
+        tx.set_durability(self.durability);
         tx.commit().map_err(ctx("commit"))?;
         Ok(out)
     }

@@ -1,12 +1,15 @@
-//! LMDB through heed, with default flags: every commit syncs (`fdatasync`) before returning.
+//! LMDB through heed, with default flags: every commit syncs (`fdatasync`) before returning;
+//! `--durability eventual` adds `MDB_NOMETASYNC`, `none` `MDB_NOSYNC` (see
+//! `config::Durability`).
 
 use std::ops::Bound;
 use std::path::Path;
 
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions};
 
 use super::{Engine, HeldReader};
+use crate::config::Durability;
 use crate::data::{Key, Value};
 use crate::{ctx, BenchResult};
 
@@ -20,10 +23,19 @@ pub struct LmdbEngine {
 
 impl LmdbEngine {
     /// Creates the environment in directory `dir` (made if missing).
-    pub fn create(dir: &Path) -> BenchResult<LmdbEngine> {
+    pub fn create(dir: &Path, durability: Durability) -> BenchResult<LmdbEngine> {
         std::fs::create_dir_all(dir).map_err(ctx("create_dir"))?;
         let mut opts = EnvOpenOptions::new();
         opts.map_size(MAP_BYTES).max_dbs(1);
+        let flags = match durability {
+            Durability::Immediate => EnvFlags::empty(),
+            Durability::Eventual => EnvFlags::NO_META_SYNC,
+            Durability::None => EnvFlags::NO_SYNC,
+        };
+        // SAFETY: heed marks these flags unsafe because they give up durability of recent
+        // commits after a system crash; that loss is what `--durability` asks to measure, and
+        // the store is a throwaway benchmark directory.
+        unsafe { opts.flags(flags) };
         // SAFETY: `dir` is a fresh directory of this process; no other handle maps it, and
         // the environment is opened exactly once.
         let env = unsafe { opts.open(dir) }.map_err(ctx("EnvOpenOptions::open"))?;

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::Durability;
 use crate::data::{Key, Value};
 use crate::BenchResult;
 
@@ -11,7 +12,8 @@ pub mod lmdb;
 #[cfg(feature = "compare")]
 pub mod redb;
 
-/// What the workloads need from a store. Every write transaction is durable when it returns.
+/// What the workloads need from a store. Every write transaction commits with the run's
+/// `--durability` (durable when it returns, by default; mapping in `config::Durability`).
 /// Methods take `&self`: the concurrent rows call them from several threads at once (each
 /// engine serializes its writers itself, as its users would see).
 pub trait Engine: Send + Sync {
@@ -81,13 +83,13 @@ pub fn known() -> Vec<&'static str> {
 }
 
 /// Creates engine `name` on a fresh store.
-pub fn open(name: &str, store: &Store) -> BenchResult<Box<dyn Engine>> {
+pub fn open(name: &str, store: &Store, durability: Durability) -> BenchResult<Box<dyn Engine>> {
     match name {
-        "arbor" => Ok(Box::new(arbor::ArborEngine::create(store)?)),
+        "arbor" => Ok(Box::new(arbor::ArborEngine::create(store, durability)?)),
         #[cfg(feature = "compare")]
-        "redb" => Ok(Box::new(redb::RedbEngine::create(&store.path)?)),
+        "redb" => Ok(Box::new(redb::RedbEngine::create(&store.path, durability)?)),
         #[cfg(feature = "compare")]
-        "lmdb" => Ok(Box::new(lmdb::LmdbEngine::create(&store.path)?)),
+        "lmdb" => Ok(Box::new(lmdb::LmdbEngine::create(&store.path, durability)?)),
         other => {
             Err(format!("unknown engine {other:?} (this build knows: {})", known().join(", ")))
         }

@@ -1,10 +1,12 @@
-//! redb, with `Durability::Immediate` commits and read transactions for reads.
+//! redb, with `Durability::Immediate` commits (or `None`, see `config::Durability`) and read
+//! transactions for reads.
 
 use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
 use super::{Engine, HeldReader};
+use crate::config;
 use crate::data::{Key, Value};
 use crate::{ctx, BenchResult};
 
@@ -12,12 +14,19 @@ const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bench");
 
 pub struct RedbEngine {
     db: Database,
+    durability: Durability,
 }
 
 impl RedbEngine {
-    pub fn create(path: &Path) -> BenchResult<RedbEngine> {
+    pub fn create(path: &Path, durability: config::Durability) -> BenchResult<RedbEngine> {
         let db = Database::create(path).map_err(ctx("Database::create"))?;
-        Ok(RedbEngine { db })
+        // redb 4 has no eventual level: `None` (durable with the next Immediate commit) is the
+        // nearest.
+        let durability = match durability {
+            config::Durability::Immediate => Durability::Immediate,
+            config::Durability::Eventual | config::Durability::None => Durability::None,
+        };
+        Ok(RedbEngine { db, durability })
     }
 
     fn write<T>(
@@ -25,7 +34,7 @@ impl RedbEngine {
         f: impl FnOnce(&mut redb::Table<'_, &[u8], &[u8]>) -> BenchResult<T>,
     ) -> BenchResult<T> {
         let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
-        tx.set_durability(Durability::Immediate).map_err(ctx("set_durability"))?;
+        tx.set_durability(self.durability).map_err(ctx("set_durability"))?;
         let out = {
             let mut t = tx.open_table(TABLE).map_err(ctx("open_table"))?;
             f(&mut t)?
