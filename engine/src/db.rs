@@ -11,16 +11,16 @@ use arbor_format::superblock;
 use arbor_format::{BlockKind, ChildPtr};
 
 use crate::alloc::Allocator;
-use crate::commit::{self, DurableState, Pipeline};
-use crate::freeze::{self, SuperblockInputs};
+use crate::durable::freeze::{self, SuperblockInputs};
+use crate::durable::pipeline::{self, DurableState, Pipeline};
+use crate::durable::recovery;
 use crate::io::{self, AlignedBuf, BlockDevice, DeviceOptions, WriteOp};
 use crate::mvcc::{Registry, RootRecord};
 use crate::options::Options;
-use crate::recovery;
-use crate::snapshot::Snapshot;
 use crate::store::Store;
 use crate::sync::{lock, Arc, Condvar, Mutex};
-use crate::txn::WriteTxn;
+use crate::txn::snapshot::Snapshot;
+use crate::txn::write::WriteTxn;
 use crate::writer::{TxnScratch, Writer};
 use crate::{Error, Result};
 
@@ -267,7 +267,7 @@ impl Db {
     /// Makes every committed transaction durable (one flush, if anything is pending).
     pub fn flush(&self) -> Result<()> {
         let target = lock(&self.shared.writer).last_commit_gen;
-        commit::make_durable(&self.shared, None, target, true)
+        pipeline::make_durable(&self.shared, None, target, true)
     }
 
     /// Counters and sizes. Never waits for an open write transaction: while one holds the

@@ -20,8 +20,8 @@ use arbor_format::ChildPtr;
 
 use super::{CheckReport, Problem, ProblemKind, Progress, Source, Walk};
 use crate::alloc::Allocator;
+use crate::durable::recovery;
 use crate::io::{AlignedBuf, BlockDevice};
-use crate::recovery;
 use crate::store::Store;
 use crate::{Error, Result};
 

@@ -26,10 +26,10 @@ use arbor_format::node::LeafValue;
 use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
-use crate::btree::check_child;
-use crate::catalog;
 use crate::store::Store;
 use crate::sync::Arc;
+use crate::tree::catalog;
+use crate::tree::read::check_child;
 use crate::writer::{decode, NodeBuf, Writer};
 use crate::{Error, Result};
 

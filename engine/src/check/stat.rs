@@ -7,8 +7,8 @@ use arbor_format::ChildPtr;
 
 use super::{Problem, Progress, Source, TreeStat, Walk};
 use crate::alloc::Allocator;
+use crate::durable::recovery;
 use crate::io::BlockDevice;
-use crate::recovery;
 use crate::store::Store;
 use crate::{Error, Result};
 

@@ -9,10 +9,10 @@ use arbor_format::node::{LeafValue, ValueRef};
 use arbor_format::superblock::{self, Superblock};
 use arbor_format::{header, ChildPtr};
 
-use crate::catalog;
 use crate::io::AlignedBuf;
 use crate::store::{corrupt, Store};
 use crate::sync::Arc;
+use crate::tree::catalog;
 use crate::writer::Writer;
 use crate::{Error, Result};
 

@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use crate::freeze::{self, Frozen, SuperblockInputs};
+use crate::durable::freeze::{self, Frozen, SuperblockInputs};
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 use crate::writer::Writer;
 use crate::{Error, Result};

@@ -19,10 +19,10 @@ use arbor_format::superblock::Superblock;
 use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
-use crate::btree::check_child;
-use crate::catalog;
 use crate::io::{AlignedBuf, BlockDevice};
 use crate::store::Store;
+use crate::tree::catalog;
+use crate::tree::read::check_child;
 use crate::writer::{decode, TreeMeta};
 use crate::{Error, Result};
 

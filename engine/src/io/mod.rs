@@ -19,8 +19,8 @@
 //! locking, O_DIRECT checks, file growth); [`probe_existing_data`] for `create`'s check.
 //! Testing: [`SimDevice`] for crashes and faults, [`CountingDevice`] to count flushes.
 
+mod args;
 mod buf;
-mod check;
 mod counting;
 mod file;
 mod open;

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
 
-use super::check::{check_reads, check_writes};
+use super::args::{check_reads, check_writes};
 use super::{BlockDevice, ReadOp, WriteOp};
 use crate::sync::{self, Arc, Mutex};
 

@@ -42,7 +42,7 @@ use std::path::Path;
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
-use super::check::{check_reads, check_writes};
+use super::args::{check_reads, check_writes};
 use super::file::DevFile;
 use super::open::DeviceOptions;
 use super::{BlockDevice, ReadOp, WriteOp};

@@ -2,6 +2,7 @@
 //! root publication, per-block images with their mod-log entries, and the table readers
 //! consult. Exported `#[doc(hidden)]` so `loom-tests/` drives this exact code.
 
+pub mod modlog;
 pub mod registry;
 pub mod slot;
 pub mod table;

@@ -10,7 +10,7 @@
 use arbor_format::NodeMut;
 
 use crate::io::AlignedBuf;
-use crate::modlog::{self, Entry, Op};
+use crate::mvcc::modlog::{self, Entry, Op};
 use crate::store::corrupt;
 use crate::sync::{read, write, Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::{Error, Result};

@@ -5,9 +5,9 @@
 use arbor_format::{header, overflow, BlockKind, ChildPtr, FormatError, Node, OverflowRef};
 
 use crate::addr_map::AddrMap;
-use crate::cache::BlockCache;
 use crate::io::{AlignedBuf, BlockDevice};
 use crate::mvcc::SlotTable;
+use crate::store::cache::BlockCache;
 use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::{Error, Result};
 

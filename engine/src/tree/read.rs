@@ -11,7 +11,7 @@ use arbor_format::constants::TREE_DEPTH_MAX;
 use arbor_format::node::{LeafValue, Node};
 use arbor_format::{BlockKind, ChildPtr, OverflowRef};
 
-use crate::modlog::ItemValue;
+use crate::mvcc::modlog::ItemValue;
 use crate::writer::{decode, NodeBuf};
 use crate::{Error, Result};
 

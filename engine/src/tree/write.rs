@@ -15,9 +15,9 @@ use arbor_format::constants::{HEADER_BYTES, SLOT_BYTES, TREE_DEPTH_MAX};
 use arbor_format::node::{LeafValue, Node};
 use arbor_format::{BlockKind, ChildPtr};
 
-use crate::btree::{check_child, lookup};
-use crate::modlog::ItemValue;
+use crate::mvcc::modlog::ItemValue;
 use crate::store::Store;
+use crate::tree::read::{check_child, lookup};
 use crate::writer::{decode, Need, Writer};
 use crate::{Error, Result};
 
@@ -298,7 +298,7 @@ fn merge_pair(w: &mut Writer, s: &Store, parent: u64, left_idx: usize, cap: usiz
     let items = w.peek(right, |node| {
         let mut items = Vec::with_capacity(rlen);
         for i in 0..rlen.min(node.len()) {
-            let (mut k, v) = crate::modlog::owned_node_item(node, i)?;
+            let (mut k, v) = crate::mvcc::modlog::owned_node_item(node, i)?;
             if i == 0 && level > 0 {
                 k = sep.clone();
             }
@@ -345,7 +345,7 @@ fn redistribute(w: &mut Writer, s: &Store, parent: u64, left_idx: usize, cap: us
             }
             let mut items = Vec::with_capacity(k);
             for i in 0..k {
-                let (mut key, v) = crate::modlog::owned_node_item(n, i)?;
+                let (mut key, v) = crate::mvcc::modlog::owned_node_item(n, i)?;
                 if internal && i == 0 {
                     key = sep.clone();
                 }

@@ -19,13 +19,13 @@ use std::ops::{Bound, RangeBounds};
 use arbor_format::constants::key_bytes_max;
 use arbor_format::{ChildPtr, OverflowRef};
 
-use crate::btree::{self, owned_bound, NodeSource, Range};
-use crate::catalog;
 use crate::db::Shared;
-use crate::modlog::ItemValue;
+use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::{RootRecord, SnapState};
 use crate::store::header_generation;
 use crate::sync::Arc;
+use crate::tree::catalog;
+use crate::tree::read::{self, owned_bound, NodeSource, Range};
 use crate::writer::{NodeBuf, TreeMeta};
 use crate::{Error, Result};
 
@@ -80,7 +80,7 @@ impl Snapshot {
             return Ok(None);
         }
         let src = self.source();
-        match btree::lookup(&src, self.inner.root.catalog, name.as_bytes())? {
+        match read::lookup(&src, self.inner.root.catalog, name.as_bytes())? {
             Some(ItemValue::Inline(bytes)) => {
                 let meta = catalog::decode(&bytes, self.inner.root.catalog.address())?;
                 Ok(Some(Tree { snap: self.clone(), meta }))
@@ -115,7 +115,7 @@ impl Tree {
         if key.len() > key_bytes_max(self.snap.inner.shared.store.block_bytes) {
             return Ok(None);
         }
-        btree::get(&self.snap.source(), self.meta.root, key)
+        read::get(&self.snap.source(), self.meta.root, key)
     }
 
     /// Iterates a key range in order; `.rev()` iterates backwards.

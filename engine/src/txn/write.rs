@@ -8,19 +8,19 @@ use arbor_format::constants::{
 use arbor_format::node::LeafValue;
 use arbor_format::{overflow, ChildPtr, OverflowRef};
 
-use crate::bound;
-use crate::btree::{self, owned_bound, Range};
-use crate::btree_write;
-use crate::catalog;
-use crate::commit;
 use crate::db::Shared;
-use crate::history;
+use crate::durable::pipeline;
 use crate::io::AlignedBuf;
-use crate::modlog::ItemValue;
+use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::RootRecord;
 use crate::options::Durability;
 use crate::store::Store;
 use crate::sync::{lock, Arc, MutexGuard};
+use crate::tree;
+use crate::tree::catalog;
+use crate::tree::read::{self, owned_bound, Range};
+use crate::writer::bound;
+use crate::writer::retention;
 use crate::writer::{decode, TreeMeta, TxnScratch, Writer};
 use crate::{Error, Result};
 
@@ -125,20 +125,20 @@ impl<'db> WriteTxn<'db> {
         let db = self.db;
         let durable = match self.durability {
             Durability::Immediate => {
-                commit::make_durable(db, Some(w), gen, true)?;
+                pipeline::make_durable(db, Some(w), gen, true)?;
                 true
             }
             Durability::Eventual => {
                 let due =
                     lock(&db.pipeline.state).last_durable_at.elapsed() >= db.opts.eventual_interval;
                 if due || over_dirty {
-                    commit::make_durable(db, Some(w), gen, false)?;
+                    pipeline::make_durable(db, Some(w), gen, false)?;
                 }
                 db.pipeline.durable_gen() >= gen
             }
             Durability::None => {
                 if over_dirty {
-                    commit::make_durable(db, Some(w), gen, false)?;
+                    pipeline::make_durable(db, Some(w), gen, false)?;
                 }
                 false
             }
@@ -177,10 +177,10 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
         match w.trees.get(name).copied() {
             Some(meta) => {
                 let v = ItemValue::Inline(catalog::encode(&meta).to_vec());
-                btree_write::insert(w, s, &mut root, TREE_ID_CATALOG, name, v)?;
+                tree::write::insert(w, s, &mut root, TREE_ID_CATALOG, name, v)?;
             }
             None => {
-                btree_write::remove(w, s, &mut root, name)?;
+                tree::write::remove(w, s, &mut root, name)?;
             }
         }
         w.catalog = root;
@@ -207,10 +207,10 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
     r.sweep();
     for (addr, count, gen) in frees {
         let freed = classify_free(w, s, addr, count, gen, commit_seq);
-        history::apply_free(w, s, &r, commit_seq, freed);
+        retention::apply_free(w, s, &r, commit_seq, freed);
     }
     r.publish(RootRecord { seq: commit_seq, gen: w.gen, catalog: w.catalog });
-    history::release_and_prune(w, s, &r);
+    retention::release_and_prune(w, s, &r);
     bound::expire_if_over(w, db, &mut r);
     drop(r);
     w.txn = TxnScratch::default();
@@ -226,22 +226,22 @@ fn classify_free(
     count: u64,
     gen: u64,
     commit_seq: u64,
-) -> history::Freed {
+) -> retention::Freed {
     let block_bytes = u64::from(s.block_bytes);
     if gen == w.gen {
         if let Some(d) = w.take_dirty(addr, block_bytes) {
             // A block this transaction allocated was never reachable by any snapshot.
             let a = if d.private { commit_seq } else { d.a };
             let slot = if d.private { None } else { Some(d.slot) };
-            return history::Freed { addr, count, gen, a, slot };
+            return retention::Freed { addr, count, gen, a, slot };
         }
         // An overflow extent of the open generation.
         let private = w.txn.allocated.iter().any(|&(a, _)| a == addr);
         let a = if private { commit_seq } else { w.hist.alloc_seq_lower(gen) };
-        return history::Freed { addr, count, gen, a, slot: None };
+        return retention::Freed { addr, count, gen, a, slot: None };
     }
     let slot = if count == 1 { w.hist.take_retained(addr, block_bytes) } else { None };
-    history::Freed { addr, count, gen, a: w.hist.alloc_seq_lower(gen), slot }
+    retention::Freed { addr, count, gen, a: w.hist.alloc_seq_lower(gen), slot }
 }
 
 /// Undoes the open transaction: published blocks by their log entries (appending
@@ -264,7 +264,7 @@ fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
     w.catalog = txn.catalog_at_start;
     w.next_tree_id = txn.next_tree_id_at_start;
     w.trees_changed.clear();
-    history::settle(w, &db.store, &mut db.registry.lock());
+    retention::settle(w, &db.store, &mut db.registry.lock());
     note_figures(w, db);
     Ok(())
 }
@@ -391,7 +391,7 @@ impl WriteTree<'_, '_> {
         } else {
             ItemValue::Inline(value.to_vec())
         };
-        let old = match btree_write::insert(w, s, &mut meta.root, meta.id, key, item.clone()) {
+        let old = match tree::write::insert(w, s, &mut meta.root, meta.id, key, item.clone()) {
             Ok(old) => old,
             Err(e) => {
                 if let ItemValue::Overflow(r) = item {
@@ -423,7 +423,7 @@ impl WriteTree<'_, '_> {
         let name = self.name.clone();
         let db = self.txn.db;
         let (w, s) = self.txn.parts()?;
-        let Some(old) = btree_write::remove(w, s, &mut meta.root, key)? else {
+        let Some(old) = tree::write::remove(w, s, &mut meta.root, key)? else {
             return Ok(None);
         };
         meta.entries = meta.entries.saturating_sub(1);
@@ -442,7 +442,7 @@ impl WriteTree<'_, '_> {
         let meta = self.meta()?;
         let w =
             self.txn.w.as_deref().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
-        btree::get(&w.read_view(&self.txn.db.store), meta.root, key)
+        read::get(&w.read_view(&self.txn.db.store), meta.root, key)
     }
 
     /// Iterates a key range in order; `.rev()` iterates backwards.

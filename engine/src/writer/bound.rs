@@ -9,9 +9,9 @@
 use std::time::Instant;
 
 use crate::db::Shared;
-use crate::history;
 use crate::mvcc::RegInner;
 use crate::options::{Options, SnapshotPolicy};
+use crate::writer::retention;
 use crate::writer::Writer;
 use crate::{Error, Result};
 
@@ -38,7 +38,7 @@ pub(crate) fn expire_if_over(w: &mut Writer, db: &Shared, r: &mut RegInner) {
     }
     while over(w, &db.opts) && r.expire_oldest() {
         let before = r.departures;
-        history::settle(w, &db.store, r);
+        retention::settle(w, &db.store, r);
         if r.departures == before {
             break;
         }
@@ -51,7 +51,7 @@ pub(crate) fn enforce(w: &mut Writer, db: &Shared) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut r = db.registry.lock();
     loop {
-        history::settle(w, &db.store, &mut r);
+        retention::settle(w, &db.store, &mut r);
         if !over(w, &db.opts) {
             return Ok(());
         }

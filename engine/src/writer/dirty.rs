@@ -19,12 +19,12 @@ use arbor_format::{BlockKind, ChildPtr};
 
 use crate::addr_map::AddrMap;
 use crate::alloc::{AllocError, Allocator};
-use crate::history::History;
 use crate::io::AlignedBuf;
-use crate::modlog::{self, Entry, ItemValue, Op};
+use crate::mvcc::modlog::{self, Entry, ItemValue, Op};
 use crate::mvcc::{Image, Slot, SlotState};
 use crate::store::{corrupt, Store};
 use crate::sync::{Arc, RwLockReadGuard};
+use crate::writer::retention::History;
 use crate::{Error, Result};
 
 /// A block of the open generation. Its image lives in a shared [`Slot`] so that snapshot
@@ -455,7 +455,7 @@ pub(crate) struct WriterView<'a> {
     pub s: &'a Store,
 }
 
-impl<'a> crate::btree::NodeSource<'a> for WriterView<'a> {
+impl<'a> crate::tree::read::NodeSource<'a> for WriterView<'a> {
     fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
         self.w.node(self.s, ptr)
     }

@@ -1,0 +1,6 @@
+//! B-trees over node images: lookups and iteration over any [`read::NodeSource`],
+//! copy-on-write inserts and removes with splits and merges, and the catalog of named trees.
+
+pub(crate) mod catalog;
+pub(crate) mod read;
+pub(crate) mod write;
