@@ -12,7 +12,7 @@ use arbor_format::{BlockKind, ChildPtr};
 
 use crate::alloc::Allocator;
 use crate::durable::freeze::{self, SuperblockInputs};
-use crate::durable::pipeline::{self, DurableState, Pipeline};
+use crate::durable::pipeline::{DurableState, Pipeline};
 use crate::durable::recovery;
 use crate::io::{self, AlignedBuf, BlockDevice, DeviceOptions, WriteOp};
 use crate::mvcc::{Registry, RootRecord};
@@ -21,23 +21,9 @@ use crate::store::Store;
 use crate::sync::{lock, Arc, Condvar, Mutex};
 use crate::txn::snapshot::Snapshot;
 use crate::txn::write::WriteTxn;
+use crate::txn::Shared;
 use crate::writer::{TxnScratch, Writer};
 use crate::{Error, Result};
-
-pub(crate) struct Shared {
-    pub store: Store,
-    pub writer: Mutex<Writer>,
-    /// Published root record and outstanding snapshots.
-    pub registry: Registry,
-    /// The writer's figures as of the last commit or abort, for `stats` while a write
-    /// transaction holds the writer.
-    pub figures: Mutex<WriterFigures>,
-    pub pipeline: Pipeline,
-    pub opts: Options,
-    pub uuid: [u8; 16],
-    pub rejected_superblock_copies: u32,
-    pub recovery_fallbacks: u32,
-}
 
 /// An open store. Cheap to share by reference across threads (`Db: Send + Sync`).
 pub struct Db {
@@ -267,7 +253,7 @@ impl Db {
     /// Makes every committed transaction durable (one flush, if anything is pending).
     pub fn flush(&self) -> Result<()> {
         let target = lock(&self.shared.writer).last_commit_gen;
-        pipeline::make_durable(&self.shared, None, target, true)
+        self.shared.make_durable(None, target, true)
     }
 
     /// Counters and sizes. Never waits for an open write transaction: while one holds the
@@ -319,13 +305,6 @@ impl Db {
             device: s.store.dev.describe(),
         }
     }
-
-    /// Walks the whole store and verifies it (see `CheckReport`). Waits for an open write
-    /// transaction to end.
-    pub fn check(&self) -> Result<crate::check::CheckReport> {
-        let w = lock(&self.shared.writer);
-        crate::check::check(&w, &self.shared.store)
-    }
 }
 
 impl Drop for Db {
@@ -333,63 +312,5 @@ impl Drop for Db {
     /// `drop`: call `flush` first to see them; the next `open` recovers either way.
     fn drop(&mut self) {
         let _ = self.flush();
-    }
-}
-
-/// The writer's part of `Stats`.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct WriterFigures {
-    generation_open: u64,
-    blocks_total: u64,
-    blocks_free: u64,
-    largest_free_run: u64,
-    trees: usize,
-    dirty_bytes: u64,
-    modlog_bytes: u64,
-    retained_bytes: u64,
-    pinned_blocks: u64,
-    orphans: usize,
-}
-
-impl WriterFigures {
-    pub(crate) fn largest_free_run(&self) -> u64 {
-        self.largest_free_run
-    }
-}
-
-impl Writer {
-    /// The writer's figures; the largest free run (a bitmap scan) only when `full`, else
-    /// `largest_free_run` as last measured.
-    pub(crate) fn figures(&self, full: bool, largest_free_run: u64) -> WriterFigures {
-        WriterFigures {
-            generation_open: self.gen,
-            blocks_total: self.alloc.block_count(),
-            blocks_free: self.alloc.free_blocks(),
-            largest_free_run: if full { self.alloc.largest_free_run() } else { largest_free_run },
-            trees: self.trees.len(),
-            dirty_bytes: self.dirty_bytes,
-            modlog_bytes: self.hist.log_bytes,
-            retained_bytes: self.hist.retained_bytes,
-            pinned_blocks: self.hist.pinned_blocks,
-            orphans: self.alloc.orphans().len(),
-        }
-    }
-
-    pub(crate) fn new(gen: u64, alloc: Allocator, catalog: ChildPtr) -> Writer {
-        Writer {
-            gen,
-            dirty: Default::default(),
-            dirty_bytes: 0,
-            alloc,
-            hist: Default::default(),
-            seq: 0,
-            catalog,
-            trees: Default::default(),
-            trees_changed: Default::default(),
-            next_tree_id: TREE_ID_FIRST_USER,
-            txn: TxnScratch::default(),
-            reserve_blocks: 64,
-            last_commit_gen: 0,
-        }
     }
 }

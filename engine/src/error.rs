@@ -47,6 +47,12 @@ impl Error {
     }
 }
 
+/// Maps a decoder's reason for rejecting bytes that came from the device to the public
+/// error, naming the block.
+pub(crate) fn corrupt(addr: u64, e: arbor_format::FormatError) -> Error {
+    Error::corrupt(addr, e.to_string())
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

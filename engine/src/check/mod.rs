@@ -27,10 +27,11 @@ use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
 use crate::store::Store;
+use crate::store::{decode, NodeBuf};
 use crate::sync::Arc;
 use crate::tree::catalog;
 use crate::tree::read::check_child;
-use crate::writer::{decode, NodeBuf, Writer};
+use crate::writer::Writer;
 use crate::{Error, Result};
 
 pub use device::{check_device, decode_slot, DeviceCheck, GenerationCheck, SlotReport, SlotState};
@@ -505,4 +506,13 @@ pub(crate) fn check(w: &Writer, s: &Store) -> Result<CheckReport> {
     }
     walk.cross_check(&w.alloc, Some(&w.dirty));
     Ok(walk.report)
+}
+
+impl crate::Db {
+    /// Walks the whole store and verifies it (see `CheckReport`). Waits for an open write
+    /// transaction to end.
+    pub fn check(&self) -> Result<CheckReport> {
+        let w = crate::sync::lock(&self.shared.writer);
+        check(&w, &self.shared.store)
+    }
 }

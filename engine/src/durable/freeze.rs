@@ -9,8 +9,9 @@ use arbor_format::node::{LeafValue, ValueRef};
 use arbor_format::superblock::{self, Superblock};
 use arbor_format::{header, ChildPtr};
 
+use crate::error::corrupt;
 use crate::io::AlignedBuf;
-use crate::store::{corrupt, Store};
+use crate::store::Store;
 use crate::sync::Arc;
 use crate::tree::catalog;
 use crate::writer::Writer;

@@ -17,6 +17,7 @@
 use std::time::Instant;
 
 use crate::durable::freeze::{self, Frozen, SuperblockInputs};
+use crate::store::Store;
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 use crate::writer::Writer;
 use crate::{Error, Result};
@@ -71,7 +72,10 @@ pub trait Handoff {
 }
 
 /// The engine's work: freeze the writer's open generation into the store, write it out.
-pub(crate) struct Flush<'a>(pub &'a crate::db::Shared);
+pub(crate) struct Flush<'a> {
+    pub store: &'a Store,
+    pub uuid: [u8; 16],
+}
 
 impl Handoff for Flush<'_> {
     type Writer = Writer;
@@ -83,17 +87,17 @@ impl Handoff for Flush<'_> {
 
     fn freeze(&self, w: &mut Writer, durable: DurableMark) -> Result<Frozen> {
         let inputs = SuperblockInputs {
-            uuid: self.0.uuid,
+            uuid: self.uuid,
             flushed_gen: durable.gen,
             durable_alternation: durable.alternation,
             prev_crc: durable.superblock_crc,
         };
         w.alloc.note_durable(inputs.flushed_gen);
-        freeze::freeze(w, &self.0.store, &inputs)
+        freeze::freeze(w, self.store, &inputs)
     }
 
     fn write_out(&self, frozen: Frozen) -> Result<DurableMark> {
-        freeze::write_out(&self.0.store, &frozen)?;
+        freeze::write_out(self.store, &frozen)?;
         Ok(DurableMark {
             gen: frozen.gen,
             alternation: frozen.alternation,
@@ -239,15 +243,4 @@ impl Pipeline {
         drop(d);
         self.changed.notify_all();
     }
-}
-
-/// Makes generation `target` durable with the engine's freeze and write-out (see
-/// [`Pipeline::hand_off`]).
-pub(crate) fn make_durable<'a>(
-    db: &'a crate::db::Shared,
-    guard: Option<MutexGuard<'a, Writer>>,
-    target: u64,
-    wait: bool,
-) -> Result<()> {
-    db.pipeline.hand_off(&db.writer, guard, &Flush(db), target, wait)
 }

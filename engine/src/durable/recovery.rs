@@ -20,10 +20,11 @@ use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
 use crate::io::{AlignedBuf, BlockDevice};
+use crate::store::decode;
 use crate::store::Store;
 use crate::tree::catalog;
 use crate::tree::read::check_child;
-use crate::writer::{decode, TreeMeta};
+use crate::writer::TreeMeta;
 use crate::{Error, Result};
 
 const SUPERBLOCK_MAGIC: &[u8; 8] = b"ARBORSB\0";

@@ -9,9 +9,9 @@
 
 use arbor_format::NodeMut;
 
+use crate::error::corrupt;
 use crate::io::AlignedBuf;
 use crate::mvcc::modlog::{self, Entry, Op};
-use crate::store::corrupt;
 use crate::sync::{read, write, Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::{Error, Result};
 

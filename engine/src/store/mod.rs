@@ -4,6 +4,8 @@
 
 #[doc(hidden)]
 pub mod cache;
+mod node;
 mod read;
 
+pub(crate) use node::*;
 pub(crate) use read::*;

@@ -2,9 +2,10 @@
 //! cache, and verification of every block read from the device against the pointer that
 //! led to it (address, generation, crc — DESIGN §3, §10.12).
 
-use arbor_format::{header, overflow, BlockKind, ChildPtr, FormatError, Node, OverflowRef};
+use arbor_format::{header, overflow, BlockKind, ChildPtr, Node, OverflowRef};
 
 use crate::addr_map::AddrMap;
+use crate::error::corrupt;
 use crate::io::{AlignedBuf, BlockDevice};
 use crate::mvcc::SlotTable;
 use crate::store::cache::BlockCache;
@@ -35,11 +36,6 @@ pub(crate) struct Store {
     pub counters: IoCounters,
     /// Blocks snapshot readers must take from memory (see `mvcc::table`).
     pub table: SlotTable,
-}
-
-/// Maps a decoder's reason to the public error, naming the block.
-pub(crate) fn corrupt(addr: u64, e: FormatError) -> Error {
-    Error::corrupt(addr, e.to_string())
 }
 
 impl Store {

@@ -12,7 +12,8 @@ use arbor_format::node::{LeafValue, Node};
 use arbor_format::{BlockKind, ChildPtr, OverflowRef};
 
 use crate::mvcc::modlog::ItemValue;
-use crate::writer::{decode, NodeBuf};
+use crate::store::{decode, NodeBuf, Store};
+use crate::writer::Writer;
 use crate::{Error, Result};
 
 /// Where a reader gets node images from.
@@ -354,5 +355,20 @@ pub(crate) fn owned_bound(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
         Bound::Included(k) => Bound::Included(k.to_vec()),
         Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
         Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// The writer's tree view as a `NodeSource` for lookups and iteration.
+pub(crate) struct WriterView<'a> {
+    pub w: &'a Writer,
+    pub s: &'a Store,
+}
+
+impl<'a> NodeSource<'a> for WriterView<'a> {
+    fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
+        self.w.node(self.s, ptr)
+    }
+    fn overflow(&self, r: &arbor_format::OverflowRef) -> Result<Vec<u8>> {
+        self.s.read_overflow(r)
     }
 }

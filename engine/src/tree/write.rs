@@ -16,9 +16,10 @@ use arbor_format::node::{LeafValue, Node};
 use arbor_format::{BlockKind, ChildPtr};
 
 use crate::mvcc::modlog::ItemValue;
+use crate::store::decode;
 use crate::store::Store;
-use crate::tree::read::{check_child, lookup};
-use crate::writer::{decode, Need, Writer};
+use crate::tree::read::{check_child, lookup, WriterView};
+use crate::writer::{Need, Writer};
 use crate::{Error, Result};
 
 struct PathElem {
@@ -228,7 +229,7 @@ pub(crate) fn remove(
     root: &mut ChildPtr,
     key: &[u8],
 ) -> Result<Option<ItemValue>> {
-    if lookup(&w.read_view(s), *root, key)?.is_none() {
+    if lookup(&WriterView { w, s }, *root, key)?.is_none() {
         return Ok(None);
     }
     let level = root_level(w, s, *root)?;

@@ -19,14 +19,15 @@ use std::ops::{Bound, RangeBounds};
 use arbor_format::constants::key_bytes_max;
 use arbor_format::{ChildPtr, OverflowRef};
 
-use crate::db::Shared;
 use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::{RootRecord, SnapState};
 use crate::store::header_generation;
+use crate::store::NodeBuf;
 use crate::sync::Arc;
 use crate::tree::catalog;
 use crate::tree::read::{self, owned_bound, NodeSource, Range};
-use crate::writer::{NodeBuf, TreeMeta};
+use crate::txn::Shared;
+use crate::writer::TreeMeta;
 use crate::{Error, Result};
 
 struct Inner {

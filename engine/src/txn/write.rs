@@ -8,20 +8,20 @@ use arbor_format::constants::{
 use arbor_format::node::LeafValue;
 use arbor_format::{overflow, ChildPtr, OverflowRef};
 
-use crate::db::Shared;
-use crate::durable::pipeline;
 use crate::io::AlignedBuf;
 use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::RootRecord;
 use crate::options::Durability;
+use crate::store::decode;
 use crate::store::Store;
 use crate::sync::{lock, Arc, MutexGuard};
 use crate::tree;
 use crate::tree::catalog;
-use crate::tree::read::{self, owned_bound, Range};
+use crate::tree::read::{self, owned_bound, Range, WriterView};
+use crate::txn::Shared;
 use crate::writer::bound;
 use crate::writer::retention;
-use crate::writer::{decode, TreeMeta, TxnScratch, Writer};
+use crate::writer::{TreeMeta, TxnScratch, Writer};
 use crate::{Error, Result};
 
 /// What a commit produced.
@@ -59,7 +59,14 @@ impl<'db> WriteTxn<'db> {
         w.trees_changed.clear();
         // Past the snapshot bound, `WriterWaits` waits here (nothing of this transaction
         // exists yet, so its error loses nothing); `ExpireOldest` acts at commit.
-        bound::enforce(&mut w, db)?;
+        let wr = &mut *w;
+        let held = bound::Held {
+            hist: &mut wr.hist,
+            alloc: &mut wr.alloc,
+            store: &db.store,
+            last_seq: wr.seq,
+        };
+        bound::enforce(held, &db.opts, &db.registry)?;
         Ok(WriteTxn { db, w: Some(w), durability: db.opts.durability })
     }
 
@@ -125,20 +132,20 @@ impl<'db> WriteTxn<'db> {
         let db = self.db;
         let durable = match self.durability {
             Durability::Immediate => {
-                pipeline::make_durable(db, Some(w), gen, true)?;
+                db.make_durable(Some(w), gen, true)?;
                 true
             }
             Durability::Eventual => {
                 let due =
                     lock(&db.pipeline.state).last_durable_at.elapsed() >= db.opts.eventual_interval;
                 if due || over_dirty {
-                    pipeline::make_durable(db, Some(w), gen, false)?;
+                    db.make_durable(Some(w), gen, false)?;
                 }
                 db.pipeline.durable_gen() >= gen
             }
             Durability::None => {
                 if over_dirty {
-                    pipeline::make_durable(db, Some(w), gen, false)?;
+                    db.make_durable(Some(w), gen, false)?;
                 }
                 false
             }
@@ -202,16 +209,22 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
             }
         }
     }
+    debug_assert_eq!(
+        w.hist.open_gen(),
+        w.gen,
+        "retention and writer disagree on the open generation"
+    );
     let frees = std::mem::take(&mut w.txn.frees);
     let mut r = db.registry.lock();
     r.sweep();
     for (addr, count, gen) in frees {
         let freed = classify_free(w, s, addr, count, gen, commit_seq);
-        retention::apply_free(w, s, &r, commit_seq, freed);
+        w.hist.apply_free(&mut w.alloc, s, &r, commit_seq, freed);
     }
     r.publish(RootRecord { seq: commit_seq, gen: w.gen, catalog: w.catalog });
-    retention::release_and_prune(w, s, &r);
-    bound::expire_if_over(w, db, &mut r);
+    w.hist.release_and_prune(&mut w.alloc, s, &r, w.seq);
+    let held = bound::Held { hist: &mut w.hist, alloc: &mut w.alloc, store: s, last_seq: w.seq };
+    bound::expire_if_over(held, &db.opts, &mut r);
     drop(r);
     w.txn = TxnScratch::default();
     note_figures(w, db);
@@ -264,7 +277,7 @@ fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
     w.catalog = txn.catalog_at_start;
     w.next_tree_id = txn.next_tree_id_at_start;
     w.trees_changed.clear();
-    retention::settle(w, &db.store, &mut db.registry.lock());
+    w.hist.settle(&mut w.alloc, &db.store, &mut db.registry.lock(), w.seq);
     note_figures(w, db);
     Ok(())
 }
@@ -442,7 +455,7 @@ impl WriteTree<'_, '_> {
         let meta = self.meta()?;
         let w =
             self.txn.w.as_deref().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
-        read::get(&w.read_view(&self.txn.db.store), meta.root, key)
+        read::get(&WriterView { w, s: &self.txn.db.store }, meta.root, key)
     }
 
     /// Iterates a key range in order; `.rev()` iterates backwards.
@@ -461,7 +474,7 @@ impl WriteTree<'_, '_> {
         let meta = self.meta()?;
         let w =
             self.txn.w.as_deref().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
-        Ok(Range::new(Box::new(w.read_view(&self.txn.db.store)), meta.root, start, end))
+        Ok(Range::new(Box::new(WriterView { w, s: &self.txn.db.store }), meta.root, start, end))
     }
 
     pub fn len(&self) -> Result<u64> {

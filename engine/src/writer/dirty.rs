@@ -13,17 +13,20 @@
 
 use std::collections::BTreeMap;
 
+use arbor_format::constants::TREE_ID_FIRST_USER;
 use arbor_format::node::{Node, ValueRef};
 use arbor_format::NodeMut;
 use arbor_format::{BlockKind, ChildPtr};
 
 use crate::addr_map::AddrMap;
 use crate::alloc::{AllocError, Allocator};
+use crate::error::corrupt;
 use crate::io::AlignedBuf;
 use crate::mvcc::modlog::{self, Entry, ItemValue, Op};
-use crate::mvcc::{Image, Slot, SlotState};
-use crate::store::{corrupt, Store};
-use crate::sync::{Arc, RwLockReadGuard};
+use crate::mvcc::{Image, Slot};
+use crate::store::NodeBuf;
+use crate::store::Store;
+use crate::sync::Arc;
 use crate::writer::retention::History;
 use crate::{Error, Result};
 
@@ -109,24 +112,6 @@ pub(crate) struct Writer {
     pub last_commit_gen: u64,
 }
 
-/// A node image to read: the writer's dirty block (under its slot's read lock, which
-/// readers share; the writer's own edits need `&mut Writer`, so borrowck guarantees the
-/// writer never waits on a guard it holds) or an immutable image.
-pub(crate) enum NodeBuf<'a> {
-    Dirty(RwLockReadGuard<'a, SlotState>),
-    Clean(Arc<AlignedBuf>),
-}
-
-impl std::ops::Deref for NodeBuf<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            NodeBuf::Dirty(g) => g.image.bytes(),
-            NodeBuf::Clean(b) => b,
-        }
-    }
-}
-
 /// How much an operation may dip into the reserve.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Need {
@@ -137,6 +122,24 @@ pub(crate) enum Need {
 }
 
 impl Writer {
+    pub(crate) fn new(gen: u64, alloc: Allocator, catalog: ChildPtr) -> Writer {
+        Writer {
+            gen,
+            dirty: Default::default(),
+            dirty_bytes: 0,
+            alloc,
+            hist: Default::default(),
+            seq: 0,
+            catalog,
+            trees: Default::default(),
+            trees_changed: Default::default(),
+            next_tree_id: TREE_ID_FIRST_USER,
+            txn: TxnScratch::default(),
+            reserve_blocks: 64,
+            last_commit_gen: 0,
+        }
+    }
+
     pub(crate) fn is_private(&self, addr: u64) -> bool {
         self.dirty.get(&addr).is_some_and(|d| d.private)
     }
@@ -443,32 +446,4 @@ impl Writer {
     pub(crate) fn dirty_ptr(&self, addr: u64) -> ChildPtr {
         ChildPtr::pending(addr, self.gen)
     }
-
-    pub(crate) fn read_view<'a>(&'a self, s: &'a Store) -> WriterView<'a> {
-        WriterView { w: self, s }
-    }
-}
-
-/// The writer's tree view as a `NodeSource` for lookups and iteration.
-pub(crate) struct WriterView<'a> {
-    pub w: &'a Writer,
-    pub s: &'a Store,
-}
-
-impl<'a> crate::tree::read::NodeSource<'a> for WriterView<'a> {
-    fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
-        self.w.node(self.s, ptr)
-    }
-    fn overflow(&self, r: &arbor_format::OverflowRef) -> Result<Vec<u8>> {
-        self.s.read_overflow(r)
-    }
-}
-
-/// A view of a node image already validated in full: when it was read from the device
-/// (`Store::read_uncached`) or because the writer built it. Only the header is re-checked,
-/// so a lookup costs a binary search, not a validation of the whole block. Debug builds
-/// (every test) re-validate in full to catch writer bugs.
-pub(crate) fn decode(buf: &[u8], addr: u64) -> Result<Node<'_>> {
-    debug_assert!(Node::decode(buf).is_ok(), "block {addr} fails full validation");
-    Node::decode_trusted(buf).map_err(|e| corrupt(addr, e))
 }

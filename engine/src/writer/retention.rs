@@ -18,19 +18,18 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use crate::alloc::Allocator;
 use crate::mvcc::{RegInner, Slot};
 use crate::store::Store;
 use crate::sync::Arc;
-use crate::writer::Writer;
 
-/// A freed run that an outstanding snapshot can still reach.
+/// A freed run that an outstanding snapshot can still reach: allocated at `seq_alloc`,
+/// freed at `seq_free`, pinned while a snapshot's seq is in `[seq_alloc, seq_free)`.
 struct PinnedRun {
     addr: u64,
     count: u64,
-    a: u64,
-    f: u64,
-    /// The image of a pinned block that is still in the readers' table.
-    slot: Option<Arc<Slot>>,
+    seq_alloc: u64,
+    seq_free: u64,
 }
 
 #[derive(Default)]
@@ -43,12 +42,15 @@ pub(crate) struct History {
     retained: HashMap<u64, Arc<Slot>>,
     /// Image bytes kept only for readers (retained and pinned slots).
     pub retained_bytes: u64,
-    pins: Vec<PinnedRun>,
+    /// Pinned runs, each with the image of a pinned block still in the readers' table.
+    pins: Vec<(PinnedRun, Option<Arc<Slot>>)>,
     pub pinned_blocks: u64,
     /// `departures` of the registry when pins were last re-examined.
     seen_departures: u64,
     /// Generation → the lowest seq at which one of its blocks can have become visible.
     gen_start: BTreeMap<u64, u64>,
+    /// The open generation (the newest `open_generation`).
+    gen: u64,
 }
 
 /// Whether a freed run is pinned, and if so what it keeps.
@@ -70,7 +72,14 @@ impl History {
 
     /// A new generation opens after the last seq handed out was `last_seq`.
     pub(crate) fn open_generation(&mut self, gen: u64, last_seq: u64) {
+        assert!(gen >= self.gen, "generation {gen} opens after {}", self.gen);
+        self.gen = gen;
         self.gen_start.insert(gen, last_seq + 1);
+    }
+
+    /// The open generation, as `open_generation` last set it.
+    pub(crate) fn open_gen(&self) -> u64 {
+        self.gen
     }
 
     /// The lowest seq at which a block of generation `gen` can have become visible.
@@ -98,94 +107,139 @@ impl History {
     }
 }
 
-/// Drops a slot readers can no longer need: out of the table, its entries unaccounted.
-fn discard_slot(w: &mut Writer, s: &Store, addr: u64, slot: &Arc<Slot>) {
-    s.table.remove(addr, slot);
-    let (_, bytes, _) = slot.prune_below(u64::MAX);
-    w.hist.log_bytes -= bytes;
-}
+impl History {
+    /// Drops a slot readers can no longer need: out of the table, its entries unaccounted.
+    fn discard_slot(&mut self, s: &Store, addr: u64, slot: &Arc<Slot>) {
+        s.table.remove(addr, slot);
+        let (_, bytes, _) = slot.prune_below(u64::MAX);
+        self.log_bytes -= bytes;
+    }
 
-/// Applies a commit's frees (`f` = the commit's seq) through the pinning rule.
-pub(crate) fn apply_free(w: &mut Writer, s: &Store, r: &RegInner, f: u64, fr: Freed) {
-    let block_bytes = u64::from(s.block_bytes);
-    if r.any_in(fr.a, f) {
-        w.alloc.free_pending(fr.addr, fr.count, w.gen);
-        w.alloc.hold(fr.addr, fr.count);
-        w.hist.pinned_blocks += fr.count;
-        if fr.slot.is_some() {
-            w.hist.retained_bytes += block_bytes;
+    /// Applies a commit's frees (`f` = the commit's seq) through the pinning rule.
+    pub(crate) fn apply_free(
+        &mut self,
+        alloc: &mut Allocator,
+        s: &Store,
+        r: &RegInner,
+        f: u64,
+        fr: Freed,
+    ) {
+        debug_assert!(fr.a <= f, "run {} allocated at seq {} after its free at {f}", fr.addr, fr.a);
+        let block_bytes = u64::from(s.block_bytes);
+        if r.any_in(fr.a, f) {
+            alloc.free_pending(fr.addr, fr.count, self.gen);
+            alloc.hold(fr.addr, fr.count);
+            self.pinned_blocks += fr.count;
+            if fr.slot.is_some() {
+                self.retained_bytes += block_bytes;
+            }
+            let pin = PinnedRun { addr: fr.addr, count: fr.count, seq_alloc: fr.a, seq_free: f };
+            self.pins.push((pin, fr.slot));
+            return;
         }
-        w.hist.pins.push(PinnedRun { addr: fr.addr, count: fr.count, a: fr.a, f, slot: fr.slot });
-        return;
-    }
-    if let Some(slot) = &fr.slot {
-        discard_slot(w, s, fr.addr, slot);
-    }
-    // No snapshot can reach the block any more: its cached image is dead weight.
-    if fr.count == 1 {
-        s.cache.remove(fr.addr);
-    }
-    if fr.gen == w.gen {
-        // Never written and never reachable from a superblock (DESIGN §6 rules 2, 3).
-        w.alloc.free_now(fr.addr, fr.count);
-    } else {
-        w.alloc.free_pending(fr.addr, fr.count, w.gen);
-    }
-}
-
-/// Releases pins no outstanding snapshot needs any more (only when one has left).
-fn release_pins(w: &mut Writer, s: &Store, r: &RegInner) {
-    if r.departures == w.hist.seen_departures {
-        return;
-    }
-    w.hist.seen_departures = r.departures;
-    let block_bytes = u64::from(s.block_bytes);
-    let pins = std::mem::take(&mut w.hist.pins);
-    for pin in pins {
-        if r.any_in(pin.a, pin.f) {
-            w.hist.pins.push(pin);
-            continue;
+        if let Some(slot) = &fr.slot {
+            self.discard_slot(s, fr.addr, slot);
         }
-        w.alloc.release_hold(pin.addr, pin.count);
-        w.hist.pinned_blocks -= pin.count;
-        if pin.count == 1 {
-            s.cache.remove(pin.addr);
+        // No snapshot can reach the block any more: its cached image is dead weight.
+        if fr.count == 1 {
+            s.cache.remove(fr.addr);
         }
-        if let Some(slot) = &pin.slot {
-            w.hist.retained_bytes -= block_bytes;
-            discard_slot(w, s, pin.addr, slot);
+        if fr.gen == self.gen {
+            // Never written and never reachable from a superblock (DESIGN §6 rules 2, 3).
+            alloc.free_now(fr.addr, fr.count);
+        } else {
+            alloc.free_pending(fr.addr, fr.count, self.gen);
         }
     }
-}
 
-/// Drops expired snapshots no reader is using, then [`release_and_prune`].
-pub(crate) fn settle(w: &mut Writer, s: &Store, r: &mut RegInner) {
-    r.sweep();
-    release_and_prune(w, s, r);
-}
-
-/// Releases pins of departed snapshots and prunes the log below the oldest outstanding seq.
-pub(crate) fn release_and_prune(w: &mut Writer, s: &Store, r: &RegInner) {
-    release_pins(w, s, r);
-    let bound = r.prune_bound(w.seq + 1);
-    prune(w, s, bound);
-}
-
-/// Prunes log entries older than `bound` (the oldest outstanding seq); frozen blocks left
-/// with no entries leave the table; generation start seqs no snapshot can be older than
-/// are forgotten (0 is then the conservative answer).
-fn prune(w: &mut Writer, s: &Store, bound: u64) {
-    let block_bytes = u64::from(s.block_bytes);
-    while w.hist.order.front().is_some_and(|(seq, _)| *seq < bound) {
-        let Some((_, slot)) = w.hist.order.pop_front() else { break };
-        let (_, bytes, left) = slot.prune_below(bound);
-        w.hist.log_bytes -= bytes;
-        let addr = slot.addr;
-        if left == 0 && w.hist.retained.get(&addr).is_some_and(|r| Arc::ptr_eq(r, &slot)) {
-            w.hist.take_retained(addr, block_bytes);
-            s.table.remove(addr, &slot);
+    /// Releases pins no outstanding snapshot needs any more (only when one has left).
+    fn release_pins(&mut self, alloc: &mut Allocator, s: &Store, r: &RegInner) {
+        if r.departures == self.seen_departures {
+            return;
         }
+        self.seen_departures = r.departures;
+        let block_bytes = u64::from(s.block_bytes);
+        let pins = std::mem::take(&mut self.pins);
+        for (pin, slot) in pins {
+            if r.any_in(pin.seq_alloc, pin.seq_free) {
+                self.pins.push((pin, slot));
+                continue;
+            }
+            alloc.release_hold(pin.addr, pin.count);
+            assert!(
+                self.pinned_blocks >= pin.count,
+                "releasing {} pinned blocks at {} with {} counted",
+                pin.count,
+                pin.addr,
+                self.pinned_blocks
+            );
+            self.pinned_blocks -= pin.count;
+            if pin.count == 1 {
+                s.cache.remove(pin.addr);
+            }
+            if let Some(slot) = &slot {
+                self.retained_bytes -= block_bytes;
+                self.discard_slot(s, pin.addr, slot);
+            }
+        }
+        debug_assert_eq!(
+            self.pinned_blocks,
+            self.pins.iter().map(|(p, _)| p.count).sum::<u64>(),
+            "pinned-block counter and pinned runs disagree"
+        );
     }
-    let open = w.gen;
-    w.hist.gen_start.retain(|g, start| *g >= open || *start > bound);
+
+    /// Drops expired snapshots no reader is using, then [`History::release_and_prune`].
+    pub(crate) fn settle(
+        &mut self,
+        alloc: &mut Allocator,
+        s: &Store,
+        r: &mut RegInner,
+        last_seq: u64,
+    ) {
+        r.sweep();
+        self.release_and_prune(alloc, s, r, last_seq);
+    }
+
+    /// Releases pins of departed snapshots and prunes the log below the oldest outstanding
+    /// seq (`last_seq` is the last seq handed out).
+    pub(crate) fn release_and_prune(
+        &mut self,
+        alloc: &mut Allocator,
+        s: &Store,
+        r: &RegInner,
+        last_seq: u64,
+    ) {
+        self.release_pins(alloc, s, r);
+        let bound = r.prune_bound(last_seq + 1);
+        self.prune(s, bound);
+    }
+
+    /// Prunes log entries older than `bound` (the oldest outstanding seq); frozen blocks left
+    /// with no entries leave the table; generation start seqs no snapshot can be older than
+    /// are forgotten (0 is then the conservative answer).
+    fn prune(&mut self, s: &Store, bound: u64) {
+        let block_bytes = u64::from(s.block_bytes);
+        while self.order.front().is_some_and(|(seq, _)| *seq < bound) {
+            let Some((_, slot)) = self.order.pop_front() else { break };
+            let (_, bytes, left) = slot.prune_below(bound);
+            assert!(
+                self.log_bytes >= bytes,
+                "pruning {bytes} log bytes of block {} with {} counted",
+                slot.addr,
+                self.log_bytes
+            );
+            self.log_bytes -= bytes;
+            let addr = slot.addr;
+            if left == 0 && self.retained.get(&addr).is_some_and(|r| Arc::ptr_eq(r, &slot)) {
+                self.take_retained(addr, block_bytes);
+                s.table.remove(addr, &slot);
+            }
+        }
+        if self.order.is_empty() {
+            assert_eq!(self.log_bytes, 0, "no log entry is left but bytes are counted");
+        }
+        let open = self.gen;
+        self.gen_start.retain(|g, start| *g >= open || *start > bound);
+    }
 }
