@@ -158,8 +158,8 @@ impl Db {
         let uuid = random_uuid();
         let mut w = Writer::new(1, Allocator::new(block_bytes, block_count), ChildPtr::NULL);
         w.reserve_blocks = reserve_blocks(block_bytes, block_count);
-        let catalog = w.new_node(&store, BlockKind::Leaf, 0, TREE_ID_CATALOG)?;
-        w.catalog = w.dirty_ptr(catalog);
+        let catalog = w.edit().new_node(&store, BlockKind::Leaf, 0, TREE_ID_CATALOG)?;
+        w.trees.catalog = w.dirty.ptr(catalog);
         w.txn = TxnScratch::default();
         let inputs = SuperblockInputs { uuid, flushed_gen: 0, durable_alternation: 1, prev_crc: 0 };
         let frozen = freeze::freeze(&mut w, &store, &inputs)?;
@@ -189,8 +189,8 @@ impl Db {
             alloc.grow(device_blocks);
         }
         let mut w = Writer::new(opened.max_generation_seen + 1, alloc, sb.catalog_root());
-        w.trees = opened.trees;
-        w.next_tree_id = sb.next_tree_id().max(TREE_ID_FIRST_USER);
+        w.trees.map = opened.trees;
+        w.trees.next_id = sb.next_tree_id().max(TREE_ID_FIRST_USER);
         w.reserve_blocks = reserve_blocks(block_bytes, w.alloc.block_count());
         let state = DurableState {
             durable_gen: sb.generation(),
@@ -213,9 +213,9 @@ impl Db {
         rejected: u32,
         fallbacks: u32,
     ) -> Db {
-        writer.hist.open_generation(writer.gen, writer.seq);
+        writer.hist.open_generation(writer.gen(), writer.seq);
         let figures = writer.figures(true, 0);
-        let root = RootRecord { seq: writer.seq, gen: writer.gen, catalog: writer.catalog };
+        let root = RootRecord { seq: writer.seq, gen: writer.gen(), catalog: writer.trees.catalog };
         Db {
             shared: Arc::new(Shared {
                 store,

@@ -241,7 +241,7 @@ impl<'a> Walk<'a> {
 
     fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
         match self.src {
-            Source::Writer(w) => w.node(self.s, ptr),
+            Source::Writer(w) => w.dirty.node(self.s, ptr),
             Source::Device => Ok(NodeBuf::Clean(Arc::new(self.s.read_uncached(ptr)?))),
         }
     }
@@ -500,11 +500,11 @@ pub(crate) fn check(w: &Writer, s: &Store) -> Result<CheckReport> {
     let mut quiet = |_: u64| {};
     let mut walk = Walk::new(Source::Writer(w), s, &mut quiet);
     walk.alloc = Some(&w.alloc);
-    walk.tree(b"(catalog)", 0, w.catalog, true)?;
+    walk.tree(b"(catalog)", 0, w.trees.catalog, true)?;
     for &root in w.alloc.orphans() {
         walk.tree(b"(orphan)", 0, root, false)?;
     }
-    walk.cross_check(&w.alloc, Some(&w.dirty));
+    walk.cross_check(&w.alloc, Some(&w.dirty.map));
     Ok(walk.report)
 }
 

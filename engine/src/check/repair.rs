@@ -125,8 +125,8 @@ pub fn repair_free_space(db: &Db) -> Result<(u64, u64)> {
         let (report, leaked, used_but_free) = {
             let mut walk = Walk::new(Source::Writer(&w), &shared.store, &mut quiet);
             walk.alloc = Some(&w.alloc);
-            walk.tree(b"(catalog)", 0, w.catalog, true)?;
-            walk.cross_check(&w.alloc, Some(&w.dirty));
+            walk.tree(b"(catalog)", 0, w.trees.catalog, true)?;
+            walk.cross_check(&w.alloc, Some(&w.dirty.map));
             (walk.report, walk.leaked, walk.used_but_free)
         };
         if let Some(p) = report.findings.iter().find(|p| !p.kind.is_free_space_only()) {

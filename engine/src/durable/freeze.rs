@@ -9,12 +9,11 @@ use arbor_format::node::{LeafValue, ValueRef};
 use arbor_format::superblock::{self, Superblock};
 use arbor_format::{header, ChildPtr};
 
-use crate::error::corrupt;
 use crate::io::AlignedBuf;
 use crate::store::Store;
 use crate::sync::Arc;
 use crate::tree::catalog;
-use crate::writer::Writer;
+use crate::writer::{DirtySet, Writer};
 use crate::{Error, Result};
 
 /// Everything one generation writes: sealed blocks and the superblock copies.
@@ -41,29 +40,32 @@ pub(crate) struct SuperblockInputs {
 /// Seals the subtree under `ptr` if it belongs to the open generation; returns the pointer
 /// with its crc filled in. Recursion depth is bounded by the tree depth (checked on read)
 /// plus one level for catalog → tree.
-fn seal(w: &mut Writer, ptr: ChildPtr, depth: usize) -> Result<ChildPtr> {
-    if ptr.generation() != w.gen || !w.dirty.contains_key(&ptr.address()) {
+fn seal(d: &mut DirtySet, ptr: ChildPtr, depth: usize) -> Result<ChildPtr> {
+    if !d.holds(ptr) {
         return Ok(ptr);
     }
-    if depth > 2 * usize::from(arbor_format::constants::TREE_DEPTH_MAX) + 2 {
-        return Err(Error::corrupt(ptr.address(), "seal: depth limit"));
-    }
+    // Dirty blocks were built by the writer, whose descents are depth-checked.
+    assert!(
+        depth <= 2 * usize::from(arbor_format::constants::TREE_DEPTH_MAX) + 2,
+        "seal of block {} at depth {depth}",
+        ptr.address()
+    );
     let addr = ptr.address();
-    if let Some(crc) = w.on_disk_crc(addr) {
+    if let Some(crc) = d.on_disk_crc(addr) {
         // Written back early (a leaf, unchanged since): its seal stands.
-        return Ok(ChildPtr::new(addr, w.gen, crc));
+        return Ok(ChildPtr::new(addr, d.gen, crc));
     }
     // Collect the children (or catalog tree roots) that need sealing first.
-    let (level, owner, len) = w.peek(addr, |n| Ok((n.level(), n.header().owner(), n.len())))?;
+    let (level, owner, len) = d.peek(addr, |n| Ok((n.level(), n.header().owner(), n.len())))?;
     if level > 0 {
         // Sealing a child changes only the crc stored for it here, never which children
         // this node has: read them once.
-        let children = w.peek(addr, |n| Ok((0..len).map(|i| n.child(i)).collect::<Vec<_>>()))?;
+        let children = d.peek(addr, |n| Ok((0..len).map(|i| n.child(i)).collect::<Vec<_>>()))?;
         for (i, child) in children.into_iter().enumerate() {
-            if child.is_crc_pending() || child.generation() == w.gen {
-                let sealed = seal(w, child, depth + 1)?;
+            if child.is_crc_pending() || child.generation() == d.gen {
+                let sealed = seal(d, child, depth + 1)?;
                 // Not logged: crcs are derived at write-out (§10.12).
-                w.edit_unlogged(addr, |n| {
+                d.edit_unlogged(addr, |n| {
                     n.set_child(i, sealed);
                     Ok(())
                 })?;
@@ -71,58 +73,59 @@ fn seal(w: &mut Writer, ptr: ChildPtr, depth: usize) -> Result<ChildPtr> {
         }
     } else if owner == TREE_ID_CATALOG {
         for i in 0..len {
-            let bytes = w.peek(addr, |n| match n.leaf_value(i) {
+            let bytes = d.peek(addr, |n| match n.leaf_value(i) {
                 LeafValue::Inline(v) => Ok(v.to_vec()),
                 LeafValue::Overflow(_) => Err(Error::corrupt(addr, "overflow in catalog")),
             })?;
             let mut meta = catalog::decode(&bytes, addr)?;
-            if meta.root.is_crc_pending() || meta.root.generation() == w.gen {
-                meta.root = seal(w, meta.root, depth + 1)?;
+            if meta.root.is_crc_pending() || meta.root.generation() == d.gen {
+                meta.root = seal(d, meta.root, depth + 1)?;
                 let enc = catalog::encode(&meta);
                 // Same length: never fails. Not logged: crcs are derived (§10.12).
-                w.edit_unlogged(addr, |n| {
+                d.edit_unlogged(addr, |n| {
                     n.replace_value(i, ValueRef::Inline(&enc))
                         .map_err(|_| Error::corrupt(addr, "catalog entry changed size"))
                 })?;
             }
         }
     }
-    let crc = w.seal_dirty(addr)?;
-    Ok(ChildPtr::new(addr, w.gen, crc))
+    let crc = d.seal(addr)?;
+    Ok(ChildPtr::new(addr, d.gen, crc))
 }
 
 /// Freezes the open generation. On success the writer's generation has advanced and its
 /// dirty map is empty; the returned images are immutable and owned by the write-out.
 pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Result<Frozen> {
-    let gen = w.gen;
-    w.catalog = seal(w, w.catalog, 0)?;
+    let gen = w.gen();
+    w.trees.catalog = seal(&mut w.dirty, w.trees.catalog, 0)?;
     // Dirty blocks the walk did not reach would be leaks: every dirty block must hang off
     // the catalog once frees are applied at commit.
-    for (addr, d) in &w.dirty {
+    for (addr, d) in &w.dirty.map {
         let st = d.slot.read();
         if st.image.is_on_disk() {
             continue;
         }
-        let hdr = header::verify_block(st.image.bytes(), *addr).map_err(|e| corrupt(*addr, e))?;
-        if hdr.generation() != gen {
-            return Err(Error::corrupt(*addr, "dirty block not reached from the catalog"));
-        }
+        let sealed = header::verify_block(st.image.bytes(), *addr);
+        assert!(
+            sealed.is_ok_and(|h| h.generation() == gen),
+            "dirty block {addr} of generation {gen} not reached from the catalog"
+        );
     }
     let persisted = match w.alloc.persist(gen) {
         Ok(p) => p,
         Err(_) => {
             // The allocator's own blocks did not fit: grow the device (files grow in steps)
             // and try once more before giving up.
-            w.grow_device(s, 1024)?;
+            w.edit().grow_device(s, 1024)?;
             w.alloc.persist(gen).map_err(|_| Error::NoSpace)?
         }
     };
 
     // Each image becomes frozen in its slot (readers keep using the slot while it has log
     // entries they may need) and goes to the write-out.
-    let mut slots = Vec::with_capacity(w.dirty.len());
-    let mut blocks: Vec<(u64, Arc<AlignedBuf>)> = Vec::with_capacity(w.dirty.len());
-    for (addr, d) in w.dirty.drain() {
+    let mut slots = Vec::with_capacity(w.dirty.map.len());
+    let mut blocks: Vec<(u64, Arc<AlignedBuf>)> = Vec::with_capacity(w.dirty.map.len());
+    for (addr, d) in w.dirty.map.drain() {
         let (image, has_log) = {
             let mut st = d.slot.write();
             if st.image.is_on_disk() {
@@ -137,7 +140,7 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
         }
         slots.push((addr, d.slot, has_log));
     }
-    w.dirty_bytes = 0;
+    w.dirty.bytes = 0;
     for (addr, buf) in persisted.blocks {
         blocks.push((addr, Arc::new(buf)));
     }
@@ -149,11 +152,11 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
     sb.set_generation(gen);
     sb.set_flushed_gen(inputs.flushed_gen);
     sb.set_prev_crc(inputs.prev_crc);
-    sb.set_catalog_root(w.catalog);
+    sb.set_catalog_root(w.trees.catalog);
     sb.set_alloc_root(persisted.alloc_root);
     sb.set_pending_root(persisted.pending_root);
     sb.set_orphan_root(persisted.orphan_root);
-    sb.set_next_tree_id(w.next_tree_id);
+    sb.set_next_tree_id(w.trees.next_id);
     let align = s.align.max(SUPERBLOCK_BYTES);
     let mut superblocks = Vec::new();
     let mut superblock_crc = 0;
@@ -177,8 +180,9 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
             s.table.remove(addr, &slot);
         }
     }
-    w.gen += 1;
-    w.hist.open_generation(w.gen, w.seq);
+    w.dirty.gen += 1;
+    w.hist.open_generation(w.dirty.gen, w.seq);
+    assert!(w.dirty.map.is_empty(), "a freeze leaves no dirty block");
     Ok(Frozen { gen, blocks, superblocks, alternation, superblock_crc })
 }
 

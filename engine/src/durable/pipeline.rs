@@ -82,7 +82,7 @@ impl Handoff for Flush<'_> {
     type Frozen = Frozen;
 
     fn open_gen(&self, w: &Writer) -> u64 {
-        w.gen
+        w.gen()
     }
 
     fn freeze(&self, w: &mut Writer, durable: DurableMark) -> Result<Frozen> {

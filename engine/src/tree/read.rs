@@ -13,7 +13,7 @@ use arbor_format::{BlockKind, ChildPtr, OverflowRef};
 
 use crate::mvcc::modlog::ItemValue;
 use crate::store::{decode, NodeBuf, Store};
-use crate::writer::Writer;
+use crate::writer::DirtySet;
 use crate::{Error, Result};
 
 /// Where a reader gets node images from.
@@ -358,15 +358,15 @@ pub(crate) fn owned_bound(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
     }
 }
 
-/// The writer's tree view as a `NodeSource` for lookups and iteration.
+/// The writer's dirty set as a `NodeSource` for lookups and iteration.
 pub(crate) struct WriterView<'a> {
-    pub w: &'a Writer,
+    pub dirty: &'a DirtySet,
     pub s: &'a Store,
 }
 
 impl<'a> NodeSource<'a> for WriterView<'a> {
     fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
-        self.w.node(self.s, ptr)
+        self.dirty.node(self.s, ptr)
     }
     fn overflow(&self, r: &arbor_format::OverflowRef) -> Result<Vec<u8>> {
         self.s.read_overflow(r)

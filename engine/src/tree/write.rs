@@ -19,7 +19,7 @@ use crate::mvcc::modlog::ItemValue;
 use crate::store::decode;
 use crate::store::Store;
 use crate::tree::read::{check_child, lookup, WriterView};
-use crate::writer::{Need, Writer};
+use crate::writer::{Edit, Need};
 use crate::{Error, Result};
 
 struct PathElem {
@@ -58,13 +58,13 @@ fn capacity(s: &Store) -> usize {
     s.block_bytes as usize - HEADER_BYTES
 }
 
-fn root_level(w: &Writer, s: &Store, root: ChildPtr) -> Result<u8> {
+fn root_level(w: &Edit<'_>, s: &Store, root: ChildPtr) -> Result<u8> {
     let buf = w.node(s, root)?;
     Ok(decode(&buf, root.address())?.level())
 }
 
 /// Copies the path from the root to the leaf for `key` into the open generation.
-fn cow_path(w: &mut Writer, s: &Store, root: &mut ChildPtr, key: &[u8]) -> Result<Vec<PathElem>> {
+fn cow_path(w: &mut Edit<'_>, s: &Store, root: &mut ChildPtr, key: &[u8]) -> Result<Vec<PathElem>> {
     let addr = w.make_writable(s, *root)?;
     if addr != root.address() {
         *root = w.dirty_ptr(addr);
@@ -101,7 +101,7 @@ fn cow_path(w: &mut Writer, s: &Store, root: &mut ChildPtr, key: &[u8]) -> Resul
 
 /// Inserts or replaces `key`; returns the old value.
 pub(crate) fn insert(
-    w: &mut Writer,
+    w: &mut Edit<'_>,
     s: &Store,
     root: &mut ChildPtr,
     owner: u64,
@@ -164,7 +164,7 @@ fn pick_split(node: &Node<'_>, slot: usize, new_bytes: usize, cap: usize) -> Res
 
 #[allow(clippy::too_many_arguments)]
 fn insert_split(
-    w: &mut Writer,
+    w: &mut Edit<'_>,
     s: &Store,
     root: &mut ChildPtr,
     owner: u64,
@@ -199,7 +199,7 @@ fn insert_split(
         if level > 0 {
             // The right node's first child is now bounded below by the separator in the
             // parent; its own first key is "minus infinity". `right` is private: no entry.
-            w.edit_unlogged(right, |r| {
+            w.dirty.edit_unlogged(right, |r| {
                 r.set_key(0, b"").map_err(|_| Error::corrupt(right, "cannot clear first key"))
             })?;
         }
@@ -224,12 +224,12 @@ fn insert_split(
 
 /// Removes `key`; returns the old value.
 pub(crate) fn remove(
-    w: &mut Writer,
+    w: &mut Edit<'_>,
     s: &Store,
     root: &mut ChildPtr,
     key: &[u8],
 ) -> Result<Option<ItemValue>> {
-    if lookup(&WriterView { w, s }, *root, key)?.is_none() {
+    if lookup(&WriterView { dirty: w.dirty, s }, *root, key)?.is_none() {
         return Ok(None);
     }
     let level = root_level(w, s, *root)?;
@@ -245,12 +245,12 @@ pub(crate) fn remove(
     Ok(Some(old))
 }
 
-fn used_bytes(w: &Writer, addr: u64) -> Result<(usize, usize)> {
+fn used_bytes(w: &Edit<'_>, addr: u64) -> Result<(usize, usize)> {
     w.peek(addr, |node| Ok(((0..node.len()).map(|i| item_bytes(node, i)).sum(), node.len())))
 }
 
 /// Merges under-full nodes on the path with a sibling, bottom-up, then collapses the root.
-fn rebalance(w: &mut Writer, s: &Store, root: &mut ChildPtr, path: &[PathElem]) -> Result<()> {
+fn rebalance(w: &mut Edit<'_>, s: &Store, root: &mut ChildPtr, path: &[PathElem]) -> Result<()> {
     let cap = capacity(s);
     for depth in (1..path.len()).rev() {
         let (used, _) = used_bytes(w, path[depth].addr)?;
@@ -275,7 +275,7 @@ fn rebalance(w: &mut Writer, s: &Store, root: &mut ChildPtr, path: &[PathElem]) 
 }
 
 /// Makes child `idx` of the dirty node `parent` writable; returns its address.
-fn writable_child(w: &mut Writer, s: &Store, parent: u64, idx: usize) -> Result<u64> {
+fn writable_child(w: &mut Edit<'_>, s: &Store, parent: u64, idx: usize) -> Result<u64> {
     let child = w.peek(parent, |n| Ok(n.child(idx)))?;
     let addr = w.make_writable(s, child)?;
     if addr != child.address() {
@@ -285,7 +285,13 @@ fn writable_child(w: &mut Writer, s: &Store, parent: u64, idx: usize) -> Result<
 }
 
 /// Merges children `left_idx` and `left_idx + 1` of `parent` when they fit in one node.
-fn merge_pair(w: &mut Writer, s: &Store, parent: u64, left_idx: usize, cap: usize) -> Result<bool> {
+fn merge_pair(
+    w: &mut Edit<'_>,
+    s: &Store,
+    parent: u64,
+    left_idx: usize,
+    cap: usize,
+) -> Result<bool> {
     let left = writable_child(w, s, parent, left_idx)?;
     let right = writable_child(w, s, parent, left_idx + 1)?;
     let sep = w.peek(parent, |n| Ok(n.key(left_idx + 1).to_vec()))?;
@@ -320,7 +326,13 @@ fn merge_pair(w: &mut Writer, s: &Store, parent: u64, left_idx: usize, cap: usiz
 /// merge) until their used bytes are about even, and updates the separator. Every edit is a
 /// logged node edit, so snapshots and abort see through it. Skipped (the tree stays valid)
 /// when the parent has no room for a longer separator.
-fn redistribute(w: &mut Writer, s: &Store, parent: u64, left_idx: usize, cap: usize) -> Result<()> {
+fn redistribute(
+    w: &mut Edit<'_>,
+    s: &Store,
+    parent: u64,
+    left_idx: usize,
+    cap: usize,
+) -> Result<()> {
     let left = writable_child(w, s, parent, left_idx)?;
     let right = writable_child(w, s, parent, left_idx + 1)?;
     let sep = w.peek(parent, |n| Ok(n.key(left_idx + 1).to_vec()))?;
@@ -406,7 +418,7 @@ fn redistribute(w: &mut Writer, s: &Store, parent: u64, left_idx: usize, cap: us
 }
 
 fn insert_or_corrupt(
-    w: &mut Writer,
+    w: &mut Edit<'_>,
     addr: u64,
     slot: usize,
     key: &[u8],
@@ -420,13 +432,13 @@ fn insert_or_corrupt(
 }
 
 /// Replaces the key of internal item `slot` (remove and insert, both logged).
-fn set_separator(w: &mut Writer, parent: u64, slot: usize, key: &[u8]) -> Result<()> {
+fn set_separator(w: &mut Edit<'_>, parent: u64, slot: usize, key: &[u8]) -> Result<()> {
     let (_, child) = w.node_remove(parent, slot)?;
     insert_or_corrupt(w, parent, slot, key, &child)
 }
 
 /// Replaces an internal root that has a single child by that child, repeatedly.
-fn collapse_root(w: &mut Writer, s: &Store, root: &mut ChildPtr) -> Result<()> {
+fn collapse_root(w: &mut Edit<'_>, s: &Store, root: &mut ChildPtr) -> Result<()> {
     for _ in 0..=TREE_DEPTH_MAX {
         let (level, len, first) = {
             let buf = w.node(s, *root)?;

@@ -65,12 +65,12 @@ impl Writer {
     /// `largest_free_run` as last measured.
     pub(crate) fn figures(&self, full: bool, largest_free_run: u64) -> WriterFigures {
         WriterFigures {
-            generation_open: self.gen,
+            generation_open: self.gen(),
             blocks_total: self.alloc.block_count(),
             blocks_free: self.alloc.free_blocks(),
             largest_free_run: if full { self.alloc.largest_free_run() } else { largest_free_run },
-            trees: self.trees.len(),
-            dirty_bytes: self.dirty_bytes,
+            trees: self.trees.map.len(),
+            dirty_bytes: self.dirty.bytes,
             modlog_bytes: self.hist.log_bytes,
             retained_bytes: self.hist.retained_bytes,
             pinned_blocks: self.hist.pinned_blocks,

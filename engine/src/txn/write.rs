@@ -50,13 +50,13 @@ impl<'db> WriteTxn<'db> {
         let durable = db.pipeline.durable_gen();
         w.alloc.note_durable(durable);
         w.txn = TxnScratch {
-            trees_at_start: Some(w.trees.clone()),
-            catalog_at_start: w.catalog,
-            next_tree_id_at_start: w.next_tree_id,
+            trees_at_start: Some(w.trees.map.clone()),
+            catalog_at_start: w.trees.catalog,
+            next_tree_id_at_start: w.trees.next_id,
             orphans_at_start: w.alloc.orphans().len(),
             ..TxnScratch::default()
         };
-        w.trees_changed.clear();
+        w.trees.changed.clear();
         // Past the snapshot bound, `WriterWaits` waits here (nothing of this transaction
         // exists yet, so its error loses nothing); `ExpireOldest` acts at commit.
         let wr = &mut *w;
@@ -84,13 +84,13 @@ impl<'db> WriteTxn<'db> {
         }
         let (w, s) = self.parts()?;
         let key = name.as_bytes().to_vec();
-        if !w.trees.contains_key(&key) {
-            let id = w.next_tree_id;
-            w.next_tree_id += 1;
-            let root = w.new_node(s, arbor_format::BlockKind::Leaf, 0, id)?;
-            let meta = TreeMeta { id, root: w.dirty_ptr(root), entries: 0 };
-            w.trees.insert(key.clone(), meta);
-            w.trees_changed.insert(key.clone());
+        if !w.trees.map.contains_key(&key) {
+            let id = w.trees.next_id;
+            w.trees.next_id += 1;
+            let root = w.edit().new_node(s, arbor_format::BlockKind::Leaf, 0, id)?;
+            let meta = TreeMeta { id, root: w.dirty.ptr(root), entries: 0 };
+            w.trees.map.insert(key.clone(), meta);
+            w.trees.changed.insert(key.clone());
         }
         Ok(WriteTree { txn: self, name: key })
     }
@@ -99,8 +99,8 @@ impl<'db> WriteTxn<'db> {
     pub fn delete_tree(&mut self, name: &str) -> Result<bool> {
         let (w, s) = self.parts()?;
         let key = name.as_bytes().to_vec();
-        let Some(meta) = w.trees.remove(&key) else { return Ok(false) };
-        w.trees_changed.insert(key);
+        let Some(meta) = w.trees.map.remove(&key) else { return Ok(false) };
+        w.trees.changed.insert(key);
         free_tree(w, s, meta.root)?;
         Ok(true)
     }
@@ -108,7 +108,7 @@ impl<'db> WriteTxn<'db> {
     /// Names of every tree, sorted.
     pub fn tree_names(&mut self) -> Result<Vec<String>> {
         let (w, _) = self.parts()?;
-        Ok(w.trees.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
+        Ok(w.trees.map.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
     }
 
     pub fn set_durability(&mut self, durability: Durability) {
@@ -126,9 +126,9 @@ impl<'db> WriteTxn<'db> {
                 return Err(undo.err().unwrap_or(e));
             }
         };
-        let gen = w.gen;
+        let gen = w.gen();
         w.last_commit_gen = gen;
-        let over_dirty = w.dirty_bytes > self.db.opts.dirty_max_bytes;
+        let over_dirty = w.dirty.bytes > self.db.opts.dirty_max_bytes;
         let db = self.db;
         let durable = match self.durability {
             Durability::Immediate => {
@@ -178,29 +178,29 @@ impl Drop for WriteTxn<'_> {
 /// deferred frees through the pinning rule, and prunes history. Returns the commit's seq.
 fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
     let s = &db.store;
-    let changed = std::mem::take(&mut w.trees_changed);
+    let changed = std::mem::take(&mut w.trees.changed);
     for name in &changed {
-        let mut root = w.catalog;
-        match w.trees.get(name).copied() {
+        let mut root = w.trees.catalog;
+        match w.trees.map.get(name).copied() {
             Some(meta) => {
                 let v = ItemValue::Inline(catalog::encode(&meta).to_vec());
-                tree::write::insert(w, s, &mut root, TREE_ID_CATALOG, name, v)?;
+                tree::write::insert(&mut w.edit(), s, &mut root, TREE_ID_CATALOG, name, v)?;
             }
             None => {
-                tree::write::remove(w, s, &mut root, name)?;
+                tree::write::remove(&mut w.edit(), s, &mut root, name)?;
             }
         }
-        w.catalog = root;
+        w.trees.catalog = root;
     }
     free_some_orphans(w, s)?;
     let commit_seq = w.next_seq();
     // The transaction's blocks become published: readers of the new root find them in the
     // table, and from now on every change to them is logged.
     for &(addr, _) in &w.txn.allocated {
-        if let Some(d) = w.dirty.get_mut(&addr) {
+        if let Some(d) = w.dirty.map.get_mut(&addr) {
             if d.private {
                 d.private = false;
-                d.a = commit_seq;
+                d.seq_alloc = commit_seq;
                 // A block written back early is read from the device until it changes
                 // again (`Writer::make_resident` adds it to the table then).
                 if !d.slot.read().image.is_on_disk() {
@@ -211,7 +211,7 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
     }
     debug_assert_eq!(
         w.hist.open_gen(),
-        w.gen,
+        w.gen(),
         "retention and writer disagree on the open generation"
     );
     let frees = std::mem::take(&mut w.txn.frees);
@@ -221,7 +221,7 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
         let freed = classify_free(w, s, addr, count, gen, commit_seq);
         w.hist.apply_free(&mut w.alloc, s, &r, commit_seq, freed);
     }
-    r.publish(RootRecord { seq: commit_seq, gen: w.gen, catalog: w.catalog });
+    r.publish(RootRecord { seq: commit_seq, gen: w.gen(), catalog: w.trees.catalog });
     w.hist.release_and_prune(&mut w.alloc, s, &r, w.seq);
     let held = bound::Held { hist: &mut w.hist, alloc: &mut w.alloc, store: s, last_seq: w.seq };
     bound::expire_if_over(held, &db.opts, &mut r);
@@ -241,10 +241,10 @@ fn classify_free(
     commit_seq: u64,
 ) -> retention::Freed {
     let block_bytes = u64::from(s.block_bytes);
-    if gen == w.gen {
-        if let Some(d) = w.take_dirty(addr, block_bytes) {
+    if gen == w.gen() {
+        if let Some(d) = w.dirty.take(addr, block_bytes) {
             // A block this transaction allocated was never reachable by any snapshot.
-            let a = if d.private { commit_seq } else { d.a };
+            let a = if d.private { commit_seq } else { d.seq_alloc };
             let slot = if d.private { None } else { Some(d.slot) };
             return retention::Freed { addr, count, gen, a, slot };
         }
@@ -262,21 +262,21 @@ fn classify_free(
 fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
     let logged = std::mem::take(&mut w.txn.logged);
     for (addr, seq) in logged.into_iter().rev() {
-        w.undo_logged(addr, seq)?;
+        w.edit().undo_logged(addr, seq)?;
     }
     let allocated = std::mem::take(&mut w.txn.allocated);
     for (addr, count) in allocated {
         w.alloc.free_now(addr, count);
-        w.take_dirty(addr, u64::from(db.store.block_bytes));
+        w.dirty.take(addr, u64::from(db.store.block_bytes));
     }
     let txn = std::mem::take(&mut w.txn);
     w.alloc.truncate_orphans(txn.orphans_at_start);
     if let Some(trees) = txn.trees_at_start {
-        w.trees = trees;
+        w.trees.map = trees;
     }
-    w.catalog = txn.catalog_at_start;
-    w.next_tree_id = txn.next_tree_id_at_start;
-    w.trees_changed.clear();
+    w.trees.catalog = txn.catalog_at_start;
+    w.trees.next_id = txn.next_tree_id_at_start;
+    w.trees.changed.clear();
     w.hist.settle(&mut w.alloc, &db.store, &mut db.registry.lock(), w.seq);
     note_figures(w, db);
     Ok(())
@@ -295,7 +295,7 @@ fn free_tree(w: &mut Writer, s: &Store, root: ChildPtr) -> Result<()> {
     let mut stack = vec![root];
     let mut visited = 0u64;
     while let Some(ptr) = stack.pop() {
-        if !(ptr.generation() == w.gen && w.dirty.contains_key(&ptr.address())) {
+        if !w.dirty.holds(ptr) {
             w.alloc.push_orphan(ptr);
             continue;
         }
@@ -318,7 +318,7 @@ fn free_node_and_extents(
 ) -> Result<()> {
     let mut extents = Vec::new();
     {
-        let buf = w.node(s, ptr)?;
+        let buf = w.dirty.node(s, ptr)?;
         let node = decode(&buf, ptr.address())?;
         for i in 0..node.len() {
             if node.level() > 0 {
@@ -329,7 +329,7 @@ fn free_node_and_extents(
         }
     }
     w.txn.frees.extend(extents);
-    w.free_node(ptr);
+    w.edit().free_node(ptr);
     Ok(())
 }
 
@@ -375,7 +375,11 @@ impl WriteTree<'_, '_> {
     fn meta(&self) -> Result<TreeMeta> {
         let w =
             self.txn.w.as_deref().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
-        w.trees.get(&self.name).copied().ok_or_else(|| Error::InvalidInput("tree deleted".into()))
+        w.trees
+            .map
+            .get(&self.name)
+            .copied()
+            .ok_or_else(|| Error::InvalidInput("tree deleted".into()))
     }
 
     fn check_key(&self, key: &[u8]) -> Result<()> {
@@ -404,17 +408,19 @@ impl WriteTree<'_, '_> {
         } else {
             ItemValue::Inline(value.to_vec())
         };
-        let old = match tree::write::insert(w, s, &mut meta.root, meta.id, key, item.clone()) {
-            Ok(old) => old,
-            Err(e) => {
-                if let ItemValue::Overflow(r) = item {
-                    // Never linked into the tree: give its blocks back now.
-                    w.alloc.free_now(r.address(), u64::from(r.block_count()));
-                    w.txn.allocated.retain(|(a, _)| *a != r.address());
+        let old =
+            match tree::write::insert(&mut w.edit(), s, &mut meta.root, meta.id, key, item.clone())
+            {
+                Ok(old) => old,
+                Err(e) => {
+                    if let ItemValue::Overflow(r) = item {
+                        // Never linked into the tree: give its blocks back now.
+                        w.alloc.free_now(r.address(), u64::from(r.block_count()));
+                        w.txn.allocated.retain(|(a, _)| *a != r.address());
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-        };
+            };
         let old = match old {
             None => {
                 meta.entries += 1;
@@ -422,8 +428,8 @@ impl WriteTree<'_, '_> {
             }
             Some(v) => Some(take_value(w, s, v)?),
         };
-        w.trees.insert(name.clone(), meta);
-        w.trees_changed.insert(name);
+        w.trees.map.insert(name.clone(), meta);
+        w.trees.changed.insert(name);
         check_undo_cap(w, db)?;
         write_back_if_over(w, db)?;
         Ok(old)
@@ -436,13 +442,13 @@ impl WriteTree<'_, '_> {
         let name = self.name.clone();
         let db = self.txn.db;
         let (w, s) = self.txn.parts()?;
-        let Some(old) = tree::write::remove(w, s, &mut meta.root, key)? else {
+        let Some(old) = tree::write::remove(&mut w.edit(), s, &mut meta.root, key)? else {
             return Ok(None);
         };
         meta.entries = meta.entries.saturating_sub(1);
         let old = take_value(w, s, old)?;
-        w.trees.insert(name.clone(), meta);
-        w.trees_changed.insert(name);
+        w.trees.map.insert(name.clone(), meta);
+        w.trees.changed.insert(name);
         check_undo_cap(w, db)?;
         write_back_if_over(w, db)?;
         Ok(Some(old))
@@ -455,7 +461,7 @@ impl WriteTree<'_, '_> {
         let meta = self.meta()?;
         let w =
             self.txn.w.as_deref().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
-        read::get(&WriterView { w, s: &self.txn.db.store }, meta.root, key)
+        read::get(&WriterView { dirty: &w.dirty, s: &self.txn.db.store }, meta.root, key)
     }
 
     /// Iterates a key range in order; `.rev()` iterates backwards.
@@ -474,7 +480,12 @@ impl WriteTree<'_, '_> {
         let meta = self.meta()?;
         let w =
             self.txn.w.as_deref().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
-        Ok(Range::new(Box::new(WriterView { w, s: &self.txn.db.store }), meta.root, start, end))
+        Ok(Range::new(
+            Box::new(WriterView { dirty: &w.dirty, s: &self.txn.db.store }),
+            meta.root,
+            start,
+            end,
+        ))
     }
 
     pub fn len(&self) -> Result<u64> {
@@ -500,7 +511,7 @@ fn take_value(w: &mut Writer, s: &Store, v: ItemValue) -> Result<Vec<u8>> {
         ItemValue::Inline(v) => Ok(v),
         ItemValue::Overflow(r) => {
             let bytes = s.read_overflow(&r)?;
-            w.defer_free(r.address(), u64::from(r.block_count()), r.generation());
+            w.edit().defer_free(r.address(), u64::from(r.block_count()), r.generation());
             Ok(bytes)
         }
         ItemValue::Child(_) => Err(Error::corrupt(0, "child pointer in a leaf")),
@@ -510,12 +521,12 @@ fn take_value(w: &mut Writer, s: &Store, v: ItemValue) -> Result<Vec<u8>> {
 /// Writes a large value to a fresh extent (write-once, DESIGN §10.4).
 fn write_overflow(w: &mut Writer, s: &Store, owner: u64, value: &[u8]) -> Result<OverflowRef> {
     let blocks = overflow_block_count(value.len() as u64, s.block_bytes);
-    w.reserve_for(s, blocks, crate::writer::Need::Grow)?;
-    let addr = w.alloc_run(s, blocks)?;
+    w.edit().reserve_for(s, blocks, crate::writer::Need::Grow)?;
+    let addr = w.edit().alloc_run(s, blocks)?;
     let len = usize::try_from(blocks * u64::from(s.block_bytes))
         .map_err(|_| Error::ValueTooLarge { len: value.len() as u64, max: VALUE_BYTES_MAX })?;
     let mut buf = AlignedBuf::zeroed(len, s.align);
-    let r = overflow::overflow_write(&mut buf, s.block_bytes, addr, w.gen, owner, value)
+    let r = overflow::overflow_write(&mut buf, s.block_bytes, addr, w.gen(), owner, value)
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
     s.dev.write_at(s.block_offset(addr), &buf)?;
     Ok(r)
@@ -536,8 +547,11 @@ fn check_undo_cap(w: &Writer, db: &Shared) -> Result<()> {
 /// Past `Options::dirty_max_bytes` in memory, writes private leaves back to half of it.
 fn write_back_if_over(w: &mut Writer, db: &Shared) -> Result<()> {
     let max = db.opts.dirty_max_bytes;
-    if w.dirty_bytes > max {
-        w.write_back(&db.store, max / 2).map_err(|e| fail_on_io(db, e))?;
+    if w.dirty.bytes > max {
+        let txn = &mut w.txn;
+        w.dirty
+            .write_back(&db.store, &txn.allocated, &mut txn.writeback_cursor, max / 2)
+            .map_err(|e| fail_on_io(db, e))?;
     }
     Ok(())
 }
