@@ -177,7 +177,7 @@ impl Db {
 
     /// Opens a store on any block device.
     pub fn open_on(dev: Box<dyn BlockDevice>, opts: Options) -> Result<Db> {
-        let found = recovery::read_superblocks(dev.as_ref())?;
+        let found = crate::durable::superblock::read_superblocks(dev.as_ref())?;
         let block_bytes = found.copies[0].1.block_bytes();
         check_block_bytes(block_bytes).map_err(|e| Error::corrupt(0, e.to_string()))?;
         let store = Store::new(dev, block_bytes, opts.cache_bytes);

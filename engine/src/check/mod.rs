@@ -34,7 +34,8 @@ use crate::tree::read::check_child;
 use crate::writer::Writer;
 use crate::{Error, Result};
 
-pub use device::{check_device, decode_slot, DeviceCheck, GenerationCheck, SlotReport, SlotState};
+pub use crate::durable::superblock::{decode_slot, SlotReport, SlotState};
+pub use device::{check_device, DeviceCheck, GenerationCheck};
 pub use repair::{repair_free_space, repair_superblocks, SuperblockRepair};
 pub use stat::{space_at, stat_device, Space, StoreStat};
 

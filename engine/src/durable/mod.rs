@@ -5,3 +5,4 @@ pub(crate) mod freeze;
 #[doc(hidden)]
 pub mod pipeline;
 pub(crate) mod recovery;
+pub(crate) mod superblock;

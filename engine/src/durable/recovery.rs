@@ -10,77 +10,19 @@
 
 use std::collections::BTreeMap;
 
-use arbor_format::constants::{
-    FORMAT_VERSION, SUPERBLOCK_AREA_BYTES, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_COUNT,
-    SUPERBLOCK_SLOT_STRIDE_BYTES, TREE_DEPTH_MAX, TREE_ID_CATALOG,
-};
+use arbor_format::constants::{TREE_DEPTH_MAX, TREE_ID_CATALOG};
 use arbor_format::node::LeafValue;
 use arbor_format::superblock::Superblock;
 use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
-use crate::io::{AlignedBuf, BlockDevice};
+use crate::durable::superblock::Found;
 use crate::store::decode;
 use crate::store::Store;
 use crate::tree::catalog;
 use crate::tree::read::check_child;
 use crate::writer::TreeMeta;
 use crate::{Error, Result};
-
-const SUPERBLOCK_MAGIC: &[u8; 8] = b"ARBORSB\0";
-
-/// The verified superblock copies found on a device.
-pub(crate) struct Found {
-    /// Valid copies, newest generation first.
-    pub copies: Vec<(u8, Superblock)>,
-    /// Copies that carried the magic but failed verification.
-    pub rejected: u32,
-    pub max_generation_seen: u64,
-}
-
-/// Reads and decodes the four superblock slots.
-pub(crate) fn read_superblocks(dev: &dyn BlockDevice) -> Result<Found> {
-    if dev.len_bytes() < SUPERBLOCK_AREA_BYTES {
-        return Err(Error::NotAnArborStore);
-    }
-    let align = (dev.sector_bytes() as usize).max(SUPERBLOCK_BYTES);
-    let mut area = AlignedBuf::zeroed(SUPERBLOCK_AREA_BYTES as usize, align);
-    dev.read_at(0, &mut area)?;
-    let mut copies = Vec::new();
-    let mut rejected = 0;
-    let mut newer_version = None;
-    let mut max_generation_seen = 0;
-    for slot in 0..SUPERBLOCK_SLOT_COUNT {
-        let at = (u64::from(slot) * SUPERBLOCK_SLOT_STRIDE_BYTES) as usize;
-        let bytes = &area[at..at + SUPERBLOCK_BYTES];
-        if &bytes[..8] != SUPERBLOCK_MAGIC {
-            continue;
-        }
-        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version > FORMAT_VERSION {
-            newer_version = Some(version);
-            continue;
-        }
-        match Superblock::decode(bytes) {
-            Ok(sb) if sb.slot() == slot => {
-                max_generation_seen = max_generation_seen.max(sb.generation());
-                copies.push((slot, sb));
-            }
-            _ => rejected += 1,
-        }
-    }
-    if copies.is_empty() {
-        if let Some(found) = newer_version {
-            return Err(Error::UnsupportedVersion { found, supported: FORMAT_VERSION });
-        }
-        if rejected > 0 {
-            return Err(Error::corrupt(0, "every superblock copy failed verification"));
-        }
-        return Err(Error::NotAnArborStore);
-    }
-    copies.sort_by_key(|(_, sb)| std::cmp::Reverse(sb.generation()));
-    Ok(Found { copies, rejected, max_generation_seen })
-}
 
 /// Verifies every block the generations in (flushed_gen, gen] wrote under `ptr`.
 fn verify_recent(

@@ -4,6 +4,9 @@
 use std::io;
 use std::path::Path;
 
+use arbor_format::constants::SUPERBLOCK_SLOT_COUNT;
+use arbor_format::superblock::{slot_offset, SUPERBLOCK_MAGIC};
+
 use super::file::DevFile;
 use super::sync_dev::SyncDevice;
 use super::uring::{setup_ring, UringDevice};
@@ -110,9 +113,6 @@ fn io_uring_disabled_sysctl() -> Option<u32> {
     text.trim().parse().ok()
 }
 
-/// Arbor's superblock magic, and the offsets its superblock copies may occupy.
-const ARBOR_MAGIC: &[u8; 8] = b"ARBORSB\0";
-const ARBOR_SUPERBLOCK_OFFSETS: [usize; 4] = [0, 65536, 131072, 196608];
 /// How much of the device start the probe reads (covers every signature below).
 const PROBE_BYTES: usize = 256 * 1024;
 
@@ -136,8 +136,9 @@ fn bytes_at(buf: &[u8], at: usize, n: usize) -> Option<&[u8]> {
 }
 
 fn recognise(buf: &[u8]) -> Option<String> {
-    for at in ARBOR_SUPERBLOCK_OFFSETS {
-        if bytes_at(buf, at, 8) == Some(&ARBOR_MAGIC[..]) {
+    for slot in 0..SUPERBLOCK_SLOT_COUNT {
+        let at = usize::try_from(slot_offset(slot)).unwrap_or(usize::MAX);
+        if bytes_at(buf, at, SUPERBLOCK_MAGIC.len()) == Some(&SUPERBLOCK_MAGIC[..]) {
             return Some(format!("an Arbor store (superblock at offset {at})"));
         }
     }
@@ -176,7 +177,7 @@ mod tests {
         buf[1080] = 0x53;
         buf[1081] = 0xEF;
         assert!(recognise(&buf).unwrap().contains("ext"));
-        buf[131072..131080].copy_from_slice(ARBOR_MAGIC);
+        buf[131072..131080].copy_from_slice(&SUPERBLOCK_MAGIC);
         assert!(recognise(&buf).unwrap().contains("Arbor"));
         let mut btrfs = vec![0u8; PROBE_BYTES];
         btrfs[65600..65608].copy_from_slice(b"_BHRfS_M");
