@@ -22,13 +22,6 @@ impl Allocator {
         self.orphans_changed = true;
     }
 
-    /// The next subtree to free.
-    pub fn pop_orphan(&mut self) -> Option<ChildPtr> {
-        let root = self.orphans.pop()?;
-        self.orphans_changed = true;
-        Some(root)
-    }
-
     /// Every subtree still to free.
     pub fn orphans(&self) -> &[ChildPtr] {
         &self.orphans

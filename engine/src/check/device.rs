@@ -228,15 +228,8 @@ fn check_generation(
     walk.report = report;
     walk.skip = skip;
     walk.alloc = alloc.as_ref().filter(|_| skip.is_none());
-    if let Err(e) = walk.tree(b"(catalog)", 0, sb.catalog_root(), true) {
-        walk.bad_block(b"(catalog)", sb.catalog_root().address(), e);
-    }
-    // Subtrees of deleted trees not freed yet are owned until a commit frees them.
-    for root in alloc.as_ref().map(|a| a.orphans().to_vec()).unwrap_or_default() {
-        if let Err(e) = walk.tree(b"(orphan)", 0, root, false) {
-            walk.bad_block(b"(orphan)", root.address(), e);
-        }
-    }
+    let orphans = alloc.as_ref().map(|a| a.orphans().to_vec()).unwrap_or_default();
+    walk.store(sb.catalog_root(), &orphans);
     if let (Some(a), None) = (alloc.as_ref(), skip) {
         walk.cross_check(a, None);
     }

@@ -21,16 +21,16 @@ mod stat;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use arbor_format::constants::{first_data_block, TREE_DEPTH_MAX};
+use arbor_format::constants::first_data_block;
 use arbor_format::node::LeafValue;
 use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
+use crate::store::NodeBuf;
 use crate::store::Store;
-use crate::store::{decode, NodeBuf};
 use crate::sync::Arc;
 use crate::tree::catalog;
-use crate::tree::read::check_child;
+use crate::tree::walk::{self, node_of, roots, RootKind};
 use crate::writer::Writer;
 use crate::{Error, Result};
 
@@ -173,7 +173,9 @@ impl CheckReport {
 }
 
 /// A node still to visit: (pointer, expected level, lower bound, upper bound, is root).
-type Pending = (ChildPtr, Option<u8>, Option<Vec<u8>>, Option<Vec<u8>>, bool);
+/// What the check carries along each edge: the separator bounds of the child's keys, and
+/// whether it is a tree's root (a root may be underfull).
+type Bounds = (Option<Vec<u8>>, Option<Vec<u8>>, bool);
 
 /// Who a reached block belongs to (named in double-use reports).
 #[derive(Clone, Debug)]
@@ -299,33 +301,26 @@ impl<'a> Walk<'a> {
         let index = self.report.tree_stats.len();
         self.report.tree_stats.push(TreeStat::default());
         let block_bytes = u64::from(self.s.block_bytes);
-        let mut stack: Vec<Pending> = vec![(root, None, None, None, true)];
-        let mut whole = true;
-        while let Some((ptr, expect, lo, hi, is_root)) = stack.pop() {
-            let addr = ptr.address();
-            if self.skip.is_some_and(|s| s.contains(&ptr)) {
-                whole = false;
-                continue;
-            }
+        let mut walk: walk::Walk<Bounds> = walk::Walk::new(self.s.block_count());
+        let mut whole = self.follow(&mut walk, root, None, (None, None, true));
+        while let Some((edge, buf)) = walk.next(|ptr| self.node(ptr)) {
+            let (ptr, addr) = (edge.ptr, edge.ptr.address());
+            let (lo, hi, is_root) = edge.data;
             self.tick(1);
-            let buf = match self.node(ptr) {
+            let buf = match buf {
                 Ok(b) => b,
                 Err(e) => {
                     self.bad_block(name, addr, e);
                     continue;
                 }
             };
-            let node =
-                match decode(&buf, addr).and_then(|n| check_child(&n, addr, expect).map(|()| n)) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        self.bad_block(name, addr, e);
-                        continue;
-                    }
-                };
-            if node.level() > TREE_DEPTH_MAX {
-                continue;
-            }
+            let node = match node_of(&buf, ptr) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.bad_block(name, addr, e);
+                    continue;
+                }
+            };
             self.seen.insert(ptr);
             self.claim(addr, 1, Owner::Tree(name.to_vec()));
             self.report.tree_blocks += 1;
@@ -361,7 +356,9 @@ impl<'a> Walk<'a> {
                     } else {
                         hi.clone()
                     };
-                    stack.push((node.child(i), Some(node.level() - 1), child_lo, child_hi, false));
+                    let level = Some(node.level() - 1);
+                    whole &=
+                        self.follow(&mut walk, node.child(i), level, (child_lo, child_hi, false));
                     continue;
                 }
                 st.entries += 1;
@@ -392,6 +389,36 @@ impl<'a> Walk<'a> {
             *slot = st;
         }
         Ok((entries, whole))
+    }
+
+    /// Walks every tree of a store from its roots (`tree::walk::roots`: the catalog, whose
+    /// leaves name the trees, then the orphaned subtrees still to be freed).
+    fn store(&mut self, catalog: ChildPtr, orphans: &[ChildPtr]) {
+        for (kind, root) in roots(catalog, orphans) {
+            let (name, is_catalog): (&[u8], bool) = match kind {
+                RootKind::Catalog => (b"(catalog)", true),
+                RootKind::Orphan => (b"(orphan)", false),
+            };
+            if let Err(e) = self.tree(name, 0, root, is_catalog) {
+                self.bad_block(name, root.address(), e);
+            }
+        }
+    }
+
+    /// Pushes `ptr` onto `walk` unless another generation's walk verified it already;
+    /// returns whether it was pushed (the walk still sees the whole tree).
+    fn follow(
+        &self,
+        walk: &mut walk::Walk<Bounds>,
+        ptr: ChildPtr,
+        level: Option<u8>,
+        b: Bounds,
+    ) -> bool {
+        if self.skip.is_some_and(|s| s.contains(&ptr)) {
+            return false;
+        }
+        walk.push(ptr, level, b);
+        true
     }
 
     fn catalog_entry(&mut self, name: &[u8], value: &[u8], addr: u64) -> Result<()> {
@@ -501,10 +528,7 @@ pub(crate) fn check(w: &Writer, s: &Store) -> Result<CheckReport> {
     let mut quiet = |_: u64| {};
     let mut walk = Walk::new(Source::Writer(w), s, &mut quiet);
     walk.alloc = Some(&w.alloc);
-    walk.tree(b"(catalog)", 0, w.trees.catalog, true)?;
-    for &root in w.alloc.orphans() {
-        walk.tree(b"(orphan)", 0, root, false)?;
-    }
+    walk.store(w.trees.catalog, w.alloc.orphans());
     walk.cross_check(&w.alloc, Some(&w.dirty.map));
     Ok(walk.report)
 }

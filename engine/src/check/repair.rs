@@ -125,7 +125,7 @@ pub fn repair_free_space(db: &Db) -> Result<(u64, u64)> {
         let (report, leaked, used_but_free) = {
             let mut walk = Walk::new(Source::Writer(&w), &shared.store, &mut quiet);
             walk.alloc = Some(&w.alloc);
-            walk.tree(b"(catalog)", 0, w.trees.catalog, true)?;
+            walk.store(w.trees.catalog, w.alloc.orphans());
             walk.cross_check(&w.alloc, Some(&w.dirty.map));
             (walk.report, walk.leaked, walk.used_but_free)
         };

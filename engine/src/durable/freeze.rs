@@ -4,6 +4,8 @@
 //! immutable images to the write-out. After a freeze the generation's blocks never change
 //! again: the next change to any of them copies it (the "frozen" rule of §4).
 
+use std::collections::HashMap;
+
 use arbor_format::constants::{SUPERBLOCK_BYTES, TREE_ID_CATALOG};
 use arbor_format::node::{LeafValue, ValueRef};
 use arbor_format::superblock::{self, Superblock};
@@ -13,6 +15,7 @@ use crate::io::AlignedBuf;
 use crate::store::Store;
 use crate::sync::Arc;
 use crate::tree::catalog;
+use crate::tree::walk::{catalog_entries, is_catalog_leaf, node_of, Walk};
 use crate::writer::{DirtySet, Writer};
 use crate::{Error, Result};
 
@@ -37,34 +40,79 @@ pub(crate) struct SuperblockInputs {
     pub prev_crc: u32,
 }
 
-/// Seals the subtree under `ptr` if it belongs to the open generation; returns the pointer
-/// with its crc filled in. Recursion depth is bounded by the tree depth (checked on read)
-/// plus one level for catalog → tree.
-fn seal(d: &mut DirtySet, ptr: ChildPtr, depth: usize) -> Result<ChildPtr> {
+/// Seals every dirty block reachable from `root` (the catalog), children before parents,
+/// and returns the root's sealed pointer. The walk lists the dirty blocks parents first;
+/// sealing runs over the list backwards, so a block's children are sealed (their crcs
+/// known) when it is. Blocks written back early keep the crc they were sealed with.
+fn seal_all(d: &mut DirtySet, s: &Store, root: ChildPtr) -> Result<ChildPtr> {
+    let mut crcs: HashMap<u64, u32> = HashMap::with_capacity(d.map.len());
+    let mut order = Vec::with_capacity(d.map.len());
+    let mut walk = Walk::new(d.map.len() as u64);
+    follow(d, &mut walk, &mut crcs, root, None);
+    while let Some((edge, buf)) = walk.next(|ptr| d.node(s, ptr)) {
+        let addr = edge.ptr.address();
+        // Dirty images were built by the writer: a bad one is a writer bug, not a bad disk.
+        let buf = buf.unwrap_or_else(|e| panic!("dirty block {addr} does not decode: {e}"));
+        let node = node_of(&buf, edge.ptr).expect("a walked node decodes");
+        let mut next = Vec::new();
+        if node.level() > 0 {
+            next.extend((0..node.len()).map(|i| (node.child(i), Some(node.level() - 1))));
+        } else if is_catalog_leaf(&node) {
+            for entry in catalog_entries(&node, addr) {
+                next.push((entry?.1.root, None));
+            }
+        }
+        drop(buf);
+        for (child, level) in next {
+            follow(d, &mut walk, &mut crcs, child, level);
+        }
+        order.push(addr);
+    }
+    for &addr in order.iter().rev() {
+        seal_one(d, &crcs, addr)?;
+        let crc = d.seal(addr)?;
+        crcs.insert(addr, crc);
+    }
+    Ok(sealed_ptr(d, &crcs, root))
+}
+
+/// Walks into `ptr` if it is a resident dirty block; a block written back early is sealed
+/// already and is not read.
+fn follow(
+    d: &DirtySet,
+    walk: &mut Walk<()>,
+    crcs: &mut HashMap<u64, u32>,
+    ptr: ChildPtr,
+    level: Option<u8>,
+) {
     if !d.holds(ptr) {
-        return Ok(ptr);
+        return;
     }
-    // Dirty blocks were built by the writer, whose descents are depth-checked.
-    assert!(
-        depth <= 2 * usize::from(arbor_format::constants::TREE_DEPTH_MAX) + 2,
-        "seal of block {} at depth {depth}",
-        ptr.address()
-    );
-    let addr = ptr.address();
-    if let Some(crc) = d.on_disk_crc(addr) {
-        // Written back early (a leaf, unchanged since): its seal stands.
-        return Ok(ChildPtr::new(addr, d.gen, crc));
+    match d.on_disk_crc(ptr.address()) {
+        Some(crc) => {
+            crcs.insert(ptr.address(), crc);
+        }
+        None => walk.push(ptr, level, ()),
     }
-    // Collect the children (or catalog tree roots) that need sealing first.
+}
+
+/// The pointer to store for `ptr` once its block is sealed (unchanged if it is not dirty).
+fn sealed_ptr(d: &DirtySet, crcs: &HashMap<u64, u32>, ptr: ChildPtr) -> ChildPtr {
+    match crcs.get(&ptr.address()) {
+        Some(&crc) if d.holds(ptr) => ChildPtr::new(ptr.address(), d.gen, crc),
+        _ => ptr,
+    }
+}
+
+/// Fills the crcs of `addr`'s sealed children (or, in a catalog leaf, its trees' roots).
+/// Not logged: crcs are derived at write-out (§10.12).
+fn seal_one(d: &mut DirtySet, crcs: &HashMap<u64, u32>, addr: u64) -> Result<()> {
     let (level, owner, len) = d.peek(addr, |n| Ok((n.level(), n.header().owner(), n.len())))?;
     if level > 0 {
-        // Sealing a child changes only the crc stored for it here, never which children
-        // this node has: read them once.
         let children = d.peek(addr, |n| Ok((0..len).map(|i| n.child(i)).collect::<Vec<_>>()))?;
         for (i, child) in children.into_iter().enumerate() {
-            if child.is_crc_pending() || child.generation() == d.gen {
-                let sealed = seal(d, child, depth + 1)?;
-                // Not logged: crcs are derived at write-out (§10.12).
+            let sealed = sealed_ptr(d, crcs, child);
+            if sealed != child {
                 d.edit_unlogged(addr, |n| {
                     n.set_child(i, sealed);
                     Ok(())
@@ -78,26 +126,26 @@ fn seal(d: &mut DirtySet, ptr: ChildPtr, depth: usize) -> Result<ChildPtr> {
                 LeafValue::Overflow(_) => Err(Error::corrupt(addr, "overflow in catalog")),
             })?;
             let mut meta = catalog::decode(&bytes, addr)?;
-            if meta.root.is_crc_pending() || meta.root.generation() == d.gen {
-                meta.root = seal(d, meta.root, depth + 1)?;
+            let sealed = sealed_ptr(d, crcs, meta.root);
+            if sealed != meta.root {
+                meta.root = sealed;
                 let enc = catalog::encode(&meta);
-                // Same length: never fails. Not logged: crcs are derived (§10.12).
                 d.edit_unlogged(addr, |n| {
-                    n.replace_value(i, ValueRef::Inline(&enc))
-                        .map_err(|_| Error::corrupt(addr, "catalog entry changed size"))
+                    let replaced = n.replace_value(i, ValueRef::Inline(&enc));
+                    assert!(replaced.is_ok(), "catalog entry {i} of {addr} changed size");
+                    Ok(())
                 })?;
             }
         }
     }
-    let crc = d.seal(addr)?;
-    Ok(ChildPtr::new(addr, d.gen, crc))
+    Ok(())
 }
 
 /// Freezes the open generation. On success the writer's generation has advanced and its
 /// dirty map is empty; the returned images are immutable and owned by the write-out.
 pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Result<Frozen> {
     let gen = w.gen();
-    w.trees.catalog = seal(&mut w.dirty, w.trees.catalog, 0)?;
+    w.trees.catalog = seal_all(&mut w.dirty, s, w.trees.catalog)?;
     // Dirty blocks the walk did not reach would be leaks: every dirty block must hang off
     // the catalog once frees are applied at commit.
     for (addr, d) in &w.dirty.map {

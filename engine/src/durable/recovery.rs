@@ -10,55 +10,53 @@
 
 use std::collections::BTreeMap;
 
-use arbor_format::constants::{TREE_DEPTH_MAX, TREE_ID_CATALOG};
 use arbor_format::node::LeafValue;
 use arbor_format::superblock::Superblock;
 use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
 use crate::durable::superblock::Found;
-use crate::store::decode;
-use crate::store::Store;
-use crate::tree::catalog;
-use crate::tree::read::check_child;
+use crate::store::{NodeBuf, Store};
+use crate::sync::Arc;
+use crate::tree::walk::{catalog_entries, is_catalog_leaf, node_of, Walk};
 use crate::writer::TreeMeta;
 use crate::{Error, Result};
 
-/// Verifies every block the generations in (flushed_gen, gen] wrote under `ptr`.
-fn verify_recent(
-    s: &Store,
-    ptr: ChildPtr,
-    lo: u64,
-    hi: u64,
-    expect: Option<u8>,
-    depth: usize,
-) -> Result<()> {
-    if ptr.is_null() || ptr.generation() <= lo || ptr.generation() > hi {
-        return Ok(());
+/// Verifies every block the generations in (`lo`, `hi`] wrote under the catalog root: the
+/// blocks reached through pointers of those generations, overflow extents included.
+fn verify_recent(s: &Store, catalog: ChildPtr, lo: u64, hi: u64) -> Result<()> {
+    let recent = |gen: u64| gen > lo && gen <= hi;
+    let mut walk = Walk::new(s.block_count());
+    if !catalog.is_null() && recent(catalog.generation()) {
+        walk.push(catalog, None, ());
     }
-    if depth > 2 * usize::from(TREE_DEPTH_MAX) + 2 {
-        return Err(Error::corrupt(ptr.address(), "verification exceeded the depth limit"));
-    }
-    let buf = s.read_uncached(ptr)?;
-    let node = decode(&buf, ptr.address())?;
-    check_child(&node, ptr.address(), expect)?;
-    let addr = ptr.address();
-    for i in 0..node.len() {
+    while let Some((edge, buf)) =
+        walk.next(|ptr| Ok(NodeBuf::Clean(Arc::new(s.read_uncached(ptr)?))))
+    {
+        let buf = buf?;
+        let node = node_of(&buf, edge.ptr)?;
         if node.level() > 0 {
-            verify_recent(s, node.child(i), lo, hi, Some(node.level() - 1), depth + 1)?;
-            continue;
-        }
-        match node.leaf_value(i) {
-            LeafValue::Overflow(r) => {
-                if r.generation() > lo && r.generation() <= hi {
-                    s.read_overflow(&r)?;
+            for i in 0..node.len() {
+                let child = node.child(i);
+                if recent(child.generation()) {
+                    walk.push(child, Some(node.level() - 1), ());
                 }
             }
-            LeafValue::Inline(v) if node.header().owner() == TREE_ID_CATALOG => {
-                let meta = catalog::decode(v, addr)?;
-                verify_recent(s, meta.root, lo, hi, None, depth + 1)?;
+        } else if is_catalog_leaf(&node) {
+            for entry in catalog_entries(&node, edge.ptr.address()) {
+                let (_, meta) = entry?;
+                if !meta.root.is_null() && recent(meta.root.generation()) {
+                    walk.push(meta.root, None, ());
+                }
             }
-            LeafValue::Inline(_) => {}
+        } else {
+            for i in 0..node.len() {
+                if let LeafValue::Overflow(r) = node.leaf_value(i) {
+                    if recent(r.generation()) {
+                        s.read_overflow(&r)?;
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -67,24 +65,20 @@ fn verify_recent(
 /// Reads every catalog entry.
 pub(crate) fn load_catalog(s: &Store, root: ChildPtr) -> Result<BTreeMap<Vec<u8>, TreeMeta>> {
     let mut out = BTreeMap::new();
-    let mut stack = vec![(root, None::<u8>)];
-    let mut visited = 0u64;
-    while let Some((ptr, expect)) = stack.pop() {
-        visited += 1;
-        if visited > 1 << 32 {
-            return Err(Error::corrupt(ptr.address(), "catalog walk does not end"));
-        }
-        let buf = s.read_block(ptr)?;
-        let node = decode(&buf, ptr.address())?;
-        check_child(&node, ptr.address(), expect)?;
-        for i in 0..node.len() {
-            if node.level() > 0 {
-                stack.push((node.child(i), Some(node.level() - 1)));
-            } else if let LeafValue::Inline(v) = node.leaf_value(i) {
-                out.insert(node.key(i).to_vec(), catalog::decode(v, ptr.address())?);
-            } else {
-                return Err(Error::corrupt(ptr.address(), "overflow value in the catalog"));
+    let mut walk = Walk::new(s.block_count());
+    walk.push(root, None, ());
+    while let Some((edge, buf)) = walk.next(|ptr| Ok(NodeBuf::Clean(s.read_block(ptr)?))) {
+        let buf = buf?;
+        let node = node_of(&buf, edge.ptr)?;
+        if node.level() > 0 {
+            for i in 0..node.len() {
+                walk.push(node.child(i), Some(node.level() - 1), ());
             }
+            continue;
+        }
+        for entry in catalog_entries(&node, edge.ptr.address()) {
+            let (name, meta) = entry?;
+            out.insert(name.to_vec(), meta);
         }
     }
     Ok(out)
@@ -142,7 +136,7 @@ fn try_generation(s: &Store, sb: &Superblock) -> Result<(Allocator, BTreeMap<Vec
         return Err(Error::corrupt(0, "the device is smaller than the store it holds"));
     }
     let (lo, hi) = (sb.flushed_gen(), sb.generation());
-    verify_recent(s, sb.catalog_root(), lo, hi, None, 0)?;
+    verify_recent(s, sb.catalog_root(), lo, hi)?;
     let mut read = |ptr: ChildPtr| s.read_uncached(ptr);
     let alloc = Allocator::load_superblock(sb, hi, &mut read)?;
     let trees = load_catalog(s, sb.catalog_root())?;

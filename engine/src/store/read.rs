@@ -53,6 +53,11 @@ impl Store {
         }
     }
 
+    /// Blocks the device holds now.
+    pub(crate) fn block_count(&self) -> u64 {
+        self.dev.len_bytes() / u64::from(self.block_bytes)
+    }
+
     pub(crate) fn block_offset(&self, addr: u64) -> u64 {
         addr * u64::from(self.block_bytes)
     }

@@ -3,4 +3,5 @@
 
 pub(crate) mod catalog;
 pub(crate) mod read;
+pub(crate) mod walk;
 pub(crate) mod write;

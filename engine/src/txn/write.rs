@@ -12,12 +12,12 @@ use crate::io::AlignedBuf;
 use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::RootRecord;
 use crate::options::Durability;
-use crate::store::decode;
 use crate::store::Store;
 use crate::sync::{lock, Arc, MutexGuard};
 use crate::tree;
 use crate::tree::catalog;
 use crate::tree::read::{self, owned_bound, Range, WriterView};
+use crate::tree::walk::{node_of, Walk};
 use crate::txn::Shared;
 use crate::writer::bound;
 use crate::writer::retention;
@@ -292,44 +292,50 @@ fn note_figures(w: &Writer, db: &Shared) {
 /// not reach the write-out) and hands each subtree of an older generation to the orphan list
 /// (DESIGN §10.17), which later commits free a bounded number of blocks at a time.
 fn free_tree(w: &mut Writer, s: &Store, root: ChildPtr) -> Result<()> {
-    let mut stack = vec![root];
-    let mut visited = 0u64;
-    while let Some(ptr) = stack.pop() {
-        if !w.dirty.holds(ptr) {
-            w.alloc.push_orphan(ptr);
-            continue;
-        }
-        visited += 1;
-        if visited > w.alloc.block_count() {
-            return Err(Error::corrupt(ptr.address(), "tree walk visits more blocks than exist"));
-        }
-        free_node_and_extents(w, s, ptr, &mut stack)?;
+    if !w.dirty.holds(root) {
+        w.alloc.push_orphan(root);
+        return Ok(());
     }
-    Ok(())
+    let mut walk = Walk::new(w.alloc.block_count());
+    walk.push(root, None, ());
+    free_walk(w, s, &mut walk, u64::MAX, true)
 }
 
-/// Frees one node of a dropped subtree and its leaf's overflow extents; pushes an internal
-/// node's children onto `children`.
-fn free_node_and_extents(
+/// Frees up to `budget` nodes `walk` reaches, with their leaves' overflow extents (all at
+/// commit, through the pinning rule of DESIGN §6). With `dirty_only`, a child of an older
+/// generation is not walked but handed to the orphan list whole.
+fn free_walk(
     w: &mut Writer,
     s: &Store,
-    ptr: ChildPtr,
-    children: &mut Vec<ChildPtr>,
+    walk: &mut Walk<()>,
+    budget: u64,
+    dirty_only: bool,
 ) -> Result<()> {
     let mut extents = Vec::new();
-    {
-        let buf = w.dirty.node(s, ptr)?;
-        let node = decode(&buf, ptr.address())?;
-        for i in 0..node.len() {
-            if node.level() > 0 {
-                children.push(node.child(i));
-            } else if let LeafValue::Overflow(r) = node.leaf_value(i) {
-                extents.push((r.address(), u64::from(r.block_count()), r.generation()));
+    let mut children = Vec::new();
+    for _ in 0..budget {
+        let Some((edge, buf)) = walk.next(|ptr| w.dirty.node(s, ptr)) else { break };
+        {
+            let buf = buf?;
+            let node = node_of(&buf, edge.ptr)?;
+            for i in 0..node.len() {
+                if node.level() > 0 {
+                    children.push((node.child(i), node.level() - 1));
+                } else if let LeafValue::Overflow(r) = node.leaf_value(i) {
+                    extents.push((r.address(), u64::from(r.block_count()), r.generation()));
+                }
+            }
+        }
+        w.txn.frees.append(&mut extents);
+        w.edit().free_node(edge.ptr);
+        for (child, level) in children.drain(..) {
+            if dirty_only && !w.dirty.holds(child) {
+                w.alloc.push_orphan(child);
+            } else {
+                walk.push(child, Some(level), ());
             }
         }
     }
-    w.txn.frees.extend(extents);
-    w.edit().free_node(ptr);
     Ok(())
 }
 
@@ -351,17 +357,18 @@ fn free_some_orphans(w: &mut Writer, s: &Store) -> Result<()> {
     result
 }
 
+/// The orphan list is the walk's stack, kept in the allocator (and persisted) between
+/// commits: this commit walks up to the budget and leaves the rest on the list.
 fn free_orphan_blocks(w: &mut Writer, s: &Store) -> Result<()> {
-    let mut budget = ORPHAN_BLOCKS_PER_COMMIT;
-    while budget > 0 {
-        let Some(ptr) = w.alloc.pop_orphan() else { break };
-        let mut children = Vec::new();
-        free_node_and_extents(w, s, ptr, &mut children)?;
-        for child in children {
-            w.alloc.push_orphan(child);
-        }
-        budget -= 1;
+    let mut walk = Walk::new(w.alloc.block_count());
+    for &ptr in w.alloc.orphans() {
+        walk.push(ptr, None, ());
     }
+    w.alloc.set_orphans(Vec::new());
+    free_walk(w, s, &mut walk, ORPHAN_BLOCKS_PER_COMMIT, false)?;
+    // Orphans pushed during the walk's budget are on `walk`'s stack, not the list.
+    debug_assert!(w.alloc.orphans().is_empty(), "orphan freeing pushed to the orphan list");
+    w.alloc.set_orphans(walk.into_edges().map(|e| e.ptr).collect());
     Ok(())
 }
 
