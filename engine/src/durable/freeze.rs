@@ -123,7 +123,10 @@ fn seal_one(d: &mut DirtySet, crcs: &HashMap<u64, u32>, addr: u64) -> Result<()>
         for i in 0..len {
             let bytes = d.peek(addr, |n| match n.leaf_value(i) {
                 LeafValue::Inline(v) => Ok(v.to_vec()),
-                LeafValue::Overflow(_) => Err(Error::corrupt(addr, "overflow in catalog")),
+                // The writer stores catalog entries inline (48 bytes).
+                LeafValue::Overflow(_) => {
+                    panic!("dirty catalog block {addr} holds an overflow value")
+                }
             })?;
             let mut meta = catalog::decode(&bytes, addr)?;
             let sealed = sealed_ptr(d, crcs, meta.root);
@@ -193,6 +196,7 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
         blocks.push((addr, Arc::new(buf)));
     }
     blocks.sort_unstable_by_key(|(addr, _)| *addr);
+    debug_assert!(blocks.windows(2).all(|p| p[0].0 < p[1].0), "a block written twice in one batch");
 
     let alternation = 1 - inputs.durable_alternation.min(1);
     let device_bytes = w.alloc.block_count() * u64::from(s.block_bytes);
@@ -215,6 +219,7 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
         buf[..SUPERBLOCK_BYTES].copy_from_slice(bytemuck::bytes_of(&sb));
         superblocks.push((superblock::slot_offset(slot), buf));
     }
+    assert_eq!(superblocks.len(), 2, "a generation writes both copies of its superblock");
     // Until their writes complete, reads of these addresses are served from the images
     // (never from the device mid-write, DESIGN §10.14).
     s.start_in_flight(&blocks);

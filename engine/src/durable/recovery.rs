@@ -110,6 +110,7 @@ pub(crate) fn recover(s: &Store, found: Found) -> Result<Opened> {
         }
         match try_generation(s, sb) {
             Ok((alloc, trees)) => {
+                debug_assert!(gen <= found.max_generation_seen, "opened {gen} past every slot");
                 return Ok(Opened {
                     sb: *sb,
                     slot: *slot,

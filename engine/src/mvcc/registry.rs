@@ -129,7 +129,8 @@ impl Registry {
             active: AtomicU32::new(0),
             owner: std::thread::current().id(),
         });
-        r.snaps.insert((root.seq, id), Arc::clone(&state));
+        let old = r.snaps.insert((root.seq, id), Arc::clone(&state));
+        debug_assert!(old.is_none(), "snapshot id {id} registered twice");
         (root, state)
     }
 
@@ -139,6 +140,7 @@ impl Registry {
         if r.snaps.remove(&(state.seq, state.id)).is_some() {
             r.departures += 1;
         }
+        debug_assert!(state.seq <= r.root.seq, "snapshot at {} newer than the root", state.seq);
         drop(r);
         self.departed.notify_all();
     }
@@ -153,6 +155,7 @@ impl RegInner {
     /// Makes a commit visible: readers registering from now on start from `root`.
     pub fn publish(&mut self, root: RootRecord) {
         debug_assert!(root.seq >= self.root.seq, "published seqs never go back");
+        debug_assert!(root.gen >= self.root.gen, "published generations never go back");
         self.root = root;
     }
 
@@ -166,6 +169,7 @@ impl RegInner {
         // `active`: see the module comment.
         fence(Ordering::SeqCst);
         let before = self.snaps.len();
+        debug_assert!(self.snaps.keys().all(|(seq, _)| *seq <= self.root.seq));
         self.snaps.retain(|_, s| !(s.is_expired() && s.active.load(Ordering::SeqCst) == 0));
         self.departures += (before - self.snaps.len()) as u64;
     }
@@ -175,6 +179,7 @@ impl RegInner {
     /// pruned strictly below it (DESIGN §5).
     pub fn prune_bound(&self, next: u64) -> u64 {
         let min = self.snaps.keys().next().map_or(next, |(seq, _)| *seq);
+        debug_assert!(min <= next, "snapshot at seq {min} is newer than the next seq {next}");
         if self.broken_prune_inclusive {
             min + 1
         } else {

@@ -13,7 +13,7 @@ use crate::error::corrupt;
 use crate::io::AlignedBuf;
 use crate::mvcc::modlog::{self, Entry, Op};
 use crate::sync::{read, write, Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use crate::{Error, Result};
+use crate::Result;
 
 /// The block's bytes: still changing (a dirty block of the open generation) or frozen
 /// (written out or being written; shared with the cache).
@@ -52,11 +52,12 @@ pub struct SlotState {
 }
 
 impl SlotState {
-    /// The mutable buffer; a frozen image is never edited (§10.1).
+    /// The mutable buffer; a frozen image is never edited (§10.1): only the writer edits,
+    /// and only blocks of the open generation, which are mutable.
     pub fn buf_mut(&mut self, addr: u64) -> Result<&mut AlignedBuf> {
         match &mut self.image {
             Image::Mutable(b) => Ok(b),
-            _ => Err(Error::corrupt(addr, "edit of a frozen block")),
+            _ => panic!("edit of block {addr}, which is not a mutable image"),
         }
     }
 
@@ -70,7 +71,7 @@ impl SlotState {
             }
             other => {
                 self.image = other;
-                Err(Error::corrupt(addr, "freeze of a block that is not mutable"))
+                panic!("freeze of block {addr}, which is not a mutable image")
             }
         }
     }
@@ -118,6 +119,9 @@ impl Slot {
         let Some(counter) = seq_counter else { return Ok(Some((r, None))) };
         *counter += 1;
         let seq = *counter;
+        // Entries are appended in seq order (pruning and `image_at` rely on it).
+        let last = st.log.last().map_or(0, |e| e.seq);
+        assert!(last < seq, "block {}: seq {seq} logged after {last}", self.addr);
         let bytes = op.bytes() as u64;
         if self.broken_log_after_unlock {
             drop(st);
@@ -150,8 +154,9 @@ impl Slot {
                 Image::Frozen(_) | Image::Mutable(_) => {
                     (AlignedBuf::from_slice(st.image.bytes(), align), undo)
                 }
+                // Only private blocks go to disk early, and readers never reach those.
                 Image::OnDisk { .. } | Image::Taken => {
-                    return Err(Error::corrupt(self.addr, "reader met a block not in memory"));
+                    panic!("reader met block {}, which is not in memory", self.addr)
                 }
             }
         };

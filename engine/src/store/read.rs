@@ -86,6 +86,7 @@ impl Store {
             }
         }
         let buf = Arc::new(self.read_uncached(ptr)?);
+        debug_assert_eq!(header_generation(&buf), Some(ptr.generation()), "verified read");
         self.cache.insert(addr, Arc::clone(&buf));
         Ok(buf)
     }
@@ -95,7 +96,10 @@ impl Store {
     pub(crate) fn start_in_flight(&self, blocks: &[(u64, Arc<AlignedBuf>)]) {
         let mut map = lock(&self.in_flight);
         for (addr, buf) in blocks {
-            map.insert(*addr, Arc::clone(buf));
+            debug_assert_eq!(buf.len(), self.block_bytes as usize, "in-flight image of {addr}");
+            let old = map.insert(*addr, Arc::clone(buf));
+            // One write in flight per address (DESIGN §10.14).
+            assert!(old.is_none(), "block {addr} is already being written");
         }
         self.in_flight_len.store(map.len(), Ordering::Release);
     }

@@ -68,8 +68,10 @@ pub(crate) fn lookup<'a>(
         if node.is_empty() {
             return Err(Error::corrupt(ptr.address(), "empty internal node"));
         }
+        let idx = node.child_index(key);
+        debug_assert!(idx < node.len(), "child {idx} of a node with {} items", node.len());
         expect = Some(node.level() - 1);
-        ptr = node.child(node.child_index(key));
+        ptr = node.child(idx);
     }
 }
 
@@ -85,7 +87,8 @@ pub(crate) fn value_bytes<'a>(src: &dyn NodeSource<'a>, v: ItemValue) -> Result<
     match v {
         ItemValue::Inline(v) => Ok(v),
         ItemValue::Overflow(r) => src.overflow(&r),
-        ItemValue::Child(_) => Err(Error::corrupt(0, "child pointer where a value was expected")),
+        // Leaf lookups return leaf values; a child pointer here is a tree-code bug.
+        ItemValue::Child(ptr) => panic!("child pointer {ptr:?} where a leaf value was expected"),
     }
 }
 
@@ -164,7 +167,9 @@ impl<'a> Range<'a> {
                     },
                 };
                 // Backward cursors point one past the next item to yield.
+                debug_assert!(idx <= len, "leaf cursor {idx} past {len} items");
                 path.push((buf, ptr.address(), idx));
+                debug_assert!(path.len() <= usize::from(TREE_DEPTH_MAX) + 1, "seek too deep");
                 return Ok(Cursor { path });
             }
             if len == 0 {
@@ -175,6 +180,7 @@ impl<'a> Range<'a> {
                 (None, Dir::Backward) => len - 1,
                 (Some(k), _) => node.child_index(k),
             };
+            debug_assert!(idx < len, "child {idx} of a node with {len} items");
             let child = node.child(idx);
             expect = Some(node.level() - 1);
             path.push((buf, ptr.address(), idx));
@@ -207,7 +213,7 @@ impl<'a> Range<'a> {
         }
         // Descend to the extreme leaf of the new subtree.
         loop {
-            let (buf, addr, idx) = cur.path.last().ok_or_else(|| Error::corrupt(0, "cursor"))?;
+            let (buf, addr, idx) = cur.path.last().expect("a cursor path keeps its root");
             let node = decode(buf, *addr)?;
             if node.level() == 0 {
                 return Ok(true);
@@ -239,10 +245,9 @@ impl<'a> Range<'a> {
             };
             cur = Some(self.seek(target.as_deref(), dir)?);
         }
-        let mut cur = cur.ok_or_else(|| Error::corrupt(0, "cursor"))?;
+        let mut cur = cur.expect("a cursor was taken or just sought");
         let item = loop {
-            let (buf, addr, idx) =
-                cur.path.last_mut().ok_or_else(|| Error::corrupt(0, "cursor"))?;
+            let (buf, addr, idx) = cur.path.last_mut().expect("a cursor path keeps its root");
             let node = decode(buf, *addr)?;
             let got = match dir {
                 Dir::Forward if *idx < node.len() => {

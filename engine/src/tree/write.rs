@@ -96,7 +96,9 @@ fn cow_path(w: &mut Edit<'_>, s: &Store, root: &mut ChildPtr, key: &[u8]) -> Res
         expect = Some(level - 1);
         cur = caddr;
     }
-    Err(Error::corrupt(addr, "tree deeper than the depth limit"))
+    // Every step checked the child's level (one less than its parent's, at most
+    // TREE_DEPTH_MAX), so the loop reaches a leaf within TREE_DEPTH_MAX + 1 steps.
+    unreachable!("descent from block {addr} passed the depth limit")
 }
 
 /// Inserts or replaces `key`; returns the old value.
@@ -111,7 +113,7 @@ pub(crate) fn insert(
     let level = root_level(w, s, *root)?;
     w.reserve_for(s, blocks_per_op_max(level), Need::Grow)?;
     let path = cow_path(w, s, root, key)?;
-    let leaf = path.last().map(|p| p.addr).ok_or_else(|| Error::corrupt(0, "empty path"))?;
+    let leaf = path.last().expect("a cow path holds at least the root").addr;
     let found = w.peek(leaf, |n| Ok(n.search(key)))?;
     match found {
         Ok(slot) => {
@@ -158,8 +160,10 @@ fn pick_split(node: &Node<'_>, slot: usize, new_bytes: usize, cap: usize) -> Res
             }
         }
     }
-    best.map(|(j, _)| j)
-        .ok_or_else(|| Error::corrupt(node.header().address(), "no split point fits"))
+    // Every item is at most half a node (key and inline value limits), so some point fits.
+    let split = best.map(|(j, _)| j);
+    assert!(split.is_some(), "no split point of block {} fits {n} items", node.header().address());
+    Ok(split.unwrap_or(0))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -192,15 +196,15 @@ fn insert_split(
             w.move_tail(addr, keep_left, right)?;
             w.node_insert(right, slot - keep_left, &key, value.as_ref())?
         };
-        if !placed {
-            return Err(Error::corrupt(addr, "split halves do not fit the new item"));
-        }
+        assert!(placed, "split of block {addr} at {keep_left}: the new item fits neither half");
         let sep = w.peek(right, |n| Ok(n.key(0).to_vec()))?;
         if level > 0 {
             // The right node's first child is now bounded below by the separator in the
             // parent; its own first key is "minus infinity". `right` is private: no entry.
             w.dirty.edit_unlogged(right, |r| {
-                r.set_key(0, b"").map_err(|_| Error::corrupt(right, "cannot clear first key"))
+                let cleared = r.set_key(0, b"");
+                assert!(cleared.is_ok(), "cannot clear the first key of split block {right}");
+                Ok(())
             })?;
         }
         let right_ptr = w.dirty_ptr(right);
@@ -209,9 +213,7 @@ fn insert_split(
             let left_ptr = w.dirty_ptr(addr);
             let ok = w.node_insert(new_root, 0, b"", ItemValue::Child(left_ptr).as_ref())?
                 && w.node_insert(new_root, 1, &sep, ItemValue::Child(right_ptr).as_ref())?;
-            if !ok {
-                return Err(Error::corrupt(new_root, "new root cannot hold two children"));
-            }
+            assert!(ok, "new root {new_root} cannot hold two children");
             *root = w.dirty_ptr(new_root);
             return Ok(());
         }
@@ -235,10 +237,10 @@ pub(crate) fn remove(
     let level = root_level(w, s, *root)?;
     w.reserve_for(s, blocks_per_op_max(level), Need::Shrink)?;
     let path = cow_path(w, s, root, key)?;
-    let leaf = path.last().map(|p| p.addr).ok_or_else(|| Error::corrupt(0, "empty path"))?;
+    let leaf = path.last().expect("a cow path holds at least the root").addr;
     let slot = match w.peek(leaf, |n| Ok(n.search(key)))? {
         Ok(slot) => slot,
-        Err(_) => return Err(Error::corrupt(leaf, "key vanished between lookup and removal")),
+        Err(_) => panic!("key vanished from block {leaf} between lookup and removal"),
     };
     let (_, old) = w.node_remove(leaf, slot)?;
     rebalance(w, s, root, &path)?;
@@ -317,7 +319,7 @@ fn merge_pair(
     let (_, removed) = w.node_remove(parent, left_idx + 1)?;
     match removed {
         ItemValue::Child(ptr) => w.free_node(ptr),
-        _ => return Err(Error::corrupt(parent, "internal item without a child pointer")),
+        other => panic!("item {} of internal block {parent} is {other:?}", left_idx + 1),
     }
     Ok(true)
 }
@@ -376,7 +378,7 @@ fn redistribute(
         }
         if internal {
             let (_, v) = w.node_remove(right, 0)?;
-            insert_or_corrupt(w, right, 0, b"", &v)?;
+            insert_fitting(w, right, 0, b"", &v)?;
         }
         set_separator(w, parent, left_idx + 1, &new_sep)
     } else {
@@ -403,38 +405,37 @@ fn redistribute(
         if internal {
             // Right's first child is bounded by the old separator once it is not first.
             let (_, v) = w.node_remove(right, 0)?;
-            insert_or_corrupt(w, right, 0, &sep, &v)?;
+            insert_fitting(w, right, 0, &sep, &v)?;
         }
         let items = w.truncate_tail(left, at)?;
         for (i, (key, v)) in items.iter().enumerate() {
-            insert_or_corrupt(w, right, i, key, v)?;
+            insert_fitting(w, right, i, key, v)?;
         }
         if internal {
             let (_, v) = w.node_remove(right, 0)?;
-            insert_or_corrupt(w, right, 0, b"", &v)?;
+            insert_fitting(w, right, 0, b"", &v)?;
         }
         set_separator(w, parent, left_idx + 1, &new_sep)
     }
 }
 
-fn insert_or_corrupt(
+fn insert_fitting(
     w: &mut Edit<'_>,
     addr: u64,
     slot: usize,
     key: &[u8],
     v: &ItemValue,
 ) -> Result<()> {
-    if w.node_insert(addr, slot, key, v.as_ref())? {
-        Ok(())
-    } else {
-        Err(Error::corrupt(addr, "redistributed item does not fit"))
-    }
+    let fits = w.node_insert(addr, slot, key, v.as_ref())?;
+    // Redistribution moves only what the receiving node has room for.
+    assert!(fits, "redistributed item {slot} does not fit block {addr}");
+    Ok(())
 }
 
 /// Replaces the key of internal item `slot` (remove and insert, both logged).
 fn set_separator(w: &mut Edit<'_>, parent: u64, slot: usize, key: &[u8]) -> Result<()> {
     let (_, child) = w.node_remove(parent, slot)?;
-    insert_or_corrupt(w, parent, slot, key, &child)
+    insert_fitting(w, parent, slot, key, &child)
 }
 
 /// Replaces an internal root that has a single child by that child, repeatedly.

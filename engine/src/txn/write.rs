@@ -194,6 +194,10 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
     }
     free_some_orphans(w, s)?;
     let commit_seq = w.next_seq();
+    debug_assert!(
+        commit_seq > db.registry.root().seq,
+        "commit seq {commit_seq} not past the visible one"
+    );
     // The transaction's blocks become published: readers of the new root find them in the
     // table, and from now on every change to them is logged.
     for &(addr, _) in &w.txn.allocated {
@@ -226,6 +230,7 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
     let held = bound::Held { hist: &mut w.hist, alloc: &mut w.alloc, store: s, last_seq: w.seq };
     bound::expire_if_over(held, &db.opts, &mut r);
     drop(r);
+    assert!(w.txn.frees.is_empty(), "commit applied every deferred free");
     w.txn = TxnScratch::default();
     note_figures(w, db);
     Ok(commit_seq)
@@ -277,6 +282,7 @@ fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
     w.trees.catalog = txn.catalog_at_start;
     w.trees.next_id = txn.next_tree_id_at_start;
     w.trees.changed.clear();
+    assert!(w.txn.logged.is_empty() && w.txn.allocated.is_empty(), "abort rewound everything");
     w.hist.settle(&mut w.alloc, &db.store, &mut db.registry.lock(), w.seq);
     note_figures(w, db);
     Ok(())
@@ -521,7 +527,7 @@ fn take_value(w: &mut Writer, s: &Store, v: ItemValue) -> Result<Vec<u8>> {
             w.edit().defer_free(r.address(), u64::from(r.block_count()), r.generation());
             Ok(bytes)
         }
-        ItemValue::Child(_) => Err(Error::corrupt(0, "child pointer in a leaf")),
+        ItemValue::Child(ptr) => panic!("a leaf removal returned child pointer {ptr:?}"),
     }
 }
 

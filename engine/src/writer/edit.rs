@@ -131,6 +131,7 @@ impl Edit<'_> {
                 self.alloc.alloc(count).map_err(|_| Error::NoSpace)?
             }
         };
+        debug_assert!(self.alloc.is_allocated(addr), "run at {addr} allocated but free");
         self.txn.allocated.push((addr, count));
         Ok(addr)
     }
@@ -171,11 +172,14 @@ impl Edit<'_> {
         }
         self.dirty.insert(addr, buf, true);
         self.defer_free(old, 1, ptr.generation());
+        debug_assert!(self.dirty.is_private(addr), "a fresh copy {addr} of {old} is private");
         Ok(addr)
     }
 
     /// Frees a run at commit (see the module comment).
     pub(crate) fn defer_free(&mut self, addr: u64, count: u64, gen: u64) {
+        debug_assert!(count > 0, "deferred free of no blocks at {addr}");
+        debug_assert!(gen <= self.dirty.gen, "free of block {addr} from future generation {gen}");
         self.txn.frees.push((addr, count, gen));
     }
 
@@ -196,15 +200,14 @@ impl Edit<'_> {
 
     pub(crate) fn node_remove(&mut self, addr: u64, slot: usize) -> Result<(Vec<u8>, ItemValue)> {
         let removed = self.edit_logged(addr, |node| {
-            if slot >= node.as_node().len() {
-                return Err(Error::corrupt(addr, "remove: slot out of range"));
-            }
+            let len = node.as_node().len();
+            assert!(slot < len, "remove of item {slot} of block {addr}, which has {len}");
             let (key, value) = modlog::owned_item(node, slot, addr)?;
             node.remove(slot);
             let op = Op::Remove { slot: slot as u16, key: key.clone(), value: value.clone() };
             Ok(Some(((key, value), op)))
         })?;
-        removed.ok_or_else(|| Error::corrupt(addr, "remove changed nothing"))
+        Ok(removed.expect("a removal always changes the node"))
     }
 
     /// Replaces a value; `Ok(None)` when the new value does not fit (nothing changed).
@@ -260,8 +263,8 @@ impl Edit<'_> {
         self.dirty.edit_unlogged(right, |r| {
             for (key, value) in &items {
                 let len = r.as_node().len();
-                r.insert(len, key, value.as_ref())
-                    .map_err(|_| Error::corrupt(right, "split: moved items do not fit"))?;
+                let fits = r.insert(len, key, value.as_ref()).is_ok();
+                assert!(fits, "split: items moved from {addr} do not fit empty block {right}");
             }
             Ok(())
         })
@@ -272,8 +275,8 @@ impl Edit<'_> {
         self.edit_logged(addr, |node| {
             for (key, value) in items {
                 let len = node.as_node().len();
-                node.insert(len, key, value.as_ref())
-                    .map_err(|_| Error::corrupt(addr, "merge: items do not fit"))?;
+                let fits = node.insert(len, key, value.as_ref()).is_ok();
+                assert!(fits, "merge: items do not fit block {addr}");
             }
             Ok(Some(((), Op::AppendTail { count: items.len() as u16 })))
         })?;
@@ -292,11 +295,13 @@ impl Edit<'_> {
         let slot = Arc::clone(&self.dirty.slot(addr).slot);
         let mut st = slot.write();
         let op = st.log.iter().find(|e| e.seq == seq).map(|e| e.op.clone());
-        let op = op.ok_or_else(|| Error::corrupt(addr, "abort: log entry missing"))?;
+        let op = op.unwrap_or_else(|| panic!("abort: entry {seq} of block {addr} is not logged"));
         let mut node = NodeMut::open_trusted(st.buf_mut(addr)?).map_err(|e| corrupt(addr, e))?;
         let compensation = modlog::undo(&mut node, addr, &op)?;
         let cseq = self.next_seq();
         let bytes = compensation.bytes() as u64;
+        let last = st.log.last().map_or(0, |e| e.seq);
+        assert!(last < cseq, "block {addr}: compensation seq {cseq} after {last}");
         st.log.push(Entry { seq: cseq, op: compensation });
         drop(st);
         self.hist.note_logged(cseq, &slot, bytes);
