@@ -246,6 +246,7 @@ impl Db {
     /// Test-only: disables the pinned set, to show that tests of the seed scenario fail
     /// without it. Never use outside tests: snapshots then read reused blocks.
     #[doc(hidden)]
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     pub fn testing_disable_pinning(&self) {
         self.shared.registry.lock().broken_no_pinning = true;
     }

@@ -137,6 +137,7 @@ impl Pipeline {
     /// flush it waited on ends, without checking that the flush covered `target` — the
     /// classic group-commit bug (a commit that joined G acknowledged by G−1's flush).
     #[doc(hidden)]
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     pub fn hand_off_broken_waiter_trusts_any_flush<'a, H: Handoff>(
         &self,
         writer: &'a Mutex<H::Writer>,

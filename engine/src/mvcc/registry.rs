@@ -85,8 +85,11 @@ pub struct RegInner {
     /// Bumped whenever a snapshot leaves (drop or sweep): pins may be releasable.
     pub departures: u64,
     /// Test-only switches that break the rules on purpose, so tests and loom models can show
-    /// they detect the breakage: prune with `<=`, and never pin. Off unless a test sets them.
+    /// they detect the breakage: prune with `<=`, and never pin. Off unless a test sets them;
+    /// built only for tests, loom and the `fault-injection` feature.
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     pub broken_prune_inclusive: bool,
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     pub broken_no_pinning: bool,
 }
 
@@ -105,7 +108,9 @@ impl Registry {
                 next_id: 0,
                 expirations: 0,
                 departures: 0,
+                #[cfg(any(test, loom, feature = "fault-injection"))]
                 broken_prune_inclusive: false,
+                #[cfg(any(test, loom, feature = "fault-injection"))]
                 broken_no_pinning: false,
             }),
             departed: Condvar::new(),
@@ -180,7 +185,7 @@ impl RegInner {
     pub fn prune_bound(&self, next: u64) -> u64 {
         let min = self.snaps.keys().next().map_or(next, |(seq, _)| *seq);
         debug_assert!(min <= next, "snapshot at seq {min} is newer than the next seq {next}");
-        if self.broken_prune_inclusive {
+        if self.prune_inclusive() {
             min + 1
         } else {
             min
@@ -190,7 +195,27 @@ impl RegInner {
     /// Whether an outstanding snapshot has a seq in `[a, f)`: a block identity allocated at
     /// `a` and freed at `f` is pinned while this holds (DESIGN §10.5).
     pub fn any_in(&self, a: u64, f: u64) -> bool {
-        !self.broken_no_pinning && a < f && self.snaps.range((a, 0)..(f, 0)).next().is_some()
+        !self.no_pinning() && a < f && self.snaps.range((a, 0)..(f, 0)).next().is_some()
+    }
+
+    #[cfg(any(test, loom, feature = "fault-injection"))]
+    fn prune_inclusive(&self) -> bool {
+        self.broken_prune_inclusive
+    }
+
+    #[cfg(not(any(test, loom, feature = "fault-injection")))]
+    fn prune_inclusive(&self) -> bool {
+        false
+    }
+
+    #[cfg(any(test, loom, feature = "fault-injection"))]
+    fn no_pinning(&self) -> bool {
+        self.broken_no_pinning
+    }
+
+    #[cfg(not(any(test, loom, feature = "fault-injection")))]
+    fn no_pinning(&self) -> bool {
+        false
     }
 
     /// Live (not yet swept) snapshots and the oldest seq among them.

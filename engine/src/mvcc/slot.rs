@@ -83,6 +83,7 @@ pub struct Slot {
     state: RwLock<SlotState>,
     /// Test-only: append log entries after releasing the lock (the broken variant the loom
     /// model of "reader copy vs writer edit" must catch). Never set outside tests.
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     broken_log_after_unlock: bool,
 }
 
@@ -95,10 +96,16 @@ pub struct Logged {
 impl Slot {
     pub fn new(addr: u64, buf: AlignedBuf) -> Slot {
         let state = RwLock::new(SlotState { image: Image::Mutable(buf), log: Vec::new() });
-        Slot { addr, state, broken_log_after_unlock: false }
+        Slot {
+            addr,
+            state,
+            #[cfg(any(test, loom, feature = "fault-injection"))]
+            broken_log_after_unlock: false,
+        }
     }
 
     /// Test-only: see `broken_log_after_unlock`.
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     pub fn new_broken_log_after_unlock(addr: u64, buf: AlignedBuf) -> Slot {
         Slot { broken_log_after_unlock: true, ..Slot::new(addr, buf) }
     }
@@ -123,12 +130,13 @@ impl Slot {
         let last = st.log.last().map_or(0, |e| e.seq);
         assert!(last < seq, "block {}: seq {seq} logged after {last}", self.addr);
         let bytes = op.bytes() as u64;
+        #[cfg(any(test, loom, feature = "fault-injection"))]
         if self.broken_log_after_unlock {
             drop(st);
             self.write().log.push(Entry { seq, op });
-        } else {
-            st.log.push(Entry { seq, op });
+            return Ok(Some((r, Some(Logged { seq, bytes }))));
         }
+        st.log.push(Entry { seq, op });
         Ok(Some((r, Some(Logged { seq, bytes }))))
     }
 
