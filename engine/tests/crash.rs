@@ -225,7 +225,7 @@ fn flipped_bits_give_corrupt_never_wrong_data() {
 
 #[test]
 fn concurrent_committers_share_flushes_and_lose_nothing() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("group.arbor");
     let db = Db::create(&path, small_opts()).unwrap();
     let threads = 4u32;

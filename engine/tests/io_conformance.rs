@@ -238,9 +238,7 @@ fn grow(dev: &dyn BlockDevice) {
 }
 
 fn test_dir() -> tempfile::TempDir {
-    // CARGO_TARGET_TMPDIR lives under target/, on the build's disk-backed filesystem; /tmp
-    // may be tmpfs, which has no real O_DIRECT.
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    arbor_testkit::temp_dir!()
 }
 
 fn file_opts(backend: IoBackend) -> DeviceOptions {

@@ -13,7 +13,7 @@ use arbor::io::{
 use arbor::{AlignedBuf, Error};
 
 fn test_dir() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    arbor_testkit::temp_dir!()
 }
 
 fn small_opts(backend: IoBackend) -> DeviceOptions {
