@@ -9,6 +9,7 @@
 //! Readers (snapshots) rewind a private copy of a block by undoing, newest first, the
 //! entries with seq in (S, newest]; the writer's `abort` uses the same `undo`.
 
+use arbor_format::constants::{CHILD_PTR_BYTES, OVERFLOW_REF_BYTES};
 use arbor_format::node::{LeafValue, Node, ValueRef};
 use arbor_format::NodeMut;
 use arbor_format::{ChildPtr, OverflowRef};
@@ -32,11 +33,12 @@ impl ItemValue {
         }
     }
 
-    fn bytes(&self) -> usize {
+    /// Bytes the value takes in a node's heap.
+    pub fn bytes(&self) -> usize {
         match self {
             ItemValue::Inline(v) => v.len(),
-            ItemValue::Overflow(_) => 32,
-            ItemValue::Child(_) => 24,
+            ItemValue::Overflow(_) => OVERFLOW_REF_BYTES,
+            ItemValue::Child(_) => CHILD_PTR_BYTES,
         }
     }
 }

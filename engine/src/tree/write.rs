@@ -11,7 +11,9 @@
 //! are about even; a root with one child is replaced by that child, so a tree whose keys are
 //! all removed shrinks back to one empty leaf.
 
-use arbor_format::constants::{HEADER_BYTES, SLOT_BYTES, TREE_DEPTH_MAX};
+use arbor_format::constants::{
+    CHILD_PTR_BYTES, HEADER_BYTES, OVERFLOW_REF_BYTES, SLOT_BYTES, TREE_DEPTH_MAX,
+};
 use arbor_format::node::{LeafValue, Node};
 use arbor_format::{BlockKind, ChildPtr};
 
@@ -36,22 +38,14 @@ pub(crate) fn blocks_per_op_max(root_level: u8) -> u64 {
 
 fn item_bytes(node: &Node<'_>, i: usize) -> usize {
     let value = if node.level() > 0 {
-        24
+        CHILD_PTR_BYTES
     } else {
         match node.leaf_value(i) {
             LeafValue::Inline(v) => v.len(),
-            LeafValue::Overflow(_) => 32,
+            LeafValue::Overflow(_) => OVERFLOW_REF_BYTES,
         }
     };
     SLOT_BYTES + node.key(i).len() + value
-}
-
-fn value_len(v: &ItemValue) -> usize {
-    match v {
-        ItemValue::Inline(v) => v.len(),
-        ItemValue::Overflow(_) => 32,
-        ItemValue::Child(_) => 24,
-    }
 }
 
 fn capacity(s: &Store) -> usize {
@@ -184,7 +178,7 @@ fn insert_split(
         if w.node_insert(addr, slot, &key, value.as_ref())? {
             return Ok(());
         }
-        let new_bytes = SLOT_BYTES + key.len() + value_len(&value);
+        let new_bytes = SLOT_BYTES + key.len() + value.bytes();
         let (level, keep_left) =
             w.peek(addr, |node| Ok((node.level(), pick_split(node, slot, new_bytes, cap)?)))?;
         let kind = if level == 0 { BlockKind::Leaf } else { BlockKind::Internal };
