@@ -82,7 +82,8 @@ fn restore_twins(
         if !g.slots.contains(&twin) && !writes.iter().any(|(s, _)| *s == twin) {
             writes.push((twin, g.superblock));
             out.actions.push(format!(
-                "rewrote superblock slot {twin} from its verified twin (slot {slot}, generation {})",
+                "rewrote superblock slot {twin} from its verified twin \
+                 (slot {slot}, generation {})",
                 g.generation
             ));
         }

@@ -23,8 +23,9 @@
 //! of concurrent callers (idle ones beyond [`RINGS_IDLE_MAX`] are closed), and all of them
 //! are closed with the device, so nothing outlives it in other threads' storage.
 //!
-//! Measured with `bench/src/device.rs (kv-bench device) TARGET --threads` (random 4 KiB reads, QD 1 per
-//! thread, 3 s per run, on the 2-core development VM whose cores other builds shared; IOPS):
+//! Measured with `bench/src/device.rs (kv-bench device) TARGET --threads` (random 4 KiB
+//! reads, QD 1 per thread, 3 s per run, on the 2-core development VM whose cores other
+//! builds shared; IOPS):
 //!
 //! | target                         | readers | one ring behind a mutex | ring pool |
 //! |--------------------------------|---------|-------------------------|-----------|
