@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use arbor_format::constants::first_data_block;
-use arbor_format::node::LeafValue;
+use arbor_format::node::{LeafValue, Node};
 use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
@@ -300,7 +300,6 @@ impl<'a> Walk<'a> {
         // The tree's figures go before those of the trees it names (the catalog first).
         let index = self.report.tree_stats.len();
         self.report.tree_stats.push(TreeStat::default());
-        let block_bytes = u64::from(self.s.block_bytes);
         let mut walk: walk::Walk<Bounds> = walk::Walk::new(self.s.block_count());
         let mut whole = self.follow(&mut walk, root, None, (None, None, true));
         while let Some((edge, buf)) = walk.next(|ptr| self.node(ptr)) {
@@ -323,33 +322,11 @@ impl<'a> Walk<'a> {
             };
             self.seen.insert(ptr);
             self.claim(addr, 1, Owner::Tree(name.to_vec()));
-            self.report.tree_blocks += 1;
-            st.depth = st.depth.max(node.level() + 1);
-            st.node_used_bytes += node.used_bytes() as u64;
-            st.node_bytes += block_bytes;
-            if !is_root && (node.used_bytes() as u64) * 4 < block_bytes {
-                self.report.underfull_nodes += 1;
-            }
-            if node.level() > 0 {
-                st.internal_blocks += 1;
-            } else {
-                st.leaf_blocks += 1;
-            }
+            self.node_figures(&mut st, &node, is_root);
             for i in 0..node.len() {
-                let key = node.key(i);
-                // Item 0 of an internal node carries the empty key (minus infinity).
-                let below_lo =
-                    lo.as_deref().is_some_and(|l| key < l && !(i == 0 && node.level() > 0));
-                let above_hi = hi.as_deref().is_some_and(|h| key >= h);
-                if below_lo || above_hi {
-                    let detail = format!(
-                        "tree {:?}: key {i} ({}) outside its separator bounds",
-                        lossy(name),
-                        hex_prefix(key)
-                    );
-                    self.report.add(ProblemKind::KeyOrder, addr, detail);
-                }
+                self.check_bounds(name, &node, i, addr, (&lo, &hi));
                 if node.level() > 0 {
+                    let key = node.key(i);
                     let child_lo = if i == 0 { lo.clone() } else { Some(key.to_vec()) };
                     let child_hi = if i + 1 < node.len() {
                         Some(node.key(i + 1).to_vec())
@@ -361,27 +338,7 @@ impl<'a> Walk<'a> {
                         self.follow(&mut walk, node.child(i), level, (child_lo, child_hi, false));
                     continue;
                 }
-                st.entries += 1;
-                st.key_bytes += key.len() as u64;
-                match node.leaf_value(i) {
-                    LeafValue::Overflow(r) => {
-                        let blocks = u64::from(r.block_count());
-                        st.overflow_values += 1;
-                        st.overflow_blocks += blocks;
-                        st.value_bytes += r.value_len();
-                        self.report.overflow_blocks += blocks;
-                        self.tick(blocks);
-                        if let Err(e) = self.s.read_overflow(&r) {
-                            self.bad_block(name, r.address(), e);
-                        }
-                        self.claim(r.address(), blocks, Owner::Overflow(name.to_vec()));
-                    }
-                    LeafValue::Inline(v) if is_catalog => {
-                        st.value_bytes += v.len() as u64;
-                        self.catalog_entry(key, v, addr)?;
-                    }
-                    LeafValue::Inline(v) => st.value_bytes += v.len() as u64,
-                }
+                self.leaf_item(&mut st, name, &node, i, is_catalog)?;
             }
         }
         let entries = st.entries;
@@ -389,6 +346,81 @@ impl<'a> Walk<'a> {
             *slot = st;
         }
         Ok((entries, whole))
+    }
+
+    /// Counts one node into its tree's figures and the report.
+    fn node_figures(&mut self, st: &mut TreeStat, node: &Node<'_>, is_root: bool) {
+        let block_bytes = u64::from(self.s.block_bytes);
+        self.report.tree_blocks += 1;
+        st.depth = st.depth.max(node.level() + 1);
+        st.node_used_bytes += node.used_bytes() as u64;
+        st.node_bytes += block_bytes;
+        if !is_root && (node.used_bytes() as u64) * 4 < block_bytes {
+            self.report.underfull_nodes += 1;
+        }
+        if node.level() > 0 {
+            st.internal_blocks += 1;
+        } else {
+            st.leaf_blocks += 1;
+        }
+    }
+
+    /// Reports key `i` of `node` if it lies outside the separator bounds its parent gave.
+    fn check_bounds(
+        &mut self,
+        name: &[u8],
+        node: &Node<'_>,
+        i: usize,
+        addr: u64,
+        (lo, hi): (&Option<Vec<u8>>, &Option<Vec<u8>>),
+    ) {
+        let key = node.key(i);
+        // Item 0 of an internal node carries the empty key (minus infinity).
+        let below_lo = lo.as_deref().is_some_and(|l| key < l && !(i == 0 && node.level() > 0));
+        let above_hi = hi.as_deref().is_some_and(|h| key >= h);
+        if below_lo || above_hi {
+            let detail = format!(
+                "tree {:?}: key {i} ({}) outside its separator bounds",
+                lossy(name),
+                hex_prefix(key)
+            );
+            self.report.add(ProblemKind::KeyOrder, addr, detail);
+        }
+    }
+
+    /// Checks and counts leaf item `i`: its overflow extent, or (in the catalog) the tree
+    /// it names.
+    fn leaf_item(
+        &mut self,
+        st: &mut TreeStat,
+        name: &[u8],
+        node: &Node<'_>,
+        i: usize,
+        is_catalog: bool,
+    ) -> Result<()> {
+        let key = node.key(i);
+        st.entries += 1;
+        st.key_bytes += key.len() as u64;
+        match node.leaf_value(i) {
+            LeafValue::Overflow(r) => {
+                let blocks = u64::from(r.block_count());
+                st.overflow_values += 1;
+                st.overflow_blocks += blocks;
+                st.value_bytes += r.value_len();
+                self.report.overflow_blocks += blocks;
+                self.tick(blocks);
+                if let Err(e) = self.s.read_overflow(&r) {
+                    self.bad_block(name, r.address(), e);
+                }
+                self.claim(r.address(), blocks, Owner::Overflow(name.to_vec()));
+            }
+            LeafValue::Inline(v) if is_catalog => {
+                st.value_bytes += v.len() as u64;
+                self.catalog_entry(key, v, node.header().address())?;
+            }
+            LeafValue::Inline(v) => st.value_bytes += v.len() as u64,
+        }
+        Ok(())
     }
 
     /// Walks every tree of a store from its roots (`tree::walk::roots`: the catalog, whose

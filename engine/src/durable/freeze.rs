@@ -12,6 +12,7 @@ use arbor_format::superblock::{self, Superblock};
 use arbor_format::{header, ChildPtr};
 
 use crate::io::AlignedBuf;
+use crate::mvcc::Slot;
 use crate::store::Store;
 use crate::sync::Arc;
 use crate::tree::catalog;
@@ -149,19 +150,7 @@ fn seal_one(d: &mut DirtySet, crcs: &HashMap<u64, u32>, addr: u64) -> Result<()>
 pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Result<Frozen> {
     let gen = w.gen();
     w.trees.catalog = seal_all(&mut w.dirty, s, w.trees.catalog)?;
-    // Dirty blocks the walk did not reach would be leaks: every dirty block must hang off
-    // the catalog once frees are applied at commit.
-    for (addr, d) in &w.dirty.map {
-        let st = d.slot.read();
-        if st.image.is_on_disk() {
-            continue;
-        }
-        let sealed = header::verify_block(st.image.bytes(), *addr);
-        assert!(
-            sealed.is_ok_and(|h| h.generation() == gen),
-            "dirty block {addr} of generation {gen} not reached from the catalog"
-        );
-    }
+    assert_all_sealed(&w.dirty);
     let persisted = match w.alloc.persist(gen) {
         Ok(p) => p,
         Err(_) => {
@@ -171,27 +160,7 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
             w.alloc.persist(gen).map_err(|_| Error::NoSpace)?
         }
     };
-
-    // Each image becomes frozen in its slot (readers keep using the slot while it has log
-    // entries they may need) and goes to the write-out.
-    let mut slots = Vec::with_capacity(w.dirty.map.len());
-    let mut blocks: Vec<(u64, Arc<AlignedBuf>)> = Vec::with_capacity(w.dirty.map.len());
-    for (addr, d) in w.dirty.map.drain() {
-        let (image, has_log) = {
-            let mut st = d.slot.write();
-            if st.image.is_on_disk() {
-                // Already written (early write-back); the flush below covers it.
-                (None, false)
-            } else {
-                (Some(st.freeze_image(addr)?), !st.log.is_empty())
-            }
-        };
-        if let Some(image) = image {
-            blocks.push((addr, image));
-        }
-        slots.push((addr, d.slot, has_log));
-    }
-    w.dirty.bytes = 0;
+    let (mut blocks, slots) = freeze_images(&mut w.dirty)?;
     for (addr, buf) in persisted.blocks {
         blocks.push((addr, Arc::new(buf)));
     }
@@ -209,17 +178,7 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
     sb.set_pending_root(persisted.pending_root);
     sb.set_orphan_root(persisted.orphan_root);
     sb.set_next_tree_id(w.trees.next_id);
-    let align = s.align.max(SUPERBLOCK_BYTES);
-    let mut superblocks = Vec::new();
-    let mut superblock_crc = 0;
-    for slot in superblock::alternation_slots(alternation) {
-        superblock_crc = sb.seal(slot);
-        let len = SUPERBLOCK_BYTES.max(s.dev.sector_bytes() as usize);
-        let mut buf = AlignedBuf::zeroed(len, align);
-        buf[..SUPERBLOCK_BYTES].copy_from_slice(bytemuck::bytes_of(&sb));
-        superblocks.push((superblock::slot_offset(slot), buf));
-    }
-    assert_eq!(superblocks.len(), 2, "a generation writes both copies of its superblock");
+    let (superblocks, superblock_crc) = superblock_copies(s, &mut sb, alternation);
     // Until their writes complete, reads of these addresses are served from the images
     // (never from the device mid-write, DESIGN §10.14).
     s.start_in_flight(&blocks);
@@ -237,6 +196,70 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
     w.hist.open_generation(w.dirty.gen, w.seq);
     assert!(w.dirty.map.is_empty(), "a freeze leaves no dirty block");
     Ok(Frozen { gen, blocks, superblocks, alternation, superblock_crc })
+}
+
+/// Dirty blocks the seal did not reach would be leaks: every dirty block must hang off the
+/// catalog once frees are applied at commit, so each carries a valid seal of its generation.
+fn assert_all_sealed(d: &DirtySet) {
+    for (addr, dirty) in &d.map {
+        let st = dirty.slot.read();
+        if st.image.is_on_disk() {
+            continue;
+        }
+        let sealed = header::verify_block(st.image.bytes(), *addr);
+        assert!(
+            sealed.is_ok_and(|h| h.generation() == d.gen),
+            "dirty block {addr} of generation {} not reached from the catalog",
+            d.gen
+        );
+    }
+}
+
+/// A freeze's slots: (address, slot, whether it has log entries readers may need).
+type FrozenSlots = Vec<(u64, Arc<Slot>, bool)>;
+
+/// Empties the dirty set: each image becomes frozen in its slot (readers keep using the
+/// slot while it has log entries they may need) and goes to the write-out.
+fn freeze_images(d: &mut DirtySet) -> Result<(Vec<(u64, Arc<AlignedBuf>)>, FrozenSlots)> {
+    let mut slots = Vec::with_capacity(d.map.len());
+    let mut blocks: Vec<(u64, Arc<AlignedBuf>)> = Vec::with_capacity(d.map.len());
+    for (addr, dirty) in d.map.drain() {
+        let (image, has_log) = {
+            let mut st = dirty.slot.write();
+            if st.image.is_on_disk() {
+                // Already written (early write-back); the freeze's flush covers it.
+                (None, false)
+            } else {
+                (Some(st.freeze_image(addr)?), !st.log.is_empty())
+            }
+        };
+        if let Some(image) = image {
+            blocks.push((addr, image));
+        }
+        slots.push((addr, dirty.slot, has_log));
+    }
+    d.bytes = 0;
+    Ok((blocks, slots))
+}
+
+/// Seals `sb` for both slots of `alternation`: (byte offset, image) per copy, and the crc.
+fn superblock_copies(
+    s: &Store,
+    sb: &mut Superblock,
+    alternation: u8,
+) -> (Vec<(u64, AlignedBuf)>, u32) {
+    let align = s.align.max(SUPERBLOCK_BYTES);
+    let mut superblocks = Vec::new();
+    let mut superblock_crc = 0;
+    for slot in superblock::alternation_slots(alternation) {
+        superblock_crc = sb.seal(slot);
+        let len = SUPERBLOCK_BYTES.max(s.dev.sector_bytes() as usize);
+        let mut buf = AlignedBuf::zeroed(len, align);
+        buf[..SUPERBLOCK_BYTES].copy_from_slice(bytemuck::bytes_of(&*sb));
+        superblocks.push((superblock::slot_offset(slot), buf));
+    }
+    assert_eq!(superblocks.len(), 2, "a generation writes both copies of its superblock");
+    (superblocks, superblock_crc)
 }
 
 /// Writes a frozen generation: every block and the superblock copies in one batch (adjacent

@@ -193,34 +193,50 @@ impl Pipeline {
                 superblock_crc: d.prev_crc,
             };
             drop(d);
-            let mut w = match guard.take() {
-                Some(g) => g,
-                None => lock(writer),
-            };
-            if work.open_gen(&w) > target {
-                // Someone froze `target` already; its leader reports the outcome.
-                drop(w);
-                self.finish(None);
-                continue;
+            if let Some(outcome) = self.lead(writer, guard.take(), work, target, durable) {
+                return outcome;
             }
-            let frozen = work.freeze(&mut w, durable);
-            debug_assert!(
-                frozen.is_err() || work.open_gen(&w) > target,
-                "a freeze closes the open generation, which holds `target`"
-            );
-            drop(w);
-            return match frozen.and_then(|f| work.write_out(f)) {
-                Ok(mark) => {
-                    assert!(mark.gen >= target, "the flush covers the leader's generation");
-                    self.finish(Some(Ok(mark)));
-                    Ok(())
-                }
-                Err(e) => {
-                    self.finish(Some(Err(e.to_string())));
-                    Err(e)
-                }
-            };
         }
+    }
+
+    /// The leader's part of [`Pipeline::hand_off`], with `flushing` set: freezes the open
+    /// generation under the writer lock and writes it with no lock held. `None` when a
+    /// leader before it froze `target` already (the caller goes round again).
+    fn lead<'a, H: Handoff>(
+        &self,
+        writer: &'a Mutex<H::Writer>,
+        guard: Option<MutexGuard<'a, H::Writer>>,
+        work: &H,
+        target: u64,
+        durable: DurableMark,
+    ) -> Option<Result<()>> {
+        let mut w = match guard {
+            Some(g) => g,
+            None => lock(writer),
+        };
+        if work.open_gen(&w) > target {
+            // Someone froze `target` already; its leader reports the outcome.
+            drop(w);
+            self.finish(None);
+            return None;
+        }
+        let frozen = work.freeze(&mut w, durable);
+        debug_assert!(
+            frozen.is_err() || work.open_gen(&w) > target,
+            "a freeze closes the open generation, which holds `target`"
+        );
+        drop(w);
+        Some(match frozen.and_then(|f| work.write_out(f)) {
+            Ok(mark) => {
+                assert!(mark.gen >= target, "the flush covers the leader's generation");
+                self.finish(Some(Ok(mark)));
+                Ok(())
+            }
+            Err(e) => {
+                self.finish(Some(Err(e.to_string())));
+                Err(e)
+            }
+        })
     }
 
     /// Ends the running flush (`None`: it froze nothing) and wakes every waiter.

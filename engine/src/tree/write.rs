@@ -318,6 +318,29 @@ fn merge_pair(
     Ok(true)
 }
 
+/// Two siblings being evened out by [`redistribute`], and what it measured of them.
+struct Siblings {
+    parent: u64,
+    left_idx: usize,
+    left: u64,
+    right: u64,
+    /// The separator between them in the parent.
+    sep: Vec<u8>,
+    parent_free: usize,
+    used: (usize, usize),
+    len: (usize, usize),
+    internal: bool,
+    /// Bytes each should end up with, about.
+    target: usize,
+    cap: usize,
+}
+
+impl Siblings {
+    fn fits_parent(&self, new_sep: &[u8]) -> bool {
+        new_sep.len() <= self.sep.len() + self.parent_free
+    }
+}
+
 /// Moves items between children `left_idx` and `left_idx + 1` of `parent` (too full to
 /// merge) until their used bytes are about even, and updates the separator. Every edit is a
 /// logged node edit, so snapshots and abort see through it. Skipped (the tree stays valid)
@@ -336,81 +359,102 @@ fn redistribute(
     let (lused, llen) = used_bytes(w, left)?;
     let (rused, rlen) = used_bytes(w, right)?;
     let level = w.peek(right, |n| Ok(n.level()))?;
-    let internal = level > 0;
-    let target = (lused + rused) / 2;
-    let fits_parent = |new_sep: &[u8]| new_sep.len() <= sep.len() + parent_free;
+    let pair = Siblings {
+        parent,
+        left_idx,
+        left,
+        right,
+        sep,
+        parent_free,
+        used: (lused, rused),
+        len: (llen, rlen),
+        internal: level > 0,
+        target: (lused + rused) / 2,
+        cap,
+    };
     if lused < rused {
-        // Right's head to left's tail; right keeps at least one item.
-        let plan = w.peek(right, |n| {
-            let (mut k, mut moved) = (0usize, 0usize);
-            while k + 1 < rlen {
-                let key_len = if internal && k == 0 { sep.len() } else { n.key(k).len() };
-                let size = item_bytes(n, k) - n.key(k).len() + key_len;
-                if lused + moved + size > target.max(lused + 1) || lused + moved + size > cap {
-                    break;
-                }
-                moved += size;
-                k += 1;
-            }
-            let mut items = Vec::with_capacity(k);
-            for i in 0..k {
-                let (mut key, v) = crate::mvcc::modlog::owned_node_item(n, i)?;
-                if internal && i == 0 {
-                    key = sep.clone();
-                }
-                items.push((key, v));
-            }
-            Ok((items, n.key(k).to_vec()))
-        })?;
-        let (items, new_sep) = plan;
-        if items.is_empty() || !fits_parent(&new_sep) {
-            return Ok(());
-        }
-        w.append_items(left, &items)?;
-        for _ in 0..items.len() {
-            w.node_remove(right, 0)?;
-        }
-        if internal {
-            let (_, v) = w.node_remove(right, 0)?;
-            insert_fitting(w, right, 0, b"", &v)?;
-        }
-        set_separator(w, parent, left_idx + 1, &new_sep)
+        shift_to_left(w, &pair)
     } else {
-        // Left's tail to right's head; left keeps at least one item.
-        let at = w.peek(left, |n| {
-            let (mut at, mut moved) = (llen, 0usize);
-            while at > 1 {
-                let size = item_bytes(n, at - 1) + if internal { sep.len() } else { 0 };
-                if rused + moved + size > target.max(rused + 1) || rused + moved + size > cap {
-                    break;
-                }
-                moved += size;
-                at -= 1;
-            }
-            Ok(at)
-        })?;
-        if at == llen {
-            return Ok(());
-        }
-        let new_sep = w.peek(left, |n| Ok(n.key(at).to_vec()))?;
-        if !fits_parent(&new_sep) {
-            return Ok(());
-        }
-        if internal {
-            // Right's first child is bounded by the old separator once it is not first.
-            let (_, v) = w.node_remove(right, 0)?;
-            insert_fitting(w, right, 0, &sep, &v)?;
-        }
-        let items = w.truncate_tail(left, at)?;
-        for (i, (key, v)) in items.iter().enumerate() {
-            insert_fitting(w, right, i, key, v)?;
-        }
-        if internal {
-            let (_, v) = w.node_remove(right, 0)?;
-            insert_fitting(w, right, 0, b"", &v)?;
-        }
-        set_separator(w, parent, left_idx + 1, &new_sep)
+        shift_to_right(w, &pair)
     }
+}
+
+/// Right's head to left's tail; right keeps at least one item.
+fn shift_to_left(w: &mut Edit<'_>, p: &Siblings) -> Result<()> {
+    let (lused, rlen) = (p.used.0, p.len.1);
+    let plan = w.peek(p.right, |n| {
+        let (mut k, mut moved) = (0usize, 0usize);
+        while k + 1 < rlen {
+            let key_len = if p.internal && k == 0 { p.sep.len() } else { n.key(k).len() };
+            let size = item_bytes(n, k) - n.key(k).len() + key_len;
+            if lused + moved + size > p.target.max(lused + 1) || lused + moved + size > p.cap {
+                break;
+            }
+            moved += size;
+            k += 1;
+        }
+        let mut items = Vec::with_capacity(k);
+        for i in 0..k {
+            let (mut key, v) = crate::mvcc::modlog::owned_node_item(n, i)?;
+            if p.internal && i == 0 {
+                key = p.sep.clone();
+            }
+            items.push((key, v));
+        }
+        Ok((items, n.key(k).to_vec()))
+    })?;
+    let (items, new_sep) = plan;
+    if items.is_empty() || !p.fits_parent(&new_sep) {
+        return Ok(());
+    }
+    w.append_items(p.left, &items)?;
+    for _ in 0..items.len() {
+        w.node_remove(p.right, 0)?;
+    }
+    if p.internal {
+        let (_, v) = w.node_remove(p.right, 0)?;
+        insert_fitting(w, p.right, 0, b"", &v)?;
+    }
+    set_separator(w, p.parent, p.left_idx + 1, &new_sep)
+}
+
+/// Left's tail to right's head; left keeps at least one item.
+fn shift_to_right(w: &mut Edit<'_>, p: &Siblings) -> Result<()> {
+    let (rused, llen) = (p.used.1, p.len.0);
+    let at = w.peek(p.left, |n| {
+        let (mut at, mut moved) = (llen, 0usize);
+        while at > 1 {
+            let size = item_bytes(n, at - 1) + if p.internal { p.sep.len() } else { 0 };
+            if rused + moved + size > p.target.max(rused + 1) || rused + moved + size > p.cap {
+                break;
+            }
+            moved += size;
+            at -= 1;
+        }
+        Ok(at)
+    })?;
+    if at == llen {
+        return Ok(());
+    }
+    let new_sep = w.peek(p.left, |n| Ok(n.key(at).to_vec()))?;
+    if !p.fits_parent(&new_sep) {
+        return Ok(());
+    }
+    if p.internal {
+        // Right's first child is bounded by the old separator once it is not first.
+        let (_, v) = w.node_remove(p.right, 0)?;
+        insert_fitting(w, p.right, 0, &p.sep, &v)?;
+    }
+    let items = w.truncate_tail(p.left, at)?;
+    debug_assert!(!items.is_empty(), "a shift to the right moves at least one item");
+    for (i, (key, v)) in items.iter().enumerate() {
+        insert_fitting(w, p.right, i, key, v)?;
+    }
+    if p.internal {
+        let (_, v) = w.node_remove(p.right, 0)?;
+        insert_fitting(w, p.right, 0, b"", &v)?;
+    }
+    set_separator(w, p.parent, p.left_idx + 1, &new_sep)
 }
 
 fn insert_fitting(

@@ -39,35 +39,7 @@ impl DirtySet {
         cursor: &mut usize,
         target: u64,
     ) -> Result<()> {
-        let block = u64::from(s.block_bytes);
-        let mut chosen = Vec::new();
-        let mut freed = 0u64;
-        // Oldest allocations first (a sequential load's full leaves, which nothing touches
-        // again), from where the last write-back stopped; then, if that is not enough, any
-        // private leaf.
-        while *cursor < allocated.len() {
-            if self.bytes.saturating_sub(freed) <= target {
-                break;
-            }
-            let (addr, _) = allocated[*cursor];
-            *cursor += 1;
-            if self.map.get(&addr).is_some_and(|d| d.private && is_plain_leaf(d)) {
-                chosen.push(addr);
-                freed += block;
-            }
-        }
-        if self.bytes.saturating_sub(freed) > target {
-            let picked: std::collections::HashSet<u64> = chosen.iter().copied().collect();
-            for (addr, d) in &self.map {
-                if self.bytes.saturating_sub(freed) <= target {
-                    break;
-                }
-                if d.private && is_plain_leaf(d) && !picked.contains(addr) {
-                    chosen.push(*addr);
-                    freed += block;
-                }
-            }
-        }
+        let (chosen, freed) = self.choose(u64::from(s.block_bytes), allocated, cursor, target);
         // Seal and take the images out (private slots: nobody else looks at them).
         let mut images = Vec::with_capacity(chosen.len());
         for &addr in &chosen {
@@ -114,6 +86,46 @@ impl DirtySet {
         assert!(self.bytes >= freed, "wrote back {freed} bytes of {}", self.bytes);
         self.bytes -= freed;
         Ok(())
+    }
+
+    /// Private leaves to write back to bring dirty bytes to `target`, and the bytes that
+    /// frees: the oldest allocations first (a sequential load's full leaves, which nothing
+    /// touches again), from where the last write-back stopped; then, if that is not enough,
+    /// any private leaf.
+    fn choose(
+        &self,
+        block: u64,
+        allocated: &[(u64, u64)],
+        cursor: &mut usize,
+        target: u64,
+    ) -> (Vec<u64>, u64) {
+        let mut chosen = Vec::new();
+        let mut freed = 0u64;
+        while *cursor < allocated.len() {
+            if self.bytes.saturating_sub(freed) <= target {
+                break;
+            }
+            let (addr, _) = allocated[*cursor];
+            *cursor += 1;
+            if self.map.get(&addr).is_some_and(|d| d.private && is_plain_leaf(d)) {
+                chosen.push(addr);
+                freed += block;
+            }
+        }
+        if self.bytes.saturating_sub(freed) > target {
+            let picked: std::collections::HashSet<u64> = chosen.iter().copied().collect();
+            for (addr, d) in &self.map {
+                if self.bytes.saturating_sub(freed) <= target {
+                    break;
+                }
+                if d.private && is_plain_leaf(d) && !picked.contains(addr) {
+                    chosen.push(*addr);
+                    freed += block;
+                }
+            }
+        }
+        debug_assert_eq!(freed, chosen.len() as u64 * block, "freed bytes are whole blocks");
+        (chosen, freed)
     }
 
     /// Reads a written-back block back in before it changes.
