@@ -16,6 +16,9 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== style limits (functions ≤ 70 lines, lines ≤ 100 columns)"
+bash scripts/check-style.sh
+
 echo "== std::sync outside the sync facade"
 if grep -rnE 'std::sync::(Mutex|RwLock|atomic|Arc|Condvar)|parking_lot' engine/src \
     | grep -vE '^engine/src/sync\.rs:'; then

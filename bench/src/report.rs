@@ -96,6 +96,22 @@ pub fn ratio(spec: &RowSpec, results: &[EngineResult]) -> Option<f64> {
     (best > 0.0).then(|| arbor / best)
 }
 
+/// The report's fixed notes on method.
+const NOTES: &str = "\nNotes:\n\
+- 24-byte random keys, 150-byte random values, seeded; every write txn is durable \
+            (arbor Durability::Immediate, redb Durability::Immediate, lmdb default sync). \
+            Each engine runs in its own process on a fresh store.\n\
+- Rates are operations per second; ratio = arbor / best other: >1 is better for \
+            rates and factors, <1 is better for latencies and sizes.\n\
+- Reads: redb and lmdb in read txns, arbor in snapshots (Db::snapshot); the held \
+            reader is one of those, open while the overwrites run.\n\
+- YCSB: zipfian (theta 0.99, scrambled) over the loaded keys; each read in its own \
+            read txn, each update its own durable commit.\n\
+- File size is the apparent size of the engine's files (arbor preallocates and grows \
+            its file in 64 MiB steps); disk blocks allocated is st_blocks x 512.\n\
+- Peak RSS: VmHWM of the engine's process minus its RSS before the store was opened \
+            (the data set). LMDB's count includes its mapped file pages.\n";
+
 /// The whole printed report.
 pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
     let specs = rows(sizes);
@@ -151,20 +167,7 @@ pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
     for row in &body {
         out += &line(row);
     }
-    out += "\nNotes:\n";
-    out += "- 24-byte random keys, 150-byte random values, seeded; every write txn is durable \
-            (arbor Durability::Immediate, redb Durability::Immediate, lmdb default sync). \
-            Each engine runs in its own process on a fresh store.\n";
-    out += "- Rates are operations per second; ratio = arbor / best other: >1 is better for \
-            rates and factors, <1 is better for latencies and sizes.\n";
-    out += "- Reads: redb and lmdb in read txns, arbor in snapshots (Db::snapshot); the held \
-            reader is one of those, open while the overwrites run.\n";
-    out += "- YCSB: zipfian (theta 0.99, scrambled) over the loaded keys; each read in its own \
-            read txn, each update its own durable commit.\n";
-    out += "- File size is the apparent size of the engine's files (arbor preallocates and grows \
-            its file in 64 MiB steps); disk blocks allocated is st_blocks x 512.\n";
-    out += "- Peak RSS: VmHWM of the engine's process minus its RSS before the store was opened \
-            (the data set). LMDB's count includes its mapped file pages.\n";
+    out += NOTES;
     for r in results {
         for n in &r.result.notes {
             out += &format!("- {n}\n");

@@ -218,11 +218,14 @@ fn assert_all_sealed(d: &DirtySet) {
 /// A freeze's slots: (address, slot, whether it has log entries readers may need).
 type FrozenSlots = Vec<(u64, Arc<Slot>, bool)>;
 
+/// Sealed images to write: (block address, image).
+type Images = Vec<(u64, Arc<AlignedBuf>)>;
+
 /// Empties the dirty set: each image becomes frozen in its slot (readers keep using the
 /// slot while it has log entries they may need) and goes to the write-out.
-fn freeze_images(d: &mut DirtySet) -> Result<(Vec<(u64, Arc<AlignedBuf>)>, FrozenSlots)> {
+fn freeze_images(d: &mut DirtySet) -> Result<(Images, FrozenSlots)> {
     let mut slots = Vec::with_capacity(d.map.len());
-    let mut blocks: Vec<(u64, Arc<AlignedBuf>)> = Vec::with_capacity(d.map.len());
+    let mut blocks: Images = Vec::with_capacity(d.map.len());
     for (addr, dirty) in d.map.drain() {
         let (image, has_log) = {
             let mut st = dirty.slot.write();
