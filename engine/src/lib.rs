@@ -2,6 +2,34 @@
 //!
 //! A copy-on-write B-tree with named trees and durable transactions, writing through
 //! O_DIRECT io_uring. See `docs/format.md` for the on-disk layout and the README for usage.
+//!
+//! # Layout: folders are layers
+//!
+//! Each folder imports only from the folders listed before it (and from the foundation
+//! files at the crate root: `sync.rs`, the one lock/atomic facade; `error.rs`;
+//! `options.rs`; `addr_map.rs`, the address-keyed hash map):
+//!
+//! * `io/`: block devices (io_uring, pread/pwrite, simulated), aligned buffers, argument
+//!   checks;
+//! * `mvcc/`: the concurrency core readers share: per-block images and their undo log
+//!   (`slot`, `modlog`), the readers' table, the seq registry and root publication;
+//! * `store/`: the block read path (device, in-flight images, clean cache, verification
+//!   against the pointer) and node views (`NodeBuf`, `decode`);
+//! * `alloc/`: the allocator (bitmap, pending and held runs, orphan list, persistence);
+//! * `writer/`: the single writer's state below the tree, in parts: dirty set, edits
+//!   (`Edit`), retention of what snapshots need, the snapshot bound, transaction scratch,
+//!   early write-back;
+//! * `tree/`: B-trees: lookups and ranges over any `NodeSource`, copy-on-write insert and
+//!   remove, the catalog, the one walker and the walk roots;
+//! * `durable/`: the group-commit pipeline, freeze (seal, superblock), recovery, the
+//!   superblock-area reader;
+//! * `txn/`: transactions: `WriteTxn` (publish, abort, frees), `Snapshot`, the state the
+//!   handles share;
+//! * `db.rs`: `Db` (create, open, flush, stats);
+//! * `check/`: online and offline checks, repair, statistics.
+//!
+//! Internal invariants are assertions; `Error::Corrupt` is reserved for bytes that came
+//! from the device.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
