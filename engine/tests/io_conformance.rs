@@ -237,10 +237,6 @@ fn grow(dev: &dyn BlockDevice) {
     assert_pattern(dev, 6 << 20, BLK, 13);
 }
 
-fn test_dir() -> tempfile::TempDir {
-    arbor_testkit::temp_dir!()
-}
-
 fn file_opts(backend: IoBackend) -> DeviceOptions {
     DeviceOptions {
         backend,
@@ -253,7 +249,7 @@ fn file_opts(backend: IoBackend) -> DeviceOptions {
 
 #[test]
 fn uring_file() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("store");
     let dev = UringDevice::open(&path, true, &file_opts(IoBackend::Uring)).unwrap();
     assert_eq!(dev.len_bytes(), 16 << 20);
@@ -263,7 +259,7 @@ fn uring_file() {
 
 #[test]
 fn sync_file() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("store");
     let dev = SyncDevice::open(&path, true, &file_opts(IoBackend::Sync)).unwrap();
     conformance(&dev, true);
@@ -271,7 +267,7 @@ fn sync_file() {
 
 #[test]
 fn open_path_backends() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     for backend in [IoBackend::Auto, IoBackend::Uring, IoBackend::Sync] {
         let path = dir.path().join(format!("{backend:?}"));
         let dev = arbor::io::open_path(&path, true, &file_opts(backend)).unwrap();
@@ -328,7 +324,7 @@ fn blockdev(arg: &str, dev: &Path) -> Option<u64> {
 
 #[test]
 fn loop_block_device() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let backing = dir.path().join("loop-backing");
     let file = std::fs::File::create(&backing).unwrap();
     file.set_len(64 << 20).unwrap();

@@ -12,10 +12,6 @@ use arbor::io::{
 };
 use arbor::{AlignedBuf, Error};
 
-fn test_dir() -> tempfile::TempDir {
-    arbor_testkit::temp_dir!()
-}
-
 fn small_opts(backend: IoBackend) -> DeviceOptions {
     DeviceOptions {
         backend,
@@ -28,7 +24,7 @@ fn small_opts(backend: IoBackend) -> DeviceOptions {
 
 #[test]
 fn forced_sync_backend() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let dev = open_path(&dir.path().join("s"), true, &small_opts(IoBackend::Sync)).unwrap();
     assert!(dev.describe().starts_with("pread/pwrite file"), "{}", dev.describe());
     let data = AlignedBuf::from_slice(&[7u8; 4096], 4096);
@@ -53,7 +49,7 @@ fn fallback_decision() {
 
 #[test]
 fn create_and_reopen_rules() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("f");
     let missing = open_path(&path, false, &small_opts(IoBackend::Auto));
     assert!(matches!(missing, Err(Error::Io(ref e)) if e.kind() == std::io::ErrorKind::NotFound));
@@ -75,7 +71,7 @@ fn create_and_reopen_rules() {
 #[test]
 fn second_open_in_process_is_locked() {
     let _serial = common::serialized_with_spawns();
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("locked");
     let first = open_path(&path, true, &small_opts(IoBackend::Auto)).unwrap();
     for backend in [IoBackend::Auto, IoBackend::Uring, IoBackend::Sync] {
@@ -116,7 +112,7 @@ fn probe_from_child(path: &Path) -> String {
 #[test]
 fn second_open_from_another_process_is_locked() {
     let _serial = common::serialized_with_spawns();
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("xlocked");
     let first = open_path(&path, true, &small_opts(IoBackend::Auto)).unwrap();
     assert_eq!(probe_from_child(&path), "locked");
@@ -182,7 +178,7 @@ fn existing_data_probe() {
 
 #[test]
 fn uring_device_reports_itself() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let dev = UringDevice::open(&dir.path().join("u"), true, &small_opts(IoBackend::Uring));
     let dev = dev.unwrap();
     assert_eq!(dev.queue_depth(), 8);
@@ -193,7 +189,7 @@ fn uring_device_reports_itself() {
 fn read_past_a_truncated_end_is_an_error_not_a_hang() {
     // Someone truncates the file behind our back: reads there return 0 bytes, which both
     // backends must report (UnexpectedEof) after finishing the rest of the batch.
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("trunc");
     for backend in [IoBackend::Uring, IoBackend::Sync] {
         let dev = open_path(&path, true, &small_opts(backend)).unwrap();
