@@ -91,19 +91,6 @@ impl Allocator {
         self.orphan_lists.first().copied().unwrap_or(ChildPtr::NULL)
     }
 
-    /// `Allocator::load` plus the orphan chain: the allocator a superblock describes.
-    pub fn load_superblock(
-        sb: &arbor_format::superblock::Superblock,
-        durable_gen: u64,
-        read: &mut ReadBlock<'_>,
-    ) -> Result<Allocator> {
-        let (bb, count) = (sb.block_bytes(), sb.block_count());
-        let mut a =
-            Allocator::load(bb, count, sb.alloc_root(), sb.pending_root(), durable_gen, read)?;
-        a.load_orphans(sb.orphan_root(), read)?;
-        Ok(a)
-    }
-
     /// Reads the orphan chain of a durable superblock. Untrusted: every block is verified
     /// against its pointer and decoded; the chain may not repeat a block; every root must lie
     /// inside the device; the list blocks must be allocated.
