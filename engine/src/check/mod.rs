@@ -244,7 +244,7 @@ impl<'a> Walk<'a> {
 
     fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
         match self.src {
-            Source::Writer(w) => w.dirty.node(self.s, ptr),
+            Source::Writer(writer) => writer.dirty.node(self.s, ptr),
             Source::Device => Ok(NodeBuf::Clean(Arc::new(self.s.read_uncached(ptr)?))),
         }
     }
@@ -556,12 +556,12 @@ fn hex_prefix(key: &[u8]) -> String {
 }
 
 /// Checks the writer's current committed state (call outside a transaction).
-pub(crate) fn check(w: &Writer, s: &Store) -> Result<CheckReport> {
+pub(crate) fn check(writer: &Writer, s: &Store) -> Result<CheckReport> {
     let mut quiet = |_: u64| {};
-    let mut walk = Walk::new(Source::Writer(w), s, &mut quiet);
-    walk.alloc = Some(&w.alloc);
-    walk.store(w.trees.catalog, w.alloc.orphans());
-    walk.cross_check(&w.alloc, Some(&w.dirty.map));
+    let mut walk = Walk::new(Source::Writer(writer), s, &mut quiet);
+    walk.alloc = Some(&writer.alloc);
+    walk.store(writer.trees.catalog, writer.alloc.orphans());
+    walk.cross_check(&writer.alloc, Some(&writer.dirty.map));
     Ok(walk.report)
 }
 
@@ -569,7 +569,7 @@ impl crate::Db {
     /// Walks the whole store and verifies it (see `CheckReport`). Waits for an open write
     /// transaction to end.
     pub fn check(&self) -> Result<CheckReport> {
-        let w = crate::sync::lock(&self.shared.writer);
-        check(&w, &self.shared.store)
+        let writer = crate::sync::lock(&self.shared.writer);
+        check(&writer, &self.shared.store)
     }
 }

@@ -147,20 +147,20 @@ fn seal_one(d: &mut DirtySet, crcs: &HashMap<u64, u32>, addr: u64) -> Result<()>
 
 /// Freezes the open generation. On success the writer's generation has advanced and its
 /// dirty map is empty; the returned images are immutable and owned by the write-out.
-pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Result<Frozen> {
-    let gen = w.gen();
-    w.trees.catalog = seal_all(&mut w.dirty, s, w.trees.catalog)?;
-    assert_all_sealed(&w.dirty);
-    let persisted = match w.alloc.persist(gen) {
+pub(crate) fn freeze(writer: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Result<Frozen> {
+    let gen = writer.gen();
+    writer.trees.catalog = seal_all(&mut writer.dirty, s, writer.trees.catalog)?;
+    assert_all_sealed(&writer.dirty);
+    let persisted = match writer.alloc.persist(gen) {
         Ok(p) => p,
         Err(_) => {
             // The allocator's own blocks did not fit: grow the device (files grow in steps)
             // and try once more before giving up.
-            w.edit().grow_device(s, 1024)?;
-            w.alloc.persist(gen).map_err(|_| Error::NoSpace)?
+            writer.edit().grow_device(s, 1024)?;
+            writer.alloc.persist(gen).map_err(|_| Error::NoSpace)?
         }
     };
-    let (mut blocks, slots) = freeze_images(&mut w.dirty)?;
+    let (mut blocks, slots) = freeze_images(&mut writer.dirty)?;
     for (addr, buf) in persisted.blocks {
         blocks.push((addr, Arc::new(buf)));
     }
@@ -168,16 +168,16 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
     debug_assert!(blocks.windows(2).all(|p| p[0].0 < p[1].0), "a block written twice in one batch");
 
     let alternation = 1 - inputs.durable_alternation.min(1);
-    let device_bytes = w.alloc.block_count() * u64::from(s.block_bytes);
+    let device_bytes = writer.alloc.block_count() * u64::from(s.block_bytes);
     let mut sb = Superblock::new(s.block_bytes, inputs.uuid, device_bytes);
     sb.set_generation(gen);
     sb.set_flushed_gen(inputs.flushed_gen);
     sb.set_prev_crc(inputs.prev_crc);
-    sb.set_catalog_root(w.trees.catalog);
+    sb.set_catalog_root(writer.trees.catalog);
     sb.set_alloc_root(persisted.alloc_root);
     sb.set_pending_root(persisted.pending_root);
     sb.set_orphan_root(persisted.orphan_root);
-    sb.set_next_tree_id(w.trees.next_id);
+    sb.set_next_tree_id(writer.trees.next_id);
     let (superblocks, superblock_crc) = superblock_copies(s, &mut sb, alternation);
     // Until their writes complete, reads of these addresses are served from the images
     // (never from the device mid-write, DESIGN §10.14).
@@ -187,14 +187,14 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
     let block_bytes = u64::from(s.block_bytes);
     for (addr, slot, has_log) in slots {
         if has_log {
-            w.hist.retain(addr, slot, block_bytes);
+            writer.hist.retain(addr, slot, block_bytes);
         } else {
             s.table.remove(addr, &slot);
         }
     }
-    w.dirty.gen += 1;
-    w.hist.open_generation(w.dirty.gen, w.seq);
-    assert!(w.dirty.map.is_empty(), "a freeze leaves no dirty block");
+    writer.dirty.gen += 1;
+    writer.hist.open_generation(writer.dirty.gen, writer.seq);
+    assert!(writer.dirty.map.is_empty(), "a freeze leaves no dirty block");
     Ok(Frozen { gen, blocks, superblocks, alternation, superblock_crc })
 }
 

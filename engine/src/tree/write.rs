@@ -52,22 +52,27 @@ fn capacity(s: &Store) -> usize {
     s.block_bytes as usize - HEADER_BYTES
 }
 
-fn root_level(w: &Edit<'_>, s: &Store, root: ChildPtr) -> Result<u8> {
-    let buf = w.node(s, root)?;
+fn root_level(edit: &Edit<'_>, s: &Store, root: ChildPtr) -> Result<u8> {
+    let buf = edit.node(s, root)?;
     Ok(decode(&buf, root.address())?.level())
 }
 
 /// Copies the path from the root to the leaf for `key` into the open generation.
-fn cow_path(w: &mut Edit<'_>, s: &Store, root: &mut ChildPtr, key: &[u8]) -> Result<Vec<PathElem>> {
-    let addr = w.make_writable(s, *root)?;
+fn cow_path(
+    edit: &mut Edit<'_>,
+    s: &Store,
+    root: &mut ChildPtr,
+    key: &[u8],
+) -> Result<Vec<PathElem>> {
+    let addr = edit.make_writable(s, *root)?;
     if addr != root.address() {
-        *root = w.dirty_ptr(addr);
+        *root = edit.dirty_ptr(addr);
     }
     let mut path = Vec::new();
     let mut cur = addr;
     let mut expect = None;
     for _ in 0..=TREE_DEPTH_MAX {
-        let step = w.peek(cur, |node| {
+        let step = edit.peek(cur, |node| {
             check_child(node, cur, expect)?;
             if node.level() == 0 {
                 return Ok(None);
@@ -82,9 +87,9 @@ fn cow_path(w: &mut Edit<'_>, s: &Store, root: &mut ChildPtr, key: &[u8]) -> Res
             path.push(PathElem { addr: cur, idx: 0 });
             return Ok(path);
         };
-        let caddr = w.make_writable(s, child)?;
+        let caddr = edit.make_writable(s, child)?;
         if caddr != child.address() {
-            w.set_child(cur, idx, w.dirty_ptr(caddr))?;
+            edit.set_child(cur, idx, edit.dirty_ptr(caddr))?;
         }
         path.push(PathElem { addr: cur, idx });
         expect = Some(level - 1);
@@ -97,30 +102,30 @@ fn cow_path(w: &mut Edit<'_>, s: &Store, root: &mut ChildPtr, key: &[u8]) -> Res
 
 /// Inserts or replaces `key`; returns the old value.
 pub(crate) fn insert(
-    w: &mut Edit<'_>,
+    edit: &mut Edit<'_>,
     s: &Store,
     root: &mut ChildPtr,
     owner: u64,
     key: &[u8],
     value: ItemValue,
 ) -> Result<Option<ItemValue>> {
-    let level = root_level(w, s, *root)?;
-    w.reserve_for(s, blocks_per_op_max(level), Need::Grow)?;
-    let path = cow_path(w, s, root, key)?;
+    let level = root_level(edit, s, *root)?;
+    edit.reserve_for(s, blocks_per_op_max(level), Need::Grow)?;
+    let path = cow_path(edit, s, root, key)?;
     let leaf = path.last().expect("a cow path holds at least the root").addr;
-    let found = w.peek(leaf, |n| Ok(n.search(key)))?;
+    let found = edit.peek(leaf, |n| Ok(n.search(key)))?;
     match found {
         Ok(slot) => {
-            if let Some(old) = w.node_replace(leaf, slot, value.as_ref())? {
+            if let Some(old) = edit.node_replace(leaf, slot, value.as_ref())? {
                 return Ok(Some(old));
             }
-            let (_, old) = w.node_remove(leaf, slot)?;
-            insert_split(w, s, root, owner, &path, slot, key.to_vec(), value)?;
+            let (_, old) = edit.node_remove(leaf, slot)?;
+            insert_split(edit, s, root, owner, &path, slot, key.to_vec(), value)?;
             Ok(Some(old))
         }
         Err(slot) => {
-            if !w.node_insert(leaf, slot, key, value.as_ref())? {
-                insert_split(w, s, root, owner, &path, slot, key.to_vec(), value)?;
+            if !edit.node_insert(leaf, slot, key, value.as_ref())? {
+                insert_split(edit, s, root, owner, &path, slot, key.to_vec(), value)?;
             }
             Ok(None)
         }
@@ -162,7 +167,7 @@ fn pick_split(node: &Node<'_>, slot: usize, new_bytes: usize, cap: usize) -> Res
 
 #[allow(clippy::too_many_arguments)]
 fn insert_split(
-    w: &mut Edit<'_>,
+    edit: &mut Edit<'_>,
     s: &Store,
     root: &mut ChildPtr,
     owner: u64,
@@ -175,40 +180,40 @@ fn insert_split(
     let mut depth = path.len() - 1;
     loop {
         let addr = path[depth].addr;
-        if w.node_insert(addr, slot, &key, value.as_ref())? {
+        if edit.node_insert(addr, slot, &key, value.as_ref())? {
             return Ok(());
         }
         let new_bytes = SLOT_BYTES + key.len() + value.bytes();
         let (level, keep_left) =
-            w.peek(addr, |node| Ok((node.level(), pick_split(node, slot, new_bytes, cap)?)))?;
+            edit.peek(addr, |node| Ok((node.level(), pick_split(node, slot, new_bytes, cap)?)))?;
         let kind = if level == 0 { BlockKind::Leaf } else { BlockKind::Internal };
-        let right = w.new_node(s, kind, level, owner)?;
+        let right = edit.new_node(s, kind, level, owner)?;
         let placed = if slot < keep_left {
-            w.move_tail(addr, keep_left - 1, right)?;
-            w.node_insert(addr, slot, &key, value.as_ref())?
+            edit.move_tail(addr, keep_left - 1, right)?;
+            edit.node_insert(addr, slot, &key, value.as_ref())?
         } else {
-            w.move_tail(addr, keep_left, right)?;
-            w.node_insert(right, slot - keep_left, &key, value.as_ref())?
+            edit.move_tail(addr, keep_left, right)?;
+            edit.node_insert(right, slot - keep_left, &key, value.as_ref())?
         };
         assert!(placed, "split of block {addr} at {keep_left}: the new item fits neither half");
-        let sep = w.peek(right, |n| Ok(n.key(0).to_vec()))?;
+        let sep = edit.peek(right, |n| Ok(n.key(0).to_vec()))?;
         if level > 0 {
             // The right node's first child is now bounded below by the separator in the
             // parent; its own first key is "minus infinity". `right` is private: no entry.
-            w.dirty.edit_unlogged(right, |r| {
+            edit.dirty.edit_unlogged(right, |r| {
                 let cleared = r.set_key(0, b"");
                 assert!(cleared.is_ok(), "cannot clear the first key of split block {right}");
                 Ok(())
             })?;
         }
-        let right_ptr = w.dirty_ptr(right);
+        let right_ptr = edit.dirty_ptr(right);
         if depth == 0 {
-            let new_root = w.new_node(s, BlockKind::Internal, level + 1, owner)?;
-            let left_ptr = w.dirty_ptr(addr);
-            let ok = w.node_insert(new_root, 0, b"", ItemValue::Child(left_ptr).as_ref())?
-                && w.node_insert(new_root, 1, &sep, ItemValue::Child(right_ptr).as_ref())?;
+            let new_root = edit.new_node(s, BlockKind::Internal, level + 1, owner)?;
+            let left_ptr = edit.dirty_ptr(addr);
+            let ok = edit.node_insert(new_root, 0, b"", ItemValue::Child(left_ptr).as_ref())?
+                && edit.node_insert(new_root, 1, &sep, ItemValue::Child(right_ptr).as_ref())?;
             assert!(ok, "new root {new_root} cannot hold two children");
-            *root = w.dirty_ptr(new_root);
+            *root = edit.dirty_ptr(new_root);
             return Ok(());
         }
         depth -= 1;
@@ -220,85 +225,85 @@ fn insert_split(
 
 /// Removes `key`; returns the old value.
 pub(crate) fn remove(
-    w: &mut Edit<'_>,
+    edit: &mut Edit<'_>,
     s: &Store,
     root: &mut ChildPtr,
     key: &[u8],
 ) -> Result<Option<ItemValue>> {
-    if lookup(&WriterView { dirty: w.dirty, s }, *root, key)?.is_none() {
+    if lookup(&WriterView { dirty: edit.dirty, s }, *root, key)?.is_none() {
         return Ok(None);
     }
-    let level = root_level(w, s, *root)?;
-    w.reserve_for(s, blocks_per_op_max(level), Need::Shrink)?;
-    let path = cow_path(w, s, root, key)?;
+    let level = root_level(edit, s, *root)?;
+    edit.reserve_for(s, blocks_per_op_max(level), Need::Shrink)?;
+    let path = cow_path(edit, s, root, key)?;
     let leaf = path.last().expect("a cow path holds at least the root").addr;
-    let slot = match w.peek(leaf, |n| Ok(n.search(key)))? {
+    let slot = match edit.peek(leaf, |n| Ok(n.search(key)))? {
         Ok(slot) => slot,
         Err(_) => panic!("key vanished from block {leaf} between lookup and removal"),
     };
-    let (_, old) = w.node_remove(leaf, slot)?;
-    rebalance(w, s, root, &path)?;
+    let (_, old) = edit.node_remove(leaf, slot)?;
+    rebalance(edit, s, root, &path)?;
     Ok(Some(old))
 }
 
-fn used_bytes(w: &Edit<'_>, addr: u64) -> Result<(usize, usize)> {
-    w.peek(addr, |node| Ok(((0..node.len()).map(|i| item_bytes(node, i)).sum(), node.len())))
+fn used_bytes(edit: &Edit<'_>, addr: u64) -> Result<(usize, usize)> {
+    edit.peek(addr, |node| Ok(((0..node.len()).map(|i| item_bytes(node, i)).sum(), node.len())))
 }
 
 /// Merges under-full nodes on the path with a sibling, bottom-up, then collapses the root.
-fn rebalance(w: &mut Edit<'_>, s: &Store, root: &mut ChildPtr, path: &[PathElem]) -> Result<()> {
+fn rebalance(edit: &mut Edit<'_>, s: &Store, root: &mut ChildPtr, path: &[PathElem]) -> Result<()> {
     let cap = capacity(s);
     for depth in (1..path.len()).rev() {
-        let (used, _) = used_bytes(w, path[depth].addr)?;
+        let (used, _) = used_bytes(edit, path[depth].addr)?;
         if used >= cap / 4 {
             break;
         }
         let parent = path[depth - 1].addr;
         let pidx = path[depth - 1].idx;
-        let plen = w.peek(parent, |n| Ok(n.len()))?;
+        let plen = edit.peek(parent, |n| Ok(n.len()))?;
         if plen < 2 {
             continue;
         }
         let left_idx = if pidx + 1 < plen { pidx } else { pidx - 1 };
-        if !merge_pair(w, s, parent, left_idx, cap)? {
+        if !merge_pair(edit, s, parent, left_idx, cap)? {
             // Too full to merge: even the pair out instead, so no node stays under-full
             // beside a full sibling.
-            redistribute(w, s, parent, left_idx, cap)?;
+            redistribute(edit, s, parent, left_idx, cap)?;
             break;
         }
     }
-    collapse_root(w, s, root)
+    collapse_root(edit, s, root)
 }
 
 /// Makes child `idx` of the dirty node `parent` writable; returns its address.
-fn writable_child(w: &mut Edit<'_>, s: &Store, parent: u64, idx: usize) -> Result<u64> {
-    let child = w.peek(parent, |n| Ok(n.child(idx)))?;
-    let addr = w.make_writable(s, child)?;
+fn writable_child(edit: &mut Edit<'_>, s: &Store, parent: u64, idx: usize) -> Result<u64> {
+    let child = edit.peek(parent, |n| Ok(n.child(idx)))?;
+    let addr = edit.make_writable(s, child)?;
     if addr != child.address() {
-        w.set_child(parent, idx, w.dirty_ptr(addr))?;
+        edit.set_child(parent, idx, edit.dirty_ptr(addr))?;
     }
     Ok(addr)
 }
 
 /// Merges children `left_idx` and `left_idx + 1` of `parent` when they fit in one node.
 fn merge_pair(
-    w: &mut Edit<'_>,
+    edit: &mut Edit<'_>,
     s: &Store,
     parent: u64,
     left_idx: usize,
     cap: usize,
 ) -> Result<bool> {
-    let left = writable_child(w, s, parent, left_idx)?;
-    let right = writable_child(w, s, parent, left_idx + 1)?;
-    let sep = w.peek(parent, |n| Ok(n.key(left_idx + 1).to_vec()))?;
-    let (lused, _) = used_bytes(w, left)?;
-    let (rused, rlen) = used_bytes(w, right)?;
-    let level = w.peek(right, |n| Ok(n.level()))?;
+    let left = writable_child(edit, s, parent, left_idx)?;
+    let right = writable_child(edit, s, parent, left_idx + 1)?;
+    let sep = edit.peek(parent, |n| Ok(n.key(left_idx + 1).to_vec()))?;
+    let (lused, _) = used_bytes(edit, left)?;
+    let (rused, rlen) = used_bytes(edit, right)?;
+    let level = edit.peek(right, |n| Ok(n.level()))?;
     let extra = if level > 0 { sep.len() } else { 0 };
     if lused + rused + extra > cap {
         return Ok(false);
     }
-    let items = w.peek(right, |node| {
+    let items = edit.peek(right, |node| {
         let mut items = Vec::with_capacity(rlen);
         for i in 0..rlen.min(node.len()) {
             let (mut k, v) = crate::mvcc::modlog::owned_node_item(node, i)?;
@@ -309,10 +314,10 @@ fn merge_pair(
         }
         Ok(items)
     })?;
-    w.append_items(left, &items)?;
-    let (_, removed) = w.node_remove(parent, left_idx + 1)?;
+    edit.append_items(left, &items)?;
+    let (_, removed) = edit.node_remove(parent, left_idx + 1)?;
     match removed {
-        ItemValue::Child(ptr) => w.free_node(ptr),
+        ItemValue::Child(ptr) => edit.free_node(ptr),
         other => panic!("item {} of internal block {parent} is {other:?}", left_idx + 1),
     }
     Ok(true)
@@ -346,19 +351,19 @@ impl Siblings {
 /// logged node edit, so snapshots and abort see through it. Skipped (the tree stays valid)
 /// when the parent has no room for a longer separator.
 fn redistribute(
-    w: &mut Edit<'_>,
+    edit: &mut Edit<'_>,
     s: &Store,
     parent: u64,
     left_idx: usize,
     cap: usize,
 ) -> Result<()> {
-    let left = writable_child(w, s, parent, left_idx)?;
-    let right = writable_child(w, s, parent, left_idx + 1)?;
-    let sep = w.peek(parent, |n| Ok(n.key(left_idx + 1).to_vec()))?;
-    let parent_free = w.peek(parent, |n| Ok(n.free_bytes()))?;
-    let (lused, llen) = used_bytes(w, left)?;
-    let (rused, rlen) = used_bytes(w, right)?;
-    let level = w.peek(right, |n| Ok(n.level()))?;
+    let left = writable_child(edit, s, parent, left_idx)?;
+    let right = writable_child(edit, s, parent, left_idx + 1)?;
+    let sep = edit.peek(parent, |n| Ok(n.key(left_idx + 1).to_vec()))?;
+    let parent_free = edit.peek(parent, |n| Ok(n.free_bytes()))?;
+    let (lused, llen) = used_bytes(edit, left)?;
+    let (rused, rlen) = used_bytes(edit, right)?;
+    let level = edit.peek(right, |n| Ok(n.level()))?;
     let pair = Siblings {
         parent,
         left_idx,
@@ -373,16 +378,16 @@ fn redistribute(
         cap,
     };
     if lused < rused {
-        shift_to_left(w, &pair)
+        shift_to_left(edit, &pair)
     } else {
-        shift_to_right(w, &pair)
+        shift_to_right(edit, &pair)
     }
 }
 
 /// Right's head to left's tail; right keeps at least one item.
-fn shift_to_left(w: &mut Edit<'_>, p: &Siblings) -> Result<()> {
+fn shift_to_left(edit: &mut Edit<'_>, p: &Siblings) -> Result<()> {
     let (lused, rlen) = (p.used.0, p.len.1);
-    let plan = w.peek(p.right, |n| {
+    let plan = edit.peek(p.right, |n| {
         let (mut k, mut moved) = (0usize, 0usize);
         while k + 1 < rlen {
             let key_len = if p.internal && k == 0 { p.sep.len() } else { n.key(k).len() };
@@ -407,21 +412,21 @@ fn shift_to_left(w: &mut Edit<'_>, p: &Siblings) -> Result<()> {
     if items.is_empty() || !p.fits_parent(&new_sep) {
         return Ok(());
     }
-    w.append_items(p.left, &items)?;
+    edit.append_items(p.left, &items)?;
     for _ in 0..items.len() {
-        w.node_remove(p.right, 0)?;
+        edit.node_remove(p.right, 0)?;
     }
     if p.internal {
-        let (_, v) = w.node_remove(p.right, 0)?;
-        insert_fitting(w, p.right, 0, b"", &v)?;
+        let (_, v) = edit.node_remove(p.right, 0)?;
+        insert_fitting(edit, p.right, 0, b"", &v)?;
     }
-    set_separator(w, p.parent, p.left_idx + 1, &new_sep)
+    set_separator(edit, p.parent, p.left_idx + 1, &new_sep)
 }
 
 /// Left's tail to right's head; left keeps at least one item.
-fn shift_to_right(w: &mut Edit<'_>, p: &Siblings) -> Result<()> {
+fn shift_to_right(edit: &mut Edit<'_>, p: &Siblings) -> Result<()> {
     let (rused, llen) = (p.used.1, p.len.0);
-    let at = w.peek(p.left, |n| {
+    let at = edit.peek(p.left, |n| {
         let (mut at, mut moved) = (llen, 0usize);
         while at > 1 {
             let size = item_bytes(n, at - 1) + if p.internal { p.sep.len() } else { 0 };
@@ -436,51 +441,51 @@ fn shift_to_right(w: &mut Edit<'_>, p: &Siblings) -> Result<()> {
     if at == llen {
         return Ok(());
     }
-    let new_sep = w.peek(p.left, |n| Ok(n.key(at).to_vec()))?;
+    let new_sep = edit.peek(p.left, |n| Ok(n.key(at).to_vec()))?;
     if !p.fits_parent(&new_sep) {
         return Ok(());
     }
     if p.internal {
         // Right's first child is bounded by the old separator once it is not first.
-        let (_, v) = w.node_remove(p.right, 0)?;
-        insert_fitting(w, p.right, 0, &p.sep, &v)?;
+        let (_, v) = edit.node_remove(p.right, 0)?;
+        insert_fitting(edit, p.right, 0, &p.sep, &v)?;
     }
-    let items = w.truncate_tail(p.left, at)?;
+    let items = edit.truncate_tail(p.left, at)?;
     debug_assert!(!items.is_empty(), "a shift to the right moves at least one item");
     for (i, (key, v)) in items.iter().enumerate() {
-        insert_fitting(w, p.right, i, key, v)?;
+        insert_fitting(edit, p.right, i, key, v)?;
     }
     if p.internal {
-        let (_, v) = w.node_remove(p.right, 0)?;
-        insert_fitting(w, p.right, 0, b"", &v)?;
+        let (_, v) = edit.node_remove(p.right, 0)?;
+        insert_fitting(edit, p.right, 0, b"", &v)?;
     }
-    set_separator(w, p.parent, p.left_idx + 1, &new_sep)
+    set_separator(edit, p.parent, p.left_idx + 1, &new_sep)
 }
 
 fn insert_fitting(
-    w: &mut Edit<'_>,
+    edit: &mut Edit<'_>,
     addr: u64,
     slot: usize,
     key: &[u8],
     v: &ItemValue,
 ) -> Result<()> {
-    let fits = w.node_insert(addr, slot, key, v.as_ref())?;
+    let fits = edit.node_insert(addr, slot, key, v.as_ref())?;
     // Redistribution moves only what the receiving node has room for.
     assert!(fits, "redistributed item {slot} does not fit block {addr}");
     Ok(())
 }
 
 /// Replaces the key of internal item `slot` (remove and insert, both logged).
-fn set_separator(w: &mut Edit<'_>, parent: u64, slot: usize, key: &[u8]) -> Result<()> {
-    let (_, child) = w.node_remove(parent, slot)?;
-    insert_fitting(w, parent, slot, key, &child)
+fn set_separator(edit: &mut Edit<'_>, parent: u64, slot: usize, key: &[u8]) -> Result<()> {
+    let (_, child) = edit.node_remove(parent, slot)?;
+    insert_fitting(edit, parent, slot, key, &child)
 }
 
 /// Replaces an internal root that has a single child by that child, repeatedly.
-fn collapse_root(w: &mut Edit<'_>, s: &Store, root: &mut ChildPtr) -> Result<()> {
+fn collapse_root(edit: &mut Edit<'_>, s: &Store, root: &mut ChildPtr) -> Result<()> {
     for _ in 0..=TREE_DEPTH_MAX {
         let (level, len, first) = {
-            let buf = w.node(s, *root)?;
+            let buf = edit.node(s, *root)?;
             let node = decode(&buf, root.address())?;
             let first =
                 if node.level() > 0 && node.len() == 1 { Some(node.child(0)) } else { None };
@@ -490,7 +495,7 @@ fn collapse_root(w: &mut Edit<'_>, s: &Store, root: &mut ChildPtr) -> Result<()>
             return Ok(());
         }
         let Some(child) = first else { return Ok(()) };
-        w.free_node(*root);
+        edit.free_node(*root);
         *root = child;
     }
     Err(Error::corrupt(root.address(), "root collapse exceeded the depth limit"))
