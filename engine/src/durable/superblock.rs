@@ -137,5 +137,6 @@ pub(crate) fn read_superblocks(dev: &dyn BlockDevice) -> Result<Found> {
         return Err(Error::NotAnArborStore);
     }
     copies.sort_by_key(|(_, sb)| std::cmp::Reverse(sb.generation()));
+    debug_assert!(copies.iter().all(|(_, sb)| sb.generation() <= max_generation_seen));
     Ok(Found { copies, rejected, max_generation_seen })
 }

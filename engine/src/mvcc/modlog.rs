@@ -124,6 +124,7 @@ pub fn undo(node: &mut NodeMut<'_>, addr: u64, op: &Op) -> Result<Op> {
             }
             let (key, value) = owned_item(node, slot, addr)?;
             node.remove(slot);
+            debug_assert_eq!(node.as_node().len(), len - 1, "undo of an insert removes one item");
             Ok(Op::Remove { slot: slot as u16, key, value })
         }
         Op::Remove { slot, key, value } => {
@@ -131,6 +132,7 @@ pub fn undo(node: &mut NodeMut<'_>, addr: u64, op: &Op) -> Result<Op> {
                 return Err(precondition(addr, op, "slot out of range"));
             }
             node.insert(usize::from(*slot), key, value.as_ref()).map_err(full)?;
+            debug_assert_eq!(node.as_node().len(), len + 1, "undo of a removal restores one item");
             Ok(Op::Insert { slot: *slot })
         }
         Op::Replace { slot, old } => {

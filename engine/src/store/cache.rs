@@ -95,18 +95,22 @@ impl BlockCache {
         // it evicts blocks that were hit again (root and upper nodes stay resident).
         let entry = Entry { buf, referenced: AtomicBool::new(false) };
         if let Some(old) = inner.map.insert(addr, entry) {
+            debug_assert!(inner.bytes >= old.buf.len() as u64, "cache bytes below an entry");
             inner.bytes -= old.buf.len() as u64;
         } else {
             inner.ring.push(addr);
         }
         inner.bytes += len;
         self.evict(&mut inner);
+        // Every entry's address is on the clock ring (the ring may also hold stale ones).
+        debug_assert!(inner.ring.len() >= inner.map.len(), "a cache entry is off the ring");
     }
 
     /// Drops the entry at `addr` (its address is about to hold another image).
     pub fn remove(&self, addr: u64) {
         let mut inner = write(&self.shard(addr).inner);
         if let Some(old) = inner.map.remove(&addr) {
+            debug_assert!(inner.bytes >= old.buf.len() as u64, "cache bytes below an entry");
             inner.bytes -= old.buf.len() as u64;
         }
     }

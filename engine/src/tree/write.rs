@@ -91,6 +91,7 @@ fn cow_path(
         if caddr != child.address() {
             edit.set_child(cur, idx, edit.dirty_ptr(caddr))?;
         }
+        debug_assert!(edit.dirty.holds(edit.dirty_ptr(caddr)), "copied child {caddr} is dirty");
         path.push(PathElem { addr: cur, idx });
         expect = Some(level - 1);
         cur = caddr;
@@ -112,6 +113,8 @@ pub(crate) fn insert(
     let level = root_level(edit, s, *root)?;
     edit.reserve_for(s, blocks_per_op_max(level), Need::Grow)?;
     let path = cow_path(edit, s, root, key)?;
+    debug_assert!(edit.dirty.holds(*root), "after the copy-on-write descent the root is dirty");
+    debug_assert!(path.len() <= usize::from(TREE_DEPTH_MAX) + 1, "a path deeper than a tree");
     let leaf = path.last().expect("a cow path holds at least the root").addr;
     let found = edit.peek(leaf, |n| Ok(n.search(key)))?;
     match found {
@@ -236,6 +239,7 @@ pub(crate) fn remove(
     let level = root_level(edit, s, *root)?;
     edit.reserve_for(s, blocks_per_op_max(level), Need::Shrink)?;
     let path = cow_path(edit, s, root, key)?;
+    debug_assert!(edit.dirty.holds(*root), "after the copy-on-write descent the root is dirty");
     let leaf = path.last().expect("a cow path holds at least the root").addr;
     let slot = match edit.peek(leaf, |n| Ok(n.search(key)))? {
         Ok(slot) => slot,

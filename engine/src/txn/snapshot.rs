@@ -170,6 +170,7 @@ impl NodeSource<'static> for SnapSource {
         let Some(slot) = store.table.get(ptr.address()) else {
             return Ok(NodeBuf::Clean(store.read_block(ptr)?));
         };
+        debug_assert_eq!(slot.addr, ptr.address(), "the table filed a slot under another address");
         let image = slot.image_at(inner.root.seq, store.align)?;
         if header_generation(&image) != Some(ptr.generation()) {
             return Err(Error::corrupt(
