@@ -10,7 +10,7 @@
 //! * `--threads`: random 4 KiB reads at QD 1 per thread from 1 and 4 threads, through the
 //!   ring pool and through one device behind a mutex (what a single shared ring would give).
 //! * `--unwritten` (files): write+flush latency on fallocated-only space (unwritten extents)
-//!   against space grown the DESIGN §10.16 way (zero-written).
+//!   against space grown the design.md §10.16 way (zero-written).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

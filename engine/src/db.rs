@@ -47,7 +47,7 @@ pub struct Stats {
     pub block_reads: u64,
     pub cache_hits: u64,
     pub blocks_written: u64,
-    /// Of `blocks_written`, dirty blocks written back early (memory pressure, DESIGN §4).
+    /// Of `blocks_written`, dirty blocks written back early (memory pressure, design.md §4).
     pub blocks_written_early: u64,
     pub flushes: u64,
     /// Mod-log entry bytes not yet pruned.

@@ -1,4 +1,4 @@
-//! The one public error type (DESIGN §2), with hand-written `Display` (STYLE rule 12).
+//! The one public error type (design.md §2), with hand-written `Display`.
 
 use std::fmt;
 use std::io;
@@ -32,7 +32,7 @@ pub enum Error {
     InvalidInput(String),
     /// An earlier write or flush failed; the handle refuses writes until it is reopened.
     PreviousIo { original: String },
-    /// The write transaction's own undo log passed its cap (DESIGN §10.8).
+    /// The write transaction's own undo log passed its cap (design.md §10.8).
     TransactionTooLarge { undo_bytes: u64, max: u64 },
     /// `SnapshotPolicy::WriterWaits`: snapshots kept holding more history than the bound
     /// allows until the timeout (or every one of them belongs to the waiting thread).

@@ -53,7 +53,7 @@ fn a_snapshot_sees_its_commit_while_the_writer_moves_on() {
     assert_eq!(db.stats().snapshots_live, 0);
 }
 
-/// The seed (../shared/reference/btrfs-tree-mod-log-reuse-fix.txt): a snapshot holds a seq;
+/// The seed (the btrfs tree-mod-log reuse fix, design.md §6): a snapshot holds a seq;
 /// removals free a root's child and promote it (the old root freed); another tree is built
 /// so the allocator hands the freed addresses out again; the old snapshot must still read
 /// exactly its contents. `durability` None keeps everything in one generation, where freed
@@ -348,7 +348,7 @@ fn used_blocks(db: &Db) -> u64 {
 }
 
 /// Without any limit reached, a snapshot held forever pins at most the blocks of its own
-/// tree: blocks allocated after it and freed again are reused (a ≤ S < f, DESIGN §10.5).
+/// tree: blocks allocated after it and freed again are reused (a ≤ S < f, design.md §10.5).
 #[test]
 fn a_long_snapshot_pins_at_most_its_own_tree() {
     let db = new_db(21, small_opts());

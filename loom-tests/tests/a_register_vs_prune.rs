@@ -1,4 +1,4 @@
-//! (a) Snapshot registration vs pruning (DESIGN §5: registration, the minimum and pruning
+//! (a) Snapshot registration vs pruning (design.md §5: registration, the minimum and pruning
 //! share one lock; entries are pruned strictly below the oldest outstanding seq).
 //!
 //! The writer runs two transactions on one published block, each a logged edit followed by
@@ -11,7 +11,7 @@
 //! snapshot's seq (checked under the registry lock, so the set of snapshots is exact);
 //! (2) the reader's image is the block as of its seq.
 //!
-//! Seqs follow DESIGN §5 literally here: a commit publishes its transaction's *last* seq,
+//! Seqs follow design.md §5 literally here: a commit publishes its transaction's *last* seq,
 //! so an entry with seq equal to a snapshot's seq exists and the `<` of the rule is
 //! observable. (The engine's `txn/write.rs` gives each commit a fresh seq that no entry carries;
 //! with that numbering pruning `<= min` drops only entries no reader undoes, and neither

@@ -1,4 +1,4 @@
-//! (d) Commit publishing a root vs a reader loading it (DESIGN §10.3).
+//! (d) Commit publishing a root vs a reader loading it (design.md §10.3).
 //!
 //! The writer commits as `txn/write.rs` does: the transaction's new root block B becomes
 //! published (inserted into the readers' table), then, under the registry lock, it sweeps,

@@ -1,4 +1,4 @@
-//! (e) Snapshot drop vs prune (DESIGN §5, §10.6, §10.7).
+//! (e) Snapshot drop vs prune (design.md §5, §10.6, §10.7).
 //!
 //! A snapshot handle is modelled as `txn/snapshot.rs` builds it: clones share one registration
 //! (`Arc<SnapState>` plus the record), and the last clone's drop calls

@@ -1,4 +1,5 @@
-//! (f) Cache eviction vs a reader holding a block (DESIGN §8, §10.1; `engine/src/store/cache.rs`).
+//! (f) Cache eviction vs a reader holding a block (design.md §8, §10.1;
+//! `engine/src/store/cache.rs`).
 //!
 //! The clean-block cache (`arbor::cache::BlockCache`) has room for one block per shard and
 //! holds address `A` (every byte 7). The writer inserts address `B` of the same shard, which

@@ -1,4 +1,4 @@
-//! (h) The commit hand-off: group commit with at most one generation in flight (DESIGN §4,
+//! (h) The commit hand-off: group commit with at most one generation in flight (design.md §4,
 //! §10.10, §10.15; `engine/src/durable/pipeline.rs`).
 //!
 //! The engine's own `Pipeline::hand_off` runs here over a toy writer (the open generation,

@@ -31,7 +31,7 @@ macro_rules! temp_dir {
 }
 
 /// Options for small, split-heavy test stores. A small dirty budget makes every test that
-/// uses them exercise early write-back (DESIGN §4).
+/// uses them exercise early write-back (design.md §4).
 pub fn small_opts() -> Options {
     Options {
         cache_bytes: 1 << 20,

@@ -28,7 +28,7 @@ pub enum Item<'a> {
 }
 
 /// The read side of `dump` and `compact`: every tree (or `only`), then its entries in key
-/// order, from one snapshot (DESIGN §2), so the copy is consistent even with a writer in
+/// order, from one snapshot (design.md §2), so the copy is consistent even with a writer in
 /// the same process. This is the one place that reads a store.
 pub fn read_store(
     db: &Db,

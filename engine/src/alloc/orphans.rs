@@ -1,7 +1,7 @@
-//! The orphan list (DESIGN §10.17): roots of deleted trees' subtrees whose blocks are not
+//! The orphan list (design.md §10.17): roots of deleted trees' subtrees whose blocks are not
 //! freed yet. `delete_tree` hands the frozen part of a tree to the list instead of walking it
 //! in one commit; later commits take a bounded number of blocks off it and free them through
-//! the pinning rule (DESIGN §6). The list is persisted with the allocator (a chain of
+//! the pinning rule (design.md §6). The list is persisted with the allocator (a chain of
 //! orphan-list blocks under the superblock's `orphan_root`) only when it changed, so a crash
 //! loses nothing: the next session carries on freeing.
 

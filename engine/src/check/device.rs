@@ -8,7 +8,7 @@
 //! (same address, generation, crc), and their allocator loaded; their free-space bookkeeping
 //! is not cross-checked, because only the newest generation's bitmap is the one the next
 //! commit builds on. Both are sound because a block reachable from either durable superblock
-//! is never reused before a later generation is durable (DESIGN §4, §10.13).
+//! is never reused before a later generation is durable (design.md §4, §10.13).
 
 use std::collections::HashSet;
 

@@ -4,7 +4,7 @@
 //!    verified twin, and, when the newest generation's data is damaged but an older
 //!    generation's is intact, roll back to the older one. A rollback writes a *new*
 //!    superblock carrying the older generation's roots under a generation number larger than
-//!    any slot has seen (DESIGN §10.11: a generation number is never reused, so stale blocks
+//!    any slot has seen (design.md §10.11: a generation number is never reused, so stale blocks
 //!    of the abandoned generation can never pass for current ones) into the alternation the
 //!    damaged generation held — never over the intact one. The commits of the abandoned
 //!    generation are lost; that is what rolling back means.

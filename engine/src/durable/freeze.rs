@@ -1,4 +1,4 @@
-//! Freezing the open generation (DESIGN §4, §10.9–§10.13): derive every dirty block's crc
+//! Freezing the open generation (design.md §4, §10.9–§10.13): derive every dirty block's crc
 //! bottom-up (children before parents, tree roots into catalog entries, the catalog root
 //! into the superblock), persist the allocator, build the superblock copies, and hand the
 //! immutable images to the write-out. After a freeze the generation's blocks never change
@@ -180,7 +180,7 @@ pub(crate) fn freeze(writer: &mut Writer, s: &Store, inputs: &SuperblockInputs) 
     sb.set_next_tree_id(writer.trees.next_id);
     let (superblocks, superblock_crc) = superblock_copies(s, &mut sb, alternation);
     // Until their writes complete, reads of these addresses are served from the images
-    // (never from the device mid-write, DESIGN §10.14).
+    // (never from the device mid-write, design.md §10.14).
     s.start_in_flight(&blocks);
     // Only now may a block leave the readers' table: its final image is reachable through
     // the store. A block with entries stays until they are pruned.
@@ -266,7 +266,7 @@ fn superblock_copies(
 }
 
 /// Writes a frozen generation: every block and the superblock copies in one batch (adjacent
-/// blocks coalesced by the device), then exactly one flush (DESIGN §4). The superblock may
+/// blocks coalesced by the device), then exactly one flush (design.md §4). The superblock may
 /// share the batch: recovery verifies the newest generation's blocks, so a superblock that
 /// landed without its blocks is detected and the previous one used.
 pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {

@@ -1,5 +1,5 @@
 //! The durability pipeline: group commit with at most one generation in flight
-//! (DESIGN §4, §10.10, §10.15).
+//! (design.md §4, §10.10, §10.15).
 //!
 //! A committing transaction publishes its changes in the open generation G and then needs
 //! G durable. If no flush is running it becomes the *leader*: with the writer lock held (a

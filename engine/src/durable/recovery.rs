@@ -1,5 +1,5 @@
 //! Opening a store: read every superblock copy, and take the newest generation whose
-//! blocks verify (DESIGN §3, §4, §10.9, §10.11).
+//! blocks verify (design.md §3, §4, §10.9, §10.11).
 //!
 //! A generation G is accepted if any copy of its superblock verifies and every block it
 //! reaches through pointers with `flushed_gen < gen ≤ G` verifies — exactly the blocks the

@@ -32,7 +32,7 @@ pub struct DeviceOptions {
     pub backend: IoBackend,
     /// io_uring submission queue entries per ring (batches larger than this run in waves).
     pub queue_depth: u32,
-    /// Files grow by multiples of this (DESIGN §10.16: large steps, written once).
+    /// Files grow by multiples of this (design.md §10.16: large steps, written once).
     pub grow_step_bytes: u64,
     /// A file never grows past this.
     pub max_bytes: u64,

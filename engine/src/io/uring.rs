@@ -10,9 +10,9 @@
 //! `-ECANCELED`, a 0-byte transfer before the end, or any other error is returned as an
 //! `io::Error` — but only after every submitted operation has completed, so no buffer is
 //! released (nor the batch reported done) while the kernel may still touch it. That is also
-//! what makes a following flush cover exactly the batch's writes (DESIGN §10.10).
+//! what makes a following flush cover exactly the batch's writes (design.md §10.10).
 //! `flush` is one `IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`, for files and block
-//! devices alike (DESIGN §10.16).
+//! devices alike (design.md §10.16).
 //!
 //! # Rings: a pool, one ring per concurrent caller
 //! A ring is not shareable by two threads without a completion dispatcher, and one ring
@@ -260,7 +260,7 @@ impl UringDevice {
     }
 
     /// Benchmark hook: grows a file with `fallocate` alone, leaving unwritten extents (the
-    /// slow case DESIGN §10.16 avoids). Not for production use.
+    /// slow case design.md §10.16 avoids). Not for production use.
     #[doc(hidden)]
     pub fn grow_unwritten_for_bench(&self, target_bytes: u64) -> io::Result<u64> {
         self.file.grow_unwritten(target_bytes)

@@ -1,4 +1,4 @@
-//! The mod log (DESIGN §5, §10.4, §10.6): for every in-place change to a *published* block
+//! The mod log (design.md §5, §10.4, §10.6): for every in-place change to a *published* block
 //! of the open generation, the logical pre-image needed to undo it.
 //!
 //! Entries are logical, never heap offsets: they carry keys, values and child triples, so

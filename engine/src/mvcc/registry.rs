@@ -1,4 +1,4 @@
-//! The seq registry (DESIGN §5, §10.3, §10.7): the published root record, every outstanding
+//! The seq registry (design.md §5, §10.3, §10.7): the published root record, every outstanding
 //! snapshot's seq, and expiry. Registration, the minimum computation, pinning decisions and
 //! pruning all happen under its one lock, so a snapshot can never register at a seq whose
 //! history is being released.
@@ -181,7 +181,7 @@ impl RegInner {
 
     /// Log entries with seq below this are needed by no outstanding snapshot: the oldest
     /// outstanding seq, or `next` (the next seq to hand out) when there is none. Entries are
-    /// pruned strictly below it (DESIGN §5).
+    /// pruned strictly below it (design.md §5).
     pub fn prune_bound(&self, next: u64) -> u64 {
         let min = self.snaps.keys().next().map_or(next, |(seq, _)| *seq);
         debug_assert!(min <= next, "snapshot at seq {min} is newer than the next seq {next}");
@@ -193,7 +193,7 @@ impl RegInner {
     }
 
     /// Whether an outstanding snapshot has a seq in `[a, f)`: a block identity allocated at
-    /// `a` and freed at `f` is pinned while this holds (DESIGN §10.5).
+    /// `a` and freed at `f` is pinned while this holds (design.md §10.5).
     pub fn any_in(&self, a: u64, f: u64) -> bool {
         !self.no_pinning() && a < f && self.snaps.range((a, 0)..(f, 0)).next().is_some()
     }

@@ -1,5 +1,5 @@
 //! A block that snapshot readers may have to see as of an older seq: its image and its
-//! mod-log entries under one lock (DESIGN §5, §10.1, §10.4, §10.6).
+//! mod-log entries under one lock (design.md §5, §10.1, §10.4, §10.6).
 //!
 //! The writer changes a published block and appends the entry that undoes the change while
 //! holding the slot's write lock, so a reader that takes the read lock always finds the
@@ -21,7 +21,7 @@ pub enum Image {
     Mutable(AlignedBuf),
     Frozen(Arc<AlignedBuf>),
     /// A private block of the open generation written back early to its own (fresh)
-    /// address to save memory (DESIGN §4), with the crc it was sealed with. Only the writer
+    /// address to save memory (design.md §4), with the crc it was sealed with. Only the writer
     /// sees this state: such a block is not in the readers' table.
     OnDisk {
         crc: u32,
@@ -112,7 +112,7 @@ impl Slot {
 
     /// Edits the mutable image with `f`. If the block is published (`seq_counter` given),
     /// the entry that undoes the edit is appended with the next seq *under the same write
-    /// lock* (DESIGN §10.1), so no reader can copy the changed image without the entry.
+    /// lock* (design.md §10.1), so no reader can copy the changed image without the entry.
     /// `f` returns `None` when it changed nothing.
     pub fn edit_logged<R>(
         &self,

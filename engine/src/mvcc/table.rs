@@ -3,7 +3,7 @@
 //! snapshots still need, and freed blocks a snapshot pins that were never written.
 //!
 //! A block of an older generation than the snapshot's is never here: it was frozen before
-//! the snapshot was taken, so nothing newer than the snapshot changed it (DESIGN §10.1).
+//! the snapshot was taken, so nothing newer than the snapshot changed it (design.md §10.1).
 //! The writer removes a slot only after the block's final image is reachable through the
 //! store (in flight or cached) or once no snapshot can reach the block, and `len` is
 //! published with Release after those steps, so a reader that sees an empty table (Acquire)

@@ -2,7 +2,7 @@
 //! budget, evicted in CLOCK order.
 //!
 //! Only blocks of frozen or durable generations live here: they never change in place
-//! (DESIGN §10.1), so a reader holding an `Arc` of one may use it with no lock while the
+//! (design.md §10.1), so a reader holding an `Arc` of one may use it with no lock while the
 //! cache evicts the entry or the writer reuses the address for a new block — the reader's
 //! image stays valid and unchanged (the race "cache eviction vs a reader holding a block").
 //! Blocks of the open generation live with the writer, not here.
@@ -44,7 +44,7 @@ pub struct BlockCache {
 pub const SHARDS: usize = 16;
 
 /// Evicting more than this many entries per insert would mean the budget is far too small
-/// for one block; the bound keeps an insert's work constant (STYLE rule 4).
+/// for one block; the bound keeps an insert's work constant.
 const EVICT_SCAN_MAX: usize = 1 << 16;
 
 impl BlockCache {

@@ -1,6 +1,6 @@
 //! The read side shared by the writer and snapshot readers: the device, the clean
 //! cache, and verification of every block read from the device against the pointer that
-//! led to it (address, generation, crc — DESIGN §3, §10.12).
+//! led to it (address, generation, crc — design.md §3, §10.12).
 
 use arbor_format::{header, overflow, BlockKind, ChildPtr, Node, OverflowRef};
 
@@ -98,7 +98,7 @@ impl Store {
         for (addr, buf) in blocks {
             debug_assert_eq!(buf.len(), self.block_bytes as usize, "in-flight image of {addr}");
             let old = map.insert(*addr, Arc::clone(buf));
-            // One write in flight per address (DESIGN §10.14).
+            // One write in flight per address (design.md §10.14).
             assert!(old.is_none(), "block {addr} is already being written");
         }
         self.in_flight_len.store(map.len(), Ordering::Release);

@@ -3,7 +3,7 @@
 //!
 //! Descent is bounded: every child must sit exactly one level below its parent, and the
 //! root's level is at most `TREE_DEPTH_MAX`, so a corrupt pointer cycle ends in
-//! `Error::Corrupt`, never a hang (STYLE rule 4).
+//! `Error::Corrupt`, never a hang (every loop has a bound).
 
 use std::ops::Bound;
 

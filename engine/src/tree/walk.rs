@@ -31,7 +31,7 @@ pub(crate) struct Edge<T> {
 pub(crate) enum RootKind {
     /// The catalog: its leaves name every tree (reached through [`catalog_entries`]).
     Catalog,
-    /// A subtree of a deleted tree, still to be freed (DESIGN §10.17).
+    /// A subtree of a deleted tree, still to be freed (design.md §10.17).
     Orphan,
 }
 

@@ -1,4 +1,4 @@
-//! Snapshots: consistent read-only views that never block the writer (DESIGN §5, §10.1,
+//! Snapshots: consistent read-only views that never block the writer (design.md §5, §10.1,
 //! §10.3, §10.7).
 //!
 //! A snapshot copies the root record of the last commit (seq S, the generation G that was

@@ -263,7 +263,7 @@ fn classify_free(
 }
 
 /// Undoes the open transaction: published blocks by their log entries (appending
-/// compensation entries, DESIGN §10.6), private blocks by freeing them.
+/// compensation entries, design.md §10.6), private blocks by freeing them.
 fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
     let logged = std::mem::take(&mut w.txn.logged);
     for (addr, seq) in logged.into_iter().rev() {
@@ -296,7 +296,7 @@ fn note_figures(w: &Writer, db: &Shared) {
 
 /// Frees a deleted tree's blocks of the open generation now (they live in memory and must
 /// not reach the write-out) and hands each subtree of an older generation to the orphan list
-/// (DESIGN §10.17), which later commits free a bounded number of blocks at a time.
+/// (design.md §10.17), which later commits free a bounded number of blocks at a time.
 fn free_tree(w: &mut Writer, s: &Store, root: ChildPtr) -> Result<()> {
     if !w.dirty.holds(root) {
         w.alloc.push_orphan(root);
@@ -308,7 +308,7 @@ fn free_tree(w: &mut Writer, s: &Store, root: ChildPtr) -> Result<()> {
 }
 
 /// Frees up to `budget` nodes `walk` reaches, with their leaves' overflow extents (all at
-/// commit, through the pinning rule of DESIGN §6). With `dirty_only`, a child of an older
+/// commit, through the pinning rule of design.md §6). With `dirty_only`, a child of an older
 /// generation is not walked but handed to the orphan list whole.
 fn free_walk(
     w: &mut Writer,
@@ -531,7 +531,7 @@ fn take_value(w: &mut Writer, s: &Store, v: ItemValue) -> Result<Vec<u8>> {
     }
 }
 
-/// Writes a large value to a fresh extent (write-once, DESIGN §10.4).
+/// Writes a large value to a fresh extent (write-once, design.md §10.4).
 fn write_overflow(w: &mut Writer, s: &Store, owner: u64, value: &[u8]) -> Result<OverflowRef> {
     let blocks = overflow_block_count(value.len() as u64, s.block_bytes);
     w.edit().reserve_for(s, blocks, crate::writer::Need::Grow)?;
@@ -545,7 +545,7 @@ fn write_overflow(w: &mut Writer, s: &Store, owner: u64, value: &[u8]) -> Result
     Ok(r)
 }
 
-/// The transaction's own undo entries are capped (DESIGN §10.8): past the cap a write
+/// The transaction's own undo entries are capped (design.md §10.8): past the cap a write
 /// returns an error (the caller aborts or commits what it has) instead of growing the log
 /// without bound or waiting on itself.
 fn check_undo_cap(w: &Writer, db: &Shared) -> Result<()> {

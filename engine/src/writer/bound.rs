@@ -1,4 +1,4 @@
-//! The snapshot bound (DESIGN §5, §10.7): mod-log entries plus images kept for readers are
+//! The snapshot bound (design.md §5, §10.7): mod-log entries plus images kept for readers are
 //! limited by `Options::modlog_max_bytes`, pinned blocks by `Options::pinned_max_blocks`.
 //! Past either limit the policy applies: `ExpireOldest` expires the oldest snapshots at a
 //! commit (their next read returns `SnapshotExpired`; their history is released once no

@@ -1,7 +1,7 @@
 //! The open generation's dirty blocks: their images (in slots readers can share), reads
 //! and unlogged edits of them. Logged edits and copy-on-write are in `edit.rs`.
 //!
-//! Invariants (DESIGN §4, §10.2, §10.5):
+//! Invariants (design.md §4, §10.2, §10.5):
 //! * every block whose generation is the open one lives in `dirty`; a block of an older
 //!   (frozen or durable) generation is never changed: the first change copies it to a fresh
 //!   address (`make_writable`), and its old address is freed through `defer_free`;
@@ -29,7 +29,7 @@ pub(crate) struct Dirty {
     /// Allocated by the open transaction: not reachable from any published root.
     pub private: bool,
     /// Seq of the commit that published it (its identity's allocation seq for pinning,
-    /// DESIGN §10.5); meaningless while private.
+    /// design.md §10.5); meaningless while private.
     pub seq_alloc: u64,
 }
 
@@ -95,7 +95,7 @@ impl DirtySet {
         f(&node)
     }
 
-    /// Edits a dirty node without a log entry: only for private nodes (DESIGN §10.2) and for
+    /// Edits a dirty node without a log entry: only for private nodes (design.md §10.2) and for
     /// derived fields (crcs, §10.12). Takes the slot's write lock, like every edit.
     pub(crate) fn edit_unlogged<R>(
         &mut self,
@@ -143,7 +143,7 @@ impl DirtySet {
     }
 
     /// The pointer a parent stores for a dirty child: its crc is derived at write-out
-    /// (DESIGN §10.12), so until then it carries the "crc not yet valid" mark.
+    /// (design.md §10.12), so until then it carries the "crc not yet valid" mark.
     pub(crate) fn ptr(&self, addr: u64) -> ChildPtr {
         ChildPtr::pending(addr, self.gen)
     }

@@ -2,7 +2,7 @@
 //! allocation within the reserve, and in-place edits that log their pre-image when the
 //! block is published.
 //!
-//! Invariants (DESIGN §4, §10.2, §10.5):
+//! Invariants (design.md §4, §10.2, §10.5):
 //! * every block whose generation is the open one lives in the dirty set; a block of an
 //!   older (frozen or durable) generation is never changed: the first change copies it to a
 //!   fresh address (`make_writable`), and its old address is freed through `defer_free`;
@@ -64,13 +64,13 @@ impl Edit<'_> {
         self.dirty.peek(addr, f)
     }
 
-    /// The pointer a parent stores for a dirty child (crc pending, DESIGN §10.12).
+    /// The pointer a parent stores for a dirty child (crc pending, design.md §10.12).
     pub(crate) fn dirty_ptr(&self, addr: u64) -> ChildPtr {
         self.dirty.ptr(addr)
     }
 
     /// Edits a dirty node and, if it is published, appends the entry that undoes the edit,
-    /// both under the slot's write lock (DESIGN §10.1). `f` returns `None` when it changed
+    /// both under the slot's write lock (design.md §10.1). `f` returns `None` when it changed
     /// nothing (the item did not fit), else its result and the undo op.
     fn edit_logged<R>(
         &mut self,
@@ -284,7 +284,7 @@ impl Edit<'_> {
     }
 
     /// Frees a dirty or clean node the tree no longer references (at commit, through the
-    /// pinning rule of DESIGN §6).
+    /// pinning rule of design.md §6).
     pub(crate) fn free_node(&mut self, ptr: ChildPtr) {
         self.defer_free(ptr.address(), 1, ptr.generation());
     }

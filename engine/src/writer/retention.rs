@@ -1,4 +1,4 @@
-//! What outstanding snapshots may still need, kept by the writer (DESIGN §5, §6, §10.5):
+//! What outstanding snapshots may still need, kept by the writer (design.md §5, §6, §10.5):
 //! the order in which log entries were appended (for pruning), frozen blocks whose entries
 //! are still needed, the pinned set, and the first seq of each recent generation.
 //!
@@ -145,7 +145,7 @@ impl History {
             s.cache.remove(fr.addr);
         }
         if fr.gen == self.gen {
-            // Never written and never reachable from a superblock (DESIGN §6 rules 2, 3).
+            // Never written and never reachable from a superblock (design.md §6 rules 2, 3).
             alloc.free_now(fr.addr, fr.count);
         } else {
             alloc.free_pending(fr.addr, fr.count, self.gen);

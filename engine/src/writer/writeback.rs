@@ -1,4 +1,4 @@
-//! Early write-back (DESIGN §4): when the open generation's dirty blocks pass
+//! Early write-back (design.md §4): when the open generation's dirty blocks pass
 //! `Options::dirty_max_bytes` in the middle of a transaction, private leaves are sealed and
 //! written to their own fresh addresses — which no durable superblock references — and their
 //! memory is released, so a transaction larger than RAM works.
