@@ -50,12 +50,12 @@ fn seal_all(d: &mut DirtySet, s: &Store, root: ChildPtr) -> Result<ChildPtr> {
     let mut order = Vec::with_capacity(d.map.len());
     let mut walk = Walk::new(d.map.len() as u64);
     follow(d, &mut walk, &mut crcs, root, None);
+    let mut next = Vec::new();
     while let Some((edge, buf)) = walk.next(|ptr| d.node(s, ptr)) {
         let addr = edge.ptr.address();
         // Dirty images were built by the writer: a bad one is a writer bug, not a bad disk.
         let buf = buf.unwrap_or_else(|e| panic!("dirty block {addr} does not decode: {e}"));
         let node = node_of(&buf, edge.ptr).expect("a walked node decodes");
-        let mut next = Vec::new();
         if node.level() > 0 {
             next.extend((0..node.len()).map(|i| (node.child(i), Some(node.level() - 1))));
         } else if is_catalog_leaf(&node) {
@@ -64,7 +64,7 @@ fn seal_all(d: &mut DirtySet, s: &Store, root: ChildPtr) -> Result<ChildPtr> {
             }
         }
         drop(buf);
-        for (child, level) in next {
+        for (child, level) in next.drain(..) {
             follow(d, &mut walk, &mut crcs, child, level);
         }
         order.push(addr);
