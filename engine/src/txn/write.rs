@@ -213,6 +213,7 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
             }
         }
     }
+    debug_assert!(w.dirty.map.values().all(|d| !d.private), "a commit publishes every block");
     debug_assert_eq!(
         w.hist.open_gen(),
         w.gen(),
@@ -230,7 +231,6 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
     let held = bound::Held { hist: &mut w.hist, alloc: &mut w.alloc, store: s, last_seq: w.seq };
     bound::expire_if_over(held, &db.opts, &mut r);
     drop(r);
-    assert!(w.txn.frees.is_empty(), "commit applied every deferred free");
     w.txn = TxnScratch::default();
     note_figures(w, db);
     Ok(commit_seq)
@@ -249,17 +249,17 @@ fn classify_free(
     if gen == w.gen() {
         if let Some(d) = w.dirty.take(addr, block_bytes) {
             // A block this transaction allocated was never reachable by any snapshot.
-            let a = if d.private { commit_seq } else { d.seq_alloc };
+            let seq_alloc = if d.private { commit_seq } else { d.seq_alloc };
             let slot = if d.private { None } else { Some(d.slot) };
-            return retention::Freed { addr, count, gen, a, slot };
+            return retention::Freed { addr, count, gen, seq_alloc, slot };
         }
         // An overflow extent of the open generation.
         let private = w.txn.allocated.iter().any(|&(a, _)| a == addr);
-        let a = if private { commit_seq } else { w.hist.alloc_seq_lower(gen) };
-        return retention::Freed { addr, count, gen, a, slot: None };
+        let seq_alloc = if private { commit_seq } else { w.hist.alloc_seq_lower(gen) };
+        return retention::Freed { addr, count, gen, seq_alloc, slot: None };
     }
     let slot = if count == 1 { w.hist.take_retained(addr, block_bytes) } else { None };
-    retention::Freed { addr, count, gen, a: w.hist.alloc_seq_lower(gen), slot }
+    retention::Freed { addr, count, gen, seq_alloc: w.hist.alloc_seq_lower(gen), slot }
 }
 
 /// Undoes the open transaction: published blocks by their log entries (appending
@@ -282,7 +282,8 @@ fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
     w.trees.catalog = txn.catalog_at_start;
     w.trees.next_id = txn.next_tree_id_at_start;
     w.trees.changed.clear();
-    assert!(w.txn.logged.is_empty() && w.txn.allocated.is_empty(), "abort rewound everything");
+    // Every private block was allocated by this transaction, and is gone again.
+    debug_assert!(w.dirty.map.values().all(|d| !d.private), "abort left a private block");
     w.hist.settle(&mut w.alloc, &db.store, &mut db.registry.lock(), w.seq);
     note_figures(w, db);
     Ok(())

@@ -59,7 +59,8 @@ pub(crate) struct Freed {
     pub count: u64,
     /// Generation that wrote the run (decides pending vs immediate reuse).
     pub gen: u64,
-    pub a: u64,
+    /// Seq at which the run's identity was allocated (see the module comment).
+    pub seq_alloc: u64,
     /// The block's slot, if it has one (a published dirty block or a retained frozen one).
     pub slot: Option<Arc<Slot>>,
 }
@@ -124,16 +125,22 @@ impl History {
         f: u64,
         fr: Freed,
     ) {
-        debug_assert!(fr.a <= f, "run {} allocated at seq {} after its free at {f}", fr.addr, fr.a);
+        debug_assert!(
+            fr.seq_alloc <= f,
+            "run {} allocated at seq {} after its free at {f}",
+            fr.addr,
+            fr.seq_alloc
+        );
         let block_bytes = u64::from(s.block_bytes);
-        if r.any_in(fr.a, f) {
+        if r.any_in(fr.seq_alloc, f) {
             alloc.free_pending(fr.addr, fr.count, self.gen);
             alloc.hold(fr.addr, fr.count);
             self.pinned_blocks += fr.count;
             if fr.slot.is_some() {
                 self.retained_bytes += block_bytes;
             }
-            let pin = PinnedRun { addr: fr.addr, count: fr.count, seq_alloc: fr.a, seq_free: f };
+            let pin =
+                PinnedRun { addr: fr.addr, count: fr.count, seq_alloc: fr.seq_alloc, seq_free: f };
             self.pins.push((pin, fr.slot));
             return;
         }
