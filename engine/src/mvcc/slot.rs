@@ -180,6 +180,11 @@ impl Slot {
     /// Removes entries with seq `< seq_min`; returns (entries removed, bytes removed, left).
     pub fn prune_below(&self, seq_min: u64) -> (usize, u64, usize) {
         let mut st = self.write();
+        debug_assert!(
+            st.log.windows(2).all(|p| p[0].seq < p[1].seq),
+            "log of {} out of order",
+            self.addr
+        );
         let n = st.log.partition_point(|e| e.seq < seq_min);
         let bytes: u64 = st.log[..n].iter().map(|e| e.op.bytes() as u64).sum();
         st.log.drain(..n);

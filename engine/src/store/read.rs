@@ -143,6 +143,7 @@ impl Store {
         self.dev.read_at(self.block_offset(addr), &mut buf)?;
         self.counters.block_reads.fetch_add(blocks, Ordering::Relaxed);
         let value = overflow::overflow_read(&buf, r, addr).map_err(|e| corrupt(addr, e))?;
+        debug_assert_eq!(value.len() as u64, r.value_len(), "overflow value of {addr}");
         Ok(value.to_vec())
     }
 

@@ -189,6 +189,7 @@ fn insert_split(
         let new_bytes = SLOT_BYTES + key.len() + value.bytes();
         let (level, keep_left) =
             edit.peek(addr, |node| Ok((node.level(), pick_split(node, slot, new_bytes, cap)?)))?;
+        debug_assert!(keep_left >= 1, "a split keeps at least one item on the left");
         let kind = if level == 0 { BlockKind::Leaf } else { BlockKind::Internal };
         let right = edit.new_node(s, kind, level, owner)?;
         let placed = if slot < keep_left {

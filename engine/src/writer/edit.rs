@@ -242,6 +242,7 @@ impl Edit<'_> {
         at: usize,
     ) -> Result<Vec<(Vec<u8>, ItemValue)>> {
         let items = self.dirty.peek(addr, |node| {
+            assert!(at <= node.len(), "truncate of block {addr} at {at} of {}", node.len());
             (at..node.len())
                 .map(|slot| modlog::owned_node_item(node, slot))
                 .collect::<Result<Vec<_>>>()
@@ -261,6 +262,7 @@ impl Edit<'_> {
         // whose entry restores them.
         let items = self.truncate_tail(addr, at)?;
         self.dirty.edit_unlogged(right, |r| {
+            debug_assert!(r.as_node().is_empty(), "split sibling {right} starts empty");
             for (key, value) in &items {
                 let len = r.as_node().len();
                 let fits = r.insert(len, key, value.as_ref()).is_ok();
@@ -305,6 +307,7 @@ impl Edit<'_> {
         st.log.push(Entry { seq: cseq, op: compensation });
         drop(st);
         self.hist.note_logged(cseq, &slot, bytes);
+        debug_assert_eq!(*self.seq, cseq, "the compensation entry took the newest seq");
         Ok(())
     }
 }
