@@ -23,8 +23,8 @@
 //!   remove, the catalog, the one walker and the walk roots;
 //! * `durable/`: the group-commit pipeline, freeze (seal, superblock), recovery, the
 //!   superblock-area reader;
-//! * `txn/`: transactions: `WriteTxn` (publish, abort, frees), `Snapshot`, the state the
-//!   handles share;
+//! * `txn/`: transactions: the write API (`WriteTxn`), publish and abort, `Snapshot`, the
+//!   state the handles share;
 //! * `db.rs`: `Db` (create, open, flush, stats);
 //! * `check/`: online and offline checks, repair, statistics.
 //!
