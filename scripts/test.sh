@@ -16,6 +16,12 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== style limits (functions ≤ 70 lines, lines ≤ 100 columns)"
+bash scripts/check-style.sh
+
+echo "== engine layers (each folder imports only from below)"
+bash scripts/check-layers.sh
+
 echo "== std::sync outside the sync facade"
 if grep -rnE 'std::sync::(Mutex|RwLock|atomic|Arc|Condvar)|parking_lot' engine/src \
     | grep -vE '^engine/src/sync\.rs:'; then

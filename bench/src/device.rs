@@ -10,9 +10,9 @@
 //! * `--threads`: random 4 KiB reads at QD 1 per thread from 1 and 4 threads, through the
 //!   ring pool and through one device behind a mutex (what a single shared ring would give).
 //! * `--unwritten` (files): write+flush latency on fallocated-only space (unwritten extents)
-//!   against space grown the DESIGN §10.16 way (zero-written).
+//!   against space grown the design.md §10.16 way (zero-written).
 //! * `--durable`: only the durable-write comparison (also part of the default run) for the
-//!   journal (DESIGN §11.4): a 4 KiB and an 8 KiB (a twin journal block) write made durable
+//!   journal (design.md §11.4): a 4 KiB and an 8 KiB (a twin journal block) write made durable
 //!   by write + fdatasync (two waits, as `UringDevice` does), by write → fdatasync linked in
 //!   one submission, and by one FUA write (`RWF_DSYNC` on O_DIRECT); p50, p99 and ops/s.
 //!   It opens its own O_DIRECT descriptor and io_uring ring: `UringDevice` has no per-write

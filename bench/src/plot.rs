@@ -78,14 +78,24 @@ pub fn svg(
         root.draw(&Text::new(spec.label.trim().to_string(), (LABEL_PX as i32 - 8, y), style))
             .map_err(err)?;
     }
+    legend(&root, results, height).map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// The engines' colour key under the chart.
+fn legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    results: &[EngineResult],
+    height: u32,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     for (e, r) in results.iter().enumerate() {
         let x = LABEL_PX as i32 + 20 + 140 * e as i32;
         let y = height as i32 - 20;
         let color = COLORS[e % COLORS.len()];
-        root.draw(&Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())).map_err(err)?;
-        root.draw(&Text::new(r.name.clone(), (x + 20, y - 7), ("sans-serif", 14))).map_err(err)?;
+        root.draw(&Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled()))?;
+        root.draw(&Text::new(r.name.clone(), (x + 20, y - 7), ("sans-serif", 14)))?;
     }
-    root.present().map_err(err)
+    Ok(())
 }
 
 fn short(v: f64) -> String {

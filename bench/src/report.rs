@@ -112,10 +112,44 @@ pub fn ratio(spec: &RowSpec, results: &[EngineResult]) -> Option<f64> {
 
 /// The whole printed report.
 pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
-    let specs = rows(sizes);
     let mut header = vec!["workload".to_string()];
     header.extend(results.iter().map(|r| r.name.clone()));
     header.push("arbor / best other".into());
+    let (body, errors) = table_body(&rows(sizes), results);
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| body.iter().chain([&header]).map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| {
+        let mut s = String::from("|");
+        for (c, cell) in cells.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 {
+                s += &format!(" {cell}{} |", " ".repeat(pad));
+            } else {
+                s += &format!(" {}{cell} |", " ".repeat(pad));
+            }
+        }
+        s + "\n"
+    };
+    let mut out = preamble(ctx);
+    out += &line(&header);
+    let sep: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out += &line(&sep).replace(' ', "-");
+    for row in &body {
+        out += &line(row);
+    }
+    out += &notes(ctx, results);
+    if !errors.is_empty() {
+        out += "\nErrors:\n";
+        for e in errors {
+            out += &format!("- {e}\n");
+        }
+    }
+    out
+}
+
+/// The table's rows (one per measured workload) and the errors its cells reported.
+fn table_body(specs: &[RowSpec], results: &[EngineResult]) -> (Vec<Vec<String>>, Vec<String>) {
     let mut body: Vec<Vec<String>> = Vec::new();
     let mut errors = Vec::new();
     for spec in specs.iter().filter(|s| measured(s, results)) {
@@ -134,22 +168,11 @@ pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
         row.push(ratio(spec, results).map_or("-".into(), |x| format!("{x:.2}x")));
         body.push(row);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| body.iter().chain([&header]).map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let line = |cells: &[String]| {
-        let mut s = String::from("|");
-        for (c, cell) in cells.iter().enumerate() {
-            let pad = widths[c] - cell.chars().count();
-            if c == 0 {
-                s += &format!(" {cell}{} |", " ".repeat(pad));
-            } else {
-                s += &format!(" {}{cell} |", " ".repeat(pad));
-            }
-        }
-        s + "\n"
-    };
+    (body, errors)
+}
 
+/// The lines above the table: command, date, machine, store, build, runs.
+fn preamble(ctx: &Context) -> String {
     let mut out = String::new();
     out += &format!("kv-bench  {}\n", ctx.command);
     out += &format!("date:     {}\n", ctx.date);
@@ -162,13 +185,12 @@ pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
         crate::versions::engines().iter().map(|(e, v)| format!("{e} {v}")).collect();
     out += &format!("build:    commit {}; {}\n", crate::versions::GIT_COMMIT, versions.join(", "));
     out += &format!("runs:     median of {} runs per engine, seed {}\n\n", ctx.repeats, ctx.seed);
-    out += &line(&header);
-    let sep: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-    out += &line(&sep).replace(' ', "-");
-    for row in &body {
-        out += &line(row);
-    }
-    out += "\nNotes:\n";
+    out
+}
+
+/// The notes under the table: method, then each engine's own notes.
+fn notes(ctx: &Context, results: &[EngineResult]) -> String {
+    let mut out = String::from("\nNotes:\n");
     out += &data_note(&ctx.cfg);
     out += "- Rates are operations per second; ratio = arbor / best other: >1 is better for \
             rates and factors, <1 is better for latencies and sizes.\n";
@@ -186,12 +208,6 @@ pub fn table(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
     for r in results {
         for n in &r.result.notes {
             out += &format!("- {n}\n");
-        }
-    }
-    if !errors.is_empty() {
-        out += "\nErrors:\n";
-        for e in errors {
-            out += &format!("- {e}\n");
         }
     }
     out

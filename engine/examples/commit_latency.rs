@@ -29,7 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     lat_us.sort_by(f64::total_cmp);
     let pct = |p: f64| lat_us[((lat_us.len() - 1) as f64 * p) as usize];
     println!(
-        "{commits} single-insert Immediate commits: median {:.1} µs, p99 {:.1} µs, {:.2} flushes/commit, {:.1} blocks/commit (+2 superblock copies)",
+        "{commits} single-insert Immediate commits: median {:.1} µs, p99 {:.1} µs, \
+         {:.2} flushes/commit, {:.1} blocks/commit (+2 superblock copies)",
         pct(0.5),
         pct(0.99),
         flushes as f64 / commits as f64,

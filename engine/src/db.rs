@@ -11,40 +11,19 @@ use arbor_format::superblock;
 use arbor_format::{BlockKind, ChildPtr};
 
 use crate::alloc::Allocator;
-use crate::commit::{self, DurableState, Pipeline};
-use crate::freeze::{self, SuperblockInputs};
+use crate::durable::freeze::{self, SuperblockInputs};
+use crate::durable::pipeline::{DurableState, Pipeline};
+use crate::durable::recovery;
 use crate::io::{self, AlignedBuf, BlockDevice, DeviceOptions, WriteOp};
 use crate::mvcc::{Registry, RootRecord};
 use crate::options::Options;
-use crate::recovery;
-use crate::snapshot::Snapshot;
 use crate::store::Store;
-use crate::sync::{lock, Arc, Condvar, Mutex, MutexGuard};
-use crate::txn::WriteTxn;
+use crate::sync::{lock, Arc, Condvar, Mutex};
+use crate::txn::snapshot::Snapshot;
+use crate::txn::write::WriteTxn;
+use crate::txn::Shared;
 use crate::writer::{TxnScratch, Writer};
 use crate::{Error, Result};
-
-pub(crate) struct Shared {
-    pub store: Store,
-    pub writer: Mutex<Writer>,
-    /// Published root record and outstanding snapshots.
-    pub registry: Registry,
-    /// The writer's figures as of the last commit or abort, for `stats` while a write
-    /// transaction holds the writer.
-    pub figures: Mutex<WriterFigures>,
-    pub pipeline: Pipeline,
-    pub opts: Options,
-    pub uuid: [u8; 16],
-    pub rejected_superblock_copies: u32,
-    pub recovery_fallbacks: u32,
-}
-
-impl Shared {
-    /// The writer, unless a panic made the handle fail-stop (`Pipeline::lock_writer`).
-    pub(crate) fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
-        self.pipeline.lock_writer(&self.writer)
-    }
-}
 
 /// An open store. Cheap to share by reference across threads (`Db: Send + Sync`).
 pub struct Db {
@@ -68,7 +47,7 @@ pub struct Stats {
     pub block_reads: u64,
     pub cache_hits: u64,
     pub blocks_written: u64,
-    /// Of `blocks_written`, dirty blocks written back early (memory pressure, DESIGN §4).
+    /// Of `blocks_written`, dirty blocks written back early (memory pressure, design.md §4).
     pub blocks_written_early: u64,
     pub flushes: u64,
     /// Mod-log entry bytes not yet pruned.
@@ -189,8 +168,8 @@ impl Db {
         let uuid = random_uuid();
         let mut w = Writer::new(1, Allocator::new(block_bytes, block_count), ChildPtr::NULL);
         w.reserve_blocks = reserve_blocks(block_bytes, block_count);
-        let catalog = w.new_node(&store, BlockKind::Leaf, 0, TREE_ID_CATALOG)?;
-        w.catalog = w.dirty_ptr(catalog);
+        let catalog = w.edit().new_node(&store, BlockKind::Leaf, 0, TREE_ID_CATALOG)?;
+        w.trees.catalog = w.dirty.ptr(catalog);
         w.txn = TxnScratch::default();
         let inputs = SuperblockInputs { uuid, flushed_gen: 0, durable_alternation: 1, prev_crc: 0 };
         let frozen = freeze::freeze(&mut w, &store, &inputs)?;
@@ -209,7 +188,7 @@ impl Db {
 
     /// Opens a store on any block device.
     pub fn open_on(dev: Box<dyn BlockDevice>, opts: Options) -> Result<Db> {
-        let found = recovery::read_superblocks(dev.as_ref())?;
+        let found = crate::durable::superblock::read_superblocks(dev.as_ref())?;
         let block_bytes = found.copies[0].1.block_bytes();
         check_block_bytes(block_bytes).map_err(|e| Error::corrupt(0, e.to_string()))?;
         let store = Store::new(dev, block_bytes, opts.cache_bytes);
@@ -221,8 +200,8 @@ impl Db {
             alloc.grow(device_blocks);
         }
         let mut w = Writer::new(opened.max_generation_seen + 1, alloc, sb.catalog_root());
-        w.trees = opened.trees;
-        w.next_tree_id = sb.next_tree_id().max(TREE_ID_FIRST_USER);
+        w.trees.map = opened.trees;
+        w.trees.next_id = sb.next_tree_id().max(TREE_ID_FIRST_USER);
         w.reserve_blocks = reserve_blocks(block_bytes, w.alloc.block_count());
         let state = DurableState {
             durable_gen: sb.generation(),
@@ -246,9 +225,9 @@ impl Db {
         rejected: u32,
         fallbacks: u32,
     ) -> Db {
-        writer.hist.open_generation(writer.gen, writer.seq);
+        writer.hist.open_generation(writer.gen(), writer.seq);
         let figures = writer.figures(true, 0);
-        let root = RootRecord { seq: writer.seq, gen: writer.gen, catalog: writer.catalog };
+        let root = RootRecord { seq: writer.seq, gen: writer.gen(), catalog: writer.trees.catalog };
         Db {
             shared: Arc::new(Shared {
                 store,
@@ -279,6 +258,7 @@ impl Db {
     /// Test-only: disables the pinned set, to show that tests of the seed scenario fail
     /// without it. Never use outside tests: snapshots then read reused blocks.
     #[doc(hidden)]
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     pub fn testing_disable_pinning(&self) {
         self.shared.registry.lock().broken_no_pinning = true;
     }
@@ -286,7 +266,7 @@ impl Db {
     /// Makes every committed transaction durable (one flush, if anything is pending).
     pub fn flush(&self) -> Result<()> {
         let target = self.shared.lock_writer()?.last_commit_gen;
-        commit::make_durable(&self.shared, None, target, true)
+        self.shared.make_durable(None, target, true)
     }
 
     /// Counters and sizes. Never waits for an open write transaction: while one holds the
@@ -338,14 +318,6 @@ impl Db {
             device: s.store.dev.describe(),
         }
     }
-
-    /// Walks the whole store and verifies it (see `CheckReport`). Waits for an open write
-    /// transaction to end. A handle a panic made fail-stop returns `Error::Poisoned`: its
-    /// in-memory state is in doubt (reopen the store, or check the device offline).
-    pub fn check(&self) -> Result<crate::check::CheckReport> {
-        let w = self.shared.lock_writer()?;
-        crate::check::check(&w, &self.shared.store)
-    }
 }
 
 impl Drop for Db {
@@ -353,63 +325,5 @@ impl Drop for Db {
     /// `drop`: call `flush` first to see them; the next `open` recovers either way.
     fn drop(&mut self) {
         let _ = self.flush();
-    }
-}
-
-/// The writer's part of `Stats`.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct WriterFigures {
-    generation_open: u64,
-    blocks_total: u64,
-    blocks_free: u64,
-    largest_free_run: u64,
-    trees: usize,
-    dirty_bytes: u64,
-    modlog_bytes: u64,
-    retained_bytes: u64,
-    pinned_blocks: u64,
-    orphans: usize,
-}
-
-impl WriterFigures {
-    pub(crate) fn largest_free_run(&self) -> u64 {
-        self.largest_free_run
-    }
-}
-
-impl Writer {
-    /// The writer's figures; the largest free run (a bitmap scan) only when `full`, else
-    /// `largest_free_run` as last measured.
-    pub(crate) fn figures(&self, full: bool, largest_free_run: u64) -> WriterFigures {
-        WriterFigures {
-            generation_open: self.gen,
-            blocks_total: self.alloc.block_count(),
-            blocks_free: self.alloc.free_blocks(),
-            largest_free_run: if full { self.alloc.largest_free_run() } else { largest_free_run },
-            trees: self.trees.len(),
-            dirty_bytes: self.dirty_bytes,
-            modlog_bytes: self.hist.log_bytes,
-            retained_bytes: self.hist.retained_bytes,
-            pinned_blocks: self.hist.pinned_blocks,
-            orphans: self.alloc.orphans().len(),
-        }
-    }
-
-    pub(crate) fn new(gen: u64, alloc: Allocator, catalog: ChildPtr) -> Writer {
-        Writer {
-            gen,
-            dirty: Default::default(),
-            dirty_bytes: 0,
-            alloc,
-            hist: Default::default(),
-            seq: 0,
-            catalog,
-            trees: Default::default(),
-            trees_changed: Default::default(),
-            next_tree_id: TREE_ID_FIRST_USER,
-            txn: TxnScratch::default(),
-            reserve_blocks: 64,
-            last_commit_gen: 0,
-        }
     }
 }

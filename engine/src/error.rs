@@ -1,4 +1,4 @@
-//! The one public error type (DESIGN §2), with hand-written `Display` (STYLE rule 12).
+//! The one public error type (design.md §2), with hand-written `Display`.
 
 use std::fmt;
 use std::io;
@@ -41,7 +41,7 @@ pub enum Error {
     /// the panic. A panic in the caller's own code while a `WriteTxn` is open does not count:
     /// it aborts the transaction like a drop, and the handle stays writable.
     Poisoned { what: String },
-    /// The write transaction's own undo log passed its cap (DESIGN §10.8).
+    /// The write transaction's own undo log passed its cap (design.md §10.8).
     TransactionTooLarge { undo_bytes: u64, max: u64 },
     /// `SnapshotPolicy::WriterWaits`: snapshots kept holding more history than the bound
     /// allows until the timeout (or every one of them belongs to the waiting thread).
@@ -54,6 +54,12 @@ impl Error {
     pub(crate) fn corrupt(addr: u64, reason: impl Into<String>) -> Error {
         Error::Corrupt { addr, reason: reason.into() }
     }
+}
+
+/// Maps a decoder's reason for rejecting bytes that came from the device to the public
+/// error, naming the block.
+pub(crate) fn corrupt(addr: u64, e: arbor_format::FormatError) -> Error {
+    Error::corrupt(addr, e.to_string())
 }
 
 impl fmt::Display for Error {

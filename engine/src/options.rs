@@ -4,7 +4,7 @@ use std::time::Duration;
 
 pub use crate::io::IoBackend;
 
-/// When a commit's changes reach the device (DESIGN §10.15).
+/// When a commit's changes reach the device (design.md §10.15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
     /// `commit()` returns after the device flush that covers it. Commits that arrive while
@@ -36,13 +36,13 @@ pub struct Options {
     pub block_bytes: u32,
     /// Budget of the clean-block cache.
     pub cache_bytes: u64,
-    /// Bound on mod-log entries plus retained buffers for snapshots (DESIGN §5).
+    /// Bound on mod-log entries plus retained buffers for snapshots (design.md §5).
     pub modlog_max_bytes: u64,
     /// Bound on blocks pinned by outstanding snapshots.
     pub pinned_max_blocks: u64,
     /// What happens when a bound is reached.
     pub snapshot_policy: SnapshotPolicy,
-    /// Cap on the open write transaction's own undo entries (DESIGN §10.8).
+    /// Cap on the open write transaction's own undo entries (design.md §10.8).
     pub txn_undo_max_bytes: u64,
     /// io_uring queue depth.
     pub queue_depth: u32,
@@ -58,7 +58,7 @@ pub struct Options {
     pub eventual_interval: Duration,
     /// Dirty bytes in memory past which the open generation is written out at the next
     /// commit boundary (Eventual/None commits) and, inside a transaction, private leaves are
-    /// written back early to their fresh addresses (DESIGN §4) so a transaction larger than
+    /// written back early to their fresh addresses (design.md §4) so a transaction larger than
     /// RAM works.
     pub dirty_max_bytes: u64,
     /// `create` overwrites a target that holds data. Without it, `create` refuses any

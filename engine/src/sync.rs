@@ -1,4 +1,4 @@
-//! The one sync facade (STYLE rule 11, DESIGN §8): every lock, atomic, condvar and `Arc`
+//! The one sync facade (design.md §8): every lock, atomic, condvar and `Arc`
 //! in the engine's shared state is imported from here, so that `--cfg loom` swaps them all
 //! for loom's model-checked versions and `loom-tests/` checks the code that ships.
 

@@ -237,12 +237,6 @@ fn grow(dev: &dyn BlockDevice) {
     assert_pattern(dev, 6 << 20, BLK, 13);
 }
 
-fn test_dir() -> tempfile::TempDir {
-    // CARGO_TARGET_TMPDIR lives under target/, on the build's disk-backed filesystem; /tmp
-    // may be tmpfs, which has no real O_DIRECT.
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
-}
-
 fn file_opts(backend: IoBackend) -> DeviceOptions {
     DeviceOptions {
         backend,
@@ -256,7 +250,7 @@ fn file_opts(backend: IoBackend) -> DeviceOptions {
 
 #[test]
 fn uring_file() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("store");
     let dev = UringDevice::open(&path, true, &file_opts(IoBackend::Uring)).unwrap();
     assert_eq!(dev.len_bytes(), 16 << 20);
@@ -266,7 +260,7 @@ fn uring_file() {
 
 #[test]
 fn sync_file() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("store");
     let dev = SyncDevice::open(&path, true, &file_opts(IoBackend::Sync)).unwrap();
     conformance(&dev, true);
@@ -274,7 +268,7 @@ fn sync_file() {
 
 #[test]
 fn open_path_backends() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     for backend in [IoBackend::Auto, IoBackend::Uring, IoBackend::Sync] {
         let path = dir.path().join(format!("{backend:?}"));
         let dev = arbor::io::open_path(&path, true, &file_opts(backend)).unwrap();
@@ -331,7 +325,7 @@ fn blockdev(arg: &str, dev: &Path) -> Option<u64> {
 
 #[test]
 fn loop_block_device() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let backing = dir.path().join("loop-backing");
     let file = std::fs::File::create(&backing).unwrap();
     file.set_len(64 << 20).unwrap();

@@ -12,10 +12,6 @@ use arbor::io::{
 };
 use arbor::{AlignedBuf, Error};
 
-fn test_dir() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
-}
-
 fn small_opts(backend: IoBackend) -> DeviceOptions {
     DeviceOptions {
         backend,
@@ -29,7 +25,7 @@ fn small_opts(backend: IoBackend) -> DeviceOptions {
 
 #[test]
 fn forced_sync_backend() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let dev = open_path(&dir.path().join("s"), true, &small_opts(IoBackend::Sync)).unwrap();
     assert!(dev.describe().starts_with("pread/pwrite file"), "{}", dev.describe());
     let data = AlignedBuf::from_slice(&[7u8; 4096], 4096);
@@ -54,7 +50,7 @@ fn fallback_decision() {
 
 #[test]
 fn create_and_reopen_rules() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("f");
     let missing = open_path(&path, false, &small_opts(IoBackend::Auto));
     assert!(matches!(missing, Err(Error::Io(ref e)) if e.kind() == std::io::ErrorKind::NotFound));
@@ -76,7 +72,7 @@ fn create_and_reopen_rules() {
 #[test]
 fn second_open_in_process_is_locked() {
     let _serial = common::serialized_with_spawns();
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("locked");
     let first = open_path(&path, true, &small_opts(IoBackend::Auto)).unwrap();
     for backend in [IoBackend::Auto, IoBackend::Uring, IoBackend::Sync] {
@@ -117,7 +113,7 @@ fn probe_from_child(path: &Path) -> String {
 #[test]
 fn second_open_from_another_process_is_locked() {
     let _serial = common::serialized_with_spawns();
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("xlocked");
     let first = open_path(&path, true, &small_opts(IoBackend::Auto)).unwrap();
     assert_eq!(probe_from_child(&path), "locked");
@@ -183,7 +179,7 @@ fn existing_data_probe() {
 
 #[test]
 fn uring_device_reports_itself() {
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let dev = UringDevice::open(&dir.path().join("u"), true, &small_opts(IoBackend::Uring));
     let dev = dev.unwrap();
     assert_eq!(dev.queue_depth(), 8);
@@ -194,7 +190,7 @@ fn uring_device_reports_itself() {
 fn read_past_a_truncated_end_is_an_error_not_a_hang() {
     // Someone truncates the file behind our back: reads there return 0 bytes, which both
     // backends must report (UnexpectedEof) after finishing the rest of the batch.
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("trunc");
     for backend in [IoBackend::Uring, IoBackend::Sync] {
         let dev = open_path(&path, true, &small_opts(backend)).unwrap();
@@ -288,7 +284,7 @@ fn kill_reopen_cycles(path: &Path) -> Vec<usize> {
 #[test]
 fn reopen_after_kill_is_never_locked() {
     let _serial = common::serialized_with_spawns();
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("killed");
     drop(arbor::Db::create(&path, common::small_opts()).unwrap());
     let locked = kill_reopen_cycles(&path);
@@ -322,7 +318,7 @@ impl Drop for LoopDevice {
 #[test]
 fn reopen_after_kill_is_never_locked_on_a_block_device() {
     let _serial = common::serialized_with_spawns();
-    let dir = test_dir();
+    let dir = arbor_testkit::temp_dir!();
     let backing = dir.path().join("loop-backing");
     std::fs::File::create(&backing).unwrap().set_len(32 << 20).unwrap();
     let lo = match LoopDevice::attach(&backing) {

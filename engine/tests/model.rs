@@ -70,33 +70,8 @@ fn run(seed: u64, steps: usize) {
                 assert_eq!(existed, working.remove(name).is_some(), "seed {seed} step {step}");
                 continue;
             }
-            let mut t = tx.tree(name).unwrap();
             let m = working.entry(name.to_string()).or_default();
-            match rng.below(10) {
-                0..=4 => {
-                    let (k, v) = (key(&mut rng, 400), value(&mut rng));
-                    let old = t.insert(&k, &v).unwrap();
-                    assert_eq!(old, m.insert(k, v), "seed {seed} step {step}: insert");
-                }
-                5..=6 => {
-                    let k = key(&mut rng, 400);
-                    assert_eq!(
-                        t.remove(&k).unwrap(),
-                        m.remove(&k),
-                        "seed {seed} step {step}: remove"
-                    );
-                }
-                7..=8 => {
-                    let k = key(&mut rng, 400);
-                    assert_eq!(
-                        t.get(&k).unwrap(),
-                        m.get(&k).cloned(),
-                        "seed {seed} step {step}: get"
-                    );
-                }
-                _ => check_range(&t, m, &mut rng),
-            }
-            assert_eq!(t.len().unwrap(), m.len() as u64, "seed {seed} step {step}: len");
+            random_op(&mut tx.tree(name).unwrap(), m, &mut rng, (seed, step));
         }
         if rng.chance(25) {
             tx.abort().unwrap();
@@ -120,6 +95,32 @@ fn run(seed: u64, steps: usize) {
     }
     let report = db.check().unwrap();
     assert!(report.is_ok(), "seed {seed}: {:?}", report.problems);
+}
+
+/// One random operation on tree `t` and its model `m`, checked against each other.
+fn random_op(
+    t: &mut arbor::WriteTree<'_, '_>,
+    m: &mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+    rng: &mut Rng,
+    (seed, step): (u64, usize),
+) {
+    match rng.below(10) {
+        0..=4 => {
+            let (k, v) = (key(rng, 400), value(rng));
+            let old = t.insert(&k, &v).unwrap();
+            assert_eq!(old, m.insert(k, v), "seed {seed} step {step}: insert");
+        }
+        5..=6 => {
+            let k = key(rng, 400);
+            assert_eq!(t.remove(&k).unwrap(), m.remove(&k), "seed {seed} step {step}: remove");
+        }
+        7..=8 => {
+            let k = key(rng, 400);
+            assert_eq!(t.get(&k).unwrap(), m.get(&k).cloned(), "seed {seed} step {step}: get");
+        }
+        _ => check_range(t, m, rng),
+    }
+    assert_eq!(t.len().unwrap(), m.len() as u64, "seed {seed} step {step}: len");
 }
 
 #[test]

@@ -31,7 +31,7 @@ fn smoke_sim() {
 
 #[test]
 fn smoke_file() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("s.arbor");
     let db = Db::create(&path, Options::default()).unwrap();
     let mut tx = db.begin_write().unwrap();

@@ -53,7 +53,7 @@ fn a_snapshot_sees_its_commit_while_the_writer_moves_on() {
     assert_eq!(db.stats().snapshots_live, 0);
 }
 
-/// The seed (../shared/reference/btrfs-tree-mod-log-reuse-fix.txt): a snapshot holds a seq;
+/// The seed (the btrfs tree-mod-log reuse fix, design.md §6): a snapshot holds a seq;
 /// removals free a root's child and promote it (the old root freed); another tree is built
 /// so the allocator hands the freed addresses out again; the old snapshot must still read
 /// exactly its contents. `durability` None keeps everything in one generation, where freed
@@ -143,7 +143,6 @@ fn interleavings(seed: u64, steps: usize) {
     let mut rng = Rng(seed);
     let opts = Options { cache_bytes: 64 << 10, ..small_opts() };
     let db = new_db(seed, opts);
-    let names = ["alpha", "beta", "gamma"];
     let mut committed = Model::new();
     let mut snaps: Vec<(Snapshot, Model)> = Vec::new();
     for step in 0..steps {
@@ -160,66 +159,71 @@ fn interleavings(seed: u64, steps: usize) {
                 }
             }
             2 => db.flush().unwrap(),
-            _ => {
-                let mut working = committed.clone();
-                let mut tx = db.begin_write().unwrap();
-                for _ in 0..1 + rng.below(40) {
-                    let name = names[rng.below(3) as usize];
-                    if rng.chance(2) {
-                        tx.delete_tree(name).unwrap();
-                        working.remove(name);
-                        continue;
-                    }
-                    let mut t = tx.tree(name).unwrap();
-                    let m = working.entry(name.to_string()).or_default();
-                    let k = key(&mut rng, 300);
-                    if rng.chance(30) {
-                        assert_eq!(t.remove(&k).unwrap(), m.remove(&k), "step {step}");
-                    } else {
-                        let v = value(&mut rng);
-                        assert_eq!(t.insert(&k, &v).unwrap(), m.insert(k, v), "step {step}");
-                    }
-                }
-                if rng.chance(15) {
-                    tx.abort().unwrap();
-                } else {
-                    tx.set_durability(match rng.below(3) {
-                        0 => Durability::Immediate,
-                        1 => Durability::Eventual,
-                        _ => Durability::None,
-                    });
-                    tx.commit().unwrap();
-                    committed = working;
-                }
-            }
+            _ => random_txn(&db, &mut rng, &mut committed, step),
         }
-        // Check one snapshot in full and a few gets on each.
-        if let Some(i) = (!snaps.is_empty()).then(|| rng.below(snaps.len() as u64) as usize) {
-            let (snap, want) = &snaps[i];
-            assert_eq!(
-                &snap_dump(snap).unwrap(),
-                want,
-                "seed {seed} step {step} seq {}",
-                snap.seq()
-            );
-        }
-        for (snap, want) in &snaps {
-            for _ in 0..3 {
-                let name = names[rng.below(3) as usize];
-                let k = key(&mut rng, 300);
-                let got = match snap.tree(name).unwrap() {
-                    Some(t) => t.get(&k).unwrap(),
-                    None => None,
-                };
-                let expect = want.get(name).and_then(|m| m.get(&k)).cloned();
-                assert_eq!(got, expect, "seed {seed} step {step}: get in snapshot {}", snap.seq());
-            }
-        }
+        check_snapshots(&snaps, &mut rng, seed, step);
     }
     let stats = db.stats();
     drop(snaps);
     assert!(db.check().unwrap().is_ok());
     assert!(stats.snapshots_live <= 6);
+}
+
+const NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
+
+/// A random write transaction, committed (with a random durability) or aborted; `committed`
+/// follows.
+fn random_txn(db: &Db, rng: &mut Rng, committed: &mut Model, step: usize) {
+    let mut working = committed.clone();
+    let mut tx = db.begin_write().unwrap();
+    for _ in 0..1 + rng.below(40) {
+        let name = NAMES[rng.below(3) as usize];
+        if rng.chance(2) {
+            tx.delete_tree(name).unwrap();
+            working.remove(name);
+            continue;
+        }
+        let mut t = tx.tree(name).unwrap();
+        let m = working.entry(name.to_string()).or_default();
+        let k = key(rng, 300);
+        if rng.chance(30) {
+            assert_eq!(t.remove(&k).unwrap(), m.remove(&k), "step {step}");
+        } else {
+            let v = value(rng);
+            assert_eq!(t.insert(&k, &v).unwrap(), m.insert(k, v), "step {step}");
+        }
+    }
+    if rng.chance(15) {
+        tx.abort().unwrap();
+    } else {
+        tx.set_durability(match rng.below(3) {
+            0 => Durability::Immediate,
+            1 => Durability::Eventual,
+            _ => Durability::None,
+        });
+        tx.commit().unwrap();
+        *committed = working;
+    }
+}
+
+/// Checks one snapshot in full and a few gets on each against its frozen model.
+fn check_snapshots(snaps: &[(Snapshot, Model)], rng: &mut Rng, seed: u64, step: usize) {
+    if let Some(i) = (!snaps.is_empty()).then(|| rng.below(snaps.len() as u64) as usize) {
+        let (snap, want) = &snaps[i];
+        assert_eq!(&snap_dump(snap).unwrap(), want, "seed {seed} step {step} seq {}", snap.seq());
+    }
+    for (snap, want) in snaps {
+        for _ in 0..3 {
+            let name = NAMES[rng.below(3) as usize];
+            let k = key(rng, 300);
+            let got = match snap.tree(name).unwrap() {
+                Some(t) => t.get(&k).unwrap(),
+                None => None,
+            };
+            let expect = want.get(name).and_then(|m| m.get(&k)).cloned();
+            assert_eq!(got, expect, "seed {seed} step {step}: get in snapshot {}", snap.seq());
+        }
+    }
 }
 
 #[test]
@@ -252,32 +256,7 @@ fn readers_see_consistent_snapshots_while_the_writer_commits() {
         .map(|r| {
             let db = std::sync::Arc::clone(&db);
             let done = std::sync::Arc::clone(&done);
-            std::thread::spawn(move || {
-                let mut scans = 0u64;
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    let snap = db.snapshot().unwrap();
-                    let acct = snap.tree("acct").unwrap().unwrap();
-                    let sum: u64 = acct
-                        .iter()
-                        .unwrap()
-                        .map(|kv| u64::from_le_bytes(kv.unwrap().1.try_into().unwrap()))
-                        .sum();
-                    assert_eq!(sum, TOTAL, "reader {r}: balances at seq {}", snap.seq());
-                    if let Some(marks) = snap.tree("marks").unwrap() {
-                        let keys: Vec<Vec<u8>> =
-                            marks.iter().unwrap().map(|kv| kv.unwrap().0).collect();
-                        assert_eq!(keys.len() % 2, 0, "reader {r}: markers in pairs");
-                        for pair in keys.chunks(2) {
-                            assert_eq!(pair[0][..8], pair[1][..8], "reader {r}: pair split");
-                        }
-                        // Backwards too.
-                        let back = marks.iter().unwrap().rev().count();
-                        assert_eq!(back, keys.len());
-                    }
-                    scans += 1;
-                }
-                scans
-            })
+            std::thread::spawn(move || scan_until_done(&db, &done, r, TOTAL))
         })
         .collect();
     let mut rng = Rng(5);
@@ -314,6 +293,35 @@ fn readers_see_consistent_snapshots_while_the_writer_commits() {
     assert!(db.check().unwrap().is_ok());
 }
 
+/// A reader of `readers_see_consistent_snapshots_while_the_writer_commits`: scans fresh
+/// snapshots until `done`, checking the balances' total and the marker pairs; returns the
+/// number of scans.
+fn scan_until_done(db: &Db, done: &std::sync::atomic::AtomicBool, r: usize, total: u64) -> u64 {
+    let mut scans = 0u64;
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let snap = db.snapshot().unwrap();
+        let acct = snap.tree("acct").unwrap().unwrap();
+        let sum: u64 = acct
+            .iter()
+            .unwrap()
+            .map(|kv| u64::from_le_bytes(kv.unwrap().1.try_into().unwrap()))
+            .sum();
+        assert_eq!(sum, total, "reader {r}: balances at seq {}", snap.seq());
+        if let Some(marks) = snap.tree("marks").unwrap() {
+            let keys: Vec<Vec<u8>> = marks.iter().unwrap().map(|kv| kv.unwrap().0).collect();
+            assert_eq!(keys.len() % 2, 0, "reader {r}: markers in pairs");
+            for pair in keys.chunks(2) {
+                assert_eq!(pair[0][..8], pair[1][..8], "reader {r}: pair split");
+            }
+            // Backwards too.
+            let back = marks.iter().unwrap().rev().count();
+            assert_eq!(back, keys.len());
+        }
+        scans += 1;
+    }
+    scans
+}
+
 fn load(db: &Db, keys: u32) {
     let mut tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
@@ -340,7 +348,7 @@ fn used_blocks(db: &Db) -> u64 {
 }
 
 /// Without any limit reached, a snapshot held forever pins at most the blocks of its own
-/// tree: blocks allocated after it and freed again are reused (a ≤ S < f, DESIGN §10.5).
+/// tree: blocks allocated after it and freed again are reused (a ≤ S < f, design.md §10.5).
 #[test]
 fn a_long_snapshot_pins_at_most_its_own_tree() {
     let db = new_db(21, small_opts());
@@ -453,10 +461,17 @@ fn writer_waits_then_errors_and_never_waits_on_itself() {
     assert!(started.elapsed() >= Duration::from_millis(20), "did not wait for the reader");
     other.join().unwrap();
     // Held by another thread for good: the writer errors after the timeout.
+    writer_times_out(&db, &mut rng);
+    churn(&db, &mut rng, 20_000, 1).unwrap();
+}
+
+/// A snapshot held by another thread for good: the writer errors after the timeout.
+fn writer_times_out(db: &std::sync::Arc<Db>, rng: &mut Rng) {
+    use std::time::{Duration, Instant};
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn({
-        let db = std::sync::Arc::clone(&db);
+        let db = std::sync::Arc::clone(db);
         move || {
             let s = db.snapshot().unwrap();
             tx.send(()).unwrap();
@@ -468,7 +483,7 @@ fn writer_waits_then_errors_and_never_waits_on_itself() {
     let mut failed = None;
     for _ in 0..100 {
         let started = Instant::now();
-        if let Err(e) = churn(&db, &mut rng, 20_000, 100) {
+        if let Err(e) = churn(db, rng, 20_000, 100) {
             failed = Some((e, started.elapsed()));
             break;
         }
@@ -478,5 +493,4 @@ fn writer_waits_then_errors_and_never_waits_on_itself() {
     assert!(waited >= Duration::from_millis(300), "gave up after {waited:?}");
     stop_tx.send(()).unwrap();
     holder.join().unwrap();
-    churn(&db, &mut rng, 20_000, 1).unwrap();
 }

@@ -80,7 +80,7 @@ fn value_and_key_limits() {
 #[test]
 fn a_hundred_mib_value_round_trips() {
     let _serial = common::serialized_with_spawns();
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("big.arbor");
     let value: Vec<u8> =
         (0..100u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
@@ -102,7 +102,7 @@ fn a_hundred_mib_value_round_trips() {
 #[test]
 fn a_second_opener_gets_locked_and_wrong_files_are_refused() {
     let _serial = common::serialized_with_spawns();
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("a.arbor");
     let db = Db::create(&path, Options::default()).unwrap();
     assert!(matches!(Db::open(&path, Options::default()), Err(Error::Locked)));
@@ -183,7 +183,7 @@ impl Drop for Loop {
 #[test]
 fn loop_device_create_write_reopen() {
     let _serial = common::serialized_with_spawns();
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = arbor_testkit::temp_dir!();
     let backing = dir.path().join("loop.img");
     std::fs::write(&backing, vec![0u8; 64 << 20]).unwrap();
     let out =

@@ -1,4 +1,4 @@
-//! The allocator's persisted blocks (DESIGN §10.13). All are owned by `TREE_ID_ALLOCATOR`.
+//! The allocator's persisted blocks (design.md §10.13). All are owned by `TREE_ID_ALLOCATOR`.
 //!
 //! ```text
 //! Bitmap chunk (kind 4, level 0):  | header 64 (aux64 = first block covered) | bits ... |

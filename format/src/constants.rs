@@ -16,7 +16,7 @@ pub const SUPERBLOCK_BYTES: usize = 4096;
 /// Distance between superblock slots: one slot per 64 KiB, so a slot never shares a block
 /// with another slot, whatever the block size.
 pub const SUPERBLOCK_SLOT_STRIDE_BYTES: u64 = 65536;
-/// Slots: 2 alternations (A = {0, 2}, B = {1, 3}) × 2 copies (DESIGN §10.11).
+/// Slots: 2 alternations (A = {0, 2}, B = {1, 3}) × 2 copies (design.md §10.11).
 pub const SUPERBLOCK_SLOT_COUNT: u8 = 4;
 /// The superblock area at the start of the device, read before the block size is known.
 pub const SUPERBLOCK_AREA_BYTES: u64 = 262_144;

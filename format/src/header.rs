@@ -266,7 +266,7 @@ pub fn verify_block(buf: &[u8], expected_address: u64) -> Result<BlockHeader, Fo
 
 /// Verifies a block reached through `ptr`: everything `verify_block` checks, plus the
 /// generation and, unless the pointer carries `CRC_PENDING`, the crc the parent expects
-/// (lost and misdirected writes, DESIGN §3 and §10.12).
+/// (lost and misdirected writes, design.md §3 and §10.12).
 pub fn verify_child(buf: &[u8], ptr: &ChildPtr) -> Result<BlockHeader, FormatError> {
     let header = verify_block(buf, ptr.address())?;
     if header.generation() != ptr.generation() {

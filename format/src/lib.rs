@@ -10,6 +10,7 @@
 )]
 
 pub mod alloc;
+pub mod catalog;
 pub mod constants;
 pub mod error;
 pub mod header;
@@ -22,6 +23,7 @@ pub mod ptr;
 pub mod superblock;
 
 pub use alloc::{AllocIndex, BitmapChunk, OrphanList, PendingList};
+pub use catalog::{CatalogEntry, CATALOG_ENTRY_BYTES};
 pub use constants::*;
 pub use error::{FormatError, FormatErrorKind};
 pub use header::{

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! | header 64 | slot 0 | slot 1 | ... | slot n-1 | free ... | heap (grows down) ... | end
-//! Slot (12): offset u32 | key_len u16 | flags u8 (bit 0: value is an OverflowRef) | 0 u8 | val_len u32
+//! Slot (12): offset u32 | key_len u16 | flags u8 | 0 u8 | val_len u32
+//!            (flags bit 0: the value is an OverflowRef)
 //! ```
 //!
 //! Item *i*'s key bytes are at `offset .. offset+key_len`, its value bytes follow immediately.

@@ -8,7 +8,7 @@
 //!
 //! `block_count` = ceil((64 + value_len) / block_bytes) contiguous blocks. The header crc
 //! covers the whole extent (tail padding included, and it is zero). Extents are write-once:
-//! an update writes a new extent and frees the old one (DESIGN §10.4), so the `OverflowRef`
+//! an update writes a new extent and frees the old one (design.md §10.4), so the `OverflowRef`
 //! in the leaf carries the final crc.
 
 use crate::constants::{check_block_bytes, overflow_block_count, HEADER_BYTES, VALUE_BYTES_MAX};

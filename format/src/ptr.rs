@@ -7,7 +7,7 @@
 //! ```
 //!
 //! A `ChildPtr` with `CRC_PENDING` was written before its child's final write-out
-//! (DESIGN §10.12): the reader checks the child's own header (self-crc, address, generation)
+//! (design.md §10.12): the reader checks the child's own header (self-crc, address, generation)
 //! instead of the crc in the pointer.
 
 use crate::constants::{CHILD_PTR_BYTES, EXTENT_BYTES, OVERFLOW_REF_BYTES};

@@ -1,6 +1,6 @@
 //! loom models of the engine's concurrency core; run with `RUSTFLAGS="--cfg loom"`.
 //!
-//! The models live in `tests/` (one file per race of DESIGN §8, listed in the README) and
+//! The models live in `tests/` (one file per race of design.md §8, listed in the README) and
 //! drive the engine's own `#[doc(hidden)]` exports — `arbor::mvcc`, `arbor::modlog`,
 //! `arbor::cache`, `arbor::commit` and the `arbor::sync` facade — so loom checks the code
 //! that ships, not a copy. This library holds only the helpers they share: building small
@@ -73,7 +73,7 @@ mod blocks {
 pub use blocks::*;
 
 /// The preemption bound when `LOOM_MAX_PREEMPTIONS` is unset: unbounded exploration of the
-/// three-thread models takes far longer than the suite's budget (DESIGN §8: bound 2–3).
+/// three-thread models takes far longer than the suite's budget (design.md §8: bound 2–3).
 #[cfg(loom)]
 pub const PREEMPTIONS_DEFAULT: usize = 2;
 

@@ -1,19 +1,19 @@
-//! (a) Snapshot registration vs pruning (DESIGN §5: registration, the minimum and pruning
+//! (a) Snapshot registration vs pruning (design.md §5: registration, the minimum and pruning
 //! share one lock; entries are pruned strictly below the oldest outstanding seq).
 //!
 //! The writer runs two transactions on one published block, each a logged edit followed by
 //! a commit that, under the registry lock, sweeps, publishes, computes
 //! `RegInner::prune_bound` and prunes the block's log with `Slot::prune_below` — the order
-//! `txn.rs` uses. Meanwhile a reader that holds a snapshot at seq 1 refreshes it: it
+//! `txn/write.rs` uses. Meanwhile a reader that holds a snapshot at seq 1 refreshes it: it
 //! registers a new snapshot, drops the old one, and reads the block as of the new seq.
 //!
 //! Invariants: (1) when the writer prunes, no pruned entry has a seq ≥ any outstanding
 //! snapshot's seq (checked under the registry lock, so the set of snapshots is exact);
 //! (2) the reader's image is the block as of its seq.
 //!
-//! Seqs follow DESIGN §5 literally here: a commit publishes its transaction's *last* seq,
+//! Seqs follow design.md §5 literally here: a commit publishes its transaction's *last* seq,
 //! so an entry with seq equal to a snapshot's seq exists and the `<` of the rule is
-//! observable. (The engine's `txn.rs` gives each commit a fresh seq that no entry carries;
+//! observable. (The engine's `txn/write.rs` gives each commit a fresh seq that no entry carries;
 //! with that numbering pruning `<= min` drops only entries no reader undoes, and neither
 //! variant of the rule changes what a reader sees.) The broken variant prunes with `<=`,
 //! and loom finds the refresh that leaves a snapshot at seq 2 while entry 2 is pruned.

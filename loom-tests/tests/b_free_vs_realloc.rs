@@ -1,4 +1,4 @@
-//! (b) Free vs reallocation with a seq outstanding — the seed (DESIGN §6, §10.5; the btrfs
+//! (b) Free vs reallocation with a seq outstanding — the seed (design.md §6, §10.5; the btrfs
 //! reference in `shared/reference/btrfs-tree-mod-log-reuse-fix.txt`).
 //!
 //! Block identity A (a leaf at address 100, allocated at seq 1) is the tree's root as of

@@ -1,4 +1,4 @@
-//! (c) A reader copying a block vs the writer changing it and logging (DESIGN §5, §10.1).
+//! (c) A reader copying a block vs the writer changing it and logging (design.md §5, §10.1).
 //!
 //! The writer edits a published block twice through `Slot::edit_logged` (replace the value,
 //! then insert an item), each edit logged with the next seq. A reader at seq 1 (before both

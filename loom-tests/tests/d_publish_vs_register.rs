@@ -1,6 +1,6 @@
-//! (d) Commit publishing a root vs a reader loading it (DESIGN §10.3).
+//! (d) Commit publishing a root vs a reader loading it (design.md §10.3).
 //!
-//! The writer commits as `txn.rs` does: the transaction's new root block B becomes
+//! The writer commits as `txn/write.rs` does: the transaction's new root block B becomes
 //! published (inserted into the readers' table), then, under the registry lock, it sweeps,
 //! publishes the immutable record `{seq 2, gen, catalog → B}` with `RegInner::publish` and
 //! computes the prune bound. Two readers (a spawned thread and the model's main thread)

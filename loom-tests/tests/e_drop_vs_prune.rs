@@ -1,6 +1,6 @@
-//! (e) Snapshot drop vs prune (DESIGN §5, §10.6, §10.7).
+//! (e) Snapshot drop vs prune (design.md §5, §10.6, §10.7).
 //!
-//! A snapshot handle is modelled as `snapshot.rs` builds it: clones share one registration
+//! A snapshot handle is modelled as `txn/snapshot.rs` builds it: clones share one registration
 //! (`Arc<SnapState>` plus the record), and the last clone's drop calls
 //! `Registry::deregister`. One clone is dropped by the model's main thread while a reader
 //! thread reads the block through its own clone and then drops it. Concurrently the writer
@@ -34,7 +34,7 @@ struct Db {
     table: SlotTable,
 }
 
-/// `snapshot.rs`'s `Inner`: shared by every clone of one snapshot.
+/// `txn/snapshot.rs`'s `Inner`: shared by every clone of one snapshot.
 struct Handle {
     db: Arc<Db>,
     state: Arc<SnapState>,

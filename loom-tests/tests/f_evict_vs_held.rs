@@ -1,9 +1,11 @@
-//! (f) Cache eviction vs a reader holding a block (DESIGN §8, §10.1; `engine/src/cache.rs`).
+//! (f) Cache eviction vs a reader holding a block (design.md §8, §10.1;
+//! `engine/src/store/cache.rs`).
 //!
 //! The clean-block cache (`arbor::cache::BlockCache`) has room for one block per shard and
 //! holds address `A` (every byte 7). The writer inserts address `B` of the same shard, which
-//! evicts `A`, then reuses address `A` for a new block (every byte 5). A reader takes address 1 from the cache twice
-//! and keeps what it got; the main thread held the original image from the start.
+//! evicts `A`, then reuses address `A` for a new block (every byte 5). A reader takes
+//! address 1 from the cache twice and keeps what it got; the main thread held the original
+//! image from the start.
 //!
 //! Invariants: a held image never changes — not when its entry is evicted, nor when its
 //! address is reused — and is never a mix of two blocks; a later lookup never returns an

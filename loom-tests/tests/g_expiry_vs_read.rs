@@ -1,4 +1,4 @@
-//! (g) The bound's expiry vs a reader mid-read (DESIGN §5 "Bounded", §10.7).
+//! (g) The bound's expiry vs a reader mid-read (design.md §5 "Bounded", §10.7).
 //!
 //! A snapshot at seq 1 is outstanding; the writer has since changed the block (entry 2 in
 //! its log). A reader operation starts with `SnapState::enter` (active++, then check

@@ -1,10 +1,10 @@
-//! (h) The commit hand-off: group commit with at most one generation in flight (DESIGN §4,
-//! §10.10, §10.15; `engine/src/commit.rs`).
+//! (h) The commit hand-off: group commit with at most one generation in flight (design.md §4,
+//! §10.10, §10.15; `engine/src/durable/pipeline.rs`).
 //!
 //! The engine's own `Pipeline::hand_off` runs here over a toy writer (the open generation,
 //! the generation of the last commit) and a fake flush that records, outside the model,
 //! which generations it wrote and whether it failed. A commit takes the writer lock,
-//! "publishes" in the open generation and hands off with the guard held, as `txn.rs` does;
+//! "publishes" in the open generation and hands off with the guard held, as `txn/write.rs` does;
 //! `Db::flush` reads the last commit's generation and hands off without the guard.
 //!
 //! Invariants, in every interleaving: a call that waits returns `Ok` only after a flush

@@ -198,7 +198,8 @@ impl<R: Read> DumpReader<R> {
                 let value_len = self.u64("entry")?;
                 if key_len > KEY_BYTES_MAX || value_len > VALUE_BYTES_MAX {
                     return Err(invalid(format!(
-                        "entry at byte {at}: key of {key_len} or value of {value_len} bytes is too large"
+                        "entry at byte {at}: key of {key_len} or value of {value_len} bytes \
+                         is too large"
                     )));
                 }
                 let key = self.bytes(u64::from(key_len), "key")?;
@@ -225,7 +226,8 @@ impl<R: Read> DumpReader<R> {
         }
         if (trees, entries) != (self.trees, self.entries) {
             return Err(invalid(format!(
-                "trailer at byte {at} counts {trees} trees and {entries} entries; the dump holds {} and {}",
+                "trailer at byte {at} counts {trees} trees and {entries} entries; \
+                 the dump holds {} and {}",
                 self.trees, self.entries
             )));
         }

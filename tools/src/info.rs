@@ -129,25 +129,8 @@ pub fn info(path: &Path, as_json: bool) -> Result<()> {
     let space = newest.map(|sb| space_at(Box::new(dev), &sb));
     let kind = if is_block_device(path) { "block device" } else { "file" };
     if as_json {
-        let (space, space_error) = match &space {
-            Some(Ok(sp)) => (space_json(sp), None),
-            Some(Err(e)) => (Value::Null, Some(e.to_string())),
-            None => (Value::Null, None),
-        };
-        let out = json!({
-            "path": path.display().to_string(),
-            "kind": kind,
-            "device_bytes": device_bytes,
-            "in_use": in_use,
-            "format_version": newest.map(|sb| sb.version()),
-            "block_bytes": newest.map(|sb| sb.block_bytes()),
-            "uuid": newest.map(|sb| uuid_text(sb.uuid())),
-            "newest_generation": newest.map(|sb| sb.generation()),
-            "slots": slots.iter().map(slot_json).collect::<Vec<_>>(),
-            "space": space,
-            "space_error": space_error,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        let facts = Facts { path, kind, device_bytes, in_use, newest };
+        println!("{}", serde_json::to_string_pretty(&info_json(&facts, &slots, &space))?);
         return Ok(());
     }
     println!("{}: {kind}, {device_bytes} bytes ({})", path.display(), human(device_bytes));
@@ -162,27 +145,7 @@ pub fn info(path: &Path, as_json: bool) -> Result<()> {
             uuid_text(sb.uuid())
         );
     }
-    println!("slot  offset  alt  state / generation  flushed  catalog root  alloc root  pending");
-    for s in &slots {
-        let alt = alt_name(s.slot);
-        match s.superblock {
-            Some(sb) => println!(
-                "{:<4}  {:<6}  {alt:<3}  valid, gen {:<11}  {:<7}  {:<12}  {:<10}  {}",
-                s.slot,
-                s.offset,
-                sb.generation(),
-                sb.flushed_gen(),
-                ptr_text(&sb.catalog_root()),
-                ptr_text(&sb.alloc_root()),
-                ptr_text(&sb.pending_root()),
-            ),
-            None => {
-                let claims = s.claimed_generation.map(|g| format!(" (claims generation {g})"));
-                let claims = claims.unwrap_or_default();
-                println!("{:<4}  {:<6}  {alt:<3}  {}{claims}", s.slot, s.offset, state_text(s));
-            }
-        }
-    }
+    print_slots(&slots);
     match (newest, space) {
         (Some(sb), Some(Ok(sp))) => {
             let bb = u64::from(sp.block_bytes);
@@ -205,6 +168,66 @@ pub fn info(path: &Path, as_json: bool) -> Result<()> {
         _ => println!("no superblock copy verifies: run `arbor check` for details"),
     }
     Ok(())
+}
+
+/// What `info` found out about the target besides its slots and space.
+struct Facts<'a> {
+    path: &'a Path,
+    kind: &'a str,
+    device_bytes: u64,
+    in_use: bool,
+    newest: Option<Superblock>,
+}
+
+/// The `--json` document.
+fn info_json(
+    f: &Facts<'_>,
+    slots: &[SlotReport],
+    space: &Option<std::result::Result<Space, arbor::Error>>,
+) -> Value {
+    let (space, space_error) = match space {
+        Some(Ok(sp)) => (space_json(sp), None),
+        Some(Err(e)) => (Value::Null, Some(e.to_string())),
+        None => (Value::Null, None),
+    };
+    json!({
+        "path": f.path.display().to_string(),
+        "kind": f.kind,
+        "device_bytes": f.device_bytes,
+        "in_use": f.in_use,
+        "format_version": f.newest.map(|sb| sb.version()),
+        "block_bytes": f.newest.map(|sb| sb.block_bytes()),
+        "uuid": f.newest.map(|sb| uuid_text(sb.uuid())),
+        "newest_generation": f.newest.map(|sb| sb.generation()),
+        "slots": slots.iter().map(slot_json).collect::<Vec<_>>(),
+        "space": space,
+        "space_error": space_error,
+    })
+}
+
+/// One line per superblock slot.
+fn print_slots(slots: &[SlotReport]) {
+    println!("slot  offset  alt  state / generation  flushed  catalog root  alloc root  pending");
+    for s in slots {
+        let alt = alt_name(s.slot);
+        match s.superblock {
+            Some(sb) => println!(
+                "{:<4}  {:<6}  {alt:<3}  valid, gen {:<11}  {:<7}  {:<12}  {:<10}  {}",
+                s.slot,
+                s.offset,
+                sb.generation(),
+                sb.flushed_gen(),
+                ptr_text(&sb.catalog_root()),
+                ptr_text(&sb.alloc_root()),
+                ptr_text(&sb.pending_root()),
+            ),
+            None => {
+                let claims = s.claimed_generation.map(|g| format!(" (claims generation {g})"));
+                let claims = claims.unwrap_or_default();
+                println!("{:<4}  {:<6}  {alt:<3}  {}{claims}", s.slot, s.offset, state_text(s));
+            }
+        }
+    }
 }
 
 /// Alternation A holds slots 0 and 2, B slots 1 and 3 (docs/format.md).

@@ -45,6 +45,15 @@ pub fn stat(path: &Path, as_json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    print_text(&st);
+    for p in &st.problems {
+        println!("warning: {p} (run `arbor check`)");
+    }
+    Ok(())
+}
+
+/// The human-readable report (everything but the warnings).
+fn print_text(st: &StoreStat) {
     println!(
         "generation {}, block size {}, device {}",
         st.generation,
@@ -94,8 +103,4 @@ pub fn stat(path: &Path, as_json: bool) -> Result<()> {
         sp.largest_free_run,
         human(sp.largest_free_run * bb)
     );
-    for p in &st.problems {
-        println!("warning: {p} (run `arbor check`)");
-    }
-    Ok(())
 }

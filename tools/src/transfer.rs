@@ -312,8 +312,16 @@ pub fn compact(src: &Path, dst: &Path, force: bool, as_json: bool) -> Result<()>
     if as_json {
         let out = json!({
             "entries": entries,
-            "src": {"path": src.display().to_string(), "used_bytes": src_used, "size_bytes": src_size},
-            "dst": {"path": dst.display().to_string(), "used_bytes": dst_used, "size_bytes": dst_size},
+            "src": {
+                "path": src.display().to_string(),
+                "used_bytes": src_used,
+                "size_bytes": src_size,
+            },
+            "dst": {
+                "path": dst.display().to_string(),
+                "used_bytes": dst_used,
+                "size_bytes": dst_size,
+            },
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use arbor_format::superblock::slot_offset;
-use arbor_format::{seal_block, AllocIndex, ChildPtr, Node};
+use arbor_format::{seal_block, AllocIndex, CatalogEntry, ChildPtr, Node};
 use common::*;
 
 /// Two trees; the last commit inserts one key into `a`, so a's leaf holding it (and the path
@@ -188,12 +188,12 @@ fn double_used_block_is_named() {
     let (_, a_root, _) = items.iter().find(|(n, _, _)| n == b"a").unwrap().clone();
     let (_, b_root, b_range) = items.iter().find(|(n, _, _)| n == b"b").unwrap().clone();
     let mut buf = read_block(&store, addr);
-    let a_entries: [u8; 8] = {
-        let (_, _, a_range) = items.iter().find(|(n, _, _)| n == b"a").unwrap();
-        buf[a_range.start + 32..a_range.start + 40].try_into().unwrap()
-    };
-    buf[b_range.start + 8..b_range.start + 32].copy_from_slice(a_root.as_bytes());
-    buf[b_range.start + 32..b_range.start + 40].copy_from_slice(&a_entries);
+    let (_, _, a_range) = items.iter().find(|(n, _, _)| n == b"a").unwrap();
+    let a = CatalogEntry::decode(&buf[a_range.clone()]).unwrap();
+    let b = CatalogEntry::decode(&buf[b_range.clone()]).unwrap();
+    // b keeps its id; its root and entry count become a's.
+    let edited = CatalogEntry::new(b.id(), a_root, a.entries());
+    buf[b_range].copy_from_slice(edited.as_bytes());
     reseal_catalog(&store, addr, buf);
 
     let o = check(&store, &["--json"]);

@@ -25,7 +25,7 @@ struct Args {
     #[command(subcommand)]
     command: Option<Cmd>,
     /// Comma-separated engines to run, in column order.
-    #[arg(long, value_delimiter = ',', default_values_t = engines::known().iter().map(|s| s.to_string()).collect::<Vec<_>>())]
+    #[arg(long, value_delimiter = ',', default_values_t = known_engines())]
     engines: Vec<String>,
     /// Runs per engine; the table shows medians.
     #[arg(long, default_value_t = 3)]
@@ -154,19 +154,8 @@ fn main() -> ExitCode {
     if let Some(bad) = args.engines.iter().find(|e| !known.contains(&e.as_str())) {
         return fail(format!("unknown engine {bad:?}; this build knows: {}", known.join(", ")));
     }
-    if args.quick_smoke {
-        args.sizes = Sizes::smoke();
-        args.repeats = 1;
-    }
-    if let Err(e) = args.sizes.check() {
+    if let Err(e) = settle_args(&mut args) {
         return fail(e);
-    }
-    let row_ids: Vec<&str> = rows(&args.sizes).iter().map(|r| r.id).collect();
-    if let Err(e) = args.cfg.check(&row_ids) {
-        return fail(e);
-    }
-    if args.repeats == 0 {
-        return fail("--repeats must be at least 1");
     }
     let (target, _temp) = match target(&args) {
         Ok(t) => t,
@@ -212,4 +201,24 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Applies `--quick-smoke` and checks the sizes, the workload selection and `--repeats`.
+fn settle_args(args: &mut Args) -> Result<(), String> {
+    if args.quick_smoke {
+        args.sizes = Sizes::smoke();
+        args.repeats = 1;
+    }
+    args.sizes.check()?;
+    let row_ids: Vec<&str> = rows(&args.sizes).iter().map(|r| r.id).collect();
+    args.cfg.check(&row_ids)?;
+    if args.repeats == 0 {
+        return Err("--repeats must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Every engine this build knows, as `--engines` defaults to.
+fn known_engines() -> Vec<String> {
+    engines::known().iter().map(|s| s.to_string()).collect()
 }

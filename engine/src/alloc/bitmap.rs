@@ -2,7 +2,7 @@
 //! split into chunks of `bits_per_chunk` bits that mirror the on-disk bitmap chunks
 //! (`docs/format.md`, "Allocator"). Per chunk it keeps a free count (so searches skip full
 //! chunks instead of scanning them) and a dirty flag (so a commit rewrites only the chunks
-//! that changed since the last persist, DESIGN §10.13).
+//! that changed since the last persist, design.md §10.13).
 //!
 //! Bits at or past `block_count` inside the last chunk are kept set: they are never handed
 //! out, and the chunk's free count only counts real blocks.

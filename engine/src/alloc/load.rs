@@ -18,6 +18,19 @@ use std::collections::HashSet;
 pub(crate) type ReadBlock<'a> = dyn FnMut(ChildPtr) -> Result<AlignedBuf> + 'a;
 
 impl Allocator {
+    /// `Allocator::load` plus the orphan chain: the allocator a superblock describes.
+    pub fn load_superblock(
+        sb: &arbor_format::superblock::Superblock,
+        durable_gen: u64,
+        read: &mut ReadBlock<'_>,
+    ) -> Result<Allocator> {
+        let (bb, count) = (sb.block_bytes(), sb.block_count());
+        let mut a =
+            Allocator::load(bb, count, sb.alloc_root(), sb.pending_root(), durable_gen, read)?;
+        a.load_orphans(sb.orphan_root(), read)?;
+        Ok(a)
+    }
+
     /// Rebuilds from a durable superblock at generation `durable_gen`. Pending lists with
     /// freed_gen < durable_gen are free at once; those with freed_gen == durable_gen stay
     /// pending until `note_durable(durable_gen + 1)`.

@@ -1,4 +1,4 @@
-//! The space allocator (DESIGN §4, §6, §10.13; `docs/format.md`, "Allocator").
+//! The space allocator (design.md §4, §6, §10.13; `docs/format.md`, "Allocator").
 //!
 //! In memory: a bitmap over every block (set = allocated) with per-chunk free counts and dirty
 //! flags ([`bitmap`]), the current on-disk pointers of every bitmap chunk and index block, and
@@ -8,7 +8,7 @@
 //! Rules this module keeps:
 //! * A block freed with [`Allocator::free_pending`] in generation G stays allocated in the
 //!   bitmap until [`Allocator::note_durable`] is called with a generation > G: both
-//!   superblock slots keep describing intact trees (DESIGN §4). The engine decides which
+//!   superblock slots keep describing intact trees (design.md §4). The engine decides which
 //!   frees may be immediate ([`Allocator::free_now`]: blocks no durable superblock reaches)
 //!   and enforces the snapshot pinning of §6 before it calls either.
 //! * [`Allocator::persist`] writes only the dirty chunks and the index path above them; the
@@ -83,10 +83,10 @@ pub(crate) struct Allocator {
     /// The pending map changed since the last persist (so the lists must be rewritten even
     /// if no chunk is dirty).
     pending_changed: bool,
-    /// Allocation rounds the last persist needed for its own blocks (DESIGN §10.13: ≤ 2
+    /// Allocation rounds the last persist needed for its own blocks (design.md §10.13: ≤ 2
     /// unless space is nearly exhausted). For tests and stats.
     persist_passes: u32,
-    /// Freed runs a snapshot still pins (DESIGN §6 rule 1), start → count: never reused
+    /// Freed runs a snapshot still pins (design.md §6 rule 1), start → count: never reused
     /// until `release_hold`. While their pending generation is not yet reusable they are
     /// pending like any free; after that they are `masked`.
     held: std::collections::BTreeMap<u64, u64>,

@@ -1,7 +1,7 @@
-//! The orphan list (DESIGN §10.17): roots of deleted trees' subtrees whose blocks are not
+//! The orphan list (design.md §10.17): roots of deleted trees' subtrees whose blocks are not
 //! freed yet. `delete_tree` hands the frozen part of a tree to the list instead of walking it
 //! in one commit; later commits take a bounded number of blocks off it and free them through
-//! the pinning rule (DESIGN §6). The list is persisted with the allocator (a chain of
+//! the pinning rule (design.md §6). The list is persisted with the allocator (a chain of
 //! orphan-list blocks under the superblock's `orphan_root`) only when it changed, so a crash
 //! loses nothing: the next session carries on freeing.
 
@@ -20,13 +20,6 @@ impl Allocator {
     pub fn push_orphan(&mut self, root: ChildPtr) {
         self.orphans.push(root);
         self.orphans_changed = true;
-    }
-
-    /// The next subtree to free.
-    pub fn pop_orphan(&mut self) -> Option<ChildPtr> {
-        let root = self.orphans.pop()?;
-        self.orphans_changed = true;
-        Some(root)
     }
 
     /// Every subtree still to free.
@@ -96,19 +89,6 @@ impl Allocator {
     /// Head of the orphan chain as last persisted.
     pub fn orphan_root(&self) -> ChildPtr {
         self.orphan_lists.first().copied().unwrap_or(ChildPtr::NULL)
-    }
-
-    /// `Allocator::load` plus the orphan chain: the allocator a superblock describes.
-    pub fn load_superblock(
-        sb: &arbor_format::superblock::Superblock,
-        durable_gen: u64,
-        read: &mut ReadBlock<'_>,
-    ) -> Result<Allocator> {
-        let (bb, count) = (sb.block_bytes(), sb.block_count());
-        let mut a =
-            Allocator::load(bb, count, sb.alloc_root(), sb.pending_root(), durable_gen, read)?;
-        a.load_orphans(sb.orphan_root(), read)?;
-        Ok(a)
     }
 
     /// Reads the orphan chain of a durable superblock. Untrusted: every block is verified

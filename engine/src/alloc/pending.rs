@@ -1,5 +1,5 @@
 //! Pending frees: runs freed in generation G that a durable (or in-flight) superblock may
-//! still reference. They stay allocated in the bitmap until G+1 is durable (DESIGN §4,
+//! still reference. They stay allocated in the bitmap until G+1 is durable (design.md §4,
 //! §10.13). Per generation the runs are kept sorted by start and merged when adjacent, so
 //! the persisted lists stay short.
 

@@ -1,4 +1,4 @@
-//! `Allocator::persist`: the allocator's part of a commit (DESIGN §10.13).
+//! `Allocator::persist`: the allocator's part of a commit (design.md §10.13).
 //!
 //! What is written for generation `gen`:
 //! * every dirty bitmap chunk (clean chunks are never rewritten),

@@ -8,91 +8,24 @@
 //! (same address, generation, crc), and their allocator loaded; their free-space bookkeeping
 //! is not cross-checked, because only the newest generation's bitmap is the one the next
 //! commit builds on. Both are sound because a block reachable from either durable superblock
-//! is never reused before a later generation is durable (DESIGN §4, §10.13).
+//! is never reused before a later generation is durable (design.md §4, §10.13).
 
 use std::collections::HashSet;
 
-use arbor_format::constants::{
-    check_block_bytes, SUPERBLOCK_AREA_BYTES, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_COUNT,
-};
-use arbor_format::superblock::{alternation, slot_offset, Superblock, SUPERBLOCK_MAGIC};
+use arbor_format::constants::{check_block_bytes, SUPERBLOCK_SLOT_COUNT};
+use arbor_format::superblock::{alternation, Superblock};
 use arbor_format::ChildPtr;
 
 use super::{CheckReport, Problem, ProblemKind, Progress, Source, Walk};
 use crate::alloc::Allocator;
-use crate::io::{AlignedBuf, BlockDevice};
-use crate::recovery;
+use crate::durable::recovery;
+use crate::durable::superblock::{decode_slot, read_area, SlotReport, SlotState};
+use crate::io::BlockDevice;
 use crate::store::Store;
 use crate::{Error, Result};
 
 /// Cache budget of the store an offline check builds (it reads uncached).
 const CHECK_CACHE_BYTES: u64 = 1 << 20;
-
-/// What one superblock slot holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SlotState {
-    /// A record that verifies (magic, version, crc, fields, slot index).
-    Valid,
-    /// All zeros: never written (a fresh store writes one alternation at a time).
-    Empty,
-    /// Anything else: the reason it fails verification.
-    Invalid(String),
-}
-
-/// One superblock slot as read from the device.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct SlotReport {
-    pub slot: u8,
-    /// Byte offset of the slot on the device.
-    pub offset: u64,
-    pub state: SlotState,
-    /// The decoded record, when it verifies.
-    pub superblock: Option<Superblock>,
-    /// The generation an invalid record claims (unverified: a torn copy's last words).
-    pub claimed_generation: Option<u64>,
-}
-
-impl SlotReport {
-    /// The verified generation of this copy.
-    pub fn generation(&self) -> Option<u64> {
-        self.superblock.map(|sb| sb.generation())
-    }
-}
-
-/// Decodes slot `slot` from `area`, the first bytes of the device (up to 256 KiB; a shorter
-/// area leaves the slots past its end `Invalid`). Pure: no I/O, never panics.
-pub fn decode_slot(area: &[u8], slot: u8) -> SlotReport {
-    let offset = slot_offset(slot);
-    let mut report = SlotReport {
-        slot,
-        offset,
-        state: SlotState::Empty,
-        superblock: None,
-        claimed_generation: None,
-    };
-    let start = usize::try_from(offset).unwrap_or(usize::MAX);
-    let Some(bytes) = area.get(start..start.saturating_add(SUPERBLOCK_BYTES)) else {
-        report.state = SlotState::Invalid("beyond the end of the device".into());
-        return report;
-    };
-    if bytes.iter().all(|&b| b == 0) {
-        return report;
-    }
-    if bytes.get(..8) == Some(&SUPERBLOCK_MAGIC[..]) {
-        report.claimed_generation =
-            bytemuck::try_pod_read_unaligned::<Superblock>(bytes).ok().map(|sb| sb.generation());
-    }
-    match Superblock::decode_slot(bytes, slot) {
-        Ok(sb) => {
-            report.state = SlotState::Valid;
-            report.superblock = Some(sb);
-        }
-        Err(e) => report.state = SlotState::Invalid(e.to_string()),
-    }
-    report
-}
 
 /// The check of one generation (one superblock's trees and allocator).
 #[derive(Clone, Debug)]
@@ -150,18 +83,6 @@ impl DeviceCheck {
     }
 }
 
-/// Reads the superblock area (zero-padded when the device is shorter).
-pub(crate) fn read_area(dev: &dyn BlockDevice) -> Result<AlignedBuf> {
-    let sector = (dev.sector_bytes() as usize).max(1);
-    let mut area = AlignedBuf::zeroed(SUPERBLOCK_AREA_BYTES as usize, sector.max(4096));
-    let have = usize::try_from(dev.len_bytes()).unwrap_or(usize::MAX).min(area.len());
-    let have = have - have % sector;
-    if let Some(buf) = area.get_mut(..have) {
-        dev.read_at(0, buf)?;
-    }
-    Ok(area)
-}
-
 /// Checks a store offline. `progress` is called with the number of blocks visited so far.
 ///
 /// Errors only when the device cannot be read or holds no Arbor superblock at all; every
@@ -215,12 +136,13 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
         let slots = holders.iter().map(|s| s.slot).collect();
         generations.push(GenerationCheck { generation: gen, slots, superblock: sb, full, report });
     }
-    let (opens_at, open_error) = match recovery::read_superblocks(store.dev.as_ref())
-        .and_then(|found| recovery::recover(&store, found))
-    {
-        Ok(opened) => (Some(opened.sb.generation()), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
+    let (opens_at, open_error) =
+        match crate::durable::superblock::read_superblocks(store.dev.as_ref())
+            .and_then(|found| recovery::recover(&store, found))
+        {
+            Ok(opened) => (Some(opened.sb.generation()), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
     let device_bytes = store.dev.len_bytes();
     Ok(DeviceCheck {
         slots,
@@ -306,8 +228,8 @@ fn check_generation(
     walk.report = report;
     walk.skip = skip;
     walk.alloc = alloc.as_ref().filter(|_| skip.is_none());
-    // Without an allocator the orphan list is unknown: the catalog's trees are still checked.
-    walk.whole_store(sb.catalog_root(), alloc.as_ref().map_or(&[], |a| a.orphans()));
+    let orphans = alloc.as_ref().map(|a| a.orphans().to_vec()).unwrap_or_default();
+    walk.store(sb.catalog_root(), &orphans);
     if let (Some(a), None) = (alloc.as_ref(), skip) {
         walk.cross_check(a, None);
     }

@@ -4,7 +4,7 @@
 //!    verified twin, and, when the newest generation's data is damaged but an older
 //!    generation's is intact, roll back to the older one. A rollback writes a *new*
 //!    superblock carrying the older generation's roots under a generation number larger than
-//!    any slot has seen (DESIGN §10.11: a generation number is never reused, so stale blocks
+//!    any slot has seen (design.md §10.11: a generation number is never reused, so stale blocks
 //!    of the abandoned generation can never pass for current ones) into the alternation the
 //!    damaged generation held — never over the intact one. The commits of the abandoned
 //!    generation are lost; that is what rolling back means.
@@ -81,7 +81,8 @@ fn restore_twins(
         if !g.slots.contains(&twin) && !writes.iter().any(|(s, _)| *s == twin) {
             writes.push((twin, g.superblock));
             out.actions.push(format!(
-                "rewrote superblock slot {twin} from its verified twin (slot {slot}, generation {})",
+                "rewrote superblock slot {twin} from its verified twin \
+                 (slot {slot}, generation {})",
                 g.generation
             ));
         }
@@ -125,8 +126,8 @@ pub fn repair_free_space(db: &Db) -> Result<(u64, u64)> {
         let (report, leaked, used_but_free) = {
             let mut walk = Walk::new(Source::Writer(&w), &shared.store, &mut quiet);
             walk.alloc = Some(&w.alloc);
-            walk.whole_store(w.catalog, w.alloc.orphans());
-            walk.cross_check(&w.alloc, Some(&w.dirty));
+            walk.store(w.trees.catalog, w.alloc.orphans());
+            walk.cross_check(&w.alloc, Some(&w.dirty.map));
             (walk.report, walk.leaked, walk.used_but_free)
         };
         if let Some(p) = report.findings.iter().find(|p| !p.kind.is_free_space_only()) {

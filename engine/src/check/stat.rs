@@ -7,8 +7,8 @@ use arbor_format::ChildPtr;
 
 use super::{Problem, Progress, Source, TreeStat, Walk};
 use crate::alloc::Allocator;
+use crate::durable::recovery;
 use crate::io::BlockDevice;
-use crate::recovery;
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -92,7 +92,7 @@ pub fn space_at(dev: Box<dyn BlockDevice>, sb: &Superblock) -> Result<Space> {
 
 /// Walks every tree of the generation `Db::open` would recover to.
 pub fn stat_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> Result<StoreStat> {
-    let found = recovery::read_superblocks(dev.as_ref())?;
+    let found = crate::durable::superblock::read_superblocks(dev.as_ref())?;
     let block_bytes = found.copies.first().map_or(0, |(_, sb)| sb.block_bytes());
     check_block_bytes(block_bytes).map_err(|e| Error::corrupt(0, e.to_string()))?;
     let s = Store::new(dev, block_bytes, STAT_CACHE_BYTES);

@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 /// the file offset and the length to be sector-aligned; this type guarantees the memory part.
 ///
 /// The buffer owns its memory until dropped, so an I/O submitted on it stays valid as long
-/// as the caller keeps the buffer alive until the completion is reaped (STYLE rule 7).
+/// as the caller keeps the buffer alive until the completion is reaped.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,

@@ -1,6 +1,6 @@
 //! The opened target shared by the io_uring and the pread/pwrite backends: the descriptor,
 //! how it was opened (block device or regular file), its sector size and length, and the
-//! file growth rule (DESIGN §7, §10.16).
+//! file growth rule (design.md §7, §10.16).
 //!
 //! Opening rules:
 //! * block device (`S_ISBLK`): the kernel's exclusive claim is an `O_EXCL` open of its own
@@ -48,7 +48,7 @@ const FILE_SECTOR_BYTES_DEFAULT: u32 = 4096;
 /// Smallest and largest sector we accept from the kernel.
 const SECTOR_BYTES_MIN: u32 = 512;
 const SECTOR_BYTES_MAX: u32 = 64 * 1024;
-/// Size of each zero write that initialises newly grown file space (DESIGN §10.16).
+/// Size of each zero write that initialises newly grown file space (design.md §10.16).
 const GROW_ZERO_WRITE_BYTES: usize = 4 << 20;
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
 /// `EINTR`s tolerated while the existing-data probe reads one region.
@@ -321,7 +321,7 @@ impl DevFile {
 
     /// Grows to `target` (sector-aligned): `fallocate`, then one pass of large O_DIRECT zero
     /// writes so that later commits overwrite written extents and their fdatasync does not
-    /// pay for unwritten-extent conversion (DESIGN §10.16), then fsync for the new size and
+    /// pay for unwritten-extent conversion (design.md §10.16), then fsync for the new size and
     /// extents. On ENOSPC the file is cut back and the old length returned (the caller's
     /// `NoSpace`).
     fn grow_to(&self, target: u64) -> io::Result<u64> {

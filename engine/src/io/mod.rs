@@ -10,17 +10,17 @@
 //! * an access beyond [`BlockDevice::len_bytes`] is `ErrorKind::InvalidInput` (reads and writes
 //!   never silently extend a block device; files grow only through [`BlockDevice::grow`]);
 //! * `write_batch` returns only after every write in the batch has completed (its completion
-//!   reaped), so a following `flush` covers all of them (DESIGN §10.10);
+//!   reaped), so a following `flush` covers all of them (design.md §10.10);
 //! * the writes of one batch do not overlap (`ErrorKind::InvalidInput` otherwise): their
-//!   landing order would be unspecified (DESIGN §10.14);
+//!   landing order would be unspecified (design.md §10.14);
 //! * a write or flush error is returned as is; the engine treats it as fatal (fail-stop).
 //!
 //! Opening: [`open_path`] with [`DeviceOptions`] (backend choice and automatic fallback,
 //! locking, O_DIRECT checks, file growth); [`probe_existing_data`] for `create`'s check.
 //! Testing: [`SimDevice`] for crashes and faults, [`CountingDevice`] to count flushes.
 
+mod args;
 mod buf;
-mod check;
 mod counting;
 mod file;
 mod open;
@@ -54,7 +54,7 @@ pub struct WriteOp<'a> {
 ///
 /// Implementations are `Send + Sync`: readers on many threads call `read_batch` concurrently
 /// with the writer's `write_batch` / `flush`. The engine never issues two writes to one
-/// address at once and never reads a range while it is being written (DESIGN §10.14).
+/// address at once and never reads a range while it is being written (design.md §10.14).
 pub trait BlockDevice: Send + Sync {
     /// The logical sector size: the alignment unit for offsets, lengths and memory.
     fn sector_bytes(&self) -> u32;

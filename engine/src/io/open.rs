@@ -13,6 +13,9 @@
 use std::io;
 use std::path::Path;
 
+use arbor_format::constants::SUPERBLOCK_SLOT_COUNT;
+use arbor_format::superblock::{slot_offset, SUPERBLOCK_MAGIC};
+
 use super::file::DevFile;
 use super::sync_dev::SyncDevice;
 use super::uring::{setup_ring, UringDevice};
@@ -38,7 +41,7 @@ pub struct DeviceOptions {
     pub backend: IoBackend,
     /// io_uring submission queue entries per ring (batches larger than this run in waves).
     pub queue_depth: u32,
-    /// Files grow by multiples of this (DESIGN §10.16: large steps, written once).
+    /// Files grow by multiples of this (design.md §10.16: large steps, written once).
     pub grow_step_bytes: u64,
     /// A file never grows past this.
     pub max_bytes: u64,
@@ -126,9 +129,6 @@ fn io_uring_disabled_sysctl() -> Option<u32> {
     text.trim().parse().ok()
 }
 
-/// Arbor's superblock magic, and the offsets its superblock copies may occupy.
-const ARBOR_MAGIC: &[u8; 8] = b"ARBORSB\0";
-const ARBOR_SUPERBLOCK_OFFSETS: [usize; 4] = [0, 65536, 131072, 196608];
 /// How much of each end of a target the probe reads (the first MiB covers every signature
 /// [`recognise`] knows).
 pub const PROBE_REGION_BYTES: u64 = 1 << 20;
@@ -199,8 +199,9 @@ fn bytes_at(buf: &[u8], at: usize, n: usize) -> Option<&[u8]> {
 
 /// Names a known format from the target's first bytes.
 fn recognise(buf: &[u8]) -> Option<String> {
-    for at in ARBOR_SUPERBLOCK_OFFSETS {
-        if bytes_at(buf, at, 8) == Some(&ARBOR_MAGIC[..]) {
+    for slot in 0..SUPERBLOCK_SLOT_COUNT {
+        let at = usize::try_from(slot_offset(slot)).unwrap_or(usize::MAX);
+        if bytes_at(buf, at, SUPERBLOCK_MAGIC.len()) == Some(&SUPERBLOCK_MAGIC[..]) {
             return Some(format!("an Arbor store (superblock at offset {at})"));
         }
     }
@@ -249,7 +250,7 @@ mod tests {
         buf[1080] = 0x53;
         buf[1081] = 0xEF;
         assert!(recognise(&buf).unwrap().contains("ext"));
-        buf[131072..131080].copy_from_slice(ARBOR_MAGIC);
+        buf[131072..131080].copy_from_slice(&SUPERBLOCK_MAGIC);
         assert!(recognise(&buf).unwrap().contains("Arbor"));
         let mut btrfs = vec![0u8; 256 * 1024];
         btrfs[65600..65608].copy_from_slice(b"_BHRfS_M");

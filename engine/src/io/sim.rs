@@ -1,6 +1,6 @@
 //! `SimDevice`: an in-memory device for crash and fault testing, deterministic from a seed.
 //!
-//! The model (DESIGN §7): a write completes at once and is visible to later reads, but it is
+//! The model (design.md §7): a write completes at once and is visible to later reads, but it is
 //! *durable* only once a later `flush` succeeds. Until then it is pending, and a crash keeps
 //! any subset of the pending writes — decided per sector with a seeded generator, so a
 //! pending write may survive whole, vanish, or tear at sector boundaries; each sector is
@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
 
-use super::check::{check_reads, check_writes};
+use super::args::{check_reads, check_writes};
 use super::{BlockDevice, ReadOp, WriteOp};
 use crate::sync::{self, Arc, Mutex};
 

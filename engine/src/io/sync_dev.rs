@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::check::{check_reads, check_writes};
+use super::args::{check_reads, check_writes};
 use super::file::DevFile;
 use super::open::DeviceOptions;
 use super::{BlockDevice, ReadOp, WriteOp};

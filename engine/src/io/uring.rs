@@ -10,9 +10,9 @@
 //! `-ECANCELED`, a 0-byte transfer before the end, or any other error is returned as an
 //! `io::Error` — but only after every submitted operation has completed, so no buffer is
 //! released (nor the batch reported done) while the kernel may still touch it. That is also
-//! what makes a following flush cover exactly the batch's writes (DESIGN §10.10).
+//! what makes a following flush cover exactly the batch's writes (design.md §10.10).
 //! `flush` is one `IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`, for files and block
-//! devices alike (DESIGN §10.16).
+//! devices alike (design.md §10.16).
 //!
 //! # Rings: a pool, one ring per concurrent caller
 //! A ring is not shareable by two threads without a completion dispatcher, and one ring
@@ -23,8 +23,9 @@
 //! of concurrent callers (idle ones beyond [`RINGS_IDLE_MAX`] are closed), and all of them
 //! are closed with the device, so nothing outlives it in other threads' storage.
 //!
-//! Measured with `bench/src/device.rs (kv-bench device) TARGET --threads` (random 4 KiB reads, QD 1 per
-//! thread, 3 s per run, on the 2-core development VM whose cores other builds shared; IOPS):
+//! Measured with `bench/src/device.rs (kv-bench device) TARGET --threads` (random 4 KiB
+//! reads, QD 1 per thread, 3 s per run, on the 2-core development VM whose cores other
+//! builds shared; IOPS):
 //!
 //! | target                         | readers | one ring behind a mutex | ring pool |
 //! |--------------------------------|---------|-------------------------|-----------|
@@ -42,7 +43,7 @@ use std::path::Path;
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
-use super::check::{check_reads, check_writes};
+use super::args::{check_reads, check_writes};
 use super::file::DevFile;
 use super::open::DeviceOptions;
 use super::{BlockDevice, ReadOp, WriteOp};
@@ -260,7 +261,7 @@ impl UringDevice {
     }
 
     /// Benchmark hook: grows a file with `fallocate` alone, leaving unwritten extents (the
-    /// slow case DESIGN §10.16 avoids). Not for production use.
+    /// slow case design.md §10.16 avoids). Not for production use.
     #[doc(hidden)]
     pub fn grow_unwritten_for_bench(&self, target_bytes: u64) -> io::Result<u64> {
         self.file.grow_unwritten(target_bytes)

@@ -1,4 +1,4 @@
-//! The seq registry (DESIGN §5, §10.3, §10.7): the published root record, every outstanding
+//! The seq registry (design.md §5, §10.3, §10.7): the published root record, every outstanding
 //! snapshot's seq, and expiry. Registration, the minimum computation, pinning decisions and
 //! pruning all happen under its one lock, so a snapshot can never register at a seq whose
 //! history is being released.
@@ -85,8 +85,11 @@ pub struct RegInner {
     /// Bumped whenever a snapshot leaves (drop or sweep): pins may be releasable.
     pub departures: u64,
     /// Test-only switches that break the rules on purpose, so tests and loom models can show
-    /// they detect the breakage: prune with `<=`, and never pin. Off unless a test sets them.
+    /// they detect the breakage: prune with `<=`, and never pin. Off unless a test sets them;
+    /// built only for tests, loom and the `fault-injection` feature.
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     pub broken_prune_inclusive: bool,
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     pub broken_no_pinning: bool,
 }
 
@@ -105,7 +108,9 @@ impl Registry {
                 next_id: 0,
                 expirations: 0,
                 departures: 0,
+                #[cfg(any(test, loom, feature = "fault-injection"))]
                 broken_prune_inclusive: false,
+                #[cfg(any(test, loom, feature = "fault-injection"))]
                 broken_no_pinning: false,
             }),
             departed: Condvar::new(),
@@ -129,7 +134,8 @@ impl Registry {
             active: AtomicU32::new(0),
             owner: std::thread::current().id(),
         });
-        r.snaps.insert((root.seq, id), Arc::clone(&state));
+        let old = r.snaps.insert((root.seq, id), Arc::clone(&state));
+        debug_assert!(old.is_none(), "snapshot id {id} registered twice");
         (root, state)
     }
 
@@ -139,6 +145,7 @@ impl Registry {
         if r.snaps.remove(&(state.seq, state.id)).is_some() {
             r.departures += 1;
         }
+        debug_assert!(state.seq <= r.root.seq, "snapshot at {} newer than the root", state.seq);
         drop(r);
         self.departed.notify_all();
     }
@@ -153,6 +160,7 @@ impl RegInner {
     /// Makes a commit visible: readers registering from now on start from `root`.
     pub fn publish(&mut self, root: RootRecord) {
         debug_assert!(root.seq >= self.root.seq, "published seqs never go back");
+        debug_assert!(root.gen >= self.root.gen, "published generations never go back");
         self.root = root;
     }
 
@@ -166,16 +174,18 @@ impl RegInner {
         // `active`: see the module comment.
         fence(Ordering::SeqCst);
         let before = self.snaps.len();
+        debug_assert!(self.snaps.keys().all(|(seq, _)| *seq <= self.root.seq));
         self.snaps.retain(|_, s| !(s.is_expired() && s.active.load(Ordering::SeqCst) == 0));
         self.departures += (before - self.snaps.len()) as u64;
     }
 
     /// Log entries with seq below this are needed by no outstanding snapshot: the oldest
     /// outstanding seq, or `next` (the next seq to hand out) when there is none. Entries are
-    /// pruned strictly below it (DESIGN §5).
+    /// pruned strictly below it (design.md §5).
     pub fn prune_bound(&self, next: u64) -> u64 {
         let min = self.snaps.keys().next().map_or(next, |(seq, _)| *seq);
-        if self.broken_prune_inclusive {
+        debug_assert!(min <= next, "snapshot at seq {min} is newer than the next seq {next}");
+        if self.prune_inclusive() {
             min + 1
         } else {
             min
@@ -183,9 +193,29 @@ impl RegInner {
     }
 
     /// Whether an outstanding snapshot has a seq in `[a, f)`: a block identity allocated at
-    /// `a` and freed at `f` is pinned while this holds (DESIGN §10.5).
+    /// `a` and freed at `f` is pinned while this holds (design.md §10.5).
     pub fn any_in(&self, a: u64, f: u64) -> bool {
-        !self.broken_no_pinning && a < f && self.snaps.range((a, 0)..(f, 0)).next().is_some()
+        !self.no_pinning() && a < f && self.snaps.range((a, 0)..(f, 0)).next().is_some()
+    }
+
+    #[cfg(any(test, loom, feature = "fault-injection"))]
+    fn prune_inclusive(&self) -> bool {
+        self.broken_prune_inclusive
+    }
+
+    #[cfg(not(any(test, loom, feature = "fault-injection")))]
+    fn prune_inclusive(&self) -> bool {
+        false
+    }
+
+    #[cfg(any(test, loom, feature = "fault-injection"))]
+    fn no_pinning(&self) -> bool {
+        self.broken_no_pinning
+    }
+
+    #[cfg(not(any(test, loom, feature = "fault-injection")))]
+    fn no_pinning(&self) -> bool {
+        false
     }
 
     /// Live (not yet swept) snapshots and the oldest seq among them.

@@ -1,5 +1,5 @@
 //! A block that snapshot readers may have to see as of an older seq: its image and its
-//! mod-log entries under one lock (DESIGN §5, §10.1, §10.4, §10.6).
+//! mod-log entries under one lock (design.md §5, §10.1, §10.4, §10.6).
 //!
 //! The writer changes a published block and appends the entry that undoes the change while
 //! holding the slot's write lock, so a reader that takes the read lock always finds the
@@ -9,11 +9,11 @@
 
 use arbor_format::NodeMut;
 
+use crate::error::corrupt;
 use crate::io::AlignedBuf;
-use crate::modlog::{self, Entry, Op};
-use crate::store::corrupt;
+use crate::mvcc::modlog::{self, Entry, Op};
 use crate::sync::{read, write, Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use crate::{Error, Result};
+use crate::Result;
 
 /// The block's bytes: still changing (a dirty block of the open generation) or frozen
 /// (written out or being written; shared with the cache).
@@ -21,7 +21,7 @@ pub enum Image {
     Mutable(AlignedBuf),
     Frozen(Arc<AlignedBuf>),
     /// A private block of the open generation written back early to its own (fresh)
-    /// address to save memory (DESIGN §4), with the crc it was sealed with. Only the writer
+    /// address to save memory (design.md §4), with the crc it was sealed with. Only the writer
     /// sees this state: such a block is not in the readers' table.
     OnDisk {
         crc: u32,
@@ -52,11 +52,12 @@ pub struct SlotState {
 }
 
 impl SlotState {
-    /// The mutable buffer; a frozen image is never edited (§10.1).
+    /// The mutable buffer; a frozen image is never edited (§10.1): only the writer edits,
+    /// and only blocks of the open generation, which are mutable.
     pub fn buf_mut(&mut self, addr: u64) -> Result<&mut AlignedBuf> {
         match &mut self.image {
             Image::Mutable(b) => Ok(b),
-            _ => Err(Error::corrupt(addr, "edit of a frozen block")),
+            _ => panic!("edit of block {addr}, which is not a mutable image"),
         }
     }
 
@@ -70,7 +71,7 @@ impl SlotState {
             }
             other => {
                 self.image = other;
-                Err(Error::corrupt(addr, "freeze of a block that is not mutable"))
+                panic!("freeze of block {addr}, which is not a mutable image")
             }
         }
     }
@@ -82,6 +83,7 @@ pub struct Slot {
     state: RwLock<SlotState>,
     /// Test-only: append log entries after releasing the lock (the broken variant the loom
     /// model of "reader copy vs writer edit" must catch). Never set outside tests.
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     broken_log_after_unlock: bool,
 }
 
@@ -94,17 +96,23 @@ pub struct Logged {
 impl Slot {
     pub fn new(addr: u64, buf: AlignedBuf) -> Slot {
         let state = RwLock::new(SlotState { image: Image::Mutable(buf), log: Vec::new() });
-        Slot { addr, state, broken_log_after_unlock: false }
+        Slot {
+            addr,
+            state,
+            #[cfg(any(test, loom, feature = "fault-injection"))]
+            broken_log_after_unlock: false,
+        }
     }
 
     /// Test-only: see `broken_log_after_unlock`.
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     pub fn new_broken_log_after_unlock(addr: u64, buf: AlignedBuf) -> Slot {
         Slot { broken_log_after_unlock: true, ..Slot::new(addr, buf) }
     }
 
     /// Edits the mutable image with `f`. If the block is published (`seq_counter` given),
     /// the entry that undoes the edit is appended with the next seq *under the same write
-    /// lock* (DESIGN §10.1), so no reader can copy the changed image without the entry.
+    /// lock* (design.md §10.1), so no reader can copy the changed image without the entry.
     /// `f` returns `None` when it changed nothing.
     pub fn edit_logged<R>(
         &self,
@@ -118,13 +126,17 @@ impl Slot {
         let Some(counter) = seq_counter else { return Ok(Some((r, None))) };
         *counter += 1;
         let seq = *counter;
+        // Entries are appended in seq order (pruning and `image_at` rely on it).
+        let last = st.log.last().map_or(0, |e| e.seq);
+        assert!(last < seq, "block {}: seq {seq} logged after {last}", self.addr);
         let bytes = op.bytes() as u64;
+        #[cfg(any(test, loom, feature = "fault-injection"))]
         if self.broken_log_after_unlock {
             drop(st);
             self.write().log.push(Entry { seq, op });
-        } else {
-            st.log.push(Entry { seq, op });
+            return Ok(Some((r, Some(Logged { seq, bytes }))));
         }
+        st.log.push(Entry { seq, op });
         Ok(Some((r, Some(Logged { seq, bytes }))))
     }
 
@@ -150,8 +162,9 @@ impl Slot {
                 Image::Frozen(_) | Image::Mutable(_) => {
                     (AlignedBuf::from_slice(st.image.bytes(), align), undo)
                 }
+                // Only private blocks go to disk early, and readers never reach those.
                 Image::OnDisk { .. } | Image::Taken => {
-                    return Err(Error::corrupt(self.addr, "reader met a block not in memory"));
+                    panic!("reader met block {}, which is not in memory", self.addr)
                 }
             }
         };
@@ -167,6 +180,11 @@ impl Slot {
     /// Removes entries with seq `< seq_min`; returns (entries removed, bytes removed, left).
     pub fn prune_below(&self, seq_min: u64) -> (usize, u64, usize) {
         let mut st = self.write();
+        debug_assert!(
+            st.log.windows(2).all(|p| p[0].seq < p[1].seq),
+            "log of {} out of order",
+            self.addr
+        );
         let n = st.log.partition_point(|e| e.seq < seq_min);
         let bytes: u64 = st.log[..n].iter().map(|e| e.op.bytes() as u64).sum();
         st.log.drain(..n);

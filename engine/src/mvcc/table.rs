@@ -3,7 +3,7 @@
 //! snapshots still need, and freed blocks a snapshot pins that were never written.
 //!
 //! A block of an older generation than the snapshot's is never here: it was frozen before
-//! the snapshot was taken, so nothing newer than the snapshot changed it (DESIGN §10.1).
+//! the snapshot was taken, so nothing newer than the snapshot changed it (design.md §10.1).
 //! The writer removes a slot only after the block's final image is reachable through the
 //! store (in flight or cached) or once no snapshot can reach the block, and `len` is
 //! published with Release after those steps, so a reader that sees an empty table (Acquire)
@@ -29,6 +29,7 @@ impl SlotTable {
 
     pub fn insert(&self, addr: u64, slot: Arc<Slot>) {
         let mut map = write(&self.map);
+        assert_eq!(slot.addr, addr, "slot of block {} filed under {addr}", slot.addr);
         let old = map.insert(addr, slot);
         debug_assert!(old.is_none(), "block {addr}: two identities in the slot table");
         self.len.store(map.len(), Ordering::Release);
@@ -37,6 +38,7 @@ impl SlotTable {
     /// Removes `addr` if it still maps to `slot` (a later identity is left alone).
     pub fn remove(&self, addr: u64, slot: &Arc<Slot>) {
         let mut map = write(&self.map);
+        debug_assert_eq!(slot.addr, addr, "removing the slot of block {} as {addr}", slot.addr);
         if map.get(&addr).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             map.remove(&addr);
         }

@@ -3,24 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use arbor::{Db, Options};
+use arbor::Db;
 
-/// SplitMix64: deterministic, so every failure names a reproducible seed.
-#[allow(unused_imports)] // not every test binary that shares this module draws numbers
-pub use arbor::io::SplitMix64 as Rng;
+#[allow(unused_imports)] // not every test binary that shares this module uses each
+pub use arbor_testkit::{small_opts, Rng};
 
 pub type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
-
-/// Options for small, split-heavy test stores.
-/// A small dirty budget makes every test exercise early write-back (DESIGN §4).
-pub fn small_opts() -> Options {
-    Options {
-        cache_bytes: 1 << 20,
-        file_initial_bytes: 16 << 20,
-        dirty_max_bytes: 256 << 10,
-        ..Options::default()
-    }
-}
 
 /// Reads every tree of `db` into a model (through a write transaction that is aborted).
 pub fn dump(db: &Db) -> Model {

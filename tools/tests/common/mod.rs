@@ -5,13 +5,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use arbor::{Db, Options};
+use arbor::Db;
 use arbor_format::constants::{SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_COUNT};
 use arbor_format::superblock::{alternation_slots, slot_offset};
-use arbor_format::{seal_block, ChildPtr, Node, Superblock};
+use arbor_format::{seal_block, CatalogEntry, ChildPtr, Node, Superblock};
 
 pub const BLOCK: u64 = 4096;
 
@@ -64,18 +64,10 @@ pub fn describe(o: &Output) -> String {
 
 /// A temporary directory on a disk-backed filesystem (the engine needs O_DIRECT).
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("arbor-tools-").tempdir_in(target_tmp()).expect("tempdir")
+    arbor_testkit::temp_dir!("arbor-tools-")
 }
 
-fn target_tmp() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(&dir).expect("target tmp");
-    dir
-}
-
-pub fn small_opts() -> Options {
-    Options { cache_bytes: 4 << 20, file_initial_bytes: 16 << 20, ..Options::default() }
-}
+pub use arbor_testkit::roomy_opts as small_opts;
 
 /// Creates a store and fills it through `fill` (one transaction per call of `fill`'s closure).
 pub fn build(path: &Path, fill: impl FnOnce(&Db)) {
@@ -144,7 +136,8 @@ pub fn catalog(path: &Path) -> (u64, Vec<CatalogItem>) {
     let items = (0..node.len())
         .map(|i| {
             let range = value_range(&buf, i);
-            let root: ChildPtr = bytemuck_read(&buf[range.start + 8..range.start + 32]);
+            let entry = CatalogEntry::decode(&buf[range.clone()]).expect("catalog entry");
+            let root = entry.root();
             (node.key(i).to_vec(), root, range)
         })
         .collect();
@@ -196,4 +189,4 @@ pub fn encode_dump(trees: &[(&str, Entries)]) -> Vec<u8> {
 
 /// SplitMix64, so failures name a reproducible seed.
 #[allow(unused_imports)] // not every test binary that shares this module draws numbers
-pub use arbor::io::SplitMix64 as Rng;
+pub use arbor_testkit::Rng;

@@ -1,4 +1,4 @@
-//! The mod log (DESIGN §5, §10.4, §10.6): for every in-place change to a *published* block
+//! The mod log (design.md §5, §10.4, §10.6): for every in-place change to a *published* block
 //! of the open generation, the logical pre-image needed to undo it.
 //!
 //! Entries are logical, never heap offsets: they carry keys, values and child triples, so
@@ -9,6 +9,7 @@
 //! Readers (snapshots) rewind a private copy of a block by undoing, newest first, the
 //! entries with seq in (S, newest]; the writer's `abort` uses the same `undo`.
 
+use arbor_format::constants::{CHILD_PTR_BYTES, OVERFLOW_REF_BYTES};
 use arbor_format::node::{LeafValue, Node, ValueRef};
 use arbor_format::NodeMut;
 use arbor_format::{ChildPtr, OverflowRef};
@@ -32,11 +33,12 @@ impl ItemValue {
         }
     }
 
-    fn bytes(&self) -> usize {
+    /// Bytes the value takes in a node's heap.
+    pub fn bytes(&self) -> usize {
         match self {
             ItemValue::Inline(v) => v.len(),
-            ItemValue::Overflow(_) => 32,
-            ItemValue::Child(_) => 24,
+            ItemValue::Overflow(_) => OVERFLOW_REF_BYTES,
+            ItemValue::Child(_) => CHILD_PTR_BYTES,
         }
     }
 }
@@ -122,6 +124,7 @@ pub fn undo(node: &mut NodeMut<'_>, addr: u64, op: &Op) -> Result<Op> {
             }
             let (key, value) = owned_item(node, slot, addr)?;
             node.remove(slot);
+            debug_assert_eq!(node.as_node().len(), len - 1, "undo of an insert removes one item");
             Ok(Op::Remove { slot: slot as u16, key, value })
         }
         Op::Remove { slot, key, value } => {
@@ -129,6 +132,7 @@ pub fn undo(node: &mut NodeMut<'_>, addr: u64, op: &Op) -> Result<Op> {
                 return Err(precondition(addr, op, "slot out of range"));
             }
             node.insert(usize::from(*slot), key, value.as_ref()).map_err(full)?;
+            debug_assert_eq!(node.as_node().len(), len + 1, "undo of a removal restores one item");
             Ok(Op::Insert { slot: *slot })
         }
         Op::Replace { slot, old } => {

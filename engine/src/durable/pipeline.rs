@@ -1,5 +1,5 @@
 //! The durability pipeline: group commit with at most one generation in flight
-//! (DESIGN §4, §10.10, §10.15).
+//! (design.md §4, §10.10, §10.15).
 //!
 //! A committing transaction publishes its changes in the open generation G and then needs
 //! G durable. If no flush is running it becomes the *leader*: with the writer lock held (a
@@ -24,7 +24,8 @@
 
 use std::time::Instant;
 
-use crate::freeze::{self, Frozen, SuperblockInputs};
+use crate::durable::freeze::{self, Frozen, SuperblockInputs};
+use crate::store::Store;
 use crate::sync::{self, Condvar, Mutex, MutexGuard};
 use crate::writer::Writer;
 use crate::{Error, Result};
@@ -124,29 +125,32 @@ pub trait Handoff {
 }
 
 /// The engine's work: freeze the writer's open generation into the store, write it out.
-pub(crate) struct Flush<'a>(pub &'a crate::db::Shared);
+pub(crate) struct Flush<'a> {
+    pub store: &'a Store,
+    pub uuid: [u8; 16],
+}
 
 impl Handoff for Flush<'_> {
     type Writer = Writer;
     type Frozen = Frozen;
 
     fn open_gen(&self, w: &Writer) -> u64 {
-        w.gen
+        w.gen()
     }
 
     fn freeze(&self, w: &mut Writer, durable: DurableMark) -> Result<Frozen> {
         let inputs = SuperblockInputs {
-            uuid: self.0.uuid,
+            uuid: self.uuid,
             flushed_gen: durable.gen,
             durable_alternation: durable.alternation,
             prev_crc: durable.superblock_crc,
         };
         w.alloc.note_durable(inputs.flushed_gen);
-        freeze::freeze(w, &self.0.store, &inputs)
+        freeze::freeze(w, self.store, &inputs)
     }
 
     fn write_out(&self, frozen: Frozen) -> Result<DurableMark> {
-        freeze::write_out(&self.0.store, &frozen)?;
+        freeze::write_out(self.store, &frozen)?;
         Ok(DurableMark {
             gen: frozen.gen,
             alternation: frozen.alternation,
@@ -262,6 +266,7 @@ impl Pipeline {
     /// flush it waited on ends, without checking that the flush covered `target` — the
     /// classic group-commit bug (a commit that joined G acknowledged by G−1's flush).
     #[doc(hidden)]
+    #[cfg(any(test, loom, feature = "fault-injection"))]
     pub fn hand_off_broken_waiter_trusts_any_flush<'a, H: Handoff>(
         &self,
         writer: &'a Mutex<H::Writer>,
@@ -394,15 +399,4 @@ impl Pipeline {
         drop(d);
         self.changed.notify_all();
     }
-}
-
-/// Makes generation `target` durable with the engine's freeze and write-out (see
-/// [`Pipeline::hand_off`]).
-pub(crate) fn make_durable<'a>(
-    db: &'a crate::db::Shared,
-    guard: Option<MutexGuard<'a, Writer>>,
-    target: u64,
-    wait: bool,
-) -> Result<()> {
-    db.pipeline.hand_off(&db.writer, guard, &Flush(db), target, wait)
 }

@@ -51,7 +51,7 @@ pub(crate) fn check_reads(ops: &[ReadOp<'_>], sector: u32, len: u64) -> io::Resu
 }
 
 /// Checks every write and that no two writes of the batch overlap: the order in which
-/// overlapping writes would land is unspecified on a real device (DESIGN §10.14 forbids
+/// overlapping writes would land is unspecified on a real device (design.md §10.14 forbids
 /// two writes in flight to one address), so the batch is refused instead.
 pub(crate) fn check_writes(ops: &[WriteOp<'_>], sector: u32, len: u64) -> io::Result<()> {
     for op in ops {

@@ -3,7 +3,7 @@
 //!
 //! Descent is bounded: every child must sit exactly one level below its parent, and the
 //! root's level is at most `TREE_DEPTH_MAX`, so a corrupt pointer cycle ends in
-//! `Error::Corrupt`, never a hang (STYLE rule 4).
+//! `Error::Corrupt`, never a hang (every loop has a bound).
 
 use std::ops::Bound;
 
@@ -11,8 +11,9 @@ use arbor_format::constants::TREE_DEPTH_MAX;
 use arbor_format::node::{LeafValue, Node};
 use arbor_format::{BlockKind, ChildPtr, OverflowRef};
 
-use crate::modlog::ItemValue;
-use crate::writer::{decode, NodeBuf};
+use crate::mvcc::modlog::ItemValue;
+use crate::store::{decode, NodeBuf, Store};
+use crate::writer::DirtySet;
 use crate::{Error, Result};
 
 /// Where a reader gets node images from.
@@ -67,8 +68,10 @@ pub(crate) fn lookup<'a>(
         if node.is_empty() {
             return Err(Error::corrupt(ptr.address(), "empty internal node"));
         }
+        let idx = node.child_index(key);
+        debug_assert!(idx < node.len(), "child {idx} of a node with {} items", node.len());
         expect = Some(node.level() - 1);
-        ptr = node.child(node.child_index(key));
+        ptr = node.child(idx);
     }
 }
 
@@ -84,7 +87,8 @@ pub(crate) fn value_bytes<'a>(src: &dyn NodeSource<'a>, v: ItemValue) -> Result<
     match v {
         ItemValue::Inline(v) => Ok(v),
         ItemValue::Overflow(r) => src.overflow(&r),
-        ItemValue::Child(_) => Err(Error::corrupt(0, "child pointer where a value was expected")),
+        // Leaf lookups return leaf values; a child pointer here is a tree-code bug.
+        ItemValue::Child(ptr) => panic!("child pointer {ptr:?} where a leaf value was expected"),
     }
 }
 
@@ -163,7 +167,9 @@ impl<'a> Range<'a> {
                     },
                 };
                 // Backward cursors point one past the next item to yield.
+                debug_assert!(idx <= len, "leaf cursor {idx} past {len} items");
                 path.push((buf, ptr.address(), idx));
+                debug_assert!(path.len() <= usize::from(TREE_DEPTH_MAX) + 1, "seek too deep");
                 return Ok(Cursor { path });
             }
             if len == 0 {
@@ -174,6 +180,7 @@ impl<'a> Range<'a> {
                 (None, Dir::Backward) => len - 1,
                 (Some(k), _) => node.child_index(k),
             };
+            debug_assert!(idx < len, "child {idx} of a node with {len} items");
             let child = node.child(idx);
             expect = Some(node.level() - 1);
             path.push((buf, ptr.address(), idx));
@@ -206,7 +213,7 @@ impl<'a> Range<'a> {
         }
         // Descend to the extreme leaf of the new subtree.
         loop {
-            let (buf, addr, idx) = cur.path.last().ok_or_else(|| Error::corrupt(0, "cursor"))?;
+            let (buf, addr, idx) = cur.path.last().expect("a cursor path keeps its root");
             let node = decode(buf, *addr)?;
             if node.level() == 0 {
                 return Ok(true);
@@ -238,10 +245,9 @@ impl<'a> Range<'a> {
             };
             cur = Some(self.seek(target.as_deref(), dir)?);
         }
-        let mut cur = cur.ok_or_else(|| Error::corrupt(0, "cursor"))?;
+        let mut cur = cur.expect("a cursor was taken or just sought");
         let item = loop {
-            let (buf, addr, idx) =
-                cur.path.last_mut().ok_or_else(|| Error::corrupt(0, "cursor"))?;
+            let (buf, addr, idx) = cur.path.last_mut().expect("a cursor path keeps its root");
             let node = decode(buf, *addr)?;
             let got = match dir {
                 Dir::Forward if *idx < node.len() => {
@@ -354,5 +360,20 @@ pub(crate) fn owned_bound(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
         Bound::Included(k) => Bound::Included(k.to_vec()),
         Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
         Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// The writer's dirty set as a `NodeSource` for lookups and iteration.
+pub(crate) struct WriterView<'a> {
+    pub dirty: &'a DirtySet,
+    pub s: &'a Store,
+}
+
+impl<'a> NodeSource<'a> for WriterView<'a> {
+    fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
+        self.dirty.node(self.s, ptr)
+    }
+    fn overflow(&self, r: &arbor_format::OverflowRef) -> Result<Vec<u8>> {
+        self.s.read_overflow(r)
     }
 }

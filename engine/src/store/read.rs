@@ -1,13 +1,14 @@
 //! The read side shared by the writer and snapshot readers: the device, the clean
 //! cache, and verification of every block read from the device against the pointer that
-//! led to it (address, generation, crc — DESIGN §3, §10.12).
+//! led to it (address, generation, crc — design.md §3, §10.12).
 
-use arbor_format::{header, overflow, BlockKind, ChildPtr, FormatError, Node, OverflowRef};
+use arbor_format::{header, overflow, BlockKind, ChildPtr, Node, OverflowRef};
 
 use crate::addr_map::AddrMap;
-use crate::cache::BlockCache;
+use crate::error::corrupt;
 use crate::io::{AlignedBuf, BlockDevice};
 use crate::mvcc::SlotTable;
+use crate::store::cache::BlockCache;
 use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::{Error, Result};
 
@@ -37,11 +38,6 @@ pub(crate) struct Store {
     pub table: SlotTable,
 }
 
-/// Maps a decoder's reason to the public error, naming the block.
-pub(crate) fn corrupt(addr: u64, e: FormatError) -> Error {
-    Error::corrupt(addr, e.to_string())
-}
-
 impl Store {
     pub(crate) fn new(dev: Box<dyn BlockDevice>, block_bytes: u32, cache_bytes: u64) -> Store {
         let align = (block_bytes as usize).max(dev.sector_bytes() as usize);
@@ -55,6 +51,11 @@ impl Store {
             counters: IoCounters::default(),
             table: SlotTable::default(),
         }
+    }
+
+    /// Blocks the device holds now.
+    pub(crate) fn block_count(&self) -> u64 {
+        self.dev.len_bytes() / u64::from(self.block_bytes)
     }
 
     pub(crate) fn block_offset(&self, addr: u64) -> u64 {
@@ -85,6 +86,7 @@ impl Store {
             }
         }
         let buf = Arc::new(self.read_uncached(ptr)?);
+        debug_assert_eq!(header_generation(&buf), Some(ptr.generation()), "verified read");
         self.cache.insert(addr, Arc::clone(&buf));
         Ok(buf)
     }
@@ -94,7 +96,10 @@ impl Store {
     pub(crate) fn start_in_flight(&self, blocks: &[(u64, Arc<AlignedBuf>)]) {
         let mut map = lock(&self.in_flight);
         for (addr, buf) in blocks {
-            map.insert(*addr, Arc::clone(buf));
+            debug_assert_eq!(buf.len(), self.block_bytes as usize, "in-flight image of {addr}");
+            let old = map.insert(*addr, Arc::clone(buf));
+            // One write in flight per address (design.md §10.14).
+            assert!(old.is_none(), "block {addr} is already being written");
         }
         self.in_flight_len.store(map.len(), Ordering::Release);
     }
@@ -138,6 +143,7 @@ impl Store {
         self.dev.read_at(self.block_offset(addr), &mut buf)?;
         self.counters.block_reads.fetch_add(blocks, Ordering::Relaxed);
         let value = overflow::overflow_read(&buf, r, addr).map_err(|e| corrupt(addr, e))?;
+        debug_assert_eq!(value.len() as u64, r.value_len(), "overflow value of {addr}");
         Ok(value.to_vec())
     }
 

@@ -1,4 +1,4 @@
-//! Early write-back (DESIGN §4): when the open generation's dirty blocks pass
+//! Early write-back (design.md §4): when the open generation's dirty blocks pass
 //! `Options::dirty_max_bytes` in the middle of a transaction, private leaves are sealed and
 //! written to their own fresh addresses — which no durable superblock references — and their
 //! memory is released, so a transaction larger than RAM works.
@@ -25,45 +25,25 @@ use crate::io::WriteOp;
 use crate::mvcc::Image;
 use crate::store::Store;
 use crate::sync::Arc;
-use crate::writer::{Dirty, Writer};
+use crate::writer::{Dirty, DirtySet};
 use crate::Result;
 
-impl Writer {
-    /// Writes back private leaves until dirty bytes are at most `target`.
-    pub(crate) fn write_back(&mut self, s: &Store, target: u64) -> Result<()> {
-        let block = u64::from(s.block_bytes);
-        let mut chosen = Vec::new();
-        let mut freed = 0u64;
-        // Oldest allocations first (a sequential load's full leaves, which nothing touches
-        // again), from where the last write-back stopped; then, if that is not enough, any
-        // private leaf.
-        while self.txn.writeback_cursor < self.txn.allocated.len() {
-            if self.dirty_bytes.saturating_sub(freed) <= target {
-                break;
-            }
-            let (addr, _) = self.txn.allocated[self.txn.writeback_cursor];
-            self.txn.writeback_cursor += 1;
-            if self.dirty.get(&addr).is_some_and(|d| d.private && is_plain_leaf(d)) {
-                chosen.push(addr);
-                freed += block;
-            }
-        }
-        if self.dirty_bytes.saturating_sub(freed) > target {
-            let picked: std::collections::HashSet<u64> = chosen.iter().copied().collect();
-            for (addr, d) in &self.dirty {
-                if self.dirty_bytes.saturating_sub(freed) <= target {
-                    break;
-                }
-                if d.private && is_plain_leaf(d) && !picked.contains(addr) {
-                    chosen.push(*addr);
-                    freed += block;
-                }
-            }
-        }
+impl DirtySet {
+    /// Writes back private leaves until dirty bytes are at most `target`. `allocated` is
+    /// the open transaction's allocations, oldest first; `cursor` how far earlier calls
+    /// walked it.
+    pub(crate) fn write_back(
+        &mut self,
+        s: &Store,
+        allocated: &[(u64, u64)],
+        cursor: &mut usize,
+        target: u64,
+    ) -> Result<()> {
+        let (chosen, freed) = self.choose(u64::from(s.block_bytes), allocated, cursor, target);
         // Seal and take the images out (private slots: nobody else looks at them).
         let mut images = Vec::with_capacity(chosen.len());
         for &addr in &chosen {
-            let slot = Arc::clone(&self.slot(addr)?.slot);
+            let slot = Arc::clone(&self.slot(addr).slot);
             let mut st = slot.write();
             let buf = st.buf_mut(addr)?;
             arbor_format::header::seal_block(buf);
@@ -71,8 +51,9 @@ impl Writer {
             let buf = match std::mem::replace(&mut st.image, Image::OnDisk { crc }) {
                 Image::Mutable(buf) => buf,
                 other => {
+                    // Chosen above as resident (`is_plain_leaf`), under the writer lock.
                     st.image = other;
-                    return Err(crate::Error::corrupt(addr, "write-back of a block not in memory"));
+                    panic!("write-back chose block {addr}, which is not a resident image");
                 }
             };
             drop(st);
@@ -102,42 +83,66 @@ impl Writer {
             // table first.
             s.cache.insert(addr, Arc::new(buf));
         }
-        self.dirty_bytes -= freed;
+        assert!(self.bytes >= freed, "wrote back {freed} bytes of {}", self.bytes);
+        self.bytes -= freed;
         Ok(())
+    }
+
+    /// Private leaves to write back to bring dirty bytes to `target`, and the bytes that
+    /// frees: the oldest allocations first (a sequential load's full leaves, which nothing
+    /// touches again), from where the last write-back stopped; then, if that is not enough,
+    /// any private leaf.
+    fn choose(
+        &self,
+        block: u64,
+        allocated: &[(u64, u64)],
+        cursor: &mut usize,
+        target: u64,
+    ) -> (Vec<u64>, u64) {
+        let mut chosen = Vec::new();
+        let mut freed = 0u64;
+        while *cursor < allocated.len() {
+            if self.bytes.saturating_sub(freed) <= target {
+                break;
+            }
+            let (addr, _) = allocated[*cursor];
+            *cursor += 1;
+            if self.map.get(&addr).is_some_and(|d| d.private && is_plain_leaf(d)) {
+                chosen.push(addr);
+                freed += block;
+            }
+        }
+        if self.bytes.saturating_sub(freed) > target {
+            let picked: std::collections::HashSet<u64> = chosen.iter().copied().collect();
+            for (addr, d) in &self.map {
+                if self.bytes.saturating_sub(freed) <= target {
+                    break;
+                }
+                if d.private && is_plain_leaf(d) && !picked.contains(addr) {
+                    chosen.push(*addr);
+                    freed += block;
+                }
+            }
+        }
+        debug_assert_eq!(freed, chosen.len() as u64 * block, "freed bytes are whole blocks");
+        (chosen, freed)
     }
 
     /// Reads a written-back block back in before it changes.
     pub(crate) fn make_resident(&mut self, s: &Store, addr: u64) -> Result<()> {
-        let d = self.slot(addr)?;
+        let d = self.slot(addr);
         let Image::OnDisk { crc } = d.slot.read().image else { return Ok(()) };
         let (slot, private) = (Arc::clone(&d.slot), d.private);
         // Usually still in the clean cache (a copy); else read and verified from the device.
         let image = s.read_block(ChildPtr::new(addr, self.gen, crc))?;
         let buf = crate::io::AlignedBuf::from_slice(&image, s.align);
         slot.write().image = Image::Mutable(buf);
-        self.dirty_bytes += u64::from(s.block_bytes);
+        self.bytes += u64::from(s.block_bytes);
         if !private {
             // Published while on disk: from its first logged change on, readers need it.
             s.table.insert(addr, slot);
         }
         Ok(())
-    }
-
-    /// The crc a written-back block was sealed with, if it is on disk.
-    pub(crate) fn on_disk_crc(&self, addr: u64) -> Option<u32> {
-        match self.dirty.get(&addr)?.slot.read().image {
-            Image::OnDisk { crc } => Some(crc),
-            _ => None,
-        }
-    }
-
-    /// Removes a dirty block from the writer, keeping `dirty_bytes` right.
-    pub(crate) fn take_dirty(&mut self, addr: u64, block_bytes: u64) -> Option<Dirty> {
-        let d = self.dirty.remove(&addr)?;
-        if !d.slot.read().image.is_on_disk() {
-            self.dirty_bytes -= block_bytes;
-        }
-        Some(d)
     }
 }
 

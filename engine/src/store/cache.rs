@@ -2,7 +2,7 @@
 //! budget, evicted in CLOCK order.
 //!
 //! Only blocks of frozen or durable generations live here: they never change in place
-//! (DESIGN §10.1), so a reader holding an `Arc` of one may use it with no lock while the
+//! (design.md §10.1), so a reader holding an `Arc` of one may use it with no lock while the
 //! cache evicts the entry or the writer reuses the address for a new block — the reader's
 //! image stays valid and unchanged (the race "cache eviction vs a reader holding a block").
 //! Blocks of the open generation live with the writer, not here.
@@ -44,7 +44,7 @@ pub struct BlockCache {
 pub const SHARDS: usize = 16;
 
 /// Evicting more than this many entries per insert would mean the budget is far too small
-/// for one block; the bound keeps an insert's work constant (STYLE rule 4).
+/// for one block; the bound keeps an insert's work constant.
 const EVICT_SCAN_MAX: usize = 1 << 16;
 
 impl BlockCache {
@@ -95,18 +95,22 @@ impl BlockCache {
         // it evicts blocks that were hit again (root and upper nodes stay resident).
         let entry = Entry { buf, referenced: AtomicBool::new(false) };
         if let Some(old) = inner.map.insert(addr, entry) {
+            debug_assert!(inner.bytes >= old.buf.len() as u64, "cache bytes below an entry");
             inner.bytes -= old.buf.len() as u64;
         } else {
             inner.ring.push(addr);
         }
         inner.bytes += len;
         self.evict(&mut inner);
+        // Every entry's address is on the clock ring (the ring may also hold stale ones).
+        debug_assert!(inner.ring.len() >= inner.map.len(), "a cache entry is off the ring");
     }
 
     /// Drops the entry at `addr` (its address is about to hold another image).
     pub fn remove(&self, addr: u64) {
         let mut inner = write(&self.shard(addr).inner);
         if let Some(old) = inner.map.remove(&addr) {
+            debug_assert!(inner.bytes >= old.buf.len() as u64, "cache bytes below an entry");
             inner.bytes -= old.buf.len() as u64;
         }
     }

@@ -21,19 +21,21 @@ mod stat;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use arbor_format::constants::{first_data_block, TREE_DEPTH_MAX};
-use arbor_format::node::LeafValue;
+use arbor_format::constants::first_data_block;
+use arbor_format::node::{LeafValue, Node};
 use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
-use crate::btree::check_child;
-use crate::catalog;
+use crate::store::NodeBuf;
 use crate::store::Store;
 use crate::sync::Arc;
-use crate::writer::{decode, NodeBuf, Writer};
+use crate::tree::catalog;
+use crate::tree::walk::{self, node_of, roots, RootKind};
+use crate::writer::Writer;
 use crate::{Error, Result};
 
-pub use device::{check_device, decode_slot, DeviceCheck, GenerationCheck, SlotReport, SlotState};
+pub use crate::durable::superblock::{decode_slot, SlotReport, SlotState};
+pub use device::{check_device, DeviceCheck, GenerationCheck};
 pub use repair::{repair_free_space, repair_superblocks, SuperblockRepair};
 pub use stat::{space_at, stat_device, Space, StoreStat};
 
@@ -171,7 +173,9 @@ impl CheckReport {
 }
 
 /// A node still to visit: (pointer, expected level, lower bound, upper bound, is root).
-type Pending = (ChildPtr, Option<u8>, Option<Vec<u8>>, Option<Vec<u8>>, bool);
+/// What the check carries along each edge: the separator bounds of the child's keys, and
+/// whether it is a tree's root (a root may be underfull).
+type Bounds = (Option<Vec<u8>>, Option<Vec<u8>>, bool);
 
 /// Who a reached block belongs to (named in double-use reports).
 #[derive(Clone, Debug)]
@@ -240,7 +244,7 @@ impl<'a> Walk<'a> {
 
     fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
         match self.src {
-            Source::Writer(w) => w.node(self.s, ptr),
+            Source::Writer(writer) => writer.dirty.node(self.s, ptr),
             Source::Device => Ok(NodeBuf::Clean(Arc::new(self.s.read_uncached(ptr)?))),
         }
     }
@@ -296,93 +300,45 @@ impl<'a> Walk<'a> {
         // The tree's figures go before those of the trees it names (the catalog first).
         let index = self.report.tree_stats.len();
         self.report.tree_stats.push(TreeStat::default());
-        let block_bytes = u64::from(self.s.block_bytes);
-        let mut stack: Vec<Pending> = vec![(root, None, None, None, true)];
-        let mut whole = true;
-        while let Some((ptr, expect, lo, hi, is_root)) = stack.pop() {
-            let addr = ptr.address();
-            if self.skip.is_some_and(|s| s.contains(&ptr)) {
-                whole = false;
-                continue;
-            }
+        let mut walk: walk::Walk<Bounds> = walk::Walk::new(self.s.block_count());
+        let mut whole = self.follow(&mut walk, root, None, (None, None, true));
+        while let Some((edge, buf)) = walk.next(|ptr| self.node(ptr)) {
+            let (ptr, addr) = (edge.ptr, edge.ptr.address());
+            let (lo, hi, is_root) = edge.data;
             self.tick(1);
-            let buf = match self.node(ptr) {
+            let buf = match buf {
                 Ok(b) => b,
                 Err(e) => {
                     self.bad_block(name, addr, e);
                     continue;
                 }
             };
-            let node =
-                match decode(&buf, addr).and_then(|n| check_child(&n, addr, expect).map(|()| n)) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        self.bad_block(name, addr, e);
-                        continue;
-                    }
-                };
-            if node.level() > TREE_DEPTH_MAX {
-                continue;
-            }
+            let node = match node_of(&buf, ptr) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.bad_block(name, addr, e);
+                    continue;
+                }
+            };
             self.seen.insert(ptr);
             self.claim(addr, 1, Owner::Tree(name.to_vec()));
-            self.report.tree_blocks += 1;
-            st.depth = st.depth.max(node.level() + 1);
-            st.node_used_bytes += node.used_bytes() as u64;
-            st.node_bytes += block_bytes;
-            if !is_root && (node.used_bytes() as u64) * 4 < block_bytes {
-                self.report.underfull_nodes += 1;
-            }
-            if node.level() > 0 {
-                st.internal_blocks += 1;
-            } else {
-                st.leaf_blocks += 1;
-            }
+            self.node_figures(&mut st, &node, is_root);
             for i in 0..node.len() {
-                let key = node.key(i);
-                // Item 0 of an internal node carries the empty key (minus infinity).
-                let below_lo =
-                    lo.as_deref().is_some_and(|l| key < l && !(i == 0 && node.level() > 0));
-                let above_hi = hi.as_deref().is_some_and(|h| key >= h);
-                if below_lo || above_hi {
-                    let detail = format!(
-                        "tree {:?}: key {i} ({}) outside its separator bounds",
-                        lossy(name),
-                        hex_prefix(key)
-                    );
-                    self.report.add(ProblemKind::KeyOrder, addr, detail);
-                }
+                self.check_bounds(name, &node, i, addr, (&lo, &hi));
                 if node.level() > 0 {
+                    let key = node.key(i);
                     let child_lo = if i == 0 { lo.clone() } else { Some(key.to_vec()) };
                     let child_hi = if i + 1 < node.len() {
                         Some(node.key(i + 1).to_vec())
                     } else {
                         hi.clone()
                     };
-                    stack.push((node.child(i), Some(node.level() - 1), child_lo, child_hi, false));
+                    let level = Some(node.level() - 1);
+                    whole &=
+                        self.follow(&mut walk, node.child(i), level, (child_lo, child_hi, false));
                     continue;
                 }
-                st.entries += 1;
-                st.key_bytes += key.len() as u64;
-                match node.leaf_value(i) {
-                    LeafValue::Overflow(r) => {
-                        let blocks = u64::from(r.block_count());
-                        st.overflow_values += 1;
-                        st.overflow_blocks += blocks;
-                        st.value_bytes += r.value_len();
-                        self.report.overflow_blocks += blocks;
-                        self.tick(blocks);
-                        if let Err(e) = self.s.read_overflow(&r) {
-                            self.bad_block(name, r.address(), e);
-                        }
-                        self.claim(r.address(), blocks, Owner::Overflow(name.to_vec()));
-                    }
-                    LeafValue::Inline(v) if is_catalog => {
-                        st.value_bytes += v.len() as u64;
-                        self.catalog_entry(key, v, addr)?;
-                    }
-                    LeafValue::Inline(v) => st.value_bytes += v.len() as u64,
-                }
+                self.leaf_item(&mut st, name, &node, i, is_catalog)?;
             }
         }
         let entries = st.entries;
@@ -392,14 +348,109 @@ impl<'a> Walk<'a> {
         Ok((entries, whole))
     }
 
-    /// Walks the whole store: every root of [`walk_roots`]. A root that cannot be walked is
-    /// reported as a bad block.
-    fn whole_store(&mut self, catalog: ChildPtr, orphans: &[ChildPtr]) {
-        for (name, root, is_catalog) in walk_roots(catalog, orphans) {
+    /// Counts one node into its tree's figures and the report.
+    fn node_figures(&mut self, st: &mut TreeStat, node: &Node<'_>, is_root: bool) {
+        let block_bytes = u64::from(self.s.block_bytes);
+        self.report.tree_blocks += 1;
+        st.depth = st.depth.max(node.level() + 1);
+        st.node_used_bytes += node.used_bytes() as u64;
+        st.node_bytes += block_bytes;
+        if !is_root && (node.used_bytes() as u64) * 4 < block_bytes {
+            self.report.underfull_nodes += 1;
+        }
+        if node.level() > 0 {
+            st.internal_blocks += 1;
+        } else {
+            st.leaf_blocks += 1;
+        }
+    }
+
+    /// Reports key `i` of `node` if it lies outside the separator bounds its parent gave.
+    fn check_bounds(
+        &mut self,
+        name: &[u8],
+        node: &Node<'_>,
+        i: usize,
+        addr: u64,
+        (lo, hi): (&Option<Vec<u8>>, &Option<Vec<u8>>),
+    ) {
+        let key = node.key(i);
+        // Item 0 of an internal node carries the empty key (minus infinity).
+        let below_lo = lo.as_deref().is_some_and(|l| key < l && !(i == 0 && node.level() > 0));
+        let above_hi = hi.as_deref().is_some_and(|h| key >= h);
+        if below_lo || above_hi {
+            let detail = format!(
+                "tree {:?}: key {i} ({}) outside its separator bounds",
+                lossy(name),
+                hex_prefix(key)
+            );
+            self.report.add(ProblemKind::KeyOrder, addr, detail);
+        }
+    }
+
+    /// Checks and counts leaf item `i`: its overflow extent, or (in the catalog) the tree
+    /// it names.
+    fn leaf_item(
+        &mut self,
+        st: &mut TreeStat,
+        name: &[u8],
+        node: &Node<'_>,
+        i: usize,
+        is_catalog: bool,
+    ) -> Result<()> {
+        let key = node.key(i);
+        st.entries += 1;
+        st.key_bytes += key.len() as u64;
+        match node.leaf_value(i) {
+            LeafValue::Overflow(r) => {
+                let blocks = u64::from(r.block_count());
+                st.overflow_values += 1;
+                st.overflow_blocks += blocks;
+                st.value_bytes += r.value_len();
+                self.report.overflow_blocks += blocks;
+                self.tick(blocks);
+                if let Err(e) = self.s.read_overflow(&r) {
+                    self.bad_block(name, r.address(), e);
+                }
+                self.claim(r.address(), blocks, Owner::Overflow(name.to_vec()));
+            }
+            LeafValue::Inline(v) if is_catalog => {
+                st.value_bytes += v.len() as u64;
+                self.catalog_entry(key, v, node.header().address())?;
+            }
+            LeafValue::Inline(v) => st.value_bytes += v.len() as u64,
+        }
+        Ok(())
+    }
+
+    /// Walks every tree of a store from its roots (`tree::walk::roots`: the catalog, whose
+    /// leaves name the trees, then the orphaned subtrees still to be freed).
+    fn store(&mut self, catalog: ChildPtr, orphans: &[ChildPtr]) {
+        for (kind, root) in roots(catalog, orphans) {
+            let (name, is_catalog): (&[u8], bool) = match kind {
+                RootKind::Catalog => (b"(catalog)", true),
+                RootKind::Orphan => (b"(orphan)", false),
+            };
             if let Err(e) = self.tree(name, 0, root, is_catalog) {
                 self.bad_block(name, root.address(), e);
             }
         }
+    }
+
+    /// Pushes `ptr` onto `walk` unless another generation's walk verified it already;
+    /// returns whether it was pushed (the walk still sees the whole tree).
+    fn follow(
+        &self,
+        walk: &mut walk::Walk<Bounds>,
+        ptr: ChildPtr,
+        level: Option<u8>,
+        b: Bounds,
+    ) -> bool {
+        if self.skip.is_some_and(|s| s.contains(&ptr)) {
+            return false;
+        }
+        walk.push(ptr, level, b);
+        true
     }
 
     fn catalog_entry(&mut self, name: &[u8], value: &[u8], addr: u64) -> Result<()> {
@@ -490,20 +541,6 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// Where every walk of the whole store starts, as (name, root, is the catalog): the catalog,
-/// whose entries lead to every named tree, then each orphaned subtree of a deleted tree that
-/// later commits have not freed yet. Orphaned blocks stay owned until a commit frees them: a
-/// walk that skipped them would call them leaked, and a repair that freed them would free
-/// them twice. The online check, the free-space repair and the offline check all walk from
-/// this one list, so they agree on what the store owns.
-fn walk_roots<'a>(
-    catalog: ChildPtr,
-    orphans: &'a [ChildPtr],
-) -> impl Iterator<Item = (&'static [u8], ChildPtr, bool)> + 'a {
-    let orphans = orphans.iter().map(|&root| (&b"(orphan)"[..], root, false));
-    std::iter::once((&b"(catalog)"[..], catalog, true)).chain(orphans)
-}
-
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -519,11 +556,21 @@ fn hex_prefix(key: &[u8]) -> String {
 }
 
 /// Checks the writer's current committed state (call outside a transaction).
-pub(crate) fn check(w: &Writer, s: &Store) -> Result<CheckReport> {
+pub(crate) fn check(writer: &Writer, s: &Store) -> Result<CheckReport> {
     let mut quiet = |_: u64| {};
-    let mut walk = Walk::new(Source::Writer(w), s, &mut quiet);
-    walk.alloc = Some(&w.alloc);
-    walk.whole_store(w.catalog, w.alloc.orphans());
-    walk.cross_check(&w.alloc, Some(&w.dirty));
+    let mut walk = Walk::new(Source::Writer(writer), s, &mut quiet);
+    walk.alloc = Some(&writer.alloc);
+    walk.store(writer.trees.catalog, writer.alloc.orphans());
+    walk.cross_check(&writer.alloc, Some(&writer.dirty.map));
     Ok(walk.report)
+}
+
+impl crate::Db {
+    /// Walks the whole store and verifies it (see `CheckReport`). Waits for an open write
+    /// transaction to end. A handle a panic made fail-stop returns `Error::Poisoned`: its
+    /// in-memory state is in doubt (reopen the store, or check the device offline).
+    pub fn check(&self) -> Result<CheckReport> {
+        let writer = self.shared.lock_writer()?;
+        check(&writer, &self.shared.store)
+    }
 }

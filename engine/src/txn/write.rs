@@ -3,25 +3,22 @@
 use std::ops::{Bound, Deref, DerefMut, RangeBounds};
 
 use arbor_format::constants::{
-    key_bytes_max, overflow_block_count, value_inline_bytes_max, TREE_ID_CATALOG, VALUE_BYTES_MAX,
+    key_bytes_max, overflow_block_count, value_inline_bytes_max, VALUE_BYTES_MAX,
 };
-use arbor_format::node::LeafValue;
-use arbor_format::{overflow, ChildPtr, OverflowRef};
+use arbor_format::{overflow, OverflowRef};
 
-use crate::bound;
-use crate::btree::{self, owned_bound, Range};
-use crate::btree_write;
-use crate::catalog;
-use crate::commit::{self, Failure, Pipeline, PANIC_HOLDING_WRITER};
-use crate::db::Shared;
-use crate::history;
+use crate::durable::pipeline::{Failure, Pipeline, PANIC_HOLDING_WRITER};
 use crate::io::AlignedBuf;
-use crate::modlog::ItemValue;
-use crate::mvcc::RootRecord;
+use crate::mvcc::modlog::ItemValue;
 use crate::options::Durability;
 use crate::store::Store;
-use crate::sync::{lock, Arc, MutexGuard};
-use crate::writer::{decode, TreeMeta, TxnScratch, Writer};
+use crate::sync::{lock, MutexGuard};
+use crate::tree;
+use crate::tree::read::{self, owned_bound, Range, WriterView};
+use crate::txn::publish;
+use crate::txn::Shared;
+use crate::writer::bound;
+use crate::writer::{TreeMeta, TxnScratch, Writer};
 use crate::{Error, Result};
 
 /// What a commit produced.
@@ -54,16 +51,23 @@ impl<'db> WriteTxn<'db> {
         let durable = db.pipeline.writable()?;
         w.alloc.note_durable(durable);
         w.txn = TxnScratch {
-            trees_at_start: Some(w.trees.clone()),
-            catalog_at_start: w.catalog,
-            next_tree_id_at_start: w.next_tree_id,
+            trees_at_start: Some(w.trees.map.clone()),
+            catalog_at_start: w.trees.catalog,
+            next_tree_id_at_start: w.trees.next_id,
             orphans_at_start: w.alloc.orphans().len(),
             ..TxnScratch::default()
         };
-        w.trees_changed.clear();
+        w.trees.changed.clear();
         // Past the snapshot bound, `WriterWaits` waits here (nothing of this transaction
         // exists yet, so its error loses nothing); `ExpireOldest` acts at commit.
-        bound::enforce(&mut w, db)?;
+        let wr = &mut *w;
+        let held = bound::Held {
+            hist: &mut wr.hist,
+            alloc: &mut wr.alloc,
+            store: &db.store,
+            last_seq: wr.seq,
+        };
+        bound::enforce(held, &db.opts, &db.registry)?;
         Ok(WriteTxn { db, w: Some(w), durability: db.opts.durability })
     }
 
@@ -98,13 +102,13 @@ impl<'db> WriteTxn<'db> {
         let key = name.as_bytes().to_vec();
         {
             let (mut w, s) = self.parts()?;
-            if !w.trees.contains_key(&key) {
-                let id = w.next_tree_id;
-                w.next_tree_id += 1;
-                let root = w.new_node(s, arbor_format::BlockKind::Leaf, 0, id)?;
-                let meta = TreeMeta { id, root: w.dirty_ptr(root), entries: 0 };
-                w.trees.insert(key.clone(), meta);
-                w.trees_changed.insert(key.clone());
+            if !w.trees.map.contains_key(&key) {
+                let id = w.trees.next_id;
+                w.trees.next_id += 1;
+                let root = w.edit().new_node(s, arbor_format::BlockKind::Leaf, 0, id)?;
+                let meta = TreeMeta { id, root: w.dirty.ptr(root), entries: 0 };
+                w.trees.map.insert(key.clone(), meta);
+                w.trees.changed.insert(key.clone());
             }
         }
         Ok(WriteTree { txn: self, name: key })
@@ -114,16 +118,16 @@ impl<'db> WriteTxn<'db> {
     pub fn delete_tree(&mut self, name: &str) -> Result<bool> {
         let (mut w, s) = self.parts()?;
         let key = name.as_bytes().to_vec();
-        let Some(meta) = w.trees.remove(&key) else { return Ok(false) };
-        w.trees_changed.insert(key);
-        free_tree(&mut w, s, meta.root)?;
+        let Some(meta) = w.trees.map.remove(&key) else { return Ok(false) };
+        w.trees.changed.insert(key);
+        publish::free_tree(&mut w, s, meta.root)?;
         Ok(true)
     }
 
     /// Names of every tree, sorted.
     pub fn tree_names(&mut self) -> Result<Vec<String>> {
         let (w, _) = self.parts()?;
-        Ok(w.trees.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
+        Ok(w.trees.map.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
     }
 
     pub fn set_durability(&mut self, durability: Durability) {
@@ -141,26 +145,26 @@ impl<'db> WriteTxn<'db> {
                 return Err(undo.err().unwrap_or(e));
             }
         };
-        let gen = w.gen;
+        let gen = w.gen();
         w.last_commit_gen = gen;
-        let over_dirty = w.dirty_bytes > self.db.opts.dirty_max_bytes;
+        let over_dirty = w.dirty.bytes > self.db.opts.dirty_max_bytes;
         let db = self.db;
         let durable = match self.durability {
             Durability::Immediate => {
-                commit::make_durable(db, Some(w), gen, true)?;
+                db.make_durable(Some(w), gen, true)?;
                 true
             }
             Durability::Eventual => {
                 let due =
                     db.pipeline.state().last_durable_at.elapsed() >= db.opts.eventual_interval;
                 if due || over_dirty {
-                    commit::make_durable(db, Some(w), gen, false)?;
+                    db.make_durable(Some(w), gen, false)?;
                 }
                 db.pipeline.durable_gen() >= gen
             }
             Durability::None => {
                 if over_dirty {
-                    commit::make_durable(db, Some(w), gen, false)?;
+                    db.make_durable(Some(w), gen, false)?;
                 }
                 false
             }
@@ -231,105 +235,17 @@ impl Drop for InCall<'_, '_> {
     }
 }
 
-/// Writes changed tree metadata into the catalog, publishes the transaction (its private
-/// blocks join the readers' table, then the root record makes its seq visible), applies
-/// deferred frees through the pinning rule, and prunes history. Returns the commit's seq.
+/// Publishes the transaction (see [`publish::publish`]) and refreshes the figures `stats`
+/// shows meanwhile.
 fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
-    let s = &db.store;
-    let changed = std::mem::take(&mut w.trees_changed);
-    for name in &changed {
-        let mut root = w.catalog;
-        match w.trees.get(name).copied() {
-            Some(meta) => {
-                let v = ItemValue::Inline(catalog::encode(&meta).to_vec());
-                btree_write::insert(w, s, &mut root, TREE_ID_CATALOG, name, v)?;
-            }
-            None => {
-                btree_write::remove(w, s, &mut root, name)?;
-            }
-        }
-        w.catalog = root;
-    }
-    free_some_orphans(w, s)?;
-    let commit_seq = w.next_seq();
-    // The transaction's blocks become published: readers of the new root find them in the
-    // table, and from now on every change to them is logged.
-    for &(addr, _) in &w.txn.allocated {
-        if let Some(d) = w.dirty.get_mut(&addr) {
-            if d.private {
-                d.private = false;
-                d.a = commit_seq;
-                // A block written back early is read from the device until it changes
-                // again (`Writer::make_resident` adds it to the table then).
-                if !d.slot.read().image.is_on_disk() {
-                    s.table.insert(addr, Arc::clone(&d.slot));
-                }
-            }
-        }
-    }
-    let frees = std::mem::take(&mut w.txn.frees);
-    let mut r = db.registry.lock();
-    r.sweep();
-    for (addr, count, gen) in frees {
-        let freed = classify_free(w, s, addr, count, gen, commit_seq);
-        history::apply_free(w, s, &r, commit_seq, freed);
-    }
-    r.publish(RootRecord { seq: commit_seq, gen: w.gen, catalog: w.catalog });
-    history::release_and_prune(w, s, &r);
-    bound::expire_if_over(w, db, &mut r);
-    drop(r);
-    w.txn = TxnScratch::default();
+    let seq = publish::publish(w, &db.store, &db.registry, &db.opts)?;
     note_figures(w, db);
-    Ok(commit_seq)
+    Ok(seq)
 }
 
-/// What a freed run is, for the pinning rule: its allocation seq and its slot, if any.
-fn classify_free(
-    w: &mut Writer,
-    s: &Store,
-    addr: u64,
-    count: u64,
-    gen: u64,
-    commit_seq: u64,
-) -> history::Freed {
-    let block_bytes = u64::from(s.block_bytes);
-    if gen == w.gen {
-        if let Some(d) = w.take_dirty(addr, block_bytes) {
-            // A block this transaction allocated was never reachable by any snapshot.
-            let a = if d.private { commit_seq } else { d.a };
-            let slot = if d.private { None } else { Some(d.slot) };
-            return history::Freed { addr, count, gen, a, slot };
-        }
-        // An overflow extent of the open generation.
-        let private = w.txn.allocated.iter().any(|&(a, _)| a == addr);
-        let a = if private { commit_seq } else { w.hist.alloc_seq_lower(gen) };
-        return history::Freed { addr, count, gen, a, slot: None };
-    }
-    let slot = if count == 1 { w.hist.take_retained(addr, block_bytes) } else { None };
-    history::Freed { addr, count, gen, a: w.hist.alloc_seq_lower(gen), slot }
-}
-
-/// Undoes the open transaction: published blocks by their log entries (appending
-/// compensation entries, DESIGN §10.6), private blocks by freeing them.
+/// Undoes the open transaction (see [`publish::abort`]) and refreshes the figures.
 fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
-    let logged = std::mem::take(&mut w.txn.logged);
-    for (addr, seq) in logged.into_iter().rev() {
-        w.undo_logged(addr, seq)?;
-    }
-    let allocated = std::mem::take(&mut w.txn.allocated);
-    for (addr, count) in allocated {
-        w.alloc.free_now(addr, count);
-        w.take_dirty(addr, u64::from(db.store.block_bytes));
-    }
-    let txn = std::mem::take(&mut w.txn);
-    w.alloc.truncate_orphans(txn.orphans_at_start);
-    if let Some(trees) = txn.trees_at_start {
-        w.trees = trees;
-    }
-    w.catalog = txn.catalog_at_start;
-    w.next_tree_id = txn.next_tree_id_at_start;
-    w.trees_changed.clear();
-    history::settle(w, &db.store, &mut db.registry.lock());
+    publish::abort(w, &db.store, &db.registry)?;
     note_figures(w, db);
     Ok(())
 }
@@ -338,83 +254,6 @@ fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
 fn note_figures(w: &Writer, db: &Shared) {
     let mut f = lock(&db.figures);
     *f = w.figures(false, f.largest_free_run());
-}
-
-/// Frees a deleted tree's blocks of the open generation now (they live in memory and must
-/// not reach the write-out) and hands each subtree of an older generation to the orphan list
-/// (DESIGN §10.17), which later commits free a bounded number of blocks at a time.
-fn free_tree(w: &mut Writer, s: &Store, root: ChildPtr) -> Result<()> {
-    let mut stack = vec![root];
-    let mut visited = 0u64;
-    while let Some(ptr) = stack.pop() {
-        if !(ptr.generation() == w.gen && w.dirty.contains_key(&ptr.address())) {
-            w.alloc.push_orphan(ptr);
-            continue;
-        }
-        visited += 1;
-        if visited > w.alloc.block_count() {
-            return Err(Error::corrupt(ptr.address(), "tree walk visits more blocks than exist"));
-        }
-        free_node_and_extents(w, s, ptr, &mut stack)?;
-    }
-    Ok(())
-}
-
-/// Frees one node of a dropped subtree and its leaf's overflow extents; pushes an internal
-/// node's children onto `children`.
-fn free_node_and_extents(
-    w: &mut Writer,
-    s: &Store,
-    ptr: ChildPtr,
-    children: &mut Vec<ChildPtr>,
-) -> Result<()> {
-    let mut extents = Vec::new();
-    {
-        let buf = w.node(s, ptr)?;
-        let node = decode(&buf, ptr.address())?;
-        for i in 0..node.len() {
-            if node.level() > 0 {
-                children.push(node.child(i));
-            } else if let LeafValue::Overflow(r) = node.leaf_value(i) {
-                extents.push((r.address(), u64::from(r.block_count()), r.generation()));
-            }
-        }
-    }
-    w.txn.frees.extend(extents);
-    w.free_node(ptr);
-    Ok(())
-}
-
-/// Blocks of orphaned subtrees one commit frees at most (the rest waits for later commits).
-const ORPHAN_BLOCKS_PER_COMMIT: u64 = 512;
-
-/// Takes up to `ORPHAN_BLOCKS_PER_COMMIT` blocks off the orphan list; their frees go through
-/// the commit's pinning like any other.
-fn free_some_orphans(w: &mut Writer, s: &Store) -> Result<()> {
-    if w.alloc.orphans().is_empty() {
-        return Ok(());
-    }
-    // A read error part-way must leave the list as it was (the commit then aborts).
-    let saved = w.alloc.orphans().to_vec();
-    let result = free_orphan_blocks(w, s);
-    if result.is_err() {
-        w.alloc.set_orphans(saved);
-    }
-    result
-}
-
-fn free_orphan_blocks(w: &mut Writer, s: &Store) -> Result<()> {
-    let mut budget = ORPHAN_BLOCKS_PER_COMMIT;
-    while budget > 0 {
-        let Some(ptr) = w.alloc.pop_orphan() else { break };
-        let mut children = Vec::new();
-        free_node_and_extents(w, s, ptr, &mut children)?;
-        for child in children {
-            w.alloc.push_orphan(child);
-        }
-        budget -= 1;
-    }
-    Ok(())
 }
 
 /// A tree inside the write transaction.
@@ -426,7 +265,11 @@ pub struct WriteTree<'t, 'db> {
 impl WriteTree<'_, '_> {
     fn meta(&self) -> Result<TreeMeta> {
         let w = self.txn.w.as_deref().ok_or_else(|| self.txn.ended())?;
-        w.trees.get(&self.name).copied().ok_or_else(|| Error::InvalidInput("tree deleted".into()))
+        w.trees
+            .map
+            .get(&self.name)
+            .copied()
+            .ok_or_else(|| Error::InvalidInput("tree deleted".into()))
     }
 
     fn check_key(&self, key: &[u8]) -> Result<()> {
@@ -455,17 +298,19 @@ impl WriteTree<'_, '_> {
         } else {
             ItemValue::Inline(value.to_vec())
         };
-        let old = match btree_write::insert(&mut w, s, &mut meta.root, meta.id, key, item.clone()) {
-            Ok(old) => old,
-            Err(e) => {
-                if let ItemValue::Overflow(r) = item {
-                    // Never linked into the tree: give its blocks back now.
-                    w.alloc.free_now(r.address(), u64::from(r.block_count()));
-                    w.txn.allocated.retain(|(a, _)| *a != r.address());
+        let old =
+            match tree::write::insert(&mut w.edit(), s, &mut meta.root, meta.id, key, item.clone())
+            {
+                Ok(old) => old,
+                Err(e) => {
+                    if let ItemValue::Overflow(r) = item {
+                        // Never linked into the tree: give its blocks back now.
+                        w.alloc.free_now(r.address(), u64::from(r.block_count()));
+                        w.txn.allocated.retain(|(a, _)| *a != r.address());
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-        };
+            };
         let old = match old {
             None => {
                 meta.entries += 1;
@@ -473,8 +318,8 @@ impl WriteTree<'_, '_> {
             }
             Some(v) => Some(take_value(&mut w, s, v)?),
         };
-        w.trees.insert(name.clone(), meta);
-        w.trees_changed.insert(name);
+        w.trees.map.insert(name.clone(), meta);
+        w.trees.changed.insert(name);
         check_undo_cap(&w, db)?;
         write_back_if_over(&mut w, db)?;
         Ok(old)
@@ -487,13 +332,13 @@ impl WriteTree<'_, '_> {
         let name = self.name.clone();
         let db = self.txn.db;
         let (mut w, s) = self.txn.parts()?;
-        let Some(old) = btree_write::remove(&mut w, s, &mut meta.root, key)? else {
+        let Some(old) = tree::write::remove(&mut w.edit(), s, &mut meta.root, key)? else {
             return Ok(None);
         };
         meta.entries = meta.entries.saturating_sub(1);
         let old = take_value(&mut w, s, old)?;
-        w.trees.insert(name.clone(), meta);
-        w.trees_changed.insert(name);
+        w.trees.map.insert(name.clone(), meta);
+        w.trees.changed.insert(name);
         check_undo_cap(&w, db)?;
         write_back_if_over(&mut w, db)?;
         Ok(Some(old))
@@ -505,7 +350,7 @@ impl WriteTree<'_, '_> {
         }
         let meta = self.meta()?;
         let w = self.txn.w.as_deref().ok_or_else(|| self.txn.ended())?;
-        btree::get(&w.read_view(&self.txn.db.store), meta.root, key)
+        read::get(&WriterView { dirty: &w.dirty, s: &self.txn.db.store }, meta.root, key)
     }
 
     /// Iterates a key range in order; `.rev()` iterates backwards.
@@ -523,7 +368,12 @@ impl WriteTree<'_, '_> {
     fn range_owned(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<Range<'_>> {
         let meta = self.meta()?;
         let w = self.txn.w.as_deref().ok_or_else(|| self.txn.ended())?;
-        Ok(Range::new(Box::new(w.read_view(&self.txn.db.store)), meta.root, start, end))
+        Ok(Range::new(
+            Box::new(WriterView { dirty: &w.dirty, s: &self.txn.db.store }),
+            meta.root,
+            start,
+            end,
+        ))
     }
 
     pub fn len(&self) -> Result<u64> {
@@ -549,28 +399,28 @@ fn take_value(w: &mut Writer, s: &Store, v: ItemValue) -> Result<Vec<u8>> {
         ItemValue::Inline(v) => Ok(v),
         ItemValue::Overflow(r) => {
             let bytes = s.read_overflow(&r)?;
-            w.defer_free(r.address(), u64::from(r.block_count()), r.generation());
+            w.edit().defer_free(r.address(), u64::from(r.block_count()), r.generation());
             Ok(bytes)
         }
-        ItemValue::Child(_) => Err(Error::corrupt(0, "child pointer in a leaf")),
+        ItemValue::Child(ptr) => panic!("a leaf removal returned child pointer {ptr:?}"),
     }
 }
 
-/// Writes a large value to a fresh extent (write-once, DESIGN §10.4).
+/// Writes a large value to a fresh extent (write-once, design.md §10.4).
 fn write_overflow(w: &mut Writer, s: &Store, owner: u64, value: &[u8]) -> Result<OverflowRef> {
     let blocks = overflow_block_count(value.len() as u64, s.block_bytes);
-    w.reserve_for(s, blocks, crate::writer::Need::Grow)?;
-    let addr = w.alloc_run(s, blocks)?;
+    w.edit().reserve_for(s, blocks, crate::writer::Need::Grow)?;
+    let addr = w.edit().alloc_run(s, blocks)?;
     let len = usize::try_from(blocks * u64::from(s.block_bytes))
         .map_err(|_| Error::ValueTooLarge { len: value.len() as u64, max: VALUE_BYTES_MAX })?;
     let mut buf = AlignedBuf::zeroed(len, s.align);
-    let r = overflow::overflow_write(&mut buf, s.block_bytes, addr, w.gen, owner, value)
+    let r = overflow::overflow_write(&mut buf, s.block_bytes, addr, w.gen(), owner, value)
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
     s.dev.write_at(s.block_offset(addr), &buf)?;
     Ok(r)
 }
 
-/// The transaction's own undo entries are capped (DESIGN §10.8): past the cap a write
+/// The transaction's own undo entries are capped (design.md §10.8): past the cap a write
 /// returns an error (the caller aborts or commits what it has) instead of growing the log
 /// without bound or waiting on itself.
 fn check_undo_cap(w: &Writer, db: &Shared) -> Result<()> {
@@ -585,8 +435,11 @@ fn check_undo_cap(w: &Writer, db: &Shared) -> Result<()> {
 /// Past `Options::dirty_max_bytes` in memory, writes private leaves back to half of it.
 fn write_back_if_over(w: &mut Writer, db: &Shared) -> Result<()> {
     let max = db.opts.dirty_max_bytes;
-    if w.dirty_bytes > max {
-        w.write_back(&db.store, max / 2).map_err(|e| fail_on_io(db, e))?;
+    if w.dirty.bytes > max {
+        let txn = &mut w.txn;
+        w.dirty
+            .write_back(&db.store, &txn.allocated, &mut txn.writeback_cursor, max / 2)
+            .map_err(|e| fail_on_io(db, e))?;
     }
     Ok(())
 }

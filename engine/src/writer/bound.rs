@@ -1,4 +1,4 @@
-//! The snapshot bound (DESIGN §5, §10.7): mod-log entries plus images kept for readers are
+//! The snapshot bound (design.md §5, §10.7): mod-log entries plus images kept for readers are
 //! limited by `Options::modlog_max_bytes`, pinned blocks by `Options::pinned_max_blocks`.
 //! Past either limit the policy applies: `ExpireOldest` expires the oldest snapshots at a
 //! commit (their next read returns `SnapshotExpired`; their history is released once no
@@ -8,37 +8,46 @@
 
 use std::time::Instant;
 
-use crate::db::Shared;
-use crate::history;
-use crate::mvcc::RegInner;
+use crate::alloc::Allocator;
+use crate::mvcc::{RegInner, Registry};
 use crate::options::{Options, SnapshotPolicy};
-use crate::writer::Writer;
+use crate::store::Store;
+use crate::writer::retention::History;
 use crate::{Error, Result};
 
-fn over(w: &Writer, opts: &Options) -> bool {
-    w.hist.memory_bytes() > opts.modlog_max_bytes || w.hist.pinned_blocks > opts.pinned_max_blocks
+fn over(hist: &History, opts: &Options) -> bool {
+    hist.memory_bytes() > opts.modlog_max_bytes || hist.pinned_blocks > opts.pinned_max_blocks
 }
 
-fn describe(w: &Writer, opts: &Options) -> String {
+fn describe(hist: &History, opts: &Options) -> String {
     format!(
         "{} history bytes of {} allowed, {} pinned blocks of {} allowed",
-        w.hist.memory_bytes(),
+        hist.memory_bytes(),
         opts.modlog_max_bytes,
-        w.hist.pinned_blocks,
+        hist.pinned_blocks,
         opts.pinned_max_blocks
     )
+}
+
+/// What the bound works on: the writer's retention and allocator, the read path, and the
+/// last seq handed out.
+pub(crate) struct Held<'a> {
+    pub hist: &'a mut History,
+    pub alloc: &'a mut Allocator,
+    pub store: &'a Store,
+    pub last_seq: u64,
 }
 
 /// `ExpireOldest`, at a commit: expires oldest-first while over the bound. A snapshot with
 /// a reader operation in progress is released at a later commit (§10.7 grace), so the loop
 /// stops there rather than expiring every younger snapshot too.
-pub(crate) fn expire_if_over(w: &mut Writer, db: &Shared, r: &mut RegInner) {
-    if db.opts.snapshot_policy != SnapshotPolicy::ExpireOldest {
+pub(crate) fn expire_if_over(h: Held<'_>, opts: &Options, r: &mut RegInner) {
+    if opts.snapshot_policy != SnapshotPolicy::ExpireOldest {
         return;
     }
-    while over(w, &db.opts) && r.expire_oldest() {
+    while over(h.hist, opts) && r.expire_oldest() {
         let before = r.departures;
-        history::settle(w, &db.store, r);
+        h.hist.settle(h.alloc, h.store, r, h.last_seq);
         if r.departures == before {
             break;
         }
@@ -46,20 +55,20 @@ pub(crate) fn expire_if_over(w: &mut Writer, db: &Shared, r: &mut RegInner) {
 }
 
 /// `WriterWaits`, at `begin_write`: waits until under the bound or the timeout passes.
-pub(crate) fn enforce(w: &mut Writer, db: &Shared) -> Result<()> {
-    let SnapshotPolicy::WriterWaits { timeout } = db.opts.snapshot_policy else { return Ok(()) };
+pub(crate) fn enforce(h: Held<'_>, opts: &Options, registry: &Registry) -> Result<()> {
+    let SnapshotPolicy::WriterWaits { timeout } = opts.snapshot_policy else { return Ok(()) };
     let deadline = Instant::now() + timeout;
-    let mut r = db.registry.lock();
+    let mut r = registry.lock();
     loop {
-        history::settle(w, &db.store, &mut r);
-        if !over(w, &db.opts) {
+        h.hist.settle(h.alloc, h.store, &mut r, h.last_seq);
+        if !over(h.hist, opts) {
             return Ok(());
         }
         let now = Instant::now();
         if r.all_held_by_caller() || now >= deadline {
-            return Err(Error::SnapshotBoundReached { what: describe(w, &db.opts) });
+            return Err(Error::SnapshotBoundReached { what: describe(h.hist, opts) });
         }
-        r = match db.registry.departed.wait_timeout(r, deadline - now) {
+        r = match registry.departed.wait_timeout(r, deadline - now) {
             Ok((g, _)) => g,
             Err(poisoned) => poisoned.into_inner().0,
         };

@@ -1,4 +1,4 @@
-//! Snapshots: consistent read-only views that never block the writer (DESIGN §5, §10.1,
+//! Snapshots: consistent read-only views that never block the writer (design.md §5, §10.1,
 //! §10.3, §10.7).
 //!
 //! A snapshot copies the root record of the last commit (seq S, the generation G that was
@@ -19,14 +19,15 @@ use std::ops::{Bound, RangeBounds};
 use arbor_format::constants::key_bytes_max;
 use arbor_format::{ChildPtr, OverflowRef};
 
-use crate::btree::{self, owned_bound, NodeSource, Range};
-use crate::catalog;
-use crate::db::Shared;
-use crate::modlog::ItemValue;
+use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::{RootRecord, SnapState};
 use crate::store::header_generation;
+use crate::store::NodeBuf;
 use crate::sync::Arc;
-use crate::writer::{NodeBuf, TreeMeta};
+use crate::tree::catalog;
+use crate::tree::read::{self, owned_bound, NodeSource, Range};
+use crate::txn::Shared;
+use crate::writer::TreeMeta;
 use crate::{Error, Result};
 
 struct Inner {
@@ -80,7 +81,7 @@ impl Snapshot {
             return Ok(None);
         }
         let src = self.source();
-        match btree::lookup(&src, self.inner.root.catalog, name.as_bytes())? {
+        match read::lookup(&src, self.inner.root.catalog, name.as_bytes())? {
             Some(ItemValue::Inline(bytes)) => {
                 let meta = catalog::decode(&bytes, self.inner.root.catalog.address())?;
                 Ok(Some(Tree { snap: self.clone(), meta }))
@@ -115,7 +116,7 @@ impl Tree {
         if key.len() > key_bytes_max(self.snap.inner.shared.store.block_bytes) {
             return Ok(None);
         }
-        btree::get(&self.snap.source(), self.meta.root, key)
+        read::get(&self.snap.source(), self.meta.root, key)
     }
 
     /// Iterates a key range in order; `.rev()` iterates backwards.
@@ -169,6 +170,7 @@ impl NodeSource<'static> for SnapSource {
         let Some(slot) = store.table.get(ptr.address()) else {
             return Ok(NodeBuf::Clean(store.read_block(ptr)?));
         };
+        debug_assert_eq!(slot.addr, ptr.address(), "the table filed a slot under another address");
         let image = slot.image_at(inner.root.seq, store.align)?;
         if header_generation(&image) != Some(ptr.generation()) {
             return Err(Error::corrupt(

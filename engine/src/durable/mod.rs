@@ -1,0 +1,8 @@
+//! Durability: the group-commit pipeline, freezing a generation into sealed images and
+//! superblocks, writing it out, and recovery at open.
+
+pub(crate) mod freeze;
+#[doc(hidden)]
+pub mod pipeline;
+pub(crate) mod recovery;
+pub(crate) mod superblock;

@@ -1,0 +1,7 @@
+//! B-trees over node images: lookups and iteration over any [`read::NodeSource`],
+//! copy-on-write inserts and removes with splits and merges, and the catalog of named trees.
+
+pub(crate) mod catalog;
+pub(crate) mod read;
+pub(crate) mod walk;
+pub(crate) mod write;

@@ -1,0 +1,150 @@
+//! The open generation's dirty blocks: their images (in slots readers can share), reads
+//! and unlogged edits of them. Logged edits and copy-on-write are in `edit.rs`.
+//!
+//! Invariants (design.md §4, §10.2, §10.5):
+//! * every block whose generation is the open one lives in `dirty`; a block of an older
+//!   (frozen or durable) generation is never changed: the first change copies it to a fresh
+//!   address (`make_writable`), and its old address is freed through `defer_free`;
+//! * a dirty block the open transaction allocated is *private* (no published root reaches it)
+//!   and changes without logging; a dirty block a committed transaction of this generation
+//!   published is changed only together with a mod-log entry holding the pre-image;
+//! * frees are deferred to commit: the open transaction counts as an outstanding reader at
+//!   its first seq (§10.5), so `abort` never meets an address that was reused meanwhile.
+
+use arbor_format::node::Node;
+use arbor_format::{ChildPtr, NodeMut};
+
+use crate::addr_map::AddrMap;
+use crate::error::corrupt;
+use crate::io::AlignedBuf;
+use crate::mvcc::{Image, Slot};
+use crate::store::{NodeBuf, Store};
+use crate::sync::Arc;
+use crate::Result;
+
+/// A block of the open generation. Its image lives in a shared [`Slot`] so that snapshot
+/// readers can copy it (under the slot's lock) once it is published.
+pub(crate) struct Dirty {
+    pub slot: Arc<Slot>,
+    /// Allocated by the open transaction: not reachable from any published root.
+    pub private: bool,
+    /// Seq of the commit that published it (its identity's allocation seq for pinning,
+    /// design.md §10.5); meaningless while private.
+    pub seq_alloc: u64,
+}
+
+/// Every block of the open generation, by address.
+#[derive(Default)]
+pub(crate) struct DirtySet {
+    /// The open generation.
+    pub gen: u64,
+    pub map: AddrMap<Dirty>,
+    /// Bytes of the images held in memory (written-back blocks not counted).
+    pub bytes: u64,
+}
+
+impl DirtySet {
+    pub(crate) fn new(gen: u64) -> DirtySet {
+        DirtySet { gen, map: AddrMap::default(), bytes: 0 }
+    }
+
+    pub(crate) fn is_private(&self, addr: u64) -> bool {
+        self.map.get(&addr).is_some_and(|d| d.private)
+    }
+
+    /// Whether `ptr` names a block of the open generation that is dirty.
+    pub(crate) fn holds(&self, ptr: ChildPtr) -> bool {
+        ptr.generation() == self.gen && self.map.contains_key(&ptr.address())
+    }
+
+    /// Reads a node for the writer: its dirty image if it belongs to the open generation,
+    /// else the verified clean image.
+    pub(crate) fn node<'a>(&'a self, s: &Store, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
+        debug_assert!(ptr.generation() <= self.gen, "pointer {ptr:?} from a future generation");
+        if ptr.generation() == self.gen {
+            if let Some(d) = self.map.get(&ptr.address()) {
+                let st = d.slot.read();
+                if let Image::OnDisk { crc } = st.image {
+                    // Written back early: its clean image (not made resident; only edits
+                    // do that).
+                    return Ok(NodeBuf::Clean(s.read_block(ChildPtr::new(
+                        ptr.address(),
+                        self.gen,
+                        crc,
+                    ))?));
+                }
+                return Ok(NodeBuf::Dirty(st));
+            }
+        }
+        Ok(NodeBuf::Clean(s.read_block(ptr)?))
+    }
+
+    /// A dirty block. Every caller got `addr` from the dirty set or a dirty parent, so a
+    /// missing block is a writer bug, not a bad disk.
+    pub(crate) fn slot(&self, addr: u64) -> &Dirty {
+        match self.map.get(&addr) {
+            Some(d) => d,
+            None => panic!("block {addr} is not dirty in generation {}", self.gen),
+        }
+    }
+
+    /// Reads a dirty node.
+    pub(crate) fn peek<R>(&self, addr: u64, f: impl FnOnce(&Node<'_>) -> Result<R>) -> Result<R> {
+        let st = self.slot(addr).slot.read();
+        let node = Node::decode_trusted(st.image.bytes()).map_err(|e| corrupt(addr, e))?;
+        f(&node)
+    }
+
+    /// Edits a dirty node without a log entry: only for private nodes (design.md §10.2) and for
+    /// derived fields (crcs, §10.12). Takes the slot's write lock, like every edit.
+    pub(crate) fn edit_unlogged<R>(
+        &mut self,
+        addr: u64,
+        f: impl FnOnce(&mut NodeMut<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let mut st = self.slot(addr).slot.write();
+        let mut node = NodeMut::open_trusted(st.buf_mut(addr)?).map_err(|e| corrupt(addr, e))?;
+        f(&mut node)
+    }
+
+    /// Seals a dirty block's header (its crc) for write-out; returns the crc.
+    pub(crate) fn seal(&self, addr: u64) -> Result<u32> {
+        let mut st = self.slot(addr).slot.write();
+        let buf = st.buf_mut(addr)?;
+        arbor_format::header::seal_block(buf);
+        Ok(arbor_format::header::block_crc(buf))
+    }
+
+    /// Adds a fresh image at `addr`, which must not be dirty already.
+    pub(crate) fn insert(&mut self, addr: u64, buf: AlignedBuf, private: bool) {
+        debug_assert_eq!(buf.len() as u64 % 512, 0, "block image of {} bytes", buf.len());
+        self.bytes += buf.len() as u64;
+        let slot = Arc::new(Slot::new(addr, buf));
+        let old = self.map.insert(addr, Dirty { slot, private, seq_alloc: 0 });
+        assert!(old.is_none(), "fresh address {addr} is already dirty");
+    }
+
+    /// Removes a dirty block, keeping `bytes` right.
+    pub(crate) fn take(&mut self, addr: u64, block_bytes: u64) -> Option<Dirty> {
+        let d = self.map.remove(&addr)?;
+        if !d.slot.read().image.is_on_disk() {
+            assert!(self.bytes >= block_bytes, "dirty bytes {} below a block", self.bytes);
+            self.bytes -= block_bytes;
+        }
+        Some(d)
+    }
+
+    /// The crc a written-back block was sealed with, if it is on disk.
+    pub(crate) fn on_disk_crc(&self, addr: u64) -> Option<u32> {
+        match self.map.get(&addr)?.slot.read().image {
+            Image::OnDisk { crc } => Some(crc),
+            _ => None,
+        }
+    }
+
+    /// The pointer a parent stores for a dirty child: its crc is derived at write-out
+    /// (design.md §10.12), so until then it carries the "crc not yet valid" mark.
+    pub(crate) fn ptr(&self, addr: u64) -> ChildPtr {
+        ChildPtr::pending(addr, self.gen)
+    }
+}
