@@ -1,1 +1,0 @@
-//! A group of nodes in one process over an in-memory network (filled in below).
