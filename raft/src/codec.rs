@@ -69,7 +69,21 @@ pub(crate) fn read_value<T: DeserializeOwned>(
     }
 }
 
-/// Runs an engine call on tokio's blocking pool; a panic in it becomes a storage error.
+/// Runs an engine call that only touches memory in the calling task: it publishes or reads
+/// (`Durability::None` commits, snapshot reads of recent blocks), holds the writer for
+/// microseconds, and waits on no device flush. Handing it to the blocking pool would cost
+/// two thread switches per call, which on a busy machine cost more than the call.
+// The error is openraft's own storage error, as large as openraft makes it.
+#[allow(clippy::result_large_err)]
+pub(crate) fn inline<T>(
+    subject: Subject,
+    f: impl FnOnce() -> Result<T, arbor::Error>,
+) -> Result<T, StorageError> {
+    f().map_err(|e| subject.error(&e))
+}
+
+/// Runs an engine call that waits on the device (an `Immediate` commit, a snapshot file)
+/// on tokio's blocking pool; a panic in it becomes a storage error.
 pub(crate) async fn blocking<T, F>(subject: Subject, f: F) -> Result<T, StorageError>
 where
     T: Send + 'static,

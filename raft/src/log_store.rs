@@ -7,7 +7,7 @@
 //!
 //! Durability of appends ([`LogSync`]): openraft counts the leader's own flush towards the
 //! quorum only once `LogFlushed` fires, and a follower answers the leader only then, so no
-//! entry is acknowledged before a device flush covers it either way.
+//! entry is acknowledged before a device flush covers it in either mode.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -17,24 +17,27 @@ use arbor::{Db, Durability, WriteTree};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{Entry, LogId, LogState, RaftLogReader, Vote};
 
-use crate::codec::{blocking, decode, encode, index_key, read_value, Subject};
+use crate::codec::{blocking, decode, encode, index_key, inline, read_value, Subject};
 use crate::codec::{KEY_COMMITTED, KEY_PURGED, KEY_VOTE, TREE_LOG, TREE_STATE};
 use crate::{NodeId, StorageError, TypeConfig};
 
-/// How an append becomes durable.
+/// How an append becomes durable. Both fire openraft's callback only after a device flush
+/// covers the entries; they differ in what waits for the flush. The `cluster` example
+/// measures both (docs/scale-out.md has the figures).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogSync {
+    /// The append commits with `Durability::Immediate` and returns after the flush (commits
+    /// of other threads that arrive meanwhile share it). Raft's core waits for the leader's
+    /// flush before it replicates, and the client writes that queue up meanwhile travel to
+    /// the followers in bigger batches: the higher rate under many concurrent clients.
+    #[default]
+    Immediate,
     /// The append commits with `Durability::None` (published: readers see the entries when
     /// `append` returns, as openraft requires) and a flusher thread then makes it durable
-    /// with `Db::flush` — the same group-commit pipeline an `Immediate` commit waits on — and
-    /// fires openraft's callback. Raft's core goes on meanwhile: the leader sends the entries
-    /// to followers while its own flush runs, and appends that arrive during a flush share
-    /// the next one.
-    #[default]
+    /// with `Db::flush` — the same group-commit pipeline an `Immediate` commit waits on —
+    /// and fires the callback. The leader's flush overlaps the followers': the lower latency
+    /// for one client at a time, but more, smaller replication rounds under many clients.
     Pipelined,
-    /// The append commits with `Durability::Immediate` and `append` returns after the flush.
-    /// Simpler, and slower: the leader flushes before it replicates.
-    Immediate,
 }
 
 /// Keys removed per step of a range removal (each step collects this many keys first).
@@ -119,8 +122,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
         let start = bound_key(range.start_bound());
         let end = bound_key(range.end_bound());
-        let db = Arc::clone(&self.db);
-        blocking(Subject::ReadLogs, move || read_entries(&db, start, end)).await
+        inline(Subject::ReadLogs, || read_entries(&self.db, start, end))
     }
 }
 
@@ -214,8 +216,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let db = Arc::clone(&self.db);
-        blocking(Subject::ReadLogs, move || log_state(&db)).await
+        inline(Subject::ReadLogs, || log_state(&self.db))
     }
 
     async fn get_log_reader(&mut self) -> LogStore {
@@ -231,30 +232,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
-        let db = Arc::clone(&self.db);
-        blocking(Subject::ReadVote, move || read_value(&db.snapshot()?, TREE_STATE, KEY_VOTE)).await
+        inline(Subject::ReadVote, || read_value(&self.db.snapshot()?, TREE_STATE, KEY_VOTE))
     }
 
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError> {
-        let db = Arc::clone(&self.db);
-        let bytes = encode(&committed).map_err(|e| Subject::WriteLogs.error(&e))?;
         // Optional in Raft: a committed mark a crash loses only means re-applying less at
         // start-up; the next durable commit carries it.
-        blocking(Subject::WriteLogs, move || put_state(&db, KEY_COMMITTED, bytes, Durability::None))
-            .await
+        inline(Subject::WriteLogs, || {
+            put_state(&self.db, KEY_COMMITTED, encode(&committed)?, Durability::None)
+        })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {
-        let db = Arc::clone(&self.db);
-        let read = move || {
+        inline(Subject::ReadLogs, || {
             let v: Option<Option<LogId<NodeId>>> =
-                read_value(&db.snapshot()?, TREE_STATE, KEY_COMMITTED)?;
+                read_value(&self.db.snapshot()?, TREE_STATE, KEY_COMMITTED)?;
             Ok(v.flatten())
-        };
-        blocking(Subject::ReadLogs, read).await
+        })
     }
 
     async fn append<I>(
@@ -267,15 +264,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
-        let db = Arc::clone(&self.db);
-        let durability = match self.sync {
-            LogSync::Pipelined => Durability::None,
-            LogSync::Immediate => Durability::Immediate,
-        };
-        blocking(Subject::WriteLogs, move || append_entries(&db, &entries, durability)).await?;
         match self.sync {
-            LogSync::Immediate => callback.log_io_completed(Ok(())),
+            LogSync::Immediate => {
+                let db = Arc::clone(&self.db);
+                let append = move || append_entries(&db, &entries, Durability::Immediate);
+                blocking(Subject::WriteLogs, append).await?;
+                callback.log_io_completed(Ok(()));
+            }
             LogSync::Pipelined => {
+                inline(Subject::WriteLogs, || {
+                    append_entries(&self.db, &entries, Durability::None)
+                })?;
                 if let Err(mpsc::SendError(cb)) = self.flusher.send(callback) {
                     cb.log_io_completed(Err(std::io::Error::other("the flusher thread ended")));
                 }
@@ -290,7 +289,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
-        let db = Arc::clone(&self.db);
-        blocking(Subject::WriteLogs, move || purge_upto(&db, log_id)).await
+        inline(Subject::WriteLogs, || purge_upto(&self.db, log_id))
     }
 }

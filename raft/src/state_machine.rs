@@ -16,7 +16,7 @@ use arbor::{Db, Durability};
 use openraft::storage::RaftStateMachine;
 use openraft::{BasicNode, Entry, EntryPayload, LogId, Snapshot, StoredMembership};
 
-use crate::codec::{applied_tree, blocking, encode, kv_tree, read_value, Subject};
+use crate::codec::{applied_tree, blocking, encode, inline, kv_tree, read_value, Subject};
 use crate::codec::{KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_SET, TREE_SM_ACTIVE};
 use crate::snapshot::{self, SnapshotBuilder, SnapshotFiles};
 use crate::{NodeId, Request, Response, StorageError, TypeConfig};
@@ -144,9 +144,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<Applied, StorageError> {
-        let db = Arc::clone(&self.db);
-        let set = self.set;
-        blocking(Subject::ReadStateMachine, move || applied_state(&db.snapshot()?, set)).await
+        inline(Subject::ReadStateMachine, || applied_state(&self.db.snapshot()?, self.set))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
@@ -155,9 +153,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
-        let db = Arc::clone(&self.db);
-        let set = self.set;
-        blocking(Subject::WriteStateMachine, move || apply_batch(&db, set, &entries)).await
+        inline(Subject::WriteStateMachine, || apply_batch(&self.db, self.set, &entries))
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {

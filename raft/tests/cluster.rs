@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use arbor_raft::mem_cluster::{local_config, BoxError, Cluster};
-use arbor_raft::{NodeId, Request, Response, StoreOptions};
+use arbor_raft::{LogSync, NodeId, Request, Response, StoreOptions};
 use openraft::SnapshotPolicy;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,7 +69,7 @@ async fn compact(c: &Cluster, leader: NodeId) -> Result<u64, BoxError> {
     Ok(applied)
 }
 
-async fn scenario(dir: &std::path::Path) -> Result<(), BoxError> {
+async fn scenario(dir: &std::path::Path, log_sync: LogSync) -> Result<(), BoxError> {
     let config = local_config();
     // Snapshots only when the test asks, and a purge keeps nothing it covers, so the
     // restarted follower cannot catch up from the log.
@@ -79,7 +79,8 @@ async fn scenario(dir: &std::path::Path) -> Result<(), BoxError> {
         snapshot_max_chunk_size: 4 << 10,
         ..config
     };
-    let mut c = Cluster::start(dir, &[1, 2, 3], config, StoreOptions::default()).await?;
+    let opts = StoreOptions { log_sync, ..StoreOptions::default() };
+    let mut c = Cluster::start(dir, &[1, 2, 3], config, opts).await?;
     let mut model = Model::new();
     write_keys(&c, &mut model, 0..100, "a").await?;
     assert_eq!(c.read(b"key-00001").await?, Some(b"a-1".to_vec()));
@@ -106,9 +107,18 @@ async fn scenario(dir: &std::path::Path) -> Result<(), BoxError> {
     c.shutdown().await
 }
 
-#[test]
-fn three_nodes_survive_restarts_and_a_snapshot_install() {
+fn run(log_sync: LogSync) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(scenario(dir.path())).expect("the scenario");
+    rt.block_on(scenario(dir.path(), log_sync)).expect("the scenario");
+}
+
+#[test]
+fn three_nodes_survive_restarts_and_a_snapshot_install() {
+    run(LogSync::Immediate);
+}
+
+#[test]
+fn three_nodes_survive_restarts_and_a_snapshot_install_pipelined_appends() {
+    run(LogSync::Pipelined);
 }
