@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 pub use log_store::{LogStore, LogSync};
 pub use snapshot::SnapshotBuilder;
 pub use state_machine::{KvPair, KvReader, StateMachine};
-pub use store::{open, snapshot_dir, StoreOptions};
+pub use store::{open, snapshot_dir, StoreOptions, MODLOG_MAX_BYTES};
 
 /// The node id type of the group.
 pub type NodeId = u64;
