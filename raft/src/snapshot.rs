@@ -269,6 +269,8 @@ pub(crate) fn install(
 ) -> arbor::Result<u64> {
     let new = set + 1;
     let mut tx = db.begin_write()?;
+    // Durable with the swap, which commits after it.
+    tx.set_durability(Durability::None);
     delete_set(&mut tx, new)?;
     tx.commit()?;
     data.seek(SeekFrom::Start(0))?;

@@ -23,10 +23,20 @@ async fn apply_puts(sm: &mut StateMachine, first: u64, count: u64, tag: &str) {
 }
 
 fn store(dir: &tempfile::TempDir, name: &str) -> (arbor_raft::LogStore, StateMachine) {
-    let opts = StoreOptions {
-        engine: arbor::Options { file_initial_bytes: 8 << 20, ..StoreOptions::default().engine },
-        ..StoreOptions::default()
+    store_with(dir, name, arbor_raft::MODLOG_MAX_BYTES)
+}
+
+fn store_with(
+    dir: &tempfile::TempDir,
+    name: &str,
+    modlog_max_bytes: u64,
+) -> (arbor_raft::LogStore, StateMachine) {
+    let engine = arbor::Options {
+        file_initial_bytes: 8 << 20,
+        modlog_max_bytes,
+        ..StoreOptions::default().engine
     };
+    let opts = StoreOptions { engine, ..StoreOptions::default() };
     open(&dir.path().join(name), opts).expect("open")
 }
 
@@ -78,4 +88,16 @@ async fn open_deletes_tree_sets_an_interrupted_install_left() {
     let (applied, pairs) = sm.reader().dump().unwrap();
     assert_eq!(applied, Some(log_id(1, 1, 10)));
     assert_eq!(pairs.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_whose_view_expired_is_retried_from_the_current_state() {
+    let dir = tempfile::tempdir().unwrap();
+    // A bound so small that the applies after the builder's view expire it.
+    let (_log, mut sm) = store_with(&dir, "node.arbor", 64 << 10);
+    apply_puts(&mut sm, 1, 2000, "old").await;
+    let mut builder = sm.get_snapshot_builder().await;
+    apply_puts(&mut sm, 2001, 3000, "new").await;
+    let snap = builder.build_snapshot().await.expect("a retried build");
+    assert_eq!(snap.meta.last_log_id, Some(log_id(1, 1, 5000)), "built from the fresh state");
 }
