@@ -97,8 +97,52 @@ impl Session<'_> {
             76..=88 => self.txn_commit(),
             89..=91 => self.txn_end(true),
             92..=94 => self.txn_end(false),
+            95..=96 => self.txn_bulk_insert(),
+            97 => self.txn_bulk_remove(),
             _ => self.txn_value_too_large(),
         }
+    }
+
+    /// Many inserts in one turn (splits, deeper trees, early write-back, full devices).
+    fn txn_bulk_insert(&mut self) {
+        let n = 10 + self.sim.rng.below(300);
+        for _ in 0..n {
+            self.txn_insert();
+            if self.open.is_none() || self.sim.failure.is_some() {
+                return;
+            }
+        }
+    }
+
+    /// Removes most keys of one tree in one turn (merges, emptied trees).
+    fn txn_bulk_remove(&mut self) {
+        let (name, _) = self.tree_name();
+        let o = self.open.as_ref().expect("open");
+        let keys: Vec<Vec<u8>> = match o.working.tree(&name) {
+            Some(t) => t.keys().cloned().collect(),
+            None => return,
+        };
+        let keep_one_in = 1 + self.sim.rng.below(8);
+        for (i, k) in keys.into_iter().enumerate() {
+            if i as u64 % keep_one_in == 0 && keep_one_in > 1 {
+                continue;
+            }
+            self.sim.counters.ops += 1;
+            let before = self.dev.fault_counts();
+            let o = self.open.as_mut().expect("open");
+            let r = o.tx.tree(&name).and_then(|mut t| t.remove(&k));
+            match r {
+                Ok(old) => {
+                    let want = o.working.tree_mut(&name).remove(&k);
+                    if old.as_deref() != want.as_deref() {
+                        let detail = format!("bulk remove {name} {}", show_key(&k));
+                        return self.sim.fail("wrong-data", detail);
+                    }
+                }
+                Err(e) => return self.txn_failed("bulk remove", &e, before),
+            }
+        }
+        ev!(self.sim.trace, "bulk remove {name} (kept one in {keep_one_in})");
     }
 
     /// Opens tree `name` in the transaction; `None` (and the transaction dropped) on error.

@@ -90,7 +90,7 @@ impl Config {
             clients: 1 + rng.below(4),
             tree_names,
             key_space: pick(rng, &[16, 64, 256, 1024]),
-            crash_per_mille: pick(rng, &[10, 30, 60]),
+            crash_per_mille: pick(rng, &[2, 10, 30, 60]),
             fault_per_mille: pick(rng, &[0, 5, 20]),
             big_values: rng.chance(30),
             small_undo_cap,

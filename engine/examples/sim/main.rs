@@ -207,8 +207,8 @@ fn main() {
         total.io_errors += c.io_errors;
         hash = (hash ^ r.trace_hash).wrapping_mul(0x100_0000_01b3);
         failures += usize::from(r.failure.is_some());
-        for line in &r.known {
-            known_lines.push(format!("{line}: {}", repro(r.seed, args.steps, args.flags)));
+        for (step, line) in &r.known {
+            known_lines.push(format!("seed {} {line}\n  repro: {}", r.seed, repro(r.seed, *step, args.flags)));
         }
     }
     for line in known_lines.iter().take(5) {

@@ -48,8 +48,8 @@ pub struct SeedResult {
     pub seed: u64,
     pub counters: Counters,
     pub failure: Option<Failure>,
-    /// One line per KNOWN event (step and what was lost).
-    pub known: Vec<String>,
+    /// One line per KNOWN event: its step and what was lost.
+    pub known: Vec<(u64, String)>,
     pub trace_hash: u64,
 }
 
@@ -62,7 +62,7 @@ pub struct Sim {
     pub counters: Counters,
     pub history: History,
     pub failure: Option<Failure>,
-    pub known: Vec<String>,
+    pub known: Vec<(u64, String)>,
 }
 
 impl Sim {
@@ -242,7 +242,7 @@ fn judge_recovery(sim: &mut Sim, db: &Db, dev: &SimDevice) -> bool {
             );
             ev!(sim.trace, "KNOWN {line}");
             sim.counters.known += 1;
-            sim.known.push(line);
+            sim.known.push((sim.trace.step, line));
             return false;
         }
         Some(i) => {
@@ -260,23 +260,39 @@ fn judge_recovery(sim: &mut Sim, db: &Db, dev: &SimDevice) -> bool {
             return false;
         }
     }
-    if !check_store(sim, db, &damage) {
+    if !check_store(sim, db, dev, RandomFaults::default()) {
         return false;
     }
     sim.history.recovered(got_index.expect("matched"));
     true
 }
 
-/// `db.check()` must be clean, unless injected damage explains every finding.
-pub fn check_store(sim: &mut Sim, db: &Db, damage: &[std::ops::Range<u64>]) -> bool {
+/// `db.check()` must be clean, unless injected damage explains every finding. A check that
+/// met injected read errors (its findings then follow from the unreadable blocks) is run
+/// again with read faults off, and that one must be clean; `random` is restored after.
+pub fn check_store(sim: &mut Sim, db: &Db, dev: &SimDevice, random: RandomFaults) -> bool {
     sim.counters.ops += 1;
-    match db.check() {
+    let read_errors = dev.fault_counts().read_errors;
+    let result = db.check();
+    if dev.fault_counts().read_errors > read_errors {
+        let clean = match &result {
+            Ok(report) => report.findings.iter().all(|p| p.detail.contains("I/O error")),
+            Err(e) => matches!(e, Error::Io(_)),
+        };
+        ev!(sim.trace, "check met read errors (only their findings: {clean}); again without");
+        dev.set_random_faults(RandomFaults::default(), 0);
+        let again = check_store(sim, db, dev, RandomFaults::default());
+        dev.set_random_faults(random, sim.rng.next_u64());
+        return again;
+    }
+    let damage = dev.damage();
+    match result {
         Ok(report) if report.is_ok() => true,
         Ok(report) => {
             let unexplained: Vec<_> = report
                 .findings
                 .iter()
-                .filter(|p| !faults::explains(damage, p.addr, &sim.cfg))
+                .filter(|p| !faults::explains(&damage, p.addr, &sim.cfg))
                 .map(|p| format!("{} at {}: {}", p.kind.name(), p.addr, p.detail))
                 .collect();
             if unexplained.is_empty() {
@@ -287,7 +303,7 @@ pub fn check_store(sim: &mut Sim, db: &Db, damage: &[std::ops::Range<u64>]) -> b
             sim.fail("check", format!("check found {:?}", unexplained));
             false
         }
-        Err(Error::Corrupt { addr, .. }) if faults::explains(damage, addr, &sim.cfg) => {
+        Err(Error::Corrupt { addr, .. }) if faults::explains(&damage, addr, &sim.cfg) => {
             sim.counters.corrupt_detected += 1;
             false
         }

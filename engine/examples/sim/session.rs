@@ -181,8 +181,7 @@ impl<'a> Session<'a> {
             88..=91 => self.flush(),
             92..=93 => {
                 self.sim.counters.ops += 1;
-                let damage = self.dev.damage();
-                if !check_store(self.sim, self.db, &damage) && self.sim.failure.is_none() {
+                if !check_store(self.sim, self.db, self.dev, self.random) && self.sim.failure.is_none() {
                     self.crash_in = Some(0);
                 }
             }
