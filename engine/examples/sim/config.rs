@@ -91,7 +91,7 @@ impl Config {
             tree_names,
             key_space: pick(rng, &[16, 64, 256, 1024]),
             crash_per_mille: pick(rng, &[2, 10, 30, 60]),
-            fault_per_mille: pick(rng, &[0, 5, 20]),
+            fault_per_mille: pick(rng, &[0, 10, 30]),
             big_values: rng.chance(30),
             small_undo_cap,
             known_faults: flags.known_faults,
