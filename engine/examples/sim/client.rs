@@ -346,7 +346,7 @@ impl Session<'_> {
         ev!(self.sim.trace, "c{} {}", o.owner, if explicit { "abort" } else { "drop txn" });
     }
 
-    fn txn_commit(&mut self) {
+    pub fn txn_commit(&mut self) {
         let Some(o) = self.open.take() else { return };
         self.sim.counters.ops += 1;
         let before = self.dev.fault_counts();

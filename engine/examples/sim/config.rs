@@ -13,6 +13,9 @@ pub struct Flags {
     pub known_faults: bool,
     /// Print every event of the trace.
     pub trace: bool,
+    /// Self-test: switch off the engine's pinned set (`Db::testing_disable_pinning`), so
+    /// freed blocks are reused under live snapshots; the run must then report failures.
+    pub break_pinning: bool,
 }
 
 /// One seed's parameters.
@@ -35,6 +38,7 @@ pub struct Config {
     /// The undo cap is small enough that `TransactionTooLarge` is an expected answer.
     pub small_undo_cap: bool,
     pub known_faults: bool,
+    pub break_pinning: bool,
 }
 
 fn pick<T: Copy>(rng: &mut SplitMix64, items: &[T]) -> T {
@@ -95,6 +99,7 @@ impl Config {
             big_values: rng.chance(30),
             small_undo_cap,
             known_faults: flags.known_faults,
+            break_pinning: flags.break_pinning,
         }
     }
 }

@@ -105,7 +105,7 @@ fn parse_args() -> Args {
         seeds: SeedSource::List(0..1),
         steps: 3000,
         jobs: 1,
-        flags: Flags { known_faults: true, trace: false },
+        flags: Flags { known_faults: true, trace: false, break_pinning: false },
     };
     let mut budget = None;
     let mut base = std::env::var("ARBOR_SIM_BASE_SEED").ok().map(|s| hash_str(&s)).unwrap_or(0);
@@ -127,6 +127,7 @@ fn parse_args() -> Args {
             "--jobs" => out.jobs = number(args.next(), "--jobs").max(1) as usize,
             "--no-known-faults" => out.flags.known_faults = false,
             "--trace" => out.flags.trace = true,
+            "--self-test-broken-pinning" => out.flags.break_pinning = true,
             _ => usage(&format!("unknown argument {a}")),
         }
     }
@@ -143,7 +144,10 @@ fn derived_seed(base: u64, index: u64) -> u64 {
 }
 
 fn repro(seed: u64, steps: u64, flags: Flags) -> String {
-    let extra = if flags.known_faults { "" } else { " --no-known-faults" };
+    let mut extra = if flags.known_faults { "" } else { " --no-known-faults" }.to_string();
+    if flags.break_pinning {
+        extra.push_str(" --self-test-broken-pinning");
+    }
     format!("cargo run --release -p arbor --example sim -- --seed {seed} --steps {steps}{extra}")
 }
 
@@ -208,7 +212,11 @@ fn main() {
         hash = (hash ^ r.trace_hash).wrapping_mul(0x100_0000_01b3);
         failures += usize::from(r.failure.is_some());
         for (step, line) in &r.known {
-            known_lines.push(format!("seed {} {line}\n  repro: {}", r.seed, repro(r.seed, *step, args.flags)));
+            known_lines.push(format!(
+                "seed {} {line}\n  repro: {}",
+                r.seed,
+                repro(r.seed, *step, args.flags)
+            ));
         }
     }
     for line in known_lines.iter().take(5) {

@@ -35,7 +35,8 @@ impl State {
     pub fn diff(&self, other: &State) -> String {
         let names = |s: &State| s.trees.keys().cloned().collect::<Vec<_>>();
         if names(self) != names(other) {
-            return format!("trees {:?} vs {:?}", names(self), names(other));
+            let show = |s: &State| s.trees.keys().map(|n| show_name(n)).collect::<Vec<_>>();
+            return format!("trees {:?} vs {:?}", show(self), show(other));
         }
         for (name, tree) in &self.trees {
             let theirs = &other.trees[name];
@@ -49,7 +50,8 @@ impl State {
                 .map(|((k, _), _)| show_key(k))
                 .unwrap_or_else(|| "a missing tail".to_string());
             return format!(
-                "tree {name}: {} vs {} entries, first difference at {first}",
+                "tree {}: {} vs {} entries, first difference at {first}",
+                show_name(name),
                 tree.len(),
                 theirs.len()
             );
@@ -67,6 +69,14 @@ pub fn show_key(k: &[u8]) -> String {
     };
     let cut: String = s.chars().take(40).collect();
     format!("{cut}({} bytes)", k.len())
+}
+
+/// A tree name for reports, cut to 40 characters.
+pub fn show_name(name: &str) -> String {
+    if name.len() <= 40 {
+        return name.to_string();
+    }
+    format!("{}…({} bytes)", &name[..40], name.len())
 }
 
 /// Items of `tree` in `(lo, hi)`, forward or backward, at most `limit`.

@@ -6,8 +6,8 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
-use arbor::io::{RandomFaults, SimDevice, SplitMix64};
 use arbor::check::{Problem, ProblemKind};
+use arbor::io::{RandomFaults, SimDevice, SplitMix64};
 use arbor::{Db, Error};
 
 use crate::config::{Config, Flags};
@@ -54,6 +54,9 @@ pub struct SeedResult {
     pub trace_hash: u64,
 }
 
+/// Failure reports are cut to this length (a key or tree name may be 1 KiB).
+const DETAIL_CHARS_MAX: usize = 300;
+
 /// State shared by every session of a seed.
 pub struct Sim {
     pub cfg: Config,
@@ -67,7 +70,12 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub fn fail(&mut self, class: &'static str, detail: String) {
+    pub fn fail(&mut self, class: &'static str, mut detail: String) {
+        if detail.len() > DETAIL_CHARS_MAX {
+            let cut = (0..=DETAIL_CHARS_MAX).rev().find(|&i| detail.is_char_boundary(i));
+            detail.truncate(cut.unwrap_or(0));
+            detail.push('…');
+        }
         ev!(self.trace, "FAIL {class}: {detail}");
         if self.failure.is_none() {
             self.failure = Some(Failure { step: self.trace.step, class, detail });
@@ -113,7 +121,9 @@ fn run_life(sim: &mut Sim) {
         None => return,
     };
     ev!(sim.trace, "life {} created", sim.counters.lives);
-    if std::env::var("SIM_BREAK_PINNING").is_ok() { db.testing_disable_pinning(); }
+    if sim.cfg.break_pinning {
+        db.testing_disable_pinning();
+    }
     sim.history = History::new(State::default());
     let (mut db, mut dev) = (db, dev);
     loop {
@@ -206,7 +216,7 @@ fn recover(sim: &mut Sim, image: SimDevice) -> Option<(Db, SimDevice)> {
 /// can go on (false after a failure or detected damage).
 fn judge_recovery(sim: &mut Sim, db: &Db, dev: &SimDevice) -> bool {
     let stats = db.stats();
-    let fallbacks = stats.recovery_fallbacks;
+    let (fallbacks, rejected) = (stats.recovery_fallbacks, stats.rejected_superblock_copies);
     ev!(
         sim.trace,
         "recovered generation {}, fallbacks {fallbacks}, rejected copies {}",
@@ -236,10 +246,13 @@ fn judge_recovery(sim: &mut Sim, db: &Db, dev: &SimDevice) -> bool {
                 "recovered commit {i} of {count} (acked {acked}), fallbacks {fallbacks}"
             );
         }
-        Some(i) if !damage.is_empty() && fallbacks > 0 => {
+        // The known defect: damage to the newest generation (a block of it, or every copy
+        // of its superblock) makes open take an older one without an error.
+        Some(i) if !damage.is_empty() && (fallbacks > 0 || rejected > 0) => {
             let line = format!(
                 "step {}: recovered commit {i} of {count} but commit {acked} was acknowledged; \
-                 {fallbacks} fallback(s) after injected damage",
+                 {fallbacks} fallback(s), {rejected} rejected superblock copies after injected \
+                 damage",
                 sim.trace.step
             );
             ev!(sim.trace, "KNOWN {line}");

@@ -69,6 +69,11 @@ pub struct Session<'a> {
     pub random: RandomFaults,
     /// Seq of the newest commit (what a snapshot taken now sees).
     pub last_seq: u64,
+    /// A `NoSpace` was answered: the next idle turn deletes the largest tree, which must
+    /// succeed on a full store.
+    pub room_wanted: bool,
+    /// Inside that deletion `NoSpace` is a failure.
+    pub making_room: bool,
 }
 
 pub const SNAPSHOTS_HELD_MAX: usize = 12;
@@ -86,6 +91,8 @@ impl<'a> Session<'a> {
             crash_in: None,
             random: RandomFaults::default(),
             last_seq,
+            room_wanted: false,
+            making_room: false,
         }
     }
 
@@ -173,6 +180,9 @@ impl<'a> Session<'a> {
 
     /// A client's turn while no transaction is open.
     fn idle_step(&mut self, client: u64) {
+        if self.room_wanted {
+            return self.make_room(client);
+        }
         match self.sim.rng.below(100) {
             0..=49 => self.begin(client),
             50..=59 => self.snap_take(client),
@@ -181,13 +191,49 @@ impl<'a> Session<'a> {
             88..=91 => self.flush(),
             92..=93 => {
                 self.sim.counters.ops += 1;
-                if !check_store(self.sim, self.db, self.dev, self.random) && self.sim.failure.is_none() {
+                if !check_store(self.sim, self.db, self.dev, self.random)
+                    && self.sim.failure.is_none()
+                {
                     self.crash_in = Some(0);
                 }
             }
             94..=96 => self.verify_current(),
             _ => self.stats(),
         }
+    }
+
+    /// Deletes the largest tree in an Immediate transaction of its own: a full store must
+    /// still take deletions (the engine keeps blocks in reserve for them).
+    fn make_room(&mut self, client: u64) {
+        self.room_wanted = false;
+        let last = std::rc::Rc::clone(self.sim.history.last());
+        let Some((name, _)) = last.trees.iter().max_by_key(|(_, t)| t.len()) else { return };
+        self.sim.counters.ops += 2;
+        let before = self.dev.fault_counts();
+        let mut tx = match self.db.begin_write() {
+            Ok(tx) => tx,
+            Err(e) => {
+                self.judge("begin (make room)", &e, before, Allow::default());
+                return;
+            }
+        };
+        tx.set_durability(Durability::Immediate);
+        let mut working = (*last).clone();
+        working.trees.remove(name);
+        let deleted = tx.delete_tree(name);
+        ev!(self.sim.trace, "c{client} make room: delete_tree {}", crate::model::show_name(name));
+        self.making_room = true;
+        match deleted {
+            Ok(true) => self.open = Some(OpenTxn { owner: client, tx, working }),
+            Ok(false) => self.sim.fail("wrong-data", "delete_tree of a listed tree: false".into()),
+            Err(e) => {
+                self.judge("delete_tree (make room)", &e, before, Allow::default());
+            }
+        }
+        if self.open.is_some() {
+            self.txn_commit();
+        }
+        self.making_room = false;
     }
 
     fn stats(&mut self) {
@@ -299,7 +345,8 @@ impl<'a> Session<'a> {
             }
             Error::NoSpace => {
                 self.sim.counters.no_space += 1;
-                allow.no_space
+                self.room_wanted = true;
+                allow.no_space && !self.making_room
             }
             Error::SnapshotExpired => {
                 self.sim.counters.expired += 1;

@@ -11,6 +11,9 @@ pub struct Trace {
     pub step: u64,
 }
 
+/// Printed trace lines are cut to this length (the hash covers the whole line).
+const LINE_CHARS_SHOWN: usize = 200;
+
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
@@ -29,7 +32,8 @@ impl Trace {
             self.hash = (self.hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
         }
         if self.print {
-            println!("  {}", self.line);
+            let shown: String = self.line.chars().take(LINE_CHARS_SHOWN).collect();
+            println!("  {shown}");
         }
     }
 
