@@ -124,7 +124,7 @@ impl Session<'_> {
         };
         let keep_one_in = 1 + self.sim.rng.below(8);
         for (i, k) in keys.into_iter().enumerate() {
-            if i as u64 % keep_one_in == 0 && keep_one_in > 1 {
+            if keep_one_in > 1 && (i as u64).is_multiple_of(keep_one_in) {
                 continue;
             }
             self.sim.counters.ops += 1;

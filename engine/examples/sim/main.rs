@@ -27,7 +27,7 @@
 //! ```text
 //! cargo run --release -p arbor --example sim -- --seed 7 --steps 5000
 //! cargo run --release -p arbor --example sim -- --seeds 0..200 --steps 3000
-//! cargo run --release -p arbor --example sim -- --time-budget 3600 --base-seed "$(git rev-parse --short HEAD)" --jobs 2
+//! cargo run --release -p arbor --example sim -- --time-budget 3600 --base-seed abc123 --jobs 2
 //! ```
 //!
 //! Options: `--steps M` (per seed, default 3000), `--jobs N` (seeds run on N threads; each
@@ -50,6 +50,40 @@ use std::time::{Duration, Instant};
 
 use config::Flags;
 use run::{Counters, SeedResult};
+
+/// Steps run so far by every job (the watchdog's sign of life).
+pub static PROGRESS: AtomicU64 = AtomicU64::new(0);
+
+/// Seeds being run, for the watchdog's report.
+static IN_FLIGHT: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// KNOWN events printed with their reproduction (the rest are counted).
+const KNOWN_SHOWN: usize = 5;
+
+/// A run with no step done for this long is hung: a deadlock inside the engine.
+const HANG_SECS: u64 = 120;
+
+/// Reports a hang (no step for `HANG_SECS`) with the seeds in flight and exits with 1: a
+/// deadlock would otherwise eat the whole CI budget.
+fn spawn_watchdog(steps: u64, flags: Flags) {
+    std::thread::spawn(move || {
+        let mut last = (PROGRESS.load(Ordering::Relaxed), Instant::now());
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = PROGRESS.load(Ordering::Relaxed);
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if last.1.elapsed() >= Duration::from_secs(HANG_SECS) {
+                let seeds = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                println!("FAIL hang: no step for {HANG_SECS} s; seeds in flight {seeds:?}");
+                for seed in seeds {
+                    println!("  repro: {} --trace", repro(seed, steps, flags));
+                }
+                std::process::exit(1);
+            }
+        }
+    });
+}
 
 thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -170,7 +204,9 @@ fn run_all(args: &Args) -> Vec<SeedResult> {
                         derived_seed(*base, i)
                     }
                 };
+                IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()).push(seed);
                 let result = run::run_seed(seed, args.steps, args.flags);
+                IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner()).retain(|&s| s != seed);
                 if let Some(f) = &result.failure {
                     println!("FAIL seed {seed} step {}: {}: {}", f.step, f.class, f.detail);
                     println!("  repro: {}", repro(seed, f.step, args.flags));
@@ -190,40 +226,36 @@ fn main() {
         let msg = info.to_string().replace('\n', " ");
         LAST_PANIC.with(|p| *p.borrow_mut() = Some(msg));
     }));
+    spawn_watchdog(args.steps, args.flags);
     let start = Instant::now();
     let results = run_all(&args);
-    let secs = start.elapsed().as_secs_f64();
+    let failures = summarize(&args, &results, start.elapsed().as_secs_f64());
+    if failures > 0 {
+        std::process::exit(1);
+    }
+}
+
+/// Prints the KNOWN events (the first few with their reproductions) and the summary line;
+/// returns the number of failed seeds.
+fn summarize(args: &Args, results: &[SeedResult], secs: f64) -> usize {
     let mut total = Counters::default();
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     let mut failures = 0;
     let mut known_lines = Vec::new();
-    for r in &results {
-        let c = r.counters;
-        total.steps += c.steps;
-        total.crashes += c.crashes;
-        total.ops += c.ops;
-        total.commits += c.commits;
-        total.lives += c.lives;
-        total.known += c.known;
-        total.corrupt_detected += c.corrupt_detected;
-        total.no_space += c.no_space;
-        total.expired += c.expired;
-        total.io_errors += c.io_errors;
+    for r in results {
+        total.add(&r.counters);
         hash = (hash ^ r.trace_hash).wrapping_mul(0x100_0000_01b3);
         failures += usize::from(r.failure.is_some());
         for (step, line) in &r.known {
-            known_lines.push(format!(
-                "seed {} {line}\n  repro: {}",
-                r.seed,
-                repro(r.seed, *step, args.flags)
-            ));
+            let repro = repro(r.seed, *step, args.flags);
+            known_lines.push(format!("seed {} {line}\n  repro: {repro}", r.seed));
         }
     }
-    for line in known_lines.iter().take(5) {
+    for line in known_lines.iter().take(KNOWN_SHOWN) {
         println!("KNOWN {line}");
     }
-    if known_lines.len() > 5 {
-        println!("KNOWN ... {} more", known_lines.len() - 5);
+    if known_lines.len() > KNOWN_SHOWN {
+        println!("KNOWN ... {} more", known_lines.len() - KNOWN_SHOWN);
     }
     println!(
         "sim: {} seeds, {} steps, {} crash/restart points, {} ops, {} commits, {} stores, \
@@ -245,7 +277,5 @@ fn main() {
         total.crashes as f64 / secs.max(1e-9),
         hash
     );
-    if failures > 0 {
-        std::process::exit(1);
-    }
+    failures
 }

@@ -36,6 +36,21 @@ pub struct Counters {
     pub io_errors: u64,
 }
 
+impl Counters {
+    pub fn add(&mut self, c: &Counters) {
+        self.steps += c.steps;
+        self.crashes += c.crashes;
+        self.ops += c.ops;
+        self.commits += c.commits;
+        self.lives += c.lives;
+        self.known += c.known;
+        self.corrupt_detected += c.corrupt_detected;
+        self.no_space += c.no_space;
+        self.expired += c.expired;
+        self.io_errors += c.io_errors;
+    }
+}
+
 /// What went wrong, with the step it happened at.
 #[derive(Clone, Debug)]
 pub struct Failure {

@@ -102,6 +102,7 @@ impl<'a> Session<'a> {
                 return self.close(SessionEnd::Done);
             }
             self.sim.trace.step += 1;
+            crate::PROGRESS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let acked_before = self.sim.history.acked;
             let crash = match panic::catch_unwind(AssertUnwindSafe(|| self.step())) {
                 Ok(crash) => crash,
