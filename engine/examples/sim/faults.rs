@@ -28,6 +28,12 @@ pub fn explains(damage: &[Range<u64>], addr: u64, cfg: &Config) -> bool {
     damage.iter().any(|d| d.start < span.end && span.start < d.end)
 }
 
+/// Whether damage touched the superblock area.
+pub fn hits_superblocks(damage: &[Range<u64>], cfg: &Config) -> bool {
+    let end = first_data_block(cfg.opts.block_bytes) * u64::from(cfg.opts.block_bytes);
+    damage.iter().any(|d| d.start < end)
+}
+
 impl Session<'_> {
     /// Injects one fault, chosen by the seed.
     pub fn inject_fault(&mut self) {

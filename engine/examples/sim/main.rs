@@ -259,7 +259,8 @@ fn summarize(args: &Args, results: &[SeedResult], secs: f64) -> usize {
     }
     println!(
         "sim: {} seeds, {} steps, {} crash/restart points, {} ops, {} commits, {} stores, \
-         KNOWN {}, corrupt detected {}, NoSpace {}, expired {}, I/O errors {}, failures {}, \
+         KNOWN {} (+{} lost superblock writes), corrupt detected {}, NoSpace {}, expired {}, \
+         I/O errors {}, failures {}, \
          {:.1} s ({:.0} points/s), trace hash {:016x}",
         results.len(),
         total.steps,
@@ -268,6 +269,7 @@ fn summarize(args: &Args, results: &[SeedResult], secs: f64) -> usize {
         total.commits,
         total.lives,
         total.known,
+        total.lost_write,
         total.corrupt_detected,
         total.no_space,
         total.expired,

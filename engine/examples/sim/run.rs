@@ -29,6 +29,9 @@ pub struct Counters {
     pub lives: u64,
     /// Recoveries that lost acknowledged commits through the known silent fallback.
     pub known: u64,
+    /// Recoveries that lost acknowledged commits because the device lost every copy of
+    /// the newest superblock (undetectable on one device).
+    pub lost_write: u64,
     /// `Error::Corrupt` (or check findings) that injected damage explained.
     pub corrupt_detected: u64,
     pub no_space: u64,
@@ -44,6 +47,7 @@ impl Counters {
         self.commits += c.commits;
         self.lives += c.lives;
         self.known += c.known;
+        self.lost_write += c.lost_write;
         self.corrupt_detected += c.corrupt_detected;
         self.no_space += c.no_space;
         self.expired += c.expired;
@@ -275,6 +279,20 @@ fn judge_recovery(sim: &mut Sim, db: &Db, dev: &SimDevice) -> bool {
             sim.known.push((sim.trace.step, line));
             return false;
         }
+        // A write the device acknowledged and never stored (or stored elsewhere) for every
+        // copy of the newest superblock leaves the older superblock looking newest: no
+        // single-device store can tell. Counted apart, like KNOWN, never as a pass.
+        Some(i) if faults::hits_superblocks(&damage, &sim.cfg) && lost_writes(dev) => {
+            let line = format!(
+                "step {}: recovered commit {i} of {count} but commit {acked} was acknowledged; \
+                 the device lost or misdirected the newest superblock's writes",
+                sim.trace.step
+            );
+            ev!(sim.trace, "LOST-WRITE {line}");
+            sim.counters.lost_write += 1;
+            sim.known.push((sim.trace.step, format!("(lost superblock write) {line}")));
+            return false;
+        }
         Some(i) => {
             let detail = format!(
                 "recovered commit {i} of {count}, but commit {acked} was acknowledged \
@@ -295,6 +313,12 @@ fn judge_recovery(sim: &mut Sim, db: &Db, dev: &SimDevice) -> bool {
     }
     sim.history.recovered(got_index.expect("matched"));
     true
+}
+
+/// Whether the device lost or misdirected writes (in this life: the record survives crashes
+/// as damage, the counters do not, so damage beyond bit flips is the sign).
+fn lost_writes(dev: &SimDevice) -> bool {
+    dev.damage().iter().any(|d| d.end - d.start > 1)
 }
 
 /// `db.check()` must be clean, unless injected damage explains every finding. A check that

@@ -140,6 +140,7 @@ impl<'a> Session<'a> {
 
     fn step(&mut self) -> Option<SimDevice> {
         if self.failstop {
+            self.probe_failstop();
             return Some(self.crash("after fail-stop"));
         }
         if let Some(n) = self.crash_in.as_mut() {
@@ -161,6 +162,26 @@ impl<'a> Session<'a> {
             None => self.idle_step(client),
         }
         None
+    }
+
+    /// After a failed write or flush the handle refuses writes with `PreviousIo`, while
+    /// snapshots still read correctly.
+    fn probe_failstop(&mut self) {
+        if let Some(client) = self.snaps.first().map(|h| h.client) {
+            self.snap_read(client);
+        }
+        if self.open.is_some() {
+            return;
+        }
+        self.sim.counters.ops += 1;
+        match self.db.begin_write() {
+            Err(Error::PreviousIo { .. }) => ev!(self.sim.trace, "fail-stop: PreviousIo"),
+            Err(e) => self.sim.fail("fail-stop", format!("begin after a failed write: {e}")),
+            Ok(tx) => {
+                drop(tx);
+                self.sim.fail("fail-stop", "begin_write succeeded after a failed write".into());
+            }
+        }
     }
 
     fn crash(&mut self, why: &str) -> SimDevice {
@@ -214,8 +235,8 @@ impl<'a> Session<'a> {
         let mut tx = match self.db.begin_write() {
             Ok(tx) => tx,
             Err(e) => {
-                self.judge("begin (make room)", &e, before, Allow::default());
-                return;
+                self.room_wanted = true;
+                return self.begin_failed("begin (make room)", &e, before);
             }
         };
         tx.set_durability(Durability::Immediate);
@@ -265,19 +286,19 @@ impl<'a> Session<'a> {
                 self.open = Some(OpenTxn { owner: client, tx, working });
                 ev!(self.sim.trace, "c{client} begin");
             }
-            Err(e) => {
-                let bound =
-                    matches!(self.sim.cfg.opts.snapshot_policy, SnapshotPolicy::WriterWaits { .. });
-                let allow = Allow { bound, ..Allow::default() };
-                if self.judge("begin", &e, before, allow)
-                    && matches!(e, Error::SnapshotBoundReached { .. })
-                {
-                    // The bound waits on this thread's snapshots: drop the oldest.
-                    if !self.snaps.is_empty() {
-                        drop(self.snaps.remove(0));
-                    }
-                }
-            }
+            Err(e) => self.begin_failed("begin", &e, before),
+        }
+    }
+
+    /// `begin_write` failed: under `WriterWaits` the bound waits on this thread's own
+    /// snapshots, so the oldest is dropped (the next turn retries).
+    fn begin_failed(&mut self, what: &str, e: &Error, before: FaultCounts) {
+        let policy = self.sim.cfg.opts.snapshot_policy;
+        let bound = matches!(policy, SnapshotPolicy::WriterWaits { .. });
+        let allow = Allow { bound, ..Allow::default() };
+        let judged = self.judge(what, e, before, allow);
+        if judged && matches!(e, Error::SnapshotBoundReached { .. }) && !self.snaps.is_empty() {
+            drop(self.snaps.remove(0));
         }
     }
 
