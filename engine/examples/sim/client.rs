@@ -87,6 +87,39 @@ impl Session<'_> {
 
     /// One operation of the client that owns the write transaction.
     pub fn txn_step(&mut self) {
+        self.txn_step_inner();
+        if self.sim.flags.paranoid && self.sim.failure.is_none() {
+            self.txn_scan_all();
+        }
+    }
+
+    /// `--paranoid`: every tree as the transaction sees it must equal the working model.
+    fn txn_scan_all(&mut self) {
+        let Some(o) = self.open.as_mut() else { return };
+        self.dev.pause_random_faults(true);
+        let names: Vec<String> = o.working.trees.keys().cloned().collect();
+        for name in names {
+            let got: arbor::Result<Vec<(Vec<u8>, Vec<u8>)>> =
+                o.tx.tree(&name).and_then(|t| t.iter()?.collect());
+            let want = range_items(o.working.tree(&name), &Bound::Unbounded, &Bound::Unbounded, false, usize::MAX);
+            match got {
+                Ok(got) if same_items(&got, &want) => {}
+                Ok(_) => {
+                    let detail = format!("paranoid scan of {name}");
+                    self.sim.fail("wrong-data", detail);
+                    break;
+                }
+                Err(e) => {
+                    let before = self.dev.fault_counts();
+                    self.judge("paranoid scan", &e, before, Allow::default());
+                    break;
+                }
+            }
+        }
+        self.dev.pause_random_faults(false);
+    }
+
+    fn txn_step_inner(&mut self) {
         match self.sim.rng.below(100) {
             0..=39 => self.txn_insert(),
             40..=53 => self.txn_remove(),
@@ -382,12 +415,11 @@ impl Session<'_> {
     /// published and failed to make itself durable (the handle is then fail-stop). A fresh
     /// snapshot tells which; a state that is neither is wrong data.
     fn after_failed_commit(&mut self, working: State) {
-        let saved = self.random;
-        self.set_random(arbor::io::RandomFaults::default());
+        self.dev.pause_random_faults(true);
         let snap = self.db.snapshot().expect("snapshot");
         let got = crate::session::dump_snapshot(&snap);
         drop(snap);
-        self.set_random(saved);
+        self.dev.pause_random_faults(false);
         match got {
             Ok(got) if got == working && got != **self.sim.history.last() => {
                 ev!(self.sim.trace, "failed commit was published");

@@ -13,6 +13,9 @@ pub struct Flags {
     pub known_faults: bool,
     /// Print every event of the trace.
     pub trace: bool,
+    /// After every change inside a transaction, scan the whole transaction view and compare
+    /// it with the model (slow; finds the first operation that goes wrong).
+    pub paranoid: bool,
     /// Self-test: switch off the engine's pinned set (`Db::testing_disable_pinning`), so
     /// freed blocks are reused under live snapshots; the run must then report failures.
     pub break_pinning: bool,

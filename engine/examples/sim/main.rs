@@ -139,7 +139,7 @@ fn parse_args() -> Args {
         seeds: SeedSource::List(0..1),
         steps: 3000,
         jobs: 1,
-        flags: Flags { known_faults: true, trace: false, break_pinning: false },
+        flags: Flags { known_faults: true, trace: false, paranoid: false, break_pinning: false },
     };
     let mut budget = None;
     let mut base = std::env::var("ARBOR_SIM_BASE_SEED").ok().map(|s| hash_str(&s)).unwrap_or(0);
@@ -161,6 +161,7 @@ fn parse_args() -> Args {
             "--jobs" => out.jobs = number(args.next(), "--jobs").max(1) as usize,
             "--no-known-faults" => out.flags.known_faults = false,
             "--trace" => out.flags.trace = true,
+            "--paranoid" => out.flags.paranoid = true,
             "--self-test-broken-pinning" => out.flags.break_pinning = true,
             _ => usage(&format!("unknown argument {a}")),
         }

@@ -47,7 +47,9 @@ impl State {
                 .iter()
                 .zip(theirs.iter())
                 .find(|(a, b)| a != b)
-                .map(|((k, _), _)| show_key(k))
+                .map(|((k, a), (_, b))| {
+                    format!("{} ({} vs {} bytes)", show_key(k), a.len(), b.len())
+                })
                 .unwrap_or_else(|| "a missing tail".to_string());
             return format!(
                 "tree {}: {} vs {} entries, first difference at {first}",

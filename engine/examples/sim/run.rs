@@ -78,6 +78,7 @@ const DETAIL_CHARS_MAX: usize = 300;
 
 /// State shared by every session of a seed.
 pub struct Sim {
+    pub flags: Flags,
     pub cfg: Config,
     pub rng: SplitMix64,
     pub trace: Trace,
@@ -107,6 +108,7 @@ pub fn run_seed(seed: u64, steps: u64, flags: Flags) -> SeedResult {
     let mut rng = SplitMix64(seed);
     let cfg = Config::draw(&mut rng, flags);
     let mut sim = Sim {
+        flags,
         cfg,
         rng,
         trace: Trace::new(flags.trace),
@@ -117,6 +119,9 @@ pub fn run_seed(seed: u64, steps: u64, flags: Flags) -> SeedResult {
         known: Vec::new(),
     };
     ev!(sim.trace, "config {:?}", sim.cfg);
+    if flags.trace {
+        println!("config: {:#?}", sim.cfg);
+    }
     while sim.trace.step < sim.steps_max && sim.failure.is_none() {
         run_life(&mut sim);
     }
@@ -308,7 +313,7 @@ fn judge_recovery(sim: &mut Sim, db: &Db, dev: &SimDevice) -> bool {
             return false;
         }
     }
-    if !check_store(sim, db, dev, RandomFaults::default()) {
+    if !check_store(sim, db, dev) {
         return false;
     }
     sim.history.recovered(got_index.expect("matched"));
@@ -323,8 +328,8 @@ fn lost_writes(dev: &SimDevice) -> bool {
 
 /// `db.check()` must be clean, unless injected damage explains every finding. A check that
 /// met injected read errors (its findings then follow from the unreadable blocks) is run
-/// again with read faults off, and that one must be clean; `random` is restored after.
-pub fn check_store(sim: &mut Sim, db: &Db, dev: &SimDevice, random: RandomFaults) -> bool {
+/// again with read faults paused, and that one must be clean.
+pub fn check_store(sim: &mut Sim, db: &Db, dev: &SimDevice) -> bool {
     sim.counters.ops += 1;
     let read_errors = dev.fault_counts().read_errors;
     let result = db.check();
@@ -334,9 +339,9 @@ pub fn check_store(sim: &mut Sim, db: &Db, dev: &SimDevice, random: RandomFaults
             Err(e) => matches!(e, Error::Io(_)),
         };
         ev!(sim.trace, "check met read errors (only their findings: {clean}); again without");
-        dev.set_random_faults(RandomFaults::default(), 0);
-        let again = check_store(sim, db, dev, RandomFaults::default());
-        dev.set_random_faults(random, sim.rng.next_u64());
+        dev.pause_random_faults(true);
+        let again = check_store(sim, db, dev);
+        dev.pause_random_faults(false);
         return again;
     }
     let damage = dev.damage();

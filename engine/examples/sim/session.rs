@@ -213,7 +213,7 @@ impl<'a> Session<'a> {
             88..=91 => self.flush(),
             92..=93 => {
                 self.sim.counters.ops += 1;
-                if !check_store(self.sim, self.db, self.dev, self.random)
+                if !check_store(self.sim, self.db, self.dev)
                     && self.sim.failure.is_none()
                 {
                     self.crash_in = Some(0);

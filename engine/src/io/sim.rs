@@ -79,9 +79,21 @@ struct Faults {
     /// Write ops and flushes before the power cut (see `power_cut_after`).
     cut_after: Option<u64>,
     random: RandomFaults,
+    /// Random faults are switched off for now, their generator left where it is.
+    random_paused: bool,
     /// Draws the random faults; apart from the crash generator, so switching faults on
     /// does not change which sectors a crash keeps.
     random_rng: SplitMix64,
+}
+
+impl Faults {
+    fn active_random(&self) -> RandomFaults {
+        if self.random_paused {
+            RandomFaults::default()
+        } else {
+            self.random
+        }
+    }
 }
 
 /// Faults drawn at random per device operation, each rate in parts per million of the ops
@@ -322,6 +334,12 @@ impl SimDevice {
         st.faults.random_rng = SplitMix64(seed);
     }
 
+    /// Pauses (or resumes) the random faults without touching their generator, so a test
+    /// can read without faults and then carry on exactly as if it had not.
+    pub fn pause_random_faults(&self, paused: bool) {
+        sync::lock(&self.inner.state).faults.random_paused = paused;
+    }
+
     /// Byte ranges whose stored contents a fault changed: flipped bits, lost writes (the
     /// range that kept its old contents), misdirected writes (both the range that kept its
     /// old contents and the range overwritten). Inherited by crash images; never shrinks.
@@ -386,7 +404,7 @@ impl SimDevice {
         let mut offset = op.offset;
         let mut data = op.data;
         let len = op.data.len() as u64;
-        let random = st.faults.random;
+        let random = st.faults.active_random();
         if random_hit(&mut st.faults.random_rng, random.write_lost_ppm) && len > 0 {
             st.injected.lost_writes += 1;
             st.damage.push(op.offset..op.offset + len);
@@ -436,7 +454,7 @@ impl BlockDevice for SimDevice {
         let st = &mut *st;
         let mut first_error = None;
         for op in ops.iter_mut() {
-            let ppm = st.faults.random.read_eio_ppm;
+            let ppm = st.faults.active_random().read_eio_ppm;
             if overlaps(&st.faults.read_ranges, op.offset, op.buf.len())
                 || random_hit(&mut st.faults.random_rng, ppm)
             {
