@@ -186,6 +186,9 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
         w.catalog = root;
     }
     free_some_orphans(w, s)?;
+    if w.txn.wrote_back {
+        w.fill_written_back_crcs()?;
+    }
     let commit_seq = w.next_seq();
     // The transaction's blocks become published: readers of the new root find them in the
     // table, and from now on every change to them is logged.
