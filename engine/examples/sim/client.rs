@@ -101,7 +101,13 @@ impl Session<'_> {
         for name in names {
             let got: arbor::Result<Vec<(Vec<u8>, Vec<u8>)>> =
                 o.tx.tree(&name).and_then(|t| t.iter()?.collect());
-            let want = range_items(o.working.tree(&name), &Bound::Unbounded, &Bound::Unbounded, false, usize::MAX);
+            let want = range_items(
+                o.working.tree(&name),
+                &Bound::Unbounded,
+                &Bound::Unbounded,
+                false,
+                usize::MAX,
+            );
             match got {
                 Ok(got) if same_items(&got, &want) => {}
                 Ok(_) => {

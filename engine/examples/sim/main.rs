@@ -39,6 +39,7 @@ mod client;
 mod config;
 mod faults;
 mod model;
+mod recovery;
 mod run;
 mod session;
 mod trace;

@@ -6,13 +6,11 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
-use arbor::check::{Problem, ProblemKind};
-use arbor::io::{RandomFaults, SimDevice, SplitMix64};
-use arbor::{Db, Error};
+use arbor::io::{SimDevice, SplitMix64};
+use arbor::Db;
 
 use crate::config::{Config, Flags};
 use crate::ev;
-use crate::faults;
 use crate::model::{History, State};
 use crate::session::{Session, SessionEnd};
 use crate::trace::Trace;
@@ -164,14 +162,14 @@ fn run_life(sim: &mut Sim) {
             }
         };
         drop_db(sim, db);
-        match recover(sim, image) {
+        match crate::recovery::recover(sim, image) {
             Some((next_db, next_dev)) => (db, dev) = (next_db, next_dev),
             None => return,
         }
     }
 }
 
-fn sim_opts(sim: &Sim) -> arbor::Options {
+pub fn sim_opts(sim: &Sim) -> arbor::Options {
     sim.cfg.opts.clone()
 }
 
@@ -189,195 +187,6 @@ pub fn guarded<T>(sim: &mut Sim, f: impl FnOnce(&mut Sim) -> T) -> Option<T> {
             let msg = crate::panic_message(payload);
             sim.fail("panic", msg);
             None
-        }
-    }
-}
-
-/// Reopens a crashed device and judges what it recovered. `None` ends the life: the
-/// device was damaged (after the damage was judged), or a failure was recorded.
-fn recover(sim: &mut Sim, image: SimDevice) -> Option<(Db, SimDevice)> {
-    sim.counters.crashes += 1;
-    let damaged = !image.damage().is_empty();
-    let read_faults = sim.rng.chance(20);
-    if read_faults {
-        let faults = RandomFaults { read_eio_ppm: 30_000, ..RandomFaults::default() };
-        image.set_random_faults(faults, sim.rng.next_u64());
-    }
-    let mut opened = guarded(sim, |s| Db::open_on(Box::new(image.clone()), sim_opts(s)))?;
-    if let Err(Error::Io(e)) = &opened {
-        if image.fault_counts().read_errors == 0 {
-            sim.fail("open", format!("open failed with I/O error {e} that no fault explains"));
-            return None;
-        }
-        ev!(sim.trace, "open: read error, retrying without read faults");
-        image.set_random_faults(RandomFaults::default(), 0);
-        opened = guarded(sim, |s| Db::open_on(Box::new(image.clone()), sim_opts(s)))?;
-    }
-    let read_errors = image.fault_counts().read_errors;
-    image.set_random_faults(RandomFaults::default(), 0);
-    ev!(sim.trace, "open with read faults {read_faults}: {read_errors} read errors");
-    let db = match opened {
-        Ok(db) => db,
-        Err(Error::Corrupt { addr, reason }) if damaged => {
-            ev!(sim.trace, "open refused: corrupt at {addr}: {reason}");
-            sim.counters.corrupt_detected += 1;
-            return None;
-        }
-        Err(e) => {
-            sim.fail("open", format!("reopen after a crash failed: {e}"));
-            return None;
-        }
-    };
-    let ok = guarded(sim, |s| judge_recovery(s, &db, &image)).unwrap_or(false);
-    if !ok || damaged {
-        let _ = guarded(sim, move |_| drop(db));
-        return None;
-    }
-    Some((db, image))
-}
-
-/// Compares the recovered store with the history and checks it. Returns whether the life
-/// can go on (false after a failure or detected damage).
-fn judge_recovery(sim: &mut Sim, db: &Db, dev: &SimDevice) -> bool {
-    let stats = db.stats();
-    let (fallbacks, rejected) = (stats.recovery_fallbacks, stats.rejected_superblock_copies);
-    ev!(
-        sim.trace,
-        "recovered generation {}, fallbacks {fallbacks}, rejected copies {}",
-        stats.generation_durable,
-        stats.rejected_superblock_copies
-    );
-    let damage = dev.damage();
-    let got = match crate::session::dump_snapshot(&db.snapshot().expect("snapshot")) {
-        Ok(got) => got,
-        Err(Error::Corrupt { addr, reason }) if faults::explains(&damage, addr, &sim.cfg) => {
-            ev!(sim.trace, "recovered store: corrupt at {addr} ({reason}), damage explains it");
-            sim.counters.corrupt_detected += 1;
-            return false;
-        }
-        Err(e) => {
-            sim.fail("recovery-read", format!("reading the recovered store: {e}"));
-            return false;
-        }
-    };
-    let h = &sim.history;
-    let (acked, count) = (h.acked, h.states.len());
-    let got_index = h.position(&got);
-    match got_index {
-        Some(i) if i >= acked => {
-            ev!(
-                sim.trace,
-                "recovered commit {i} of {count} (acked {acked}), fallbacks {fallbacks}"
-            );
-        }
-        // The known defect: damage to the newest generation (a block of it, or every copy
-        // of its superblock) makes open take an older one without an error.
-        Some(i) if !damage.is_empty() && (fallbacks > 0 || rejected > 0) => {
-            let line = format!(
-                "step {}: recovered commit {i} of {count} but commit {acked} was acknowledged; \
-                 {fallbacks} fallback(s), {rejected} rejected superblock copies after injected \
-                 damage",
-                sim.trace.step
-            );
-            ev!(sim.trace, "KNOWN {line}");
-            sim.counters.known += 1;
-            sim.known.push((sim.trace.step, line));
-            return false;
-        }
-        // A write the device acknowledged and never stored (or stored elsewhere) for every
-        // copy of the newest superblock leaves the older superblock looking newest: no
-        // single-device store can tell. Counted apart, like KNOWN, never as a pass.
-        Some(i) if faults::hits_superblocks(&damage, &sim.cfg) && lost_writes(dev) => {
-            let line = format!(
-                "step {}: recovered commit {i} of {count} but commit {acked} was acknowledged; \
-                 the device lost or misdirected the newest superblock's writes",
-                sim.trace.step
-            );
-            ev!(sim.trace, "LOST-WRITE {line}");
-            sim.counters.lost_write += 1;
-            sim.known.push((sim.trace.step, format!("(lost superblock write) {line}")));
-            return false;
-        }
-        Some(i) => {
-            let detail = format!(
-                "recovered commit {i} of {count}, but commit {acked} was acknowledged \
-                 (fallbacks {fallbacks}, damage {})",
-                damage.len()
-            );
-            sim.fail("lost-ack", detail);
-            return false;
-        }
-        None => {
-            let newest = h.last().diff(&got);
-            sim.fail("wrong-state", format!("recovered state is no committed state: {newest}"));
-            return false;
-        }
-    }
-    if !check_store(sim, db, dev) {
-        return false;
-    }
-    sim.history.recovered(got_index.expect("matched"));
-    true
-}
-
-/// Whether the device lost or misdirected writes (in this life: the record survives crashes
-/// as damage, the counters do not, so damage beyond bit flips is the sign).
-fn lost_writes(dev: &SimDevice) -> bool {
-    dev.damage().iter().any(|d| d.end - d.start > 1)
-}
-
-/// `db.check()` must be clean, unless injected damage explains every finding. A check that
-/// met injected read errors (its findings then follow from the unreadable blocks) is run
-/// again with read faults paused, and that one must be clean.
-pub fn check_store(sim: &mut Sim, db: &Db, dev: &SimDevice) -> bool {
-    sim.counters.ops += 1;
-    let read_errors = dev.fault_counts().read_errors;
-    let result = db.check();
-    if dev.fault_counts().read_errors > read_errors {
-        let clean = match &result {
-            Ok(report) => report.findings.iter().all(|p| p.detail.contains("I/O error")),
-            Err(e) => matches!(e, Error::Io(_)),
-        };
-        ev!(sim.trace, "check met read errors (only their findings: {clean}); again without");
-        dev.pause_random_faults(true);
-        let again = check_store(sim, db, dev);
-        dev.pause_random_faults(false);
-        return again;
-    }
-    let damage = dev.damage();
-    match result {
-        Ok(report) if report.is_ok() => true,
-        Ok(report) => {
-            // A damaged block hides what lies below it: the blocks only it reached look
-            // leaked and its tree's entry count looks wrong. Those follow from it.
-            let explained = |p: &&Problem| faults::explains(&damage, p.addr, &sim.cfg);
-            let root_cause = report.findings.iter().any(|p| {
-                explained(&p) && matches!(p.kind, ProblemKind::Block | ProblemKind::Allocator)
-            });
-            let follows = |p: &&Problem| {
-                root_cause && matches!(p.kind, ProblemKind::Leaked | ProblemKind::EntryCount)
-            };
-            let unexplained: Vec<_> = report
-                .findings
-                .iter()
-                .filter(|p| !explained(p) && !follows(p))
-                .map(|p| format!("{} at {}: {}", p.kind.name(), p.addr, p.detail))
-                .collect();
-            if unexplained.is_empty() {
-                sim.counters.corrupt_detected += 1;
-                ev!(sim.trace, "check: {} finding(s), damage explains them", report.findings.len());
-                return false;
-            }
-            sim.fail("check", format!("check found {:?}", unexplained));
-            false
-        }
-        Err(Error::Corrupt { addr, .. }) if faults::explains(&damage, addr, &sim.cfg) => {
-            sim.counters.corrupt_detected += 1;
-            false
-        }
-        Err(e) => {
-            sim.fail("check", format!("check failed: {e}"));
-            false
         }
     }
 }

@@ -19,7 +19,8 @@ use arbor::{Db, Durability, Error, Snapshot, SnapshotPolicy, WriteTxn};
 use crate::ev;
 use crate::faults;
 use crate::model::{State, Tree, Val};
-use crate::run::{check_store, Sim};
+use crate::recovery::check_store;
+use crate::run::Sim;
 
 /// How a session ended.
 pub enum SessionEnd {
@@ -213,9 +214,7 @@ impl<'a> Session<'a> {
             88..=91 => self.flush(),
             92..=93 => {
                 self.sim.counters.ops += 1;
-                if !check_store(self.sim, self.db, self.dev)
-                    && self.sim.failure.is_none()
-                {
+                if !check_store(self.sim, self.db, self.dev) && self.sim.failure.is_none() {
                     self.crash_in = Some(0);
                 }
             }
