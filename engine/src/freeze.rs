@@ -137,6 +137,8 @@ pub(crate) fn freeze(w: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Re
         slots.push((addr, d.slot, has_log));
     }
     w.dirty_bytes = 0;
+    // The seal above put every written-back block's crc into its parent.
+    s.clear_written_back();
     for (addr, buf) in persisted.blocks {
         blocks.push((addr, Arc::new(buf)));
     }

@@ -186,9 +186,6 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
         w.catalog = root;
     }
     free_some_orphans(w, s)?;
-    if w.txn.wrote_back {
-        w.fill_written_back_crcs()?;
-    }
     let commit_seq = w.next_seq();
     // The transaction's blocks become published: readers of the new root find them in the
     // table, and from now on every change to them is logged.
@@ -232,7 +229,7 @@ fn classify_free(
 ) -> history::Freed {
     let block_bytes = u64::from(s.block_bytes);
     if gen == w.gen {
-        if let Some(d) = w.take_dirty(addr, block_bytes) {
+        if let Some(d) = w.take_dirty(s, addr) {
             // A block this transaction allocated was never reachable by any snapshot.
             let a = if d.private { commit_seq } else { d.a };
             let slot = if d.private { None } else { Some(d.slot) };
@@ -257,7 +254,7 @@ fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
     let allocated = std::mem::take(&mut w.txn.allocated);
     for (addr, count) in allocated {
         w.alloc.free_now(addr, count);
-        w.take_dirty(addr, u64::from(db.store.block_bytes));
+        w.take_dirty(&db.store, addr);
     }
     let txn = std::mem::take(&mut w.txn);
     w.alloc.truncate_orphans(txn.orphans_at_start);

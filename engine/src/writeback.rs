@@ -14,14 +14,13 @@
 //! * is not written again at the freeze (its crc goes into its parent as it is), and the
 //!   freeze's flush covers its write, which completed before;
 //! * after its transaction commits, is read by snapshots from the device like a frozen block
-//!   (it is not in the table): the commit fills its crc into the pointer that reaches it, so
-//!   that read is verified against the parent like any other (`fill_written_back_crcs`).
+//!   (it is not in the table; the parent's pointer is marked crc-pending and the block's own
+//!   header is checked).
 
 use arbor_format::constants::TREE_ID_CATALOG;
-use arbor_format::node::{LeafValue, Node, ValueRef};
+use arbor_format::node::Node;
 use arbor_format::ChildPtr;
 
-use crate::catalog;
 use crate::io::WriteOp;
 use crate::mvcc::Image;
 use crate::store::Store;
@@ -77,16 +76,16 @@ impl Writer {
                 }
             };
             drop(st);
-            images.push((addr, slot, buf));
+            images.push((addr, slot, buf, crc));
         }
         let ops: Vec<WriteOp<'_>> = images
             .iter()
-            .map(|(addr, _, buf)| WriteOp { offset: s.block_offset(*addr), data: buf })
+            .map(|(addr, _, buf, _)| WriteOp { offset: s.block_offset(*addr), data: buf })
             .collect();
         if let Err(e) = s.dev.write_batch(&ops) {
             // Put the images back: nothing was lost; the caller turns the handle fail-stop.
             drop(ops);
-            for (_, slot, buf) in images {
+            for (_, slot, buf, _) in images {
                 slot.write().image = Image::Mutable(buf);
             }
             return Err(e.into());
@@ -95,7 +94,9 @@ impl Writer {
         let n = images.len() as u64;
         s.counters.blocks_written.fetch_add(n, crate::sync::Ordering::Relaxed);
         s.counters.blocks_written_early.fetch_add(n, crate::sync::Ordering::Relaxed);
-        for (addr, _, buf) in images {
+        let gen = self.gen;
+        s.note_written_back(images.iter().map(|(addr, _, _, crc)| (*addr, gen, *crc)));
+        for (addr, _, buf, _) in images {
             // The written image becomes a clean cached one (dirty memory is what the budget
             // bounds; the cache has its own). It replaces any older image at the address (a
             // freed block's), and is replaced again if the block is written back or frozen
@@ -104,85 +105,7 @@ impl Writer {
             s.cache.insert(addr, Arc::new(buf));
         }
         self.dirty_bytes -= freed;
-        self.txn.wrote_back |= n > 0;
         Ok(())
-    }
-
-    /// At commit, before publication: puts the crc of every block of this generation that
-    /// is on disk (written back early) into the pointer that reaches it — its parent's item,
-    /// or the catalog entry of a tree whose root it is. Once published, a snapshot reads such
-    /// a block from the cache or the device through that pointer. Left marked crc-pending,
-    /// only the block's own header would be checked, and after a lost write of its latest
-    /// write-back the device's older image of the same address and generation (an earlier
-    /// write-back) would pass as current: stale data instead of `Error::Corrupt`. The crc is
-    /// derived at write-out like every child crc, so the edit is not logged.
-    pub(crate) fn fill_written_back_crcs(&mut self) -> Result<()> {
-        let catalog = self.catalog;
-        self.fill_under(catalog, 0)
-    }
-
-    /// `fill_written_back_crcs` below `ptr`: visits resident dirty nodes of this generation.
-    fn fill_under(&mut self, ptr: ChildPtr, depth: usize) -> Result<()> {
-        let addr = ptr.address();
-        if ptr.generation() != self.gen || !self.dirty.contains_key(&addr) {
-            return Ok(());
-        }
-        if self.on_disk_crc(addr).is_some() {
-            return Ok(());
-        }
-        if depth > 2 * usize::from(arbor_format::constants::TREE_DEPTH_MAX) + 2 {
-            return Err(crate::Error::corrupt(addr, "crc fill: depth limit"));
-        }
-        let (level, owner, len) =
-            self.peek(addr, |n| Ok((n.level(), n.header().owner(), n.len())))?;
-        if level > 0 {
-            let children =
-                self.peek(addr, |n| Ok((0..len).map(|i| n.child(i)).collect::<Vec<_>>()))?;
-            for (i, child) in children.into_iter().enumerate() {
-                match self.written_back_ptr(child) {
-                    Some(filled) => self.edit_unlogged(addr, |n| {
-                        n.set_child(i, filled);
-                        Ok(())
-                    })?,
-                    None => self.fill_under(child, depth + 1)?,
-                }
-            }
-        } else if owner == TREE_ID_CATALOG {
-            for i in 0..len {
-                let bytes = self.peek(addr, |n| match n.leaf_value(i) {
-                    LeafValue::Inline(v) => Ok(v.to_vec()),
-                    LeafValue::Overflow(_) => {
-                        Err(crate::Error::corrupt(addr, "overflow in catalog"))
-                    }
-                })?;
-                let mut meta = catalog::decode(&bytes, addr)?;
-                let Some(filled) = self.written_back_ptr(meta.root) else {
-                    self.fill_under(meta.root, depth + 1)?;
-                    continue;
-                };
-                meta.root = filled;
-                let enc = catalog::encode(&meta);
-                // Same length: never fails.
-                self.edit_unlogged(addr, |n| {
-                    n.replace_value(i, ValueRef::Inline(&enc))
-                        .map_err(|_| crate::Error::corrupt(addr, "catalog entry changed size"))
-                })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// `ptr` with its crc filled in, if it names a written-back block of this generation
-    /// whose pointer does not carry that crc yet.
-    fn written_back_ptr(&self, ptr: ChildPtr) -> Option<ChildPtr> {
-        if ptr.generation() != self.gen {
-            return None;
-        }
-        let crc = self.on_disk_crc(ptr.address())?;
-        if !ptr.is_crc_pending() && ptr.crc() == crc {
-            return None;
-        }
-        Some(ChildPtr::new(ptr.address(), self.gen, crc))
     }
 
     /// Reads a written-back block back in before it changes.
@@ -190,6 +113,7 @@ impl Writer {
         let d = self.slot(addr)?;
         let Image::OnDisk { crc } = d.slot.read().image else { return Ok(()) };
         let (slot, private) = (Arc::clone(&d.slot), d.private);
+        s.forget_written_back(addr);
         // Usually still in the clean cache (a copy); else read and verified from the device.
         let image = s.read_block(ChildPtr::new(addr, self.gen, crc))?;
         let buf = crate::io::AlignedBuf::from_slice(&image, s.align);
@@ -211,10 +135,12 @@ impl Writer {
     }
 
     /// Removes a dirty block from the writer, keeping `dirty_bytes` right.
-    pub(crate) fn take_dirty(&mut self, addr: u64, block_bytes: u64) -> Option<Dirty> {
+    pub(crate) fn take_dirty(&mut self, s: &Store, addr: u64) -> Option<Dirty> {
         let d = self.dirty.remove(&addr)?;
-        if !d.slot.read().image.is_on_disk() {
-            self.dirty_bytes -= block_bytes;
+        if d.slot.read().image.is_on_disk() {
+            s.forget_written_back(addr);
+        } else {
+            self.dirty_bytes -= u64::from(s.block_bytes);
         }
         Some(d)
     }

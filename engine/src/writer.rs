@@ -65,9 +65,6 @@ pub(crate) struct TxnScratch {
     pub orphans_at_start: usize,
     /// How far early write-back has walked `allocated` (it writes the oldest first).
     pub writeback_cursor: usize,
-    /// Early write-back wrote blocks of this transaction (their crcs go into their parents'
-    /// pointers at commit, `Writer::fill_written_back_crcs`).
-    pub wrote_back: bool,
 }
 
 impl Default for TxnScratch {
@@ -82,7 +79,6 @@ impl Default for TxnScratch {
             next_tree_id_at_start: 0,
             orphans_at_start: 0,
             writeback_cursor: 0,
-            wrote_back: false,
         }
     }
 }

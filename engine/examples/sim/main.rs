@@ -32,8 +32,15 @@
 //!
 //! Options: `--steps M` (per seed, default 3000), `--jobs N` (seeds run on N threads; each
 //! seed stays single-threaded and deterministic), `--no-known-faults`, `--trace` (print every
-//! event of one seed). A failure prints a one-line reproduction and the exit status is 1.
+//! event of one seed), `--paranoid` (scan the transaction's whole view after each of its
+//! steps, to find the first operation that goes wrong), `--self-test-broken-pinning` (switch
+//! the engine's pinned set off: the run must fail). `--base-seed S` (or `ARBOR_SIM_BASE_SEED`)
+//! picks the seeds of a `--time-budget` run. A failure prints a one-line reproduction and
+//! the exit status is 1; a step that makes no progress for two minutes counts as a failure.
 //! The trace hash printed at the end is the same for every run of the same seeds.
+//!
+//! A crash/restart point is one simulated power loss followed by a recovery (reopen, full
+//! read, placement in commit order, `check`).
 
 mod client;
 mod config;
