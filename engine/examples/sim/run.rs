@@ -6,7 +6,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 
-use arbor::io::{SimDevice, SplitMix64};
+use arbor::io::{FaultCounts, SimDevice, SplitMix64};
 use arbor::Db;
 
 use crate::config::{Config, Flags};
@@ -152,6 +152,14 @@ fn run_life(sim: &mut Sim) {
         let end = Session::new(sim, &db, &dev).run();
         let image = match end {
             SessionEnd::Crash(image) => image,
+            SessionEnd::Close => {
+                let image = close_cleanly(sim, db, &dev);
+                match crate::recovery::recover(sim, image) {
+                    Some((next_db, next_dev)) => (db, dev) = (next_db, next_dev),
+                    None => return,
+                }
+                continue;
+            }
             SessionEnd::Done => return drop_db(sim, db),
             SessionEnd::Failed => return drop_db(sim, db),
             SessionEnd::Panicked => {
@@ -167,6 +175,23 @@ fn run_life(sim: &mut Sim) {
             None => return,
         }
     }
+}
+
+/// Drops the handle and returns the device image to reopen. A clean close makes every
+/// commit durable, so when the device saw no fault at all in this session (none that could
+/// have made the handle fail-stop or its closing flush fail) and no power cut came during
+/// the close, every commit counts as acknowledged.
+fn close_cleanly(sim: &mut Sim, db: Db, dev: &SimDevice) -> SimDevice {
+    let untouched = dev.fault_counts() == FaultCounts::default();
+    drop_db(sim, db);
+    if let Some(cut) = dev.take_power_cut() {
+        ev!(sim.trace, "power cut during the close");
+        return cut;
+    }
+    if untouched && dev.fault_counts() == FaultCounts::default() && dev.damage().is_empty() {
+        sim.history.ack_all();
+    }
+    dev.crash()
 }
 
 pub fn sim_opts(sim: &Sim) -> arbor::Options {

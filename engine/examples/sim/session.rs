@@ -32,6 +32,8 @@ pub enum SessionEnd {
     Failed,
     /// The engine panicked; the handle must not be used (or dropped) again.
     Panicked,
+    /// A clean close: the handle is dropped (its drop flushes), then the device reopened.
+    Close,
 }
 
 /// A snapshot a client holds, with the model state it must show.
@@ -75,9 +77,14 @@ pub struct Session<'a> {
     pub room_wanted: bool,
     /// Inside that deletion `NoSpace` is a failure.
     pub making_room: bool,
+    /// The seed chose a clean close at this step.
+    close_requested: bool,
 }
 
 pub const SNAPSHOTS_HELD_MAX: usize = 12;
+
+/// Chance per step of a clean close, in 1/1000.
+const CLOSE_PER_MILLE: u64 = 3;
 
 impl<'a> Session<'a> {
     pub fn new(sim: &'a mut Sim, db: &'a Db, dev: &'a SimDevice) -> Session<'a> {
@@ -94,6 +101,7 @@ impl<'a> Session<'a> {
             last_seq,
             room_wanted: false,
             making_room: false,
+            close_requested: false,
         }
     }
 
@@ -126,6 +134,10 @@ impl<'a> Session<'a> {
             if let Some(image) = crash {
                 return self.close(SessionEnd::Crash(image));
             }
+            if self.close_requested {
+                ev!(self.sim.trace, "clean close");
+                return self.close(SessionEnd::Close);
+            }
         }
     }
 
@@ -152,6 +164,10 @@ impl<'a> Session<'a> {
         }
         if self.sim.rng.below(1000) < self.sim.cfg.crash_per_mille {
             return Some(self.crash("power loss"));
+        }
+        if self.sim.rng.below(1000) < CLOSE_PER_MILLE {
+            self.close_requested = true;
+            return None;
         }
         if self.sim.rng.below(1000) < self.sim.cfg.fault_per_mille {
             self.inject_fault();
