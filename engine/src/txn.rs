@@ -66,7 +66,28 @@ impl<'db> WriteTxn<'db> {
     fn parts(&mut self) -> Result<(&mut Writer, &'db Store)> {
         let w =
             self.w.as_deref_mut().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
+        if let Some(failed) = &w.txn.failed {
+            return Err(failed_txn(failed, "abort it"));
+        }
         Ok((w, &self.db.store))
+    }
+
+    /// Marks the transaction failed after a change returned `e`, unless `e` is one that
+    /// changing calls return before they change anything (a key or value over the limit,
+    /// `NoSpace` from the up-front reservation). Other errors can come part-way through a
+    /// change — a read error while copying the path, reading the old overflow value, the
+    /// undo cap, an early write-back — and leave the tree half-changed: a root copied but not
+    /// recorded, a block queued for freeing that the tree still uses. Committing that would
+    /// free live blocks, so from then on the transaction refuses everything but abort.
+    fn note_failure(&mut self, e: Error) -> Error {
+        let before_any_change =
+            matches!(e, Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } | Error::NoSpace);
+        if !before_any_change {
+            if let Some(w) = self.w.as_deref_mut() {
+                w.txn.failed.get_or_insert_with(|| e.to_string());
+            }
+        }
+        e
     }
 
     /// The named tree, created (empty) if it does not exist.
@@ -90,6 +111,11 @@ impl<'db> WriteTxn<'db> {
 
     /// Deletes a tree and frees its blocks; returns whether it existed.
     pub fn delete_tree(&mut self, name: &str) -> Result<bool> {
+        let r = self.delete_tree_inner(name);
+        r.map_err(|e| self.note_failure(e))
+    }
+
+    fn delete_tree_inner(&mut self, name: &str) -> Result<bool> {
         let (w, s) = self.parts()?;
         let key = name.as_bytes().to_vec();
         let Some(meta) = w.trees.remove(&key) else { return Ok(false) };
@@ -111,6 +137,10 @@ impl<'db> WriteTxn<'db> {
     /// Publishes the transaction; with `Durability::Immediate` returns after its flush.
     pub fn commit(mut self) -> Result<CommitInfo> {
         let mut w = self.w.take().ok_or_else(|| Error::InvalidInput("transaction ended".into()))?;
+        if let Some(failed) = w.txn.failed.take() {
+            abort_writer(&mut w, self.db)?;
+            return Err(failed_txn(&failed, "it was rolled back"));
+        }
         let seq = match finish(&mut w, self.db) {
             Ok(seq) => seq,
             Err(e) => {
@@ -373,8 +403,14 @@ impl WriteTree<'_, '_> {
         Ok(())
     }
 
-    /// Inserts or replaces; returns the old value.
+    /// Inserts or replaces; returns the old value. After an error other than `KeyTooLarge`,
+    /// `ValueTooLarge` or `NoSpace` the transaction can only be aborted.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+        let r = self.insert_inner(key, value);
+        r.map_err(|e| self.txn.note_failure(e))
+    }
+
+    fn insert_inner(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_key(key)?;
         if value.len() as u64 > VALUE_BYTES_MAX {
             return Err(Error::ValueTooLarge { len: value.len() as u64, max: VALUE_BYTES_MAX });
@@ -416,8 +452,14 @@ impl WriteTree<'_, '_> {
         Ok(old)
     }
 
-    /// Removes a key; returns its value.
+    /// Removes a key; returns its value. After an error other than `KeyTooLarge` the
+    /// transaction can only be aborted.
     pub fn remove(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let r = self.remove_inner(key);
+        r.map_err(|e| self.txn.note_failure(e))
+    }
+
+    fn remove_inner(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_key(key)?;
         let mut meta = self.meta()?;
         let name = self.name.clone();
@@ -527,6 +569,13 @@ fn write_back_if_over(w: &mut Writer, db: &Shared) -> Result<()> {
         w.write_back(&db.store, max / 2).map_err(|e| fail_on_io(db, e))?;
     }
     Ok(())
+}
+
+/// The error of every call on a transaction after one of its changes failed.
+fn failed_txn(failed: &str, what_now: &str) -> Error {
+    Error::InvalidInput(format!(
+        "a change in this transaction failed earlier ({failed}); {what_now}"
+    ))
 }
 
 /// A device error during a transaction makes the handle fail-stop.
