@@ -360,13 +360,42 @@ impl Session<'_> {
         }
     }
 
-    /// A changing call of the transaction failed: judge the error, then abort (what an
-    /// application does; the transaction's partial state is not relied on).
+    /// A changing call of the transaction failed: judge the error, then go on. `NoSpace`
+    /// leaves nothing behind, so the transaction may carry on; after any other error it
+    /// can only be aborted, so either it is, or a commit is tried, which must be refused.
     fn txn_failed(&mut self, what: &str, e: &Error, before: arbor::io::FaultCounts) {
         let small_undo = self.sim.cfg.small_undo_cap;
         let allow = Allow { no_space: true, too_large_txn: small_undo, ..Allow::default() };
         self.judge(what, e, before, allow);
+        let untouched = matches!(e, Error::NoSpace);
+        if untouched && self.sim.rng.chance(50) {
+            ev!(self.sim.trace, "{what}: carry on after NoSpace");
+            return;
+        }
+        if !untouched && self.sim.rng.chance(50) {
+            return self.commit_failed_txn();
+        }
         self.txn_end(false);
+    }
+
+    /// Commits a transaction one of whose changes failed: refused, and rolled back.
+    fn commit_failed_txn(&mut self) {
+        let Some(o) = self.open.take() else { return };
+        self.sim.counters.ops += 1;
+        let before = self.dev.fault_counts();
+        match o.tx.commit() {
+            Ok(info) => {
+                let detail =
+                    format!("commit seq {} of a transaction with a failed change", info.seq);
+                self.sim.fail("failed-change-committed", detail);
+            }
+            Err(Error::InvalidInput(_)) => {
+                ev!(self.sim.trace, "commit after a failed change refused")
+            }
+            Err(e) => {
+                self.judge("commit after a failed change", &e, before, Allow::default());
+            }
+        }
     }
 
     /// Ends the transaction without committing: `abort()` or a plain drop.
