@@ -3,7 +3,7 @@
 
 use std::io::ErrorKind;
 
-use arbor::io::{BlockDevice, CountingDevice, SimDevice, WriteOp};
+use arbor::io::{BlockDevice, CountingDevice, RandomFaults, SimDevice, WriteOp};
 use arbor::AlignedBuf;
 
 const SECTOR: u32 = 512;
@@ -195,6 +195,75 @@ fn sparse_large_device() {
     assert!(read(&dev, 1 << 29, 1 << 20).iter().all(|&b| b == 0));
     let crashed = dev.crash();
     assert_eq!(crashed.len_bytes(), 1 << 30);
+}
+
+#[test]
+fn fail_next_flush_fails_once_and_keeps_writes_pending() {
+    let dev = SimDevice::new(1 << 20, SECTOR, 0);
+    dev.write_at(0, &filled(1, 4096)).unwrap();
+    dev.fail_next_flush();
+    assert!(is_eio(&dev.flush().unwrap_err()));
+    assert_eq!(dev.pending_write_count(), 1, "a failed flush makes nothing durable");
+    assert_eq!(dev.fault_counts().flush_errors, 1);
+    dev.flush().unwrap();
+    assert_eq!(dev.pending_write_count(), 0);
+}
+
+#[test]
+fn random_lost_and_misdirected_writes_are_recorded_as_damage() {
+    let dev = SimDevice::new(1 << 20, SECTOR, 0);
+    dev.write_at(0, &filled(1, 4096)).unwrap();
+    let lost = RandomFaults { write_lost_ppm: 1_000_000, ..RandomFaults::default() };
+    dev.set_random_faults(lost, 1);
+    dev.write_at(0, &filled(2, 4096)).unwrap();
+    assert!(read(&dev, 0, 4096).iter().all(|&b| b == 1), "a lost write stores nothing");
+    assert_eq!(dev.damage(), vec![0..4096]);
+    let misdirected = RandomFaults { write_misdirected_ppm: 1_000_000, ..RandomFaults::default() };
+    dev.set_random_faults(misdirected, 2);
+    dev.write_at(8192, &filled(3, 4096)).unwrap();
+    let damage = dev.damage();
+    assert_eq!(damage.len(), 3, "{damage:?}");
+    assert_eq!(damage[1], 8192..12288);
+    let landed = damage[2].start;
+    assert!(read(&dev, landed, 4096).iter().all(|&b| b == 3), "{damage:?}");
+    let counts = dev.fault_counts();
+    assert_eq!((counts.lost_writes, counts.misdirected_writes), (1, 1));
+    // The record survives a crash; random faults do not.
+    let after = dev.crash();
+    assert_eq!(after.damage(), damage);
+    after.write_at(16384, &filled(4, 4096)).unwrap();
+    assert!(read(&after, 16384, 4096).iter().all(|&b| b == 4));
+    dev.flip_bit(100, 0);
+    assert_eq!(dev.damage().last(), Some(&(100..101)));
+}
+
+#[test]
+fn random_read_errors_leave_data_intact() {
+    let dev = SimDevice::new(1 << 20, SECTOR, 0);
+    dev.write_at(0, &filled(7, 4096)).unwrap();
+    dev.set_random_faults(RandomFaults { read_eio_ppm: 500_000, ..RandomFaults::default() }, 3);
+    let mut buf = AlignedBuf::zeroed(4096, 4096);
+    let failed = (0..100).filter(|_| dev.read_at(0, &mut buf).is_err()).count();
+    assert!((20..80).contains(&failed), "{failed} of 100 reads failed");
+    assert_eq!(dev.fault_counts().read_errors, failed as u64);
+    dev.set_random_faults(RandomFaults::default(), 0);
+    assert!(read(&dev, 0, 4096).iter().all(|&b| b == 7));
+}
+
+#[test]
+fn power_cut_takes_the_image_at_the_chosen_operation() {
+    let dev = SimDevice::new(1 << 20, SECTOR, 0);
+    dev.power_cut_after(2);
+    dev.write_at(0, &filled(1, 4096)).unwrap();
+    dev.flush().unwrap();
+    assert!(dev.take_power_cut().is_none(), "two operations done, the cut comes before the third");
+    dev.write_at(4096, &filled(2, 4096)).unwrap();
+    dev.flush().unwrap();
+    let image = dev.take_power_cut().expect("the cut happened");
+    assert!(dev.take_power_cut().is_none(), "taken once");
+    assert!(read(&image, 0, 4096).iter().all(|&b| b == 1), "flushed before the cut");
+    assert!(read(&image, 4096, 4096).iter().all(|&b| b == 0), "written after the cut");
+    assert!(read(&dev, 4096, 4096).iter().all(|&b| b == 2), "the device carries on");
 }
 
 fn _assert_send_sync() {

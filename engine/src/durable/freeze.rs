@@ -161,6 +161,8 @@ pub(crate) fn freeze(writer: &mut Writer, s: &Store, inputs: &SuperblockInputs) 
         }
     };
     let (mut blocks, slots) = freeze_images(&mut writer.dirty)?;
+    // The seal put every written-back block's crc into its parent.
+    s.clear_written_back();
     for (addr, buf) in persisted.blocks {
         blocks.push((addr, Arc::new(buf)));
     }

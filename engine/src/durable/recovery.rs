@@ -5,7 +5,8 @@
 //! reaches through pointers with `flushed_gen < gen ≤ G` verifies — exactly the blocks the
 //! commits since the last completed flush wrote (overflow extents included). Blocks of
 //! older generations were covered by a completed flush before that superblock was built.
-//! If G fails, the previous generation is tried. The next generation written is one more
+//! If a block of G fails verification, the previous generation is tried; an I/O error is
+//! returned as is. The next generation written is one more
 //! than the largest generation seen in any slot, so a torn newer superblock is never reused.
 
 use std::collections::BTreeMap;
@@ -121,11 +122,16 @@ pub(crate) fn recover(s: &Store, found: Found) -> Result<Opened> {
                     fallbacks,
                 });
             }
-            Err(e) => {
+            // Only a block that fails verification sends recovery to the previous slot. An
+            // I/O error says nothing about the generation's blocks: falling back on it would
+            // drop acknowledged commits because of a transient read error, so it is returned
+            // (the caller may retry the open).
+            Err(e @ Error::Corrupt { .. }) => {
                 tried.push(gen);
                 fallbacks += 1;
                 last_err = Some(e);
             }
+            Err(e) => return Err(e),
         }
     }
     Err(last_err.unwrap_or(Error::NotAnArborStore))

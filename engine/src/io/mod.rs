@@ -32,7 +32,7 @@ mod uring;
 pub use buf::AlignedBuf;
 pub use counting::CountingDevice;
 pub use open::{open_path, probe_existing_data, uring_fallback_reason, DeviceOptions, IoBackend};
-pub use sim::{SimDevice, SplitMix64};
+pub use sim::{FaultCounts, RandomFaults, SimDevice, SplitMix64};
 pub use sync_dev::SyncDevice;
 pub use uring::UringDevice;
 

@@ -36,6 +36,13 @@ pub(crate) struct Store {
     pub counters: IoCounters,
     /// Blocks snapshot readers must take from memory (see `mvcc::table`).
     pub table: SlotTable,
+    /// Crcs of the open generation's blocks written back early and unchanged since (see
+    /// `writeback`). Until the freeze seals them, the pointers to these blocks are
+    /// crc-pending, and a snapshot reads them from the cache or the device: it checks them
+    /// against this crc, else after a lost write of a block's latest write-back the older
+    /// image of the same address and generation (an earlier write-back) would pass as
+    /// current data.
+    written_back: Mutex<AddrMap<(u64, u32)>>,
 }
 
 impl Store {
@@ -50,6 +57,34 @@ impl Store {
             cache: BlockCache::new(cache_bytes),
             counters: IoCounters::default(),
             table: SlotTable::default(),
+            written_back: Mutex::new(AddrMap::default()),
+        }
+    }
+
+    /// Records (address, generation, crc) of blocks just written back early.
+    pub(crate) fn note_written_back(&self, blocks: impl Iterator<Item = (u64, u64, u32)>) {
+        lock(&self.written_back).extend(blocks.map(|(addr, gen, crc)| (addr, (gen, crc))));
+    }
+
+    /// The block at `addr` is about to change in memory, or is freed.
+    pub(crate) fn forget_written_back(&self, addr: u64) {
+        lock(&self.written_back).remove(&addr);
+    }
+
+    /// The open generation froze: its pointers carry their children's crcs from now on.
+    pub(crate) fn clear_written_back(&self) {
+        lock(&self.written_back).clear();
+    }
+
+    /// `ptr` with the crc of its block filled in, if it is crc-pending and names a block
+    /// written back early (see `written_back`).
+    pub(crate) fn with_written_back_crc(&self, ptr: ChildPtr) -> ChildPtr {
+        if !ptr.is_crc_pending() {
+            return ptr;
+        }
+        match lock(&self.written_back).get(&ptr.address()) {
+            Some(&(gen, crc)) if gen == ptr.generation() => ChildPtr::new(ptr.address(), gen, crc),
+            _ => ptr,
         }
     }
 

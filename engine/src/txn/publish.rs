@@ -97,7 +97,7 @@ fn classify_free(
 ) -> retention::Freed {
     let block_bytes = u64::from(s.block_bytes);
     if gen == w.gen() {
-        if let Some(d) = w.dirty.take(addr, block_bytes) {
+        if let Some(d) = w.dirty.take(s, addr) {
             // A block this transaction allocated was never reachable by any snapshot.
             let seq_alloc = if d.private { commit_seq } else { d.seq_alloc };
             let slot = if d.private { None } else { Some(d.slot) };
@@ -122,7 +122,7 @@ pub(super) fn abort(w: &mut Writer, s: &Store, registry: &Registry) -> Result<()
     let allocated = std::mem::take(&mut w.txn.allocated);
     for (addr, count) in allocated {
         w.alloc.free_now(addr, count);
-        w.dirty.take(addr, u64::from(s.block_bytes));
+        w.dirty.take(s, addr);
     }
     let txn = std::mem::take(&mut w.txn);
     w.alloc.truncate_orphans(txn.orphans_at_start);

@@ -168,7 +168,9 @@ impl NodeSource<'static> for SnapSource {
             return Ok(NodeBuf::Clean(store.read_block(ptr)?));
         }
         let Some(slot) = store.table.get(ptr.address()) else {
-            return Ok(NodeBuf::Clean(store.read_block(ptr)?));
+            // Not in memory: a block of the open generation written back early, reached
+            // through a crc-pending pointer; the writer knows its crc.
+            return Ok(NodeBuf::Clean(store.read_block(store.with_written_back_crc(ptr))?));
         };
         debug_assert_eq!(slot.addr, ptr.address(), "the table filed a slot under another address");
         let image = slot.image_at(inner.root.seq, store.align)?;

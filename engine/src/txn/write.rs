@@ -80,10 +80,12 @@ impl<'db> WriteTxn<'db> {
         }
     }
 
-    /// The writer for one call that changes it, and the store.
+    /// The writer for one call that changes it, and the store. Refused once a change of
+    /// this transaction failed part-way (see [`WriteTxn::note_failure`]).
     fn parts(&mut self) -> Result<(InCall<'_, 'db>, &'db Store)> {
-        if self.w.is_none() {
-            return Err(self.ended());
+        let Some(w) = self.w.as_deref() else { return Err(self.ended()) };
+        if let Some(failed) = &w.txn.failed {
+            return Err(failed_txn(failed, "abort it"));
         }
         let call = InCall {
             guard: &mut self.w,
@@ -91,6 +93,24 @@ impl<'db> WriteTxn<'db> {
             began_panicking: std::thread::panicking(),
         };
         Ok((call, &self.db.store))
+    }
+
+    /// Marks the transaction failed after a change returned `e`, unless `e` is one that
+    /// changing calls return before they change anything (a key or value over the limit,
+    /// `NoSpace` from the up-front reservation). Other errors can come part-way through a
+    /// change — a read error while copying the path, reading the old overflow value, the
+    /// undo cap, an early write-back — and leave the tree half-changed: a root copied but not
+    /// recorded, a block queued for freeing that the tree still uses. Committing that would
+    /// free live blocks, so from then on the transaction refuses everything but abort.
+    fn note_failure(&mut self, e: Error) -> Error {
+        let before_any_change =
+            matches!(e, Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } | Error::NoSpace);
+        if !before_any_change {
+            if let Some(w) = self.w.as_deref_mut() {
+                w.txn.failed.get_or_insert_with(|| e.to_string());
+            }
+        }
+        e
     }
 
     /// The named tree, created (empty) if it does not exist.
@@ -116,6 +136,11 @@ impl<'db> WriteTxn<'db> {
 
     /// Deletes a tree and frees its blocks; returns whether it existed.
     pub fn delete_tree(&mut self, name: &str) -> Result<bool> {
+        let r = self.delete_tree_inner(name);
+        r.map_err(|e| self.note_failure(e))
+    }
+
+    fn delete_tree_inner(&mut self, name: &str) -> Result<bool> {
         let (mut w, s) = self.parts()?;
         let key = name.as_bytes().to_vec();
         let Some(meta) = w.trees.map.remove(&key) else { return Ok(false) };
@@ -137,6 +162,10 @@ impl<'db> WriteTxn<'db> {
     /// Publishes the transaction; with `Durability::Immediate` returns after its flush.
     pub fn commit(mut self) -> Result<CommitInfo> {
         let mut w = self.w.take().ok_or_else(|| self.ended())?;
+        if let Some(failed) = w.txn.failed.take() {
+            abort_writer(&mut w, self.db)?;
+            return Err(failed_txn(&failed, "it was rolled back"));
+        }
         let seq = match finish(&mut w, self.db) {
             Ok(seq) => seq,
             Err(e) => {
@@ -280,8 +309,14 @@ impl WriteTree<'_, '_> {
         Ok(())
     }
 
-    /// Inserts or replaces; returns the old value.
+    /// Inserts or replaces; returns the old value. After an error other than `KeyTooLarge`,
+    /// `ValueTooLarge` or `NoSpace` the transaction can only be aborted.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+        let r = self.insert_inner(key, value);
+        r.map_err(|e| self.txn.note_failure(e))
+    }
+
+    fn insert_inner(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_key(key)?;
         if value.len() as u64 > VALUE_BYTES_MAX {
             return Err(Error::ValueTooLarge { len: value.len() as u64, max: VALUE_BYTES_MAX });
@@ -325,8 +360,14 @@ impl WriteTree<'_, '_> {
         Ok(old)
     }
 
-    /// Removes a key; returns its value.
+    /// Removes a key; returns its value. After an error other than `KeyTooLarge` the
+    /// transaction can only be aborted.
     pub fn remove(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let r = self.remove_inner(key);
+        r.map_err(|e| self.txn.note_failure(e))
+    }
+
+    fn remove_inner(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_key(key)?;
         let mut meta = self.meta()?;
         let name = self.name.clone();
@@ -442,6 +483,13 @@ fn write_back_if_over(w: &mut Writer, db: &Shared) -> Result<()> {
             .map_err(|e| fail_on_io(db, e))?;
     }
     Ok(())
+}
+
+/// The error of every call on a transaction after one of its changes failed.
+fn failed_txn(failed: &str, what_now: &str) -> Error {
+    Error::InvalidInput(format!(
+        "a change in this transaction failed earlier ({failed}); {what_now}"
+    ))
 }
 
 /// A device error during a transaction makes the handle fail-stop.

@@ -124,10 +124,14 @@ impl DirtySet {
         assert!(old.is_none(), "fresh address {addr} is already dirty");
     }
 
-    /// Removes a dirty block, keeping `bytes` right.
-    pub(crate) fn take(&mut self, addr: u64, block_bytes: u64) -> Option<Dirty> {
+    /// Removes a dirty block, keeping `bytes` and the store's record of written-back crcs
+    /// right.
+    pub(crate) fn take(&mut self, s: &Store, addr: u64) -> Option<Dirty> {
         let d = self.map.remove(&addr)?;
-        if !d.slot.read().image.is_on_disk() {
+        if d.slot.read().image.is_on_disk() {
+            s.forget_written_back(addr);
+        } else {
+            let block_bytes = u64::from(s.block_bytes);
             assert!(self.bytes >= block_bytes, "dirty bytes {} below a block", self.bytes);
             self.bytes -= block_bytes;
         }

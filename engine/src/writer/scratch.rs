@@ -25,6 +25,9 @@ pub(crate) struct TxnScratch {
     pub orphans_at_start: usize,
     /// How far early write-back has walked `allocated` (it writes the oldest first).
     pub writeback_cursor: usize,
+    /// A change failed part-way (see `WriteTxn::note_failure`): the transaction can only be
+    /// aborted.
+    pub failed: Option<String>,
 }
 
 impl Default for TxnScratch {
@@ -39,6 +42,7 @@ impl Default for TxnScratch {
             next_tree_id_at_start: 0,
             orphans_at_start: 0,
             writeback_cursor: 0,
+            failed: None,
         }
     }
 }

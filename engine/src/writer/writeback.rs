@@ -57,16 +57,16 @@ impl DirtySet {
                 }
             };
             drop(st);
-            images.push((addr, slot, buf));
+            images.push((addr, slot, buf, crc));
         }
         let ops: Vec<WriteOp<'_>> = images
             .iter()
-            .map(|(addr, _, buf)| WriteOp { offset: s.block_offset(*addr), data: buf })
+            .map(|(addr, _, buf, _)| WriteOp { offset: s.block_offset(*addr), data: buf })
             .collect();
         if let Err(e) = s.dev.write_batch(&ops) {
             // Put the images back: nothing was lost; the caller turns the handle fail-stop.
             drop(ops);
-            for (_, slot, buf) in images {
+            for (_, slot, buf, _) in images {
                 slot.write().image = Image::Mutable(buf);
             }
             return Err(e.into());
@@ -75,7 +75,9 @@ impl DirtySet {
         let n = images.len() as u64;
         s.counters.blocks_written.fetch_add(n, crate::sync::Ordering::Relaxed);
         s.counters.blocks_written_early.fetch_add(n, crate::sync::Ordering::Relaxed);
-        for (addr, _, buf) in images {
+        let gen = self.gen;
+        s.note_written_back(images.iter().map(|(addr, _, _, crc)| (*addr, gen, *crc)));
+        for (addr, _, buf, _) in images {
             // The written image becomes a clean cached one (dirty memory is what the budget
             // bounds; the cache has its own). It replaces any older image at the address (a
             // freed block's), and is replaced again if the block is written back or frozen
@@ -133,6 +135,7 @@ impl DirtySet {
         let d = self.slot(addr);
         let Image::OnDisk { crc } = d.slot.read().image else { return Ok(()) };
         let (slot, private) = (Arc::clone(&d.slot), d.private);
+        s.forget_written_back(addr);
         // Usually still in the clean cache (a copy); else read and verified from the device.
         let image = s.read_block(ChildPtr::new(addr, self.gen, crc))?;
         let buf = crate::io::AlignedBuf::from_slice(&image, s.align);
