@@ -38,6 +38,13 @@ if [ -d loom-tests/tests ]; then
     CARGO_TARGET_DIR=target/loom cargo test --release -p arbor-loom-tests
 fi
 
+# ---- the whole-system simulator (engine/examples/sim) ---------------------------------------
+# Seeds derive from the commit, so every CI run explores new ones; any failure prints a
+# one-line reproduction and fails the run. ARBOR_SIM_SECS runs it longer (README: Testing).
+echo "== simulator (${ARBOR_SIM_SECS:-120} s)"
+cargo run -q --release -p arbor --example sim -- --time-budget "${ARBOR_SIM_SECS:-120}" \
+  --jobs 2 --base-seed "$(git rev-parse --short HEAD 2>/dev/null || echo 0)"
+
 # ---- kv-bench device mode on a loop device (issue 12) -------------------------------------
 # Arbor on a raw block device end to end with the smoke sizes (a few seconds). Needs root (or
 # loop-device rights); where losetup is refused, say why and skip.
