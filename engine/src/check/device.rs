@@ -20,7 +20,7 @@ use super::{CheckReport, Problem, ProblemKind, Progress, Source, Walk};
 use crate::alloc::Allocator;
 use crate::durable::recovery;
 use crate::durable::superblock::{decode_slot, read_area, SlotReport, SlotState};
-use crate::io::BlockDevice;
+use crate::io::{target_name, BlockDevice};
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -96,7 +96,7 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
     let Some(newest) = newest else {
         // Without a single superblock magic this is not a damaged store but something else.
         if slots.iter().all(|s| s.claimed_generation.is_none()) {
-            return Err(Error::NotAnArborStore);
+            return Err(Error::NotAnArborStore { target: target_name(dev.as_ref()) });
         }
         let device_bytes = dev.len_bytes();
         return Ok(DeviceCheck {

@@ -374,7 +374,7 @@ impl Pipeline {
                 Ok(())
             }
             Err(e) => {
-                leading.end(Some(Err(Failure::Io(e.to_string()))));
+                leading.end(Some(Err(Failure::Io(e.with_sources()))));
                 Err(e)
             }
         })

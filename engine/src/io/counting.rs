@@ -108,4 +108,8 @@ impl<D: BlockDevice> BlockDevice for CountingDevice<D> {
     fn describe(&self) -> String {
         format!("counting({})", self.inner.describe())
     }
+
+    fn path(&self) -> Option<&std::path::Path> {
+        self.inner.path()
+    }
 }

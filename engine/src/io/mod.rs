@@ -37,6 +37,9 @@ pub use sync_dev::SyncDevice;
 pub use uring::UringDevice;
 
 use std::io;
+use std::path::Path;
+
+use crate::Error;
 
 /// One read of a contiguous, aligned byte range into `buf` (its whole length).
 pub struct ReadOp<'a> {
@@ -82,6 +85,11 @@ pub trait BlockDevice: Send + Sync {
     /// A short human-readable description for logs and `stats()` ("io_uring file /x").
     fn describe(&self) -> String;
 
+    /// The file or block device behind this device, if it has one: named in errors.
+    fn path(&self) -> Option<&Path> {
+        None
+    }
+
     /// Convenience: one read.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.read_batch(&mut [ReadOp { offset, buf }])
@@ -114,5 +122,24 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn path(&self) -> Option<&Path> {
+        (**self).path()
+    }
+}
+
+/// Turns an error of `op` on `dev` into [`Error::Io`] naming the device's path.
+pub(crate) fn dev_error<'a>(
+    dev: &'a dyn BlockDevice,
+    op: &'static str,
+) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::io(op, dev.path(), source)
+}
+
+/// How errors name `dev`: its path, or its description when it has none.
+pub(crate) fn target_name(dev: &dyn BlockDevice) -> String {
+    match dev.path() {
+        Some(path) => path.display().to_string(),
+        None => dev.describe(),
     }
 }

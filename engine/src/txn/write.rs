@@ -190,7 +190,7 @@ impl Drop for WriteTxn<'_> {
         let Some(mut w) = self.w.take() else { return };
         // Errors here mean the log and a block disagree: the handle turns fail-stop.
         if let Err(e) = abort_writer(&mut w, self.db) {
-            self.db.pipeline.state().fail(Failure::Io(e.to_string()));
+            self.db.pipeline.state().fail(Failure::Io(e.with_sources()));
         }
         if std::thread::panicking() {
             // Dropping the guard now poisons the lock; the writer is whole, so say so.
@@ -446,8 +446,8 @@ fn write_back_if_over(w: &mut Writer, db: &Shared) -> Result<()> {
 
 /// A device error during a transaction makes the handle fail-stop.
 fn fail_on_io(db: &Shared, e: Error) -> Error {
-    if let Error::Io(io) = &e {
-        db.pipeline.state().fail(Failure::Io(io.to_string()));
+    if let Error::Io { .. } = &e {
+        db.pipeline.state().fail(Failure::Io(e.with_sources()));
     }
     e
 }
