@@ -166,7 +166,7 @@ fn io_error_during_commit_is_fail_stop_and_reopen_recovers() {
     dev.fail_after(0);
     let mut tx = db.begin_write().unwrap();
     tx.tree("t").unwrap().insert(b"k2", b"v2").unwrap();
-    assert!(matches!(tx.commit(), Err(Error::Io(_))));
+    assert!(matches!(tx.commit(), Err(Error::Io { .. })));
     // Fail-stop: the handle refuses further writes with the original error.
     assert!(matches!(db.begin_write(), Err(Error::PreviousIo { .. })));
     let image = dev.crash();

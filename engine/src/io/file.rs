@@ -109,7 +109,7 @@ impl DevFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 DevFile::open_file(path, create, opts)?
             }
-            Err(e) => return Err(Error::io("stat", Some(path), e)),
+            Err(e) => return Err(Error::io("open", Some(path), e)),
         };
         // Refuse existing data before anything is written: growing a file zero-fills from
         // its last whole sector, which would destroy a short file's bytes.
@@ -588,4 +588,22 @@ fn flock_holder(file: &File) -> Option<String> {
         Some(name) => format!("process {pid} ({})", name.trim()),
         None => format!("process {pid}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grown_len;
+
+    /// A new file grows to exactly what is asked; then each step doubles the file, up to
+    /// the largest step (design.md §10.16).
+    #[test]
+    fn growth_steps_double_up_to_the_step() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(grown_len(0, 512 << 10, 64 * MIB, 4096), 512 << 10);
+        assert_eq!(grown_len(512 << 10, (512 << 10) + 1, 64 * MIB, 4096), MIB);
+        assert_eq!(grown_len(MIB, 10 * MIB, 64 * MIB, 4096), 10 * MIB);
+        assert_eq!(grown_len(64 * MIB, 64 * MIB + 1, 64 * MIB, 4096), 128 * MIB);
+        assert_eq!(grown_len(128 * MIB, 128 * MIB + 1, 64 * MIB, 4096), 192 * MIB);
+        assert_eq!(grown_len(0, 1, 64 * MIB, 4096), 4096);
+    }
 }
