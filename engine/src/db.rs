@@ -124,6 +124,23 @@ impl Db {
         Db::open_on(dev, opts)
     }
 
+    /// A new, empty store in memory, for tests and scratch data: the same engine on a
+    /// [`MemDevice`](crate::io::MemDevice) that grows on demand up to `max_bytes` (past it,
+    /// commits get [`Error::NoSpace`]). Nothing survives the `Db`. For other options, use
+    /// `Db::create_on(Box::new(MemDevice::new(max_bytes)), opts)`.
+    ///
+    /// ```
+    /// let db = arbor::Db::memory(64 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// tx.tree("t")?.insert(b"k", b"v")?;
+    /// tx.commit()?;
+    /// assert_eq!(db.snapshot()?.tree("t")?.unwrap().get(b"k")?, Some(b"v".to_vec()));
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
+    pub fn memory(max_bytes: u64) -> Result<Db> {
+        Db::create_on(Box::new(io::MemDevice::new(max_bytes)), Options::default())
+    }
+
     /// Formats any block device as a new store. Refuses a device that holds data unless
     /// `opts.overwrite_existing` (see there).
     pub fn create_on(dev: Box<dyn BlockDevice>, opts: Options) -> Result<Db> {

@@ -1,7 +1,9 @@
 //! Block devices: the trait the engine writes through, and its implementations.
 //!
 //! * [`UringDevice`]: io_uring + O_DIRECT on a file or block device (the default).
-//! * [`SyncDevice`]: pread/pwrite + O_DIRECT, chosen when io_uring is unavailable.
+//! * [`SyncDevice`]: pread/pwrite, chosen when io_uring is unavailable or the file is
+//!   buffered (no `O_DIRECT`: tmpfs, some FUSE filesystems).
+//! * [`MemDevice`]: in memory, growing on demand; behind [`crate::Db::memory`].
 //! * [`SimDevice`]: in-memory, deterministic, fault-injecting; models a crash.
 //!
 //! Contract shared by every implementation (checked by the conformance suite):
@@ -23,6 +25,7 @@ mod args;
 mod buf;
 mod counting;
 mod file;
+mod mem;
 mod open;
 mod pool;
 mod sim;
@@ -31,8 +34,13 @@ mod uring;
 
 pub use buf::AlignedBuf;
 pub use counting::CountingDevice;
+pub use mem::MemDevice;
 pub use open::{open_path, probe_existing_data, uring_fallback_reason, DeviceOptions, IoBackend};
-pub use sim::{SimDevice, SplitMix64};
+pub use sim::SimDevice;
+/// The seeded generator behind [`SimDevice`]; exported for the workspace's tests, which
+/// share it (`arbor-testkit`). Not part of the supported API.
+#[doc(hidden)]
+pub use sim::SplitMix64;
 pub use sync_dev::SyncDevice;
 pub use uring::UringDevice;
 
