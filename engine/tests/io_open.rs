@@ -27,7 +27,9 @@ fn small_opts(backend: IoBackend) -> DeviceOptions {
 fn forced_sync_backend() {
     let dir = arbor_testkit::temp_dir!();
     let dev = open_path(&dir.path().join("s"), true, &small_opts(IoBackend::Sync)).unwrap();
-    assert!(dev.describe().starts_with("pread/pwrite file"), "{}", dev.describe());
+    // "file", or "buffered file" on tmpfs (ARBOR_TEST_DIR).
+    let name = dev.describe();
+    assert!(name.starts_with("pread/pwrite ") && name.contains("file /"), "{name}");
     let data = AlignedBuf::from_slice(&[7u8; 4096], 4096);
     dev.write_at(4096, &data).unwrap();
     dev.flush().unwrap();
@@ -234,7 +236,8 @@ fn uring_device_reports_itself() {
     let dev = UringDevice::open(&dir.path().join("u"), true, &small_opts(IoBackend::Uring));
     let dev = dev.unwrap();
     assert_eq!(dev.queue_depth(), 8);
-    assert!(dev.describe().starts_with("io_uring file"), "{}", dev.describe());
+    let name = dev.describe();
+    assert!(name.starts_with("io_uring ") && name.contains("file /"), "{name}");
 }
 
 #[test]
@@ -382,4 +385,52 @@ fn reopen_after_kill_is_never_locked_on_a_block_device() {
     drop(arbor::Db::create(&lo.0, common::small_opts()).unwrap());
     let locked = kill_reopen_cycles(&lo.0);
     assert!(locked.is_empty(), "Locked right after wait() in cycles {locked:?} of {KILL_CYCLES}");
+}
+
+const QUIET_ENV: &str = "ARBOR_QUIET_CHILD";
+
+/// Child side of `library_never_writes_to_stderr`: create, reopen, a second opener, a
+/// target that is no store, the pread/pwrite backend, a buffered file on tmpfs, a memory
+/// store. Runs only when the parent sets the environment variable.
+#[test]
+fn quiet_child() {
+    let Some(dir) = std::env::var_os(QUIET_ENV) else { return };
+    let dir = Path::new(&dir);
+    let path = dir.join("quiet");
+    let db = arbor::Db::create(&path, arbor::Options::default()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.tree("t").unwrap().insert(b"k", b"v").unwrap();
+    tx.commit().unwrap();
+    let second = arbor::Db::open(&path, arbor::Options::default());
+    assert!(matches!(second, Err(Error::Locked { .. })));
+    drop(db);
+    let sync = arbor::Options { io_backend: IoBackend::Sync, ..arbor::Options::default() };
+    drop(arbor::Db::open(&path, sync).unwrap());
+    std::fs::write(dir.join("zeros"), vec![0u8; 1 << 20]).unwrap();
+    let none = arbor::Db::open(dir.join("zeros"), arbor::Options::default());
+    assert!(matches!(none, Err(Error::NotAnArborStore { .. })));
+    if dev_shm_is_tmpfs() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let db = arbor::Db::create(shm.path().join("s"), arbor::Options::default()).unwrap();
+        assert!(db.stats().device.contains("buffered"), "{}", db.stats().device);
+    }
+    let db = arbor::Db::memory(16 << 20).unwrap();
+    db.begin_write().unwrap().commit().unwrap();
+    println!("quiet-child-done");
+}
+
+/// The library reports through return values and the `log` crate, never by printing: a
+/// child process that goes through the paths above writes nothing to stderr.
+#[test]
+fn library_never_writes_to_stderr() {
+    let _serial = common::serialized_with_spawns();
+    let dir = arbor_testkit::temp_dir!();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "quiet_child", "--nocapture", "--test-threads=1"])
+        .env(QUIET_ENV, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("quiet-child-done"), "child: {stdout}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "the library wrote to stderr");
 }

@@ -128,7 +128,7 @@ fn refused(path: &std::path::Path) -> String {
 /// only known signatures), leaves it untouched, and says what it found.
 #[test]
 fn create_refuses_any_data_unless_told_to_overwrite() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = arbor_testkit::temp_dir!();
     let text = dir.path().join("notes.txt");
     let notes = b"shopping: eggs, flour\nremember: the store is not a scratch file\n".repeat(30);
     std::fs::write(&text, &notes).unwrap();
