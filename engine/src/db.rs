@@ -34,21 +34,35 @@ pub struct Db {
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct Stats {
+    /// The store's block size.
     pub block_bytes: u32,
+    /// The generation the writer is filling (design.md §4).
     pub generation_open: u64,
+    /// The newest generation known durable (its flush completed).
     pub generation_durable: u64,
+    /// Blocks the store manages (its device's length over the block size).
     pub blocks_total: u64,
+    /// Blocks free for allocation.
     pub blocks_free: u64,
+    /// The longest run of contiguous free blocks.
     pub largest_free_run: u64,
+    /// Named trees.
     pub trees: usize,
+    /// Bytes in the clean-block cache.
     pub cache_bytes: u64,
+    /// Blocks in the clean-block cache.
     pub cache_blocks: usize,
+    /// Bytes of the open generation's changed blocks held in memory.
     pub dirty_bytes: u64,
+    /// Blocks read from the device since open.
     pub block_reads: u64,
+    /// Block lookups the cache answered since open.
     pub cache_hits: u64,
+    /// Blocks written to the device since open.
     pub blocks_written: u64,
     /// Of `blocks_written`, dirty blocks written back early (memory pressure, design.md §4).
     pub blocks_written_early: u64,
+    /// Device flushes since open (one per durable generation).
     pub flushes: u64,
     /// Mod-log entry bytes not yet pruned.
     pub modlog_bytes: u64,
@@ -71,6 +85,7 @@ pub struct Stats {
     pub rejected_superblock_copies: u32,
     /// Newer generations skipped at open because their blocks did not verify.
     pub recovery_fallbacks: u32,
+    /// The device, as it describes itself ("io_uring file /x (qd 64, sector 4096)").
     pub device: String,
 }
 

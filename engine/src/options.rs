@@ -26,7 +26,10 @@ pub enum SnapshotPolicy {
     #[default]
     ExpireOldest,
     /// The writer waits for readers to drop their snapshots, then errors after `timeout`.
-    WriterWaits { timeout: Duration },
+    WriterWaits {
+        /// How long `begin_write` waits before it fails with `Error::SnapshotBoundReached`.
+        timeout: Duration,
+    },
 }
 
 /// Configuration for `Db::create` / `Db::open`. `Options::default()` suits most uses.

@@ -25,9 +25,11 @@ pub enum SlotState {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SlotReport {
+    /// The slot's number (0..4: two alternations of two copies, design.md §10.11).
     pub slot: u8,
     /// Byte offset of the slot on the device.
     pub offset: u64,
+    /// Whether the slot is empty, valid or invalid.
     pub state: SlotState,
     /// The decoded record, when it verifies.
     pub superblock: Option<Superblock>,

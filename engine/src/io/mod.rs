@@ -28,6 +28,9 @@ mod file;
 mod mem;
 mod open;
 mod pool;
+// `SplitMix64`'s methods (exported hidden, for the workspace's tests) have no docs yet;
+// the rest of the module is documented.
+#[allow(missing_docs)]
 mod sim;
 mod sync_dev;
 mod uring;
@@ -51,13 +54,17 @@ use crate::Error;
 
 /// One read of a contiguous, aligned byte range into `buf` (its whole length).
 pub struct ReadOp<'a> {
+    /// Byte offset on the device (a multiple of the sector).
     pub offset: u64,
+    /// Where the bytes go: aligned memory, a whole number of sectors.
     pub buf: &'a mut [u8],
 }
 
 /// One write of `data` (aligned memory, aligned length) at `offset`.
 pub struct WriteOp<'a> {
+    /// Byte offset on the device (a multiple of the sector).
     pub offset: u64,
+    /// The bytes: aligned memory, a whole number of sectors.
     pub data: &'a [u8],
 }
 

@@ -130,6 +130,8 @@ impl<'db> WriteTxn<'db> {
         Ok(w.trees.map.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
     }
 
+    /// How this transaction's commit becomes durable, instead of `Options::durability`
+    /// (design.md §10.15).
     pub fn set_durability(&mut self, durability: Durability) {
         self.durability = durability;
     }
@@ -344,6 +346,7 @@ impl WriteTree<'_, '_> {
         Ok(Some(old))
     }
 
+    /// The value of `key`, as this transaction sees it (its own changes included).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if key.len() > key_bytes_max(self.txn.db.store.block_bytes) {
             return Ok(None);
@@ -376,18 +379,22 @@ impl WriteTree<'_, '_> {
         ))
     }
 
+    /// Number of keys, as this transaction sees it.
     pub fn len(&self) -> Result<u64> {
         Ok(self.meta()?.entries)
     }
 
+    /// Whether the tree has no entry, as this transaction sees it.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.meta()?.entries == 0)
     }
 
+    /// The entry with the smallest key, or `None` for an empty tree.
     pub fn first(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.iter()?.next().transpose()
     }
 
+    /// The entry with the largest key, or `None` for an empty tree.
     pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.iter()?.next_back().transpose()
     }
