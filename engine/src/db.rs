@@ -126,6 +126,23 @@ fn reserve_blocks(block_bytes: u32, block_count: u64) -> u64 {
 impl Db {
     /// Formats `path` (a file, created if missing, or a block device) as a new store.
     /// Refuses a target that holds data unless `opts.overwrite_existing` (see there).
+    /// A new file is as small as the store allows and grows as it fills.
+    ///
+    /// Errors: [`Error::Locked`] when another handle has it open, [`Error::ExistingData`],
+    /// [`Error::Io`] naming the operation and path.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("arbor-create-{}", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let db = arbor::Db::create(&path, arbor::Options::default())?;
+    /// assert!(matches!(
+    ///     arbor::Db::open(&path, arbor::Options::default()),
+    ///     Err(arbor::Error::Locked { .. })
+    /// ));
+    /// # drop(db);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn create(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         check_block_bytes(opts.block_bytes).map_err(|e| Error::InvalidInput(e.to_string()))?;
         // `open_path` refuses existing data itself, before it grows the file.
@@ -134,6 +151,9 @@ impl Db {
     }
 
     /// Opens the store at `path`, recovering to the newest durable state.
+    ///
+    /// Errors: [`Error::NotAnArborStore`], [`Error::Locked`], [`Error::UnsupportedVersion`],
+    /// [`Error::Corrupt`] when no superblock copy verifies, [`Error::Io`].
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let dev = io::open_path(path.as_ref(), false, &device_options(&opts))?;
         Db::open_on(dev, opts)
@@ -276,6 +296,14 @@ impl Db {
     }
 
     /// Starts the write transaction; blocks while another one is open.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// tx.tree("users")?.insert(b"alice", b"admin")?;
+    /// tx.commit()?;
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
         WriteTxn::begin(&self.shared)
     }
@@ -283,6 +311,17 @@ impl Db {
     /// A consistent read-only view of the last commit; cheap (a registration under one
     /// short lock). Usable from any thread while writers continue; dropping every clone
     /// releases the history it held back.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let before = db.snapshot()?;
+    /// let mut tx = db.begin_write()?;
+    /// tx.tree("t")?.insert(b"k", b"v")?;
+    /// tx.commit()?;
+    /// assert!(before.tree("t")?.is_none()); // as of its commit
+    /// assert!(db.snapshot()?.tree("t")?.is_some());
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot::new(Arc::clone(&self.shared)))
     }

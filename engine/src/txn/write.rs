@@ -137,6 +137,15 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Publishes the transaction; with `Durability::Immediate` returns after its flush.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// tx.tree("t")?.insert(b"k", b"v")?;
+    /// let info = tx.commit()?;
+    /// assert!(info.durable); // Immediate, the default
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn commit(mut self) -> Result<CommitInfo> {
         let mut w = self.w.take().ok_or_else(|| self.ended())?;
         let seq = match finish(&mut w, self.db) {
@@ -174,7 +183,16 @@ impl<'db> WriteTxn<'db> {
         Ok(CommitInfo { seq, generation: gen, durable })
     }
 
-    /// Discards every change of the transaction.
+    /// Discards every change of the transaction (dropping it does the same).
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// tx.tree("t")?.insert(b"k", b"v")?;
+    /// tx.abort()?;
+    /// assert!(db.snapshot()?.tree("t")?.is_none());
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn abort(mut self) -> Result<()> {
         match self.w.take() {
             Some(mut w) => abort_writer(&mut w, self.db),
@@ -283,6 +301,16 @@ impl WriteTree<'_, '_> {
     }
 
     /// Inserts or replaces; returns the old value.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// let mut t = tx.tree("t")?;
+    /// assert_eq!(t.insert(b"k", b"one")?, None);
+    /// assert_eq!(t.insert(b"k", b"two")?, Some(b"one".to_vec()));
+    /// assert_eq!(t.remove(b"k")?, Some(b"two".to_vec()));
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_key(key)?;
         if value.len() as u64 > VALUE_BYTES_MAX {
@@ -357,6 +385,19 @@ impl WriteTree<'_, '_> {
     }
 
     /// Iterates a key range in order; `.rev()` iterates backwards.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// let mut t = tx.tree("t")?;
+    /// for k in [b"a", b"b", b"c"] {
+    ///     t.insert(k, b"")?;
+    /// }
+    /// let keys: Vec<Vec<u8>> =
+    ///     t.range(b"b".as_slice()..)?.rev().map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    /// assert_eq!(keys, [b"c".to_vec(), b"b".to_vec()]);
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<Range<'_>> {
         let start = owned_bound(range.start_bound().map(|k| *k));
         let end = owned_bound(range.end_bound().map(|k| *k));
