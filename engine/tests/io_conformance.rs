@@ -363,7 +363,11 @@ fn loop_block_device() {
         for backend in [IoBackend::Uring, IoBackend::Sync] {
             let second =
                 arbor::io::open_path(&lo.path, false, &DeviceOptions { backend, ..opts.clone() });
-            assert!(matches!(second, Err(Error::Locked { .. })), "second opener: {:?}", second.err());
+            assert!(
+                matches!(second, Err(Error::Locked { .. })),
+                "second opener: {:?}",
+                second.err()
+            );
         }
         conformance(&dev, false);
         assert_eq!(dev.grow(128 << 20).unwrap(), 64 << 20, "block devices do not grow");

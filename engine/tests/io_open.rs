@@ -55,7 +55,8 @@ fn create_and_reopen_rules() {
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("f");
     let missing = open_path(&path, false, &small_opts(IoBackend::Auto));
-    assert!(matches!(missing, Err(Error::Io { source: ref e, .. }) if e.kind() == std::io::ErrorKind::NotFound));
+    let not_found = std::io::ErrorKind::NotFound;
+    assert!(matches!(missing, Err(Error::Io { source: ref e, .. }) if e.kind() == not_found));
     // The message names the operation and the path; the OS error is only the source, so
     // a reporter that prints the chain prints it once.
     let missing = missing.err().unwrap();
@@ -178,7 +179,8 @@ fn tmpfs_is_buffered() {
     }
     let _ = logged("");
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();
-    for (i, backend) in [IoBackend::Auto, IoBackend::Sync, IoBackend::Uring].into_iter().enumerate() {
+    for (i, backend) in [IoBackend::Auto, IoBackend::Sync, IoBackend::Uring].into_iter().enumerate()
+    {
         let path = dir.path().join(format!("t{i}"));
         let dev = match open_path(&path, true, &small_opts(backend)) {
             Err(Error::Io { op, .. }) if backend == IoBackend::Uring && op.contains("io_uring") => {

@@ -578,7 +578,11 @@ fn flock_holder(file: &File) -> Option<String> {
     let pid: u32 = locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let is_flock = fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&id.as_str());
-        if is_flock { fields.get(4)?.parse().ok() } else { None }
+        if is_flock {
+            fields.get(4)?.parse().ok()
+        } else {
+            None
+        }
     })?;
     if pid == std::process::id() {
         return Some("this process".into());

@@ -42,7 +42,10 @@ impl MemDevice {
     /// taken as it grows.
     pub fn new(max_bytes: u64) -> MemDevice {
         let sector = u64::from(MEM_SECTOR_BYTES);
-        MemDevice { bytes: Arc::new(RwLock::new(Vec::new())), max_bytes: max_bytes - max_bytes % sector }
+        MemDevice {
+            bytes: Arc::new(RwLock::new(Vec::new())),
+            max_bytes: max_bytes - max_bytes % sector,
+        }
     }
 }
 

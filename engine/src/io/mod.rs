@@ -3,7 +3,7 @@
 //! * [`UringDevice`]: io_uring + O_DIRECT on a file or block device (the default).
 //! * [`SyncDevice`]: pread/pwrite, chosen when io_uring is unavailable or the file is
 //!   buffered (no `O_DIRECT`: tmpfs, some FUSE filesystems).
-//! * [`MemDevice`]: in memory, growing on demand; behind [`crate::Db::memory`].
+//! * [`MemDevice`]: in memory, growing on demand; behind `Db::memory`.
 //! * [`SimDevice`]: in-memory, deterministic, fault-injecting; models a crash.
 //!
 //! Contract shared by every implementation (checked by the conformance suite):

@@ -248,7 +248,8 @@ impl UringDevice {
     /// io_uring is unavailable.
     pub fn open(path: &Path, create: bool, opts: &DeviceOptions) -> Result<UringDevice, Error> {
         let file = DevFile::open(path, create, opts)?;
-        let ring = setup_ring(opts.queue_depth).map_err(|e| file.error("set up an io_uring for", e))?;
+        let ring =
+            setup_ring(opts.queue_depth).map_err(|e| file.error("set up an io_uring for", e))?;
         Ok(UringDevice::with_ring(file, ring))
     }
 

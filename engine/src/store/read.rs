@@ -120,7 +120,9 @@ impl Store {
         let addr = ptr.address();
         self.check_in_range(addr, 1)?;
         let mut buf = self.new_block();
-        self.dev.read_at(self.block_offset(addr), &mut buf).map_err(dev_error(&*self.dev, "read"))?;
+        self.dev
+            .read_at(self.block_offset(addr), &mut buf)
+            .map_err(dev_error(&*self.dev, "read"))?;
         self.counters.block_reads.fetch_add(1, Ordering::Relaxed);
         verify_against(&buf, ptr)?;
         // Tree nodes are validated in full once, here; later accesses trust the image.
@@ -140,7 +142,9 @@ impl Store {
         let len = usize::try_from(blocks * u64::from(self.block_bytes))
             .map_err(|_| Error::corrupt(addr, "overflow extent larger than memory"))?;
         let mut buf = AlignedBuf::zeroed(len, self.align);
-        self.dev.read_at(self.block_offset(addr), &mut buf).map_err(dev_error(&*self.dev, "read"))?;
+        self.dev
+            .read_at(self.block_offset(addr), &mut buf)
+            .map_err(dev_error(&*self.dev, "read"))?;
         self.counters.block_reads.fetch_add(blocks, Ordering::Relaxed);
         let value = overflow::overflow_read(&buf, r, addr).map_err(|e| corrupt(addr, e))?;
         debug_assert_eq!(value.len() as u64, r.value_len(), "overflow value of {addr}");
