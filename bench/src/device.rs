@@ -89,7 +89,10 @@ fn open(path: &Path, size: u64, qd: u32, erase: bool) -> Result<UringDevice, Str
             "{} holds data ({what}): it would be overwritten; pass --i-know-this-erases",
             path.display()
         ),
-        e => format!("cannot open {}: {e}", path.display()),
+        e => {
+            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+            format!("cannot open {}: {e}{cause}", path.display())
+        }
     })
 }
 

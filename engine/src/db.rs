@@ -34,21 +34,35 @@ pub struct Db {
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct Stats {
+    /// The store's block size.
     pub block_bytes: u32,
+    /// The generation the writer is filling (design.md §4).
     pub generation_open: u64,
+    /// The newest generation known durable (its flush completed).
     pub generation_durable: u64,
+    /// Blocks the store manages (its device's length over the block size).
     pub blocks_total: u64,
+    /// Blocks free for allocation.
     pub blocks_free: u64,
+    /// The longest run of contiguous free blocks.
     pub largest_free_run: u64,
+    /// Named trees.
     pub trees: usize,
+    /// Bytes in the clean-block cache.
     pub cache_bytes: u64,
+    /// Blocks in the clean-block cache.
     pub cache_blocks: usize,
+    /// Bytes of the open generation's changed blocks held in memory.
     pub dirty_bytes: u64,
+    /// Blocks read from the device since open.
     pub block_reads: u64,
+    /// Block lookups the cache answered since open.
     pub cache_hits: u64,
+    /// Blocks written to the device since open.
     pub blocks_written: u64,
     /// Of `blocks_written`, dirty blocks written back early (memory pressure, design.md §4).
     pub blocks_written_early: u64,
+    /// Device flushes since open (one per durable generation).
     pub flushes: u64,
     /// Mod-log entry bytes not yet pruned.
     pub modlog_bytes: u64,
@@ -71,6 +85,7 @@ pub struct Stats {
     pub rejected_superblock_copies: u32,
     /// Newer generations skipped at open because their blocks did not verify.
     pub recovery_fallbacks: u32,
+    /// The device, as it describes itself ("io_uring file /x (qd 64, sector 4096)").
     pub device: String,
 }
 
@@ -111,6 +126,23 @@ fn reserve_blocks(block_bytes: u32, block_count: u64) -> u64 {
 impl Db {
     /// Formats `path` (a file, created if missing, or a block device) as a new store.
     /// Refuses a target that holds data unless `opts.overwrite_existing` (see there).
+    /// A new file is as small as the store allows and grows as it fills.
+    ///
+    /// Errors: [`Error::Locked`] when another handle has it open, [`Error::ExistingData`],
+    /// [`Error::Io`] naming the operation and path.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("arbor-create-{}", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let db = arbor::Db::create(&path, arbor::Options::default())?;
+    /// assert!(matches!(
+    ///     arbor::Db::open(&path, arbor::Options::default()),
+    ///     Err(arbor::Error::Locked { .. })
+    /// ));
+    /// # drop(db);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn create(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         check_block_bytes(opts.block_bytes).map_err(|e| Error::InvalidInput(e.to_string()))?;
         // `open_path` refuses existing data itself, before it grows the file.
@@ -119,9 +151,29 @@ impl Db {
     }
 
     /// Opens the store at `path`, recovering to the newest durable state.
+    ///
+    /// Errors: [`Error::NotAnArborStore`], [`Error::Locked`], [`Error::UnsupportedVersion`],
+    /// [`Error::Corrupt`] when no superblock copy verifies, [`Error::Io`].
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let dev = io::open_path(path.as_ref(), false, &device_options(&opts))?;
         Db::open_on(dev, opts)
+    }
+
+    /// A new, empty store in memory, for tests and scratch data: the same engine on a
+    /// [`MemDevice`](crate::io::MemDevice) that grows on demand up to `max_bytes` (past it,
+    /// commits get [`Error::NoSpace`]). Nothing survives the `Db`. For other options, use
+    /// `Db::create_on(Box::new(MemDevice::new(max_bytes)), opts)`.
+    ///
+    /// ```
+    /// let db = arbor::Db::memory(64 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// tx.tree("t")?.insert(b"k", b"v")?;
+    /// tx.commit()?;
+    /// assert_eq!(db.snapshot()?.tree("t")?.unwrap().get(b"k")?, Some(b"v".to_vec()));
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
+    pub fn memory(max_bytes: u64) -> Result<Db> {
+        Db::create_on(Box::new(io::MemDevice::new(max_bytes)), Options::default())
     }
 
     /// Formats any block device as a new store. Refuses a device that holds data unless
@@ -244,6 +296,14 @@ impl Db {
     }
 
     /// Starts the write transaction; blocks while another one is open.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// tx.tree("users")?.insert(b"alice", b"admin")?;
+    /// tx.commit()?;
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
         WriteTxn::begin(&self.shared)
     }
@@ -251,6 +311,17 @@ impl Db {
     /// A consistent read-only view of the last commit; cheap (a registration under one
     /// short lock). Usable from any thread while writers continue; dropping every clone
     /// releases the history it held back.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let before = db.snapshot()?;
+    /// let mut tx = db.begin_write()?;
+    /// tx.tree("t")?.insert(b"k", b"v")?;
+    /// tx.commit()?;
+    /// assert!(before.tree("t")?.is_none()); // as of its commit
+    /// assert!(db.snapshot()?.tree("t")?.is_some());
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot::new(Arc::clone(&self.shared)))
     }

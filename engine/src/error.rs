@@ -2,37 +2,83 @@
 
 use std::fmt;
 use std::io;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in Arbor. Marked `#[non_exhaustive]`: match with a `_` arm.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The device returned an error. After a write or flush error the handle is fail-stop:
-    /// every later write returns [`Error::PreviousIo`] until the store is reopened.
-    Io(io::Error),
+    /// The operating system or the device returned an error. After a write or flush error
+    /// the handle is fail-stop: every later write returns [`Error::PreviousIo`] until the
+    /// store is reopened. `Display` names the operation and the path; the OS error is the
+    /// [`source`](std::error::Error::source) (so error reporters print it once).
+    Io {
+        /// What was being done: "open", "lock", "read", "write", "flush", "grow", ….
+        op: &'static str,
+        /// The file or block device, when the error concerns one (`None` for a device
+        /// given as a [`crate::BlockDevice`] that names no path).
+        path: Option<PathBuf>,
+        /// The error itself.
+        source: io::Error,
+    },
     /// A block failed verification (checksum, address, generation, structure).
-    Corrupt { addr: u64, reason: String },
+    Corrupt {
+        /// The block's address (its byte offset divided by the block size).
+        addr: u64,
+        /// What failed.
+        reason: String,
+    },
     /// The device (or the file's configured maximum size) is full.
     NoSpace,
     /// A key is longer than the store's limit (`len` bytes given, `max` allowed).
-    KeyTooLarge { len: usize, max: usize },
+    KeyTooLarge {
+        /// The key's length.
+        len: usize,
+        /// The store's limit (a quarter block).
+        max: usize,
+    },
     /// A value is longer than the limit (4 GiB − 1).
-    ValueTooLarge { len: u64, max: u64 },
+    ValueTooLarge {
+        /// The value's length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A snapshot was expired by the memory/disk bound; it can no longer be read.
     SnapshotExpired,
     /// Another handle, in this or another process, has the store open.
-    Locked,
+    Locked {
+        /// The file or block device.
+        path: PathBuf,
+        /// Who holds it, when that can be found out ("process 4242 (kv-bench)", "this
+        /// process"; a block device's holder is not reported).
+        holder: Option<String>,
+    },
     /// The target holds no Arbor superblock (wrong device, wrong file).
-    NotAnArborStore,
+    NotAnArborStore {
+        /// The target: its path, or a device's description when it has none.
+        target: String,
+    },
     /// `create` found data on the target (an Arbor store, a filesystem, or any non-zero
     /// byte in its first or last MiB) and was not told to overwrite it.
-    ExistingData { what: String },
+    ExistingData {
+        /// What was found, and where.
+        what: String,
+    },
     /// The store was written by a newer format version.
-    UnsupportedVersion { found: u16, supported: u16 },
+    UnsupportedVersion {
+        /// The store's format version.
+        found: u16,
+        /// The newest version this build reads.
+        supported: u16,
+    },
     /// An invalid argument or configuration (block size not a power of two, and so on).
     InvalidInput(String),
     /// An earlier write or flush failed; the handle refuses writes until it is reopened.
-    PreviousIo { original: String },
+    PreviousIo {
+        /// The first failure's message, with its causes.
+        original: String,
+    },
     /// A panic unwound through the engine while it held state a panic can leave half
     /// changed (`what`: "inside the engine while it held the writer", …). The handle is
     /// fail-stop, as after an I/O error, and stricter: writes, `flush` and `Db::check` return
@@ -40,19 +86,49 @@ pub enum Error {
     /// next open recovers as after a crash. Snapshots keep reading what was published before
     /// the panic. A panic in the caller's own code while a `WriteTxn` is open does not count:
     /// it aborts the transaction like a drop, and the handle stays writable.
-    Poisoned { what: String },
+    Poisoned {
+        /// Where the panic happened.
+        what: String,
+    },
     /// The write transaction's own undo log passed its cap (design.md §10.8).
-    TransactionTooLarge { undo_bytes: u64, max: u64 },
+    TransactionTooLarge {
+        /// The undo log's size when the cap was passed.
+        undo_bytes: u64,
+        /// The cap (`Options::txn_undo_max_bytes`).
+        max: u64,
+    },
     /// `SnapshotPolicy::WriterWaits`: snapshots kept holding more history than the bound
     /// allows until the timeout (or every one of them belongs to the waiting thread).
-    SnapshotBoundReached { what: String },
+    SnapshotBoundReached {
+        /// Which bound, and by how much.
+        what: String,
+    },
 }
 
+/// `Result` with Arbor's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn corrupt(addr: u64, reason: impl Into<String>) -> Error {
         Error::Corrupt { addr, reason: reason.into() }
+    }
+
+    /// An [`Error::Io`] of `op` on `path`.
+    pub(crate) fn io(op: &'static str, path: Option<&Path>, source: io::Error) -> Error {
+        Error::Io { op, path: path.map(Path::to_path_buf), source }
+    }
+
+    /// `Display` followed by every `source()` in the chain: the whole story in one line,
+    /// for messages that outlive the error (`PreviousIo`'s `original`).
+    pub(crate) fn with_sources(&self) -> String {
+        let mut out = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            next = e.source();
+        }
+        out
     }
 }
 
@@ -65,7 +141,10 @@ pub(crate) fn corrupt(addr: u64, e: arbor_format::FormatError) -> Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Io { op, path: Some(path), .. } => {
+                write!(f, "I/O error: {op} on {}", path.display())
+            }
+            Error::Io { op, path: None, .. } => write!(f, "I/O error: {op}"),
             Error::Corrupt { addr, reason } => {
                 write!(f, "corrupt block at address {addr}: {reason}")
             }
@@ -79,8 +158,16 @@ impl fmt::Display for Error {
             Error::SnapshotExpired => {
                 write!(f, "snapshot expired: the mod-log bound released its history")
             }
-            Error::Locked => write!(f, "the store is already open in another handle or process"),
-            Error::NotAnArborStore => write!(f, "the target does not hold an Arbor store"),
+            Error::Locked { path, holder } => {
+                write!(f, "{} is already open in another handle", path.display())?;
+                match holder {
+                    Some(holder) => write!(f, " (held by {holder})"),
+                    None => write!(f, " (in this or another process)"),
+                }
+            }
+            Error::NotAnArborStore { target } => {
+                write!(f, "{target} does not hold an Arbor store")
+            }
             Error::ExistingData { what } => {
                 write!(
                     f,
@@ -117,14 +204,16 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io(e) => Some(e),
+            Error::Io { source, .. } => Some(source),
             _ => None,
         }
     }
 }
 
+/// An error from a device the engine was handed, with no path: [`Error::Io`] of "device
+/// I/O". The engine's own calls name the operation and path instead.
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
-        Error::Io(e)
+        Error::Io { op: "device I/O", path: None, source: e }
     }
 }

@@ -1,37 +1,79 @@
-//! Arbor: a persistent embedded key-value store on raw disk.
+//! Arbor: a persistent embedded key-value store on a raw block device or a file.
 //!
-//! A copy-on-write B-tree with named trees and durable transactions, writing through
-//! O_DIRECT io_uring. See `docs/format.md` for the on-disk layout and the README for usage.
+//! A copy-on-write B-tree of named trees with durable transactions, one writer beside any
+//! number of snapshot readers, and `O_DIRECT` I/O through io_uring (Linux only).
 //!
-//! # Layout: folders are layers
+//! ```
+//! use arbor::{Db, Options};
 //!
-//! Each folder imports only from the folders listed before it (and from the foundation
-//! files at the crate root: `sync.rs`, the one lock/atomic facade; `error.rs`;
-//! `options.rs`; `addr_map.rs`, the address-keyed hash map):
+//! // A file (created if missing, refused if it holds data) or a block device.
+//! let path = std::env::temp_dir().join(format!("arbor-doc-{}.arbor", std::process::id()));
+//! # let _ = std::fs::remove_file(&path);
+//! let db = Db::create(&path, Options::default())?;
+//! let mut tx = db.begin_write()?;
+//! let mut users = tx.tree("users")?; // created if missing
+//! users.insert(b"alice", b"admin")?;
+//! users.insert(b"bob", b"reader")?;
+//! tx.commit()?; // durable when it returns
 //!
-//! * `io/`: block devices (io_uring, pread/pwrite, simulated), aligned buffers, argument
-//!   checks;
-//! * `mvcc/`: the concurrency core readers share: per-block images and their undo log
-//!   (`slot`, `modlog`), the readers' table, the seq registry and root publication;
-//! * `store/`: the block read path (device, in-flight images, clean cache, verification
-//!   against the pointer) and node views (`NodeBuf`, `decode`);
-//! * `alloc/`: the allocator (bitmap, pending and held runs, orphan list, persistence);
-//! * `writer/`: the single writer's state below the tree, in parts: dirty set, edits
-//!   (`Edit`), retention of what snapshots need, the snapshot bound, transaction scratch,
-//!   early write-back;
-//! * `tree/`: B-trees: lookups and ranges over any `NodeSource`, copy-on-write insert and
-//!   remove, the catalog, the one walker and the walk roots;
-//! * `durable/`: the group-commit pipeline, freeze (seal, superblock), recovery, the
-//!   superblock-area reader;
-//! * `txn/`: transactions: the write API (`WriteTxn`), publish and abort, `Snapshot`, the
-//!   state the handles share;
-//! * `db.rs`: `Db` (create, open, flush, stats);
-//! * `check/`: online and offline checks, repair, statistics.
+//! let snap = db.snapshot()?; // a consistent view, usable from any thread
+//! let users = snap.tree("users")?.expect("committed above");
+//! assert_eq!(users.get(b"bob")?, Some(b"reader".to_vec()));
+//! let keys: Vec<Vec<u8>> = users.iter()?.map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+//! assert_eq!(keys, [b"alice".to_vec(), b"bob".to_vec()]);
+//! drop((users, snap, db));
 //!
-//! Internal invariants are assertions; `Error::Corrupt` is reserved for bytes that came
+//! let db = Db::open(&path, Options::default())?; // recovers the newest durable state
+//! # drop(db);
+//! # std::fs::remove_file(&path).unwrap();
+//! # Ok::<(), arbor::Error>(())
+//! ```
+//!
+//! # Concepts
+//!
+//! * **Stores.** [`Db::create`] formats a file or a block device, [`Db::open`] opens one;
+//!   [`Db::create_on`] and [`Db::open_on`] take any [`BlockDevice`]. [`Db::memory`] makes a
+//!   store in memory for tests. Files start small and grow in steps
+//!   ([`Options::file_grow_step_bytes`]). Where the filesystem has no `O_DIRECT` (tmpfs, some
+//!   FUSE filesystems) the file is used through the page cache with `fdatasync`, and a `log`
+//!   warning says so. The library never prints: it reports through [`Error`] and the [`log`]
+//!   crate.
+//! * **Trees.** A store holds named trees of byte keys and byte values; keys compare as
+//!   unsigned bytes. [`WriteTxn::tree`] creates a tree on first use; it exists, empty or not,
+//!   until [`WriteTxn::delete_tree`].
+//! * **Transactions.** One [`WriteTxn`] at a time ([`Db::begin_write`] waits for the
+//!   previous one). Its changes are visible to itself at once and to others at
+//!   [`WriteTxn::commit`]; [`WriteTxn::abort`], or dropping it, undoes them.
+//! * **Durability.** Per transaction ([`WriteTxn::set_durability`], default
+//!   [`Options::durability`]): [`Durability::Immediate`] returns after the device flush that
+//!   covers the commit (concurrent commits share flushes), [`Durability::Eventual`] flushes
+//!   at a later commit after [`Options::eventual_interval`], [`Durability::None`] only
+//!   publishes. A crash recovers a prefix of the commit order that holds every acknowledged
+//!   `Immediate` commit. After a failed write or flush the handle is fail-stop
+//!   ([`Error::PreviousIo`]) until the store is reopened.
+//! * **Snapshots.** [`Db::snapshot`] is a cheap, `Send + Sync + Clone` view of the last
+//!   commit; its [`Tree`]s read (`get`, `range`, `iter`, `len`, `first`, `last`) while the
+//!   writer goes on.
+//! * **Bounds.** What snapshots hold back is bounded ([`Options::modlog_max_bytes`],
+//!   [`Options::pinned_max_blocks`]); past a bound, [`SnapshotPolicy`] decides: the oldest
+//!   snapshots expire ([`Error::SnapshotExpired`] on their next read, never wrong data), or
+//!   the next writer waits. A transaction's undo log is capped too
+//!   ([`Options::txn_undo_max_bytes`], [`Error::TransactionTooLarge`]). Keys are at most a
+//!   quarter block ([`Error::KeyTooLarge`]), values 4 GiB − 1.
+//! * **Checks.** [`Db::check`] verifies every reachable block; [`check`] has the offline
+//!   check and repairs the `arbor` tool uses. [`io::SimDevice`] simulates crashes and faults,
+//!   for testing code built on Arbor.
+//!
+//! The design (layers, commit protocol, snapshot rules, recovery) is `docs/design.md` in the
+//! source repository, with the on-disk format in `docs/format.md`; comments in the code
+//! cite its sections as "design.md §N"; its §1 maps the engine's layers to the source
+//! folders.
+//!
+//! Internal invariants are assertions; [`Error::Corrupt`] is reserved for bytes that came
 //! from the device.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
 
 mod addr_map;
 mod alloc;
@@ -49,6 +91,7 @@ pub mod io;
 pub mod mvcc;
 mod options;
 mod store;
+#[doc(hidden)]
 pub mod sync;
 mod tree;
 mod txn;

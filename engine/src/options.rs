@@ -26,7 +26,10 @@ pub enum SnapshotPolicy {
     #[default]
     ExpireOldest,
     /// The writer waits for readers to drop their snapshots, then errors after `timeout`.
-    WriterWaits { timeout: Duration },
+    WriterWaits {
+        /// How long `begin_write` waits before it fails with `Error::SnapshotBoundReached`.
+        timeout: Duration,
+    },
 }
 
 /// Configuration for `Db::create` / `Db::open`. `Options::default()` suits most uses.
@@ -48,9 +51,13 @@ pub struct Options {
     pub queue_depth: u32,
     /// Which I/O backend to use (`Auto` falls back to pread/pwrite when io_uring is unavailable).
     pub io_backend: IoBackend,
-    /// Files: initial size at create, growth step, and maximum size.
+    /// Files: size at create. The default, 0, makes a new store as small as it can be
+    /// (512 KiB at 4 KiB blocks); it grows as it fills (`file_grow_step_bytes`).
     pub file_initial_bytes: u64,
+    /// Files: the largest growth step. Each step is as large as the file already is, up to
+    /// this, and is written with zeros once (design.md §10.16).
     pub file_grow_step_bytes: u64,
+    /// Files: the largest size they grow to; past it, commits get `Error::NoSpace`.
     pub file_max_bytes: u64,
     /// Durability of transactions that do not call `set_durability`.
     pub durability: Durability,
@@ -79,7 +86,7 @@ impl Default for Options {
             txn_undo_max_bytes: 256 << 20,
             queue_depth: 64,
             io_backend: IoBackend::Auto,
-            file_initial_bytes: 64 << 20,
+            file_initial_bytes: 0,
             file_grow_step_bytes: 64 << 20,
             file_max_bytes: 1 << 40,
             durability: Durability::Immediate,

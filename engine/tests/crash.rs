@@ -166,7 +166,7 @@ fn io_error_during_commit_is_fail_stop_and_reopen_recovers() {
     dev.fail_after(0);
     let mut tx = db.begin_write().unwrap();
     tx.tree("t").unwrap().insert(b"k2", b"v2").unwrap();
-    assert!(matches!(tx.commit(), Err(Error::Io(_))));
+    assert!(matches!(tx.commit(), Err(Error::Io { .. })));
     // Fail-stop: the handle refuses further writes with the original error.
     assert!(matches!(db.begin_write(), Err(Error::PreviousIo { .. })));
     let image = dev.crash();
@@ -301,7 +301,7 @@ fn read_error_during_recovery_is_reported_not_a_fallback() {
     let root = newest.catalog_root().address() * 4096;
     image.fail_reads_at(root..root + 4096);
     match Db::open_on(Box::new(image.clone()), small_opts()) {
-        Err(Error::Io(_)) => {}
+        Err(Error::Io { .. }) => {}
         Err(e) => panic!("open failed with {e}, not the read error"),
         Ok(db) => {
             let fallbacks = db.stats().recovery_fallbacks;

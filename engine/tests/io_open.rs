@@ -27,7 +27,9 @@ fn small_opts(backend: IoBackend) -> DeviceOptions {
 fn forced_sync_backend() {
     let dir = arbor_testkit::temp_dir!();
     let dev = open_path(&dir.path().join("s"), true, &small_opts(IoBackend::Sync)).unwrap();
-    assert!(dev.describe().starts_with("pread/pwrite file"), "{}", dev.describe());
+    // "file", or "buffered file" on tmpfs (ARBOR_TEST_DIR).
+    let name = dev.describe();
+    assert!(name.starts_with("pread/pwrite ") && name.contains("file /"), "{name}");
     let data = AlignedBuf::from_slice(&[7u8; 4096], 4096);
     dev.write_at(4096, &data).unwrap();
     dev.flush().unwrap();
@@ -53,7 +55,14 @@ fn create_and_reopen_rules() {
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("f");
     let missing = open_path(&path, false, &small_opts(IoBackend::Auto));
-    assert!(matches!(missing, Err(Error::Io(ref e)) if e.kind() == std::io::ErrorKind::NotFound));
+    let not_found = std::io::ErrorKind::NotFound;
+    assert!(matches!(missing, Err(Error::Io { source: ref e, .. }) if e.kind() == not_found));
+    // The message names the operation and the path; the OS error is only the source, so
+    // a reporter that prints the chain prints it once.
+    let missing = missing.err().unwrap();
+    assert_eq!(missing.to_string(), format!("I/O error: open on {}", path.display()));
+    let source = std::error::Error::source(&missing).unwrap().to_string();
+    assert!(source.contains("No such file"), "{source}");
     let dev = open_path(&path, true, &small_opts(IoBackend::Auto)).unwrap();
     assert_eq!(dev.len_bytes(), 1 << 20, "initial size");
     drop(dev);
@@ -77,7 +86,15 @@ fn second_open_in_process_is_locked() {
     let first = open_path(&path, true, &small_opts(IoBackend::Auto)).unwrap();
     for backend in [IoBackend::Auto, IoBackend::Uring, IoBackend::Sync] {
         let second = open_path(&path, true, &small_opts(backend));
-        assert!(matches!(second, Err(Error::Locked)), "{backend:?}: {:?}", second.err());
+        match second {
+            Err(Error::Locked { path: ref p, ref holder }) => {
+                assert_eq!(p, &path);
+                assert_eq!(holder.as_deref(), Some("this process"));
+                let msg = second.as_ref().err().unwrap().to_string();
+                assert!(msg.contains("already open") && msg.contains("this process"), "{msg}");
+            }
+            _ => panic!("{backend:?}: {:?}", second.err()),
+        }
     }
     drop(first);
     open_path(&path, false, &small_opts(IoBackend::Auto)).expect("free again after drop");
@@ -92,7 +109,9 @@ fn lock_probe_child() {
     let Some(path) = std::env::var_os(PROBE_ENV) else { return };
     let verdict = match open_path(Path::new(&path), false, &small_opts(IoBackend::Auto)) {
         Ok(_) => "opened".to_string(),
-        Err(Error::Locked) => "locked".to_string(),
+        Err(Error::Locked { holder: Some(h), .. }) if h.starts_with("process ") => {
+            "locked".to_string()
+        }
         Err(e) => format!("error {e}"),
     };
     println!("lock-probe-verdict: {verdict}");
@@ -129,22 +148,58 @@ fn dev_shm_is_tmpfs() -> bool {
     })
 }
 
+/// Log records of this test binary, for the tests that check what the engine logs.
+struct Captured(std::sync::Mutex<Vec<String>>);
+
+impl log::Log for Captured {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        self.0.lock().unwrap().push(format!("{} {}", record.level(), record.args()));
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURED: Captured = Captured(std::sync::Mutex::new(Vec::new()));
+
+/// The log lines captured so far that mention `needle`.
+fn logged(needle: &str) -> Vec<String> {
+    let _ = log::set_logger(&CAPTURED);
+    log::set_max_level(log::LevelFilter::Trace);
+    CAPTURED.0.lock().unwrap().iter().filter(|l| l.contains(needle)).cloned().collect()
+}
+
+/// On tmpfs the file is used buffered, with every backend, and says so in one log line.
 #[test]
-fn tmpfs_is_refused_clearly() {
+fn tmpfs_is_buffered() {
     if !dev_shm_is_tmpfs() {
-        println!("SKIPPED tmpfs_is_refused_clearly: /dev/shm is not a tmpfs mount");
+        println!("SKIPPED tmpfs_is_buffered: /dev/shm is not a tmpfs mount");
         return;
     }
+    let _ = logged("");
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();
-    for backend in [IoBackend::Auto, IoBackend::Sync] {
-        let err = open_path(&dir.path().join("t"), true, &small_opts(backend)).err();
-        match err {
-            Some(Error::InvalidInput(msg)) => {
-                assert!(msg.contains("O_DIRECT is not supported"), "{msg}");
-                assert!(msg.contains("tmpfs"), "{msg}");
+    for (i, backend) in [IoBackend::Auto, IoBackend::Sync, IoBackend::Uring].into_iter().enumerate()
+    {
+        let path = dir.path().join(format!("t{i}"));
+        let dev = match open_path(&path, true, &small_opts(backend)) {
+            Err(Error::Io { op, .. }) if backend == IoBackend::Uring && op.contains("io_uring") => {
+                continue; // no io_uring here: nothing to check for this backend
             }
-            other => panic!("expected InvalidInput, got {other:?}"),
-        }
+            other => other.unwrap(),
+        };
+        assert!(dev.describe().contains("buffered file"), "{}", dev.describe());
+        let mut data = AlignedBuf::zeroed(8192, 4096);
+        data[100] = 7;
+        dev.write_at(4096, &data).unwrap();
+        dev.flush().unwrap();
+        let mut back = AlignedBuf::zeroed(8192, 4096);
+        dev.read_at(4096, &mut back).unwrap();
+        assert_eq!(back[100], 7);
+        let lines = logged(&path.display().to_string());
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("WARN O_DIRECT is not supported"), "{lines:?}");
+        assert!(lines[0].contains("tmpfs") && lines[0].contains("fdatasync"), "{lines:?}");
     }
 }
 
@@ -183,7 +238,8 @@ fn uring_device_reports_itself() {
     let dev = UringDevice::open(&dir.path().join("u"), true, &small_opts(IoBackend::Uring));
     let dev = dev.unwrap();
     assert_eq!(dev.queue_depth(), 8);
-    assert!(dev.describe().starts_with("io_uring file"), "{}", dev.describe());
+    let name = dev.describe();
+    assert!(name.starts_with("io_uring ") && name.contains("file /"), "{name}");
 }
 
 #[test]
@@ -267,7 +323,7 @@ fn kill_reopen_cycles(path: &Path) -> Vec<usize> {
         commit_then_kill(path, cycle);
         match arbor::Db::open(path, common::small_opts()) {
             Ok(db) => drop(db),
-            Err(Error::Locked) => {
+            Err(Error::Locked { .. }) => {
                 locked.push(cycle);
                 // Let the old ring go so the next cycle's child can open the store.
                 std::thread::sleep(std::time::Duration::from_millis(200));
@@ -331,4 +387,52 @@ fn reopen_after_kill_is_never_locked_on_a_block_device() {
     drop(arbor::Db::create(&lo.0, common::small_opts()).unwrap());
     let locked = kill_reopen_cycles(&lo.0);
     assert!(locked.is_empty(), "Locked right after wait() in cycles {locked:?} of {KILL_CYCLES}");
+}
+
+const QUIET_ENV: &str = "ARBOR_QUIET_CHILD";
+
+/// Child side of `library_never_writes_to_stderr`: create, reopen, a second opener, a
+/// target that is no store, the pread/pwrite backend, a buffered file on tmpfs, a memory
+/// store. Runs only when the parent sets the environment variable.
+#[test]
+fn quiet_child() {
+    let Some(dir) = std::env::var_os(QUIET_ENV) else { return };
+    let dir = Path::new(&dir);
+    let path = dir.join("quiet");
+    let db = arbor::Db::create(&path, arbor::Options::default()).unwrap();
+    let mut tx = db.begin_write().unwrap();
+    tx.tree("t").unwrap().insert(b"k", b"v").unwrap();
+    tx.commit().unwrap();
+    let second = arbor::Db::open(&path, arbor::Options::default());
+    assert!(matches!(second, Err(Error::Locked { .. })));
+    drop(db);
+    let sync = arbor::Options { io_backend: IoBackend::Sync, ..arbor::Options::default() };
+    drop(arbor::Db::open(&path, sync).unwrap());
+    std::fs::write(dir.join("zeros"), vec![0u8; 1 << 20]).unwrap();
+    let none = arbor::Db::open(dir.join("zeros"), arbor::Options::default());
+    assert!(matches!(none, Err(Error::NotAnArborStore { .. })));
+    if dev_shm_is_tmpfs() {
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let db = arbor::Db::create(shm.path().join("s"), arbor::Options::default()).unwrap();
+        assert!(db.stats().device.contains("buffered"), "{}", db.stats().device);
+    }
+    let db = arbor::Db::memory(16 << 20).unwrap();
+    db.begin_write().unwrap().commit().unwrap();
+    println!("quiet-child-done");
+}
+
+/// The library reports through return values and the `log` crate, never by printing: a
+/// child process that goes through the paths above writes nothing to stderr.
+#[test]
+fn library_never_writes_to_stderr() {
+    let _serial = common::serialized_with_spawns();
+    let dir = arbor_testkit::temp_dir!();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "quiet_child", "--nocapture", "--test-threads=1"])
+        .env(QUIET_ENV, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("quiet-child-done"), "child: {stdout}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "the library wrote to stderr");
 }

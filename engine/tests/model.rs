@@ -5,8 +5,8 @@ mod common;
 
 use std::ops::Bound;
 
-use arbor::io::SimDevice;
-use arbor::{Db, Durability};
+use arbor::io::{MemDevice, SimDevice};
+use arbor::{BlockDevice, Db, Durability};
 use common::{dump, key, small_opts, value, Model, Rng};
 
 fn check_range(
@@ -48,10 +48,37 @@ fn check_range(
     assert_eq!(both, want, "alternating ends");
 }
 
+/// Where `run` keeps the store: the simulated device (reopened after a simulated crash) or
+/// the memory device of `Db::memory` (reopened as after a clean close).
+#[derive(Clone)]
+enum Device {
+    Sim(SimDevice),
+    Mem(MemDevice),
+}
+
+impl Device {
+    fn boxed(&self) -> Box<dyn BlockDevice> {
+        match self {
+            Device::Sim(dev) => Box::new(dev.clone()),
+            Device::Mem(dev) => Box::new(dev.clone()),
+        }
+    }
+
+    fn crash(&self) -> Device {
+        match self {
+            Device::Sim(dev) => Device::Sim(dev.crash()),
+            Device::Mem(dev) => Device::Mem(dev.clone()),
+        }
+    }
+}
+
 fn run(seed: u64, steps: usize) {
+    run_on(Device::Sim(SimDevice::new(256 << 20, 4096, seed)), seed, steps)
+}
+
+fn run_on(mut dev: Device, seed: u64, steps: usize) {
     let mut rng = Rng(seed);
-    let mut dev = SimDevice::new(256 << 20, 4096, seed);
-    let mut db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
+    let mut db = Db::create_on(dev.boxed(), small_opts()).unwrap();
     let mut committed = Model::new();
     let names = ["alpha", "beta", "gamma"];
     let mut step = 0;
@@ -88,7 +115,7 @@ fn run(seed: u64, steps: usize) {
             db.flush().unwrap();
             drop(db);
             dev = dev.crash();
-            db = Db::open_on(Box::new(dev.clone()), small_opts()).unwrap();
+            db = Db::open_on(dev.boxed(), small_opts()).unwrap();
             let got = dump(&db);
             assert_eq!(got, committed, "seed {seed} step {step}: after reopen");
         }
@@ -129,6 +156,15 @@ fn random_operations_agree_with_a_btreemap() {
         std::env::var("ARBOR_MODEL_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5_000);
     for seed in 1..=4u64 {
         run(seed, steps);
+    }
+}
+
+/// The same random operations on the memory device behind `Db::memory`, which starts empty
+/// and grows as the store fills.
+#[test]
+fn random_operations_in_memory() {
+    for seed in 1..=2 {
+        run_on(Device::Mem(MemDevice::new(256 << 20)), seed, 3000);
     }
 }
 

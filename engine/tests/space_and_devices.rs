@@ -105,14 +105,14 @@ fn a_second_opener_gets_locked_and_wrong_files_are_refused() {
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("a.arbor");
     let db = Db::create(&path, Options::default()).unwrap();
-    assert!(matches!(Db::open(&path, Options::default()), Err(Error::Locked)));
+    assert!(matches!(Db::open(&path, Options::default()), Err(Error::Locked { .. })));
     drop(db);
     // Creating over an existing store needs force.
     assert!(matches!(Db::create(&path, Options::default()), Err(Error::ExistingData { .. })));
     // A file of zeros is not a store.
     let zeros = dir.path().join("zeros");
     std::fs::write(&zeros, vec![0u8; 1 << 20]).unwrap();
-    assert!(matches!(Db::open(&zeros, Options::default()), Err(Error::NotAnArborStore)));
+    assert!(matches!(Db::open(&zeros, Options::default()), Err(Error::NotAnArborStore { .. })));
 }
 
 /// `Db::create` on `path` without overwriting: the `ExistingData` description, or a panic.
@@ -128,7 +128,7 @@ fn refused(path: &std::path::Path) -> String {
 /// only known signatures), leaves it untouched, and says what it found.
 #[test]
 fn create_refuses_any_data_unless_told_to_overwrite() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = arbor_testkit::temp_dir!();
     let text = dir.path().join("notes.txt");
     let notes = b"shopping: eggs, flour\nremember: the store is not a scratch file\n".repeat(30);
     std::fs::write(&text, &notes).unwrap();
@@ -202,7 +202,7 @@ fn loop_device_create_write_reopen() {
     let _guard = Loop(dev.clone());
     {
         let db = Db::create(&dev, Options::default()).unwrap();
-        assert!(matches!(Db::open(&dev, Options::default()), Err(Error::Locked)));
+        assert!(matches!(Db::open(&dev, Options::default()), Err(Error::Locked { .. })));
         let mut tx = db.begin_write().unwrap();
         let mut t = tx.tree("t").unwrap();
         for i in 0..10_000u32 {

@@ -28,7 +28,7 @@ fn commit_after_a_failed_insert_rolls_back() {
     let mut tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     read_errors(&dev, true);
-    assert!(matches!(t.insert(b"k", &[2; 3000]), Err(Error::Io(_))));
+    assert!(matches!(t.insert(b"k", &[2; 3000]), Err(Error::Io { .. })));
     read_errors(&dev, false);
     // Validation errors stay harmless, every other call is refused.
     assert!(matches!(t.insert(b"x", &vec![0; 5000]).unwrap_err(), Error::InvalidInput(_)));

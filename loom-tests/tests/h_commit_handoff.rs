@@ -105,7 +105,7 @@ impl Handoff for Disk {
         if ok {
             Ok(DurableMark { gen, alternation: 0, superblock_crc: 0 })
         } else {
-            Err(Error::Io(std::io::Error::other("injected flush failure")))
+            Err(Error::from(std::io::Error::other("injected flush failure")))
         }
     }
 }
@@ -270,7 +270,7 @@ fn a_failed_flush_fails_every_later_commit() {
         for (gen, result) in &results {
             match result {
                 Ok(()) => assert!(*gen < 2, "commit in generation {gen} Ok after the failure"),
-                Err(Error::Io(_)) => io_errors += 1,
+                Err(Error::Io { .. }) => io_errors += 1,
                 Err(Error::PreviousIo { .. }) => FAILURE.note(usize::try_from(*gen).expect("s")),
                 Err(e) => panic!("unexpected error {e}"),
             }

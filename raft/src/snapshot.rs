@@ -256,7 +256,11 @@ fn load_pairs<R: io::Read>(db: &Db, reader: &mut StreamReader<R>, kv: &str) -> a
 }
 
 fn stream_error(what: impl Into<String>) -> arbor::Error {
-    arbor::Error::Io(io::Error::new(io::ErrorKind::InvalidData, what.into()))
+    arbor::Error::Io {
+        op: "read a raft snapshot",
+        path: None,
+        source: io::Error::new(io::ErrorKind::InvalidData, what.into()),
+    }
 }
 
 /// Installs the snapshot in `data` over tree set `set`; returns the new live set.

@@ -1,6 +1,6 @@
 //! Helpers shared by the workspace's tests (a dev-dependency only, never shipped): the one
-//! random generator, temporary directories on a disk-backed filesystem, and the option
-//! presets tests build small stores with.
+//! random generator, temporary directories (on the target's disk, or where
+//! [`TEST_DIR_ENV`] says), and the option presets tests build small stores with.
 
 use std::path::Path;
 
@@ -10,11 +10,17 @@ use arbor::Options;
 /// generator (its simulated device draws from it), so there is exactly one.
 pub use arbor::io::SplitMix64 as Rng;
 
+/// The environment variable that moves every test's temporary directory: `scripts/test.sh`
+/// sets it to a directory on `/dev/shm` for a second pass of the engine's tests, so that
+/// they run on tmpfs, where files are buffered (no `O_DIRECT`).
+pub const TEST_DIR_ENV: &str = "ARBOR_TEST_DIR";
+
 /// A temporary directory under `parent` (pass `env!("CARGO_TARGET_TMPDIR")`, or use
-/// [`temp_dir!`]): on the target's disk, because the engine needs O_DIRECT, which tmpfs
-/// refuses.
+/// [`temp_dir!`]), or under `$ARBOR_TEST_DIR` when that is set ([`TEST_DIR_ENV`]). The
+/// default is the target's disk, so that stores use O_DIRECT as in production.
 pub fn temp_dir_in(parent: impl AsRef<Path>, prefix: &str) -> tempfile::TempDir {
-    let parent = parent.as_ref();
+    let from_env = std::env::var_os(TEST_DIR_ENV).filter(|dir| !dir.is_empty());
+    let parent = from_env.as_deref().map(Path::new).unwrap_or(parent.as_ref());
     std::fs::create_dir_all(parent).expect("create the temporary directories' parent");
     tempfile::Builder::new().prefix(prefix).tempdir_in(parent).expect("temporary directory")
 }

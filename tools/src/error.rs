@@ -25,7 +25,7 @@ impl CliError {
     }
 
     pub fn store(path: &Path, e: arbor::Error) -> CliError {
-        CliError::new(format!("{}: {e}", path.display()))
+        CliError::new(format!("{}: {}", path.display(), with_causes(&e)))
     }
 
     /// A `create` error, in the tool's words: existing data is overwritten with `--force`.
@@ -49,8 +49,21 @@ impl fmt::Display for CliError {
 
 impl From<arbor::Error> for CliError {
     fn from(e: arbor::Error) -> CliError {
-        CliError::new(e.to_string())
+        CliError::new(with_causes(&e))
     }
+}
+
+/// An error's message followed by its causes (`arbor::Error::Io` keeps the OS error as its
+/// `source`, out of its own message).
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 impl From<std::io::Error> for CliError {

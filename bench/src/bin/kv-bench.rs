@@ -47,7 +47,8 @@ struct Args {
     /// LMDB run on files in --dir, which should be on the same disk.
     #[arg(long, value_name = "DEV")]
     device: Option<PathBuf>,
-    /// Directory for temporary stores (a real disk: Arbor uses O_DIRECT, tmpfs refuses it).
+    /// Directory for temporary stores (a real disk: Arbor uses O_DIRECT; on tmpfs it would be
+    /// buffered, which measures something else).
     /// Default: ./target if it exists, else /var/tmp.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,

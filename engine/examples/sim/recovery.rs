@@ -25,7 +25,7 @@ pub fn recover(sim: &mut Sim, image: SimDevice) -> Option<(Db, SimDevice)> {
         image.set_random_faults(faults, sim.rng.next_u64());
     }
     let mut opened = guarded(sim, |s| Db::open_on(Box::new(image.clone()), sim_opts(s)))?;
-    if let Err(Error::Io(e)) = &opened {
+    if let Err(e @ Error::Io { .. }) = &opened {
         if image.fault_counts().read_errors == 0 {
             sim.fail("open", format!("open failed with I/O error {e} that no fault explains"));
             return None;
@@ -178,7 +178,7 @@ pub fn check_store(sim: &mut Sim, db: &Db, dev: &SimDevice) -> bool {
     if dev.fault_counts().read_errors > read_errors {
         let clean = match &result {
             Ok(report) => report.findings.iter().all(|p| p.detail.contains("I/O error")),
-            Err(e) => matches!(e, Error::Io(_)),
+            Err(e) => matches!(e, Error::Io { .. }),
         };
         ev!(sim.trace, "check met read errors (only their findings: {clean}); again without");
         dev.pause_random_faults(true);

@@ -364,7 +364,7 @@ impl<'a> Session<'a> {
             self.failstop = true;
         }
         let ok = match e {
-            Error::Io(_) => {
+            Error::Io { .. } => {
                 self.sim.counters.io_errors += 1;
                 d.read_errors > 0 || wrote_err
             }
@@ -457,7 +457,7 @@ pub fn dump_snapshot(snap: &Snapshot) -> arbor::Result<State> {
 /// An error's variant name (the trace holds no OS message text).
 pub fn short_error(e: &Error) -> &'static str {
     match e {
-        Error::Io(_) => "Io",
+        Error::Io { .. } => "Io",
         Error::Corrupt { .. } => "Corrupt",
         Error::NoSpace => "NoSpace",
         Error::KeyTooLarge { .. } => "KeyTooLarge",

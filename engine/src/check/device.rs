@@ -20,7 +20,7 @@ use super::{CheckReport, Problem, ProblemKind, Progress, Source, Walk};
 use crate::alloc::Allocator;
 use crate::durable::recovery;
 use crate::durable::superblock::{decode_slot, read_area, SlotReport, SlotState};
-use crate::io::BlockDevice;
+use crate::io::{target_name, BlockDevice};
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -31,12 +31,15 @@ const CHECK_CACHE_BYTES: u64 = 1 << 20;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct GenerationCheck {
+    /// The generation checked.
     pub generation: u64,
     /// Slots holding a valid copy of this generation.
     pub slots: Vec<u8>,
+    /// Its superblock (the first valid copy).
     pub superblock: Superblock,
     /// Whether the allocator was cross-checked against reachability (the newest only).
     pub full: bool,
+    /// What the walk of its trees and allocator found.
     pub report: CheckReport,
 }
 
@@ -51,19 +54,24 @@ impl GenerationCheck {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct DeviceCheck {
+    /// Every superblock slot as read.
     pub slots: Vec<SlotReport>,
+    /// The store's block size.
     pub block_bytes: u32,
+    /// The device's length.
     pub device_bytes: u64,
     /// Every generation a valid superblock copy holds, newest first.
     pub generations: Vec<GenerationCheck>,
     /// The generation `Db::open` would recover to, or why it would fail.
     pub opens_at: Option<u64>,
+    /// Why `Db::open` would fail, when `opens_at` is `None`.
     pub open_error: Option<String>,
     /// Superblock-level problems (slots and copies).
     pub problems: Vec<Problem>,
 }
 
 impl DeviceCheck {
+    /// No problem in any slot or generation.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty() && self.generations.iter().all(|g| g.report.is_ok())
     }
@@ -96,7 +104,7 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
     let Some(newest) = newest else {
         // Without a single superblock magic this is not a damaged store but something else.
         if slots.iter().all(|s| s.claimed_generation.is_none()) {
-            return Err(Error::NotAnArborStore);
+            return Err(Error::NotAnArborStore { target: target_name(dev.as_ref()) });
         }
         let device_bytes = dev.len_bytes();
         return Ok(DeviceCheck {

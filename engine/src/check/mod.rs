@@ -93,6 +93,7 @@ impl ProblemKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Problem {
+    /// What is wrong.
     pub kind: ProblemKind,
     /// Block address (block number) of the damage; for superblock problems, the slot's byte
     /// offset divided by 4096.
@@ -111,15 +112,23 @@ impl fmt::Display for Problem {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TreeStat {
+    /// The tree's name (`(catalog)` for the catalog).
     pub name: Vec<u8>,
+    /// The tree's id (never reused).
     pub id: u64,
     /// Levels, counting the leaves (1 for a tree that is a single leaf).
     pub depth: u8,
+    /// Leaf blocks.
     pub leaf_blocks: u64,
+    /// Internal blocks.
     pub internal_blocks: u64,
+    /// Blocks of overflow extents (values too large to store inline).
     pub overflow_blocks: u64,
+    /// Values stored in overflow extents.
     pub overflow_values: u64,
+    /// Key-value pairs.
     pub entries: u64,
+    /// Key bytes.
     pub key_bytes: u64,
     /// Value bytes, overflow values included.
     pub value_bytes: u64,
@@ -143,12 +152,19 @@ impl TreeStat {
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct CheckReport {
+    /// Named trees.
     pub trees: u64,
+    /// Key-value pairs in all trees.
     pub entries: u64,
+    /// Leaf and internal blocks of every tree, the catalog included.
     pub tree_blocks: u64,
+    /// Blocks of overflow extents.
     pub overflow_blocks: u64,
+    /// Blocks of the allocator's own structures (bitmap chunks, index, pending lists).
     pub allocator_blocks: u64,
+    /// Blocks freed by the newest generation, free once a later one is durable.
     pub pending_blocks: u64,
+    /// Free blocks.
     pub free_blocks: u64,
     /// Non-root leaf and internal blocks less than a quarter full (informational).
     pub underfull_nodes: u64,
@@ -161,6 +177,7 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// No problem found.
     pub fn is_ok(&self) -> bool {
         self.findings.is_empty()
     }

@@ -19,7 +19,7 @@ use arbor_format::constants::SUPERBLOCK_BYTES;
 use arbor_format::superblock::{alternation, alternation_slots, slot_offset, Superblock};
 
 use super::{DeviceCheck, GenerationCheck, ProblemKind, Source, Walk};
-use crate::io::{AlignedBuf, BlockDevice, WriteOp};
+use crate::io::{dev_error, AlignedBuf, BlockDevice, WriteOp};
 use crate::{Db, Error, Result};
 
 /// What [`repair_superblocks`] did.
@@ -108,8 +108,8 @@ fn write_superblocks(dev: &dyn BlockDevice, writes: &[(u8, Superblock)]) -> Resu
         .collect();
     let ops: Vec<WriteOp<'_>> =
         bufs.iter().map(|(offset, buf)| WriteOp { offset: *offset, data: buf }).collect();
-    dev.write_batch(&ops)?;
-    dev.flush()?;
+    dev.write_batch(&ops).map_err(dev_error(dev, "write superblocks"))?;
+    dev.flush().map_err(dev_error(dev, "flush"))?;
     Ok(())
 }
 

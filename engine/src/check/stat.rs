@@ -18,11 +18,13 @@ const STAT_CACHE_BYTES: u64 = 1 << 20;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Space {
+    /// The store's block size.
     pub block_bytes: u32,
     /// Blocks the store manages (the superblock area included).
     pub block_count: u64,
     /// Blocks the superblock area takes.
     pub reserved_blocks: u64,
+    /// Free blocks.
     pub free_blocks: u64,
     /// Blocks freed by the newest generation: free once a later generation is durable.
     pub pending_blocks: u64,
@@ -65,11 +67,15 @@ impl Space {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct StoreStat {
+    /// The generation the figures describe (the newest durable one).
     pub generation: u64,
+    /// The store's block size.
     pub block_bytes: u32,
+    /// The device's length.
     pub device_bytes: u64,
     /// The catalog first (named `(catalog)`), then every named tree.
     pub trees: Vec<TreeStat>,
+    /// Free space.
     pub space: Space,
     /// Blocks the walk could not read (the figures leave them out).
     pub problems: Vec<Problem>,

@@ -11,7 +11,7 @@ use arbor_format::node::{LeafValue, ValueRef};
 use arbor_format::superblock::{self, Superblock};
 use arbor_format::{header, ChildPtr};
 
-use crate::io::AlignedBuf;
+use crate::io::{dev_error, AlignedBuf};
 use crate::mvcc::Slot;
 use crate::store::Store;
 use crate::sync::Arc;
@@ -280,9 +280,9 @@ pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
     for (offset, buf) in &frozen.superblocks {
         ops.push(WriteOp { offset: *offset, data: buf });
     }
-    s.dev.write_batch(&ops)?;
+    s.dev.write_batch(&ops).map_err(dev_error(&*s.dev, "write"))?;
     crate::fault::hit(crate::fault::FaultPoint::WriteOut);
-    s.dev.flush()?;
+    s.dev.flush().map_err(dev_error(&*s.dev, "flush"))?;
     use crate::sync::Ordering;
     s.counters.blocks_written.fetch_add(frozen.blocks.len() as u64, Ordering::Relaxed);
     s.counters.flushes.fetch_add(1, Ordering::Relaxed);

@@ -14,11 +14,11 @@
 //! both ending in the one record `DurableState::failed`: a panic that unwinds while a guard
 //! of the writer is alive poisons the writer's mutex, which [`Pipeline::lock_writer`] — the
 //! only way the engine takes the writer — turns into the record; a panic in a leader's
-//! freeze or write-out ends its flush as failed ([`Leading`]), so that no waiter waits for a
+//! freeze or write-out ends its flush as failed (`Leading`), so that no waiter waits for a
 //! flush that will never end.
 //!
 //! The hand-off ([`Pipeline::hand_off`]) is generic over the work it hands to a leader
-//! ([`Handoff`]): the engine's is [`Flush`] (`freeze::freeze`, then `freeze::write_out`),
+//! ([`Handoff`]): the engine's is `Flush` (`freeze::freeze`, then `freeze::write_out`),
 //! and `loom-tests/` drives the same hand-off with a toy writer and a fake flush. Exported
 //! `#[doc(hidden)]` for that reason only.
 
@@ -374,7 +374,7 @@ impl Pipeline {
                 Ok(())
             }
             Err(e) => {
-                leading.end(Some(Err(Failure::Io(e.to_string()))));
+                leading.end(Some(Err(Failure::Io(e.with_sources()))));
                 Err(e)
             }
         })

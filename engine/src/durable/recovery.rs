@@ -17,6 +17,7 @@ use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
 use crate::durable::superblock::Found;
+use crate::io::target_name;
 use crate::store::{NodeBuf, Store};
 use crate::sync::Arc;
 use crate::tree::walk::{catalog_entries, is_catalog_leaf, node_of, Walk};
@@ -134,7 +135,7 @@ pub(crate) fn recover(s: &Store, found: Found) -> Result<Opened> {
             Err(e) => return Err(e),
         }
     }
-    Err(last_err.unwrap_or(Error::NotAnArborStore))
+    Err(last_err.unwrap_or_else(|| Error::NotAnArborStore { target: target_name(&*s.dev) }))
 }
 
 fn try_generation(s: &Store, sb: &Superblock) -> Result<(Allocator, BTreeMap<Vec<u8>, TreeMeta>)> {

@@ -6,7 +6,7 @@ use arbor_format::constants::{
 };
 use arbor_format::superblock::{slot_offset, Superblock, SUPERBLOCK_MAGIC};
 
-use crate::io::{AlignedBuf, BlockDevice};
+use crate::io::{dev_error, target_name, AlignedBuf, BlockDevice};
 use crate::{Error, Result};
 
 /// What one superblock slot holds.
@@ -25,9 +25,11 @@ pub enum SlotState {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SlotReport {
+    /// The slot's number (0..4: two alternations of two copies, design.md §10.11).
     pub slot: u8,
     /// Byte offset of the slot on the device.
     pub offset: u64,
+    /// Whether the slot is empty, valid or invalid.
     pub state: SlotState,
     /// The decoded record, when it verifies.
     pub superblock: Option<Superblock>,
@@ -90,7 +92,7 @@ pub(crate) fn read_area(dev: &dyn BlockDevice) -> Result<AlignedBuf> {
     let have = usize::try_from(dev.len_bytes()).unwrap_or(usize::MAX).min(area.len());
     let have = have - have % sector;
     if let Some(buf) = area.get_mut(..have) {
-        dev.read_at(0, buf)?;
+        dev.read_at(0, buf).map_err(dev_error(dev, "read the superblock area"))?;
     }
     Ok(area)
 }
@@ -109,7 +111,7 @@ pub(crate) struct Found {
 /// the magic fails verification).
 pub(crate) fn read_superblocks(dev: &dyn BlockDevice) -> Result<Found> {
     if dev.len_bytes() < SUPERBLOCK_AREA_BYTES {
-        return Err(Error::NotAnArborStore);
+        return Err(Error::NotAnArborStore { target: target_name(dev) });
     }
     let area = read_area(dev)?;
     let mut copies = Vec::new();
@@ -134,7 +136,7 @@ pub(crate) fn read_superblocks(dev: &dyn BlockDevice) -> Result<Found> {
         if rejected > 0 {
             return Err(Error::corrupt(0, "every superblock copy failed verification"));
         }
-        return Err(Error::NotAnArborStore);
+        return Err(Error::NotAnArborStore { target: target_name(dev) });
     }
     copies.sort_by_key(|(_, sb)| std::cmp::Reverse(sb.generation()));
     debug_assert!(copies.iter().all(|(_, sb)| sb.generation() <= max_generation_seen));

@@ -62,14 +62,17 @@ impl AlignedBuf {
         buf
     }
 
+    /// Length in bytes.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether the length is 0.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The alignment of its memory, in bytes.
     pub fn align(&self) -> usize {
         self.align
     }

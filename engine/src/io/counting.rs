@@ -17,6 +17,7 @@ pub struct CountingDevice<D> {
 }
 
 impl<D: BlockDevice> CountingDevice<D> {
+    /// Wraps `inner`, with the counts at 0.
     pub fn new(inner: D) -> CountingDevice<D> {
         CountingDevice {
             inner,
@@ -28,10 +29,12 @@ impl<D: BlockDevice> CountingDevice<D> {
         }
     }
 
+    /// The wrapped device.
     pub fn inner(&self) -> &D {
         &self.inner
     }
 
+    /// Unwraps the device.
     pub fn into_inner(self) -> D {
         self.inner
     }
@@ -107,5 +110,9 @@ impl<D: BlockDevice> BlockDevice for CountingDevice<D> {
 
     fn describe(&self) -> String {
         format!("counting({})", self.inner.describe())
+    }
+
+    fn path(&self) -> Option<&std::path::Path> {
+        self.inner.path()
     }
 }

@@ -14,9 +14,12 @@
 //!   the direct-I/O alignment the kernel reports through `statx(STATX_DIOALIGN)` (the larger
 //!   of the offset and memory alignments, at least 512); kernels before 6.1 do not report
 //!   it, and then we assume 4096, which every Linux filesystem accepts for direct I/O on
-//!   devices with logical sectors up to 4 KiB. tmpfs/ramfs, and filesystems that report a
-//!   zero direct-I/O alignment or refuse `O_DIRECT` with `EINVAL`, are refused with a clear
-//!   [`Error::InvalidInput`].
+//!   devices with logical sectors up to 4 KiB.
+//! * buffered files: on tmpfs/ramfs (whose "direct" I/O goes through memory anyway), and on
+//!   filesystems that report a zero direct-I/O alignment or refuse `O_DIRECT` with `EINVAL`
+//!   (some FUSE ones), the file is used without `O_DIRECT`, through the page cache, with
+//!   the same 4096-byte alignment and `fdatasync` for durability (design.md §7). One `log`
+//!   warning says so. A block device that refuses `O_DIRECT` is an [`Error::InvalidInput`].
 //!
 //! # Why the lock has a descriptor of its own
 //! A flock or an `O_EXCL` claim is released when the last reference to its open file
@@ -50,6 +53,8 @@ const SECTOR_BYTES_MIN: u32 = 512;
 const SECTOR_BYTES_MAX: u32 = 64 * 1024;
 /// Size of each zero write that initialises newly grown file space (design.md §10.16).
 const GROW_ZERO_WRITE_BYTES: usize = 4 << 20;
+/// Direct-I/O alignment assumed for files opened without `O_DIRECT` (buffered).
+const BUFFERED_SECTOR_BYTES: u32 = 4096;
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
 /// `EINTR`s tolerated while the existing-data probe reads one region.
 const READ_INTERRUPTS_MAX: usize = 16;
@@ -70,6 +75,8 @@ pub(crate) struct DevFile {
     _lock: File,
     path: PathBuf,
     kind: TargetKind,
+    /// Opened with `O_DIRECT`; false for a buffered file (see the module comment).
+    direct: bool,
     sector_bytes: u32,
     /// Published with Release after the new space is zeroed and synced, so a reader that
     /// sees the new length finds initialised, durable-size space behind it.
@@ -90,7 +97,7 @@ fn unsupported_direct_io(path: &Path, why: &str) -> Error {
 
 impl DevFile {
     pub(crate) fn open(path: &Path, create: bool, opts: &DeviceOptions) -> Result<DevFile, Error> {
-        let dev = match std::fs::metadata(path) {
+        let mut dev = match std::fs::metadata(path) {
             Ok(meta) if meta.file_type().is_block_device() => DevFile::open_block(path)?,
             Ok(meta) if !meta.is_file() => {
                 return Err(Error::InvalidInput(format!(
@@ -102,7 +109,7 @@ impl DevFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 DevFile::open_file(path, create, opts)?
             }
-            Err(e) => return Err(Error::Io(e)),
+            Err(e) => return Err(Error::io("open", Some(path), e)),
         };
         // Refuse existing data before anything is written: growing a file zero-fills from
         // its last whole sector, which would destroy a short file's bytes.
@@ -114,7 +121,7 @@ impl DevFile {
             // not a multiple of the step.
             let sector = u64::from(dev.sector_bytes);
             let want = opts.initial_bytes.div_ceil(sector) * sector;
-            dev.grow_to(want.min(dev.max_bytes)).map_err(Error::Io)?;
+            dev.grow_to(want.min(dev.max_bytes)).map_err(|e| Error::io("grow", Some(path), e))?;
         }
         if dev.kind == TargetKind::File {
             dev.check_first_read()?;
@@ -126,8 +133,8 @@ impl DevFile {
         // The claim first: a busy device is `Locked` before anything else is tried.
         let lock = OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(path).map_err(
             |e| match e.raw_os_error() {
-                Some(libc::EBUSY) => Error::Locked,
-                _ => Error::Io(e),
+                Some(libc::EBUSY) => Error::Locked { path: path.to_owned(), holder: None },
+                _ => Error::io("open", Some(path), e),
             },
         )?;
         let file = OpenOptions::new()
@@ -137,7 +144,7 @@ impl DevFile {
             .open(path)
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::EINVAL) => unsupported_direct_io(path, "open returned EINVAL"),
-                _ => Error::Io(e),
+                _ => Error::io("open", Some(path), e),
             })?;
         check_same_target(&lock, &file, path)?;
         let fd = file.as_raw_fd();
@@ -145,12 +152,12 @@ impl DevFile {
         // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points to `size`,
         // alive for the call; `fd` is open for the call's duration.
         if unsafe { libc::ioctl(fd, BLKGETSIZE64 as _, &mut size as *mut u64) } != 0 {
-            return Err(Error::Io(io::Error::last_os_error()));
+            return Err(Error::io("BLKGETSIZE64", Some(path), io::Error::last_os_error()));
         }
         let mut sector: libc::c_int = 0;
         // SAFETY: BLKSSZGET writes one int through the pointer, which points to `sector`.
         if unsafe { libc::ioctl(fd, BLKSSZGET as _, &mut sector as *mut libc::c_int) } != 0 {
-            return Err(Error::Io(io::Error::last_os_error()));
+            return Err(Error::io("BLKSSZGET", Some(path), io::Error::last_os_error()));
         }
         let sector_bytes = u32::try_from(sector).unwrap_or(0);
         if !sector_bytes.is_power_of_two()
@@ -167,6 +174,7 @@ impl DevFile {
             _lock: lock,
             path: path.to_owned(),
             kind: TargetKind::BlockDevice,
+            direct: true,
             sector_bytes,
             len_bytes: AtomicU64::new(len),
             grow_step_bytes: 0,
@@ -176,66 +184,95 @@ impl DevFile {
     }
 
     fn open_file(path: &Path, create: bool, opts: &DeviceOptions) -> Result<DevFile, Error> {
-        // The lock first (creating the file if asked): nothing else is tried on a file that
-        // another handle holds. Write access only because `create` needs it; no byte is
-        // ever written through this descriptor.
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(create)
-            .create(create)
-            .mode(0o600)
-            .open(path)
-            .map_err(Error::Io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked),
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::Io(e)),
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::EINVAL) => unsupported_direct_io(path, "open returned EINVAL"),
-                _ => Error::Io(e),
-            })?;
+        let lock = lock_file(path, create)?;
+        let (file, mut buffered_why) = match open_direct(path) {
+            Ok(file) => (file, None),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                let file = OpenOptions::new().read(true).write(true).open(path);
+                (file.map_err(|e| Error::io("open", Some(path), e))?, Some("open returned EINVAL"))
+            }
+            Err(e) => return Err(Error::io("open", Some(path), e)),
+        };
         check_same_target(&lock, &file, path)?;
-        check_filesystem(&file, path)?;
-        let sector_bytes = file_sector_bytes(&file, path)?;
-        let size = file.metadata().map_err(Error::Io)?.len();
+        if buffered_why.is_none() {
+            buffered_why = direct_io_refusal(&file, path)?;
+        }
+        let sector_bytes = match buffered_why {
+            Some(_) => BUFFERED_SECTOR_BYTES,
+            None => file_sector_bytes(&file, path)?,
+        };
+        let size = file.metadata().map_err(|e| Error::io("stat", Some(path), e))?.len();
         let sector = u64::from(sector_bytes);
         let step = opts.grow_step_bytes.max(sector).div_ceil(sector) * sector;
-        Ok(DevFile {
+        let mut dev = DevFile {
             file,
             _lock: lock,
             path: path.to_owned(),
             kind: TargetKind::File,
+            direct: true,
             sector_bytes,
             len_bytes: AtomicU64::new(size - size % sector),
             grow_step_bytes: step,
             max_bytes: opts.max_bytes - opts.max_bytes % sector,
             grow_lock: Mutex::new(()),
-        })
+        };
+        if let Some(why) = buffered_why {
+            dev.use_buffered(why)?;
+        }
+        Ok(dev)
+    }
+
+    /// Turns this file's I/O buffered (see the module comment), saying so in the log once.
+    fn use_buffered(&mut self, why: &str) -> Result<(), Error> {
+        debug_assert_eq!(self.kind, TargetKind::File);
+        if !self.direct {
+            return Ok(());
+        }
+        let fd = self.fd();
+        // SAFETY: F_GETFL and F_SETFL take and return integers only; `fd` is open.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: as above.
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+            let e = io::Error::last_os_error();
+            return Err(Error::io("clear O_DIRECT", Some(&self.path), e));
+        }
+        self.direct = false;
+        log::warn!(
+            "O_DIRECT is not supported for {} ({why}); using buffered I/O with fdatasync",
+            self.path.display()
+        );
+        Ok(())
     }
 
     /// `create`'s safety check ([`probe_target`]) on the target's real bytes: a file's whole
     /// length, including a partial last sector that [`DevFile::len`] leaves out.
-    fn refuse_existing_data(&self) -> Result<(), Error> {
+    fn refuse_existing_data(&mut self) -> Result<(), Error> {
         let len_bytes = match self.kind {
             TargetKind::BlockDevice => self.len(),
-            TargetKind::File => self.file.metadata().map_err(Error::Io)?.len(),
+            TargetKind::File => {
+                let meta = self.file.metadata().map_err(|e| self.error("stat", e))?;
+                meta.len()
+            }
         };
-        let found = probe_target(len_bytes, self.sector_bytes, &mut |offset, buf| {
-            self.read_to_end_of_file(offset, buf)
-        });
+        let probe = |dev: &DevFile| {
+            probe_target(len_bytes, dev.sector_bytes, &mut |offset, buf| {
+                dev.read_to_end_of_file(offset, buf)
+            })
+        };
+        let mut found = probe(self);
+        if let Err(e) = &found {
+            if self.refuses_direct_read(e) {
+                self.use_buffered("an aligned read returned EINVAL")?;
+                found = probe(self);
+            }
+        }
         match found {
             Ok(None) => Ok(()),
             Ok(Some(what)) => Err(Error::ExistingData { what }),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 Err(unsupported_direct_io(&self.path, "an aligned read returned EINVAL"))
             }
-            Err(e) => Err(Error::Io(e)),
+            Err(e) => Err(self.error("read", e)),
         }
     }
 
@@ -265,7 +302,7 @@ impl DevFile {
 
     /// Some filesystems accept `O_DIRECT` at open and fail the first aligned read with
     /// `EINVAL`; find out now rather than in the middle of a commit.
-    fn check_first_read(&self) -> Result<(), Error> {
+    fn check_first_read(&mut self) -> Result<(), Error> {
         if self.len() == 0 {
             return Ok(());
         }
@@ -273,11 +310,23 @@ impl DevFile {
         let mut buf = AlignedBuf::zeroed(sector, sector);
         match self.file.read_exact_at(&mut buf, 0) {
             Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                Err(unsupported_direct_io(&self.path, "an aligned read returned EINVAL"))
+            Err(e) if self.refuses_direct_read(&e) => {
+                self.use_buffered("an aligned read returned EINVAL")?;
+                self.file.read_exact_at(&mut buf, 0).map_err(|e| self.error("read", e))
             }
-            Err(e) => Err(Error::Io(e)),
+            Err(e) => Err(self.error("read", e)),
         }
+    }
+
+    /// An aligned read of a file opened with `O_DIRECT` failed with `EINVAL`: the
+    /// filesystem accepted the flag at open but cannot do direct I/O.
+    fn refuses_direct_read(&self, e: &io::Error) -> bool {
+        self.kind == TargetKind::File && self.direct && e.raw_os_error() == Some(libc::EINVAL)
+    }
+
+    /// [`Error::Io`] of `op` on this target.
+    pub(crate) fn error(&self, op: &'static str, source: io::Error) -> Error {
+        Error::io(op, Some(&self.path), source)
     }
 
     pub(crate) fn file(&self) -> &File {
@@ -293,10 +342,16 @@ impl DevFile {
     }
 
     pub(crate) fn kind_name(&self) -> &'static str {
-        match self.kind {
-            TargetKind::BlockDevice => "block device",
-            TargetKind::File => "file",
+        match (self.kind, self.direct) {
+            (TargetKind::BlockDevice, _) => "block device",
+            (TargetKind::File, true) => "file",
+            (TargetKind::File, false) => "buffered file",
         }
+    }
+
+    /// Whether I/O bypasses the page cache (`O_DIRECT`).
+    pub(crate) fn is_direct(&self) -> bool {
+        self.direct
     }
 
     pub(crate) fn sector_bytes(&self) -> u32 {
@@ -307,15 +362,16 @@ impl DevFile {
         self.len_bytes.load(Ordering::Acquire)
     }
 
-    /// `BlockDevice::grow` for both backends: files grow in `grow_step_bytes` steps up to
-    /// `max_bytes`; block devices keep their length.
+    /// `BlockDevice::grow` for both backends: files grow in whole steps up to `max_bytes`,
+    /// each step as large as the file already is, at most `grow_step_bytes` (so a new store
+    /// starts at what `create` needs and doubles up to the step, design.md §10.16); block
+    /// devices keep their length.
     pub(crate) fn grow(&self, min_len_bytes: u64) -> io::Result<u64> {
         let current = self.len();
         if self.kind == TargetKind::BlockDevice || min_len_bytes <= current {
             return Ok(current);
         }
-        let step = self.grow_step_bytes;
-        let want = min_len_bytes.checked_next_multiple_of(step).unwrap_or(u64::MAX);
+        let want = grown_len(current, min_len_bytes, self.grow_step_bytes, self.sector_bytes);
         self.grow_to(want.min(self.max_bytes))
     }
 
@@ -400,7 +456,8 @@ impl DevFile {
 /// was renamed or replaced between them.
 fn check_same_target(lock: &File, file: &File, path: &Path) -> Result<(), Error> {
     use std::os::unix::fs::MetadataExt;
-    let (a, b) = (lock.metadata().map_err(Error::Io)?, file.metadata().map_err(Error::Io)?);
+    let stat = |f: &File| f.metadata().map_err(|e| Error::io("stat", Some(path), e));
+    let (a, b) = (stat(lock)?, stat(file)?);
     if (a.dev(), a.ino(), a.rdev()) != (b.dev(), b.ino(), b.rdev()) {
         return Err(Error::InvalidInput(format!(
             "{} was replaced while it was being opened",
@@ -410,30 +467,34 @@ fn check_same_target(lock: &File, file: &File, path: &Path) -> Result<(), Error>
     Ok(())
 }
 
-/// Refuses filesystems whose "direct" I/O is not direct: tmpfs and ramfs accept `O_DIRECT`
-/// on recent kernels but keep everything in memory, so a store there is never durable.
-fn check_filesystem(file: &File, path: &Path) -> Result<(), Error> {
+/// Why `file` must be used buffered, if it must: tmpfs and ramfs accept `O_DIRECT` on
+/// recent kernels but keep everything in memory anyway, and a filesystem that reports a zero
+/// direct-I/O alignment has none.
+fn direct_io_refusal(file: &File, path: &Path) -> Result<Option<&'static str>, Error> {
     // SAFETY: statfs is plain data; all-zero bytes are a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: fstatfs writes one `statfs` through the pointer, which points to `st`.
     if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
-        return Err(Error::Io(io::Error::last_os_error()));
+        return Err(Error::io("fstatfs", Some(path), io::Error::last_os_error()));
     }
     #[allow(clippy::unnecessary_cast)] // f_type's width differs between architectures.
     let fs_type = st.f_type as i64;
     #[allow(clippy::unnecessary_cast)] // TMPFS_MAGIC's type differs between libcs.
     let tmpfs = libc::TMPFS_MAGIC as i64;
     if fs_type == tmpfs {
-        return Err(unsupported_direct_io(path, "the file is on tmpfs, which keeps it in memory"));
+        return Ok(Some("the file is on tmpfs"));
     }
     if fs_type == RAMFS_MAGIC {
-        return Err(unsupported_direct_io(path, "the file is on ramfs, which keeps it in memory"));
+        return Ok(Some("the file is on ramfs"));
     }
-    Ok(())
+    match dio_align(file) {
+        Some((0, _)) => Ok(Some("the filesystem reports no direct-I/O support")),
+        _ => Ok(None),
+    }
 }
 
-/// The file's direct-I/O alignment from `statx(STATX_DIOALIGN)`, or the documented default.
-fn file_sector_bytes(file: &File, path: &Path) -> Result<u32, Error> {
+/// `statx(STATX_DIOALIGN)`'s (offset, memory) alignments, if the kernel reports them.
+fn dio_align(file: &File) -> Option<(u32, u32)> {
     // SAFETY: statx is plain data; all-zero bytes are a valid value.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     let empty = c"";
@@ -449,12 +510,18 @@ fn file_sector_bytes(file: &File, path: &Path) -> Result<u32, Error> {
         )
     };
     if rc != 0 || stx.stx_mask & libc::STATX_DIOALIGN == 0 {
+        return None;
+    }
+    Some((stx.stx_dio_offset_align, stx.stx_dio_mem_align))
+}
+
+/// The file's direct-I/O alignment from `statx(STATX_DIOALIGN)`, or the documented default.
+fn file_sector_bytes(file: &File, path: &Path) -> Result<u32, Error> {
+    let Some((offset_align, mem_align)) = dio_align(file) else {
         return Ok(FILE_SECTOR_BYTES_DEFAULT);
-    }
-    if stx.stx_dio_offset_align == 0 {
-        return Err(unsupported_direct_io(path, "the filesystem reports no direct-I/O support"));
-    }
-    let align = stx.stx_dio_offset_align.max(stx.stx_dio_mem_align).max(SECTOR_BYTES_MIN);
+    };
+    debug_assert_ne!(offset_align, 0, "direct_io_refusal turns a zero alignment buffered");
+    let align = offset_align.max(mem_align).max(SECTOR_BYTES_MIN);
     if !align.is_power_of_two() || align > SECTOR_BYTES_MAX {
         return Err(Error::InvalidInput(format!(
             "{}: unsupported direct-I/O alignment {align}",
@@ -462,4 +529,85 @@ fn file_sector_bytes(file: &File, path: &Path) -> Result<u32, Error> {
         )));
     }
     Ok(align)
+}
+
+/// The length a file of `current` bytes grows to for `min_len_bytes`: whole steps of
+/// `current` bytes (at least a sector, at most `step_max_bytes`), enough to reach it.
+pub(crate) fn grown_len(current: u64, min_len_bytes: u64, step_max_bytes: u64, sector: u32) -> u64 {
+    let sector = u64::from(sector);
+    debug_assert!(current.is_multiple_of(sector) && step_max_bytes.is_multiple_of(sector));
+    let step = current.clamp(sector, step_max_bytes.max(sector));
+    let steps = min_len_bytes.saturating_sub(current).div_ceil(step).max(1);
+    current.saturating_add(steps.saturating_mul(step))
+}
+
+/// Takes the lock on a file (creating it, mode 0600, if asked) through a descriptor of its
+/// own: nothing else is tried on a file that another handle holds. Write access only
+/// because `create` needs it; no byte is ever written through this descriptor.
+fn lock_file(path: &Path, create: bool) -> Result<File, Error> {
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(create)
+        .create(create)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("open", Some(path), e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Error::Locked { path: path.to_owned(), holder: flock_holder(&lock) })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", Some(path), e)),
+    }
+}
+
+/// The I/O descriptor of a file, with `O_DIRECT`.
+fn open_direct(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path)
+}
+
+/// Who holds the flock on `file`, from `/proc/locks` ("this process", "process 42
+/// (name)"), or `None` when that cannot be told.
+fn flock_holder(file: &File) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().ok()?;
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF"
+    let pid: u32 = locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let is_flock = fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&id.as_str());
+        if is_flock {
+            fields.get(4)?.parse().ok()
+        } else {
+            None
+        }
+    })?;
+    if pid == std::process::id() {
+        return Some("this process".into());
+    }
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
+    Some(match name {
+        Some(name) => format!("process {pid} ({})", name.trim()),
+        None => format!("process {pid}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grown_len;
+
+    /// A new file grows to exactly what is asked; then each step doubles the file, up to
+    /// the largest step (design.md §10.16).
+    #[test]
+    fn growth_steps_double_up_to_the_step() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(grown_len(0, 512 << 10, 64 * MIB, 4096), 512 << 10);
+        assert_eq!(grown_len(512 << 10, (512 << 10) + 1, 64 * MIB, 4096), MIB);
+        assert_eq!(grown_len(MIB, 10 * MIB, 64 * MIB, 4096), 10 * MIB);
+        assert_eq!(grown_len(64 * MIB, 64 * MIB + 1, 64 * MIB, 4096), 128 * MIB);
+        assert_eq!(grown_len(128 * MIB, 128 * MIB + 1, 64 * MIB, 4096), 192 * MIB);
+        assert_eq!(grown_len(0, 1, 64 * MIB, 4096), 4096);
+    }
 }

@@ -1,7 +1,9 @@
 //! Block devices: the trait the engine writes through, and its implementations.
 //!
 //! * [`UringDevice`]: io_uring + O_DIRECT on a file or block device (the default).
-//! * [`SyncDevice`]: pread/pwrite + O_DIRECT, chosen when io_uring is unavailable.
+//! * [`SyncDevice`]: pread/pwrite, chosen when io_uring is unavailable or the file is
+//!   buffered (no `O_DIRECT`: tmpfs, some FUSE filesystems).
+//! * [`MemDevice`]: in memory, growing on demand; behind `Db::memory`.
 //! * [`SimDevice`]: in-memory, deterministic, fault-injecting; models a crash.
 //!
 //! Contract shared by every implementation (checked by the conformance suite):
@@ -23,30 +25,46 @@ mod args;
 mod buf;
 mod counting;
 mod file;
+mod mem;
 mod open;
 mod pool;
+// `SplitMix64`'s methods (exported hidden, for the workspace's tests) have no docs yet;
+// the rest of the module is documented.
+#[allow(missing_docs)]
 mod sim;
 mod sync_dev;
 mod uring;
 
 pub use buf::AlignedBuf;
 pub use counting::CountingDevice;
+pub use mem::MemDevice;
 pub use open::{open_path, probe_existing_data, uring_fallback_reason, DeviceOptions, IoBackend};
-pub use sim::{FaultCounts, RandomFaults, SimDevice, SplitMix64};
+/// The seeded generator behind [`SimDevice`]; exported for the workspace's tests, which
+/// share it (`arbor-testkit`). Not part of the supported API.
+#[doc(hidden)]
+pub use sim::SplitMix64;
+pub use sim::{FaultCounts, RandomFaults, SimDevice};
 pub use sync_dev::SyncDevice;
 pub use uring::UringDevice;
 
 use std::io;
+use std::path::Path;
+
+use crate::Error;
 
 /// One read of a contiguous, aligned byte range into `buf` (its whole length).
 pub struct ReadOp<'a> {
+    /// Byte offset on the device (a multiple of the sector).
     pub offset: u64,
+    /// Where the bytes go: aligned memory, a whole number of sectors.
     pub buf: &'a mut [u8],
 }
 
 /// One write of `data` (aligned memory, aligned length) at `offset`.
 pub struct WriteOp<'a> {
+    /// Byte offset on the device (a multiple of the sector).
     pub offset: u64,
+    /// The bytes: aligned memory, a whole number of sectors.
     pub data: &'a [u8],
 }
 
@@ -82,6 +100,11 @@ pub trait BlockDevice: Send + Sync {
     /// A short human-readable description for logs and `stats()` ("io_uring file /x").
     fn describe(&self) -> String;
 
+    /// The file or block device behind this device, if it has one: named in errors.
+    fn path(&self) -> Option<&Path> {
+        None
+    }
+
     /// Convenience: one read.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.read_batch(&mut [ReadOp { offset, buf }])
@@ -114,5 +137,24 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn path(&self) -> Option<&Path> {
+        (**self).path()
+    }
+}
+
+/// Turns an error of `op` on `dev` into [`Error::Io`] naming the device's path.
+pub(crate) fn dev_error<'a>(
+    dev: &'a dyn BlockDevice,
+    op: &'static str,
+) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::io(op, dev.path(), source)
+}
+
+/// How errors name `dev`: its path, or its description when it has none.
+pub(crate) fn target_name(dev: &dyn BlockDevice) -> String {
+    match dev.path() {
+        Some(path) => path.display().to_string(),
+        None => dev.describe(),
     }
 }

@@ -26,26 +26,30 @@ use crate::Error;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IoBackend {
     /// io_uring, falling back to pread/pwrite when io_uring cannot be set up (seccomp,
-    /// `kernel.io_uring_disabled`, old kernel); the fallback prints one line to stderr.
+    /// `kernel.io_uring_disabled`, old kernel) or the file is buffered (no `O_DIRECT`, as on
+    /// tmpfs); a fallback is reported in one `log` warning.
     #[default]
     Auto,
     /// io_uring only: a setup failure is an error.
     Uring,
-    /// pread/pwrite + O_DIRECT.
+    /// pread/pwrite.
     Sync,
 }
 
-/// How a device is opened. Sizes are in bytes; files grow in `grow_step_bytes` steps.
+/// How a device is opened. Sizes are in bytes; files grow in steps (see `grow_step_bytes`).
 #[derive(Clone, Debug)]
 pub struct DeviceOptions {
+    /// The backend (see [`IoBackend`]).
     pub backend: IoBackend,
     /// io_uring submission queue entries per ring (batches larger than this run in waves).
     pub queue_depth: u32,
-    /// Files grow by multiples of this (design.md §10.16: large steps, written once).
+    /// Largest growth step of a file: each step is as large as the file already is, up to
+    /// this (design.md §10.16: steps written once).
     pub grow_step_bytes: u64,
     /// A file never grows past this.
     pub max_bytes: u64,
-    /// A newly created (or shorter) file is grown to this at `create`.
+    /// A newly created (or shorter) file is grown to this at `create`; 0 leaves growth to
+    /// the engine, which asks for what a new store needs.
     pub initial_bytes: u64,
     /// With `create`: go ahead even when the target holds data (see the module comment);
     /// otherwise that is [`Error::ExistingData`], and nothing has been written. Without
@@ -60,42 +64,50 @@ impl Default for DeviceOptions {
             queue_depth: 64,
             grow_step_bytes: 64 << 20,
             max_bytes: u64::MAX,
-            initial_bytes: 64 << 20,
+            initial_bytes: 0,
             overwrite_existing: false,
         }
     }
 }
 
-/// Opens a block device or a file (creating the file when `create`), exclusively, for
-/// O_DIRECT I/O, with the backend `opts.backend` asks for. With `create`, a target that
-/// holds data is refused before anything is written unless `opts.overwrite_existing`.
+/// Opens a block device or a file (creating the file when `create`), exclusively, with the
+/// backend `opts.backend` asks for: `O_DIRECT` where the filesystem supports it, buffered
+/// with `fdatasync` where it does not (tmpfs, some FUSE filesystems). With `create`, a
+/// target that holds data is refused before anything is written unless
+/// `opts.overwrite_existing`.
 ///
 /// Errors: [`Error::Locked`] when another handle in this or another process holds it;
-/// [`Error::ExistingData`] as just said;
-/// [`Error::InvalidInput`] when the filesystem has no O_DIRECT (tmpfs); [`Error::Io`] else.
+/// [`Error::ExistingData`] as just said; [`Error::InvalidInput`] for a block device without
+/// `O_DIRECT`; [`Error::Io`] else.
 pub fn open_path(
     path: &Path,
     create: bool,
     opts: &DeviceOptions,
 ) -> Result<Box<dyn BlockDevice>, Error> {
     let file = DevFile::open(path, create, opts)?;
+    let ring = |file: &DevFile| {
+        setup_ring(opts.queue_depth).map_err(|e| file.error("set up an io_uring for", e))
+    };
     match opts.backend {
         IoBackend::Sync => Ok(Box::new(SyncDevice::from_file(file))),
         IoBackend::Uring => {
-            let ring = setup_ring(opts.queue_depth).map_err(Error::Io)?;
+            let ring = ring(&file)?;
             Ok(Box::new(UringDevice::with_ring(file, ring)))
         }
+        // Buffered I/O is a copy through the page cache: io_uring would add a worker
+        // thread's hand-off to each write and nothing else.
+        IoBackend::Auto if !file.is_direct() => Ok(Box::new(SyncDevice::from_file(file))),
         IoBackend::Auto => match setup_ring(opts.queue_depth) {
             Ok(ring) => Ok(Box::new(UringDevice::with_ring(file, ring))),
             Err(e) => match uring_fallback_reason(&e) {
                 Some(reason) => {
-                    eprintln!(
-                        "arbor: io_uring unavailable ({reason}); using pread/pwrite for {}",
+                    log::warn!(
+                        "io_uring unavailable ({reason}); using pread/pwrite for {}",
                         path.display()
                     );
                     Ok(Box::new(SyncDevice::from_file(file)))
                 }
-                None => Err(Error::Io(e)),
+                None => Err(file.error("set up an io_uring for", e)),
             },
         },
     }

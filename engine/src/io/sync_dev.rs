@@ -1,5 +1,6 @@
-//! `SyncDevice`: pread/pwrite + O_DIRECT, fdatasync for flush. The fallback when io_uring is
-//! unavailable, and a reference the io_uring backend is checked against.
+//! `SyncDevice`: pread/pwrite, fdatasync for flush. The fallback when io_uring is
+//! unavailable, the backend of buffered files (no `O_DIRECT`: tmpfs, some FUSE filesystems,
+//! see `file.rs`), and a reference the io_uring backend is checked against.
 //!
 //! Each op is one positioned read or write (std's `read_exact_at`/`write_all_at`, which
 //! retry `EINTR` and continue short transfers); ops are not coalesced — this backend favours
@@ -18,7 +19,7 @@ use crate::Error;
 /// Retries of one call that fails with `EAGAIN` (not expected on a blocking descriptor).
 const RETRIES_MAX: u32 = 16;
 
-/// pread/pwrite + O_DIRECT device.
+/// pread/pwrite device: `O_DIRECT` where the filesystem has it, buffered where it does not.
 pub struct SyncDevice {
     file: DevFile,
 }
@@ -91,5 +92,9 @@ impl BlockDevice for SyncDevice {
             self.file.path().display(),
             self.sector_bytes()
         )
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(self.file.path())
     }
 }

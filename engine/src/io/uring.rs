@@ -56,6 +56,8 @@ pub const RETRIES_MAX: u32 = 16;
 const ENTER_RETRIES_MAX: u32 = 10_000;
 /// Idle rings kept per device; more concurrent callers get rings that are closed after use.
 pub const RINGS_IDLE_MAX: usize = 32;
+/// How often a ring that cannot be entered is checked for its last completions.
+const DRAIN_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 /// Largest ring we ask for (the kernel caps at 32768 entries).
 const QUEUE_DEPTH_MAX: u32 = 4096;
 /// Most ops coalesced into one vectored operation (the kernel's IOV_MAX is 1024).
@@ -246,7 +248,8 @@ impl UringDevice {
     /// io_uring is unavailable.
     pub fn open(path: &Path, create: bool, opts: &DeviceOptions) -> Result<UringDevice, Error> {
         let file = DevFile::open(path, create, opts)?;
-        let ring = setup_ring(opts.queue_depth).map_err(Error::Io)?;
+        let ring =
+            setup_ring(opts.queue_depth).map_err(|e| file.error("set up an io_uring for", e))?;
         Ok(UringDevice::with_ring(file, ring))
     }
 
@@ -400,9 +403,10 @@ fn complete(seg: &mut Segment, dir: Dir, result: i32) -> io::Result<()> {
 }
 
 /// Submits whatever is queued and waits for `want` completions, retrying `EINTR`, `EAGAIN`
-/// and `EBUSY` (bounded). On a hard failure, returns the error only if the kernel holds none
-/// of our SQEs (all `in_flight` are still unconsumed in the SQ); otherwise it cannot return
-/// without letting the kernel write into freed memory, and aborts the process (fail-stop).
+/// and `EBUSY` (bounded). On a hard failure it returns the error, but only once the kernel
+/// holds none of our SQEs (each is either unconsumed in the SQ or has its completion in the
+/// CQ): returning earlier would let the kernel write into memory the caller frees. See
+/// [`drain_after_failure`].
 fn wait(ring: &mut IoUring, want: usize, in_flight: usize) -> io::Result<()> {
     let mut failures = 0u32;
     loop {
@@ -425,18 +429,33 @@ fn wait(ring: &mut IoUring, want: usize, in_flight: usize) -> io::Result<()> {
             }
             continue;
         }
-        let unconsumed = ring.submission().len();
-        let in_kernel = in_flight.saturating_sub(unconsumed + ring.completion().len());
-        if in_kernel == 0 {
-            return Err(io::Error::new(err.kind(), format!("io_uring_enter: {err}")));
+        if in_kernel(ring, in_flight) > 0 {
+            drain_after_failure(ring, in_flight, &err);
         }
-        if failures >= ENTER_RETRIES_MAX.saturating_mul(2) {
-            eprintln!(
-                "arbor: io_uring_enter keeps failing ({err}) with {in_kernel} operations in \
-                 flight; aborting rather than freeing buffers the kernel may still use"
-            );
-            std::process::abort();
-        }
+        return Err(io::Error::new(err.kind(), format!("io_uring_enter: {err}")));
+    }
+}
+
+/// Operations the kernel has consumed from the SQ and not yet completed into the CQ.
+fn in_kernel(ring: &mut IoUring, in_flight: usize) -> usize {
+    let unconsumed = ring.submission().len();
+    in_flight.saturating_sub(unconsumed + ring.completion().len())
+}
+
+/// `io_uring_enter` keeps failing while the kernel holds some of our operations: the ring
+/// is unusable, but its buffers are not ours to free yet. Waits, without entering the ring,
+/// until the kernel has posted a completion for every operation it consumed (a block
+/// request always ends, in completion or a timeout; completions reach the CQ on the return
+/// from any system call, the sleep's included). The caller then returns the error and
+/// discards the ring; the engine treats the failed write or flush as fatal (fail-stop).
+fn drain_after_failure(ring: &mut IoUring, in_flight: usize, err: &io::Error) {
+    log::error!(
+        "io_uring_enter keeps failing ({err}) with {} operations in flight; waiting for the \
+         kernel to complete them, then failing the call",
+        in_kernel(ring, in_flight)
+    );
+    while in_kernel(ring, in_flight) > 0 {
+        std::thread::sleep(DRAIN_POLL_INTERVAL);
     }
 }
 
@@ -480,6 +499,10 @@ impl BlockDevice for UringDevice {
             self.queue_depth,
             self.sector_bytes()
         )
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(self.file.path())
     }
 }
 

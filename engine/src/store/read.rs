@@ -6,7 +6,7 @@ use arbor_format::{header, overflow, BlockKind, ChildPtr, Node, OverflowRef};
 
 use crate::addr_map::AddrMap;
 use crate::error::corrupt;
-use crate::io::{AlignedBuf, BlockDevice};
+use crate::io::{dev_error, AlignedBuf, BlockDevice};
 use crate::mvcc::SlotTable;
 use crate::store::cache::BlockCache;
 use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
@@ -155,7 +155,9 @@ impl Store {
         let addr = ptr.address();
         self.check_in_range(addr, 1)?;
         let mut buf = self.new_block();
-        self.dev.read_at(self.block_offset(addr), &mut buf)?;
+        self.dev
+            .read_at(self.block_offset(addr), &mut buf)
+            .map_err(dev_error(&*self.dev, "read"))?;
         self.counters.block_reads.fetch_add(1, Ordering::Relaxed);
         verify_against(&buf, ptr)?;
         // Tree nodes are validated in full once, here; later accesses trust the image.
@@ -175,7 +177,9 @@ impl Store {
         let len = usize::try_from(blocks * u64::from(self.block_bytes))
             .map_err(|_| Error::corrupt(addr, "overflow extent larger than memory"))?;
         let mut buf = AlignedBuf::zeroed(len, self.align);
-        self.dev.read_at(self.block_offset(addr), &mut buf)?;
+        self.dev
+            .read_at(self.block_offset(addr), &mut buf)
+            .map_err(dev_error(&*self.dev, "read"))?;
         self.counters.block_reads.fetch_add(blocks, Ordering::Relaxed);
         let value = overflow::overflow_read(&buf, r, addr).map_err(|e| corrupt(addr, e))?;
         debug_assert_eq!(value.len() as u64, r.value_len(), "overflow value of {addr}");

@@ -112,6 +112,19 @@ pub struct Tree {
 }
 
 impl Tree {
+    /// The value of `key` at the snapshot, or `None`.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// # let mut tx = db.begin_write()?;
+    /// # tx.tree("users")?.insert(b"alice", b"admin")?;
+    /// # tx.commit()?;
+    /// let snap = db.snapshot()?;
+    /// let users = snap.tree("users")?.expect("the tree exists");
+    /// assert_eq!(users.get(b"alice")?, Some(b"admin".to_vec()));
+    /// assert_eq!(users.get(b"nobody")?, None);
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if key.len() > key_bytes_max(self.snap.inner.shared.store.block_bytes) {
             return Ok(None);
@@ -141,14 +154,17 @@ impl Tree {
         self.meta.entries
     }
 
+    /// Whether the tree held no entry at the snapshot.
     pub fn is_empty(&self) -> bool {
         self.meta.entries == 0
     }
 
+    /// The entry with the smallest key, or `None` for an empty tree.
     pub fn first(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.iter()?.next().transpose()
     }
 
+    /// The entry with the largest key, or `None` for an empty tree.
     pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.iter()?.next_back().transpose()
     }

@@ -155,11 +155,22 @@ impl<'db> WriteTxn<'db> {
         Ok(w.trees.map.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
     }
 
+    /// How this transaction's commit becomes durable, instead of `Options::durability`
+    /// (design.md §10.15).
     pub fn set_durability(&mut self, durability: Durability) {
         self.durability = durability;
     }
 
     /// Publishes the transaction; with `Durability::Immediate` returns after its flush.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// tx.tree("t")?.insert(b"k", b"v")?;
+    /// let info = tx.commit()?;
+    /// assert!(info.durable); // Immediate, the default
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn commit(mut self) -> Result<CommitInfo> {
         let mut w = self.w.take().ok_or_else(|| self.ended())?;
         if let Some(failed) = w.txn.failed.take() {
@@ -201,7 +212,16 @@ impl<'db> WriteTxn<'db> {
         Ok(CommitInfo { seq, generation: gen, durable })
     }
 
-    /// Discards every change of the transaction.
+    /// Discards every change of the transaction (dropping it does the same).
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// tx.tree("t")?.insert(b"k", b"v")?;
+    /// tx.abort()?;
+    /// assert!(db.snapshot()?.tree("t")?.is_none());
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn abort(mut self) -> Result<()> {
         match self.w.take() {
             Some(mut w) => abort_writer(&mut w, self.db),
@@ -219,7 +239,7 @@ impl Drop for WriteTxn<'_> {
         let Some(mut w) = self.w.take() else { return };
         // Errors here mean the log and a block disagree: the handle turns fail-stop.
         if let Err(e) = abort_writer(&mut w, self.db) {
-            self.db.pipeline.state().fail(Failure::Io(e.to_string()));
+            self.db.pipeline.state().fail(Failure::Io(e.with_sources()));
         }
         if std::thread::panicking() {
             // Dropping the guard now poisons the lock; the writer is whole, so say so.
@@ -311,6 +331,16 @@ impl WriteTree<'_, '_> {
 
     /// Inserts or replaces; returns the old value. After an error other than `KeyTooLarge`,
     /// `ValueTooLarge` or `NoSpace` the transaction can only be aborted.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// let mut t = tx.tree("t")?;
+    /// assert_eq!(t.insert(b"k", b"one")?, None);
+    /// assert_eq!(t.insert(b"k", b"two")?, Some(b"one".to_vec()));
+    /// assert_eq!(t.remove(b"k")?, Some(b"two".to_vec()));
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
         let r = self.insert_inner(key, value);
         r.map_err(|e| self.txn.note_failure(e))
@@ -385,6 +415,7 @@ impl WriteTree<'_, '_> {
         Ok(Some(old))
     }
 
+    /// The value of `key`, as this transaction sees it (its own changes included).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if key.len() > key_bytes_max(self.txn.db.store.block_bytes) {
             return Ok(None);
@@ -395,6 +426,19 @@ impl WriteTree<'_, '_> {
     }
 
     /// Iterates a key range in order; `.rev()` iterates backwards.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// let mut tx = db.begin_write()?;
+    /// let mut t = tx.tree("t")?;
+    /// for k in [b"a", b"b", b"c"] {
+    ///     t.insert(k, b"")?;
+    /// }
+    /// let keys: Vec<Vec<u8>> =
+    ///     t.range(b"b".as_slice()..)?.rev().map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    /// assert_eq!(keys, [b"c".to_vec(), b"b".to_vec()]);
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
     pub fn range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<Range<'_>> {
         let start = owned_bound(range.start_bound().map(|k| *k));
         let end = owned_bound(range.end_bound().map(|k| *k));
@@ -417,18 +461,22 @@ impl WriteTree<'_, '_> {
         ))
     }
 
+    /// Number of keys, as this transaction sees it.
     pub fn len(&self) -> Result<u64> {
         Ok(self.meta()?.entries)
     }
 
+    /// Whether the tree has no entry, as this transaction sees it.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.meta()?.entries == 0)
     }
 
+    /// The entry with the smallest key, or `None` for an empty tree.
     pub fn first(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.iter()?.next().transpose()
     }
 
+    /// The entry with the largest key, or `None` for an empty tree.
     pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.iter()?.next_back().transpose()
     }
@@ -494,8 +542,8 @@ fn failed_txn(failed: &str, what_now: &str) -> Error {
 
 /// A device error during a transaction makes the handle fail-stop.
 fn fail_on_io(db: &Shared, e: Error) -> Error {
-    if let Error::Io(io) = &e {
-        db.pipeline.state().fail(Failure::Io(io.to_string()));
+    if let Error::Io { .. } = &e {
+        db.pipeline.state().fail(Failure::Io(e.with_sources()));
     }
     e
 }

@@ -17,7 +17,7 @@ use arbor_format::{BlockKind, ChildPtr, NodeMut};
 
 use crate::alloc::{AllocError, Allocator};
 use crate::error::corrupt;
-use crate::io::AlignedBuf;
+use crate::io::{dev_error, AlignedBuf};
 use crate::mvcc::modlog::{self, Entry, ItemValue, Op};
 use crate::store::{NodeBuf, Store};
 use crate::sync::Arc;
@@ -114,7 +114,7 @@ impl Edit<'_> {
     pub(crate) fn grow_device(&mut self, s: &Store, blocks: u64) -> Result<()> {
         let block_bytes = u64::from(s.block_bytes);
         let target = (self.alloc.block_count() + blocks).saturating_mul(block_bytes);
-        let new_len = s.dev.grow(target)?;
+        let new_len = s.dev.grow(target).map_err(dev_error(&*s.dev, "grow"))?;
         let new_count = new_len / block_bytes;
         if new_count > self.alloc.block_count() {
             self.alloc.grow(new_count);

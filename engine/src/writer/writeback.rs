@@ -21,7 +21,7 @@ use arbor_format::constants::TREE_ID_CATALOG;
 use arbor_format::node::Node;
 use arbor_format::ChildPtr;
 
-use crate::io::WriteOp;
+use crate::io::{dev_error, WriteOp};
 use crate::mvcc::Image;
 use crate::store::Store;
 use crate::sync::Arc;
@@ -69,7 +69,7 @@ impl DirtySet {
             for (_, slot, buf, _) in images {
                 slot.write().image = Image::Mutable(buf);
             }
-            return Err(e.into());
+            return Err(dev_error(&*s.dev, "write back")(e));
         }
         drop(ops);
         let n = images.len() as u64;

@@ -224,7 +224,7 @@ async fn open_retrying(
         let (p, o) = (path.to_path_buf(), opts.clone());
         match tokio::task::spawn_blocking(move || crate::open(&p, o)).await? {
             Ok(stores) => return Ok(stores),
-            Err(arbor::Error::Locked) => tokio::time::sleep(RETRY_PAUSE).await,
+            Err(arbor::Error::Locked { .. }) => tokio::time::sleep(RETRY_PAUSE).await,
             Err(e) => return Err(e.into()),
         }
     }

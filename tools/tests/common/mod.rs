@@ -62,7 +62,7 @@ pub fn describe(o: &Output) -> String {
     )
 }
 
-/// A temporary directory on a disk-backed filesystem (the engine needs O_DIRECT).
+/// A temporary directory (see `arbor_testkit::temp_dir_in`).
 pub fn tempdir() -> tempfile::TempDir {
     arbor_testkit::temp_dir!("arbor-tools-")
 }
