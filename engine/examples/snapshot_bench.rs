@@ -23,7 +23,7 @@ fn key(i: u64) -> [u8; 24] {
 }
 
 fn load(db: &Db, keys: u64) -> arbor::Result<()> {
-    let mut tx = db.begin_write()?;
+    let tx = db.begin_write()?;
     let mut t = tx.tree("t")?;
     for i in 0..keys {
         t.insert(&key(i), &[0x5A; 150])?;

@@ -46,6 +46,12 @@ pub enum Error {
     /// `SnapshotPolicy::WriterWaits`: snapshots kept holding more history than the bound
     /// allows until the timeout (or every one of them belongs to the waiting thread).
     SnapshotBoundReached { what: String },
+    /// Every `Db` handle of the store was dropped: a snapshot, tree or range that outlived
+    /// them can no longer read (the store's device and lock were released).
+    Closed,
+    /// Bytes in a typed tree do not decode as its key or value type (`type_name`): the tree
+    /// was written with other types, or through the byte API.
+    Decode { type_name: &'static str, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -110,6 +116,10 @@ impl fmt::Display for Error {
                 f,
                 "snapshots hold more history than the bound allows ({what}); drop old snapshots"
             ),
+            Error::Closed => write!(f, "the store was closed: every Db handle was dropped"),
+            Error::Decode { type_name, reason } => {
+                write!(f, "stored bytes do not decode as {type_name}: {reason}")
+            }
         }
     }
 }

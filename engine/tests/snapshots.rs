@@ -14,7 +14,7 @@ fn new_db(seed: u64, opts: Options) -> Db {
 #[test]
 fn a_snapshot_sees_its_commit_while_the_writer_moves_on() {
     let db = new_db(1, small_opts());
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for i in 0..2000u32 {
         t.insert(&i.to_be_bytes(), b"v1").unwrap();
@@ -245,7 +245,7 @@ fn readers_see_consistent_snapshots_while_the_writer_commits() {
     let txns: u64 =
         std::env::var("ARBOR_SNAPSHOT_TXNS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let db = std::sync::Arc::new(new_db(11, Options { cache_bytes: 256 << 10, ..small_opts() }));
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("acct").unwrap();
     for a in 0..ACCOUNTS {
         t.insert(&a.to_be_bytes(), &1000u64.to_le_bytes()).unwrap();
@@ -323,7 +323,7 @@ fn scan_until_done(db: &Db, done: &std::sync::atomic::AtomicBool, r: usize, tota
 }
 
 fn load(db: &Db, keys: u32) {
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for i in 0..keys {
         t.insert(&(i.wrapping_mul(2_654_435_761)).to_be_bytes(), &[7u8; 100]).unwrap();
@@ -332,7 +332,7 @@ fn load(db: &Db, keys: u32) {
 }
 
 fn churn(db: &Db, rng: &mut Rng, keys: u32, per_txn: u32) -> arbor::Result<()> {
-    let mut tx = db.begin_write()?;
+    let tx = db.begin_write()?;
     let mut t = tx.tree("t")?;
     for _ in 0..per_txn {
         let i = rng.below(u64::from(keys)) as u32;
@@ -412,7 +412,7 @@ fn expire_oldest_keeps_pins_and_history_under_the_bound() {
     assert!(s.snapshot_expirations >= 1 && s.snapshots_live == 0, "{s:?}");
     // A new snapshot works.
     let fresh = db.snapshot().unwrap();
-    assert_eq!(fresh.tree("t").unwrap().unwrap().len(), 20_000);
+    assert_eq!(fresh.tree("t").unwrap().unwrap().len().unwrap(), 20_000);
 }
 
 #[test]

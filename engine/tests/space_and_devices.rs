@@ -11,7 +11,7 @@ use common::small_opts;
 fn fill_until_no_space(db: &Db) -> u64 {
     let mut committed = 0u64;
     'fill: for round in 0..10_000u64 {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut t = tx.tree("t").unwrap();
         for i in 0..200u64 {
             let k = (round * 200 + i).to_be_bytes();
@@ -40,7 +40,7 @@ fn no_space_keeps_commits_and_deleting_frees_space() {
     drop(db);
     let db = Db::open_on(Box::new(image.clone()), small_opts()).unwrap();
     {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let t = tx.tree("t").unwrap();
         assert_eq!(t.len().unwrap(), committed);
         for i in (0..committed).step_by(97) {
@@ -49,10 +49,10 @@ fn no_space_keeps_commits_and_deleting_frees_space() {
     }
     assert!(db.check().unwrap().is_ok());
     // Deleting makes room again once the freeing generation is durable.
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     assert!(tx.delete_tree("t").unwrap());
     tx.commit().unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     tx.tree("other").unwrap().insert(b"k", b"v").unwrap();
     tx.commit().unwrap();
     let again = fill_until_no_space(&db);
@@ -64,7 +64,7 @@ fn no_space_keeps_commits_and_deleting_frees_space() {
 #[test]
 fn value_and_key_limits() {
     let db = Db::create_on(Box::new(SimDevice::new(64 << 20, 4096, 2)), small_opts()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     assert!(matches!(
         t.insert(&[1u8; 1025], b"v"),
@@ -86,12 +86,12 @@ fn a_hundred_mib_value_round_trips() {
         (0..100u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     {
         let db = Db::create(&path, Options::default()).unwrap();
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         tx.tree("blobs").unwrap().insert(b"big", &value).unwrap();
         tx.commit().unwrap();
     }
     let db = Db::open(&path, Options::default()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("blobs").unwrap();
     assert!(t.get(b"big").unwrap().as_deref() == Some(value.as_slice()));
     assert!(t.remove(b"big").unwrap().is_some());
@@ -203,7 +203,7 @@ fn loop_device_create_write_reopen() {
     {
         let db = Db::create(&dev, Options::default()).unwrap();
         assert!(matches!(Db::open(&dev, Options::default()), Err(Error::Locked)));
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut t = tx.tree("t").unwrap();
         for i in 0..10_000u32 {
             t.insert(&i.to_be_bytes(), &i.to_le_bytes()).unwrap();
@@ -211,7 +211,7 @@ fn loop_device_create_write_reopen() {
         tx.commit().unwrap();
     }
     let db = Db::open(&dev, Options::default()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let t = tx.tree("t").unwrap();
     assert_eq!(t.len().unwrap(), 10_000);
     assert_eq!(t.get(&77u32.to_be_bytes()).unwrap(), Some(77u32.to_le_bytes().to_vec()));
@@ -227,11 +227,11 @@ fn deleted_trees_are_freed_incrementally_and_survive_a_reopen() {
         let s = db.stats();
         s.blocks_total - s.blocks_free
     };
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     tx.tree("keep").unwrap().insert(b"k", b"v").unwrap();
     tx.commit().unwrap();
     let baseline = used(&db);
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("big").unwrap();
     for i in 0..60_000u32 {
         t.insert(&i.to_be_bytes(), &[9u8; 100]).unwrap();
@@ -241,18 +241,18 @@ fn deleted_trees_are_freed_incrementally_and_survive_a_reopen() {
     let loaded = used(&db);
     assert!(loaded > baseline + 1500, "{loaded} vs {baseline}");
     // Delete and abort: nothing changes.
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     assert!(tx.delete_tree("big").unwrap());
     tx.abort().unwrap();
     assert_eq!(db.stats().orphan_subtrees, 0);
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     assert!(tx.delete_tree("big").unwrap());
     tx.commit().unwrap();
     assert!(db.stats().orphan_subtrees > 0, "the written tree went to the orphan list");
     assert!(db.check().unwrap().is_ok(), "orphaned blocks are owned, not leaked");
     // A few commits free part of it; then a clean reopen carries on.
     for i in 0..2u32 {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         tx.tree("keep").unwrap().insert(&i.to_be_bytes(), b"x").unwrap();
         tx.commit().unwrap();
     }
@@ -263,7 +263,7 @@ fn deleted_trees_are_freed_incrementally_and_survive_a_reopen() {
     assert!(db.stats().orphan_subtrees > 0, "the orphan list was persisted");
     assert!(db.check().unwrap().is_ok());
     for i in 0..20u32 {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         tx.tree("keep").unwrap().insert(&(100 + i).to_be_bytes(), b"x").unwrap();
         tx.commit().unwrap();
     }
@@ -280,7 +280,7 @@ fn a_transaction_larger_than_the_dirty_budget() {
     let dev = SimDevice::new(256 << 20, 4096, 12);
     let opts = Options { dirty_max_bytes: 128 << 10, ..small_opts() };
     let db = Db::create_on(Box::new(dev.clone()), opts.clone()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     let n = 40_000u32;
     for i in 0..n {
@@ -311,7 +311,7 @@ fn a_transaction_larger_than_the_dirty_budget() {
     for i in (1..n).step_by(11) {
         assert_eq!(st.get(&i.wrapping_mul(2_654_435_761).to_be_bytes()).unwrap(), expect(i));
     }
-    assert_eq!(st.len(), u64::from(n - n.div_ceil(7)));
+    assert_eq!(st.len().unwrap(), u64::from(n - n.div_ceil(7)));
     drop(st);
     drop(snap);
     db.flush().unwrap();
@@ -335,7 +335,7 @@ fn a_transaction_larger_than_the_dirty_budget() {
 fn free_space_repair_keeps_orphaned_subtrees() {
     let dev = SimDevice::new(256 << 20, 4096, 21);
     let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut keep = tx.tree("keep").unwrap();
     for i in 0..500u32 {
         keep.insert(&i.to_be_bytes(), &i.to_le_bytes()).unwrap();
@@ -345,7 +345,7 @@ fn free_space_repair_keeps_orphaned_subtrees() {
         big.insert(&i.to_be_bytes(), &[5u8; 100]).unwrap();
     }
     tx.commit().unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     assert!(tx.delete_tree("big").unwrap());
     tx.commit().unwrap();
     let orphans = db.stats().orphan_subtrees;
@@ -359,7 +359,7 @@ fn free_space_repair_keeps_orphaned_subtrees() {
     assert!(report.is_ok(), "{:?}", report.problems);
     // The next commits free the orphans as usual, and a reopen finds a clean store.
     for i in 0..20u32 {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         tx.tree("keep").unwrap().insert(&(1000 + i).to_be_bytes(), b"x").unwrap();
         tx.commit().unwrap();
     }
@@ -368,7 +368,7 @@ fn free_space_repair_keeps_orphaned_subtrees() {
     let db = Db::open_on(Box::new(dev.crash()), small_opts()).unwrap();
     let report = db.check().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     assert_eq!(tx.tree_names().unwrap(), vec!["keep".to_string()]);
     let keep = tx.tree("keep").unwrap();
     assert_eq!(keep.len().unwrap(), 520);

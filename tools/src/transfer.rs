@@ -41,7 +41,9 @@ fn selected_trees(snap: &arbor::Snapshot, only: Option<&str>) -> Result<(Vec<Str
     }
     let mut entries = 0u64;
     for name in &names {
-        entries += snap.tree(name)?.map_or(0, |t| t.len());
+        if let Some(t) = snap.tree(name)? {
+            entries += t.len()?;
+        }
     }
     Ok((names, entries))
 }

@@ -64,7 +64,7 @@ fn format_honours_small_sizes() {
 
 fn sample_store(path: &Path) {
     build(path, |db| {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut t = tx.tree("users").unwrap();
         t.insert(b"alice", b"admin").unwrap();
         t.insert(b"bob", b"reader").unwrap();

@@ -130,13 +130,13 @@ fn compact_is_smaller_with_the_same_dump_and_stat_reports_fill() {
     // Random-order inserts split leaves in the middle; removing most keys leaves them sparse.
     build(&src, |db| {
         let mut rng = Rng(11);
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut t = tx.tree("data").unwrap();
         for _ in 0..6000 {
             t.insert(&rng.bytes(16), &rng.bytes(100)).unwrap();
         }
         tx.commit().unwrap();
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut t = tx.tree("data").unwrap();
         let keys: Vec<Vec<u8>> = t.iter().unwrap().map(|r| r.unwrap().0).collect();
         for k in keys.iter().filter(|k| k[0] % 3 != 0) {

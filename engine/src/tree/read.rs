@@ -115,8 +115,8 @@ enum Dir {
 }
 
 /// Iterator over a key range of one tree, in either direction (`.rev()`).
-pub struct Range<'a> {
-    src: Box<dyn NodeSource<'a> + 'a>,
+pub(crate) struct Range<'a> {
+    src: Box<dyn NodeSource<'a> + Send + Sync + 'a>,
     root: ChildPtr,
     start: Bound<Vec<u8>>,
     end: Bound<Vec<u8>>,
@@ -129,7 +129,7 @@ pub struct Range<'a> {
 
 impl<'a> Range<'a> {
     pub(crate) fn new(
-        src: Box<dyn NodeSource<'a> + 'a>,
+        src: Box<dyn NodeSource<'a> + Send + Sync + 'a>,
         root: ChildPtr,
         start: Bound<Vec<u8>>,
         end: Bound<Vec<u8>>,
@@ -355,12 +355,17 @@ impl DoubleEndedIterator for Range<'_> {
     }
 }
 
-pub(crate) fn owned_bound(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
-    match b {
-        Bound::Included(k) => Bound::Included(k.to_vec()),
-        Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
-        Bound::Unbounded => Bound::Unbounded,
+/// The bounds of every key that starts with `prefix`: from the prefix itself up to (not
+/// including) the shortest key above all of them, unbounded if there is none (all `0xff`).
+pub(crate) fn prefix_bounds(prefix: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return (Bound::Included(prefix.to_vec()), Bound::Excluded(end));
+        }
     }
+    (Bound::Included(prefix.to_vec()), Bound::Unbounded)
 }
 
 /// The writer's dirty set as a `NodeSource` for lookups and iteration.
