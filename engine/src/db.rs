@@ -345,9 +345,18 @@ impl Db {
     /// # Ok::<(), arbor::Error>(())
     /// ```
     pub fn backup_to(&self, path: impl AsRef<Path>, opts: Options) -> Result<BackupInfo> {
-        let snap = self.snapshot()?;
+        Db::backup_snapshot_to(&self.snapshot()?, path, opts)
+    }
+
+    /// [`Db::backup_to`] from a snapshot the caller already holds: the copy holds exactly
+    /// what `snap` sees.
+    pub fn backup_snapshot_to(
+        snap: &Snapshot,
+        path: impl AsRef<Path>,
+        opts: Options,
+    ) -> Result<BackupInfo> {
         let dst = Db::create(path, opts)?;
-        let info = backup::copy(&snap, &dst.shared)?;
+        let info = backup::copy(snap, &dst.shared)?;
         dst.flush()?;
         Ok(info)
     }

@@ -24,7 +24,7 @@ use crate::codec::KeyRange;
 use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::{RootRecord, SnapState};
 use crate::store::header_generation;
-use crate::store::NodeBuf;
+use crate::io::AlignedBuf;
 use crate::sync::{downgrade, Arc, Weak};
 use crate::tree::catalog;
 use crate::tree::read::{self, prefix_bounds, NodeSource};
@@ -113,7 +113,7 @@ impl Snapshot {
     /// Names of every tree in this snapshot, sorted.
     pub fn tree_names(&self) -> Result<Vec<String>> {
         let range = read::Range::new(
-            Box::new(self.source()),
+            self.source(),
             self.inner.root.catalog,
             Bound::Unbounded,
             Bound::Unbounded,
@@ -191,7 +191,7 @@ impl Tree {
 
     fn range_owned(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<Range> {
         self.snap.inner.shared()?;
-        let inner = read::Range::new(Box::new(self.snap.source()), self.meta.root, start, end);
+        let inner = read::Range::new(self.snap.source(), self.meta.root, start, end);
         Ok(Range { inner })
     }
 
@@ -218,7 +218,7 @@ impl Tree {
 /// Iterator over a key range of a snapshot's tree ([`Tree::range`]), either direction
 /// (`.rev()`). `Send + Sync`; holds images, never a lock, between steps.
 pub struct Range {
-    inner: read::Range<'static>,
+    inner: read::Range<SnapSource>,
 }
 
 impl fmt::Debug for Range {
@@ -245,17 +245,28 @@ struct SnapSource {
     inner: Arc<Inner>,
 }
 
-impl NodeSource<'static> for SnapSource {
-    fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'static>> {
+/// An immutable block image a snapshot reads (owned, so snapshot ranges are `Send`).
+pub(crate) struct Image(Arc<AlignedBuf>);
+
+impl std::ops::Deref for Image {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl NodeSource for SnapSource {
+    type Buf = Image;
+    fn node(&self, ptr: ChildPtr) -> Result<Image> {
         let inner = &self.inner;
         let _op = inner.state.enter()?;
         let shared = inner.shared()?;
         let store = &shared.store;
         if ptr.generation() < inner.root.gen {
-            return Ok(NodeBuf::Clean(store.read_block(ptr)?));
+            return store.read_block(ptr).map(Image);
         }
         let Some(slot) = store.table.get(ptr.address()) else {
-            return Ok(NodeBuf::Clean(store.read_block(ptr)?));
+            return store.read_block(ptr).map(Image);
         };
         debug_assert_eq!(slot.addr, ptr.address(), "the table filed a slot under another address");
         let image = slot.image_at(inner.root.seq, store.align)?;
@@ -265,7 +276,7 @@ impl NodeSource<'static> for SnapSource {
                 "snapshot reached a block whose generation does not match its pointer",
             ));
         }
-        Ok(NodeBuf::Clean(image))
+        Ok(Image(image))
     }
 
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {

@@ -221,7 +221,8 @@ impl<'t, 'db> WriteRange<'t, 'db> {
         let w = self.txn.view()?;
         let meta = meta_of(&w, &self.name)?;
         let view = WriterView { dirty: &w.dirty, s: &self.txn.db.store };
-        let mut r = read::Range::new(Box::new(view), meta.root, self.front.clone(), self.back.clone());
+        let (front, back) = (self.front.clone(), self.back.clone());
+        let mut r = read::Range::new(view, meta.root, front, back);
         let buf = if dir == Dir::Forward { &mut self.fbuf } else { &mut self.bbuf };
         for _ in 0..self.batch {
             let item = if dir == Dir::Forward { r.next() } else { r.next_back() };

@@ -73,8 +73,8 @@ impl Writer {
         let allocated = self.txn.allocated.split_off(m.allocated);
         for (addr, count) in allocated {
             debug_assert!(
-                self.dirty.map.get(&addr).is_none_or(|d| d.private && !d.sealed),
-                "block {addr} allocated after the savepoint is private and unsealed"
+                self.dirty.map.get(&addr).is_none_or(|d| d.private),
+                "block {addr} allocated after the savepoint is private"
             );
             self.alloc.free_now(addr, count);
             self.dirty.take(addr, u64::from(s.block_bytes));
