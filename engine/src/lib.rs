@@ -76,6 +76,10 @@ pub use txn::write::{CommitInfo, Savepoint, WriteTxn};
 pub use txn::write_ops::{ExtractIf, WriteRange};
 pub use txn::write_tree::{Entry, WriteTree};
 
+/// What must not compile (`compile_fail` doctests).
+#[cfg(doctest)]
+mod compile_fail;
+
 /// The README's usage example, compiled and run as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
