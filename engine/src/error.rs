@@ -18,8 +18,10 @@ pub enum Error {
     KeyTooLarge { len: usize, max: usize },
     /// A value is longer than the limit (4 GiB − 1).
     ValueTooLarge { len: u64, max: u64 },
-    /// A snapshot was expired by the memory/disk bound; it can no longer be read.
-    SnapshotExpired,
+    /// A snapshot was expired by the memory/disk bound; it can no longer be read. `what`
+    /// names the bound that was reached (`Options::modlog_max_bytes` or
+    /// `Options::pinned_max_blocks`), its value and what was held.
+    SnapshotExpired { what: String },
     /// Another handle, in this or another process, has the store open.
     Locked,
     /// The target holds no Arbor superblock (wrong device, wrong file).
@@ -82,9 +84,12 @@ impl fmt::Display for Error {
             Error::ValueTooLarge { len, max } => {
                 write!(f, "value of {len} bytes exceeds the maximum of {max} bytes")
             }
-            Error::SnapshotExpired => {
-                write!(f, "snapshot expired: the mod-log bound released its history")
-            }
+            Error::SnapshotExpired { what } if what.is_empty() => write!(
+                f,
+                "snapshot expired: snapshots held more history than Options::modlog_max_bytes \
+                 or Options::pinned_max_blocks allow; raise them or drop snapshots sooner"
+            ),
+            Error::SnapshotExpired { what } => write!(f, "snapshot expired: {what}"),
             Error::Locked => write!(f, "the store is already open in another handle or process"),
             Error::NotAnArborStore => write!(f, "the target does not hold an Arbor store"),
             Error::ExistingData { what } => {
@@ -114,7 +119,7 @@ impl fmt::Display for Error {
             ),
             Error::SnapshotBoundReached { what } => write!(
                 f,
-                "snapshots hold more history than the bound allows ({what}); drop old snapshots"
+                "snapshots hold more history than the bound allows: {what}"
             ),
             Error::Closed => write!(f, "the store was closed: every Db handle was dropped"),
             Error::Decode { type_name, reason } => {

@@ -406,8 +406,12 @@ fn expire_oldest_keeps_pins_and_history_under_the_bound() {
     // until reusable) + allocator blocks: the store does not grow with the held snapshot.
     assert!(peak <= used0 + 100 + 2 * 2 * 150 + 64, "peak {peak} blocks from {used0}");
     assert!(snap.is_expired());
-    assert!(matches!(t.get(&0u32.to_be_bytes()), Err(Error::SnapshotExpired)));
-    assert!(matches!(snap.tree_names(), Err(Error::SnapshotExpired)));
+    let e = t.get(&0u32.to_be_bytes()).unwrap_err();
+    assert!(matches!(e, Error::SnapshotExpired { .. }));
+    // The error names the bound reached, its value and the option that raises it.
+    let msg = e.to_string();
+    assert!(msg.contains("Options::pinned_max_blocks = 100"), "{msg}");
+    assert!(matches!(snap.tree_names(), Err(Error::SnapshotExpired { .. })));
     let s = db.stats();
     assert!(s.snapshot_expirations >= 1 && s.snapshots_live == 0, "{s:?}");
     // A new snapshot works.
@@ -490,6 +494,7 @@ fn writer_times_out(db: &std::sync::Arc<Db>, rng: &mut Rng) {
     }
     let (e, waited) = failed.expect("the bound was reached");
     assert!(matches!(e, Error::SnapshotBoundReached { .. }), "{e}");
+    assert!(e.to_string().contains("Options::"), "names the option: {e}");
     assert!(waited >= Duration::from_millis(300), "gave up after {waited:?}");
     stop_tx.send(()).unwrap();
     holder.join().unwrap();

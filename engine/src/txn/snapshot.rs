@@ -259,8 +259,8 @@ impl NodeSource for SnapSource {
     type Buf = Image;
     fn node(&self, ptr: ChildPtr) -> Result<Image> {
         let inner = &self.inner;
-        let _op = inner.state.enter()?;
         let shared = inner.shared()?;
+        let _op = inner.state.enter().map_err(|e| with_reason(e, &shared))?;
         let store = &shared.store;
         if ptr.generation() < inner.root.gen {
             return store.read_block(ptr).map(Image);
@@ -280,7 +280,19 @@ impl NodeSource for SnapSource {
     }
 
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
-        let _op = self.inner.state.enter()?;
-        self.inner.shared()?.store.read_overflow(r)
+        let shared = self.inner.shared()?;
+        let _op = self.inner.state.enter().map_err(|e| with_reason(e, &shared))?;
+        shared.store.read_overflow(r)
+    }
+}
+
+/// Fills in which bound expired a snapshot (the registry keeps the last reason; design.md
+/// §10.7).
+fn with_reason(e: Error, shared: &Shared) -> Error {
+    match e {
+        Error::SnapshotExpired { what } if what.is_empty() => {
+            Error::SnapshotExpired { what: shared.registry.lock().expiry_reason.clone() }
+        }
+        e => e,
     }
 }
