@@ -75,8 +75,9 @@ fn run(dir: &str, keys: u64, per_txn: u64, d: Durability, bounded: bool) -> arbo
     stop.store(true, Ordering::Relaxed);
     let commits = writer.join().expect("writer")?;
     println!(
-        "{d:?} (bounds {}): exported {n} in {secs:.1} s while {commits} commits x {per_txn} ran; peak \
-         history {:.1} MiB, peak pinned {peak_pinned} blocks ({:.1} MiB); store {} blocks",
+        "{d:?} (bounds {}): exported {n} in {secs:.1} s while {commits} commits x {per_txn} \
+         ran; peak history {:.1} MiB, peak pinned {peak_pinned} blocks ({:.1} MiB); \
+         store {} blocks",
         if bounded { "default" } else { "off" },
         peak_hist as f64 / 1048576.0,
         peak_pinned as f64 * 4096.0 / 1048576.0,

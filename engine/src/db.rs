@@ -269,16 +269,16 @@ impl Db {
         let figures = writer.figures(true, 0);
         let root = RootRecord { seq: writer.seq, gen: writer.gen(), catalog: writer.trees.catalog };
         let shared = Arc::new(Shared {
-                store,
-                registry: Registry::new(root),
-                figures: Mutex::new(figures),
-                writer: Mutex::new(writer),
-                pipeline: Pipeline { state: Mutex::new(state), changed: Condvar::new() },
-                opts,
-                uuid,
-                rejected_superblock_copies: rejected,
-                recovery_fallbacks: fallbacks,
-                txn_ids: AtomicU64::new(0),
+            store,
+            registry: Registry::new(root),
+            figures: Mutex::new(figures),
+            writer: Mutex::new(writer),
+            pipeline: Pipeline { state: Mutex::new(state), changed: Condvar::new() },
+            opts,
+            uuid,
+            rejected_superblock_copies: rejected,
+            recovery_fallbacks: fallbacks,
+            txn_ids: AtomicU64::new(0),
         });
         Db { shared: Arc::new(Handle { shared }) }
     }
@@ -319,9 +319,7 @@ impl Db {
         let path = path.as_ref();
         match Db::open(path, opts.clone()) {
             Err(Error::NotAnArborStore) => Db::create(path, opts),
-            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                Db::create(path, opts)
-            }
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Db::create(path, opts),
             other => other,
         }
     }

@@ -117,10 +117,9 @@ impl fmt::Display for Error {
                 f,
                 "transaction undo log of {undo_bytes} bytes exceeds its cap of {max} bytes"
             ),
-            Error::SnapshotBoundReached { what } => write!(
-                f,
-                "snapshots hold more history than the bound allows: {what}"
-            ),
+            Error::SnapshotBoundReached { what } => {
+                write!(f, "snapshots hold more history than the bound allows: {what}")
+            }
             Error::Closed => write!(f, "the store was closed: every Db handle was dropped"),
             Error::Decode { type_name, reason } => {
                 write!(f, "stored bytes do not decode as {type_name}: {reason}")

@@ -64,11 +64,11 @@ pub use mvcc::modlog;
 pub use store::cache;
 
 pub use check::CheckReport;
+pub use codec::{Key, KeyRange, TreeDef, TypedBounds, Value};
 pub use db::{Db, Stats};
 pub use error::{Error, Result};
 pub use io::{AlignedBuf, BlockDevice, ReadOp, WriteOp};
 pub use options::{Durability, IoBackend, Options, SnapshotPolicy};
-pub use codec::{Key, KeyRange, TreeDef, TypedBounds, Value};
 pub use txn::backup::BackupInfo;
 pub use txn::snapshot::{Range, Snapshot, Tree};
 pub use txn::typed::{TypedEntry, TypedIter, TypedTree, TypedWriteTree};

@@ -253,7 +253,7 @@ fn typed_trees_sort_by_value_and_agree_with_the_byte_api() {
     assert_eq!(users.pop_first().unwrap(), Some((1, "a\0".to_string())));
     assert_eq!(users.retain(|id, _| *id > 5).unwrap(), 1);
     tx.tree("users").unwrap().insert(b"bad", b"").unwrap();
-    assert!(matches!(users.get(7).unwrap(), None));
+    assert!(users.get(7).unwrap().is_none());
     assert!(matches!(users.last(), Err(Error::Decode { type_name: "u64", .. })));
     tx.commit().unwrap();
     let snap_users = db.snapshot().unwrap().open(USERS).unwrap().unwrap();

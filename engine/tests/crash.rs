@@ -149,7 +149,7 @@ fn one_flush_per_immediate_commit() {
     for i in 0..100u32 {
         let before = dev.flush_count();
         let tx = db.begin_write().unwrap();
-        tx.tree("t").unwrap().insert(&i.to_be_bytes(), b"value").unwrap();
+        tx.tree("t").unwrap().insert(i.to_be_bytes(), b"value").unwrap();
         let info = tx.commit().unwrap();
         assert!(info.durable);
         assert_eq!(dev.flush_count() - before, 1, "commit {i} issued other than one flush");
@@ -252,7 +252,7 @@ fn concurrent_committers_share_flushes_and_lose_nothing() {
                 for i in 0..per_thread {
                     let tx = db.begin_write().unwrap();
                     let key = format!("t{t}-{i:04}");
-                    tx.tree("g").unwrap().insert(key.as_bytes(), &i.to_le_bytes()).unwrap();
+                    tx.tree("g").unwrap().insert(key.as_bytes(), i.to_le_bytes()).unwrap();
                     assert!(tx.commit().unwrap().durable);
                 }
             });

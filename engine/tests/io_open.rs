@@ -228,7 +228,7 @@ fn kill_child_commits() {
     for i in 0..KILL_CHILD_COMMITS_MAX {
         let mut tx = db.begin_write().expect("begin");
         tx.set_durability(arbor::Durability::Immediate);
-        tx.tree("t").expect("tree").insert(&i.to_be_bytes(), &[7u8; 100]).expect("insert");
+        tx.tree("t").expect("tree").insert(i.to_be_bytes(), [7u8; 100]).expect("insert");
         tx.commit().expect("commit");
         if i == 0 {
             println!("kill-child-committing");

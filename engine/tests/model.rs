@@ -139,14 +139,14 @@ fn removing_everything_shrinks_to_one_empty_leaf() {
     let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for i in 0..20_000u32 {
-        t.insert(&i.to_be_bytes(), &[7u8; 100]).unwrap();
+        t.insert(i.to_be_bytes(), [7u8; 100]).unwrap();
     }
     tx.commit().unwrap();
     let blocks_full = db.check().unwrap().tree_blocks;
     let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for i in 0..20_000u32 {
-        assert!(t.remove(&i.to_be_bytes()).unwrap().is_some());
+        assert!(t.remove(i.to_be_bytes()).unwrap().is_some());
     }
     assert!(t.is_empty().unwrap());
     tx.commit().unwrap();
@@ -164,7 +164,7 @@ fn sequential_load_fills_leaves() {
     let mut t = tx.tree("t").unwrap();
     let n = 20_000u32;
     for i in 0..n {
-        t.insert(&i.to_be_bytes(), &[7u8; 100]).unwrap();
+        t.insert(i.to_be_bytes(), [7u8; 100]).unwrap();
     }
     tx.commit().unwrap();
     let report = db.check().unwrap();

@@ -18,7 +18,7 @@ fn thin(db: &Db, n: u32, run: u32, abort: bool) {
     let mut t = tx.tree("t").unwrap();
     for i in 0..n {
         if (i / run).is_multiple_of(2) && i % run > 1 {
-            assert!(t.remove(&key(i)).unwrap().is_some());
+            assert!(t.remove(key(i)).unwrap().is_some());
         }
     }
     if abort {
@@ -38,7 +38,7 @@ fn under_full_nodes_are_evened_out_with_their_siblings() {
         let tx = db.begin_write().unwrap();
         let mut t = tx.tree("t").unwrap();
         for i in 0..n {
-            t.insert(&key(i), &vec![i as u8; value_len]).unwrap();
+            t.insert(key(i), vec![i as u8; value_len]).unwrap();
         }
         tx.commit().unwrap();
         let before = db.snapshot().unwrap();

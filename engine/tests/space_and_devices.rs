@@ -15,7 +15,7 @@ fn fill_until_no_space(db: &Db) -> u64 {
         let mut t = tx.tree("t").unwrap();
         for i in 0..200u64 {
             let k = (round * 200 + i).to_be_bytes();
-            match t.insert(&k, &[0xAB; 300]) {
+            match t.insert(k, [0xAB; 300]) {
                 Ok(_) => {}
                 Err(Error::NoSpace) => {
                     tx.abort().unwrap();
@@ -44,7 +44,7 @@ fn no_space_keeps_commits_and_deleting_frees_space() {
         let t = tx.tree("t").unwrap();
         assert_eq!(t.len().unwrap(), committed);
         for i in (0..committed).step_by(97) {
-            assert_eq!(t.get(&i.to_be_bytes()).unwrap(), Some(vec![0xAB; 300]));
+            assert_eq!(t.get(i.to_be_bytes()).unwrap(), Some(vec![0xAB; 300]));
         }
     }
     assert!(db.check().unwrap().is_ok());
@@ -67,13 +67,13 @@ fn value_and_key_limits() {
     let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     assert!(matches!(
-        t.insert(&[1u8; 1025], b"v"),
+        t.insert([1u8; 1025], b"v"),
         Err(Error::KeyTooLarge { len: 1025, max: 1024 })
     ));
-    t.insert(&[1u8; 1024], b"").unwrap();
+    t.insert([1u8; 1024], b"").unwrap();
     t.insert(b"", b"empty key").unwrap();
     assert_eq!(t.get(b"").unwrap(), Some(b"empty key".to_vec()));
-    assert_eq!(t.get(&[1u8; 1024]).unwrap(), Some(Vec::new()));
+    assert_eq!(t.get([1u8; 1024]).unwrap(), Some(Vec::new()));
     tx.commit().unwrap();
 }
 
@@ -206,7 +206,7 @@ fn loop_device_create_write_reopen() {
         let tx = db.begin_write().unwrap();
         let mut t = tx.tree("t").unwrap();
         for i in 0..10_000u32 {
-            t.insert(&i.to_be_bytes(), &i.to_le_bytes()).unwrap();
+            t.insert(i.to_be_bytes(), i.to_le_bytes()).unwrap();
         }
         tx.commit().unwrap();
     }
@@ -214,7 +214,7 @@ fn loop_device_create_write_reopen() {
     let tx = db.begin_write().unwrap();
     let t = tx.tree("t").unwrap();
     assert_eq!(t.len().unwrap(), 10_000);
-    assert_eq!(t.get(&77u32.to_be_bytes()).unwrap(), Some(77u32.to_le_bytes().to_vec()));
+    assert_eq!(t.get(77u32.to_be_bytes()).unwrap(), Some(77u32.to_le_bytes().to_vec()));
 }
 
 /// `delete_tree` hands the tree's written blocks to the persisted orphan list; later commits
@@ -234,9 +234,9 @@ fn deleted_trees_are_freed_incrementally_and_survive_a_reopen() {
     let tx = db.begin_write().unwrap();
     let mut t = tx.tree("big").unwrap();
     for i in 0..60_000u32 {
-        t.insert(&i.to_be_bytes(), &[9u8; 100]).unwrap();
+        t.insert(i.to_be_bytes(), [9u8; 100]).unwrap();
     }
-    t.insert(b"overflow", &vec![3u8; 50_000]).unwrap();
+    t.insert(b"overflow", vec![3u8; 50_000]).unwrap();
     tx.commit().unwrap();
     let loaded = used(&db);
     assert!(loaded > baseline + 1500, "{loaded} vs {baseline}");
@@ -253,7 +253,7 @@ fn deleted_trees_are_freed_incrementally_and_survive_a_reopen() {
     // A few commits free part of it; then a clean reopen carries on.
     for i in 0..2u32 {
         let tx = db.begin_write().unwrap();
-        tx.tree("keep").unwrap().insert(&i.to_be_bytes(), b"x").unwrap();
+        tx.tree("keep").unwrap().insert(i.to_be_bytes(), b"x").unwrap();
         tx.commit().unwrap();
     }
     let partway = used(&db);
@@ -264,7 +264,7 @@ fn deleted_trees_are_freed_incrementally_and_survive_a_reopen() {
     assert!(db.check().unwrap().is_ok());
     for i in 0..20u32 {
         let tx = db.begin_write().unwrap();
-        tx.tree("keep").unwrap().insert(&(100 + i).to_be_bytes(), b"x").unwrap();
+        tx.tree("keep").unwrap().insert((100 + i).to_be_bytes(), b"x").unwrap();
         tx.commit().unwrap();
     }
     assert_eq!(db.stats().orphan_subtrees, 0);
@@ -286,10 +286,10 @@ fn a_transaction_larger_than_the_dirty_budget() {
     for i in 0..n {
         // Scattered keys: leaves written back early are read back in and changed again.
         let k = i.wrapping_mul(2_654_435_761).to_be_bytes();
-        t.insert(&k, &[i as u8; 120]).unwrap();
+        t.insert(k, [i as u8; 120]).unwrap();
     }
     for i in (0..n).step_by(7) {
-        t.remove(&i.wrapping_mul(2_654_435_761).to_be_bytes()).unwrap();
+        t.remove(i.wrapping_mul(2_654_435_761).to_be_bytes()).unwrap();
     }
     assert!(db.stats().blocks_written_early > 500, "{:?}", db.stats());
     tx.commit().unwrap();
@@ -297,7 +297,7 @@ fn a_transaction_larger_than_the_dirty_budget() {
     let snap = db.snapshot().unwrap();
     let st = snap.tree("t").unwrap().unwrap();
     for i in (0..n).step_by(97) {
-        assert_eq!(st.get(&i.wrapping_mul(2_654_435_761).to_be_bytes()).unwrap(), expect(i));
+        assert_eq!(st.get(i.wrapping_mul(2_654_435_761).to_be_bytes()).unwrap(), expect(i));
     }
     // Later changes to blocks written back in the committed generation, seen by the snapshot
     // as they were.
@@ -305,11 +305,11 @@ fn a_transaction_larger_than_the_dirty_budget() {
     tx.set_durability(arbor::Durability::None);
     let mut t = tx.tree("t").unwrap();
     for i in (1..n).step_by(11) {
-        t.insert(&i.wrapping_mul(2_654_435_761).to_be_bytes(), b"changed").unwrap();
+        t.insert(i.wrapping_mul(2_654_435_761).to_be_bytes(), b"changed").unwrap();
     }
     tx.commit().unwrap();
     for i in (1..n).step_by(11) {
-        assert_eq!(st.get(&i.wrapping_mul(2_654_435_761).to_be_bytes()).unwrap(), expect(i));
+        assert_eq!(st.get(i.wrapping_mul(2_654_435_761).to_be_bytes()).unwrap(), expect(i));
     }
     assert_eq!(st.len().unwrap(), u64::from(n - n.div_ceil(7)));
     drop(st);
@@ -323,7 +323,7 @@ fn a_transaction_larger_than_the_dirty_budget() {
     let t = snap.tree("t").unwrap().unwrap();
     for i in (0..n).step_by(13) {
         let want = if i % 11 == 1 { Some(b"changed".to_vec()) } else { expect(i) };
-        assert_eq!(t.get(&i.wrapping_mul(2_654_435_761).to_be_bytes()).unwrap(), want, "{i}");
+        assert_eq!(t.get(i.wrapping_mul(2_654_435_761).to_be_bytes()).unwrap(), want, "{i}");
     }
 }
 
@@ -338,11 +338,11 @@ fn free_space_repair_keeps_orphaned_subtrees() {
     let tx = db.begin_write().unwrap();
     let mut keep = tx.tree("keep").unwrap();
     for i in 0..500u32 {
-        keep.insert(&i.to_be_bytes(), &i.to_le_bytes()).unwrap();
+        keep.insert(i.to_be_bytes(), i.to_le_bytes()).unwrap();
     }
     let mut big = tx.tree("big").unwrap();
     for i in 0..60_000u32 {
-        big.insert(&i.to_be_bytes(), &[5u8; 100]).unwrap();
+        big.insert(i.to_be_bytes(), [5u8; 100]).unwrap();
     }
     tx.commit().unwrap();
     let tx = db.begin_write().unwrap();
@@ -360,7 +360,7 @@ fn free_space_repair_keeps_orphaned_subtrees() {
     // The next commits free the orphans as usual, and a reopen finds a clean store.
     for i in 0..20u32 {
         let tx = db.begin_write().unwrap();
-        tx.tree("keep").unwrap().insert(&(1000 + i).to_be_bytes(), b"x").unwrap();
+        tx.tree("keep").unwrap().insert((1000 + i).to_be_bytes(), b"x").unwrap();
         tx.commit().unwrap();
     }
     assert_eq!(db.stats().orphan_subtrees, 0);
@@ -373,6 +373,6 @@ fn free_space_repair_keeps_orphaned_subtrees() {
     let keep = tx.tree("keep").unwrap();
     assert_eq!(keep.len().unwrap(), 520);
     for i in (0..500u32).step_by(37) {
-        assert_eq!(keep.get(&i.to_be_bytes()).unwrap(), Some(i.to_le_bytes().to_vec()));
+        assert_eq!(keep.get(i.to_be_bytes()).unwrap(), Some(i.to_le_bytes().to_vec()));
     }
 }

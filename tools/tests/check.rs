@@ -15,11 +15,11 @@ fn healthy(path: &Path) {
         let tx = db.begin_write().unwrap();
         let mut a = tx.tree("a").unwrap();
         for i in 0..2000u32 {
-            a.insert(format!("key{i:06}").as_bytes(), &[7u8; 40]).unwrap();
+            a.insert(format!("key{i:06}").as_bytes(), [7u8; 40]).unwrap();
         }
         let mut b = tx.tree("b").unwrap();
         for i in 0..50u32 {
-            b.insert(&i.to_be_bytes(), b"bee").unwrap();
+            b.insert(i.to_be_bytes(), b"bee").unwrap();
         }
         tx.commit().unwrap();
         let tx = db.begin_write().unwrap();
@@ -225,11 +225,11 @@ fn repair_with_orphaned_subtrees_frees_only_the_leak() {
         let tx = db.begin_write().unwrap();
         let mut keep = tx.tree("keep").unwrap();
         for i in 0..300u32 {
-            keep.insert(format!("key{i:06}").as_bytes(), &i.to_le_bytes()).unwrap();
+            keep.insert(format!("key{i:06}").as_bytes(), i.to_le_bytes()).unwrap();
         }
         let mut big = tx.tree("big").unwrap();
         for i in 0..60_000u32 {
-            big.insert(&i.to_be_bytes(), &[5u8; 100]).unwrap();
+            big.insert(i.to_be_bytes(), [5u8; 100]).unwrap();
         }
         tx.commit().unwrap();
         let tx = db.begin_write().unwrap();

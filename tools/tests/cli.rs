@@ -69,7 +69,7 @@ fn sample_store(path: &Path) {
         t.insert(b"alice", b"admin").unwrap();
         t.insert(b"bob", b"reader").unwrap();
         t.insert(b"bobby", b"").unwrap();
-        t.insert(&[0, 0xff], b"tab\there").unwrap();
+        t.insert([0, 0xff], b"tab\there").unwrap();
         t.insert(b"carol", b"0xnot hex").unwrap();
         tx.tree("empty").unwrap();
         tx.commit().unwrap();

@@ -133,7 +133,7 @@ fn compact_is_smaller_with_the_same_dump_and_stat_reports_fill() {
         let tx = db.begin_write().unwrap();
         let mut t = tx.tree("data").unwrap();
         for _ in 0..6000 {
-            t.insert(&rng.bytes(16), &rng.bytes(100)).unwrap();
+            t.insert(rng.bytes(16), rng.bytes(100)).unwrap();
         }
         tx.commit().unwrap();
         let tx = db.begin_write().unwrap();

@@ -11,7 +11,7 @@ use crate::Result;
 /// `Durability::None`; the copy is flushed once at the end).
 const BACKUP_BATCH_BYTES: u64 = 64 << 20;
 
-/// What [`crate::Db::backup_to`] copied.
+/// What `Db::backup_to` copied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BackupInfo {

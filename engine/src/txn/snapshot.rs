@@ -21,10 +21,10 @@ use arbor_format::constants::key_bytes_max;
 use arbor_format::{ChildPtr, OverflowRef};
 
 use crate::codec::KeyRange;
+use crate::io::AlignedBuf;
 use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::{RootRecord, SnapState};
 use crate::store::header_generation;
-use crate::io::AlignedBuf;
 use crate::sync::{downgrade, Arc, Weak};
 use crate::tree::catalog;
 use crate::tree::read::{self, prefix_bounds, NodeSource};
@@ -60,7 +60,7 @@ impl Drop for Inner {
 
 /// A consistent view of the store as of one commit. `Send + Sync`; clones share one
 /// registration, which is released when the last clone is dropped. A snapshot (or a tree
-/// or range from it) that outlives the last [`crate::Db`] handle does not keep the store
+/// or range from it) that outlives the last `Db` handle does not keep the store
 /// open: its reads return `Error::Closed`.
 #[derive(Clone)]
 pub struct Snapshot {

@@ -3,9 +3,7 @@
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::ops::{Deref, DerefMut};
 
-use arbor_format::constants::{
-    key_bytes_max, overflow_block_count, VALUE_BYTES_MAX,
-};
+use arbor_format::constants::{key_bytes_max, overflow_block_count, VALUE_BYTES_MAX};
 use arbor_format::{overflow, OverflowRef};
 
 use crate::durable::pipeline::{Failure, Pipeline, PANIC_HOLDING_WRITER};
@@ -263,7 +261,7 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Publishes the transaction; with `Durability::Immediate` returns after its flush.
-        pub fn commit(mut self) -> Result<CommitInfo> {
+    pub fn commit(mut self) -> Result<CommitInfo> {
         let mut w = self.w.get_mut().take().ok_or_else(|| self.ended())?;
         let seq = match finish(&mut w, self.db) {
             Ok(seq) => seq,
@@ -404,7 +402,12 @@ pub(super) fn take_value(w: &mut Writer, s: &Store, v: ItemValue) -> Result<Vec<
 }
 
 /// Writes a large value to a fresh extent (write-once, design.md §10.4).
-pub(super) fn write_overflow(w: &mut Writer, s: &Store, owner: u64, value: &[u8]) -> Result<OverflowRef> {
+pub(super) fn write_overflow(
+    w: &mut Writer,
+    s: &Store,
+    owner: u64,
+    value: &[u8],
+) -> Result<OverflowRef> {
     let blocks = overflow_block_count(value.len() as u64, s.block_bytes);
     w.edit().reserve_for(s, blocks, crate::writer::Need::Grow)?;
     let addr = w.edit().alloc_run(s, blocks)?;

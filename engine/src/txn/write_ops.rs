@@ -6,10 +6,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Bound;
 
+use crate::codec::KeyRange;
 use crate::tree::read::{self, WriterView};
 use crate::txn::write::WriteTxn;
 use crate::txn::write_tree::{meta_of, Entry, WriteTree};
-use crate::codec::KeyRange;
 use crate::Result;
 
 impl<'t, 'db> WriteTree<'t, 'db> {
@@ -258,13 +258,18 @@ impl<'t, 'db> WriteRange<'t, 'db> {
             return None;
         };
         // The other end may have moved past this batch since it was read.
-        let inside = if dir == Dir::Forward { below(&k, &self.back) } else { above(&k, &self.front) };
+        let inside =
+            if dir == Dir::Forward { below(&k, &self.back) } else { above(&k, &self.front) };
         if !inside {
             self.done = true;
             return None;
         }
         let bound = Bound::Excluded(k.clone());
-        if dir == Dir::Forward { self.front = bound } else { self.back = bound }
+        if dir == Dir::Forward {
+            self.front = bound
+        } else {
+            self.back = bound
+        }
         Some(Ok((k, v)))
     }
 }

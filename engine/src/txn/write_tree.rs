@@ -6,14 +6,14 @@ use std::ops::Bound;
 
 use arbor_format::constants::{key_bytes_max, value_inline_bytes_max, VALUE_BYTES_MAX};
 
+use crate::codec::KeyRange;
 use crate::mvcc::modlog::ItemValue;
 use crate::tree;
-use crate::codec::KeyRange;
 use crate::tree::read::{self, prefix_bounds, WriterView};
-use crate::txn::write_ops::WriteRange;
 use crate::txn::write::{
     check_undo_cap, fail_on_io, take_value, write_back_if_over, write_overflow, WriteTxn,
 };
+use crate::txn::write_ops::WriteRange;
 use crate::writer::{TreeMeta, Writer};
 use crate::{Error, Result};
 
@@ -186,7 +186,8 @@ impl<'t, 'db> WriteTree<'t, 'db> {
     /// for k in [b"a", b"b", b"c"] {
     ///     t.insert(k, b"")?;
     /// }
-    /// let keys: Vec<Vec<u8>> = t.range(b"a"..b"c")?.map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    /// let keys: Vec<Vec<u8>> =
+    ///     t.range(b"a"..b"c")?.map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
     /// assert_eq!(keys, [b"a".to_vec(), b"b".to_vec()]);
     /// # Ok::<(), arbor::Error>(())
     /// ```
@@ -218,7 +219,11 @@ impl<'t, 'db> WriteTree<'t, 'db> {
         self.range_owned(Bound::Unbounded, Bound::Unbounded)
     }
 
-    fn range_owned(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<WriteRange<'t, 'db>> {
+    fn range_owned(
+        &self,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+    ) -> Result<WriteRange<'t, 'db>> {
         self.meta()?;
         Ok(WriteRange::new(self.txn, self.name.clone(), start, end))
     }
