@@ -38,7 +38,7 @@ pub struct CommitInfo {
 /// The transaction is `!Send` and `!Sync`: it holds the writer lock's guard, which must be
 /// released on the thread that took it, and its handles share the writer through a
 /// `RefCell` that no call holds across a return to the caller (so no call observes another
-/// half done, and a range re-reads after a change; see [`WriteRange`]).
+/// half done, and a range re-reads after a change; see [`WriteRange`](crate::WriteRange)).
 ///
 /// A panic that unwinds out of one of its calls may leave the writer half changed: the
 /// transaction ends without an undo and the handle becomes fail-stop (`Error::Poisoned`)
@@ -60,7 +60,7 @@ pub struct WriteTxn<'db> {
     pub(super) db: &'db Shared,
     w: RefCell<Option<MutexGuard<'db, Writer>>>,
     durability: Durability,
-    /// Counts the calls that changed (or may have changed) the writer; a [`WriteRange`]
+    /// Counts the calls that changed (or may have changed) the writer; a [`WriteRange`](crate::WriteRange)
     /// re-seeks when it moved since its last read.
     pub(super) changes: Cell<u64>,
     /// Identifies this transaction to its savepoints.
