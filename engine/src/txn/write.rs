@@ -60,8 +60,8 @@ pub struct WriteTxn<'db> {
     pub(super) db: &'db Shared,
     w: RefCell<Option<MutexGuard<'db, Writer>>>,
     durability: Durability,
-    /// Counts the calls that changed (or may have changed) the writer; a [`WriteRange`](crate::WriteRange)
-    /// re-seeks when it moved since its last read.
+    /// Counts the calls that changed (or may have changed) the writer; a
+    /// [`WriteRange`](crate::WriteRange) re-seeks when it moved since its last read.
     pub(super) changes: Cell<u64>,
     /// Identifies this transaction to its savepoints.
     id: u64,
