@@ -19,8 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..commits as u64 {
         key[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
         let start = Instant::now();
-        let mut tx = db.begin_write()?;
-        tx.tree("t")?.insert(&key, &[0x5A; 150])?;
+        let tx = db.begin_write()?;
+        tx.tree("t")?.insert(key, [0x5A; 150])?;
         tx.commit()?;
         lat_us.push(start.elapsed().as_secs_f64() * 1e6);
     }

@@ -23,10 +23,10 @@ fn key(i: u64) -> [u8; 24] {
 }
 
 fn load(db: &Db, keys: u64) -> arbor::Result<()> {
-    let mut tx = db.begin_write()?;
+    let tx = db.begin_write()?;
     let mut t = tx.tree("t")?;
     for i in 0..keys {
-        t.insert(&key(i), &[0x5A; 150])?;
+        t.insert(key(i), [0x5A; 150])?;
     }
     tx.commit()?;
     Ok(())
@@ -37,7 +37,7 @@ fn overwrite(db: &Db, rng: &mut Rng, keys: u64, n: u64, d: Durability) -> arbor:
     tx.set_durability(d);
     let mut t = tx.tree("t")?;
     for _ in 0..n {
-        t.insert(&key(rng.next_u64() % keys), &[rng.next_u64() as u8; 150])?;
+        t.insert(key(rng.next_u64() % keys), [rng.next_u64() as u8; 150])?;
     }
     tx.commit()?;
     Ok(())
@@ -58,7 +58,7 @@ fn gets_per_sec(db: &Arc<Db>, keys: u64, threads: usize) -> f64 {
                         // A fresh snapshot every 1,000 gets, as a reader serving requests would.
                         tree = db.snapshot().unwrap().tree("t").unwrap().unwrap();
                     }
-                    found += u64::from(tree.get(&key(rng.next_u64() % keys)).unwrap().is_some());
+                    found += u64::from(tree.get(key(rng.next_u64() % keys)).unwrap().is_some());
                 }
                 assert_eq!(found, GETS);
             })

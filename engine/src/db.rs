@@ -18,16 +18,56 @@ use crate::io::{self, AlignedBuf, BlockDevice, DeviceOptions, WriteOp};
 use crate::mvcc::{Registry, RootRecord};
 use crate::options::Options;
 use crate::store::Store;
-use crate::sync::{lock, Arc, Condvar, Mutex};
+use crate::sync::{lock, Arc, AtomicU64, Condvar, Mutex};
+use crate::txn::backup::{self, BackupInfo};
 use crate::txn::snapshot::Snapshot;
 use crate::txn::write::WriteTxn;
 use crate::txn::Shared;
 use crate::writer::{TxnScratch, Writer};
 use crate::{Error, Result};
 
-/// An open store. Cheap to share by reference across threads (`Db: Send + Sync`).
+/// An open store: a cheap handle (`Clone`, `Send + Sync`). Clones share the store; the
+/// last one dropped closes it — a clean close (see `Drop`) that releases the store's lock,
+/// even while snapshots from it live (their reads then return `Error::Closed`).
+#[derive(Clone)]
 pub struct Db {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Handle>,
+}
+
+/// What the `Db` clones share: dropping the last one closes the store. Snapshots hold the
+/// state weakly, so the store's device (and its lock) goes when this does, or when a read
+/// in progress at that moment ends.
+pub(crate) struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Arc<Shared>;
+    fn deref(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Drop for Handle {
+    /// A clean close makes committed transactions durable. Errors cannot be reported from
+    /// `drop`: call `Db::flush` first to see them; the next `open` recovers either way.
+    fn drop(&mut self) {
+        let _ = flush(&self.shared);
+    }
+}
+
+fn flush(shared: &Shared) -> Result<()> {
+    let target = shared.lock_writer()?.last_commit_gen;
+    shared.make_durable(None, target, true)
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("device", &self.shared.store.dev.describe())
+            .field("block_bytes", &self.shared.store.block_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counters and sizes, from `Db::stats`.
@@ -280,19 +320,19 @@ impl Db {
         writer.hist.open_generation(writer.gen(), writer.seq);
         let figures = writer.figures(true, 0);
         let root = RootRecord { seq: writer.seq, gen: writer.gen(), catalog: writer.trees.catalog };
-        Db {
-            shared: Arc::new(Shared {
-                store,
-                registry: Registry::new(root),
-                figures: Mutex::new(figures),
-                writer: Mutex::new(writer),
-                pipeline: Pipeline { state: Mutex::new(state), changed: Condvar::new() },
-                opts,
-                uuid,
-                rejected_superblock_copies: rejected,
-                recovery_fallbacks: fallbacks,
-            }),
-        }
+        let shared = Arc::new(Shared {
+            store,
+            registry: Registry::new(root),
+            figures: Mutex::new(figures),
+            writer: Mutex::new(writer),
+            pipeline: Pipeline { state: Mutex::new(state), changed: Condvar::new() },
+            opts,
+            uuid,
+            rejected_superblock_copies: rejected,
+            recovery_fallbacks: fallbacks,
+            txn_ids: AtomicU64::new(0),
+        });
+        Db { shared: Arc::new(Handle { shared }) }
     }
 
     /// Starts the write transaction; blocks while another one is open.
@@ -306,6 +346,79 @@ impl Db {
     /// ```
     pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
         WriteTxn::begin(&self.shared)
+    }
+
+    /// Starts the write transaction if no other is open, else returns `Ok(None)` at once.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = arbor::Db::create(dir.path().join("s"), arbor::Options::default())?;
+    /// let tx = db.begin_write()?;
+    /// assert!(db.try_begin_write()?.is_none());
+    /// drop(tx);
+    /// assert!(db.try_begin_write()?.is_some());
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
+    pub fn try_begin_write(&self) -> Result<Option<WriteTxn<'_>>> {
+        WriteTxn::try_begin(&self.shared)
+    }
+
+    /// Opens the store at `path`, or creates one there if `path` does not exist or holds no
+    /// Arbor store. `create`'s rule applies: a target that holds other data is refused
+    /// (`Error::ExistingData`) unless `opts.overwrite_existing`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("store.arbor");
+    /// let db = arbor::Db::open_or_create(&path, arbor::Options::default())?; // creates
+    /// drop(db);
+    /// let db = arbor::Db::open_or_create(&path, arbor::Options::default())?; // opens
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
+    pub fn open_or_create(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        let path = path.as_ref();
+        match Db::open(path, opts.clone()) {
+            Err(Error::NotAnArborStore { .. }) => Db::create(path, opts),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Db::create(path, opts)
+            }
+            other => other,
+        }
+    }
+
+    /// Writes a consistent, compact copy of the store as of now into a new store at `path`
+    /// (created with `opts`, whose `block_bytes` the copy uses). It reads a snapshot, so
+    /// writers keep running meanwhile; the snapshot is bounded like any other: if the bound
+    /// expires it, the call fails with `SnapshotExpired` and the copy is incomplete. The
+    /// copy is durable when the call returns.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = arbor::Db::create(dir.path().join("s"), arbor::Options::default())?;
+    /// # let tx = db.begin_write()?;
+    /// # tx.tree("t")?.insert(b"k", b"v")?;
+    /// # tx.commit()?;
+    /// let info = db.backup_to(dir.path().join("backup.arbor"), arbor::Options::default())?;
+    /// assert_eq!(info.entries, 1);
+    /// let copy = arbor::Db::open(dir.path().join("backup.arbor"), arbor::Options::default())?;
+    /// assert_eq!(copy.snapshot()?.tree("t")?.unwrap().get(b"k")?, Some(b"v".to_vec()));
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
+    pub fn backup_to(&self, path: impl AsRef<Path>, opts: Options) -> Result<BackupInfo> {
+        Db::backup_snapshot_to(&self.snapshot()?, path, opts)
+    }
+
+    /// [`Db::backup_to`] from a snapshot the caller already holds: the copy holds exactly
+    /// what `snap` sees.
+    pub fn backup_snapshot_to(
+        snap: &Snapshot,
+        path: impl AsRef<Path>,
+        opts: Options,
+    ) -> Result<BackupInfo> {
+        let dst = Db::create(path, opts)?;
+        let info = backup::copy(snap, &dst.shared)?;
+        dst.flush()?;
+        Ok(info)
     }
 
     /// A consistent read-only view of the last commit; cheap (a registration under one
@@ -323,7 +436,7 @@ impl Db {
     /// # Ok::<(), arbor::Error>(())
     /// ```
     pub fn snapshot(&self) -> Result<Snapshot> {
-        Ok(Snapshot::new(Arc::clone(&self.shared)))
+        Ok(Snapshot::new(&self.shared))
     }
 
     /// Test-only: disables the pinned set, to show that tests of the seed scenario fail
@@ -336,8 +449,7 @@ impl Db {
 
     /// Makes every committed transaction durable (one flush, if anything is pending).
     pub fn flush(&self) -> Result<()> {
-        let target = self.shared.lock_writer()?.last_commit_gen;
-        self.shared.make_durable(None, target, true)
+        flush(&self.shared)
     }
 
     /// Counters and sizes. Never waits for an open write transaction: while one holds the
@@ -388,13 +500,5 @@ impl Db {
             recovery_fallbacks: s.recovery_fallbacks,
             device: s.store.dev.describe(),
         }
-    }
-}
-
-impl Drop for Db {
-    /// A clean close makes committed transactions durable. Errors cannot be reported from
-    /// `drop`: call `flush` first to see them; the next `open` recovers either way.
-    fn drop(&mut self) {
-        let _ = self.flush();
     }
 }

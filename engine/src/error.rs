@@ -44,8 +44,13 @@ pub enum Error {
         /// The limit.
         max: u64,
     },
-    /// A snapshot was expired by the memory/disk bound; it can no longer be read.
-    SnapshotExpired,
+    /// A snapshot was expired by the memory/disk bound; it can no longer be read. `what`
+    /// names the bound that was reached (`Options::modlog_max_bytes` or
+    /// `Options::pinned_max_blocks`), its value and what was held.
+    SnapshotExpired {
+        /// The bound that was reached, its value, and the option that raises it.
+        what: String,
+    },
     /// Another handle, in this or another process, has the store open.
     Locked {
         /// The file or block device.
@@ -103,6 +108,17 @@ pub enum Error {
         /// Which bound, and by how much.
         what: String,
     },
+    /// Every `Db` handle of the store was dropped: a snapshot, tree or range that outlived
+    /// them can no longer read (the store's device and lock were released).
+    Closed,
+    /// Bytes in a typed tree do not decode as its key or value type (`type_name`): the tree
+    /// was written with other types, or through the byte API.
+    Decode {
+        /// The Rust type the bytes were decoded as.
+        type_name: &'static str,
+        /// Why they do not decode.
+        reason: String,
+    },
 }
 
 /// `Result` with Arbor's [`Error`].
@@ -155,9 +171,12 @@ impl fmt::Display for Error {
             Error::ValueTooLarge { len, max } => {
                 write!(f, "value of {len} bytes exceeds the maximum of {max} bytes")
             }
-            Error::SnapshotExpired => {
-                write!(f, "snapshot expired: the mod-log bound released its history")
-            }
+            Error::SnapshotExpired { what } if what.is_empty() => write!(
+                f,
+                "snapshot expired: snapshots held more history than Options::modlog_max_bytes \
+                 or Options::pinned_max_blocks allow; raise them or drop snapshots sooner"
+            ),
+            Error::SnapshotExpired { what } => write!(f, "snapshot expired: {what}"),
             Error::Locked { path, holder } => {
                 write!(f, "{} is already open in another handle", path.display())?;
                 match holder {
@@ -193,10 +212,13 @@ impl fmt::Display for Error {
                 f,
                 "transaction undo log of {undo_bytes} bytes exceeds its cap of {max} bytes"
             ),
-            Error::SnapshotBoundReached { what } => write!(
-                f,
-                "snapshots hold more history than the bound allows ({what}); drop old snapshots"
-            ),
+            Error::SnapshotBoundReached { what } => {
+                write!(f, "snapshots hold more history than the bound allows: {what}")
+            }
+            Error::Closed => write!(f, "the store was closed: every Db handle was dropped"),
+            Error::Decode { type_name, reason } => {
+                write!(f, "stored bytes do not decode as {type_name}: {reason}")
+            }
         }
     }
 }

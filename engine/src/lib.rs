@@ -78,6 +78,7 @@
 mod addr_map;
 mod alloc;
 pub mod check;
+pub mod codec;
 mod db;
 mod durable;
 pub mod error;
@@ -106,13 +107,21 @@ pub use mvcc::modlog;
 pub use store::cache;
 
 pub use check::CheckReport;
+pub use codec::{Key, KeyRange, TreeDef, TypedBounds, Value};
 pub use db::{Db, Stats};
 pub use error::{Error, Result};
 pub use io::{AlignedBuf, BlockDevice, ReadOp, WriteOp};
 pub use options::{Durability, IoBackend, Options, SnapshotPolicy};
-pub use tree::read::Range;
-pub use txn::snapshot::{Snapshot, Tree};
-pub use txn::write::{CommitInfo, WriteTree, WriteTxn};
+pub use txn::backup::BackupInfo;
+pub use txn::snapshot::{Range, Snapshot, Tree};
+pub use txn::typed::{TypedEntry, TypedIter, TypedTree, TypedWriteTree};
+pub use txn::write::{CommitInfo, Savepoint, WriteTxn};
+pub use txn::write_ops::{ExtractIf, WriteRange};
+pub use txn::write_tree::{Entry, WriteTree};
+
+/// What must not compile (`compile_fail` doctests).
+#[cfg(doctest)]
+mod compile_fail;
 
 /// The README's usage example, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -6,7 +6,7 @@
 mod imp {
     pub use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
     pub use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
-    pub use std::sync::{RwLockWriteGuard, WaitTimeoutResult, Weak};
+    pub use std::sync::{RwLockWriteGuard, TryLockError, WaitTimeoutResult, Weak};
     pub use std::thread;
 }
 
@@ -16,9 +16,32 @@ mod imp {
     pub use loom::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
     pub use loom::sync::{RwLockWriteGuard, WaitTimeoutResult};
     pub use loom::thread;
+    // loom's locks report `try_lock` failures with std's type.
+    pub use std::sync::TryLockError;
+
+    /// loom has no weak references: under loom a `Weak` is a strong one that always
+    /// upgrades (the models never close a store).
+    pub struct Weak<T>(Arc<T>);
+
+    impl<T> Weak<T> {
+        pub fn upgrade(&self) -> Option<Arc<T>> {
+            Some(Arc::clone(&self.0))
+        }
+    }
+
+    /// `Arc::downgrade` for the loom `Weak` above.
+    pub fn downgrade<T>(a: &Arc<T>) -> Weak<T> {
+        Weak(Arc::clone(a))
+    }
 }
 
 pub use imp::*;
+
+/// `Arc::downgrade`, through the facade (loom has no weak references; see `imp`).
+#[cfg(not(loom))]
+pub fn downgrade<T>(a: &Arc<T>) -> Weak<T> {
+    Arc::downgrade(a)
+}
 
 /// Locks a mutex, recovering the data from a poisoned lock. Only for state a panic cannot
 /// leave half changed in a way that matters: the cache, the readers' table, block slots,

@@ -118,7 +118,7 @@ fn check_recovered(image: SimDevice, allowed: &[Model], seed: u64, fail_after: O
     let report = db.check().unwrap();
     assert!(report.is_ok(), "seed {seed} fail_after {fail_after:?}: {:?}", report.problems);
     // The recovered store keeps working.
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     tx.tree("a").unwrap().insert(b"after-crash", b"ok").unwrap();
     tx.commit().unwrap();
 }
@@ -148,8 +148,8 @@ fn one_flush_per_immediate_commit() {
     let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
     for i in 0..100u32 {
         let before = dev.flush_count();
-        let mut tx = db.begin_write().unwrap();
-        tx.tree("t").unwrap().insert(&i.to_be_bytes(), b"value").unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.tree("t").unwrap().insert(i.to_be_bytes(), b"value").unwrap();
         let info = tx.commit().unwrap();
         assert!(info.durable);
         assert_eq!(dev.flush_count() - before, 1, "commit {i} issued other than one flush");
@@ -160,11 +160,11 @@ fn one_flush_per_immediate_commit() {
 fn io_error_during_commit_is_fail_stop_and_reopen_recovers() {
     let dev = SimDevice::new(32 << 20, 4096, 4);
     let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     tx.tree("t").unwrap().insert(b"k1", b"v1").unwrap();
     tx.commit().unwrap();
     dev.fail_after(0);
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     tx.tree("t").unwrap().insert(b"k2", b"v2").unwrap();
     assert!(matches!(tx.commit(), Err(Error::Io { .. })));
     // Fail-stop: the handle refuses further writes with the original error.
@@ -172,7 +172,7 @@ fn io_error_during_commit_is_fail_stop_and_reopen_recovers() {
     let image = dev.crash();
     drop(db);
     let db = Db::open_on(Box::new(image), small_opts()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let t = tx.tree("t").unwrap();
     assert_eq!(t.get(b"k1").unwrap(), Some(b"v1".to_vec()));
     assert_eq!(t.get(b"k2").unwrap(), None);
@@ -184,7 +184,7 @@ fn flipped_bits_give_corrupt_never_wrong_data() {
     let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
     let mut rng = Rng(5);
     let mut model = std::collections::BTreeMap::new();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for _ in 0..3000 {
         let (k, v) = (key(&mut rng, 5000), value(&mut rng));
@@ -195,7 +195,7 @@ fn flipped_bits_give_corrupt_never_wrong_data() {
     // A second, small commit elsewhere: recovery verifies only the newest generation's
     // blocks, so a flip there makes it fall back to the commit above (which still holds
     // the model), while a flip in an older block is caught when the block is read.
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     tx.tree("u").unwrap().insert(b"x", b"y").unwrap();
     tx.commit().unwrap();
     let used_blocks = db.stats().blocks_total - db.stats().blocks_free;
@@ -219,7 +219,7 @@ fn flipped_bits_give_corrupt_never_wrong_data() {
         if db.stats().recovery_fallbacks > 0 {
             corrupt_seen += 1;
         }
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let t = tx.tree("t").unwrap();
         for (k, v) in &model {
             match t.get(k) {
@@ -250,9 +250,9 @@ fn concurrent_committers_share_flushes_and_lose_nothing() {
             let db = &db;
             s.spawn(move || {
                 for i in 0..per_thread {
-                    let mut tx = db.begin_write().unwrap();
+                    let tx = db.begin_write().unwrap();
                     let key = format!("t{t}-{i:04}");
-                    tx.tree("g").unwrap().insert(key.as_bytes(), &i.to_le_bytes()).unwrap();
+                    tx.tree("g").unwrap().insert(key.as_bytes(), i.to_le_bytes()).unwrap();
                     assert!(tx.commit().unwrap().durable);
                 }
             });
@@ -262,7 +262,7 @@ fn concurrent_committers_share_flushes_and_lose_nothing() {
     assert!(flushes <= u64::from(threads * per_thread), "{flushes} flushes");
     drop(db);
     let db = Db::open(&path, small_opts()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let t = tx.tree("g").unwrap();
     assert_eq!(t.len().unwrap(), u64::from(threads * per_thread));
     for th in 0..threads {
@@ -285,7 +285,7 @@ fn read_error_during_recovery_is_reported_not_a_fallback() {
     let dev = SimDevice::new(32 << 20, 4096, 6);
     let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
     for value in [b"old".as_slice(), b"new".as_slice()] {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         tx.tree("t").unwrap().insert(b"k", value).unwrap();
         assert!(tx.commit().unwrap().durable);
     }
@@ -305,14 +305,14 @@ fn read_error_during_recovery_is_reported_not_a_fallback() {
         Err(e) => panic!("open failed with {e}, not the read error"),
         Ok(db) => {
             let fallbacks = db.stats().recovery_fallbacks;
-            let mut tx = db.begin_write().unwrap();
+            let tx = db.begin_write().unwrap();
             let got = tx.tree("t").unwrap().get(b"k").unwrap();
             panic!("open fell back past an unreadable block: k = {got:?}, fallbacks {fallbacks}");
         }
     }
     image.clear_faults();
     let db = Db::open_on(Box::new(image), small_opts()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     assert_eq!(tx.tree("t").unwrap().get(b"k").unwrap(), Some(b"new".to_vec()));
     assert_eq!(db.stats().recovery_fallbacks, 0);
 }

@@ -18,10 +18,10 @@ fn key(i: u32) -> [u8; 4] {
 
 /// Commits `value` under keys `keys` of tree `t` (one Immediate commit).
 fn commit(db: &Db, keys: std::ops::Range<u32>, value: &[u8]) {
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for i in keys {
-        t.insert(&key(i), value).unwrap();
+        t.insert(key(i), value).unwrap();
     }
     tx.commit().unwrap();
 }
@@ -60,14 +60,14 @@ fn expect_recovered(dev: &SimDevice, panicked: &[u8]) {
     let db = Db::open_on(Box::new(dev.crash()), small_opts()).unwrap();
     let report = db.check().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let t = tx.tree("t").unwrap();
     assert_eq!(t.len().unwrap(), 3000);
-    let landed = t.get(&key(0)).unwrap().as_deref() == Some(panicked);
+    let landed = t.get(key(0)).unwrap().as_deref() == Some(panicked);
     for i in (0..3000u32).step_by(7) {
         let acked: &[u8] = if i < 1000 { b"one" } else { b"two" };
         let want = if landed { panicked } else { acked };
-        assert_eq!(t.get(&key(i)).unwrap().as_deref(), Some(want), "key {i}");
+        assert_eq!(t.get(key(i)).unwrap().as_deref(), Some(want), "key {i}");
     }
 }
 
@@ -79,10 +79,10 @@ fn a_panic_inside_a_commit_makes_the_handle_fail_stop() {
     let snap = db.snapshot().unwrap();
     // Replacing committed keys only defers frees: the first allocator free is the commit's.
     arm_panic(FaultPoint::AllocatorFree);
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for i in 0..3000u32 {
-        t.insert(&key(i), b"three").unwrap();
+        t.insert(key(i), b"three").unwrap();
     }
     let outcome = catch_unwind(AssertUnwindSafe(move || tx.commit()));
     disarm();
@@ -92,9 +92,9 @@ fn a_panic_inside_a_commit_makes_the_handle_fail_stop() {
     let new_snap = db.snapshot().unwrap();
     for s in [&snap, &new_snap] {
         let t = s.tree("t").unwrap().unwrap();
-        assert_eq!(t.len(), 3000);
-        assert_eq!(t.get(&key(10)).unwrap(), Some(b"one".to_vec()));
-        assert_eq!(t.get(&key(1500)).unwrap(), Some(b"two".to_vec()));
+        assert_eq!(t.len().unwrap(), 3000);
+        assert_eq!(t.get(key(10)).unwrap(), Some(b"one".to_vec()));
+        assert_eq!(t.get(key(1500)).unwrap(), Some(b"two".to_vec()));
     }
     drop((snap, new_snap));
     expect_fail_stop(db);
@@ -108,8 +108,8 @@ fn a_panic_inside_a_commit_makes_the_handle_fail_stop() {
 fn a_panic_in_a_flush_fails_the_handle_instead_of_hanging() {
     let (dev, db) = two_commits();
     arm_panic(FaultPoint::WriteOut);
-    let mut tx = db.begin_write().unwrap();
-    tx.tree("t").unwrap().insert(&key(0), b"three").unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.tree("t").unwrap().insert(key(0), b"three").unwrap();
     let outcome = catch_unwind(AssertUnwindSafe(move || tx.commit()));
     disarm();
     assert!(outcome.is_err(), "the commit panicked: {outcome:?}");
@@ -117,13 +117,13 @@ fn a_panic_in_a_flush_fails_the_handle_instead_of_hanging() {
     let db = Db::open_on(Box::new(dev.crash()), small_opts()).unwrap();
     let report = db.check().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let t = tx.tree("t").unwrap();
     assert_eq!(t.len().unwrap(), 3000);
-    let first = t.get(&key(0)).unwrap();
+    let first = t.get(key(0)).unwrap();
     assert!(matches!(first.as_deref(), Some(b"one" | b"three")), "{first:?}");
-    assert_eq!(t.get(&key(1)).unwrap(), Some(b"one".to_vec()));
-    assert_eq!(t.get(&key(2999)).unwrap(), Some(b"two".to_vec()));
+    assert_eq!(t.get(key(1)).unwrap(), Some(b"one".to_vec()));
+    assert_eq!(t.get(key(2999)).unwrap(), Some(b"two".to_vec()));
 }
 
 /// An insert panics half-way and the caller catches the panic but keeps the transaction:
@@ -132,15 +132,15 @@ fn a_panic_in_a_flush_fails_the_handle_instead_of_hanging() {
 #[test]
 fn a_panic_caught_inside_a_call_ends_the_transaction() {
     let (dev, db) = two_commits();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
-    t.insert(&key(5), b"three").unwrap();
+    t.insert(key(5), b"three").unwrap();
     arm_panic(FaultPoint::TreeInsert);
-    let outcome = catch_unwind(AssertUnwindSafe(|| t.insert(&key(6), b"three")));
+    let outcome = catch_unwind(AssertUnwindSafe(|| t.insert(key(6), b"three")));
     disarm();
     assert!(outcome.is_err(), "the insert panicked: {outcome:?}");
-    expect_poisoned("insert after the panic", t.insert(&key(7), b"three"));
-    expect_poisoned("get after the panic", t.get(&key(7)));
+    expect_poisoned("insert after the panic", t.insert(key(7), b"three"));
+    expect_poisoned("get after the panic", t.get(key(7)));
     expect_poisoned("commit after the panic", tx.commit());
     expect_fail_stop(db);
     expect_recovered(&dev, b"three");
@@ -152,18 +152,18 @@ fn a_panic_caught_inside_a_call_ends_the_transaction() {
 fn a_panic_in_the_callers_code_only_aborts_the_transaction() {
     let (_dev, db) = two_commits();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut t = tx.tree("t").unwrap();
-        t.insert(&key(5000), b"lost").unwrap();
-        t.remove(&key(1)).unwrap();
+        t.insert(key(5000), b"lost").unwrap();
+        t.remove(key(1)).unwrap();
         panic!("the caller's own bug");
     }));
     assert!(outcome.is_err());
-    let mut tx = db.begin_write().expect("the handle stays writable");
+    let tx = db.begin_write().expect("the handle stays writable");
     let mut t = tx.tree("t").unwrap();
-    assert_eq!(t.get(&key(5000)).unwrap(), None, "the panicked transaction was aborted");
-    assert_eq!(t.get(&key(1)).unwrap(), Some(b"one".to_vec()));
-    t.insert(&key(6000), b"kept").unwrap();
+    assert_eq!(t.get(key(5000)).unwrap(), None, "the panicked transaction was aborted");
+    assert_eq!(t.get(key(1)).unwrap(), Some(b"one".to_vec()));
+    t.insert(key(6000), b"kept").unwrap();
     tx.commit().unwrap();
     assert!(db.check().unwrap().is_ok());
 }

@@ -284,7 +284,7 @@ fn kill_child_commits() {
     for i in 0..KILL_CHILD_COMMITS_MAX {
         let mut tx = db.begin_write().expect("begin");
         tx.set_durability(arbor::Durability::Immediate);
-        tx.tree("t").expect("tree").insert(&i.to_be_bytes(), &[7u8; 100]).expect("insert");
+        tx.tree("t").expect("tree").insert(i.to_be_bytes(), [7u8; 100]).expect("insert");
         tx.commit().expect("commit");
         if i == 0 {
             println!("kill-child-committing");
@@ -400,7 +400,7 @@ fn quiet_child() {
     let dir = Path::new(&dir);
     let path = dir.join("quiet");
     let db = arbor::Db::create(&path, arbor::Options::default()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     tx.tree("t").unwrap().insert(b"k", b"v").unwrap();
     tx.commit().unwrap();
     let second = arbor::Db::open(&path, arbor::Options::default());

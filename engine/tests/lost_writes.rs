@@ -21,10 +21,10 @@ fn lost_write_of_a_written_back_leaf_is_corrupt_not_stale() {
     let dev = SimDevice::new(8 << 20, 4096, 1);
     let opts = Options { cache_bytes: 64 << 10, dirty_max_bytes: 32 << 10, ..Options::default() };
     let db = Db::create_on(Box::new(dev.clone()), opts).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut big = tx.tree("big").unwrap();
     for i in 0..2000u32 {
-        big.insert(&i.to_be_bytes(), &[9; 100]).unwrap();
+        big.insert(i.to_be_bytes(), [9; 100]).unwrap();
     }
     drop(big);
     tx.commit().unwrap();
@@ -32,11 +32,11 @@ fn lost_write_of_a_written_back_leaf_is_corrupt_not_stale() {
     tx.set_durability(Durability::None);
     let mut t = tx.tree("t").unwrap();
     for i in 0..400u32 {
-        t.insert(&i.to_be_bytes(), &[1; 300]).unwrap();
+        t.insert(i.to_be_bytes(), [1; 300]).unwrap();
     }
     let before = image(&dev);
     for i in 0..400u32 {
-        t.insert(&i.to_be_bytes(), &[2; 300]).unwrap();
+        t.insert(i.to_be_bytes(), [2; 300]).unwrap();
     }
     drop(t);
     assert!(!tx.commit().unwrap().durable);
@@ -54,7 +54,7 @@ fn lost_write_of_a_written_back_leaf_is_corrupt_not_stale() {
     let t = snap.tree("t").unwrap().unwrap();
     let (mut ok, mut corrupt) = (0, 0);
     for i in 0..400u32 {
-        match t.get(&i.to_be_bytes()) {
+        match t.get(i.to_be_bytes()) {
             Ok(Some(v)) => {
                 assert_eq!(v, vec![2; 300], "key {i}: an older value served as current");
                 ok += 1;

@@ -172,17 +172,17 @@ fn random_operations_in_memory() {
 fn removing_everything_shrinks_to_one_empty_leaf() {
     let dev = SimDevice::new(64 << 20, 4096, 9);
     let db = Db::create_on(Box::new(dev), small_opts()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for i in 0..20_000u32 {
-        t.insert(&i.to_be_bytes(), &[7u8; 100]).unwrap();
+        t.insert(i.to_be_bytes(), [7u8; 100]).unwrap();
     }
     tx.commit().unwrap();
     let blocks_full = db.check().unwrap().tree_blocks;
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for i in 0..20_000u32 {
-        assert!(t.remove(&i.to_be_bytes()).unwrap().is_some());
+        assert!(t.remove(i.to_be_bytes()).unwrap().is_some());
     }
     assert!(t.is_empty().unwrap());
     tx.commit().unwrap();
@@ -196,11 +196,11 @@ fn removing_everything_shrinks_to_one_empty_leaf() {
 fn sequential_load_fills_leaves() {
     let dev = SimDevice::new(64 << 20, 4096, 10);
     let db = Db::create_on(Box::new(dev), small_opts()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     let n = 20_000u32;
     for i in 0..n {
-        t.insert(&i.to_be_bytes(), &[7u8; 100]).unwrap();
+        t.insert(i.to_be_bytes(), [7u8; 100]).unwrap();
     }
     tx.commit().unwrap();
     let report = db.check().unwrap();

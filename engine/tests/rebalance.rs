@@ -14,11 +14,11 @@ fn key(i: u32) -> [u8; 4] {
 /// Removes most keys of every other run of `run` keys: each emptied node sits beside a full
 /// one, so merging cannot help and only redistribution keeps the fill up.
 fn thin(db: &Db, n: u32, run: u32, abort: bool) {
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for i in 0..n {
         if (i / run).is_multiple_of(2) && i % run > 1 {
-            assert!(t.remove(&key(i)).unwrap().is_some());
+            assert!(t.remove(key(i)).unwrap().is_some());
         }
     }
     if abort {
@@ -35,10 +35,10 @@ fn under_full_nodes_are_evened_out_with_their_siblings() {
         // whole groups of leaves, so internal nodes go under-full too.
         let db = Db::create_on(Box::new(SimDevice::new(256 << 20, 4096, 1)), small_opts()).unwrap();
         let n = 40_000u32;
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut t = tx.tree("t").unwrap();
         for i in 0..n {
-            t.insert(&key(i), &vec![i as u8; value_len]).unwrap();
+            t.insert(key(i), vec![i as u8; value_len]).unwrap();
         }
         tx.commit().unwrap();
         let before = db.snapshot().unwrap();
@@ -60,7 +60,7 @@ fn under_full_nodes_are_evened_out_with_their_siblings() {
         let now = db.snapshot().unwrap();
         let t = now.tree("t").unwrap().unwrap();
         let expect: Vec<u32> = (0..n).filter(|i| (i / run) % 2 == 1 || i % run <= 1).collect();
-        assert_eq!(t.len(), expect.len() as u64);
+        assert_eq!(t.len().unwrap(), expect.len() as u64);
         let got: Vec<u32> = t
             .iter()
             .unwrap()

@@ -6,7 +6,7 @@ fn smoke_sim() {
     let dev = SimDevice::new(64 << 20, 4096, 1);
     let db = Db::create_on(Box::new(dev.clone()), Options::default()).unwrap();
     {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut t = tx.tree("users").unwrap();
         for i in 0..5000u32 {
             t.insert(format!("key{i:08}").as_bytes(), format!("value{i}").as_bytes()).unwrap();
@@ -18,7 +18,7 @@ fn smoke_sim() {
     assert!(report.is_ok(), "{:?}", report.problems);
     drop(db);
     let db = Db::open_on(Box::new(dev.crash()), Options::default()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let t = tx.tree("users").unwrap();
     assert_eq!(t.len().unwrap(), 5000);
     assert_eq!(t.get(b"key00004999").unwrap(), Some(b"value4999".to_vec()));
@@ -34,11 +34,11 @@ fn smoke_file() {
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("s.arbor");
     let db = Db::create(&path, Options::default()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     tx.tree("a").unwrap().insert(b"x", b"y").unwrap();
     tx.commit().unwrap();
     drop(db);
     let db = Db::open(&path, Options::default()).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     assert_eq!(tx.tree("a").unwrap().get(b"x").unwrap(), Some(b"y".to_vec()));
 }

@@ -14,10 +14,10 @@ fn new_db(seed: u64, opts: Options) -> Db {
 #[test]
 fn a_snapshot_sees_its_commit_while_the_writer_moves_on() {
     let db = new_db(1, small_opts());
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for i in 0..2000u32 {
-        t.insert(&i.to_be_bytes(), b"v1").unwrap();
+        t.insert(i.to_be_bytes(), b"v1").unwrap();
     }
     tx.commit().unwrap();
     let snap = db.snapshot().unwrap();
@@ -27,18 +27,18 @@ fn a_snapshot_sees_its_commit_while_the_writer_moves_on() {
         tx.set_durability(if round % 2 == 0 { Durability::None } else { Durability::Immediate });
         let mut t = tx.tree("t").unwrap();
         for i in (0..2000u32).step_by(3) {
-            t.remove(&i.to_be_bytes()).unwrap();
+            t.remove(i.to_be_bytes()).unwrap();
         }
         for i in 2000..2500u32 {
-            t.insert(&i.to_be_bytes(), b"new").unwrap();
+            t.insert(i.to_be_bytes(), b"new").unwrap();
         }
         tx.tree("other").unwrap().insert(b"x", b"y").unwrap();
         tx.commit().unwrap();
         assert_eq!(snap_dump(&snap).unwrap(), before, "round {round}");
     }
     let t = snap.tree("t").unwrap().unwrap();
-    assert_eq!(t.get(&3u32.to_be_bytes()).unwrap(), Some(b"v1".to_vec()));
-    assert_eq!(t.get(&2100u32.to_be_bytes()).unwrap(), None);
+    assert_eq!(t.get(3u32.to_be_bytes()).unwrap(), Some(b"v1".to_vec()));
+    assert_eq!(t.get(2100u32.to_be_bytes()).unwrap(), None);
     assert!(snap.tree("other").unwrap().is_none());
     let rev: Vec<_> = t.range(..).unwrap().rev().take(2).map(|r| r.unwrap().0).collect();
     assert_eq!(rev, vec![1999u32.to_be_bytes().to_vec(), 1998u32.to_be_bytes().to_vec()]);
@@ -72,7 +72,7 @@ fn seed_scenario(durability: Durability, disable_pinning: bool) -> Result<(), St
     tx.set_durability(durability);
     let mut t = tx.tree("a").unwrap();
     for i in 0..40u32 {
-        t.insert(&i.to_be_bytes(), &val).unwrap(); // a root over a few leaves
+        t.insert(i.to_be_bytes(), &val).unwrap(); // a root over a few leaves
     }
     tx.commit().unwrap();
     let snap = db.snapshot().unwrap();
@@ -84,7 +84,7 @@ fn seed_scenario(durability: Durability, disable_pinning: bool) -> Result<(), St
     tx.set_durability(durability);
     let mut t = tx.tree("a").unwrap();
     for i in 3..40u32 {
-        t.remove(&i.to_be_bytes()).unwrap();
+        t.remove(i.to_be_bytes()).unwrap();
     }
     tx.commit().unwrap();
     // The more complicated case: the freed addresses are reallocated several times, each
@@ -95,7 +95,7 @@ fn seed_scenario(durability: Durability, disable_pinning: bool) -> Result<(), St
         let name = format!("b{round}");
         let mut b = tx.tree(&name).unwrap();
         for i in 0..60u32 {
-            b.insert(&(i * 7 + round).to_be_bytes(), &[round as u8; 500]).unwrap();
+            b.insert((i * 7 + round).to_be_bytes(), [round as u8; 500]).unwrap();
         }
         tx.commit().unwrap();
         let mut tx = db.begin_write().unwrap();
@@ -108,7 +108,7 @@ fn seed_scenario(durability: Durability, disable_pinning: bool) -> Result<(), St
         }
         let t = snap.tree("a").map_err(|e| e.to_string())?.ok_or("tree a vanished")?;
         for i in 0..40u32 {
-            let v = t.get(&i.to_be_bytes()).map_err(|e| e.to_string())?;
+            let v = t.get(i.to_be_bytes()).map_err(|e| e.to_string())?;
             if v.as_deref() != Some(val.as_slice()) {
                 return Err(format!("round {round}: get {i} returned {:?}", v.map(|v| v.len())));
             }
@@ -245,10 +245,10 @@ fn readers_see_consistent_snapshots_while_the_writer_commits() {
     let txns: u64 =
         std::env::var("ARBOR_SNAPSHOT_TXNS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let db = std::sync::Arc::new(new_db(11, Options { cache_bytes: 256 << 10, ..small_opts() }));
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("acct").unwrap();
     for a in 0..ACCOUNTS {
-        t.insert(&a.to_be_bytes(), &1000u64.to_le_bytes()).unwrap();
+        t.insert(a.to_be_bytes(), 1000u64.to_le_bytes()).unwrap();
     }
     tx.commit().unwrap();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -266,21 +266,21 @@ fn readers_see_consistent_snapshots_while_the_writer_commits() {
         let mut t = tx.tree("acct").unwrap();
         let (from, to) = (rng.below(ACCOUNTS), rng.below(ACCOUNTS));
         let get = |t: &arbor::WriteTree<'_, '_>, a: u64| {
-            u64::from_le_bytes(t.get(&a.to_be_bytes()).unwrap().unwrap().try_into().unwrap())
+            u64::from_le_bytes(t.get(a.to_be_bytes()).unwrap().unwrap().try_into().unwrap())
         };
         let amount = rng.below(get(&t, from) + 1);
         let f = get(&t, from) - amount;
-        t.insert(&from.to_be_bytes(), &f.to_le_bytes()).unwrap();
+        t.insert(from.to_be_bytes(), f.to_le_bytes()).unwrap();
         let g = get(&t, to) + amount;
-        t.insert(&to.to_be_bytes(), &g.to_le_bytes()).unwrap();
+        t.insert(to.to_be_bytes(), g.to_le_bytes()).unwrap();
         let mut m = tx.tree("marks").unwrap();
         let id = (n % 500).to_be_bytes();
         if n >= 500 {
-            m.remove(&[&id[..], b"a"].concat()).unwrap();
-            m.remove(&[&id[..], b"b"].concat()).unwrap();
+            m.remove([&id[..], b"a"].concat()).unwrap();
+            m.remove([&id[..], b"b"].concat()).unwrap();
         }
-        m.insert(&[&id[..], b"a"].concat(), b"").unwrap();
-        m.insert(&[&id[..], b"b"].concat(), b"").unwrap();
+        m.insert([&id[..], b"a"].concat(), b"").unwrap();
+        m.insert([&id[..], b"b"].concat(), b"").unwrap();
         if rng.chance(3) {
             tx.abort().unwrap();
         } else {
@@ -323,20 +323,20 @@ fn scan_until_done(db: &Db, done: &std::sync::atomic::AtomicBool, r: usize, tota
 }
 
 fn load(db: &Db, keys: u32) {
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut t = tx.tree("t").unwrap();
     for i in 0..keys {
-        t.insert(&(i.wrapping_mul(2_654_435_761)).to_be_bytes(), &[7u8; 100]).unwrap();
+        t.insert((i.wrapping_mul(2_654_435_761)).to_be_bytes(), [7u8; 100]).unwrap();
     }
     tx.commit().unwrap();
 }
 
 fn churn(db: &Db, rng: &mut Rng, keys: u32, per_txn: u32) -> arbor::Result<()> {
-    let mut tx = db.begin_write()?;
+    let tx = db.begin_write()?;
     let mut t = tx.tree("t")?;
     for _ in 0..per_txn {
         let i = rng.below(u64::from(keys)) as u32;
-        t.insert(&(i.wrapping_mul(2_654_435_761)).to_be_bytes(), &rng.bytes(100))?;
+        t.insert((i.wrapping_mul(2_654_435_761)).to_be_bytes(), rng.bytes(100))?;
     }
     tx.commit()?;
     Ok(())
@@ -369,7 +369,7 @@ fn a_long_snapshot_pins_at_most_its_own_tree() {
     let bound = 2 * tree_blocks + 4 * 200 + 256;
     assert!(peak_used <= bound, "peak {peak_used} blocks, tree {tree_blocks}");
     assert_eq!(
-        snap.tree("t").unwrap().unwrap().get(&0u32.to_be_bytes()).unwrap(),
+        snap.tree("t").unwrap().unwrap().get(0u32.to_be_bytes()).unwrap(),
         Some(vec![7; 100])
     );
     drop(snap);
@@ -394,7 +394,7 @@ fn expire_oldest_keeps_pins_and_history_under_the_bound() {
         let mut w = tx.tree("t").unwrap();
         for _ in 0..100 {
             let i = rng.below(20_000) as u32;
-            w.insert(&(i.wrapping_mul(2_654_435_761)).to_be_bytes(), &rng.bytes(100)).unwrap();
+            w.insert((i.wrapping_mul(2_654_435_761)).to_be_bytes(), rng.bytes(100)).unwrap();
         }
         tx.commit().unwrap();
         let s = db.stats();
@@ -406,13 +406,17 @@ fn expire_oldest_keeps_pins_and_history_under_the_bound() {
     // until reusable) + allocator blocks: the store does not grow with the held snapshot.
     assert!(peak <= used0 + 100 + 2 * 2 * 150 + 64, "peak {peak} blocks from {used0}");
     assert!(snap.is_expired());
-    assert!(matches!(t.get(&0u32.to_be_bytes()), Err(Error::SnapshotExpired)));
-    assert!(matches!(snap.tree_names(), Err(Error::SnapshotExpired)));
+    let e = t.get(0u32.to_be_bytes()).unwrap_err();
+    assert!(matches!(e, Error::SnapshotExpired { .. }));
+    // The error names the bound reached, its value and the option that raises it.
+    let msg = e.to_string();
+    assert!(msg.contains("Options::pinned_max_blocks = 100"), "{msg}");
+    assert!(matches!(snap.tree_names(), Err(Error::SnapshotExpired { .. })));
     let s = db.stats();
     assert!(s.snapshot_expirations >= 1 && s.snapshots_live == 0, "{s:?}");
     // A new snapshot works.
     let fresh = db.snapshot().unwrap();
-    assert_eq!(fresh.tree("t").unwrap().unwrap().len(), 20_000);
+    assert_eq!(fresh.tree("t").unwrap().unwrap().len().unwrap(), 20_000);
 }
 
 #[test]
@@ -490,6 +494,7 @@ fn writer_times_out(db: &std::sync::Arc<Db>, rng: &mut Rng) {
     }
     let (e, waited) = failed.expect("the bound was reached");
     assert!(matches!(e, Error::SnapshotBoundReached { .. }), "{e}");
+    assert!(e.to_string().contains("Options::"), "names the option: {e}");
     assert!(waited >= Duration::from_millis(300), "gave up after {waited:?}");
     stop_tx.send(()).unwrap();
     holder.join().unwrap();

@@ -86,11 +86,11 @@ fn a_reader_finishes_correctly_or_gets_snapshot_expired() {
             thread::spawn(move || read(&db, &snap))
         };
         let outcome = reader.join().expect("reader");
-        assert!(matches!(outcome, Ok(()) | Err(Error::SnapshotExpired)), "{outcome:?}");
+        assert!(matches!(outcome, Ok(()) | Err(Error::SnapshotExpired { .. })), "{outcome:?}");
         let released = writer.join().expect("writer");
         OUTCOMES.note(usize::from(outcome.is_ok()) * 2 + usize::from(released));
         // Expired now, in every interleaving; a later read never touches the block.
-        assert!(matches!(read(&db, &snap), Err(Error::SnapshotExpired)));
+        assert!(matches!(read(&db, &snap), Err(Error::SnapshotExpired { .. })));
         if !released {
             // The writer saw the operation in progress; the next commit's sweep removes it.
             let mut r = db.registry.lock();

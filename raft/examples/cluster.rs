@@ -196,7 +196,7 @@ fn single_rate(path: &Path, clients: usize, args: &Args) -> Result<f64, BoxError
                         let mut tx = db.begin_write()?;
                         tx.set_durability(Durability::Immediate);
                         let key = format!("c{client}-{n}").into_bytes();
-                        tx.tree("kv")?.insert(&key, &[b'v'; VALUE_BYTES])?;
+                        tx.tree("kv")?.insert(&key, [b'v'; VALUE_BYTES])?;
                         tx.commit()?;
                         done.fetch_add(1, Ordering::Relaxed);
                         n += 1;

@@ -182,7 +182,7 @@ fn append_entries(
     {
         let mut log = tx.tree(TREE_LOG)?;
         for e in entries {
-            log.insert(&index_key(e.log_id.index), &encode(e)?)?;
+            log.insert(index_key(e.log_id.index), &encode(e)?)?;
         }
     }
     tx.commit()?;

@@ -196,11 +196,11 @@ fn build(
                 files.publish(&path, &meta)?;
                 return Ok((meta, file));
             }
-            Err(arbor::Error::SnapshotExpired) => last_error = Some(arbor::Error::SnapshotExpired),
+            Err(e @ arbor::Error::SnapshotExpired { .. }) => last_error = Some(e),
             Err(e) => return Err(e),
         }
     }
-    Err(last_error.unwrap_or(arbor::Error::SnapshotExpired))
+    Err(last_error.unwrap_or_else(|| arbor::Error::SnapshotExpired { what: String::new() }))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {

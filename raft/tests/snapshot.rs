@@ -78,7 +78,7 @@ async fn open_deletes_tree_sets_an_interrupted_install_left() {
     {
         // What a crash between an install's loading and its swap leaves: set 1 half loaded.
         let db = arbor::Db::open(&path, arbor::Options::default()).unwrap();
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         tx.tree("sm.1.kv").unwrap().insert(b"half", b"loaded").unwrap();
         tx.commit().unwrap();
     }

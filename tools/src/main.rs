@@ -177,6 +177,19 @@ enum Cmd {
         #[arg(long)]
         batch: Option<u64>,
     },
+    /// Copy a store into a new one as of one snapshot (`Db::backup_to`): consistent and
+    /// compact; a store another process has open must be backed up by that process.
+    #[command(after_help = "Examples:\n  arbor backup store.arbor backup.arbor\n  arbor \
+                            backup store.arbor /dev/sdc --force --json")]
+    Backup {
+        src: PathBuf,
+        dst: PathBuf,
+        /// Overwrite DST even if it holds data (see `format --force`).
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy a store into a new, compacted one (full nodes, no free holes); report sizes.
     #[command(after_help = "Examples:\n  arbor compact store.arbor compacted.arbor\n  arbor \
                             compact store.arbor /dev/sdc --force")]
@@ -216,6 +229,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             transfer::load(&path, input, batch)?;
         }
         Cmd::Compact { src, dst, force, json } => transfer::compact(&src, &dst, force, json)?,
+        Cmd::Backup { src, dst, force, json } => transfer::backup(&src, &dst, force, json)?,
     }
     Ok(ExitCode::SUCCESS)
 }

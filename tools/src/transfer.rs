@@ -1,10 +1,11 @@
-//! `arbor dump`, `arbor load` and `arbor compact`: moving every entry in and out.
+//! `arbor dump`, `arbor load`, `arbor compact` and `arbor backup`: moving every entry in
+//! and out.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
-use arbor::{Db, Durability, Options, WriteTxn};
+use arbor::{Db, Options};
 use indicatif::ProgressBar;
 use serde_json::json;
 
@@ -17,9 +18,6 @@ use crate::util::{bytes_bar, entries_bar, human};
 
 /// I/O buffer for dump streams.
 const STREAM_BUFFER_BYTES: usize = 1 << 20;
-/// `compact` commits (without waiting for a flush) after this many bytes of keys and values,
-/// so the copy of a large store does not hold it all in memory; the last commit is durable.
-const COMPACT_BATCH_BYTES: u64 = 64 << 20;
 /// New `compact` destinations start small and grow in these steps, so the copy's file is
 /// about as large as its contents.
 const COMPACT_GROW_BYTES: u64 = 4 << 20;
@@ -41,7 +39,9 @@ fn selected_trees(snap: &arbor::Snapshot, only: Option<&str>) -> Result<(Vec<Str
     }
     let mut entries = 0u64;
     for name in &names {
-        entries += snap.tree(name)?.map_or(0, |t| t.len());
+        if let Some(t) = snap.tree(name)? {
+            entries += t.len()?;
+        }
     }
     Ok((names, entries))
 }
@@ -222,40 +222,6 @@ fn used_bytes(db: &Db) -> u64 {
         * u64::from(st.block_bytes)
 }
 
-/// Copies every tree of `src` into `dst` in key order; returns the number of entries.
-fn copy_all(src_db: &Db, dst_db: &Db) -> Result<u64> {
-    let mut tx: Option<WriteTxn<'_>> = Some(dst_db.begin_write()?);
-    let mut current = String::new();
-    let (mut batch_bytes, mut entries) = (0u64, 0u64);
-    read_store(src_db, None, "compact", &mut |item| {
-        let t = tx.as_mut().ok_or_else(|| CliError::new("transaction lost"))?;
-        match item {
-            Item::Tree(name) => {
-                t.tree(name)?;
-                current = name.to_string();
-            }
-            Item::Entry(k, v) => {
-                // Ascending keys: every insert appends, so leaves split at the end and fill.
-                t.tree(&current)?.insert(k, v)?;
-                entries += 1;
-                batch_bytes += (k.len() + v.len()) as u64;
-                if batch_bytes >= COMPACT_BATCH_BYTES {
-                    let mut done = tx.take().ok_or_else(|| CliError::new("transaction lost"))?;
-                    done.set_durability(Durability::None);
-                    done.commit()?;
-                    tx = Some(dst_db.begin_write()?);
-                    batch_bytes = 0;
-                }
-            }
-        }
-        Ok(())
-    })?;
-    if let Some(t) = tx.take() {
-        t.commit()?;
-    }
-    Ok(entries)
-}
-
 /// Refuses a destination `compact` must not replace: the source itself, a store another
 /// process has open, or (without `--force`) a file that holds data. A block device is
 /// checked by the engine's `create` itself (it writes in place).
@@ -264,7 +230,7 @@ fn check_destination(src: &Path, dst: &Path, force: bool) -> Result<()> {
     let Ok(d) = std::fs::metadata(dst) else { return Ok(()) };
     if std::fs::metadata(src).is_ok_and(|s| (s.dev(), s.ino()) == (d.dev(), d.ino())) {
         return Err(CliError::new(format!(
-            "{} is the source store: compact into a new file or another device",
+            "{} is the source store: copy into a new file or another device",
             dst.display()
         )));
     }
@@ -288,9 +254,21 @@ fn check_destination(src: &Path, dst: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Copies `src` into a new store at `dst`. A file destination is built under a temporary
-/// name and renamed over `dst` only when the copy is complete and durable.
+/// `arbor compact`: [`copy_store`], reporting sizes.
 pub fn compact(src: &Path, dst: &Path, force: bool, as_json: bool) -> Result<()> {
+    copy_store(src, dst, force, as_json, false)
+}
+
+/// `arbor backup`: [`copy_store`], reporting what the copy holds.
+pub fn backup(src: &Path, dst: &Path, force: bool, as_json: bool) -> Result<()> {
+    copy_store(src, dst, force, as_json, true)
+}
+
+/// Copies `src` into a new store at `dst` with the engine's backup
+/// (`Db::backup_snapshot_to`: one snapshot copied in key order, so the copy is consistent
+/// and compact). A file destination is built under a temporary name and renamed over `dst`
+/// only when the copy is complete and durable.
+fn copy_store(src: &Path, dst: &Path, force: bool, as_json: bool, backup: bool) -> Result<()> {
     check_destination(src, dst, force)?;
     let src_db = open_db_readonly(src)?;
     let staged = Staged::new(dst)?;
@@ -301,17 +279,31 @@ pub fn compact(src: &Path, dst: &Path, force: bool, as_json: bool) -> Result<()>
         file_grow_step_bytes: COMPACT_GROW_BYTES,
         ..Options::default()
     };
-    let dst_db = Db::create(staged.path(), opts).map_err(|e| CliError::create(dst, e))?;
-    let entries = copy_all(&src_db, &dst_db)?;
-    dst_db.flush()?;
+    let snap = src_db.snapshot()?;
+    let info = Db::backup_snapshot_to(&snap, staged.path(), opts.clone())
+        .map_err(|e| CliError::create(dst, e))?;
+    drop(snap);
+    let dst_db = Db::open(staged.path(), opts).map_err(|e| CliError::store(dst, e))?;
     let (src_used, dst_used) = (used_bytes(&src_db), used_bytes(&dst_db));
+    let entries = info.entries;
     drop(dst_db);
     drop(src_db);
     staged.commit()?;
+    if backup && !as_json {
+        println!(
+            "backed up {entries} entries in {} tree(s) as of seq {} into {}",
+            info.trees,
+            info.seq,
+            dst.display()
+        );
+        return Ok(());
+    }
     let (src_size, dst_size) = (target_bytes(src), target_bytes(dst));
     if as_json {
         let out = json!({
             "entries": entries,
+            "trees": info.trees,
+            "seq": info.seq,
             "src": {
                 "path": src.display().to_string(),
                 "used_bytes": src_used,

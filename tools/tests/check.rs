@@ -12,17 +12,17 @@ use common::*;
 /// to it) exists only in the newest generation.
 fn healthy(path: &Path) {
     build(path, |db| {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut a = tx.tree("a").unwrap();
         for i in 0..2000u32 {
-            a.insert(format!("key{i:06}").as_bytes(), &[7u8; 40]).unwrap();
+            a.insert(format!("key{i:06}").as_bytes(), [7u8; 40]).unwrap();
         }
         let mut b = tx.tree("b").unwrap();
         for i in 0..50u32 {
-            b.insert(&i.to_be_bytes(), b"bee").unwrap();
+            b.insert(i.to_be_bytes(), b"bee").unwrap();
         }
         tx.commit().unwrap();
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         tx.tree("a").unwrap().insert(b"key000500x", b"last").unwrap();
         tx.commit().unwrap();
     });
@@ -222,17 +222,17 @@ fn repair_with_orphaned_subtrees_frees_only_the_leak() {
     let dir = tempdir();
     let store = dir.path().join("s.arbor");
     build(&store, |db| {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut keep = tx.tree("keep").unwrap();
         for i in 0..300u32 {
-            keep.insert(format!("key{i:06}").as_bytes(), &i.to_le_bytes()).unwrap();
+            keep.insert(format!("key{i:06}").as_bytes(), i.to_le_bytes()).unwrap();
         }
         let mut big = tx.tree("big").unwrap();
         for i in 0..60_000u32 {
-            big.insert(&i.to_be_bytes(), &[5u8; 100]).unwrap();
+            big.insert(i.to_be_bytes(), [5u8; 100]).unwrap();
         }
         tx.commit().unwrap();
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         assert!(tx.delete_tree("big").unwrap());
         tx.commit().unwrap();
         assert!(db.stats().orphan_subtrees > 0, "the deleted tree left orphaned subtrees");
@@ -249,7 +249,7 @@ fn repair_with_orphaned_subtrees_frees_only_the_leak() {
     assert!(o.status.success(), "{}", describe(&o));
     let db = arbor::Db::open(&store, small_opts()).unwrap();
     assert!(db.stats().orphan_subtrees > 0, "the repair left the orphans to later commits");
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     assert_eq!(tx.tree_names().unwrap(), vec!["keep".to_string()]);
     let keep = tx.tree("keep").unwrap();
     assert_eq!(keep.len().unwrap(), 300);

@@ -64,12 +64,12 @@ fn format_honours_small_sizes() {
 
 fn sample_store(path: &Path) {
     build(path, |db| {
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut t = tx.tree("users").unwrap();
         t.insert(b"alice", b"admin").unwrap();
         t.insert(b"bob", b"reader").unwrap();
         t.insert(b"bobby", b"").unwrap();
-        t.insert(&[0, 0xff], b"tab\there").unwrap();
+        t.insert([0, 0xff], b"tab\there").unwrap();
         t.insert(b"carol", b"0xnot hex").unwrap();
         tx.tree("empty").unwrap();
         tx.commit().unwrap();

@@ -130,13 +130,13 @@ fn compact_is_smaller_with_the_same_dump_and_stat_reports_fill() {
     // Random-order inserts split leaves in the middle; removing most keys leaves them sparse.
     build(&src, |db| {
         let mut rng = Rng(11);
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut t = tx.tree("data").unwrap();
         for _ in 0..6000 {
-            t.insert(&rng.bytes(16), &rng.bytes(100)).unwrap();
+            t.insert(rng.bytes(16), rng.bytes(100)).unwrap();
         }
         tx.commit().unwrap();
-        let mut tx = db.begin_write().unwrap();
+        let tx = db.begin_write().unwrap();
         let mut t = tx.tree("data").unwrap();
         let keys: Vec<Vec<u8>> = t.iter().unwrap().map(|r| r.unwrap().0).collect();
         for k in keys.iter().filter(|k| k[0] % 3 != 0) {
@@ -196,4 +196,34 @@ fn bad_input_gives_errors_not_panics() {
     }
     let o = arbor(&["load", j, "--batch", "0"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn backup_copies_one_snapshot_that_dumps_the_same_and_checks() {
+    let dir = tempdir();
+    let src = dir.path().join("src.arbor");
+    let dst = dir.path().join("backup.arbor");
+    build(&src, |db| {
+        let mut rng = Rng(12);
+        let tx = db.begin_write().unwrap();
+        for name in ["a", "b"] {
+            let mut t = tx.tree(name).unwrap();
+            for _ in 0..2000 {
+                t.insert(rng.bytes(12), rng.bytes(60)).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    });
+    let (s, d) = (src.to_str().unwrap(), dst.to_str().unwrap());
+    let report = json(&arbor(&["backup", s, d, "--json"]));
+    assert_eq!(report["entries"], 4000, "{report}");
+    assert_eq!(report["trees"], 2, "{report}");
+    let (a, b) = (dir.path().join("a.adump"), dir.path().join("b.adump"));
+    assert!(arbor(&["dump", s, "-o", a.to_str().unwrap()]).status.success());
+    assert!(arbor(&["dump", d, "-o", b.to_str().unwrap()]).status.success());
+    assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "backup changed the data");
+    let o = arbor(&["check", d]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let o = arbor(&["backup", s, d]);
+    assert_eq!(o.status.code(), Some(2), "refuses an existing destination: {}", describe(&o));
 }

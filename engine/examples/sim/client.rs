@@ -5,7 +5,7 @@
 use std::ops::Bound;
 use std::rc::Rc;
 
-use arbor::{Error, Range};
+use arbor::Error;
 use arbor_format::constants::{key_bytes_max, value_inline_bytes_max, VALUE_BYTES_MAX};
 
 use crate::ev;
@@ -597,7 +597,10 @@ fn as_slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
-fn collect(range: Range<'_>, rev: bool, limit: usize) -> arbor::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+fn collect<I>(range: I, rev: bool, limit: usize) -> arbor::Result<Vec<(Vec<u8>, Vec<u8>)>>
+where
+    I: DoubleEndedIterator<Item = arbor::Result<(Vec<u8>, Vec<u8>)>>,
+{
     if rev {
         range.rev().take(limit).collect()
     } else {

@@ -385,7 +385,7 @@ impl<'a> Session<'a> {
                 self.room_wanted = true;
                 allow.no_space && !self.making_room
             }
-            Error::SnapshotExpired => {
+            Error::SnapshotExpired { .. } => {
                 self.sim.counters.expired += 1;
                 allow.expired
             }
@@ -445,8 +445,9 @@ pub fn dump_snapshot(snap: &Snapshot) -> arbor::Result<State> {
             let (k, v) = item?;
             items.insert(k, Val::from(v));
         }
-        if items.len() as u64 != t.len() {
-            let msg = format!("tree {name}: len {} but {} items", t.len(), items.len());
+        let len = t.len()?;
+        if items.len() as u64 != len {
+            let msg = format!("tree {name}: len {len} but {} items", items.len());
             return Err(Error::InvalidInput(msg));
         }
         out.trees.insert(name, Rc::new(items));
@@ -462,7 +463,7 @@ pub fn short_error(e: &Error) -> &'static str {
         Error::NoSpace => "NoSpace",
         Error::KeyTooLarge { .. } => "KeyTooLarge",
         Error::ValueTooLarge { .. } => "ValueTooLarge",
-        Error::SnapshotExpired => "SnapshotExpired",
+        Error::SnapshotExpired { .. } => "SnapshotExpired",
         Error::PreviousIo { .. } => "PreviousIo",
         Error::TransactionTooLarge { .. } => "TransactionTooLarge",
         Error::SnapshotBoundReached { .. } => "SnapshotBoundReached",

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use crate::durable::freeze::{self, Frozen, SuperblockInputs};
 use crate::store::Store;
-use crate::sync::{self, Condvar, Mutex, MutexGuard};
+use crate::sync::{self, Condvar, Mutex, MutexGuard, TryLockError};
 use crate::writer::Writer;
 use crate::{Error, Result};
 
@@ -206,6 +206,29 @@ impl Pipeline {
             Ok(g) => (g, false),
             Err(poisoned) => (poisoned.into_inner(), true),
         };
+        self.vet_writer(writer, guard, poisoned)
+    }
+
+    /// [`Pipeline::lock_writer`] without waiting: `Ok(None)` while another holds the writer.
+    pub fn try_lock_writer<'a, W>(
+        &self,
+        writer: &'a Mutex<W>,
+    ) -> Result<Option<MutexGuard<'a, W>>> {
+        let (guard, poisoned) = match writer.try_lock() {
+            Ok(g) => (g, false),
+            Err(TryLockError::Poisoned(p)) => (p.into_inner(), true),
+            Err(TryLockError::WouldBlock) => return Ok(None),
+        };
+        self.vet_writer(writer, guard, poisoned).map(Some)
+    }
+
+    /// The poison rule shared by both ways of taking the writer.
+    fn vet_writer<'a, W>(
+        &self,
+        writer: &'a Mutex<W>,
+        guard: MutexGuard<'a, W>,
+        poisoned: bool,
+    ) -> Result<MutexGuard<'a, W>> {
         let mut d = self.state();
         // Set just before such a release, under this lock: whoever takes the writer next
         // sees it with the poison that release left, and only then.

@@ -64,7 +64,7 @@ impl SnapState {
         // Between our store (active) and our load (expired): see the module comment.
         fence(Ordering::SeqCst);
         if self.expired.load(Ordering::SeqCst) {
-            return Err(Error::SnapshotExpired);
+            return Err(Error::SnapshotExpired { what: String::new() });
         }
         Ok(guard)
     }
@@ -82,6 +82,8 @@ pub struct RegInner {
     next_id: u64,
     /// Snapshots expired so far.
     pub expirations: u64,
+    /// Which bound the last expiry reached, for the expired snapshots' error.
+    pub expiry_reason: String,
     /// Bumped whenever a snapshot leaves (drop or sweep): pins may be releasable.
     pub departures: u64,
     /// Test-only switches that break the rules on purpose, so tests and loom models can show
@@ -107,6 +109,7 @@ impl Registry {
                 snaps: BTreeMap::new(),
                 next_id: 0,
                 expirations: 0,
+                expiry_reason: String::new(),
                 departures: 0,
                 #[cfg(any(test, loom, feature = "fault-injection"))]
                 broken_prune_inclusive: false,

@@ -16,9 +16,12 @@ use crate::store::{decode, NodeBuf, Store};
 use crate::writer::DirtySet;
 use crate::{Error, Result};
 
-/// Where a reader gets node images from.
-pub(crate) trait NodeSource<'a> {
-    fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>>;
+/// Where a reader gets node images from, and what holds an image while it is read (the
+/// writer's view lends a slot's read guard; a snapshot owns immutable images, which is
+/// what makes its ranges `Send`).
+pub(crate) trait NodeSource {
+    type Buf: std::ops::Deref<Target = [u8]>;
+    fn node(&self, ptr: ChildPtr) -> Result<Self::Buf>;
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>>;
 }
 
@@ -48,8 +51,8 @@ pub(crate) fn check_child(node: &Node<'_>, addr: u64, expect_level: Option<u8>) 
 }
 
 /// Looks up `key`; returns the owned item value (leaf value or overflow reference).
-pub(crate) fn lookup<'a>(
-    src: &dyn NodeSource<'a>,
+pub(crate) fn lookup<S: NodeSource + ?Sized>(
+    src: &S,
     root: ChildPtr,
     key: &[u8],
 ) -> Result<Option<ItemValue>> {
@@ -83,7 +86,7 @@ pub(crate) fn owned_leaf_value(node: &Node<'_>, i: usize) -> ItemValue {
 }
 
 /// Materialises a leaf value, reading an overflow extent if needed.
-pub(crate) fn value_bytes<'a>(src: &dyn NodeSource<'a>, v: ItemValue) -> Result<Vec<u8>> {
+pub(crate) fn value_bytes<S: NodeSource + ?Sized>(src: &S, v: ItemValue) -> Result<Vec<u8>> {
     match v {
         ItemValue::Inline(v) => Ok(v),
         ItemValue::Overflow(r) => src.overflow(&r),
@@ -92,8 +95,8 @@ pub(crate) fn value_bytes<'a>(src: &dyn NodeSource<'a>, v: ItemValue) -> Result<
     }
 }
 
-pub(crate) fn get<'a>(
-    src: &dyn NodeSource<'a>,
+pub(crate) fn get<S: NodeSource + ?Sized>(
+    src: &S,
     root: ChildPtr,
     key: &[u8],
 ) -> Result<Option<Vec<u8>>> {
@@ -104,8 +107,8 @@ pub(crate) fn get<'a>(
 }
 
 /// A position: the node images from the root to a leaf and the index taken in each.
-struct Cursor<'a> {
-    path: Vec<(NodeBuf<'a>, u64, usize)>,
+struct Cursor<B> {
+    path: Vec<(B, u64, usize)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -115,25 +118,25 @@ enum Dir {
 }
 
 /// Iterator over a key range of one tree, in either direction (`.rev()`).
-pub struct Range<'a> {
-    src: Box<dyn NodeSource<'a> + 'a>,
+pub(crate) struct Range<S: NodeSource> {
+    src: S,
     root: ChildPtr,
     start: Bound<Vec<u8>>,
     end: Bound<Vec<u8>>,
-    front: Option<Cursor<'a>>,
-    back: Option<Cursor<'a>>,
+    front: Option<Cursor<S::Buf>>,
+    back: Option<Cursor<S::Buf>>,
     last_front: Option<Vec<u8>>,
     last_back: Option<Vec<u8>>,
     done: bool,
 }
 
-impl<'a> Range<'a> {
+impl<S: NodeSource> Range<S> {
     pub(crate) fn new(
-        src: Box<dyn NodeSource<'a> + 'a>,
+        src: S,
         root: ChildPtr,
         start: Bound<Vec<u8>>,
         end: Bound<Vec<u8>>,
-    ) -> Range<'a> {
+    ) -> Range<S> {
         Range {
             src,
             root,
@@ -148,7 +151,7 @@ impl<'a> Range<'a> {
     }
 
     /// Descends from the root to the leaf that holds `target` (or the first/last leaf).
-    fn seek(&self, target: Option<&[u8]>, dir: Dir) -> Result<Cursor<'a>> {
+    fn seek(&self, target: Option<&[u8]>, dir: Dir) -> Result<Cursor<S::Buf>> {
         let mut path = Vec::new();
         let mut ptr = self.root;
         let mut expect = None;
@@ -190,7 +193,7 @@ impl<'a> Range<'a> {
 
     /// Moves a cursor to the next (forward) or previous (backward) leaf when its leaf is
     /// exhausted. Returns false at the end of the tree.
-    fn step_leaf(&self, cur: &mut Cursor<'a>, dir: Dir) -> Result<bool> {
+    fn step_leaf(&self, cur: &mut Cursor<S::Buf>, dir: Dir) -> Result<bool> {
         // Pop exhausted levels.
         cur.path.pop();
         loop {
@@ -337,30 +340,35 @@ impl<'a> Range<'a> {
                 Dir::Forward => self.last_front = Some(item.0.clone()),
                 Dir::Backward => self.last_back = Some(item.0.clone()),
             }
-            return Some(value_bytes(self.src.as_ref(), item.1).map(|v| (item.0, v)));
+            return Some(value_bytes(&self.src, item.1).map(|v| (item.0, v)));
         }
     }
 }
 
-impl Iterator for Range<'_> {
+impl<S: NodeSource> Iterator for Range<S> {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
     fn next(&mut self) -> Option<Self::Item> {
         self.advance(Dir::Forward)
     }
 }
 
-impl DoubleEndedIterator for Range<'_> {
+impl<S: NodeSource> DoubleEndedIterator for Range<S> {
     fn next_back(&mut self) -> Option<Self::Item> {
         self.advance(Dir::Backward)
     }
 }
 
-pub(crate) fn owned_bound(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
-    match b {
-        Bound::Included(k) => Bound::Included(k.to_vec()),
-        Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
-        Bound::Unbounded => Bound::Unbounded,
+/// The bounds of every key that starts with `prefix`: from the prefix itself up to (not
+/// including) the shortest key above all of them, unbounded if there is none (all `0xff`).
+pub(crate) fn prefix_bounds(prefix: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return (Bound::Included(prefix.to_vec()), Bound::Excluded(end));
+        }
     }
+    (Bound::Included(prefix.to_vec()), Bound::Unbounded)
 }
 
 /// The writer's dirty set as a `NodeSource` for lookups and iteration.
@@ -369,7 +377,8 @@ pub(crate) struct WriterView<'a> {
     pub s: &'a Store,
 }
 
-impl<'a> NodeSource<'a> for WriterView<'a> {
+impl<'a> NodeSource for WriterView<'a> {
+    type Buf = NodeBuf<'a>;
     fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
         self.dirty.node(self.s, ptr)
     }

@@ -55,6 +55,7 @@ pub(super) fn publish(
         if let Some(d) = w.dirty.map.get_mut(&addr) {
             if d.private {
                 d.private = false;
+                d.sealed = false;
                 d.seq_alloc = commit_seq;
                 // A block written back early is read from the device until it changes
                 // again (`Writer::make_resident` adds it to the table then).

@@ -6,7 +6,7 @@ use crate::durable::pipeline::{Flush, Pipeline};
 use crate::mvcc::Registry;
 use crate::options::Options;
 use crate::store::Store;
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{AtomicU64, Mutex, MutexGuard};
 use crate::writer::{Writer, WriterFigures};
 use crate::Result;
 
@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub uuid: [u8; 16],
     pub rejected_superblock_copies: u32,
     pub recovery_fallbacks: u32,
+    /// Numbers write transactions, so a savepoint is only used with its own.
+    pub txn_ids: AtomicU64,
 }
 
 impl Shared {

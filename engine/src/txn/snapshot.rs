@@ -14,53 +14,72 @@
 //! fails with `SnapshotExpired` if the bound expired the snapshot. Iterators hold private or
 //! immutable images between steps, never a lock or a pin.
 
-use std::ops::{Bound, RangeBounds};
+use std::fmt;
+use std::ops::Bound;
 
 use arbor_format::constants::key_bytes_max;
 use arbor_format::{ChildPtr, OverflowRef};
 
+use crate::codec::KeyRange;
+use crate::io::AlignedBuf;
 use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::{RootRecord, SnapState};
 use crate::store::header_generation;
-use crate::store::NodeBuf;
-use crate::sync::Arc;
+use crate::sync::{downgrade, Arc, Weak};
 use crate::tree::catalog;
-use crate::tree::read::{self, owned_bound, NodeSource, Range};
+use crate::tree::read::{self, prefix_bounds, NodeSource};
+use crate::txn::write_tree::Entry;
 use crate::txn::Shared;
 use crate::writer::TreeMeta;
 use crate::{Error, Result};
 
+/// A snapshot's registration. It holds the store weakly: the last `Db` handle closes the
+/// store (and releases its lock) even while snapshots live; their reads then return
+/// `Error::Closed`.
 struct Inner {
-    shared: Arc<Shared>,
+    shared: Weak<Shared>,
     state: Arc<SnapState>,
     root: RootRecord,
+    key_bytes_max: usize,
+}
+
+impl Inner {
+    /// The store, for one read operation; `Error::Closed` once every `Db` handle is gone.
+    fn shared(&self) -> Result<Arc<Shared>> {
+        self.shared.upgrade().ok_or(Error::Closed)
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.shared.registry.deregister(&self.state);
+        if let Some(shared) = self.shared.upgrade() {
+            shared.registry.deregister(&self.state);
+        }
     }
 }
 
 /// A consistent view of the store as of one commit. `Send + Sync`; clones share one
-/// registration, which is released when the last clone is dropped.
+/// registration, which is released when the last clone is dropped. A snapshot (or a tree
+/// or range from it) that outlives the last `Db` handle does not keep the store
+/// open: its reads return `Error::Closed`.
 #[derive(Clone)]
 pub struct Snapshot {
     inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Snapshot").field("seq", &self.inner.root.seq).finish()
     }
 }
 
 impl Snapshot {
-    pub(crate) fn new(shared: Arc<Shared>) -> Snapshot {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Snapshot {
         let (root, state) = shared.registry.register();
-        Snapshot { inner: Arc::new(Inner { shared, state, root }) }
+        let key_bytes_max = key_bytes_max(shared.store.block_bytes);
+        let inner = Inner { shared: downgrade(shared), state, root, key_bytes_max };
+        Snapshot { inner: Arc::new(inner) }
     }
-
     /// The seq of the commit this snapshot sees.
     pub fn seq(&self) -> u64 {
         self.inner.root.seq
@@ -77,7 +96,7 @@ impl Snapshot {
 
     /// The named tree as of this snapshot, or `None` if it did not exist.
     pub fn tree(&self, name: &str) -> Result<Option<Tree>> {
-        if name.len() > key_bytes_max(self.inner.shared.store.block_bytes) {
+        if name.len() > self.inner.key_bytes_max {
             return Ok(None);
         }
         let src = self.source();
@@ -93,8 +112,8 @@ impl Snapshot {
 
     /// Names of every tree in this snapshot, sorted.
     pub fn tree_names(&self) -> Result<Vec<String>> {
-        let range = Range::new(
-            Box::new(self.source()),
+        let range = read::Range::new(
+            self.source(),
             self.inner.root.catalog,
             Bound::Unbounded,
             Bound::Unbounded,
@@ -104,11 +123,20 @@ impl Snapshot {
 }
 
 /// A tree as of a snapshot. Owns a clone of the snapshot, so it can outlive the handle it
-/// came from and move across threads.
+/// came from and move across threads. Keys are any byte form, as in [`crate::WriteTree`].
 #[derive(Clone)]
 pub struct Tree {
     snap: Snapshot,
     meta: TreeMeta,
+}
+
+impl fmt::Debug for Tree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tree")
+            .field("seq", &self.snap.seq())
+            .field("entries", &self.meta.entries)
+            .finish()
+    }
 }
 
 impl Tree {
@@ -125,48 +153,106 @@ impl Tree {
     /// assert_eq!(users.get(b"nobody")?, None);
     /// # Ok::<(), arbor::Error>(())
     /// ```
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if key.len() > key_bytes_max(self.snap.inner.shared.store.block_bytes) {
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        let key = key.as_ref();
+        if key.len() > self.snap.inner.key_bytes_max {
             return Ok(None);
         }
         read::get(&self.snap.source(), self.meta.root, key)
     }
 
-    /// Iterates a key range in order; `.rev()` iterates backwards.
-    pub fn range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<Range<'static>> {
-        let start = owned_bound(range.start_bound().map(|k| *k));
-        let end = owned_bound(range.end_bound().map(|k| *k));
-        Ok(Range::new(Box::new(self.snap.source()), self.meta.root, start, end))
+    /// Whether `key` is present (reads no overflow value).
+    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let key = key.as_ref();
+        if key.len() > self.snap.inner.key_bytes_max {
+            return Ok(false);
+        }
+        Ok(read::lookup(&self.snap.source(), self.meta.root, key)?.is_some())
+    }
+
+    /// Iterates a key range in order; `.rev()` iterates backwards. Bounds are any byte form
+    /// (see [`KeyRange`]). The range is `Send`: it can move to another thread.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = arbor::Db::create(dir.path().join("s"), arbor::Options::default())?;
+    /// # let tx = db.begin_write()?;
+    /// # let mut t = tx.tree("t")?;
+    /// # for k in [b"a", b"b", b"c"] { t.insert(k, b"")?; }
+    /// # tx.commit()?;
+    /// let tree = db.snapshot()?.tree("t")?.expect("exists");
+    /// let range = tree.range(b"a"..b"c")?;
+    /// let n = std::thread::spawn(move || range.count()).join().unwrap();
+    /// assert_eq!(n, 2);
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
+    pub fn range(&self, range: impl KeyRange) -> Result<Range> {
+        let (start, end) = range.into_bounds();
+        self.range_owned(start, end)
+    }
+
+    /// Iterates the keys that start with `prefix`, in order.
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Result<Range> {
+        let (start, end) = prefix_bounds(prefix.as_ref());
+        self.range_owned(start, end)
     }
 
     /// Iterates the whole tree.
-    pub fn iter(&self) -> Result<Range<'static>> {
-        Ok(Range::new(
-            Box::new(self.snap.source()),
-            self.meta.root,
-            Bound::Unbounded,
-            Bound::Unbounded,
-        ))
+    pub fn iter(&self) -> Result<Range> {
+        self.range_owned(Bound::Unbounded, Bound::Unbounded)
     }
 
-    /// Number of keys.
-    pub fn len(&self) -> u64 {
-        self.meta.entries
+    fn range_owned(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<Range> {
+        self.snap.inner.shared()?;
+        let inner = read::Range::new(self.snap.source(), self.meta.root, start, end);
+        Ok(Range { inner })
+    }
+
+    /// Number of keys. A `Result`, as in [`crate::WriteTree::len`]: `Error::Closed` once
+    /// the store is closed.
+    pub fn len(&self) -> Result<u64> {
+        self.snap.inner.shared()?;
+        Ok(self.meta.entries)
     }
 
     /// Whether the tree held no entry at the snapshot.
-    pub fn is_empty(&self) -> bool {
-        self.meta.entries == 0
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
     }
 
     /// The entry with the smallest key, or `None` for an empty tree.
-    pub fn first(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    pub fn first(&self) -> Result<Option<Entry>> {
         self.iter()?.next().transpose()
     }
 
     /// The entry with the largest key, or `None` for an empty tree.
-    pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    pub fn last(&self) -> Result<Option<Entry>> {
         self.iter()?.next_back().transpose()
+    }
+}
+
+/// Iterator over a key range of a snapshot's tree ([`Tree::range`]), either direction
+/// (`.rev()`). `Send + Sync`; holds images, never a lock, between steps.
+pub struct Range {
+    inner: read::Range<SnapSource>,
+}
+
+impl fmt::Debug for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Range").finish_non_exhaustive()
+    }
+}
+
+impl Iterator for Range {
+    type Item = Result<Entry>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next()
+    }
+}
+
+impl DoubleEndedIterator for Range {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.inner.next_back()
     }
 }
 
@@ -175,18 +261,30 @@ struct SnapSource {
     inner: Arc<Inner>,
 }
 
-impl NodeSource<'static> for SnapSource {
-    fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'static>> {
+/// An immutable block image a snapshot reads (owned, so snapshot ranges are `Send`).
+pub(crate) struct Image(Arc<AlignedBuf>);
+
+impl std::ops::Deref for Image {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl NodeSource for SnapSource {
+    type Buf = Image;
+    fn node(&self, ptr: ChildPtr) -> Result<Image> {
         let inner = &self.inner;
-        let _op = inner.state.enter()?;
-        let store = &inner.shared.store;
+        let shared = inner.shared()?;
+        let _op = inner.state.enter().map_err(|e| with_reason(e, &shared))?;
+        let store = &shared.store;
         if ptr.generation() < inner.root.gen {
-            return Ok(NodeBuf::Clean(store.read_block(ptr)?));
+            return store.read_block(ptr).map(Image);
         }
         let Some(slot) = store.table.get(ptr.address()) else {
             // Not in memory: a block of the open generation written back early, reached
             // through a crc-pending pointer; the writer knows its crc.
-            return Ok(NodeBuf::Clean(store.read_block(store.with_written_back_crc(ptr))?));
+            return store.read_block(store.with_written_back_crc(ptr)).map(Image);
         };
         debug_assert_eq!(slot.addr, ptr.address(), "the table filed a slot under another address");
         let image = slot.image_at(inner.root.seq, store.align)?;
@@ -196,11 +294,23 @@ impl NodeSource<'static> for SnapSource {
                 "snapshot reached a block whose generation does not match its pointer",
             ));
         }
-        Ok(NodeBuf::Clean(image))
+        Ok(Image(image))
     }
 
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
-        let _op = self.inner.state.enter()?;
-        self.inner.shared.store.read_overflow(r)
+        let shared = self.inner.shared()?;
+        let _op = self.inner.state.enter().map_err(|e| with_reason(e, &shared))?;
+        shared.store.read_overflow(r)
+    }
+}
+
+/// Fills in which bound expired a snapshot (the registry keeps the last reason; design.md
+/// §10.7).
+fn with_reason(e: Error, shared: &Shared) -> Error {
+    match e {
+        Error::SnapshotExpired { what } if what.is_empty() => {
+            Error::SnapshotExpired { what: shared.registry.lock().expiry_reason.clone() }
+        }
+        e => e,
     }
 }

@@ -1,10 +1,9 @@
 //! Write transactions: `WriteTxn` and its tree handle `WriteTree`.
 
-use std::ops::{Bound, Deref, DerefMut, RangeBounds};
+use std::cell::{Cell, Ref, RefCell, RefMut};
+use std::ops::{Deref, DerefMut};
 
-use arbor_format::constants::{
-    key_bytes_max, overflow_block_count, value_inline_bytes_max, VALUE_BYTES_MAX,
-};
+use arbor_format::constants::{key_bytes_max, overflow_block_count, VALUE_BYTES_MAX};
 use arbor_format::{overflow, OverflowRef};
 
 use crate::durable::pipeline::{Failure, Pipeline, PANIC_HOLDING_WRITER};
@@ -13,12 +12,11 @@ use crate::mvcc::modlog::ItemValue;
 use crate::options::Durability;
 use crate::store::Store;
 use crate::sync::{lock, MutexGuard};
-use crate::tree;
-use crate::tree::read::{self, owned_bound, Range, WriterView};
 use crate::txn::publish;
+use crate::txn::write_tree::WriteTree;
 use crate::txn::Shared;
 use crate::writer::bound;
-use crate::writer::{TreeMeta, TxnScratch, Writer};
+use crate::writer::{Mark, TreeMeta, TxnScratch, Writer};
 use crate::{Error, Result};
 
 /// What a commit produced.
@@ -35,19 +33,80 @@ pub struct CommitInfo {
 
 /// The one write transaction. Dropping it without `commit` aborts it.
 ///
+/// Trees open from `&self` ([`WriteTxn::tree`]): any number of [`WriteTree`] handles at
+/// once, the same tree twice included; every call through them goes to this one writer.
+/// The transaction is `!Send` and `!Sync`: it holds the writer lock's guard, which must be
+/// released on the thread that took it, and its handles share the writer through a
+/// `RefCell` that no call holds across a return to the caller (so no call observes another
+/// half done, and a range re-reads after a change; see [`WriteRange`](crate::WriteRange)).
+///
 /// A panic that unwinds out of one of its calls may leave the writer half changed: the
 /// transaction ends without an undo and the handle becomes fail-stop (`Error::Poisoned`)
 /// until the store is reopened. A panic in the caller's own code while the transaction is
 /// open only aborts it, as dropping it does.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let db = arbor::Db::create(dir.path().join("s"), arbor::Options::default())?;
+/// let tx = db.begin_write()?;
+/// let mut users = tx.tree("users")?;
+/// let mut by_email = tx.tree("users_by_email")?; // a second tree, open at the same time
+/// users.insert(b"u1", b"ada@example.org")?;
+/// by_email.insert(b"ada@example.org", b"u1")?;
+/// tx.commit()?;
+/// # Ok::<(), arbor::Error>(())
+/// ```
 pub struct WriteTxn<'db> {
-    db: &'db Shared,
-    w: Option<MutexGuard<'db, Writer>>,
+    pub(super) db: &'db Shared,
+    w: RefCell<Option<MutexGuard<'db, Writer>>>,
     durability: Durability,
+    /// Counts the calls that changed (or may have changed) the writer; a
+    /// [`WriteRange`](crate::WriteRange) re-seeks when it moved since its last read.
+    pub(super) changes: Cell<u64>,
+    /// Identifies this transaction to its savepoints.
+    id: u64,
+    /// Savepoints that can still be rolled back to, oldest first (by number).
+    savepoints: RefCell<Vec<u64>>,
+}
+
+impl std::fmt::Debug for WriteTxn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTxn")
+            .field("id", &self.id)
+            .field("durability", &self.durability)
+            .field("open", &self.w.try_borrow().map(|w| w.is_some()).unwrap_or(true))
+            .finish()
+    }
+}
+
+/// A point inside a write transaction to roll back to ([`WriteTxn::savepoint`]).
+pub struct Savepoint {
+    txn: u64,
+    number: u64,
+    mark: Mark,
+}
+
+impl std::fmt::Debug for Savepoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Savepoint").field("txn", &self.txn).field("number", &self.number).finish()
+    }
 }
 
 impl<'db> WriteTxn<'db> {
     pub(crate) fn begin(db: &'db Shared) -> Result<WriteTxn<'db>> {
-        let mut w = db.lock_writer()?;
+        let w = db.lock_writer()?;
+        WriteTxn::start(db, w)
+    }
+
+    /// `begin` if the writer is free now, else `Ok(None)`.
+    pub(crate) fn try_begin(db: &'db Shared) -> Result<Option<WriteTxn<'db>>> {
+        match db.pipeline.try_lock_writer(&db.writer)? {
+            Some(w) => WriteTxn::start(db, w).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn start(db: &'db Shared, mut w: MutexGuard<'db, Writer>) -> Result<WriteTxn<'db>> {
         let durable = db.pipeline.writable()?;
         w.alloc.note_durable(durable);
         w.txn = TxnScratch {
@@ -68,12 +127,19 @@ impl<'db> WriteTxn<'db> {
             last_seq: wr.seq,
         };
         bound::enforce(held, &db.opts, &db.registry)?;
-        Ok(WriteTxn { db, w: Some(w), durability: db.opts.durability })
+        Ok(WriteTxn {
+            db,
+            w: RefCell::new(Some(w)),
+            durability: db.opts.durability,
+            changes: Cell::new(0),
+            id: db.txn_ids.fetch_add(1, crate::sync::Ordering::Relaxed),
+            savepoints: RefCell::new(Vec::new()),
+        })
     }
 
     /// Why the transaction no longer holds the writer: a panic in one of its calls ended it
     /// (`commit` and `abort` consume it), which made the handle fail-stop.
-    fn ended(&self) -> Error {
+    pub(super) fn ended(&self) -> Error {
         match self.db.pipeline.writable() {
             Err(e) => e,
             Ok(_) => Error::InvalidInput("transaction ended".into()),
@@ -82,39 +148,30 @@ impl<'db> WriteTxn<'db> {
 
     /// The writer for one call that changes it, and the store. Refused once a change of
     /// this transaction failed part-way (see [`WriteTxn::note_failure`]).
-    fn parts(&mut self) -> Result<(InCall<'_, 'db>, &'db Store)> {
-        let Some(w) = self.w.as_deref() else { return Err(self.ended()) };
+    pub(super) fn parts(&self) -> Result<(InCall<'_, 'db>, &'db Store)> {
+        let guard = self.w.try_borrow_mut().map_err(|_| busy())?;
+        let Some(w) = guard.as_deref() else { return Err(self.ended()) };
         if let Some(failed) = &w.txn.failed {
             return Err(failed_txn(failed, "abort it"));
         }
+        self.changes.set(self.changes.get() + 1);
         let call = InCall {
-            guard: &mut self.w,
+            guard,
             pipeline: &self.db.pipeline,
             began_panicking: std::thread::panicking(),
         };
         Ok((call, &self.db.store))
     }
 
-    /// Marks the transaction failed after a change returned `e`, unless `e` is one that
-    /// changing calls return before they change anything (a key or value over the limit,
-    /// `NoSpace` from the up-front reservation). Other errors can come part-way through a
-    /// change — a read error while copying the path, reading the old overflow value, the
-    /// undo cap, an early write-back — and leave the tree half-changed: a root copied but not
-    /// recorded, a block queued for freeing that the tree still uses. Committing that would
-    /// free live blocks, so from then on the transaction refuses everything but abort.
-    fn note_failure(&mut self, e: Error) -> Error {
-        let before_any_change =
-            matches!(e, Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } | Error::NoSpace);
-        if !before_any_change {
-            if let Some(w) = self.w.as_deref_mut() {
-                w.txn.failed.get_or_insert_with(|| e.to_string());
-            }
-        }
-        e
+    /// The writer, to read.
+    pub(super) fn view(&self) -> Result<Ref<'_, Writer>> {
+        let guard = self.w.try_borrow().map_err(|_| busy())?;
+        Ref::filter_map(guard, |g| g.as_deref()).map_err(|_| self.ended())
     }
 
-    /// The named tree, created (empty) if it does not exist.
-    pub fn tree(&mut self, name: &str) -> Result<WriteTree<'_, 'db>> {
+    /// The named tree, created (empty) if it does not exist. Takes `&self`: open as many
+    /// trees as needed at once (see the type's example).
+    pub fn tree(&self, name: &str) -> Result<WriteTree<'_, 'db>> {
         let max = key_bytes_max(self.db.store.block_bytes);
         if name.len() > max {
             return Err(Error::KeyTooLarge { len: name.len(), max });
@@ -131,16 +188,36 @@ impl<'db> WriteTxn<'db> {
                 w.trees.changed.insert(key.clone());
             }
         }
-        Ok(WriteTree { txn: self, name: key })
+        Ok(WriteTree::new(self, key))
     }
 
-    /// Deletes a tree and frees its blocks; returns whether it existed.
-    pub fn delete_tree(&mut self, name: &str) -> Result<bool> {
-        let r = self.delete_tree_inner(name);
-        r.map_err(|e| self.note_failure(e))
+    /// Deletes a tree and frees its blocks; returns whether it existed. Handles of the tree
+    /// then return an error (unless the tree is opened again).
+    pub fn delete_tree(&self, name: &str) -> Result<bool> {
+        self.delete_tree_unguarded(name).map_err(|e| self.note_failure(e))
     }
 
-    fn delete_tree_inner(&mut self, name: &str) -> Result<bool> {
+    /// Marks the transaction failed after a change returned `e`, unless `e` is one that
+    /// changing calls return before they change anything (a key or value over the limit,
+    /// `NoSpace` from the up-front reservation). Other errors can come part-way through a
+    /// change — a read error while copying the path, reading the old overflow value, the
+    /// undo cap, an early write-back — and leave the tree half-changed: a root copied but not
+    /// recorded, a block queued for freeing that the tree still uses. Committing that would
+    /// free live blocks, so from then on the transaction refuses everything but abort.
+    pub(super) fn note_failure(&self, e: Error) -> Error {
+        let before_any_change =
+            matches!(e, Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } | Error::NoSpace);
+        if !before_any_change {
+            if let Ok(mut guard) = self.w.try_borrow_mut() {
+                if let Some(w) = guard.as_deref_mut() {
+                    w.txn.failed.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        e
+    }
+
+    fn delete_tree_unguarded(&self, name: &str) -> Result<bool> {
         let (mut w, s) = self.parts()?;
         let key = name.as_bytes().to_vec();
         let Some(meta) = w.trees.map.remove(&key) else { return Ok(false) };
@@ -150,15 +227,63 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Names of every tree, sorted.
-    pub fn tree_names(&mut self) -> Result<Vec<String>> {
-        let (w, _) = self.parts()?;
+    pub fn tree_names(&self) -> Result<Vec<String>> {
+        let w = self.view()?;
         Ok(w.trees.map.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
     }
 
-    /// How this transaction's commit becomes durable, instead of `Options::durability`
-    /// (design.md §10.15).
+    /// Sets how this transaction's commit becomes durable (default: `Options::durability`).
     pub fn set_durability(&mut self, durability: Durability) {
         self.durability = durability;
+    }
+
+    /// Marks the transaction's current state; [`WriteTxn::rollback_to`] returns to it.
+    /// Savepoints nest: rolling back to one discards those taken after it, and a savepoint
+    /// stays usable after a rollback to it. Costs a copy of the tree metadata; the
+    /// transaction's blocks allocated so far then log their changes (design.md §10.6).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = arbor::Db::create(dir.path().join("s"), arbor::Options::default())?;
+    /// let tx = db.begin_write()?;
+    /// let mut t = tx.tree("t")?;
+    /// t.insert(b"kept", b"1")?;
+    /// let sp = tx.savepoint()?;
+    /// t.insert(b"dropped", b"2")?;
+    /// tx.rollback_to(&sp)?;
+    /// assert!(!t.contains_key(b"dropped")?);
+    /// assert!(t.contains_key(b"kept")?);
+    /// tx.commit()?;
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
+    pub fn savepoint(&self) -> Result<Savepoint> {
+        let (mut w, _) = self.parts()?;
+        let mark = w.mark();
+        let mut live = self.savepoints.borrow_mut();
+        let number = live.last().map_or(0, |n| n + 1);
+        live.push(number);
+        Ok(Savepoint { txn: self.id, number, mark })
+    }
+
+    /// Undoes every change made after `sp` was taken; the transaction stays open. Fails
+    /// with `InvalidInput` for a savepoint of another transaction, or one taken after a
+    /// savepoint this transaction already rolled back to.
+    pub fn rollback_to(&self, sp: &Savepoint) -> Result<()> {
+        let mut live = self.savepoints.borrow_mut();
+        let Some(at) = live.iter().position(|&n| n == sp.number) else {
+            return Err(Error::InvalidInput("savepoint no longer valid".into()));
+        };
+        if sp.txn != self.id {
+            return Err(Error::InvalidInput("savepoint of another transaction".into()));
+        }
+        let (mut w, s) = self.parts()?;
+        live.truncate(at + 1);
+        let result = w.rollback_to(s, &sp.mark);
+        if let Err(e) = &result {
+            // A log that disagrees with its block: like a failed abort, fail-stop.
+            self.db.pipeline.state().fail(Failure::Io(e.to_string()));
+        }
+        result
     }
 
     /// Publishes the transaction; with `Durability::Immediate` returns after its flush.
@@ -172,7 +297,7 @@ impl<'db> WriteTxn<'db> {
     /// # Ok::<(), arbor::Error>(())
     /// ```
     pub fn commit(mut self) -> Result<CommitInfo> {
-        let mut w = self.w.take().ok_or_else(|| self.ended())?;
+        let mut w = self.w.get_mut().take().ok_or_else(|| self.ended())?;
         if let Some(failed) = w.txn.failed.take() {
             abort_writer(&mut w, self.db)?;
             return Err(failed_txn(&failed, "it was rolled back"));
@@ -223,7 +348,7 @@ impl<'db> WriteTxn<'db> {
     /// # Ok::<(), arbor::Error>(())
     /// ```
     pub fn abort(mut self) -> Result<()> {
-        match self.w.take() {
+        match self.w.get_mut().take() {
             Some(mut w) => abort_writer(&mut w, self.db),
             None => Ok(()),
         }
@@ -236,7 +361,7 @@ impl Drop for WriteTxn<'_> {
         // the writer whole: every engine call that changes it holds an `InCall`, whose drop
         // takes the guard away (and fails the handle) if the panic started inside the engine.
         // So the guard being here means the abort below meets no half-done change.
-        let Some(mut w) = self.w.take() else { return };
+        let Some(mut w) = self.w.get_mut().take() else { return };
         // Errors here mean the log and a block disagree: the handle turns fail-stop.
         if let Err(e) = abort_writer(&mut w, self.db) {
             self.db.pipeline.state().fail(Failure::Io(e.with_sources()));
@@ -254,9 +379,9 @@ impl Drop for WriteTxn<'_> {
 /// the transaction — its guard is dropped while the panic unwinds, without an undo — and
 /// makes the handle fail-stop, even when the caller catches the panic and keeps the
 /// transaction.
-struct InCall<'t, 'db> {
+pub(super) struct InCall<'t, 'db> {
     /// The transaction's guard, `Some` for as long as this lives.
-    guard: &'t mut Option<MutexGuard<'db, Writer>>,
+    guard: RefMut<'t, Option<MutexGuard<'db, Writer>>>,
     pipeline: &'db Pipeline,
     /// The call began while a panic was already unwinding (from a `Drop`).
     began_panicking: bool,
@@ -284,6 +409,12 @@ impl Drop for InCall<'_, '_> {
     }
 }
 
+/// A second call into the transaction while one holds the writer: only possible from code
+/// the engine calls back (a `Debug` impl, say), which must not reach the transaction.
+fn busy() -> Error {
+    Error::InvalidInput("the write transaction is in use by another call".into())
+}
+
 /// Publishes the transaction (see [`publish::publish`]) and refreshes the figures `stats`
 /// shows meanwhile.
 fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
@@ -305,185 +436,8 @@ fn note_figures(w: &Writer, db: &Shared) {
     *f = w.figures(false, f.largest_free_run());
 }
 
-/// A tree inside the write transaction.
-pub struct WriteTree<'t, 'db> {
-    txn: &'t mut WriteTxn<'db>,
-    name: Vec<u8>,
-}
-
-impl WriteTree<'_, '_> {
-    fn meta(&self) -> Result<TreeMeta> {
-        let w = self.txn.w.as_deref().ok_or_else(|| self.txn.ended())?;
-        w.trees
-            .map
-            .get(&self.name)
-            .copied()
-            .ok_or_else(|| Error::InvalidInput("tree deleted".into()))
-    }
-
-    fn check_key(&self, key: &[u8]) -> Result<()> {
-        let max = key_bytes_max(self.txn.db.store.block_bytes);
-        if key.len() > max {
-            return Err(Error::KeyTooLarge { len: key.len(), max });
-        }
-        Ok(())
-    }
-
-    /// Inserts or replaces; returns the old value. After an error other than `KeyTooLarge`,
-    /// `ValueTooLarge` or `NoSpace` the transaction can only be aborted.
-    ///
-    /// ```
-    /// # let db = arbor::Db::memory(16 << 20)?;
-    /// let mut tx = db.begin_write()?;
-    /// let mut t = tx.tree("t")?;
-    /// assert_eq!(t.insert(b"k", b"one")?, None);
-    /// assert_eq!(t.insert(b"k", b"two")?, Some(b"one".to_vec()));
-    /// assert_eq!(t.remove(b"k")?, Some(b"two".to_vec()));
-    /// # Ok::<(), arbor::Error>(())
-    /// ```
-    pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
-        let r = self.insert_inner(key, value);
-        r.map_err(|e| self.txn.note_failure(e))
-    }
-
-    fn insert_inner(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.check_key(key)?;
-        if value.len() as u64 > VALUE_BYTES_MAX {
-            return Err(Error::ValueTooLarge { len: value.len() as u64, max: VALUE_BYTES_MAX });
-        }
-        let mut meta = self.meta()?;
-        let name = self.name.clone();
-        let db = self.txn.db;
-        let (mut w, s) = self.txn.parts()?;
-        let item = if value.len() > value_inline_bytes_max(s.block_bytes) {
-            match write_overflow(&mut w, s, meta.id, value) {
-                Ok(r) => ItemValue::Overflow(r),
-                Err(e) => return Err(fail_on_io(db, e)),
-            }
-        } else {
-            ItemValue::Inline(value.to_vec())
-        };
-        let old =
-            match tree::write::insert(&mut w.edit(), s, &mut meta.root, meta.id, key, item.clone())
-            {
-                Ok(old) => old,
-                Err(e) => {
-                    if let ItemValue::Overflow(r) = item {
-                        // Never linked into the tree: give its blocks back now.
-                        w.alloc.free_now(r.address(), u64::from(r.block_count()));
-                        w.txn.allocated.retain(|(a, _)| *a != r.address());
-                    }
-                    return Err(e);
-                }
-            };
-        let old = match old {
-            None => {
-                meta.entries += 1;
-                None
-            }
-            Some(v) => Some(take_value(&mut w, s, v)?),
-        };
-        w.trees.map.insert(name.clone(), meta);
-        w.trees.changed.insert(name);
-        check_undo_cap(&w, db)?;
-        write_back_if_over(&mut w, db)?;
-        Ok(old)
-    }
-
-    /// Removes a key; returns its value. After an error other than `KeyTooLarge` the
-    /// transaction can only be aborted.
-    pub fn remove(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let r = self.remove_inner(key);
-        r.map_err(|e| self.txn.note_failure(e))
-    }
-
-    fn remove_inner(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.check_key(key)?;
-        let mut meta = self.meta()?;
-        let name = self.name.clone();
-        let db = self.txn.db;
-        let (mut w, s) = self.txn.parts()?;
-        let Some(old) = tree::write::remove(&mut w.edit(), s, &mut meta.root, key)? else {
-            return Ok(None);
-        };
-        meta.entries = meta.entries.saturating_sub(1);
-        let old = take_value(&mut w, s, old)?;
-        w.trees.map.insert(name.clone(), meta);
-        w.trees.changed.insert(name);
-        check_undo_cap(&w, db)?;
-        write_back_if_over(&mut w, db)?;
-        Ok(Some(old))
-    }
-
-    /// The value of `key`, as this transaction sees it (its own changes included).
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if key.len() > key_bytes_max(self.txn.db.store.block_bytes) {
-            return Ok(None);
-        }
-        let meta = self.meta()?;
-        let w = self.txn.w.as_deref().ok_or_else(|| self.txn.ended())?;
-        read::get(&WriterView { dirty: &w.dirty, s: &self.txn.db.store }, meta.root, key)
-    }
-
-    /// Iterates a key range in order; `.rev()` iterates backwards.
-    ///
-    /// ```
-    /// # let db = arbor::Db::memory(16 << 20)?;
-    /// let mut tx = db.begin_write()?;
-    /// let mut t = tx.tree("t")?;
-    /// for k in [b"a", b"b", b"c"] {
-    ///     t.insert(k, b"")?;
-    /// }
-    /// let keys: Vec<Vec<u8>> =
-    ///     t.range(b"b".as_slice()..)?.rev().map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
-    /// assert_eq!(keys, [b"c".to_vec(), b"b".to_vec()]);
-    /// # Ok::<(), arbor::Error>(())
-    /// ```
-    pub fn range<'a, R: RangeBounds<&'a [u8]>>(&self, range: R) -> Result<Range<'_>> {
-        let start = owned_bound(range.start_bound().map(|k| *k));
-        let end = owned_bound(range.end_bound().map(|k| *k));
-        self.range_owned(start, end)
-    }
-
-    /// Iterates the whole tree.
-    pub fn iter(&self) -> Result<Range<'_>> {
-        self.range_owned(Bound::Unbounded, Bound::Unbounded)
-    }
-
-    fn range_owned(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<Range<'_>> {
-        let meta = self.meta()?;
-        let w = self.txn.w.as_deref().ok_or_else(|| self.txn.ended())?;
-        Ok(Range::new(
-            Box::new(WriterView { dirty: &w.dirty, s: &self.txn.db.store }),
-            meta.root,
-            start,
-            end,
-        ))
-    }
-
-    /// Number of keys, as this transaction sees it.
-    pub fn len(&self) -> Result<u64> {
-        Ok(self.meta()?.entries)
-    }
-
-    /// Whether the tree has no entry, as this transaction sees it.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.meta()?.entries == 0)
-    }
-
-    /// The entry with the smallest key, or `None` for an empty tree.
-    pub fn first(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        self.iter()?.next().transpose()
-    }
-
-    /// The entry with the largest key, or `None` for an empty tree.
-    pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        self.iter()?.next_back().transpose()
-    }
-}
-
 /// Turns a removed or replaced item into its bytes, freeing an overflow extent.
-fn take_value(w: &mut Writer, s: &Store, v: ItemValue) -> Result<Vec<u8>> {
+pub(super) fn take_value(w: &mut Writer, s: &Store, v: ItemValue) -> Result<Vec<u8>> {
     match v {
         ItemValue::Inline(v) => Ok(v),
         ItemValue::Overflow(r) => {
@@ -496,7 +450,12 @@ fn take_value(w: &mut Writer, s: &Store, v: ItemValue) -> Result<Vec<u8>> {
 }
 
 /// Writes a large value to a fresh extent (write-once, design.md §10.4).
-fn write_overflow(w: &mut Writer, s: &Store, owner: u64, value: &[u8]) -> Result<OverflowRef> {
+pub(super) fn write_overflow(
+    w: &mut Writer,
+    s: &Store,
+    owner: u64,
+    value: &[u8],
+) -> Result<OverflowRef> {
     let blocks = overflow_block_count(value.len() as u64, s.block_bytes);
     w.edit().reserve_for(s, blocks, crate::writer::Need::Grow)?;
     let addr = w.edit().alloc_run(s, blocks)?;
@@ -512,7 +471,7 @@ fn write_overflow(w: &mut Writer, s: &Store, owner: u64, value: &[u8]) -> Result
 /// The transaction's own undo entries are capped (design.md §10.8): past the cap a write
 /// returns an error (the caller aborts or commits what it has) instead of growing the log
 /// without bound or waiting on itself.
-fn check_undo_cap(w: &Writer, db: &Shared) -> Result<()> {
+pub(super) fn check_undo_cap(w: &Writer, db: &Shared) -> Result<()> {
     let undo_bytes = w.txn.undo_bytes;
     let max = db.opts.txn_undo_max_bytes;
     if undo_bytes > max {
@@ -522,7 +481,7 @@ fn check_undo_cap(w: &Writer, db: &Shared) -> Result<()> {
 }
 
 /// Past `Options::dirty_max_bytes` in memory, writes private leaves back to half of it.
-fn write_back_if_over(w: &mut Writer, db: &Shared) -> Result<()> {
+pub(super) fn write_back_if_over(w: &mut Writer, db: &Shared) -> Result<()> {
     let max = db.opts.dirty_max_bytes;
     if w.dirty.bytes > max {
         let txn = &mut w.txn;
@@ -541,7 +500,7 @@ fn failed_txn(failed: &str, what_now: &str) -> Error {
 }
 
 /// A device error during a transaction makes the handle fail-stop.
-fn fail_on_io(db: &Shared, e: Error) -> Error {
+pub(super) fn fail_on_io(db: &Shared, e: Error) -> Error {
     if let Error::Io { .. } = &e {
         db.pipeline.state().fail(Failure::Io(e.with_sources()));
     }

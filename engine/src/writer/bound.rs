@@ -19,14 +19,24 @@ fn over(hist: &History, opts: &Options) -> bool {
     hist.memory_bytes() > opts.modlog_max_bytes || hist.pinned_blocks > opts.pinned_max_blocks
 }
 
+/// Names the bound that was reached, its value, what was held, and the option to raise.
 fn describe(hist: &History, opts: &Options) -> String {
-    format!(
-        "{} history bytes of {} allowed, {} pinned blocks of {} allowed",
-        hist.memory_bytes(),
-        opts.modlog_max_bytes,
-        hist.pinned_blocks,
-        opts.pinned_max_blocks
-    )
+    let mut hits = Vec::new();
+    if hist.memory_bytes() > opts.modlog_max_bytes {
+        hits.push(format!(
+            "{} bytes of mod log and retained images held for snapshots, over \
+             Options::modlog_max_bytes = {}",
+            hist.memory_bytes(),
+            opts.modlog_max_bytes
+        ));
+    }
+    if hist.pinned_blocks > opts.pinned_max_blocks {
+        hits.push(format!(
+            "{} freed blocks pinned by snapshots, over Options::pinned_max_blocks = {}",
+            hist.pinned_blocks, opts.pinned_max_blocks
+        ));
+    }
+    format!("{}; raise that option, or drop old snapshots sooner", hits.join(", and "))
 }
 
 /// What the bound works on: the writer's retention and allocator, the read path, and the
@@ -44,6 +54,9 @@ pub(crate) struct Held<'a> {
 pub(crate) fn expire_if_over(h: Held<'_>, opts: &Options, r: &mut RegInner) {
     if opts.snapshot_policy != SnapshotPolicy::ExpireOldest {
         return;
+    }
+    if over(h.hist, opts) {
+        r.expiry_reason = describe(h.hist, opts);
     }
     while over(h.hist, opts) && r.expire_oldest() {
         let before = r.departures;

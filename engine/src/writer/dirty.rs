@@ -28,6 +28,10 @@ pub(crate) struct Dirty {
     pub slot: Arc<Slot>,
     /// Allocated by the open transaction: not reachable from any published root.
     pub private: bool,
+    /// Private, but a savepoint of the open transaction was taken after it was allocated: a
+    /// rollback may need its image as of then, so its changes are logged like a published
+    /// block's (and it is never written back early). Cleared when the transaction ends.
+    pub sealed: bool,
     /// Seq of the commit that published it (its identity's allocation seq for pinning,
     /// design.md §10.5); meaningless while private.
     pub seq_alloc: u64,
@@ -41,6 +45,13 @@ pub(crate) struct DirtySet {
     pub map: AddrMap<Dirty>,
     /// Bytes of the images held in memory (written-back blocks not counted).
     pub bytes: u64,
+}
+
+impl Dirty {
+    /// Changes to the block need no log entry: private and not sealed by a savepoint.
+    pub(crate) fn unlogged(&self) -> bool {
+        self.private && !self.sealed
+    }
 }
 
 impl DirtySet {
@@ -120,7 +131,7 @@ impl DirtySet {
         debug_assert_eq!(buf.len() as u64 % 512, 0, "block image of {} bytes", buf.len());
         self.bytes += buf.len() as u64;
         let slot = Arc::new(Slot::new(addr, buf));
-        let old = self.map.insert(addr, Dirty { slot, private, seq_alloc: 0 });
+        let old = self.map.insert(addr, Dirty { slot, private, sealed: false, seq_alloc: 0 });
         assert!(old.is_none(), "fresh address {addr} is already dirty");
     }
 

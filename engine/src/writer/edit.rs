@@ -78,8 +78,8 @@ impl Edit<'_> {
         f: impl FnOnce(&mut NodeMut<'_>) -> Result<Option<(R, Op)>>,
     ) -> Result<Option<R>> {
         let d = self.dirty.slot(addr);
-        let (slot, private) = (Arc::clone(&d.slot), d.private);
-        let counter = if private { None } else { Some(&mut *self.seq) };
+        let (slot, unlogged) = (Arc::clone(&d.slot), d.unlogged());
+        let counter = if unlogged { None } else { Some(&mut *self.seq) };
         let Some((r, logged)) = slot.edit_logged(counter, f)? else { return Ok(None) };
         if let Some(l) = logged {
             debug_assert_eq!(l.seq, *self.seq, "a logged edit takes the newest seq");

@@ -1,13 +1,14 @@
 //! The single writer's state below the tree, in parts that functions borrow separately:
 //! the dirty set (`dirty.rs`) and its edits (`edit.rs`), the allocator, what outstanding
 //! snapshots still need (`retention.rs`) and its bound (`bound.rs`), the named trees, the
-//! transaction scratch (`scratch.rs`), and early write-back (`writeback.rs`). [`Writer`]
-//! only groups them behind the writer lock.
+//! transaction scratch (`scratch.rs`) and savepoints inside it (`savepoint.rs`), and early
+//! write-back (`writeback.rs`). [`Writer`] only groups them behind the writer lock.
 
 pub(crate) mod bound;
 mod dirty;
 mod edit;
 pub(crate) mod retention;
+mod savepoint;
 mod scratch;
 mod writeback;
 
@@ -21,6 +22,7 @@ use crate::writer::retention::History;
 
 pub(crate) use dirty::{Dirty, DirtySet};
 pub(crate) use edit::{Edit, Need};
+pub(crate) use savepoint::Mark;
 pub(crate) use scratch::TxnScratch;
 
 /// A named tree's metadata as the writer sees it in the open transaction.

@@ -109,7 +109,7 @@ impl DirtySet {
             }
             let (addr, _) = allocated[*cursor];
             *cursor += 1;
-            if self.map.get(&addr).is_some_and(|d| d.private && is_plain_leaf(d)) {
+            if self.map.get(&addr).is_some_and(|d| d.unlogged() && is_plain_leaf(d)) {
                 chosen.push(addr);
                 freed += block;
             }
@@ -120,7 +120,7 @@ impl DirtySet {
                 if self.bytes.saturating_sub(freed) <= target {
                     break;
                 }
-                if d.private && is_plain_leaf(d) && !picked.contains(addr) {
+                if d.unlogged() && is_plain_leaf(d) && !picked.contains(addr) {
                     chosen.push(*addr);
                     freed += block;
                 }

@@ -12,7 +12,7 @@ pub type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 
 /// Reads every tree of `db` into a model (through a write transaction that is aborted).
 pub fn dump(db: &Db) -> Model {
-    let mut tx = db.begin_write().expect("begin");
+    let tx = db.begin_write().expect("begin");
     let mut out = Model::new();
     for name in tx.tree_names().expect("names") {
         let t = tx.tree(&name).expect("tree");
@@ -31,7 +31,7 @@ pub fn snap_dump(snap: &arbor::Snapshot) -> arbor::Result<Model> {
     for name in snap.tree_names()? {
         let t = snap.tree(&name)?.expect("listed tree exists");
         let items: BTreeMap<Vec<u8>, Vec<u8>> = t.iter()?.collect::<arbor::Result<_>>()?;
-        assert_eq!(items.len() as u64, t.len(), "tree {name}: len vs scan");
+        assert_eq!(items.len() as u64, t.len().unwrap(), "tree {name}: len vs scan");
         out.insert(name, items);
     }
     Ok(out)

@@ -1,0 +1,249 @@
+//! Typed trees: handles that encode keys and values with the codecs of `codec.rs` around the
+//! byte API (`WriteTree`, `Tree`), opened from a [`TreeDef`].
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use crate::codec::{encode, Key, TreeDef, TypedBounds, Value};
+use crate::txn::snapshot::{Snapshot, Tree};
+use crate::txn::write::WriteTxn;
+use crate::txn::write_tree::{Entry, WriteTree};
+use crate::Result;
+
+/// A typed tree inside the write transaction, from [`WriteTxn::open`].
+pub struct TypedWriteTree<'t, 'db, K: Key + ?Sized, V: Value + ?Sized> {
+    tree: WriteTree<'t, 'db>,
+    types: PhantomData<fn(&K, &V)>,
+}
+
+/// A typed tree as of a snapshot, from [`Snapshot::open`]. `Send + Sync`, like [`Tree`].
+pub struct TypedTree<K: Key + ?Sized, V: Value + ?Sized> {
+    tree: Tree,
+    types: PhantomData<fn(&K, &V)>,
+}
+
+/// A typed key and value, as reads return them.
+pub type TypedEntry<K, V> = (<K as Value>::Owned, <V as Value>::Owned);
+
+/// Decodes the entries of a byte iterator ([`crate::WriteRange`] or [`crate::Range`]).
+pub struct TypedIter<I, K: Key + ?Sized, V: Value + ?Sized> {
+    inner: I,
+    types: PhantomData<fn(&K, &V)>,
+}
+
+fn decode_entry<K: Key + ?Sized, V: Value + ?Sized>(e: Entry) -> Result<TypedEntry<K, V>> {
+    Ok((K::decode(&e.0)?, V::decode(&e.1)?))
+}
+
+fn decode_opt<V: Value + ?Sized>(v: Option<Vec<u8>>) -> Result<Option<V::Owned>> {
+    v.map(|b| V::decode(&b)).transpose()
+}
+
+impl<I: Iterator<Item = Result<Entry>>, K: Key + ?Sized, V: Value + ?Sized> Iterator
+    for TypedIter<I, K, V>
+{
+    type Item = Result<TypedEntry<K, V>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.inner.next()?.and_then(decode_entry::<K, V>))
+    }
+}
+
+impl<I, K, V> DoubleEndedIterator for TypedIter<I, K, V>
+where
+    I: DoubleEndedIterator<Item = Result<Entry>>,
+    K: Key + ?Sized,
+    V: Value + ?Sized,
+{
+    fn next_back(&mut self) -> Option<Self::Item> {
+        Some(self.inner.next_back()?.and_then(decode_entry::<K, V>))
+    }
+}
+
+impl<I: fmt::Debug, K: Key + ?Sized, V: Value + ?Sized> fmt::Debug for TypedIter<I, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedIter").field("inner", &self.inner).finish()
+    }
+}
+
+fn typed<I, K: Key + ?Sized, V: Value + ?Sized>(inner: I) -> TypedIter<I, K, V> {
+    TypedIter { inner, types: PhantomData }
+}
+
+impl<'db> WriteTxn<'db> {
+    /// The typed tree `def` names, created (empty) if it does not exist. Like
+    /// [`WriteTxn::tree`], from `&self`.
+    pub fn open<K: Key + ?Sized, V: Value + ?Sized>(
+        &self,
+        def: TreeDef<K, V>,
+    ) -> Result<TypedWriteTree<'_, 'db, K, V>> {
+        Ok(TypedWriteTree { tree: self.tree(def.name())?, types: PhantomData })
+    }
+}
+
+impl Snapshot {
+    /// The typed tree `def` names as of this snapshot, or `None` if it did not exist.
+    pub fn open<K: Key + ?Sized, V: Value + ?Sized>(
+        &self,
+        def: TreeDef<K, V>,
+    ) -> Result<Option<TypedTree<K, V>>> {
+        Ok(self.tree(def.name())?.map(|tree| TypedTree { tree, types: PhantomData }))
+    }
+}
+
+impl<'t, 'db, K: Key + ?Sized, V: Value + ?Sized> TypedWriteTree<'t, 'db, K, V> {
+    /// Inserts or replaces; returns the old value.
+    pub fn insert(
+        &mut self,
+        key: impl Borrow<K>,
+        value: impl Borrow<V>,
+    ) -> Result<Option<V::Owned>> {
+        decode_opt::<V>(self.tree.insert(encode(key.borrow()), encode(value.borrow()))?)
+    }
+
+    /// Removes a key; returns its value.
+    pub fn remove(&mut self, key: impl Borrow<K>) -> Result<Option<V::Owned>> {
+        decode_opt::<V>(self.tree.remove(encode(key.borrow()))?)
+    }
+
+    /// The value of `key`, or `None`.
+    pub fn get(&self, key: impl Borrow<K>) -> Result<Option<V::Owned>> {
+        decode_opt::<V>(self.tree.get(encode(key.borrow()))?)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: impl Borrow<K>) -> Result<bool> {
+        self.tree.contains_key(encode(key.borrow()))
+    }
+
+    /// Iterates a key range in key order (`5u64..10`, `"a"..`, `..`); see
+    /// [`crate::WriteRange`] for changes made while it is open.
+    pub fn range(
+        &self,
+        range: impl TypedBounds<K>,
+    ) -> Result<TypedIter<crate::WriteRange<'t, 'db>, K, V>> {
+        Ok(typed(self.tree.range(range.into_bounds())?))
+    }
+
+    /// Iterates the whole tree in key order.
+    pub fn iter(&self) -> Result<TypedIter<crate::WriteRange<'t, 'db>, K, V>> {
+        Ok(typed(self.tree.iter()?))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> Result<u64> {
+        self.tree.len()
+    }
+
+    /// Whether the tree has no entry.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.tree.is_empty()
+    }
+
+    /// The entry with the smallest key, or `None` for an empty tree.
+    pub fn first(&self) -> Result<Option<TypedEntry<K, V>>> {
+        self.tree.first()?.map(decode_entry::<K, V>).transpose()
+    }
+
+    /// The entry with the largest key, or `None` for an empty tree.
+    pub fn last(&self) -> Result<Option<TypedEntry<K, V>>> {
+        self.tree.last()?.map(decode_entry::<K, V>).transpose()
+    }
+
+    /// Removes and returns the entry with the smallest key.
+    pub fn pop_first(&mut self) -> Result<Option<TypedEntry<K, V>>> {
+        self.tree.pop_first()?.map(decode_entry::<K, V>).transpose()
+    }
+
+    /// Removes and returns the entry with the largest key.
+    pub fn pop_last(&mut self) -> Result<Option<TypedEntry<K, V>>> {
+        self.tree.pop_last()?.map(decode_entry::<K, V>).transpose()
+    }
+
+    /// Keeps the entries `keep` accepts; returns how many it removed. An entry that does not
+    /// decode ends it with `Error::Decode` (entries removed before stay removed).
+    pub fn retain(&mut self, mut keep: impl FnMut(&K::Owned, &V::Owned) -> bool) -> Result<u64> {
+        let mut failed = None;
+        let removed = self.tree.retain(|k, v| match (K::decode(k), V::decode(v)) {
+            (Ok(k), Ok(v)) => keep(&k, &v),
+            (Err(e), _) | (_, Err(e)) => {
+                failed.get_or_insert(e);
+                true
+            }
+        })?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(removed),
+        }
+    }
+
+    /// The byte handle of the same tree (prefix scans, `extract_if`, compare-and-swap).
+    pub fn bytes(&mut self) -> &mut WriteTree<'t, 'db> {
+        &mut self.tree
+    }
+}
+
+impl<K: Key + ?Sized, V: Value + ?Sized> TypedTree<K, V> {
+    /// The value of `key`, or `None`.
+    pub fn get(&self, key: impl Borrow<K>) -> Result<Option<V::Owned>> {
+        decode_opt::<V>(self.tree.get(encode(key.borrow()))?)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: impl Borrow<K>) -> Result<bool> {
+        self.tree.contains_key(encode(key.borrow()))
+    }
+
+    /// Iterates a key range in key order; `Send`, so it can move to another thread.
+    pub fn range(&self, range: impl TypedBounds<K>) -> Result<TypedIter<crate::Range, K, V>> {
+        Ok(typed(self.tree.range(range.into_bounds())?))
+    }
+
+    /// Iterates the whole tree in key order.
+    pub fn iter(&self) -> Result<TypedIter<crate::Range, K, V>> {
+        Ok(typed(self.tree.iter()?))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> Result<u64> {
+        self.tree.len()
+    }
+
+    /// Whether the tree has no entry.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.tree.is_empty()
+    }
+
+    /// The entry with the smallest key, or `None` for an empty tree.
+    pub fn first(&self) -> Result<Option<TypedEntry<K, V>>> {
+        self.tree.first()?.map(decode_entry::<K, V>).transpose()
+    }
+
+    /// The entry with the largest key, or `None` for an empty tree.
+    pub fn last(&self) -> Result<Option<TypedEntry<K, V>>> {
+        self.tree.last()?.map(decode_entry::<K, V>).transpose()
+    }
+
+    /// The byte handle of the same tree.
+    pub fn bytes(&self) -> &Tree {
+        &self.tree
+    }
+}
+
+impl<K: Key + ?Sized, V: Value + ?Sized> Clone for TypedTree<K, V> {
+    fn clone(&self) -> Self {
+        TypedTree { tree: self.tree.clone(), types: PhantomData }
+    }
+}
+
+impl<K: Key + ?Sized, V: Value + ?Sized> fmt::Debug for TypedWriteTree<'_, '_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedWriteTree").field("tree", &self.tree).finish()
+    }
+}
+
+impl<K: Key + ?Sized, V: Value + ?Sized> fmt::Debug for TypedTree<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedTree").field("tree", &self.tree).finish()
+    }
+}
