@@ -41,12 +41,15 @@ pub(crate) struct SuperblockInputs {
     pub prev_crc: u32,
 }
 
+/// Crcs of a generation's sealed blocks, by address.
+type Crcs = HashMap<u64, u32>;
+
 /// Seals every dirty block reachable from `root` (the catalog), children before parents,
-/// and returns the root's sealed pointer. The walk lists the dirty blocks parents first;
+/// and returns the crc of every dirty block. The walk lists the dirty blocks parents first;
 /// sealing runs over the list backwards, so a block's children are sealed (their crcs
 /// known) when it is. Blocks written back early keep the crc they were sealed with.
-fn seal_all(d: &mut DirtySet, s: &Store, root: ChildPtr) -> Result<ChildPtr> {
-    let mut crcs: HashMap<u64, u32> = HashMap::with_capacity(d.map.len());
+fn seal_all(d: &mut DirtySet, s: &Store, root: ChildPtr) -> Result<Crcs> {
+    let mut crcs: Crcs = HashMap::with_capacity(d.map.len());
     let mut order = Vec::with_capacity(d.map.len());
     let mut walk = Walk::new(d.map.len() as u64);
     follow(d, &mut walk, &mut crcs, root, None);
@@ -74,7 +77,28 @@ fn seal_all(d: &mut DirtySet, s: &Store, root: ChildPtr) -> Result<ChildPtr> {
         let crc = d.seal(addr)?;
         crcs.insert(addr, crc);
     }
-    Ok(sealed_ptr(d, &crcs, root))
+    Ok(crcs)
+}
+
+/// Seals the pointers the writer keeps outside the blocks: the catalog root and its own
+/// copy of every tree's root (`Trees::map`, which the next transaction starts from). None
+/// may stay crc-pending past its generation's freeze (§10.12): a pending pointer trusts any
+/// image with the right address and generation, and a block written back early can leave
+/// an older image of both on the device (its later write lost or misdirected).
+fn seal_roots(w: &mut Writer, crcs: &Crcs) {
+    let d = &w.dirty;
+    w.trees.catalog = sealed_ptr(d, crcs, w.trees.catalog);
+    for (name, meta) in w.trees.map.iter_mut() {
+        meta.root = sealed_ptr(d, crcs, meta.root);
+        assert!(
+            !meta.root.is_crc_pending(),
+            "tree {:?}: root {:?} is crc-pending but not a dirty block of generation {}",
+            String::from_utf8_lossy(name),
+            meta.root,
+            d.gen
+        );
+    }
+    assert!(!w.trees.catalog.is_crc_pending(), "the catalog root stays crc-pending");
 }
 
 /// Walks into `ptr` if it is a resident dirty block; a block written back early is sealed
@@ -98,7 +122,7 @@ fn follow(
 }
 
 /// The pointer to store for `ptr` once its block is sealed (unchanged if it is not dirty).
-fn sealed_ptr(d: &DirtySet, crcs: &HashMap<u64, u32>, ptr: ChildPtr) -> ChildPtr {
+fn sealed_ptr(d: &DirtySet, crcs: &Crcs, ptr: ChildPtr) -> ChildPtr {
     match crcs.get(&ptr.address()) {
         Some(&crc) if d.holds(ptr) => ChildPtr::new(ptr.address(), d.gen, crc),
         _ => ptr,
@@ -107,7 +131,7 @@ fn sealed_ptr(d: &DirtySet, crcs: &HashMap<u64, u32>, ptr: ChildPtr) -> ChildPtr
 
 /// Fills the crcs of `addr`'s sealed children (or, in a catalog leaf, its trees' roots).
 /// Not logged: crcs are derived at write-out (§10.12).
-fn seal_one(d: &mut DirtySet, crcs: &HashMap<u64, u32>, addr: u64) -> Result<()> {
+fn seal_one(d: &mut DirtySet, crcs: &Crcs, addr: u64) -> Result<()> {
     let (level, owner, len) = d.peek(addr, |n| Ok((n.level(), n.header().owner(), n.len())))?;
     if level > 0 {
         let children = d.peek(addr, |n| Ok((0..len).map(|i| n.child(i)).collect::<Vec<_>>()))?;
@@ -149,7 +173,8 @@ fn seal_one(d: &mut DirtySet, crcs: &HashMap<u64, u32>, addr: u64) -> Result<()>
 /// dirty map is empty; the returned images are immutable and owned by the write-out.
 pub(crate) fn freeze(writer: &mut Writer, s: &Store, inputs: &SuperblockInputs) -> Result<Frozen> {
     let gen = writer.gen();
-    writer.trees.catalog = seal_all(&mut writer.dirty, s, writer.trees.catalog)?;
+    let crcs = seal_all(&mut writer.dirty, s, writer.trees.catalog)?;
+    seal_roots(writer, &crcs);
     assert_all_sealed(&writer.dirty);
     let persisted = match writer.alloc.persist(gen) {
         Ok(p) => p,
