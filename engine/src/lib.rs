@@ -74,12 +74,14 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
 
 mod addr_map;
 mod alloc;
 pub mod check;
 pub mod codec;
 mod db;
+#[allow(missing_debug_implementations)] // `commit` below: the loom models' pipeline
 mod durable;
 pub mod error;
 #[cfg(any(test, feature = "fault-injection"))]
@@ -89,8 +91,10 @@ pub mod fault;
 mod fault;
 pub mod io;
 #[doc(hidden)]
+#[allow(missing_debug_implementations)] // the loom models' concurrency core, not API
 pub mod mvcc;
 mod options;
+#[allow(missing_debug_implementations)] // `cache` below: the loom models' cache
 mod store;
 #[doc(hidden)]
 pub mod sync;

@@ -97,33 +97,33 @@ fn lost_rewrite_of_a_written_back_root_is_corrupt_not_stale_for_the_writer() {
     let dev = SimDevice::new(8 << 20, 4096, 1);
     let opts = Options { cache_bytes: 64 << 10, dirty_max_bytes: 32 << 10, ..Options::default() };
     let db = Db::create_on(Box::new(dev.clone()), opts).unwrap();
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     let mut filler = tx.tree("filler").unwrap();
     for i in 0..2000u32 {
-        filler.insert(&i.to_be_bytes(), &[9; 100]).unwrap();
+        filler.insert(i.to_be_bytes(), [9; 100]).unwrap();
     }
     drop(filler);
     tx.commit().unwrap();
 
-    let mut tx = db.begin_write().unwrap();
-    tx.tree("t").unwrap().insert(b"a", &[1; 300]).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.tree("t").unwrap().insert(b"a", [1; 300]).unwrap();
     // Enough new leaves elsewhere to pass the dirty budget: the oldest allocation, the
     // root leaf of "t", is written back first.
     let mut big = tx.tree("big").unwrap();
     for i in 0..400u32 {
-        big.insert(&i.to_be_bytes(), &[3; 100]).unwrap();
+        big.insert(i.to_be_bytes(), [3; 100]).unwrap();
     }
     drop(big);
     assert!(db.stats().blocks_written_early > 0);
     let first = image(&dev);
-    assert_eq!(tx.tree("t").unwrap().insert(b"a", &[2; 300]).unwrap(), Some(vec![1; 300]));
+    assert_eq!(tx.tree("t").unwrap().insert(b"a", [2; 300]).unwrap(), Some(vec![1; 300]));
     assert!(tx.commit().unwrap().durable);
     assert!(lose_rewrites(&dev, &first) > 0, "no block was written twice in its generation");
 
-    let mut tx = db.begin_write().unwrap();
+    let tx = db.begin_write().unwrap();
     // Reading the filler pushes the root leaf of "t" out of the small cache.
     assert_eq!(tx.tree("filler").unwrap().iter().unwrap().count(), 2000);
-    match tx.tree("t").unwrap().insert(b"a", &[3; 300]) {
+    match tx.tree("t").unwrap().insert(b"a", [3; 300]) {
         Err(Error::Corrupt { .. }) => {}
         Ok(old) => {
             let old = old.as_ref().map(|v| (v.len(), v[0]));

@@ -16,6 +16,18 @@ pub struct CountingDevice<D> {
     reads: AtomicU64,
 }
 
+impl<D: super::BlockDevice> std::fmt::Debug for CountingDevice<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = |c: &AtomicU64| c.load(crate::sync::Ordering::Relaxed);
+        f.debug_struct("CountingDevice")
+            .field("inner", &self.inner.describe())
+            .field("flushes", &n(&self.flushes))
+            .field("writes", &n(&self.writes))
+            .field("reads", &n(&self.reads))
+            .finish()
+    }
+}
+
 impl<D: BlockDevice> CountingDevice<D> {
     /// Wraps `inner`, with the counts at 0.
     pub fn new(inner: D) -> CountingDevice<D> {

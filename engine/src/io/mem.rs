@@ -37,6 +37,13 @@ pub struct MemDevice {
     max_bytes: u64,
 }
 
+impl std::fmt::Debug for MemDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::BlockDevice;
+        f.debug_struct("MemDevice").field("device", &self.describe()).finish()
+    }
+}
+
 impl MemDevice {
     /// A device that grows on demand up to `max_bytes` (rounded down to 4 KiB); memory is
     /// taken as it grows.

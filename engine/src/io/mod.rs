@@ -60,12 +60,30 @@ pub struct ReadOp<'a> {
     pub buf: &'a mut [u8],
 }
 
+impl std::fmt::Debug for ReadOp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOp")
+            .field("offset", &self.offset)
+            .field("len", &self.buf.len())
+            .finish()
+    }
+}
+
 /// One write of `data` (aligned memory, aligned length) at `offset`.
 pub struct WriteOp<'a> {
     /// Byte offset on the device (a multiple of the sector).
     pub offset: u64,
     /// The bytes: aligned memory, a whole number of sectors.
     pub data: &'a [u8],
+}
+
+impl std::fmt::Debug for WriteOp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteOp")
+            .field("offset", &self.offset)
+            .field("len", &self.data.len())
+            .finish()
+    }
 }
 
 /// A store's backing device: a raw block device, a preallocated file, or a simulation.

@@ -38,6 +38,13 @@ pub struct SimDevice {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for SimDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::BlockDevice;
+        f.debug_struct("SimDevice").field("device", &self.describe()).finish()
+    }
+}
+
 struct Inner {
     len_bytes: u64,
     sector_bytes: u32,

@@ -24,6 +24,13 @@ pub struct SyncDevice {
     file: DevFile,
 }
 
+impl std::fmt::Debug for SyncDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::BlockDevice;
+        f.debug_struct("SyncDevice").field("device", &self.describe()).finish()
+    }
+}
+
 fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     let mut retries = 0;
     loop {

@@ -98,6 +98,13 @@ pub struct UringDevice {
     queue_depth: u32,
 }
 
+impl std::fmt::Debug for UringDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::BlockDevice;
+        f.debug_struct("UringDevice").field("device", &self.describe()).finish()
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Dir {
     Read,
