@@ -410,7 +410,7 @@ pub fn main(args: &DeviceArgs) -> Result<(), String> {
         println!("  fio: {}", fio("--rw=randwrite --bs=4k --iodepth=1 --fdatasync=1"));
         durable_writes(&args.target, dev.len_bytes(), 1000).map_err(|e| e.to_string())?;
         println!("  fio: {}", fio("--rw=write --bs=4k --iodepth=1 --sync=dsync"));
-        println!("(all of these: bash ../shared/scripts/fio-baseline.sh TARGET SIZE SECS)");
+        println!("(each line above prints the fio command that measures the same thing)");
     }
     drop(dev);
     if !block && !args.keep {

@@ -50,7 +50,7 @@ pub const VALUE_BYTES_MAX: u64 = u32::MAX as u64;
 /// refused with a distinguishable error (`FormatErrorKind::UnsupportedVersion`).
 pub const FORMAT_VERSION: u16 = 1;
 
-/// The layout version that adds the commit journal (DESIGN §11): the superblock's journal
+/// The layout version that adds the commit journal (design.md §11): the superblock's journal
 /// fields and `Journal` blocks. Defined ahead of use; `FORMAT_VERSION` stays 1 until the
 /// engine writes the journal region, and the bump is one change:
 ///
@@ -58,7 +58,7 @@ pub const FORMAT_VERSION: u16 = 1;
 ///    `create` reserve the region (`JournalRegion::plan`) and record it with
 ///    `Superblock::set_journal`;
 /// 2. `open` refuses a store whose superblock version is older than `FORMAT_VERSION_JOURNAL`
-///    with an error naming the version (DESIGN §11.1: never a misread), or upgrades it;
+///    with an error naming the version (design.md §11.1: never a misread), or upgrades it;
 /// 3. `Superblock::decode` already requires the journal fields to be all zero below this
 ///    version and a valid region from it on (`check_journal`), so no decoder changes.
 ///
@@ -73,11 +73,11 @@ pub const TREE_ID_ALLOCATOR: u64 = 1;
 /// First id handed to a user tree; ids below are reserved for internal trees.
 pub const TREE_ID_FIRST_USER: u64 = 16;
 
-/// Journal size used when the caller does not choose one (DESIGN §11.1).
+/// Journal size used when the caller does not choose one (design.md §11.1).
 pub const JOURNAL_BYTES_DEFAULT: u64 = 64 << 20;
 /// The journal takes at most 1/`JOURNAL_DEVICE_FRACTION_MAX` of the device.
 pub const JOURNAL_DEVICE_FRACTION_MAX: u64 = 8;
-/// Copies of every journal block, written side by side in the same write (DESIGN §11.2).
+/// Copies of every journal block, written side by side in the same write (design.md §11.2).
 pub const JOURNAL_COPY_COUNT: u64 = 2;
 /// Fewest slots (twin block pairs) a journal region may have: room for a few small batches
 /// and a record limit of at least one block's payload.
@@ -93,7 +93,7 @@ pub const JOURNAL_NO_RECORD_START: u32 = u32::MAX;
 /// The header of a journal record: seq, body length, op count, crc, reserved.
 pub const JOURNAL_RECORD_HEADER_BYTES: usize = 24;
 /// The default record limit is 1/`JOURNAL_RECORD_FRACTION_DEFAULT` of the ring's payload
-/// (DESIGN §11.5: larger transactions commit through a checkpoint instead).
+/// (design.md §11.5: larger transactions commit through a checkpoint instead).
 pub const JOURNAL_RECORD_FRACTION_DEFAULT: u64 = 8;
 /// Hard cap on a record, whatever the journal size: its length is stored in a `u32`.
 pub const JOURNAL_RECORD_BYTES_LIMIT: u64 = u32::MAX as u64;

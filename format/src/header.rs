@@ -52,7 +52,7 @@ pub enum BlockKind {
     PendingList = 6,
     /// List of roots of deleted trees still to be freed.
     OrphanList = 7,
-    /// Commit journal block (DESIGN §11.2): a piece of the record stream, written twice.
+    /// Commit journal block (design.md §11.2): a piece of the record stream, written twice.
     Journal = 8,
 }
 

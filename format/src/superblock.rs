@@ -27,7 +27,7 @@
 //! 178 reserved1       [u8; 6]  zero
 //! 184 journal_start   u64      first block of the journal region; 0 = no journal (version 1)
 //! 192 journal_blocks  u64      blocks in the region (2 per slot: both copies of each block)
-//! 200 replay_lsn      u64      lsn of the first journal block recovery reads (DESIGN §11.6)
+//! 200 replay_lsn      u64      lsn of the first journal block recovery reads (design.md §11.6)
 //! 208 checkpoint_seq  u64      last seq in this checkpoint: replay applies records after it
 //! 216 reserved        [u8; 3880] zero
 //! ```

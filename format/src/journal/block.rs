@@ -1,4 +1,4 @@
-//! Journal blocks, their twin copies, and the batch encoder (DESIGN §11.2, §11.4).
+//! Journal blocks, their twin copies, and the batch encoder (design.md §11.2, §11.4).
 //!
 //! ```text
 //! Journal block (kind 8): | block header 64 | journal header 64 | payload: record bytes | 0 pad |

@@ -1,4 +1,4 @@
-//! Reassembling records from a run of journal blocks (DESIGN §11.7).
+//! Reassembling records from a run of journal blocks (design.md §11.7).
 //!
 //! Recovery reads the twin at the slot of each lsn from the superblock's `replay_lsn` on and
 //! feeds it to a [`ChainDecoder`], which accepts a block only if a copy verifies with the
@@ -102,7 +102,7 @@ impl ChainStop {
     /// belongs to a flush batch written after the one the stop is in: its batch starts after
     /// the stop lsn. One such block means the stop is damage to acknowledged history
     /// (`Error::Corrupt`); blocks of the stop's own batch (or older laps) are what a torn
-    /// last batch leaves, and the tail is dropped (DESIGN §11.7).
+    /// last batch leaves, and the tail is dropped (design.md §11.7).
     pub fn is_later_batch(&self, block: &JournalBlock<'_>) -> bool {
         block.journal().batch_first_lsn() > self.lsn
     }

@@ -1,4 +1,4 @@
-//! The commit journal's on-disk format (DESIGN §11): the region, journal blocks and their
+//! The commit journal's on-disk format (design.md §11): the region, journal blocks and their
 //! twin copies, records of logical ops, the batch encoder and the chain decoder.
 //!
 //! ```text
@@ -142,7 +142,7 @@ impl JournalRegion {
     pub fn record_bytes_max(&self) -> u64 {
         (self.slot_count() * self.payload_bytes() as u64).min(JOURNAL_RECORD_BYTES_LIMIT)
     }
-    /// The default `journal_record_max`: 1/8 of the ring's payload (DESIGN §11.5).
+    /// The default `journal_record_max`: 1/8 of the ring's payload (design.md §11.5).
     pub fn record_bytes_max_default(&self) -> u64 {
         self.record_bytes_max() / JOURNAL_RECORD_FRACTION_DEFAULT
     }

@@ -1,4 +1,4 @@
-//! One journal record: one committed transaction's logical ops (DESIGN §11.2).
+//! One journal record: one committed transaction's logical ops (design.md §11.2).
 //!
 //! ```text
 //! Record: header 24 | op 0 | op 1 | ... | op n-1            (no padding, no alignment)
@@ -215,7 +215,7 @@ pub enum RecordError {
         max: usize,
     },
     /// The record would exceed `record_bytes_max`: the engine commits this transaction
-    /// through a checkpoint instead (DESIGN §11.5).
+    /// through a checkpoint instead (design.md §11.5).
     RecordTooLarge {
         /// The record's length with the op.
         bytes: u64,
