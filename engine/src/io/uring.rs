@@ -365,11 +365,13 @@ impl UringDevice {
             // device's lifetime, and we reap the completion before returning.
             let pushed = unsafe { ring.submission().push(&entry) };
             pushed.expect("the ring is empty between calls");
-            if let Err(e) = wait(ring, 1, 1) {
-                pooled.ring = None;
-                return Err(e);
-            }
-            let cqe = ring.completion().next().expect("wait returned one completion");
+            let cqe = match reap_one(ring) {
+                Ok(cqe) => cqe,
+                Err(e) => {
+                    pooled.ring = None;
+                    return Err(e);
+                }
+            };
             match cqe.result() {
                 r if r >= 0 => return Ok(()),
                 r if is_retryable(-r) && retries < RETRIES_MAX => retries += 1,
@@ -441,6 +443,25 @@ fn wait(ring: &mut IoUring, want: usize, in_flight: usize) -> io::Result<()> {
         }
         return Err(io::Error::new(err.kind(), format!("io_uring_enter: {err}")));
     }
+}
+
+/// Waits for the completion of the one operation in flight and takes it. `io_uring_enter`
+/// can return without the completion we asked for (woken for task work, say), so an empty
+/// CQ after a successful wait means "wait again", a bounded number of times.
+fn reap_one(ring: &mut IoUring) -> io::Result<io_uring::cqueue::Entry> {
+    for _ in 0..ENTER_RETRIES_MAX {
+        wait(ring, 1, 1)?;
+        if let Some(cqe) = ring.completion().next() {
+            return Ok(cqe);
+        }
+    }
+    if in_kernel(ring, 1) > 0 {
+        let err = io::Error::from(io::ErrorKind::TimedOut);
+        drain_after_failure(ring, 1, &err);
+    }
+    Err(io::Error::other(format!(
+        "io_uring_enter returned {ENTER_RETRIES_MAX} times without the completion"
+    )))
 }
 
 /// Operations the kernel has consumed from the SQ and not yet completed into the CQ.
