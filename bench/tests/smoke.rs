@@ -1,26 +1,40 @@
 //! `kv-bench --quick-smoke` runs every workload on every engine end to end, each engine in its
 //! own child process, and writes the JSON and SVG outputs.
 
+use std::path::Path;
 use std::process::Command;
+
+use arbor_testkit::LoopDevice;
+
+/// Runs `cmd` (kv-bench), asserts that it succeeded, and returns its standard output.
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run kv-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kv-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    stdout.into_owned()
+}
+
+/// The JSON kv-bench wrote to `path`.
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("json written")).expect("json")
+}
 
 #[test]
 fn quick_smoke_runs_end_to_end() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let json = dir.path().join("out.json");
     let svg = dir.path().join("out.svg");
-    let out = Command::new(env!("CARGO_BIN_EXE_kv-bench"))
-        .arg("--quick-smoke")
-        .arg("--dir")
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&json)
-        .arg("--plot")
-        .arg(&svg)
-        .output()
-        .expect("run kv-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kv-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let stdout = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_kv-bench"))
+            .arg("--quick-smoke")
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--json")
+            .arg(&json)
+            .arg("--plot")
+            .arg(&svg),
+    );
     for row in [
         "bulk load",
         "durable writes",
@@ -39,8 +53,7 @@ fn quick_smoke_runs_end_to_end() {
         assert!(stdout.contains(row), "no {row:?} row in:\n{stdout}");
     }
     assert!(!stdout.contains("ERROR"), "{stdout}");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).expect("json");
+    let doc = read_json(&json);
     for engine in doc["engines"].as_object().expect("engines").values() {
         let cells = &engine["cells"];
         assert!(cells["bulk_load"]["value"].as_f64().is_some_and(|v| v > 0.0), "{doc}");
@@ -65,29 +78,6 @@ fn refuses_to_erase_without_the_flag() {
     assert_eq!(std::fs::read(&file).expect("still there"), b"precious");
 }
 
-/// A loop device (`losetup --direct-io=on`) over a sparse file, detached on drop.
-struct LoopDevice(std::path::PathBuf);
-
-impl LoopDevice {
-    fn attach(file: &std::path::Path) -> Result<LoopDevice, String> {
-        let out = Command::new("losetup")
-            .args(["-f", "--show", "--direct-io=on"])
-            .arg(file)
-            .output()
-            .map_err(|e| format!("cannot run losetup: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("losetup failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
-        }
-        Ok(LoopDevice(String::from_utf8_lossy(&out.stdout).trim().into()))
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
-
 /// Issue 12: `--device` used to fail the file-growth rows ("raw device: no file size") and
 /// exit non-zero. On a block device Arbor's size rows are its blocks in use.
 #[test]
@@ -95,29 +85,21 @@ fn quick_smoke_on_a_block_device() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let backing = dir.path().join("loop-backing");
     std::fs::File::create(&backing).expect("create").set_len(256 << 20).expect("set_len");
-    let lo = match LoopDevice::attach(&backing) {
-        Ok(lo) => lo,
-        Err(reason) => {
-            println!("SKIPPED quick_smoke_on_a_block_device: {reason}");
-            return;
-        }
+    let Some(lo) = LoopDevice::attach_or_skip(&backing, "quick_smoke_on_a_block_device") else {
+        return;
     };
     let json = dir.path().join("out.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_kv-bench"))
-        .args(["--quick-smoke", "--i-know-this-erases", "--device"])
-        .arg(&lo.0)
-        .arg("--dir")
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run kv-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kv-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let stdout = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_kv-bench"))
+            .args(["--quick-smoke", "--i-know-this-erases", "--device"])
+            .arg(lo.path())
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--json")
+            .arg(&json),
+    );
     assert!(!stdout.contains("ERROR"), "{stdout}");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).expect("json");
+    let doc = read_json(&json);
     let arbor = &doc["engines"]["arbor"]["cells"];
     for row in ["growth_free", "growth_held", "size_after_load", "disk_after_load", "size_at_end"] {
         assert!(arbor[row]["value"].as_f64().is_some(), "arbor {row}: {}", arbor[row]);
@@ -132,22 +114,34 @@ fn quick_smoke_on_a_block_device() {
 fn selected_workloads_shapes_and_every_run_in_json() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let json = dir.path().join("out.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_kv-bench"))
-        .args(["--keys", "2000", "--durable-commits", "20", "--reads", "2000", "--repeats", "2"])
-        .args(["--workloads", "durable_p99,reads_1t", "--key-size", "16", "--value-size", "1000"])
-        .args(["--distribution", "zipf:0.8", "--durability", "none", "--dir"])
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run kv-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kv-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let stdout = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_kv-bench"))
+            .args([
+                "--keys",
+                "2000",
+                "--durable-commits",
+                "20",
+                "--reads",
+                "2000",
+                "--repeats",
+                "2",
+            ])
+            .args([
+                "--workloads",
+                "durable_p99,reads_1t",
+                "--key-size",
+                "16",
+                "--value-size",
+                "1000",
+            ])
+            .args(["--distribution", "zipf:0.8", "--durability", "none", "--dir"])
+            .arg(dir.path())
+            .arg("--json")
+            .arg(&json),
+    );
     assert!(!stdout.contains("ERROR") && !stdout.contains("YCSB A"), "{stdout}");
     assert!(stdout.contains("16-byte random keys, 1000-byte random values"), "{stdout}");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).expect("json");
+    let doc = read_json(&json);
     assert_eq!(doc["config"]["durability"], "none", "{doc}");
     assert_eq!(doc["config"]["distribution"], "zipf:0.8", "{doc}");
     assert!(doc["build"]["git_commit"].as_str().is_some_and(|c| !c.is_empty()), "{doc}");

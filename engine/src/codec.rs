@@ -168,6 +168,22 @@ fn bad(type_name: &'static str, reason: impl Into<String>) -> Error {
     Error::Decode { type_name, reason: reason.into() }
 }
 
+/// `Key` for a fixed-width integer: its nested form is its encoding, `size_of` bytes long.
+macro_rules! fixed_width_key {
+    ($t:ty) => {
+        impl Key for $t {
+            fn encode_nested(&self, out: &mut Vec<u8>) {
+                self.encode(out);
+            }
+            fn decode_nested(bytes: &[u8]) -> Result<($t, usize)> {
+                let n = size_of::<$t>();
+                let head = bytes.get(..n).ok_or_else(|| bad(stringify!($t), "too short"))?;
+                Ok((<$t>::decode(head)?, n))
+            }
+        }
+    };
+}
+
 macro_rules! unsigned {
     ($($t:ty),*) => {$(
         impl Value for $t {
@@ -182,16 +198,7 @@ macro_rules! unsigned {
                 Ok(<$t>::from_be_bytes(arr))
             }
         }
-        impl Key for $t {
-            fn encode_nested(&self, out: &mut Vec<u8>) {
-                self.encode(out);
-            }
-            fn decode_nested(bytes: &[u8]) -> Result<($t, usize)> {
-                let n = size_of::<$t>();
-                let head = bytes.get(..n).ok_or_else(|| bad(stringify!($t), "too short"))?;
-                Ok((<$t>::decode(head)?, n))
-            }
-        }
+        fixed_width_key!($t);
     )*};
 }
 
@@ -210,16 +217,7 @@ macro_rules! signed {
                 Ok((u ^ (1 << (<$u>::BITS - 1))) as $t)
             }
         }
-        impl Key for $t {
-            fn encode_nested(&self, out: &mut Vec<u8>) {
-                self.encode(out);
-            }
-            fn decode_nested(bytes: &[u8]) -> Result<($t, usize)> {
-                let n = size_of::<$t>();
-                let head = bytes.get(..n).ok_or_else(|| bad(stringify!($t), "too short"))?;
-                Ok((<$t>::decode(head)?, n))
-            }
-        }
+        fixed_width_key!($t);
     )*};
 }
 

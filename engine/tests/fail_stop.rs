@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use arbor::fault::{arm_panic, disarm, FaultPoint};
 use arbor::io::SimDevice;
-use arbor::{Db, Error};
+use arbor::{Db, Error, WriteTree};
 use common::small_opts;
 
 fn key(i: u32) -> [u8; 4] {
@@ -54,21 +54,29 @@ fn expect_fail_stop(db: Db) {
     drop(db);
 }
 
-/// Reopens after a power loss: a clean store holding the two acknowledged commits, and the
-/// panicked transaction's keys wholly or not at all.
-fn expect_recovered(dev: &SimDevice, panicked: &[u8]) {
+/// Reopens after a power loss: a clean store whose tree `t` still has its 3000 keys, for
+/// `verify` to read.
+fn reopen_after_crash(dev: &SimDevice, verify: impl FnOnce(&WriteTree<'_, '_>)) {
     let db = Db::open_on(Box::new(dev.crash()), small_opts()).unwrap();
     let report = db.check().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     let tx = db.begin_write().unwrap();
     let t = tx.tree("t").unwrap();
     assert_eq!(t.len().unwrap(), 3000);
-    let landed = t.get(key(0)).unwrap().as_deref() == Some(panicked);
-    for i in (0..3000u32).step_by(7) {
-        let acked: &[u8] = if i < 1000 { b"one" } else { b"two" };
-        let want = if landed { panicked } else { acked };
-        assert_eq!(t.get(key(i)).unwrap().as_deref(), Some(want), "key {i}");
-    }
+    verify(&t);
+}
+
+/// Reopens after a power loss: a clean store holding the two acknowledged commits, and the
+/// panicked transaction's keys wholly or not at all.
+fn expect_recovered(dev: &SimDevice, panicked: &[u8]) {
+    reopen_after_crash(dev, |t| {
+        let landed = t.get(key(0)).unwrap().as_deref() == Some(panicked);
+        for i in (0..3000u32).step_by(7) {
+            let acked: &[u8] = if i < 1000 { b"one" } else { b"two" };
+            let want = if landed { panicked } else { acked };
+            assert_eq!(t.get(key(i)).unwrap().as_deref(), Some(want), "key {i}");
+        }
+    });
 }
 
 /// The allocator panics in the middle of a commit (while it applies the commit's frees, the
@@ -114,16 +122,12 @@ fn a_panic_in_a_flush_fails_the_handle_instead_of_hanging() {
     disarm();
     assert!(outcome.is_err(), "the commit panicked: {outcome:?}");
     expect_fail_stop(db);
-    let db = Db::open_on(Box::new(dev.crash()), small_opts()).unwrap();
-    let report = db.check().unwrap();
-    assert!(report.is_ok(), "{:?}", report.problems);
-    let tx = db.begin_write().unwrap();
-    let t = tx.tree("t").unwrap();
-    assert_eq!(t.len().unwrap(), 3000);
-    let first = t.get(key(0)).unwrap();
-    assert!(matches!(first.as_deref(), Some(b"one" | b"three")), "{first:?}");
-    assert_eq!(t.get(key(1)).unwrap(), Some(b"one".to_vec()));
-    assert_eq!(t.get(key(2999)).unwrap(), Some(b"two".to_vec()));
+    reopen_after_crash(&dev, |t| {
+        let first = t.get(key(0)).unwrap();
+        assert!(matches!(first.as_deref(), Some(b"one" | b"three")), "{first:?}");
+        assert_eq!(t.get(key(1)).unwrap(), Some(b"one".to_vec()));
+        assert_eq!(t.get(key(2999)).unwrap(), Some(b"two".to_vec()));
+    });
 }
 
 /// An insert panics half-way and the caller catches the panic but keeps the transaction:

@@ -2,13 +2,14 @@
 //! pread/pwrite on a file, both again on a loop block device, and the simulated device.
 
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use arbor::io::{
     BlockDevice, DeviceOptions, IoBackend, ReadOp, SimDevice, SyncDevice, UringDevice, WriteOp,
 };
 use arbor::{AlignedBuf, Error};
+use arbor_testkit::LoopDevice;
 
 /// Unit of the suite's accesses: a multiple of every sector size we meet.
 const BLK: usize = 4096;
@@ -302,32 +303,6 @@ fn sim_device() {
     assert!(dev.flush_count() >= 3);
 }
 
-/// A loop device over a file, detached on drop (also when the test fails).
-struct LoopDevice {
-    path: PathBuf,
-}
-
-impl LoopDevice {
-    fn attach(file: &Path) -> Result<LoopDevice, String> {
-        let out = Command::new("losetup")
-            .args(["-f", "--show", "--direct-io=on"])
-            .arg(file)
-            .output()
-            .map_err(|e| format!("cannot run losetup: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("losetup failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
-        }
-        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        Ok(LoopDevice { path })
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
-    }
-}
-
 /// `blockdev ARG DEV` (util-linux), or `None` when the tool is missing.
 fn blockdev(arg: &str, dev: &Path) -> Option<u64> {
     let out = Command::new("blockdev").arg(arg).arg(dev).output().ok()?;
@@ -341,28 +316,22 @@ fn loop_block_device() {
     let file = std::fs::File::create(&backing).unwrap();
     file.set_len(64 << 20).unwrap();
     drop(file);
-    let lo = match LoopDevice::attach(&backing) {
-        Ok(lo) => lo,
-        Err(reason) => {
-            println!("SKIPPED loop_block_device: {reason}");
-            return;
-        }
-    };
+    let Some(lo) = LoopDevice::attach_or_skip(&backing, "loop_block_device") else { return };
     let opts = DeviceOptions { queue_depth: 16, ..DeviceOptions::default() };
     {
-        let dev = UringDevice::open(&lo.path, false, &opts).unwrap();
+        let dev = UringDevice::open(lo.path(), false, &opts).unwrap();
         assert_eq!(dev.len_bytes(), 64 << 20, "BLKGETSIZE64");
-        if let Some(size) = blockdev("--getsize64", &lo.path) {
+        if let Some(size) = blockdev("--getsize64", lo.path()) {
             assert_eq!(dev.len_bytes(), size, "BLKGETSIZE64");
         }
-        if let Some(sector) = blockdev("--getss", &lo.path) {
+        if let Some(sector) = blockdev("--getss", lo.path()) {
             assert_eq!(u64::from(dev.sector_bytes()), sector, "BLKSSZGET");
         }
         assert!(dev.describe().contains("block device"), "{}", dev.describe());
         // O_EXCL: a second opener is refused while this one holds the device.
         for backend in [IoBackend::Uring, IoBackend::Sync] {
             let second =
-                arbor::io::open_path(&lo.path, false, &DeviceOptions { backend, ..opts.clone() });
+                arbor::io::open_path(lo.path(), false, &DeviceOptions { backend, ..opts.clone() });
             assert!(
                 matches!(second, Err(Error::Locked { .. })),
                 "second opener: {:?}",
@@ -372,6 +341,6 @@ fn loop_block_device() {
         conformance(&dev, false);
         assert_eq!(dev.grow(128 << 20).unwrap(), 64 << 20, "block devices do not grow");
     }
-    let dev = SyncDevice::open(&lo.path, false, &opts).unwrap();
+    let dev = SyncDevice::open(lo.path(), false, &opts).unwrap();
     conformance(&dev, false);
 }

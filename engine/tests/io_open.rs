@@ -11,6 +11,7 @@ use arbor::io::{
     SimDevice, UringDevice,
 };
 use arbor::{AlignedBuf, Error};
+use arbor_testkit::LoopDevice;
 
 fn small_opts(backend: IoBackend) -> DeviceOptions {
     DeviceOptions {
@@ -347,29 +348,6 @@ fn reopen_after_kill_is_never_locked() {
     assert!(locked.is_empty(), "Locked right after wait() in cycles {locked:?} of {KILL_CYCLES}");
 }
 
-/// A loop device (`losetup --direct-io=on`) detached on drop.
-struct LoopDevice(std::path::PathBuf);
-
-impl LoopDevice {
-    fn attach(file: &Path) -> Result<LoopDevice, String> {
-        let out = Command::new("losetup")
-            .args(["-f", "--show", "--direct-io=on"])
-            .arg(file)
-            .output()
-            .map_err(|e| format!("cannot run losetup: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("losetup failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
-        }
-        Ok(LoopDevice(String::from_utf8_lossy(&out.stdout).trim().into()))
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
-
 /// The same on a block device, whose lock is the kernel's `O_EXCL` claim.
 #[test]
 fn reopen_after_kill_is_never_locked_on_a_block_device() {
@@ -377,15 +355,10 @@ fn reopen_after_kill_is_never_locked_on_a_block_device() {
     let dir = arbor_testkit::temp_dir!();
     let backing = dir.path().join("loop-backing");
     std::fs::File::create(&backing).unwrap().set_len(32 << 20).unwrap();
-    let lo = match LoopDevice::attach(&backing) {
-        Ok(lo) => lo,
-        Err(reason) => {
-            println!("SKIPPED reopen_after_kill_is_never_locked_on_a_block_device: {reason}");
-            return;
-        }
-    };
-    drop(arbor::Db::create(&lo.0, common::small_opts()).unwrap());
-    let locked = kill_reopen_cycles(&lo.0);
+    let test = "reopen_after_kill_is_never_locked_on_a_block_device";
+    let Some(lo) = LoopDevice::attach_or_skip(&backing, test) else { return };
+    drop(arbor::Db::create(lo.path(), common::small_opts()).unwrap());
+    let locked = kill_reopen_cycles(lo.path());
     assert!(locked.is_empty(), "Locked right after wait() in cycles {locked:?} of {KILL_CYCLES}");
 }
 

@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::process::Command;
-
 use arbor::io::SimDevice;
 use arbor::{Db, Error, Options};
+use arbor_testkit::LoopDevice;
 use common::small_opts;
 
 fn fill_until_no_space(db: &Db) -> u64 {
@@ -172,37 +171,19 @@ fn create_refuses_any_data_unless_told_to_overwrite() {
     }
 }
 
-struct Loop(String);
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn loop_device_create_write_reopen() {
     let _serial = common::serialized_with_spawns();
     let dir = arbor_testkit::temp_dir!();
     let backing = dir.path().join("loop.img");
     std::fs::write(&backing, vec![0u8; 64 << 20]).unwrap();
-    let out =
-        Command::new("losetup").args(["-f", "--show", "--direct-io=on"]).arg(&backing).output();
-    let dev = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        Ok(o) => {
-            eprintln!("skipped: losetup refused: {}", String::from_utf8_lossy(&o.stderr));
-            return;
-        }
-        Err(e) => {
-            eprintln!("skipped: losetup unavailable: {e}");
-            return;
-        }
+    let Some(lo) = LoopDevice::attach_or_skip(&backing, "loop_device_create_write_reopen") else {
+        return;
     };
-    let _guard = Loop(dev.clone());
+    let dev = lo.path();
     {
-        let db = Db::create(&dev, Options::default()).unwrap();
-        assert!(matches!(Db::open(&dev, Options::default()), Err(Error::Locked { .. })));
+        let db = Db::create(dev, Options::default()).unwrap();
+        assert!(matches!(Db::open(dev, Options::default()), Err(Error::Locked { .. })));
         let tx = db.begin_write().unwrap();
         let mut t = tx.tree("t").unwrap();
         for i in 0..10_000u32 {
@@ -210,7 +191,7 @@ fn loop_device_create_write_reopen() {
         }
         tx.commit().unwrap();
     }
-    let db = Db::open(&dev, Options::default()).unwrap();
+    let db = Db::open(dev, Options::default()).unwrap();
     let tx = db.begin_write().unwrap();
     let t = tx.tree("t").unwrap();
     assert_eq!(t.len().unwrap(), 10_000);
@@ -340,16 +321,7 @@ fn free_space_repair_keeps_orphaned_subtrees() {
     for i in 0..500u32 {
         keep.insert(i.to_be_bytes(), i.to_le_bytes()).unwrap();
     }
-    let mut big = tx.tree("big").unwrap();
-    for i in 0..60_000u32 {
-        big.insert(i.to_be_bytes(), [5u8; 100]).unwrap();
-    }
-    tx.commit().unwrap();
-    let tx = db.begin_write().unwrap();
-    assert!(tx.delete_tree("big").unwrap());
-    tx.commit().unwrap();
-    let orphans = db.stats().orphan_subtrees;
-    assert!(orphans > 0, "the deleted tree left orphaned subtrees");
+    let orphans = arbor_testkit::orphan_a_big_tree(&db, tx);
     assert!(db.check().unwrap().is_ok());
 
     let (freed, marked) = arbor::check::repair_free_space(&db).unwrap();

@@ -1,10 +1,12 @@
 //! Helpers shared by the workspace's tests (a dev-dependency only, never shipped): the one
 //! random generator, temporary directories (on the target's disk, or where
-//! [`TEST_DIR_ENV`] says), and the option presets tests build small stores with.
+//! [`TEST_DIR_ENV`] says), the option presets tests build small stores with, and loop
+//! devices for the block-device tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use arbor::Options;
+use arbor::{Db, Options, WriteTxn};
 
 /// SplitMix64: deterministic, so every failure names a reproducible seed. The engine's own
 /// generator (its simulated device draws from it), so there is exactly one.
@@ -51,4 +53,67 @@ pub fn small_opts() -> Options {
 /// small transactions): what the tools' tests build stores with.
 pub fn roomy_opts() -> Options {
     Options { cache_bytes: 4 << 20, file_initial_bytes: 16 << 20, ..Options::default() }
+}
+
+/// Adds a tree `big` of 60,000 entries to `tx` and commits it, then deletes the tree in a
+/// second commit: its subtrees are left orphaned, owned until later commits free them a
+/// bounded number at a time. Returns how many are waiting (asserted above zero).
+pub fn orphan_a_big_tree(db: &Db, tx: WriteTxn<'_>) -> usize {
+    let mut big = tx.tree("big").unwrap();
+    for i in 0..60_000u32 {
+        big.insert(i.to_be_bytes(), [5u8; 100]).unwrap();
+    }
+    tx.commit().unwrap();
+    let tx = db.begin_write().unwrap();
+    assert!(tx.delete_tree("big").unwrap());
+    tx.commit().unwrap();
+    let orphans = db.stats().orphan_subtrees;
+    assert!(orphans > 0, "the deleted tree left orphaned subtrees");
+    orphans
+}
+
+/// A loop device (`losetup -f --show --direct-io=on`) over a backing file, detached on drop
+/// (also when the test fails).
+#[derive(Debug)]
+pub struct LoopDevice {
+    path: PathBuf,
+}
+
+impl LoopDevice {
+    /// Attaches `file`, or says why not (no `losetup`, or it refused: no root, no free device).
+    pub fn attach(file: &Path) -> Result<LoopDevice, String> {
+        let out = Command::new("losetup")
+            .args(["-f", "--show", "--direct-io=on"])
+            .arg(file)
+            .output()
+            .map_err(|e| format!("cannot run losetup: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("losetup failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        Ok(LoopDevice { path })
+    }
+
+    /// Attaches `file`, or prints `SKIPPED <test>: <why>` and returns `None`, for the
+    /// calling test to return early where loop devices are not available.
+    pub fn attach_or_skip(file: &Path, test: &str) -> Option<LoopDevice> {
+        match LoopDevice::attach(file) {
+            Ok(lo) => Some(lo),
+            Err(reason) => {
+                println!("SKIPPED {test}: {reason}");
+                None
+            }
+        }
+    }
+
+    /// The device's path (`/dev/loopN`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
+    }
 }

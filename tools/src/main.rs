@@ -21,7 +21,7 @@ mod util;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use dumptext::DumpFormat;
 use error::{CliError, Result, EXIT_ERROR};
@@ -181,27 +181,24 @@ enum Cmd {
     /// compact; a store another process has open must be backed up by that process.
     #[command(after_help = "Examples:\n  arbor backup store.arbor backup.arbor\n  arbor \
                             backup store.arbor /dev/sdc --force --json")]
-    Backup {
-        src: PathBuf,
-        dst: PathBuf,
-        /// Overwrite DST even if it holds data (see `format --force`).
-        #[arg(long)]
-        force: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Backup(CopyArgs),
     /// Copy a store into a new, compacted one (full nodes, no free holes); report sizes.
     #[command(after_help = "Examples:\n  arbor compact store.arbor compacted.arbor\n  arbor \
                             compact store.arbor /dev/sdc --force")]
-    Compact {
-        src: PathBuf,
-        dst: PathBuf,
-        /// Overwrite DST even if it holds data (see `format --force`).
-        #[arg(long)]
-        force: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Compact(CopyArgs),
+}
+
+// The arguments of `backup` and `compact`: a store copied into a new one. (A `//` comment:
+// a doc comment here would become their `about`.)
+#[derive(Args)]
+struct CopyArgs {
+    src: PathBuf,
+    dst: PathBuf,
+    /// Overwrite DST even if it holds data (see `format --force`).
+    #[arg(long)]
+    force: bool,
+    #[arg(long)]
+    json: bool,
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -228,8 +225,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             transfer::load(&path, input, batch)?;
         }
-        Cmd::Compact { src, dst, force, json } => transfer::compact(&src, &dst, force, json)?,
-        Cmd::Backup { src, dst, force, json } => transfer::backup(&src, &dst, force, json)?,
+        Cmd::Compact(a) => transfer::compact(&a.src, &a.dst, a.force, a.json)?,
+        Cmd::Backup(a) => transfer::backup(&a.src, &a.dst, a.force, a.json)?,
     }
     Ok(ExitCode::SUCCESS)
 }

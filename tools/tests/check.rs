@@ -227,15 +227,7 @@ fn repair_with_orphaned_subtrees_frees_only_the_leak() {
         for i in 0..300u32 {
             keep.insert(format!("key{i:06}").as_bytes(), i.to_le_bytes()).unwrap();
         }
-        let mut big = tx.tree("big").unwrap();
-        for i in 0..60_000u32 {
-            big.insert(i.to_be_bytes(), [5u8; 100]).unwrap();
-        }
-        tx.commit().unwrap();
-        let tx = db.begin_write().unwrap();
-        assert!(tx.delete_tree("big").unwrap());
-        tx.commit().unwrap();
-        assert!(db.stats().orphan_subtrees > 0, "the deleted tree left orphaned subtrees");
+        arbor_testkit::orphan_a_big_tree(db, tx);
     });
     let victim = leak_block(&store);
     let o = check(&store, &[]);

@@ -70,6 +70,52 @@ fn typed<I, K: Key + ?Sized, V: Value + ?Sized>(inner: I) -> TypedIter<I, K, V> 
     TypedIter { inner, types: PhantomData }
 }
 
+/// The read methods both typed handles share, over their byte handle `self.tree`: `$iter` is
+/// its iterator type, `$range_doc` the documentation of `range`.
+macro_rules! typed_reads {
+    ($iter:ty, $range_doc:literal) => {
+        /// The value of `key`, or `None`.
+        pub fn get(&self, key: impl Borrow<K>) -> Result<Option<V::Owned>> {
+            decode_opt::<V>(self.tree.get(encode(key.borrow()))?)
+        }
+
+        /// Whether `key` is present.
+        pub fn contains_key(&self, key: impl Borrow<K>) -> Result<bool> {
+            self.tree.contains_key(encode(key.borrow()))
+        }
+
+        #[doc = $range_doc]
+        pub fn range(&self, range: impl TypedBounds<K>) -> Result<TypedIter<$iter, K, V>> {
+            Ok(typed(self.tree.range(range.into_bounds())?))
+        }
+
+        /// Iterates the whole tree in key order.
+        pub fn iter(&self) -> Result<TypedIter<$iter, K, V>> {
+            Ok(typed(self.tree.iter()?))
+        }
+
+        /// Number of entries.
+        pub fn len(&self) -> Result<u64> {
+            self.tree.len()
+        }
+
+        /// Whether the tree has no entry.
+        pub fn is_empty(&self) -> Result<bool> {
+            self.tree.is_empty()
+        }
+
+        /// The entry with the smallest key, or `None` for an empty tree.
+        pub fn first(&self) -> Result<Option<TypedEntry<K, V>>> {
+            self.tree.first()?.map(decode_entry::<K, V>).transpose()
+        }
+
+        /// The entry with the largest key, or `None` for an empty tree.
+        pub fn last(&self) -> Result<Option<TypedEntry<K, V>>> {
+            self.tree.last()?.map(decode_entry::<K, V>).transpose()
+        }
+    };
+}
+
 impl<'db> WriteTxn<'db> {
     /// The typed tree `def` names, created (empty) if it does not exist. Like
     /// [`WriteTxn::tree`], from `&self`.
@@ -106,49 +152,11 @@ impl<'t, 'db, K: Key + ?Sized, V: Value + ?Sized> TypedWriteTree<'t, 'db, K, V> 
         decode_opt::<V>(self.tree.remove(encode(key.borrow()))?)
     }
 
-    /// The value of `key`, or `None`.
-    pub fn get(&self, key: impl Borrow<K>) -> Result<Option<V::Owned>> {
-        decode_opt::<V>(self.tree.get(encode(key.borrow()))?)
-    }
-
-    /// Whether `key` is present.
-    pub fn contains_key(&self, key: impl Borrow<K>) -> Result<bool> {
-        self.tree.contains_key(encode(key.borrow()))
-    }
-
-    /// Iterates a key range in key order (`5u64..10`, `"a"..`, `..`); see
-    /// [`crate::WriteRange`] for changes made while it is open.
-    pub fn range(
-        &self,
-        range: impl TypedBounds<K>,
-    ) -> Result<TypedIter<crate::WriteRange<'t, 'db>, K, V>> {
-        Ok(typed(self.tree.range(range.into_bounds())?))
-    }
-
-    /// Iterates the whole tree in key order.
-    pub fn iter(&self) -> Result<TypedIter<crate::WriteRange<'t, 'db>, K, V>> {
-        Ok(typed(self.tree.iter()?))
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> Result<u64> {
-        self.tree.len()
-    }
-
-    /// Whether the tree has no entry.
-    pub fn is_empty(&self) -> Result<bool> {
-        self.tree.is_empty()
-    }
-
-    /// The entry with the smallest key, or `None` for an empty tree.
-    pub fn first(&self) -> Result<Option<TypedEntry<K, V>>> {
-        self.tree.first()?.map(decode_entry::<K, V>).transpose()
-    }
-
-    /// The entry with the largest key, or `None` for an empty tree.
-    pub fn last(&self) -> Result<Option<TypedEntry<K, V>>> {
-        self.tree.last()?.map(decode_entry::<K, V>).transpose()
-    }
+    typed_reads!(
+        crate::WriteRange<'t, 'db>,
+        "Iterates a key range in key order (`5u64..10`, `\"a\"..`, `..`); see \
+         [`crate::WriteRange`] for changes made while it is open."
+    );
 
     /// Removes and returns the entry with the smallest key.
     pub fn pop_first(&mut self) -> Result<Option<TypedEntry<K, V>>> {
@@ -184,45 +192,10 @@ impl<'t, 'db, K: Key + ?Sized, V: Value + ?Sized> TypedWriteTree<'t, 'db, K, V> 
 }
 
 impl<K: Key + ?Sized, V: Value + ?Sized> TypedTree<K, V> {
-    /// The value of `key`, or `None`.
-    pub fn get(&self, key: impl Borrow<K>) -> Result<Option<V::Owned>> {
-        decode_opt::<V>(self.tree.get(encode(key.borrow()))?)
-    }
-
-    /// Whether `key` is present.
-    pub fn contains_key(&self, key: impl Borrow<K>) -> Result<bool> {
-        self.tree.contains_key(encode(key.borrow()))
-    }
-
-    /// Iterates a key range in key order; `Send`, so it can move to another thread.
-    pub fn range(&self, range: impl TypedBounds<K>) -> Result<TypedIter<crate::Range, K, V>> {
-        Ok(typed(self.tree.range(range.into_bounds())?))
-    }
-
-    /// Iterates the whole tree in key order.
-    pub fn iter(&self) -> Result<TypedIter<crate::Range, K, V>> {
-        Ok(typed(self.tree.iter()?))
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> Result<u64> {
-        self.tree.len()
-    }
-
-    /// Whether the tree has no entry.
-    pub fn is_empty(&self) -> Result<bool> {
-        self.tree.is_empty()
-    }
-
-    /// The entry with the smallest key, or `None` for an empty tree.
-    pub fn first(&self) -> Result<Option<TypedEntry<K, V>>> {
-        self.tree.first()?.map(decode_entry::<K, V>).transpose()
-    }
-
-    /// The entry with the largest key, or `None` for an empty tree.
-    pub fn last(&self) -> Result<Option<TypedEntry<K, V>>> {
-        self.tree.last()?.map(decode_entry::<K, V>).transpose()
-    }
+    typed_reads!(
+        crate::Range,
+        "Iterates a key range in key order; `Send`, so it can move to another thread."
+    );
 
     /// The byte handle of the same tree.
     pub fn bytes(&self) -> &Tree {
