@@ -3,27 +3,32 @@
 use std::path::Path;
 use std::time::Instant;
 
+use arbor_format::constants::JOURNAL_LSN_FIRST;
 use arbor_format::constants::{
-    bitmap_bits_per_chunk, check_block_bytes, SUPERBLOCK_AREA_BYTES, SUPERBLOCK_BYTES,
-    SUPERBLOCK_SLOT_COUNT, SUPERBLOCK_SLOT_STRIDE_BYTES, TREE_ID_CATALOG, TREE_ID_FIRST_USER,
+    bitmap_bits_per_chunk, check_block_bytes, SUPERBLOCK_BYTES, SUPERBLOCK_SLOT_COUNT,
+    SUPERBLOCK_SLOT_STRIDE_BYTES, TREE_ID_CATALOG, TREE_ID_FIRST_USER,
 };
+use arbor_format::journal::RecordLimits;
 use arbor_format::superblock;
-use arbor_format::{BlockKind, ChildPtr};
+use arbor_format::{BlockKind, ChildPtr, JournalRegion};
 
 use crate::alloc::Allocator;
 use crate::durable::freeze::{self, SuperblockInputs};
+use crate::durable::journal::{Journal, JournalStart};
 use crate::durable::pipeline::{DurableState, Pipeline};
-use crate::durable::recovery;
+use crate::durable::{journal_scan, recovery};
 use crate::io::{self, AlignedBuf, BlockDevice, DeviceOptions, WriteOp};
 use crate::mvcc::{Registry, RootRecord};
 use crate::options::Options;
 use crate::store::Store;
 use crate::sync::{lock, Arc, AtomicU64, Condvar, Mutex};
 use crate::txn::backup::{self, BackupInfo};
+use crate::txn::checkpointer::Checkpointer;
+use crate::txn::replay;
 use crate::txn::snapshot::Snapshot;
 use crate::txn::write::WriteTxn;
 use crate::txn::Shared;
-use crate::writer::{TxnScratch, Writer};
+use crate::writer::{TxnRecord, TxnScratch, Writer};
 use crate::{Error, Result};
 
 /// An open store: a cheap handle (`Clone`, `Send + Sync`). Clones share the store; the
@@ -52,6 +57,7 @@ impl Drop for Handle {
     /// A clean close makes committed transactions durable. Errors cannot be reported from
     /// `drop`: call `Db::flush` first to see them; the next `open` recovers either way.
     fn drop(&mut self) {
+        self.shared.checkpointer.stop();
         let _ = flush(&self.shared);
     }
 }
@@ -84,6 +90,8 @@ pub struct Stats {
     pub blocks_total: u64,
     /// Blocks free for allocation.
     pub blocks_free: u64,
+    /// Blocks never allocated to trees: the superblock area and the journal region.
+    pub blocks_reserved: u64,
     /// The longest run of contiguous free blocks.
     pub largest_free_run: u64,
     /// Named trees.
@@ -123,8 +131,19 @@ pub struct Stats {
     pub orphan_subtrees: usize,
     /// Superblock copies that carried the magic but failed verification at open.
     pub rejected_superblock_copies: u32,
-    /// Newer generations skipped at open because their blocks did not verify.
-    pub recovery_fallbacks: u32,
+    /// Checkpoints completed since open (design.md §11.6).
+    pub checkpoints: u64,
+    /// Journal ring bytes between the newest checkpoint's replay start and the next append
+    /// (both copies of each block counted).
+    pub journal_bytes_in_use: u64,
+    /// Journal batches written since open (one write and one flush each).
+    pub journal_batches: u64,
+    /// Journal blocks written since open, both copies counted.
+    pub journal_blocks_written: u64,
+    /// Commit records appended to the journal since open.
+    pub journal_records: u64,
+    /// Journal records applied at open (commits after the newest checkpoint).
+    pub records_replayed: u64,
     /// The device, as it describes itself ("io_uring file /x (qd 64, sector 4096)").
     pub device: String,
 }
@@ -155,6 +174,15 @@ fn random_uuid() -> [u8; 16] {
         .unwrap_or(0);
     out.copy_from_slice(&(t ^ u128::from(std::process::id()) << 64).to_le_bytes());
     out
+}
+
+/// The largest record a commit journals: `Options::journal_record_max`, or 1/8 of the ring
+/// (design.md §11.5); never more than the ring's hard limit.
+fn record_max(opts: &Options, region: &JournalRegion) -> u64 {
+    match opts.journal_record_max {
+        0 => region.record_bytes_max_default(),
+        max => max.min(region.record_bytes_max()),
+    }
 }
 
 /// Blocks kept back so a full store can still commit (allocator metadata) and delete.
@@ -237,7 +265,9 @@ impl Db {
                 dev.sector_bytes()
             )));
         }
-        let min_bytes = SUPERBLOCK_AREA_BYTES + 64 * u64::from(block_bytes);
+        let region = JournalRegion::plan(block_bytes, dev.max_len_bytes(), opts.journal_bytes)
+            .map_err(|e| Error::InvalidInput(format!("no room for the journal: {e}")))?;
+        let min_bytes = (region.end_block() + 64) * u64::from(block_bytes);
         if dev.len_bytes() < min_bytes {
             dev.grow(min_bytes.max(opts.file_initial_bytes))?;
         }
@@ -246,6 +276,7 @@ impl Db {
         }
         let block_count = dev.len_bytes() / u64::from(block_bytes);
         let store = Store::new(dev, block_bytes, opts.cache_bytes);
+        store.set_first_data(region.end_block());
         // Wipe every superblock slot first: a forced create over an old store must not
         // leave a newer-looking generation behind.
         let zeros = AlignedBuf::zeroed(SUPERBLOCK_BYTES.max(store.align), store.align);
@@ -258,12 +289,21 @@ impl Db {
         store.dev.write_batch(&wipe)?;
 
         let uuid = random_uuid();
-        let mut w = Writer::new(1, Allocator::new(block_bytes, block_count), ChildPtr::NULL);
+        let mut alloc = Allocator::new(block_bytes, block_count);
+        alloc.reserve_prefix(region.end_block());
+        let mut w = Writer::new(1, alloc, ChildPtr::NULL);
         w.reserve_blocks = reserve_blocks(block_bytes, block_count);
         let catalog = w.edit().new_node(&store, BlockKind::Leaf, 0, TREE_ID_CATALOG)?;
         w.trees.catalog = w.dirty.ptr(catalog);
         w.txn = TxnScratch::default();
-        let inputs = SuperblockInputs { uuid, flushed_gen: 0, durable_alternation: 1, prev_crc: 0 };
+        let inputs = SuperblockInputs {
+            uuid,
+            flushed_gen: 0,
+            durable_alternation: 1,
+            prev_crc: 0,
+            journal: region,
+            replay_lsn: JOURNAL_LSN_FIRST,
+        };
         let frozen = freeze::freeze(&mut w, &store, &inputs)?;
         freeze::write_out(&store, &frozen)?;
         let state = DurableState {
@@ -275,18 +315,36 @@ impl Db {
             last_durable_at: Instant::now(),
             released_whole: false,
         };
-        Ok(Db::from_parts(store, w, state, opts, uuid, 0, 0))
+        let start = JournalStart {
+            next_lsn: JOURNAL_LSN_FIRST,
+            prev_crc: 0,
+            checkpoint_seq: 0,
+            replay_lsn: JOURNAL_LSN_FIRST,
+        };
+        let journal = Journal::new(region, uuid, record_max(&opts, &region), start);
+        let db = Db::from_parts(store, w, state, opts, journal, 0);
+        db.start_background();
+        Ok(db)
     }
 
-    /// Opens a store on any block device.
+    /// Opens a store on any block device: the newest checkpoint, then a replay of the
+    /// journal's records after it (design.md §11.7), then a checkpoint of what replay applied.
     pub fn open_on(dev: Box<dyn BlockDevice>, opts: Options) -> Result<Db> {
         let found = crate::durable::superblock::read_superblocks(dev.as_ref())?;
         let block_bytes = found.copies[0].1.block_bytes();
         check_block_bytes(block_bytes).map_err(|e| Error::corrupt(0, e.to_string()))?;
         let store = Store::new(dev, block_bytes, opts.cache_bytes);
         let opened = recovery::recover(&store, found)?;
-        let sb = opened.sb;
+        let (sb, region) = (opened.sb, opened.journal);
+        let scanned = journal_scan::scan(&store, region, sb.uuid(), sb.replay_lsn())?;
+        if scanned.dropped_records > 0 {
+            log::info!(
+                "arbor: dropped {} record(s) of a torn last journal batch (never acknowledged)",
+                scanned.dropped_records
+            );
+        }
         let mut alloc = opened.alloc;
+        alloc.reserve_prefix(region.end_block());
         let device_blocks = store.dev.len_bytes() / u64::from(block_bytes);
         if device_blocks > alloc.block_count() {
             alloc.grow(device_blocks);
@@ -295,6 +353,7 @@ impl Db {
         w.trees.map = opened.trees;
         w.trees.next_id = sb.next_tree_id().max(TREE_ID_FIRST_USER);
         w.reserve_blocks = reserve_blocks(block_bytes, w.alloc.block_count());
+        w.seq = sb.checkpoint_seq();
         let state = DurableState {
             durable_gen: sb.generation(),
             flushing: false,
@@ -304,8 +363,25 @@ impl Db {
             last_durable_at: Instant::now(),
             released_whole: false,
         };
-        let uuid = sb.uuid();
-        Ok(Db::from_parts(store, w, state, opts, uuid, opened.rejected_copies, opened.fallbacks))
+        let start = JournalStart {
+            next_lsn: scanned.next_lsn,
+            prev_crc: scanned.prev_crc,
+            checkpoint_seq: sb.checkpoint_seq(),
+            replay_lsn: sb.replay_lsn(),
+        };
+        let journal = Journal::new(region, sb.uuid(), record_max(&opts, &region), start);
+        let db = Db::from_parts(store, w, state, opts, journal, opened.rejected_copies);
+        let shared = &db.shared;
+        let done = replay::replay(shared, &region, &scanned.records, sb.checkpoint_seq())?;
+        shared.records_replayed.store(done.applied, crate::sync::Ordering::Relaxed);
+        if done.applied + done.skipped > 0 {
+            // The replayed commits are durable only through the journal's old records: a
+            // checkpoint now moves the replay start past them (and past any gap, so records
+            // appended from here on are never stranded behind it).
+            shared.checkpoint_open_generation()?;
+        }
+        db.start_background();
+        Ok(db)
     }
 
     fn from_parts(
@@ -313,26 +389,37 @@ impl Db {
         mut writer: Writer,
         state: DurableState,
         opts: Options,
-        uuid: [u8; 16],
+        journal: Journal,
         rejected: u32,
-        fallbacks: u32,
     ) -> Db {
         writer.hist.open_generation(writer.gen(), writer.seq);
+        let limits = RecordLimits::new(store.block_bytes, journal.record_max);
+        writer.record = TxnRecord::new(limits);
         let figures = writer.figures(true, 0);
         let root = RootRecord { seq: writer.seq, gen: writer.gen(), catalog: writer.trees.catalog };
+        let uuid = *journal.uuid();
         let shared = Arc::new(Shared {
             store,
             registry: Registry::new(root),
             figures: Mutex::new(figures),
             writer: Mutex::new(writer),
             pipeline: Pipeline { state: Mutex::new(state), changed: Condvar::new() },
+            journal,
+            checkpointer: Checkpointer::idle(),
             opts,
             uuid,
             rejected_superblock_copies: rejected,
-            recovery_fallbacks: fallbacks,
+            records_replayed: AtomicU64::new(0),
             txn_ids: AtomicU64::new(0),
         });
         Db { shared: Arc::new(Handle { shared }) }
+    }
+
+    /// Starts the background checkpoint thread, if `Options::checkpoint_interval` asks for one.
+    fn start_background(&self) {
+        if let Some(interval) = self.shared.opts.checkpoint_interval {
+            Checkpointer::start(&self.shared, interval);
+        }
     }
 
     /// Starts the write transaction; blocks while another one is open.
@@ -466,6 +553,7 @@ impl Db {
             Err(_) => *lock(&s.figures),
         };
         let d = s.pipeline.state();
+        let j = s.journal.figures();
         let (live, oldest, expirations, visible_seq) = {
             let r = s.registry.lock();
             let (live, oldest) = r.live();
@@ -478,6 +566,7 @@ impl Db {
             generation_durable: d.durable_gen,
             blocks_total: w.blocks_total,
             blocks_free: w.blocks_free,
+            blocks_reserved: s.store.first_data(),
             largest_free_run: w.largest_free_run,
             trees: w.trees,
             cache_bytes: s.store.cache.bytes(),
@@ -497,7 +586,12 @@ impl Db {
             visible_seq,
             orphan_subtrees: w.orphans,
             rejected_superblock_copies: s.rejected_superblock_copies,
-            recovery_fallbacks: s.recovery_fallbacks,
+            checkpoints: s.store.counters.checkpoints.load(Relaxed),
+            journal_bytes_in_use: j.bytes_in_use,
+            journal_batches: j.batches,
+            journal_blocks_written: j.blocks_written,
+            journal_records: j.records,
+            records_replayed: s.records_replayed.load(Relaxed),
             device: s.store.dev.describe(),
         }
     }

@@ -15,6 +15,8 @@ pub enum FaultPoint {
     WriteOut,
     /// An insert into a tree is about to change it.
     TreeInsert,
+    /// A journal leader has written its batch but not flushed it (no engine lock is held).
+    JournalWrite,
 }
 
 #[cfg(any(test, feature = "fault-injection"))]

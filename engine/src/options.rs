@@ -7,15 +7,17 @@ pub use crate::io::IoBackend;
 /// When a commit's changes reach the device (design.md §10.15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// `commit()` returns after the device flush that covers it. Commits that arrive while
-    /// another generation is flushing share the next flush (group commit).
+    /// `commit()` returns after the journal flush that covers its record (design.md §11.3).
+    /// Commits that arrive while a journal batch is being written share the next batch's
+    /// one write and one flush (group commit).
     #[default]
     Immediate,
-    /// `commit()` publishes; the generation is frozen, written and flushed at a later commit
-    /// boundary once `Options::eventual_interval` has passed or dirty bytes pass the threshold.
+    /// `commit()` journals its record and returns; the record is flushed by the next batch,
+    /// or once `Options::eventual_interval` has passed since the last one.
     Eventual,
-    /// `commit()` only publishes; the changes become durable with a later Immediate commit,
-    /// `Db::flush`, a clean close, or memory pressure.
+    /// `commit()` only publishes (its record rides the next journal batch); the changes
+    /// become durable with a later Immediate commit, `Db::flush`, a checkpoint, or a clean
+    /// close.
     None,
 }
 
@@ -88,6 +90,19 @@ pub struct Options {
     /// naming the store or filesystem found, or where the first such byte is) and changes
     /// nothing; new, empty and all-zero targets are accepted.
     pub overwrite_existing: bool,
+    /// `create`: bytes of the commit journal (design.md §11.1), reserved right after the
+    /// superblock area; at most 1/8 of the device (of `file_max_bytes` for a file). Fixed
+    /// for the store's life. Default 64 MiB.
+    pub journal_bytes: u64,
+    /// Largest journal record (one transaction's logical ops): a larger transaction commits
+    /// through a checkpoint instead (design.md §11.5). 0, the default, means 1/8 of the
+    /// journal.
+    pub journal_record_max: u64,
+    /// How often a background thread checkpoints while journal records are pending
+    /// (design.md §11.6); it also flushes `Eventual` records. `None`: no background thread —
+    /// checkpoints then run in the committing thread when the journal is half full or dirty
+    /// bytes pass `dirty_max_bytes`, and on `Db::flush` and close. Default 1 s.
+    pub checkpoint_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -108,6 +123,9 @@ impl Default for Options {
             eventual_interval: Duration::from_millis(100),
             dirty_max_bytes: 1 << 30,
             overwrite_existing: false,
+            journal_bytes: arbor_format::constants::JOURNAL_BYTES_DEFAULT,
+            journal_record_max: 0,
+            checkpoint_interval: Some(Duration::from_secs(1)),
         }
     }
 }

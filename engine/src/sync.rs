@@ -56,6 +56,14 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
+/// `Condvar::wait` with the same poisoning rule as [`lock`].
+pub fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    match cv.wait(guard) {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 /// `RwLock::read` with the same poisoning rule as [`lock`].
 pub fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     match l.read() {

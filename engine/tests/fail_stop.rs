@@ -26,12 +26,15 @@ fn commit(db: &Db, keys: std::ops::Range<u32>, value: &[u8]) {
     tx.commit().unwrap();
 }
 
-/// Two acknowledged commits: keys 0..1000 hold "one", 1000..3000 hold "two".
+/// Two acknowledged commits: keys 0..1000 hold "one", 1000..3000 hold "two"; checkpointed,
+/// so the next transaction copies the blocks it changes (and frees the old ones at commit).
 fn two_commits() -> (SimDevice, Db) {
     let dev = SimDevice::new(64 << 20, 4096, 31);
-    let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
+    let opts = arbor::Options { checkpoint_interval: None, ..small_opts() };
+    let db = Db::create_on(Box::new(dev.clone()), opts).unwrap();
     commit(&db, 0..2000, b"one");
     commit(&db, 1000..3000, b"two");
+    db.flush().unwrap();
     (dev, db)
 }
 
@@ -109,13 +112,35 @@ fn a_panic_inside_a_commit_makes_the_handle_fail_stop() {
     expect_recovered(&dev, b"three");
 }
 
-/// A flush leader panics after writing its generation, before the flush (no engine lock is
-/// held there): its flush must end as failed, or every later commit and `flush` would wait
-/// for it forever.
+/// A checkpoint leader panics after writing its generation, before the flush (no engine
+/// lock is held there): its checkpoint must end as failed, or every later commit and
+/// `flush` would wait for it forever.
 #[test]
-fn a_panic_in_a_flush_fails_the_handle_instead_of_hanging() {
+fn a_panic_in_a_checkpoint_fails_the_handle_instead_of_hanging() {
     let (dev, db) = two_commits();
+    let tx = db.begin_write().unwrap();
+    tx.tree("t").unwrap().insert(key(0), b"three").unwrap();
+    tx.commit().unwrap();
     arm_panic(FaultPoint::WriteOut);
+    let outcome = catch_unwind(AssertUnwindSafe(|| db.flush()));
+    disarm();
+    assert!(outcome.is_err(), "the commit panicked: {outcome:?}");
+    expect_fail_stop(db);
+    reopen_after_crash(&dev, |t| {
+        let first = t.get(key(0)).unwrap();
+        assert_eq!(first.as_deref(), Some(b"three".as_slice()), "the commit was acknowledged");
+        assert_eq!(t.get(key(1)).unwrap(), Some(b"one".to_vec()));
+        assert_eq!(t.get(key(2999)).unwrap(), Some(b"two".to_vec()));
+    });
+}
+
+/// A journal leader panics after writing its batch, before the flush (no engine lock is
+/// held there): the batch must end as failed — the commit is not acknowledged, later
+/// commits get `Poisoned` instead of waiting for a flush that never comes.
+#[test]
+fn a_panic_in_a_journal_write_fails_the_handle_instead_of_hanging() {
+    let (dev, db) = two_commits();
+    arm_panic(FaultPoint::JournalWrite);
     let tx = db.begin_write().unwrap();
     tx.tree("t").unwrap().insert(key(0), b"three").unwrap();
     let outcome = catch_unwind(AssertUnwindSafe(move || tx.commit()));
@@ -125,7 +150,6 @@ fn a_panic_in_a_flush_fails_the_handle_instead_of_hanging() {
     reopen_after_crash(&dev, |t| {
         let first = t.get(key(0)).unwrap();
         assert!(matches!(first.as_deref(), Some(b"one" | b"three")), "{first:?}");
-        assert_eq!(t.get(key(1)).unwrap(), Some(b"one".to_vec()));
         assert_eq!(t.get(key(2999)).unwrap(), Some(b"two".to_vec()));
     });
 }

@@ -53,6 +53,20 @@ fn a_snapshot_sees_its_commit_while_the_writer_moves_on() {
     assert_eq!(db.stats().snapshots_live, 0);
 }
 
+/// Checkpoints only when a test asks (`end_generation`), so generations end where it says.
+fn generation_opts() -> Options {
+    Options { checkpoint_interval: None, ..small_opts() }
+}
+
+/// After an `Immediate` commit, a checkpoint: the next transaction starts a generation and
+/// copies what it changes (before the journal, every Immediate commit did this). `None`
+/// commits stay in the open generation.
+fn end_generation(db: &Db, durability: Durability) {
+    if durability == Durability::Immediate {
+        db.flush().unwrap();
+    }
+}
+
 /// The seed (the btrfs tree-mod-log reuse fix, design.md §6): a snapshot holds a seq;
 /// removals free a root's child and promote it (the old root freed); another tree is built
 /// so the allocator hands the freed addresses out again; the old snapshot must still read
@@ -62,8 +76,8 @@ fn a_snapshot_sees_its_commit_while_the_writer_moves_on() {
 fn seed_scenario(durability: Durability, disable_pinning: bool) -> Result<(), String> {
     // A small device (128 data blocks): the allocator runs out of never-used blocks within a
     // few rounds and must hand out freed addresses, whatever order it searches in.
-    let dev = SimDevice::new(768 << 10, 4096, 7);
-    let db = Db::create_on(Box::new(dev), small_opts()).unwrap();
+    let dev = SimDevice::new(896 << 10, 4096, 7);
+    let db = Db::create_on(Box::new(dev), generation_opts()).unwrap();
     if disable_pinning {
         db.testing_disable_pinning();
     }
@@ -75,6 +89,7 @@ fn seed_scenario(durability: Durability, disable_pinning: bool) -> Result<(), St
         t.insert(i.to_be_bytes(), &val).unwrap(); // a root over a few leaves
     }
     tx.commit().unwrap();
+    end_generation(&db, durability);
     let snap = db.snapshot().unwrap();
     let want = snap_dump(&snap).map_err(|e| e.to_string())?;
     let depth_before = db.stats().blocks_free;
@@ -87,6 +102,7 @@ fn seed_scenario(durability: Durability, disable_pinning: bool) -> Result<(), St
         t.remove(i.to_be_bytes()).unwrap();
     }
     tx.commit().unwrap();
+    end_generation(&db, durability);
     // The more complicated case: the freed addresses are reallocated several times, each
     // life with new log entries, while the old snapshot walks down.
     for round in 0..24u32 {
@@ -98,10 +114,14 @@ fn seed_scenario(durability: Durability, disable_pinning: bool) -> Result<(), St
             b.insert((i * 7 + round).to_be_bytes(), [round as u8; 500]).unwrap();
         }
         tx.commit().unwrap();
+        end_generation(&db, durability);
+        end_generation(&db, durability);
         let mut tx = db.begin_write().unwrap();
         tx.set_durability(durability);
         tx.delete_tree(&name).unwrap();
         tx.commit().unwrap();
+        end_generation(&db, durability);
+        end_generation(&db, durability);
         let got = snap_dump(&snap).map_err(|e| e.to_string())?;
         if got != want {
             return Err(format!("round {round}: snapshot returned wrong data"));
@@ -329,6 +349,7 @@ fn load(db: &Db, keys: u32) {
         t.insert((i.wrapping_mul(2_654_435_761)).to_be_bytes(), [7u8; 100]).unwrap();
     }
     tx.commit().unwrap();
+    end_generation(db, Durability::Immediate);
 }
 
 fn churn(db: &Db, rng: &mut Rng, keys: u32, per_txn: u32) -> arbor::Result<()> {
@@ -339,19 +360,20 @@ fn churn(db: &Db, rng: &mut Rng, keys: u32, per_txn: u32) -> arbor::Result<()> {
         t.insert((i.wrapping_mul(2_654_435_761)).to_be_bytes(), rng.bytes(100))?;
     }
     tx.commit()?;
+    end_generation(db, Durability::Immediate);
     Ok(())
 }
 
 fn used_blocks(db: &Db) -> u64 {
     let s = db.stats();
-    s.blocks_total - s.blocks_free
+    s.blocks_total - s.blocks_free - s.blocks_reserved
 }
 
 /// Without any limit reached, a snapshot held forever pins at most the blocks of its own
 /// tree: blocks allocated after it and freed again are reused (a ≤ S < f, design.md §10.5).
 #[test]
 fn a_long_snapshot_pins_at_most_its_own_tree() {
-    let db = new_db(21, small_opts());
+    let db = new_db(21, generation_opts());
     load(&db, 20_000);
     let tree_blocks = db.check().unwrap().tree_blocks;
     let snap = db.snapshot().unwrap();
@@ -379,7 +401,7 @@ fn a_long_snapshot_pins_at_most_its_own_tree() {
 
 #[test]
 fn expire_oldest_keeps_pins_and_history_under_the_bound() {
-    let opts = Options { pinned_max_blocks: 100, modlog_max_bytes: 256 << 10, ..small_opts() };
+    let opts = Options { pinned_max_blocks: 100, modlog_max_bytes: 256 << 10, ..generation_opts() };
     let db = new_db(22, opts);
     load(&db, 20_000);
     let used0 = used_blocks(&db);
@@ -390,13 +412,15 @@ fn expire_oldest_keeps_pins_and_history_under_the_bound() {
     for n in 0..200 {
         let mut tx = db.begin_write().unwrap();
         // Half the commits stay in one generation so the mod log grows too.
-        tx.set_durability(if n % 2 == 0 { Durability::None } else { Durability::Immediate });
+        let durability = if n % 2 == 0 { Durability::None } else { Durability::Immediate };
+        tx.set_durability(durability);
         let mut w = tx.tree("t").unwrap();
         for _ in 0..100 {
             let i = rng.below(20_000) as u32;
             w.insert((i.wrapping_mul(2_654_435_761)).to_be_bytes(), rng.bytes(100)).unwrap();
         }
         tx.commit().unwrap();
+        end_generation(&db, durability);
         let s = db.stats();
         assert!(s.pinned_blocks <= 100, "commit {n}: {} pinned", s.pinned_blocks);
         assert!(s.modlog_bytes + s.retained_bytes <= 256 << 10, "commit {n}: history over bound");

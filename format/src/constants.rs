@@ -47,23 +47,14 @@ pub const TREE_DEPTH_MAX: u8 = 64;
 pub const VALUE_BYTES_MAX: u64 = u32::MAX as u64;
 
 /// The layout version written by this crate. A block or superblock with a newer version is
-/// refused with a distinguishable error (`FormatErrorKind::UnsupportedVersion`).
-pub const FORMAT_VERSION: u16 = 1;
+/// refused with a distinguishable error (`FormatErrorKind::UnsupportedVersion`); the engine
+/// refuses an older one with an error naming it (design.md §11.1).
+pub const FORMAT_VERSION: u16 = FORMAT_VERSION_JOURNAL;
 
 /// The layout version that adds the commit journal (design.md §11): the superblock's journal
-/// fields and `Journal` blocks. Defined ahead of use; `FORMAT_VERSION` stays 1 until the
-/// engine writes the journal region, and the bump is one change:
-///
-/// 1. the engine sets `FORMAT_VERSION = FORMAT_VERSION_JOURNAL` in the same commit that makes
-///    `create` reserve the region (`JournalRegion::plan`) and record it with
-///    `Superblock::set_journal`;
-/// 2. `open` refuses a store whose superblock version is older than `FORMAT_VERSION_JOURNAL`
-///    with an error naming the version (design.md §11.1: never a misread), or upgrades it;
-/// 3. `Superblock::decode` already requires the journal fields to be all zero below this
-///    version and a valid region from it on (`check_journal`), so no decoder changes.
-///
-/// Until then journal fields stay zero in every superblock the engine writes, and version 1
-/// stores decode unchanged (the fields occupy bytes that version 1 required to be zero).
+/// fields and `Journal` blocks. From this version on every superblock records a journal
+/// region (`Superblock::set_journal`) and `Superblock::decode` requires a valid one
+/// (`check_journal`); below it the fields were reserved and must be zero.
 pub const FORMAT_VERSION_JOURNAL: u16 = 2;
 
 /// Tree id of the catalog of named trees.

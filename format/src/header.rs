@@ -342,7 +342,7 @@ mod tests {
         assert!(matches!(err.kind, FormatErrorKind::ChecksumMismatch { .. }));
 
         let mut newer = buf.clone();
-        newer[4..6].copy_from_slice(&2u16.to_le_bytes());
+        newer[4..6].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         assert!(verify_block(&newer, 77).unwrap_err().is_unsupported_version());
 
         let mut magic = buf.clone();

@@ -33,8 +33,8 @@ pub use header::{
 pub use journal::{
     batch_block_count, decode_chain, encode_batch, pick_twin, BatchInfo, BatchStart, BatchWrite,
     ChainDecode, ChainDecoder, ChainStop, ChainStopReason, CopyError, JournalBlock, JournalHeader,
-    JournalRegion, Op, Record, RecordError, RecordHeader, RecordLimits, RecordReader, RecordWriter,
-    TwinError, TwinPick,
+    JournalRegion, Op, Record, RecordBuilder, RecordError, RecordHeader, RecordLimits, RecordMark,
+    RecordReader, RecordWriter, TwinError, TwinPick,
 };
 pub use le::{U16Le, U32Le, U64Le};
 pub use node::{LeafValue, Node, Slot, ValueRef};

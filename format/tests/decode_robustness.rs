@@ -304,6 +304,10 @@ fn sample_superblock(rng: &mut Rng) -> Superblock {
     sb.set_catalog_root(ChildPtr::new(100, 5, rng.next_u64() as u32));
     sb.set_alloc_root(ChildPtr::new(101, 5, rng.next_u64() as u32));
     sb.set_alloc_level(1);
+    let first = arbor_format::constants::first_data_block(block_bytes);
+    sb.set_journal(&arbor_format::JournalRegion::new(block_bytes, first, 16).unwrap());
+    sb.set_replay_lsn(1 + rng.below(1000));
+    sb.set_checkpoint_seq(rng.below(1000));
     sb.seal(rng.below(4) as u8);
     sb
 }
@@ -321,8 +325,8 @@ fn superblock_decode_never_panics() {
         };
         if rng.chance(50) && buf.len() >= SUPERBLOCK_BYTES {
             // Superblock fields, then a superblock crc so the field checks run.
-            let at = [8, 10, 11, 12, 32, 40, 48, 64, 72, 80, 84, 160, 168, 176, 177, 3000]
-                [rng.index(16)];
+            let at = [8, 10, 11, 12, 32, 40, 48, 64, 72, 80, 84, 160, 168, 176, 184, 200, 3000]
+                [rng.index(17)];
             let value = boundary(rng, 4096);
             write_field(&mut buf, at, 8.min(SUPERBLOCK_BYTES - at), value);
             if let Ok(mut sb) =

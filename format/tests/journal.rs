@@ -19,6 +19,7 @@ enum OwnedOp {
     Remove(u64, Vec<u8>),
     Create(u64, Vec<u8>),
     Delete(u64),
+    Checkpointed,
 }
 
 impl OwnedOp {
@@ -28,6 +29,7 @@ impl OwnedOp {
             Self::Remove(tree, key) => Op::Remove { tree: *tree, key },
             Self::Create(tree, name) => Op::CreateTree { tree: *tree, name },
             Self::Delete(tree) => Op::DeleteTree { tree: *tree },
+            Self::Checkpointed => Op::Checkpointed,
         }
     }
 
@@ -37,6 +39,7 @@ impl OwnedOp {
             Op::Remove { tree, key } => Self::Remove(tree, key.to_vec()),
             Op::CreateTree { tree, name } => Self::Create(tree, name.to_vec()),
             Op::DeleteTree { tree } => Self::Delete(tree),
+            Op::Checkpointed => Self::Checkpointed,
         }
     }
 }
@@ -666,4 +669,24 @@ fn chain_decoder_never_panics() {
         let _ = decoded.stop.to_string();
         !decoded.records.is_empty() && decoded.stop.lsn == start + len as u64
     });
+}
+
+/// The marker of a transaction committed by a checkpoint (design.md §11.5) decodes only alone.
+#[test]
+fn checkpointed_marker_only_alone() {
+    use arbor_format::{RecordBuilder, RecordLimits, RecordReader};
+    let limits = RecordLimits::new(4096, 1 << 20);
+    let decode = |ops: &[OwnedOp]| {
+        let mut b = RecordBuilder::new(limits);
+        for op in ops {
+            b.append(op.as_op()).unwrap();
+        }
+        let mut out = Vec::new();
+        b.finish_into(7, &mut out);
+        let reader = RecordReader::new(&out, 4096, 1 << 20).unwrap();
+        reader.map(|op| op.map(OwnedOp::from_op)).collect::<Result<Vec<_>, _>>()
+    };
+    assert_eq!(decode(&[OwnedOp::Checkpointed]).unwrap(), vec![OwnedOp::Checkpointed]);
+    assert!(decode(&[OwnedOp::Checkpointed, OwnedOp::Delete(16)]).is_err());
+    assert!(decode(&[OwnedOp::Delete(16), OwnedOp::Checkpointed]).is_err());
 }

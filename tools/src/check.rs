@@ -24,7 +24,7 @@ fn blocks_in_use(path: &Path) -> Option<u64> {
     let dev = ReadOnlyDevice::open(path, false).ok()?;
     let opts = arbor::Options { cache_bytes: BAR_OPEN_CACHE_BYTES, ..arbor::Options::default() };
     let st = arbor::Db::open_on(Box::new(dev), opts).ok()?.stats();
-    let reserved = arbor_format::constants::first_data_block(st.block_bytes);
+    let reserved = st.blocks_reserved;
     Some(st.blocks_total.saturating_sub(st.blocks_free).saturating_sub(reserved))
 }
 

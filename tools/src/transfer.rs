@@ -217,7 +217,7 @@ fn target_bytes(path: &Path) -> u64 {
 /// Blocks in use outside the superblock area.
 fn used_bytes(db: &Db) -> u64 {
     let st = db.stats();
-    let reserved = arbor_format::constants::first_data_block(st.block_bytes);
+    let reserved = st.blocks_reserved;
     st.blocks_total.saturating_sub(st.blocks_free).saturating_sub(reserved)
         * u64::from(st.block_bytes)
 }

@@ -83,6 +83,11 @@ impl Config {
             } else {
                 Duration::from_secs(86_400)
             },
+            // Deterministic: no background thread; checkpoints run in committing threads.
+            checkpoint_interval: None,
+            // Small rings wrap often; large records go through checkpoints.
+            journal_bytes: pick(rng, &[64 << 10, 256 << 10, 1 << 20]),
+            journal_record_max: pick(rng, &[0, 0, 2048]),
             ..Options::default()
         };
         let trees = 1 + rng.below(6);

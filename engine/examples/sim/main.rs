@@ -17,10 +17,12 @@
 //! no panic (each step runs under `catch_unwind`); `Error::Corrupt` only where an injected
 //! fault changed the bytes; a failed write or flush leaves the handle fail-stop.
 //!
-//! KNOWN: damage to the newest generation (bit rot, a lost or misdirected write) makes open
-//! silently fall back to an older commit, losing acknowledged ones (the commit journal will
-//! fix it). Such recoveries are counted and printed as KNOWN, never as passes and never as
-//! failures; `--no-known-faults` leaves out the faults that cause them.
+//! KNOWN: damage to every copy of the newest superblock (bit rot in both, or both writes lost
+//! or misdirected) looks like a torn superblock write, so open takes the older checkpoint and
+//! may lose acknowledged commits; damage anywhere else must be reported as `Corrupt` (the
+//! journal's twin blocks and the no-fallback rule of design.md §11.8). Such recoveries are
+//! counted and printed as KNOWN, never as passes and never as failures;
+//! `--no-known-faults` leaves out the faults that cause them.
 //!
 //! Run one seed, a range, or as many seeds as fit a time budget:
 //!

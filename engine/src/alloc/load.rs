@@ -28,6 +28,9 @@ impl Allocator {
         let mut a =
             Allocator::load(bb, count, sb.alloc_root(), sb.pending_root(), durable_gen, read)?;
         a.load_orphans(sb.orphan_root(), read)?;
+        if let Ok(Some(journal)) = sb.journal() {
+            a.reserve_prefix(journal.end_block());
+        }
         Ok(a)
     }
 

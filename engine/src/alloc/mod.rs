@@ -117,6 +117,28 @@ impl Allocator {
         a
     }
 
+    /// Reserves blocks `[0, end)` — the superblock area and the journal region (design.md
+    /// §11.1) — which allocation never hands out and frees never reach.
+    pub fn reserve_prefix(&mut self, end: u64) {
+        let end = end.min(self.bitmap.block_count());
+        // A loaded bitmap has the region set already; a new one only the superblock area.
+        if end > self.first_data && !self.bitmap.all_set(0, end) {
+            self.bitmap.set_range(self.first_data, end - self.first_data);
+        }
+        self.first_data = self.first_data.max(end);
+        self.cursor = self.cursor.max(self.first_data);
+    }
+
+    /// The store's block size.
+    pub fn block_bytes(&self) -> u32 {
+        self.block_bytes
+    }
+
+    /// The first block allocation may hand out (after the superblock area and journal).
+    pub fn first_data(&self) -> u64 {
+        self.first_data
+    }
+
     /// An allocator with every block free and nothing on disk.
     fn empty(block_bytes: u32, block_count: u64) -> Allocator {
         assert!(arbor_format::is_valid_block_bytes(block_bytes), "invalid block size");
@@ -196,6 +218,11 @@ impl Allocator {
         assert!(self.bitmap.all_set(addr, count), "freeing blocks that are not allocated");
         let run = Run { start: addr, count };
         debug_assert!(!self.pending.overlaps(run), "freeing blocks that are already pending");
+    }
+
+    /// Whether freed runs wait for a durable generation.
+    pub fn has_pending(&self) -> bool {
+        self.pending.iter().next().is_some()
     }
 
     /// Generation `gen` is durable: every pending(g) with g < gen becomes free, except the

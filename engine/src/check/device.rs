@@ -120,6 +120,9 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
     let block_bytes = newest.block_bytes();
     check_block_bytes(block_bytes).map_err(|e| Error::corrupt(0, e.to_string()))?;
     let store = Store::new(dev, block_bytes, CHECK_CACHE_BYTES);
+    if let Ok(Some(region)) = newest.journal() {
+        store.set_first_data(region.end_block());
+    }
     let mut gens: Vec<u64> = slots.iter().filter_map(SlotReport::generation).collect();
     gens.sort_unstable_by(|a, b| b.cmp(a));
     gens.dedup();

@@ -21,7 +21,6 @@ mod stat;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use arbor_format::constants::first_data_block;
 use arbor_format::node::{LeafValue, Node};
 use arbor_format::ChildPtr;
 
@@ -524,7 +523,7 @@ impl<'a> Walk<'a> {
             }
             self.report.pending_blocks += count;
         }
-        let first = first_data_block(self.s.block_bytes);
+        let first = self.s.first_data();
         let mut leaked: Option<(u64, u64)> = None;
         for a in first..alloc.block_count() {
             let allocated = alloc.is_allocated(a);

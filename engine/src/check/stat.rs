@@ -1,7 +1,7 @@
 //! `arbor stat`: the shape of every tree and the fragmentation of free space, for the
 //! generation `Db::open` would recover to, read from the device without opening the store.
 
-use arbor_format::constants::{check_block_bytes, first_data_block};
+use arbor_format::constants::check_block_bytes;
 use arbor_format::superblock::Superblock;
 use arbor_format::ChildPtr;
 
@@ -54,7 +54,7 @@ impl Space {
         Space {
             block_bytes,
             block_count,
-            reserved_blocks: first_data_block(block_bytes).min(block_count),
+            reserved_blocks: alloc.first_data().min(block_count),
             free_blocks: alloc.free_blocks(),
             pending_blocks: alloc.pending_blocks().iter().map(|(_, n, _)| n).sum(),
             largest_free_run: alloc.largest_free_run(),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use arbor_format::constants::{SUPERBLOCK_BYTES, TREE_ID_CATALOG};
 use arbor_format::node::{LeafValue, ValueRef};
 use arbor_format::superblock::{self, Superblock};
-use arbor_format::{header, ChildPtr};
+use arbor_format::{header, ChildPtr, JournalRegion};
 
 use crate::io::{dev_error, AlignedBuf};
 use crate::mvcc::Slot;
@@ -29,6 +29,9 @@ pub(crate) struct Frozen {
     pub superblocks: Vec<(u64, AlignedBuf)>,
     pub alternation: u8,
     pub superblock_crc: u32,
+    /// The checkpoint's last seq and the journal lsn replay starts at (design.md §11.6).
+    pub checkpoint_seq: u64,
+    pub replay_lsn: u64,
 }
 
 /// Durable-state facts the freeze needs from the commit pipeline.
@@ -39,6 +42,10 @@ pub(crate) struct SuperblockInputs {
     /// The alternation that holds the newest durable superblock: never overwritten.
     pub durable_alternation: u8,
     pub prev_crc: u32,
+    /// The store's journal region (fixed at create).
+    pub journal: JournalRegion,
+    /// Where replay of this checkpoint starts (`Journal::replay_lsn_for_checkpoint`).
+    pub replay_lsn: u64,
 }
 
 /// Crcs of a generation's sealed blocks, by address.
@@ -205,6 +212,9 @@ pub(crate) fn freeze(writer: &mut Writer, s: &Store, inputs: &SuperblockInputs) 
     sb.set_pending_root(persisted.pending_root);
     sb.set_orphan_root(persisted.orphan_root);
     sb.set_next_tree_id(writer.trees.next_id);
+    sb.set_journal(&inputs.journal);
+    sb.set_replay_lsn(inputs.replay_lsn);
+    sb.set_checkpoint_seq(writer.seq);
     let (superblocks, superblock_crc) = superblock_copies(s, &mut sb, alternation);
     // Until their writes complete, reads of these addresses are served from the images
     // (never from the device mid-write, design.md §10.14).
@@ -222,7 +232,8 @@ pub(crate) fn freeze(writer: &mut Writer, s: &Store, inputs: &SuperblockInputs) 
     writer.dirty.gen += 1;
     writer.hist.open_generation(writer.dirty.gen, writer.seq);
     assert!(writer.dirty.map.is_empty(), "a freeze leaves no dirty block");
-    Ok(Frozen { gen, blocks, superblocks, alternation, superblock_crc })
+    let (checkpoint_seq, replay_lsn) = (writer.seq, inputs.replay_lsn);
+    Ok(Frozen { gen, blocks, superblocks, alternation, superblock_crc, checkpoint_seq, replay_lsn })
 }
 
 /// Dirty blocks the seal did not reach would be leaks: every dirty block must hang off the
@@ -292,25 +303,35 @@ fn superblock_copies(
     (superblocks, superblock_crc)
 }
 
-/// Writes a frozen generation: every block and the superblock copies in one batch (adjacent
-/// blocks coalesced by the device), then exactly one flush (design.md §4). The superblock may
-/// share the batch: recovery verifies the newest generation's blocks, so a superblock that
-/// landed without its blocks is detected and the previous one used.
+/// Writes a frozen generation as a checkpoint (design.md §11.6): every block in one batch
+/// (adjacent blocks coalesced by the device), a flush, then both superblock copies, a second
+/// flush. The superblock is written only once its blocks are durable, so recovery trusts the
+/// newest verifying superblock without walking its trees, and a damaged block of it is
+/// corruption, never a torn write to fall back from (§11.8).
 pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
     use crate::io::WriteOp;
-    let mut ops = Vec::with_capacity(frozen.blocks.len() + frozen.superblocks.len());
-    for (addr, buf) in &frozen.blocks {
-        ops.push(WriteOp { offset: s.block_offset(*addr), data: buf });
-    }
-    for (offset, buf) in &frozen.superblocks {
-        ops.push(WriteOp { offset: *offset, data: buf });
-    }
-    s.dev.write_batch(&ops).map_err(dev_error(&*s.dev, "write"))?;
-    crate::fault::hit(crate::fault::FaultPoint::WriteOut);
-    s.dev.flush().map_err(dev_error(&*s.dev, "flush"))?;
     use crate::sync::Ordering;
+    let ops: Vec<WriteOp<'_>> = frozen
+        .blocks
+        .iter()
+        .map(|(addr, buf)| WriteOp { offset: s.block_offset(*addr), data: buf })
+        .collect();
+    if !ops.is_empty() {
+        s.dev.write_batch(&ops).map_err(dev_error(&*s.dev, "write"))?;
+        crate::fault::hit(crate::fault::FaultPoint::WriteOut);
+        s.dev.flush().map_err(dev_error(&*s.dev, "flush"))?;
+        s.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+    let ops: Vec<WriteOp<'_>> = frozen
+        .superblocks
+        .iter()
+        .map(|(offset, buf)| WriteOp { offset: *offset, data: buf })
+        .collect();
+    s.dev.write_batch(&ops).map_err(dev_error(&*s.dev, "write the superblock"))?;
+    s.dev.flush().map_err(dev_error(&*s.dev, "flush the superblock"))?;
     s.counters.blocks_written.fetch_add(frozen.blocks.len() as u64, Ordering::Relaxed);
     s.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    s.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
     s.finish_in_flight(frozen.blocks.iter().map(|(addr, _)| *addr));
     Ok(())
 }

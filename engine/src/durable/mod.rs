@@ -2,6 +2,8 @@
 //! superblocks, writing it out, and recovery at open.
 
 pub(crate) mod freeze;
+pub(crate) mod journal;
+pub(crate) mod journal_scan;
 #[doc(hidden)]
 pub mod pipeline;
 pub(crate) mod recovery;

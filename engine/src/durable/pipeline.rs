@@ -1,12 +1,13 @@
-//! The durability pipeline: group commit with at most one generation in flight
-//! (design.md §4, §10.10, §10.15).
+//! The checkpoint pipeline: at most one generation in flight (design.md §4, §10.10, §11.6).
 //!
-//! A committing transaction publishes its changes in the open generation G and then needs
-//! G durable. If no flush is running it becomes the *leader*: with the writer lock held (a
-//! commit boundary) it freezes G, releases the lock — the next transaction starts in G+1 at
-//! once — then writes G and issues one flush. If a flush of G−1 is running, it releases the
-//! writer lock and waits; when that flush ends one waiter becomes the leader of G and every
-//! commit that joined G meanwhile shares its single flush. A failed write or flush is
+//! Commits become durable through the journal (`durable::journal`); a checkpoint writes the
+//! open generation G so that the journal's records up to it are no longer needed. Whoever
+//! needs G checkpointed (the background checkpointer, `Db::flush`, close, a large
+//! transaction, a full journal) becomes the *leader* if no checkpoint is running: with the
+//! writer lock held (a commit boundary) it freezes G, releases the lock — the next
+//! transaction starts in G+1 at once — then writes G, flushes, writes the superblock and
+//! flushes again. If a checkpoint of G−1 is running, it releases the writer lock and waits;
+//! when that one ends one waiter becomes the leader of G. A failed write or flush is
 //! recorded and every later commit gets `Error::PreviousIo` (fail-stop) until reopened.
 //!
 //! A panic is recorded the same way ([`Failure::Panic`], `Error::Poisoned`), and stricter:
@@ -25,6 +26,7 @@
 use std::time::Instant;
 
 use crate::durable::freeze::{self, Frozen, SuperblockInputs};
+use crate::durable::journal::Journal;
 use crate::store::Store;
 use crate::sync::{self, Condvar, Mutex, MutexGuard, TryLockError};
 use crate::writer::Writer;
@@ -124,10 +126,12 @@ pub trait Handoff {
     fn write_out(&self, frozen: Self::Frozen) -> Result<DurableMark>;
 }
 
-/// The engine's work: freeze the writer's open generation into the store, write it out.
+/// The engine's work: a checkpoint — freeze the writer's open generation into the store,
+/// write it out, and tell the journal what it covers (design.md §11.6).
 pub(crate) struct Flush<'a> {
     pub store: &'a Store,
     pub uuid: [u8; 16],
+    pub journal: &'a Journal,
 }
 
 impl Handoff for Flush<'_> {
@@ -144,13 +148,19 @@ impl Handoff for Flush<'_> {
             flushed_gen: durable.gen,
             durable_alternation: durable.alternation,
             prev_crc: durable.superblock_crc,
+            journal: self.journal.region,
+            replay_lsn: self.journal.replay_lsn_for_checkpoint(),
         };
         w.alloc.note_durable(inputs.flushed_gen);
         freeze::freeze(w, self.store, &inputs)
     }
 
     fn write_out(&self, frozen: Frozen) -> Result<DurableMark> {
-        freeze::write_out(self.store, &frozen)?;
+        if let Err(e) = freeze::write_out(self.store, &frozen) {
+            self.journal.fail(e.with_sources());
+            return Err(e);
+        }
+        self.journal.checkpointed(frozen.checkpoint_seq, frozen.replay_lsn);
         Ok(DurableMark {
             gen: frozen.gen,
             alternation: frozen.alternation,
@@ -264,10 +274,6 @@ impl Pipeline {
             Some(failure) => Err(failure.error()),
             None => Ok(d.durable_gen),
         }
-    }
-
-    pub(crate) fn durable_gen(&self) -> u64 {
-        self.state().durable_gen
     }
 
     /// Makes generation `target` durable, leading its flush or waiting for the one that

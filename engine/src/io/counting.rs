@@ -120,6 +120,10 @@ impl<D: BlockDevice> BlockDevice for CountingDevice<D> {
         self.inner.grow(min_len_bytes)
     }
 
+    fn max_len_bytes(&self) -> u64 {
+        self.inner.max_len_bytes()
+    }
+
     fn describe(&self) -> String {
         format!("counting({})", self.inner.describe())
     }

@@ -362,6 +362,14 @@ impl DevFile {
         self.len_bytes.load(Ordering::Acquire)
     }
 
+    /// The length `grow` can reach: a block device's own, a file's configured maximum.
+    pub(crate) fn max_len(&self) -> u64 {
+        match self.kind {
+            TargetKind::BlockDevice => self.len(),
+            _ => self.max_bytes.max(self.len()),
+        }
+    }
+
     /// `BlockDevice::grow` for both backends: files grow in whole steps up to `max_bytes`,
     /// each step as large as the file already is, at most `grow_step_bytes` (so a new store
     /// starts at what `create` needs and doubles up to the step, design.md §10.16); block

@@ -89,6 +89,10 @@ impl BlockDevice for MemDevice {
         Ok(())
     }
 
+    fn max_len_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
     fn grow(&self, min_len_bytes: u64) -> io::Result<u64> {
         let mut bytes = sync::write(&self.bytes);
         let current = bytes.len() as u64;

@@ -115,6 +115,12 @@ pub trait BlockDevice: Send + Sync {
         Ok(self.len_bytes())
     }
 
+    /// The length `grow` can reach at most (files: their configured maximum); what `create`
+    /// sizes the journal against (design.md §11.1).
+    fn max_len_bytes(&self) -> u64 {
+        self.len_bytes()
+    }
+
     /// A short human-readable description for logs and `stats()` ("io_uring file /x").
     fn describe(&self) -> String;
 
@@ -152,6 +158,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     }
     fn grow(&self, min_len_bytes: u64) -> io::Result<u64> {
         (**self).grow(min_len_bytes)
+    }
+    fn max_len_bytes(&self) -> u64 {
+        (**self).max_len_bytes()
     }
     fn describe(&self) -> String {
         (**self).describe()

@@ -92,6 +92,10 @@ impl BlockDevice for SyncDevice {
         self.file.grow(min_len_bytes)
     }
 
+    fn max_len_bytes(&self) -> u64 {
+        self.file.max_len()
+    }
+
     fn describe(&self) -> String {
         format!(
             "pread/pwrite {} {} (sector {})",

@@ -519,6 +519,10 @@ impl BlockDevice for UringDevice {
         self.file.grow(min_len_bytes)
     }
 
+    fn max_len_bytes(&self) -> u64 {
+        self.file.max_len()
+    }
+
     fn describe(&self) -> String {
         format!(
             "io_uring {} {} (qd {}, sector {})",

@@ -20,6 +20,8 @@ pub(crate) struct IoCounters {
     /// Of those, written back early (before their generation's write-out).
     pub blocks_written_early: AtomicU64,
     pub flushes: AtomicU64,
+    /// Checkpoints whose superblock flush completed since open.
+    pub checkpoints: AtomicU64,
 }
 
 pub(crate) struct Store {
@@ -43,6 +45,9 @@ pub(crate) struct Store {
     /// image of the same address and generation (an earlier write-back) would pass as
     /// current data.
     written_back: Mutex<AddrMap<(u64, u32)>>,
+    /// The first block a tree may use: after the superblock area and the journal region
+    /// (set once the superblock is read; pointers below it are corrupt).
+    first_data: AtomicU64,
 }
 
 impl Store {
@@ -58,7 +63,17 @@ impl Store {
             counters: IoCounters::default(),
             table: SlotTable::default(),
             written_back: Mutex::new(AddrMap::default()),
+            first_data: AtomicU64::new(arbor_format::constants::first_data_block(block_bytes)),
         }
+    }
+
+    /// Sets the first block trees may use: the end of the journal region.
+    pub(crate) fn set_first_data(&self, block: u64) {
+        self.first_data.store(block, Ordering::Relaxed);
+    }
+
+    pub(crate) fn first_data(&self) -> u64 {
+        self.first_data.load(Ordering::Relaxed)
     }
 
     /// Records (address, generation, crc) of blocks just written back early.
@@ -187,7 +202,7 @@ impl Store {
     }
 
     fn check_in_range(&self, addr: u64, count: u64) -> Result<()> {
-        let first = arbor_format::constants::first_data_block(self.block_bytes);
+        let first = self.first_data();
         let end =
             addr.checked_add(count).ok_or_else(|| Error::corrupt(addr, "address overflow"))?;
         let limit = self.dev.len_bytes() / u64::from(self.block_bytes);

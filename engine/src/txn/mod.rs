@@ -3,7 +3,9 @@
 //! another store (backup).
 
 pub(crate) mod backup;
+pub(crate) mod checkpointer;
 mod publish;
+pub(crate) mod replay;
 mod shared;
 pub(crate) mod snapshot;
 pub(crate) mod typed;

@@ -1,14 +1,27 @@
 //! The state every handle of one open store shares: the read path, the writer behind its
-//! lock, the snapshot registry, the durability pipeline, and the figures `Db::stats` shows
-//! while a transaction holds the writer.
+//! lock, the snapshot registry, the journal and the checkpoint pipeline, and the figures
+//! `Db::stats` shows while a transaction holds the writer. Also how a commit becomes
+//! durable (design.md §11.3–§11.6).
 
-use crate::durable::pipeline::{Flush, Pipeline};
+use crate::durable::journal::Journal;
+use crate::durable::pipeline::{Failure, Flush, Pipeline};
 use crate::mvcc::Registry;
-use crate::options::Options;
+use crate::options::{Durability, Options};
 use crate::store::Store;
 use crate::sync::{AtomicU64, Mutex, MutexGuard};
+use crate::txn::checkpointer::Checkpointer;
 use crate::writer::{Writer, WriterFigures};
 use crate::Result;
+
+/// Makes the handle fail-stop (`Error::Poisoned`) if a panic unwinds out of a journal
+/// write: forgotten on the normal path.
+struct PanicFailsHandle<'p>(&'p Pipeline);
+
+impl Drop for PanicFailsHandle<'_> {
+    fn drop(&mut self) {
+        self.0.fail_on_panic("inside the engine while it wrote the journal");
+    }
+}
 
 pub(crate) struct Shared {
     pub store: Store,
@@ -18,11 +31,17 @@ pub(crate) struct Shared {
     /// The writer's figures as of the last commit or abort, for `stats` while a write
     /// transaction holds the writer.
     pub figures: Mutex<WriterFigures>,
+    /// Checkpoints (generation write-outs).
     pub pipeline: Pipeline,
+    /// Commit records.
+    pub journal: Journal,
+    /// The background checkpoint thread's controls (design.md §11.6).
+    pub checkpointer: Checkpointer,
     pub opts: Options,
     pub uuid: [u8; 16],
     pub rejected_superblock_copies: u32,
-    pub recovery_fallbacks: u32,
+    /// Journal records applied at open.
+    pub records_replayed: AtomicU64,
     /// Numbers write transactions, so a savepoint is only used with its own.
     pub txn_ids: AtomicU64,
 }
@@ -33,7 +52,7 @@ impl Shared {
         self.pipeline.lock_writer(&self.writer)
     }
 
-    /// Makes generation `target` durable with the engine's freeze and write-out (see
+    /// Checkpoints generation `target` with the engine's freeze and write-out (see
     /// [`Pipeline::hand_off`]).
     pub(crate) fn make_durable<'a>(
         &'a self,
@@ -41,7 +60,98 @@ impl Shared {
         target: u64,
         wait: bool,
     ) -> Result<()> {
-        let work = Flush { store: &self.store, uuid: self.uuid };
+        let work = Flush { store: &self.store, uuid: self.uuid, journal: &self.journal };
         self.pipeline.hand_off(&self.writer, guard, &work, target, wait)
+    }
+
+    /// Checkpoints every commit so far (waiting for one that runs).
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let target = self.lock_writer()?.last_commit_gen;
+        self.make_durable(None, target, true)
+    }
+
+    /// Checkpoints the open generation even if no commit changed it: open's checkpoint after
+    /// a replay, which moves the replay start past the records it applied.
+    pub(crate) fn checkpoint_open_generation(&self) -> Result<()> {
+        let mut w = self.lock_writer()?;
+        let target = w.gen();
+        w.last_commit_gen = target;
+        self.make_durable(Some(w), target, true)
+    }
+
+    /// Makes commit `seq` durable through the journal (`wait == false`: returns at once if
+    /// another leader is writing). A journal failure makes the handle fail-stop.
+    pub(crate) fn journal_durable(&self, seq: u64, wait: bool) -> Result<()> {
+        let guard = PanicFailsHandle(&self.pipeline);
+        let result = self.journal.make_durable(&self.store, seq, wait, &|| self.checkpoint());
+        std::mem::forget(guard);
+        if let Err(e) = &result {
+            self.pipeline.state().fail(Failure::Io(e.with_sources()));
+        }
+        result
+    }
+
+    /// The durable end of a commit whose seq `seq` was just published with `w` held:
+    /// journal its record (or, for a transaction too large for one, checkpoint it), wait as
+    /// `durability` says, then start a checkpoint if one is due. Returns whether the commit
+    /// is durable.
+    pub(crate) fn commit_durably<'a>(
+        &'a self,
+        mut w: MutexGuard<'a, Writer>,
+        seq: u64,
+        durability: Durability,
+    ) -> Result<bool> {
+        let gen = w.gen();
+        w.last_commit_gen = gen;
+        let over_dirty = w.dirty.bytes > self.opts.dirty_max_bytes;
+        // Freed blocks come back only through checkpoints (the freeing generation and the
+        // next durable, design.md §10.13): short of space, take them at once.
+        let low_space = w.alloc.has_pending() && w.alloc.free_blocks() * 8 < w.alloc.block_count();
+        let journaled = match w.record.ops() {
+            Some(ops) => {
+                self.journal.append(seq, ops);
+                true
+            }
+            None => {
+                self.journal.append_checkpointed(seq);
+                false
+            }
+        };
+        w.record.reset();
+        let durable = if !journaled {
+            // A large transaction commits through a checkpoint (design.md §11.5).
+            self.make_durable(Some(w), gen, true)?;
+            true
+        } else {
+            drop(w);
+            match durability {
+                Durability::Immediate => {
+                    self.journal_durable(seq, true)?;
+                    true
+                }
+                Durability::Eventual => {
+                    if self.journal.flush_due(self.opts.eventual_interval) {
+                        self.journal_durable(seq, false)?;
+                    }
+                    self.journal.is_durable(seq)
+                }
+                Durability::None => false,
+            }
+        };
+        if low_space {
+            self.make_durable(None, gen, true)?;
+        } else if over_dirty || self.journal.wants_checkpoint() {
+            self.checkpoint_soon(gen)?;
+        }
+        Ok(durable)
+    }
+
+    /// A checkpoint is due: the background thread takes it, or without one (no
+    /// `checkpoint_interval`) this thread leads it unless another one is running.
+    fn checkpoint_soon(&self, gen: u64) -> Result<()> {
+        if self.checkpointer.wake() {
+            return Ok(());
+        }
+        self.make_durable(None, gen, false)
     }
 }

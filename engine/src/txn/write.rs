@@ -4,6 +4,7 @@ use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::ops::{Deref, DerefMut};
 
 use arbor_format::constants::{key_bytes_max, overflow_block_count, VALUE_BYTES_MAX};
+use arbor_format::journal::Op;
 use arbor_format::{overflow, OverflowRef};
 
 use crate::durable::pipeline::{Failure, Pipeline, PANIC_HOLDING_WRITER};
@@ -108,6 +109,7 @@ impl<'db> WriteTxn<'db> {
 
     fn start(db: &'db Shared, mut w: MutexGuard<'db, Writer>) -> Result<WriteTxn<'db>> {
         let durable = db.pipeline.writable()?;
+        w.record.reset();
         w.alloc.note_durable(durable);
         w.txn = TxnScratch {
             trees_at_start: Some(w.trees.map.clone()),
@@ -135,6 +137,14 @@ impl<'db> WriteTxn<'db> {
             id: db.txn_ids.fetch_add(1, crate::sync::Ordering::Relaxed),
             savepoints: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Replay of the journal at open (`txn::replay`): the commit's record is already in the
+    /// journal, so this transaction commits like a `None` one.
+    pub(super) fn begin_replay(db: &'db Shared) -> Result<WriteTxn<'db>> {
+        let mut tx = WriteTxn::begin(db)?;
+        tx.durability = Durability::None;
+        Ok(tx)
     }
 
     /// Why the transaction no longer holds the writer: a panic in one of its calls ended it
@@ -183,6 +193,7 @@ impl<'db> WriteTxn<'db> {
                 let id = w.trees.next_id;
                 w.trees.next_id += 1;
                 let root = w.edit().new_node(s, arbor_format::BlockKind::Leaf, 0, id)?;
+                w.record.push(Op::CreateTree { tree: id, name: &key });
                 let meta = TreeMeta { id, root: w.dirty.ptr(root), entries: 0 };
                 w.trees.map.insert(key.clone(), meta);
                 w.trees.changed.insert(key.clone());
@@ -221,6 +232,7 @@ impl<'db> WriteTxn<'db> {
         let (mut w, s) = self.parts()?;
         let key = name.as_bytes().to_vec();
         let Some(meta) = w.trees.map.remove(&key) else { return Ok(false) };
+        w.record.push(Op::DeleteTree { tree: meta.id });
         w.trees.changed.insert(key);
         publish::free_tree(&mut w, s, meta.root)?;
         Ok(true)
@@ -311,29 +323,7 @@ impl<'db> WriteTxn<'db> {
             }
         };
         let gen = w.gen();
-        w.last_commit_gen = gen;
-        let over_dirty = w.dirty.bytes > self.db.opts.dirty_max_bytes;
-        let db = self.db;
-        let durable = match self.durability {
-            Durability::Immediate => {
-                db.make_durable(Some(w), gen, true)?;
-                true
-            }
-            Durability::Eventual => {
-                let due =
-                    db.pipeline.state().last_durable_at.elapsed() >= db.opts.eventual_interval;
-                if due || over_dirty {
-                    db.make_durable(Some(w), gen, false)?;
-                }
-                db.pipeline.durable_gen() >= gen
-            }
-            Durability::None => {
-                if over_dirty {
-                    db.make_durable(Some(w), gen, false)?;
-                }
-                false
-            }
-        };
+        let durable = self.db.commit_durably(w, seq, self.durability)?;
         Ok(CommitInfo { seq, generation: gen, durable })
     }
 
@@ -425,6 +415,7 @@ fn finish(w: &mut Writer, db: &Shared) -> Result<u64> {
 
 /// Undoes the open transaction (see [`publish::abort`]) and refreshes the figures.
 fn abort_writer(w: &mut Writer, db: &Shared) -> Result<()> {
+    w.record.reset();
     publish::abort(w, &db.store, &db.registry)?;
     note_figures(w, db);
     Ok(())

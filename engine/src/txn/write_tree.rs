@@ -5,6 +5,7 @@ use std::fmt;
 use std::ops::Bound;
 
 use arbor_format::constants::{key_bytes_max, value_inline_bytes_max, VALUE_BYTES_MAX};
+use arbor_format::journal::Op;
 
 use crate::codec::KeyRange;
 use crate::mvcc::modlog::ItemValue;
@@ -119,6 +120,7 @@ impl<'t, 'db> WriteTree<'t, 'db> {
             }
             Some(v) => Some(take_value(&mut w, s, v)?),
         };
+        w.record.push(Op::Put { tree: meta.id, key, value });
         w.trees.map.insert(self.name.clone(), meta);
         w.trees.changed.insert(self.name.clone());
         check_undo_cap(&w, db)?;
@@ -148,6 +150,7 @@ impl<'t, 'db> WriteTree<'t, 'db> {
         };
         meta.entries = meta.entries.saturating_sub(1);
         let old = take_value(&mut w, s, old)?;
+        w.record.push(Op::Remove { tree: meta.id, key });
         w.trees.map.insert(self.name.clone(), meta);
         w.trees.changed.insert(self.name.clone());
         check_undo_cap(&w, db)?;

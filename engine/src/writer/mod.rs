@@ -7,6 +7,7 @@
 pub(crate) mod bound;
 mod dirty;
 mod edit;
+mod record;
 pub(crate) mod retention;
 mod savepoint;
 mod scratch;
@@ -15,6 +16,7 @@ mod writeback;
 use std::collections::{BTreeMap, BTreeSet};
 
 use arbor_format::constants::TREE_ID_FIRST_USER;
+use arbor_format::journal::RecordLimits;
 use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
@@ -22,6 +24,7 @@ use crate::writer::retention::History;
 
 pub(crate) use dirty::{Dirty, DirtySet};
 pub(crate) use edit::{Edit, Need};
+pub(crate) use record::TxnRecord;
 pub(crate) use savepoint::Mark;
 pub(crate) use scratch::TxnScratch;
 
@@ -59,10 +62,13 @@ pub(crate) struct Writer {
     pub reserve_blocks: u64,
     /// Generation of the last commit (what `Db::flush` makes durable).
     pub last_commit_gen: u64,
+    /// The open transaction's journal record.
+    pub record: TxnRecord,
 }
 
 impl Writer {
     pub(crate) fn new(gen: u64, alloc: Allocator, catalog: ChildPtr) -> Writer {
+        let alloc_block_bytes = alloc.block_bytes();
         Writer {
             dirty: DirtySet::new(gen),
             alloc,
@@ -77,6 +83,8 @@ impl Writer {
             txn: TxnScratch::default(),
             reserve_blocks: 64,
             last_commit_gen: 0,
+            // The store sets the real limit (`Options::journal_record_max`) after open.
+            record: TxnRecord::new(RecordLimits::new(alloc_block_bytes, 0)),
         }
     }
 

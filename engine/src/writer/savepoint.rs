@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::store::Store;
+use crate::writer::record::TxnRecordMark;
 use crate::writer::{TreeMeta, Writer};
 use crate::Result;
 
@@ -31,6 +32,7 @@ pub(crate) struct Mark {
     trees: BTreeMap<Vec<u8>, TreeMeta>,
     changed: BTreeSet<Vec<u8>>,
     next_tree_id: u64,
+    record: TxnRecordMark,
 }
 
 impl Writer {
@@ -52,6 +54,7 @@ impl Writer {
             trees: self.trees.map.clone(),
             changed: self.trees.changed.clone(),
             next_tree_id: self.trees.next_id,
+            record: self.record.mark(),
         }
     }
 
@@ -85,6 +88,7 @@ impl Writer {
         self.trees.map = m.trees.clone();
         self.trees.changed = m.changed.clone();
         self.trees.next_id = m.next_tree_id;
+        self.record.truncate(m.record);
         debug_assert_eq!(self.txn.logged.len(), m.logged, "the rollback undid its entries");
         Ok(())
     }

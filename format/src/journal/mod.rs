@@ -31,7 +31,10 @@ pub use block::{
     JournalBlock, JournalHeader, TwinError, TwinPick,
 };
 pub use chain::{decode_chain, ChainDecode, ChainDecoder, ChainStop, ChainStopReason, Record};
-pub use record::{Op, RecordError, RecordHeader, RecordLimits, RecordReader, RecordWriter};
+pub use record::{
+    Op, RecordBuilder, RecordError, RecordHeader, RecordLimits, RecordMark, RecordReader,
+    RecordWriter,
+};
 
 use crate::constants::{
     check_block_bytes, first_data_block, journal_payload_bytes, JOURNAL_COPY_COUNT,
@@ -78,16 +81,19 @@ impl JournalRegion {
     }
 
     /// The region a new store reserves: `journal_bytes` (`JOURNAL_BYTES_DEFAULT` unless the
-    /// caller chose), at most 1/`JOURNAL_DEVICE_FRACTION_MAX` of `device_bytes`, rounded down
-    /// to whole slots, right after the superblock area. Too small a device is an error.
+    /// caller chose), at most 1/`JOURNAL_DEVICE_FRACTION_MAX` of `device_bytes` but never
+    /// fewer than `JOURNAL_SLOT_COUNT_MIN` slots, rounded down to whole slots, right after
+    /// the superblock area. (Whether the device has room for it is the caller's check.)
     pub fn plan(
         block_bytes: u32,
         device_bytes: u64,
         journal_bytes: u64,
     ) -> Result<Self, FormatError> {
         check_block_bytes(block_bytes)?;
-        let bytes = journal_bytes.min(device_bytes / JOURNAL_DEVICE_FRACTION_MAX);
         let slot_bytes = JOURNAL_COPY_COUNT * u64::from(block_bytes);
+        let bytes = journal_bytes
+            .min(device_bytes / JOURNAL_DEVICE_FRACTION_MAX)
+            .max(JOURNAL_SLOT_COUNT_MIN * slot_bytes);
         Self::new(
             block_bytes,
             first_data_block(block_bytes),
@@ -168,7 +174,9 @@ mod tests {
         // Odd byte counts round down to whole slots.
         let r = JournalRegion::plan(65536, 1 << 40, 20 * 65536 + 1).unwrap();
         assert_eq!((r.start_block(), r.block_count()), (4, 20));
-        assert!(JournalRegion::plan(4096, 256 << 10, JOURNAL_BYTES_DEFAULT).is_err());
+        // Never fewer than the minimum slots, however small the device.
+        let r = JournalRegion::plan(4096, 256 << 10, JOURNAL_BYTES_DEFAULT).unwrap();
+        assert_eq!(r.slot_count(), JOURNAL_SLOT_COUNT_MIN);
         assert!(JournalRegion::plan(4000, 1 << 40, JOURNAL_BYTES_DEFAULT).is_err());
     }
 

@@ -13,7 +13,12 @@
 //! remove       | 2 u8 | tree u64 | key_len u16 | key |                          11 + k
 //! create tree  | 3 u8 | tree u64 | name_len u16 | name |                        11 + n
 //! delete tree  | 4 u8 | tree u64 |                                              9
+//! checkpointed | 5 u8 | 0 u64 |                                                 9
 //! ```
+//!
+//! `checkpointed` is the only op of a record written for a transaction too large to journal
+//! (design.md §11.5): its changes are only in the checkpoint that commits it, so replay
+//! stops at such a record unless the checkpoint it opened from covers it.
 //!
 //! Keys and names are at most `key_bytes_max(block_bytes)`; a whole record at most the
 //! writer's `record_bytes_max` (the engine's `journal_record_max`), which bounds values too.
@@ -32,6 +37,7 @@ const TAG_PUT: u8 = 1;
 const TAG_REMOVE: u8 = 2;
 const TAG_CREATE_TREE: u8 = 3;
 const TAG_DELETE_TREE: u8 = 4;
+const TAG_CHECKPOINTED: u8 = 5;
 
 const CRC_OFFSET: usize = 16;
 
@@ -160,6 +166,9 @@ pub enum Op<'a> {
         /// Tree id.
         tree: u64,
     },
+    /// The transaction is committed by a checkpoint, not by this record (the only op of
+    /// its record): replay stops here unless the checkpoint covers it.
+    Checkpointed,
 }
 
 impl Op<'_> {
@@ -169,16 +178,17 @@ impl Op<'_> {
             Op::Put { key, value, .. } => JOURNAL_OP_PUT_BYTES + key.len() + value.len(),
             Op::Remove { key, .. } => JOURNAL_OP_REMOVE_BYTES + key.len(),
             Op::CreateTree { name, .. } => JOURNAL_OP_CREATE_TREE_BYTES + name.len(),
-            Op::DeleteTree { .. } => JOURNAL_OP_DELETE_TREE_BYTES,
+            Op::DeleteTree { .. } | Op::Checkpointed => JOURNAL_OP_DELETE_TREE_BYTES,
         }
     }
 
-    fn tree(&self) -> u64 {
+    fn tree(&self) -> Option<u64> {
         match *self {
             Op::Put { tree, .. }
             | Op::Remove { tree, .. }
             | Op::CreateTree { tree, .. }
-            | Op::DeleteTree { tree } => tree,
+            | Op::DeleteTree { tree } => Some(tree),
+            Op::Checkpointed => None,
         }
     }
 }
@@ -290,20 +300,7 @@ impl<'a> RecordWriter<'a> {
 
     /// Appends any op, after checking the limits; on error nothing is appended.
     pub fn append(&mut self, op: Op<'_>) -> Result<(), RecordError> {
-        // Internal trees are never journaled: their changes follow from the logical ops.
-        assert!(op.tree() >= TREE_ID_FIRST_USER, "journal op on internal tree {}", op.tree());
-        let key_len = match op {
-            Op::Put { key, .. } | Op::Remove { key, .. } => key.len(),
-            Op::CreateTree { name, .. } => name.len(),
-            Op::DeleteTree { .. } => 0,
-        };
-        if key_len > self.limits.key_bytes_max {
-            return Err(RecordError::KeyTooLarge { len: key_len, max: self.limits.key_bytes_max });
-        }
-        let bytes = self.record_bytes().saturating_add(op.encoded_bytes() as u64);
-        if bytes > self.limits.record_bytes_max || self.op_count == u32::MAX {
-            return Err(RecordError::RecordTooLarge { bytes, max: self.limits.record_bytes_max });
-        }
+        check_op(&self.limits, self.record_bytes(), self.op_count, &op)?;
         let before = self.buf.len();
         encode_op(self.buf, &op);
         debug_assert_eq!(self.buf.len() - before, op.encoded_bytes());
@@ -341,12 +338,112 @@ impl Drop for RecordWriter<'_> {
     }
 }
 
+/// The limits every appended op is held to: user trees only, keys within
+/// `key_bytes_max`, the whole record (`record_bytes` so far plus the op) within
+/// `record_bytes_max`.
+fn check_op(
+    limits: &RecordLimits,
+    record_bytes: u64,
+    op_count: u32,
+    op: &Op<'_>,
+) -> Result<(), RecordError> {
+    // Internal trees are never journaled: their changes follow from the logical ops.
+    let tree = op.tree().unwrap_or(TREE_ID_FIRST_USER);
+    assert!(tree >= TREE_ID_FIRST_USER, "journal op on internal tree {tree}");
+    let key_len = match op {
+        Op::Put { key, .. } | Op::Remove { key, .. } => key.len(),
+        Op::CreateTree { name, .. } => name.len(),
+        Op::DeleteTree { .. } | Op::Checkpointed => 0,
+    };
+    if key_len > limits.key_bytes_max {
+        return Err(RecordError::KeyTooLarge { len: key_len, max: limits.key_bytes_max });
+    }
+    let bytes = record_bytes.saturating_add(op.encoded_bytes() as u64);
+    if bytes > limits.record_bytes_max || op_count == u32::MAX {
+        return Err(RecordError::RecordTooLarge { bytes, max: limits.record_bytes_max });
+    }
+    Ok(())
+}
+
+/// A record under construction that owns its ops (the engine's open transaction keeps
+/// one): ops are appended as the transaction makes them, cut back to a mark by a savepoint
+/// rollback, and written out as a whole record once the commit's seq is known
+/// (`finish_into`). Same limits and encoding as [`RecordWriter`].
+#[derive(Debug, Clone)]
+pub struct RecordBuilder {
+    body: Vec<u8>,
+    op_count: u32,
+    limits: RecordLimits,
+}
+
+/// Where a [`RecordBuilder`] stood (`RecordBuilder::mark`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMark {
+    body_bytes: usize,
+    op_count: u32,
+}
+
+impl RecordBuilder {
+    /// An empty record held to `limits`.
+    pub fn new(limits: RecordLimits) -> Self {
+        Self { body: Vec::new(), op_count: 0, limits }
+    }
+
+    /// Bytes the whole record would take now (header and ops).
+    pub fn record_bytes(&self) -> u64 {
+        (JOURNAL_RECORD_HEADER_BYTES + self.body.len()) as u64
+    }
+
+    /// Ops appended so far.
+    pub fn op_count(&self) -> u32 {
+        self.op_count
+    }
+
+    /// Appends `op` after checking the limits; on error nothing is appended.
+    pub fn append(&mut self, op: Op<'_>) -> Result<(), RecordError> {
+        check_op(&self.limits, self.record_bytes(), self.op_count, &op)?;
+        encode_op(&mut self.body, &op);
+        self.op_count += 1;
+        Ok(())
+    }
+
+    /// Where the record stands, to cut back to.
+    pub fn mark(&self) -> RecordMark {
+        RecordMark { body_bytes: self.body.len(), op_count: self.op_count }
+    }
+
+    /// Drops every op appended after `mark` (a mark of a longer state is ignored).
+    pub fn truncate(&mut self, mark: RecordMark) {
+        if mark.body_bytes <= self.body.len() && mark.op_count <= self.op_count {
+            self.body.truncate(mark.body_bytes);
+            self.op_count = mark.op_count;
+        }
+    }
+
+    /// Empties the record (its buffer is kept for the next transaction).
+    pub fn clear(&mut self) {
+        self.body.clear();
+        self.op_count = 0;
+    }
+
+    /// Appends the finished record for commit `seq` (header, ops, crc) to `out`, where
+    /// `encode_batch` takes records end to end; returns its length. The builder keeps its
+    /// ops (call `clear` for the next transaction).
+    pub fn finish_into(&self, seq: u64, out: &mut Vec<u8>) -> usize {
+        let mut w = RecordWriter::new(out, seq, self.limits);
+        w.buf.extend_from_slice(&self.body);
+        w.op_count = self.op_count;
+        w.finish()
+    }
+}
+
 fn encode_op(buf: &mut Vec<u8>, op: &Op<'_>) {
     let (tag, tree) = match op {
         Op::Put { tree, .. } => (TAG_PUT, tree),
         Op::Remove { tree, .. } => (TAG_REMOVE, tree),
         Op::CreateTree { tree, .. } => (TAG_CREATE_TREE, tree),
         Op::DeleteTree { tree } => (TAG_DELETE_TREE, tree),
+        Op::Checkpointed => (TAG_CHECKPOINTED, &0),
     };
     buf.push(tag);
     buf.extend_from_slice(&U64Le::new(*tree).to_bytes());
@@ -363,7 +460,7 @@ fn encode_op(buf: &mut Vec<u8>, op: &Op<'_>) {
             buf.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
             buf.extend_from_slice(bytes);
         }
-        Op::DeleteTree { .. } => {}
+        Op::DeleteTree { .. } | Op::Checkpointed => {}
     }
 }
 
@@ -467,6 +564,12 @@ impl<'a> RecordReader<'a> {
     fn next_op(&mut self) -> Result<Op<'a>, FormatError> {
         let tag = self.take(1, "tag")?.first().copied().unwrap_or(0);
         let tree = self.take_u64("tree id")?;
+        if tag == TAG_CHECKPOINTED {
+            if tree != 0 || self.header.op_count() != 1 {
+                return Err(self.corrupt("a checkpointed op is not alone, or not zero".into()));
+            }
+            return Ok(Op::Checkpointed);
+        }
         if tree < TREE_ID_FIRST_USER {
             return Err(self.corrupt(format!("tree id {tree} is an internal tree")));
         }

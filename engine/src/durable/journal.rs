@@ -1,0 +1,404 @@
+//! The commit journal (design.md §11.3–§11.6): every commit appends one record of its
+//! logical ops; one journal leader at a time writes every pending record as one batch (one
+//! contiguous write, two at the ring's end) and issues one flush, which acknowledges every
+//! commit in the batch (group commit). Checkpoints (the generation write-out of
+//! `durable::freeze`) make records unnecessary; the ring's space before the replay lsn of
+//! the newest *durable* checkpoint is reused.
+//!
+//! Durability of a commit with seq `s` (`JournalState::durable`): a durable checkpoint covers
+//! it (`s ≤ checkpoint_seq`), or its record and every record before it are flushed and no
+//! commit between the checkpoint and `s` went without a record (a large transaction
+//! commits through a checkpoint instead, design.md §11.5; until that checkpoint is durable,
+//! later records cannot be acknowledged, because replay stops at the gap its missing
+//! record leaves).
+//!
+//! Locks: the journal's state is taken under the writer lock (append, the checkpoint's
+//! freeze) and on its own (leaders, waiters); nobody waits for the writer while holding it.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Instant;
+
+use arbor_format::journal::{batch_block_count, encode_batch, BatchStart, JournalRegion};
+use arbor_format::journal::{Op, RecordLimits};
+use arbor_format::RecordBuilder;
+
+use crate::io::{dev_error, AlignedBuf, WriteOp};
+use crate::store::Store;
+use crate::sync::{self, Condvar, Mutex, MutexGuard, Ordering};
+use crate::{Error, Result};
+
+/// The journal of one open store.
+pub(crate) struct Journal {
+    pub region: JournalRegion,
+    uuid: [u8; 16],
+    /// Largest record a commit journals (`Options::journal_record_max`).
+    pub record_max: u64,
+    state: Mutex<JournalState>,
+    /// Signalled when a batch ends, a checkpoint becomes durable, or the journal fails.
+    changed: Condvar,
+}
+
+/// Where the journal stood at open (from the superblock and the replay of its chain).
+pub(crate) struct JournalStart {
+    /// The lsn the next batch writes.
+    pub next_lsn: u64,
+    /// The crc of the block before it (0 if none).
+    pub prev_crc: u32,
+    /// The newest durable checkpoint's last seq and replay lsn.
+    pub checkpoint_seq: u64,
+    pub replay_lsn: u64,
+}
+
+/// The journal's counters, for `Db::stats`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct JournalFigures {
+    /// Ring bytes between the newest durable checkpoint's replay lsn and the next append
+    /// (both copies counted).
+    pub bytes_in_use: u64,
+    pub batches: u64,
+    /// Journal blocks written (each twice; this counts both copies).
+    pub blocks_written: u64,
+    pub records: u64,
+}
+
+struct JournalState {
+    /// Records appended and not yet taken by a batch, end to end, in seq order.
+    pending: Vec<u8>,
+    /// `(seq, end offset in pending)` per pending record.
+    pending_ends: VecDeque<(u64, usize)>,
+    /// A leader is writing a batch.
+    writing: bool,
+    next_lsn: u64,
+    prev_crc: u32,
+    /// Every journaled record with a seq up to this one is flushed.
+    flushed_seq: u64,
+    /// The newest durable checkpoint.
+    checkpoint_seq: u64,
+    replay_lsn: u64,
+    /// Commits above `checkpoint_seq` that went without a record (large transactions).
+    unjournaled: BTreeSet<u64>,
+    /// Why the journal can no longer be written (a failed write or flush).
+    failed: Option<String>,
+    last_flush_at: Instant,
+    figures: JournalFigures,
+}
+
+impl JournalState {
+    fn durable(&self, seq: u64) -> bool {
+        seq <= self.checkpoint_seq
+            || (seq <= self.flushed_seq && self.unjournaled.range(..=seq).next().is_none())
+    }
+
+    /// Drops pending records a durable checkpoint covers: they need not be written.
+    fn drop_covered(&mut self) {
+        let mut cut = 0;
+        while let Some(&(seq, end)) = self.pending_ends.front() {
+            if seq > self.checkpoint_seq {
+                break;
+            }
+            cut = end;
+            self.pending_ends.pop_front();
+        }
+        if cut > 0 {
+            self.pending.drain(..cut);
+            for (_, end) in self.pending_ends.iter_mut() {
+                *end -= cut;
+            }
+        }
+    }
+}
+
+/// The running batch, owned by its leader. Dropped without being forgotten only when a
+/// panic unwinds out of the write: the journal then ends the batch as failed, so waiters
+/// wake to an error instead of waiting for a batch that never ends.
+struct Leading<'j>(&'j Journal);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.state();
+        st.writing = false;
+        st.failed.get_or_insert_with(|| "a panic in the journal leader".to_string());
+        drop(st);
+        self.0.changed.notify_all();
+    }
+}
+
+/// A batch a leader took: its records, where it goes, and the last seq it holds.
+struct Batch {
+    records: Vec<u8>,
+    start: BatchStart,
+    last_seq: u64,
+}
+
+/// What a leader found when it looked for a batch to write.
+enum Take {
+    Batch(Batch),
+    /// Records are pending but the ring has no room for the first: a checkpoint must free
+    /// journal space first.
+    NoSpace,
+    /// Nothing pending.
+    Empty,
+}
+
+impl Journal {
+    pub(crate) fn new(
+        region: JournalRegion,
+        uuid: [u8; 16],
+        record_max: u64,
+        start: JournalStart,
+    ) -> Journal {
+        assert!(
+            start.next_lsn >= start.replay_lsn
+                && start.next_lsn - start.replay_lsn <= region.slot_count(),
+            "journal start {} outside the ring from replay lsn {} ({} slots)",
+            start.next_lsn,
+            start.replay_lsn,
+            region.slot_count()
+        );
+        let state = JournalState {
+            pending: Vec::new(),
+            pending_ends: VecDeque::new(),
+            writing: false,
+            next_lsn: start.next_lsn,
+            prev_crc: start.prev_crc,
+            flushed_seq: start.checkpoint_seq,
+            checkpoint_seq: start.checkpoint_seq,
+            replay_lsn: start.replay_lsn,
+            unjournaled: BTreeSet::new(),
+            failed: None,
+            last_flush_at: Instant::now(),
+            figures: JournalFigures::default(),
+        };
+        Journal { region, uuid, record_max, state: Mutex::new(state), changed: Condvar::new() }
+    }
+
+    /// The store's uuid, which every journal block records.
+    pub(crate) fn uuid(&self) -> &[u8; 16] {
+        &self.uuid
+    }
+
+    fn state(&self) -> MutexGuard<'_, JournalState> {
+        sync::lock(&self.state)
+    }
+
+    /// Appends commit `seq`'s record (called under the writer lock, in seq order).
+    pub(crate) fn append(&self, seq: u64, record: &RecordBuilder) {
+        let mut st = self.state();
+        record.finish_into(seq, &mut st.pending);
+        let end = st.pending.len();
+        debug_assert!(st.pending_ends.back().is_none_or(|&(s, _)| s < seq), "records out of order");
+        st.pending_ends.push_back((seq, end));
+        st.figures.records += 1;
+    }
+
+    /// Notes that commit `seq` is too large for a record: it becomes durable only through a
+    /// checkpoint, and no later commit is acknowledged by the journal before that. Its
+    /// record holds only the `Checkpointed` marker, at which replay stops unless the
+    /// checkpoint covers it (design.md §11.5).
+    pub(crate) fn append_checkpointed(&self, seq: u64) {
+        let limits = RecordLimits::new(self.region.block_bytes(), self.record_max);
+        let mut marker = RecordBuilder::new(limits);
+        let appended = marker.append(Op::Checkpointed);
+        assert!(appended.is_ok(), "the checkpointed marker fits any record limit");
+        self.append(seq, &marker);
+        self.state().unjournaled.insert(seq);
+    }
+
+    pub(crate) fn is_durable(&self, seq: u64) -> bool {
+        self.state().durable(seq)
+    }
+
+    /// The lsn a checkpoint frozen now records as its replay start: every record appended
+    /// so far belongs to a commit the checkpoint covers (appends happen under the writer
+    /// lock the freeze holds), so replay can start at the next batch's first block.
+    pub(crate) fn replay_lsn_for_checkpoint(&self) -> u64 {
+        self.state().next_lsn
+    }
+
+    /// A checkpoint holding every commit up to `seq` is durable, with replay starting at
+    /// `replay_lsn`: the ring before it may be reused, and commits it covers are durable.
+    pub(crate) fn checkpointed(&self, seq: u64, replay_lsn: u64) {
+        let mut st = self.state();
+        assert!(
+            seq >= st.checkpoint_seq && replay_lsn >= st.replay_lsn,
+            "checkpoint (seq {seq}, replay lsn {replay_lsn}) older than the durable one \
+             (seq {}, replay lsn {})",
+            st.checkpoint_seq,
+            st.replay_lsn
+        );
+        st.checkpoint_seq = seq;
+        st.replay_lsn = replay_lsn;
+        st.unjournaled = st.unjournaled.split_off(&(seq + 1));
+        st.drop_covered();
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Makes the journal fail-stop: waiters wake to the error.
+    pub(crate) fn fail(&self, why: String) {
+        self.state().failed.get_or_insert(why);
+        self.changed.notify_all();
+    }
+
+    /// Whether a checkpoint should run: the ring is at least half used.
+    pub(crate) fn wants_checkpoint(&self) -> bool {
+        let st = self.state();
+        st.next_lsn - st.replay_lsn >= self.region.slot_count() / 2
+    }
+
+    /// Whether records are pending or flushed past the newest checkpoint.
+    pub(crate) fn has_records_since_checkpoint(&self) -> bool {
+        let st = self.state();
+        !st.pending_ends.is_empty() || st.flushed_seq > st.checkpoint_seq
+    }
+
+    /// Whether `interval` has passed since the last batch and records are pending.
+    pub(crate) fn flush_due(&self, interval: std::time::Duration) -> bool {
+        self.eventual_due(interval).is_some()
+    }
+
+    /// The last pending seq, if `interval` has passed since the last batch.
+    pub(crate) fn eventual_due(&self, interval: std::time::Duration) -> Option<u64> {
+        let st = self.state();
+        let last = st.pending_ends.back().map(|&(seq, _)| seq)?;
+        (st.last_flush_at.elapsed() >= interval).then_some(last)
+    }
+
+    pub(crate) fn figures(&self) -> JournalFigures {
+        let st = self.state();
+        let block_bytes = u64::from(self.region.block_bytes());
+        JournalFigures {
+            bytes_in_use: (st.next_lsn - st.replay_lsn) * 2 * block_bytes,
+            ..st.figures
+        }
+    }
+
+    /// Makes commit `seq` durable: returns once a journal flush or a checkpoint covers it,
+    /// leading batches meanwhile whenever no other leader is writing (design.md §11.4).
+    /// With `wait == false` it returns at once if another leader is writing (whose batch or
+    /// the next covers the record). `checkpoint` runs a checkpoint of every commit so far;
+    /// a leader calls it when the ring has no room for the pending records.
+    pub(crate) fn make_durable(
+        &self,
+        s: &Store,
+        seq: u64,
+        wait: bool,
+        checkpoint: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
+        // Bounded: each round returns, waits for a batch or checkpoint to end, or writes
+        // a batch (which makes progress: the pending records only shrink).
+        loop {
+            let mut st = self.state();
+            if st.durable(seq) {
+                return Ok(());
+            }
+            if let Some(why) = &st.failed {
+                return Err(Error::PreviousIo { original: why.clone() });
+            }
+            if st.writing {
+                if !wait {
+                    return Ok(());
+                }
+                drop(sync::wait(&self.changed, st));
+                continue;
+            }
+            match self.take(&mut st) {
+                Take::Batch(batch) => {
+                    st.writing = true;
+                    drop(st);
+                    let leading = Leading(self);
+                    let result = self.write_batch(s, &batch);
+                    std::mem::forget(leading);
+                    self.end_batch(&batch, result)?;
+                }
+                Take::NoSpace => {
+                    drop(st);
+                    checkpoint()?;
+                }
+                Take::Empty => {
+                    // Not durable and nothing to write: `seq` waits for a checkpoint (a large
+                    // transaction, or a record behind one); its committer started it.
+                    if !wait {
+                        return Ok(());
+                    }
+                    drop(sync::wait(&self.changed, st));
+                }
+            }
+        }
+    }
+
+    /// Takes the pending records that fit in the ring's free space as the next batch.
+    fn take(&self, st: &mut JournalState) -> Take {
+        st.drop_covered();
+        if st.pending_ends.is_empty() {
+            return Take::Empty;
+        }
+        let free_slots = st.replay_lsn + self.region.slot_count() - st.next_lsn;
+        let mut end = 0;
+        let mut last_seq = 0;
+        let mut taken = 0;
+        for &(seq, record_end) in &st.pending_ends {
+            if batch_block_count(&self.region, record_end) > free_slots {
+                break;
+            }
+            (end, last_seq) = (record_end, seq);
+            taken += 1;
+        }
+        if taken == 0 {
+            return Take::NoSpace;
+        }
+        let records: Vec<u8> = st.pending.drain(..end).collect();
+        st.pending_ends.drain(..taken);
+        for (_, e) in st.pending_ends.iter_mut() {
+            *e -= end;
+        }
+        let start = BatchStart { first_lsn: st.next_lsn, prev_crc: st.prev_crc, uuid: self.uuid };
+        st.next_lsn += batch_block_count(&self.region, records.len());
+        Take::Batch(Batch { records, start, last_seq })
+    }
+
+    /// Ends the batch a leader wrote: acknowledges its commits, or makes the journal
+    /// fail-stop.
+    fn end_batch(&self, batch: &Batch, written: Result<(u32, u64)>) -> Result<()> {
+        let mut st = self.state();
+        assert!(st.writing, "a journal leader ends the batch it started");
+        st.writing = false;
+        let result = match written {
+            Ok((last_crc, blocks)) => {
+                st.prev_crc = last_crc;
+                st.flushed_seq = st.flushed_seq.max(batch.last_seq);
+                st.last_flush_at = Instant::now();
+                st.figures.batches += 1;
+                st.figures.blocks_written += 2 * blocks;
+                Ok(())
+            }
+            Err(e) => {
+                st.failed.get_or_insert_with(|| e.with_sources());
+                Err(e)
+            }
+        };
+        drop(st);
+        self.changed.notify_all();
+        result
+    }
+
+    /// Encodes and writes one batch (both copies of every block, one write or two at the
+    /// ring's end), then flushes: (crc of its last block, blocks).
+    fn write_batch(&self, s: &Store, batch: &Batch) -> Result<(u32, u64)> {
+        let blocks = batch_block_count(&self.region, batch.records.len());
+        let bytes = 2 * blocks as usize * self.region.block_bytes() as usize;
+        let mut out = AlignedBuf::zeroed(bytes, s.align);
+        let info = encode_batch(&self.region, &batch.start, &batch.records, &mut out)
+            .unwrap_or_else(|e| panic!("journal batch from lsn {}: {e}", batch.start.first_lsn));
+        let writes = info.writes(&self.region);
+        let ops: Vec<WriteOp<'_>> = writes
+            .iter()
+            .map(|w| WriteOp { offset: w.offset, data: &out[w.range.clone()] })
+            .collect();
+        s.dev.write_batch(&ops).map_err(dev_error(&*s.dev, "write the journal"))?;
+        crate::fault::hit(crate::fault::FaultPoint::JournalWrite);
+        s.dev.flush().map_err(dev_error(&*s.dev, "flush the journal"))?;
+        s.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok((info.last_crc, blocks))
+    }
+}
