@@ -44,6 +44,14 @@ else
   echo "skipped the tmpfs pass: no writable /dev/shm"
 fi
 
+# And once more with every test store in memory (design.md §7, "Test stores"): the stores
+# the tests open by path through arbor_testkit::store live on MemDevices named by those
+# paths, reopened with the same bytes; tests that need a real file say so and are skipped
+# (they ran above). Unit and integration tests only: the doctests open files through the
+# library's own path API, which the passes above ran. The binaries are those built above.
+echo "== cargo test -p arbor --tests with the test stores in memory (ARBOR_TEST_STORE=memory)"
+ARBOR_TEST_STORE=memory cargo test -p arbor --tests
+
 if [ -d loom-tests/tests ]; then
   echo "== loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2})"
   LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2} RUSTFLAGS="--cfg loom" \

@@ -8,6 +8,7 @@ mod common;
 
 use arbor::io::SimDevice;
 use arbor::{Db, Durability, Error};
+use arbor_testkit::store;
 use common::{dump, key, small_opts, value, Model, Rng};
 
 /// One crash point. Returns how many device operations the run performed before the crash.
@@ -238,7 +239,7 @@ fn flipped_bits_give_corrupt_never_wrong_data() {
 fn concurrent_committers_share_flushes_and_lose_nothing() {
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("group.arbor");
-    let db = Db::create(&path, small_opts()).unwrap();
+    let db = store::create(&path, small_opts()).unwrap();
     let threads = 4u32;
     let per_thread = 60u32;
     let flushes_before = db.stats().flushes;
@@ -257,8 +258,18 @@ fn concurrent_committers_share_flushes_and_lose_nothing() {
     });
     let flushes = db.stats().flushes - flushes_before;
     assert!(flushes <= u64::from(threads * per_thread), "{flushes} flushes");
+    // Every acknowledged commit survives a crash of the process (an image of the store as
+    // it is, its handle still open) and a clean close.
+    let crashed = dir.path().join("crashed.arbor");
+    store::crash_image(&path, &crashed);
+    assert_all_committed(&store::open(&crashed, small_opts()).unwrap(), threads, per_thread);
     drop(db);
-    let db = Db::open(&path, small_opts()).unwrap();
+    assert_all_committed(&store::open(&path, small_opts()).unwrap(), threads, per_thread);
+}
+
+/// `concurrent_committers_share_flushes_and_lose_nothing`: `t{thread}-{i}` → `i` for every
+/// thread and `i`, nothing else, and the store checks.
+fn assert_all_committed(db: &Db, threads: u32, per_thread: u32) {
     let tx = db.begin_write().unwrap();
     let t = tx.tree("g").unwrap();
     assert_eq!(t.len().unwrap(), u64::from(threads * per_thread));

@@ -9,6 +9,7 @@ use arbor::io::{
     BlockDevice, DeviceOptions, IoBackend, ReadOp, SimDevice, SyncDevice, UringDevice, WriteOp,
 };
 use arbor::{AlignedBuf, Error};
+use arbor_testkit::store::needs_real_file;
 use arbor_testkit::LoopDevice;
 
 /// Unit of the suite's accesses: a multiple of every sector size we meet.
@@ -251,6 +252,9 @@ fn file_opts(backend: IoBackend) -> DeviceOptions {
 
 #[test]
 fn uring_file() {
+    if needs_real_file("uring_file", "io_uring and O_DIRECT on a file") {
+        return;
+    }
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("store");
     let dev = UringDevice::open(&path, true, &file_opts(IoBackend::Uring)).unwrap();
@@ -261,6 +265,9 @@ fn uring_file() {
 
 #[test]
 fn sync_file() {
+    if needs_real_file("sync_file", "pread/pwrite and O_DIRECT on a file") {
+        return;
+    }
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("store");
     let dev = SyncDevice::open(&path, true, &file_opts(IoBackend::Sync)).unwrap();
@@ -269,6 +276,9 @@ fn sync_file() {
 
 #[test]
 fn open_path_backends() {
+    if needs_real_file("open_path_backends", "open_path on files") {
+        return;
+    }
     let dir = arbor_testkit::temp_dir!();
     for backend in [IoBackend::Auto, IoBackend::Uring, IoBackend::Sync] {
         let path = dir.path().join(format!("{backend:?}"));
@@ -311,6 +321,9 @@ fn blockdev(arg: &str, dev: &Path) -> Option<u64> {
 
 #[test]
 fn loop_block_device() {
+    if needs_real_file("loop_block_device", "a loop device") {
+        return;
+    }
     let dir = arbor_testkit::temp_dir!();
     let backing = dir.path().join("loop-backing");
     let file = std::fs::File::create(&backing).unwrap();

@@ -11,6 +11,7 @@ use arbor::io::{
     SimDevice, UringDevice,
 };
 use arbor::{AlignedBuf, Error};
+use arbor_testkit::store::needs_real_file;
 use arbor_testkit::LoopDevice;
 
 fn small_opts(backend: IoBackend) -> DeviceOptions {
@@ -26,6 +27,9 @@ fn small_opts(backend: IoBackend) -> DeviceOptions {
 
 #[test]
 fn forced_sync_backend() {
+    if needs_real_file("forced_sync_backend", "the pread/pwrite backend on a file") {
+        return;
+    }
     let dir = arbor_testkit::temp_dir!();
     let dev = open_path(&dir.path().join("s"), true, &small_opts(IoBackend::Sync)).unwrap();
     // "file", or "buffered file" on tmpfs (ARBOR_TEST_DIR).
@@ -53,6 +57,9 @@ fn fallback_decision() {
 
 #[test]
 fn create_and_reopen_rules() {
+    if needs_real_file("create_and_reopen_rules", "file creation, mode and growth") {
+        return;
+    }
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("f");
     let missing = open_path(&path, false, &small_opts(IoBackend::Auto));
@@ -81,6 +88,9 @@ fn create_and_reopen_rules() {
 
 #[test]
 fn second_open_in_process_is_locked() {
+    if needs_real_file("second_open_in_process_is_locked", "the flock of a file") {
+        return;
+    }
     let _serial = common::serialized_with_spawns();
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("locked");
@@ -132,6 +142,9 @@ fn probe_from_child(path: &Path) -> String {
 
 #[test]
 fn second_open_from_another_process_is_locked() {
+    if needs_real_file("second_open_from_another_process_is_locked", "a lock across processes") {
+        return;
+    }
     let _serial = common::serialized_with_spawns();
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("xlocked");
@@ -174,6 +187,9 @@ fn logged(needle: &str) -> Vec<String> {
 /// On tmpfs the file is used buffered, with every backend, and says so in one log line.
 #[test]
 fn tmpfs_is_buffered() {
+    if needs_real_file("tmpfs_is_buffered", "a file on tmpfs") {
+        return;
+    }
     if !dev_shm_is_tmpfs() {
         println!("SKIPPED tmpfs_is_buffered: /dev/shm is not a tmpfs mount");
         return;
@@ -235,6 +251,9 @@ fn existing_data_probe() {
 
 #[test]
 fn uring_device_reports_itself() {
+    if needs_real_file("uring_device_reports_itself", "io_uring on a file") {
+        return;
+    }
     let dir = arbor_testkit::temp_dir!();
     let dev = UringDevice::open(&dir.path().join("u"), true, &small_opts(IoBackend::Uring));
     let dev = dev.unwrap();
@@ -245,6 +264,12 @@ fn uring_device_reports_itself() {
 
 #[test]
 fn read_past_a_truncated_end_is_an_error_not_a_hang() {
+    if needs_real_file(
+        "read_past_a_truncated_end_is_an_error_not_a_hang",
+        "a file truncated behind the store",
+    ) {
+        return;
+    }
     // Someone truncates the file behind our back: reads there return 0 bytes, which both
     // backends must report (UnexpectedEof) after finishing the rest of the batch.
     let dir = arbor_testkit::temp_dir!();
@@ -340,6 +365,12 @@ fn kill_reopen_cycles(path: &Path) -> Vec<usize> {
 /// kernel frees a dead process's rings asynchronously, after `wait()` returns.
 #[test]
 fn reopen_after_kill_is_never_locked() {
+    if needs_real_file(
+        "reopen_after_kill_is_never_locked",
+        "kill -9 of a child process holding the lock",
+    ) {
+        return;
+    }
     let _serial = common::serialized_with_spawns();
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("killed");
@@ -351,6 +382,12 @@ fn reopen_after_kill_is_never_locked() {
 /// The same on a block device, whose lock is the kernel's `O_EXCL` claim.
 #[test]
 fn reopen_after_kill_is_never_locked_on_a_block_device() {
+    if needs_real_file(
+        "reopen_after_kill_is_never_locked_on_a_block_device",
+        "a loop device and kill -9",
+    ) {
+        return;
+    }
     let _serial = common::serialized_with_spawns();
     let dir = arbor_testkit::temp_dir!();
     let backing = dir.path().join("loop-backing");
@@ -398,6 +435,9 @@ fn quiet_child() {
 /// child process that goes through the paths above writes nothing to stderr.
 #[test]
 fn library_never_writes_to_stderr() {
+    if needs_real_file("library_never_writes_to_stderr", "a child process opening files") {
+        return;
+    }
     let _serial = common::serialized_with_spawns();
     let dir = arbor_testkit::temp_dir!();
     let out = Command::new(std::env::current_exe().unwrap())

@@ -1,5 +1,6 @@
 use arbor::io::SimDevice;
 use arbor::{Db, Options};
+use arbor_testkit::store;
 
 #[test]
 fn smoke_sim() {
@@ -29,16 +30,20 @@ fn smoke_sim() {
     assert!(rev.windows(2).all(|w| w[0] > w[1]));
 }
 
+/// A store at a path, closed and reopened: a file, or in the memory pass a memory device
+/// (`arbor_testkit::store`), which this test also checks is what the store runs on.
 #[test]
-fn smoke_file() {
+fn smoke_path() {
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("s.arbor");
-    let db = Db::create(&path, Options::default()).unwrap();
+    let db = store::create(&path, Options::default()).unwrap();
+    let device = db.stats().device;
+    assert_eq!(device.starts_with("memory"), store::in_memory(), "{device}");
     let tx = db.begin_write().unwrap();
     tx.tree("a").unwrap().insert(b"x", b"y").unwrap();
     tx.commit().unwrap();
     drop(db);
-    let db = Db::open(&path, Options::default()).unwrap();
+    let db = store::open(&path, Options::default()).unwrap();
     let tx = db.begin_write().unwrap();
     assert_eq!(tx.tree("a").unwrap().get(b"x").unwrap(), Some(b"y".to_vec()));
 }

@@ -1,9 +1,11 @@
-//! Space exhaustion, and real files and loop devices end to end.
+//! Space exhaustion, and test stores (files, or memory devices in the memory pass) and loop
+//! devices end to end.
 
 mod common;
 
 use arbor::io::SimDevice;
 use arbor::{Db, Error, Options};
+use arbor_testkit::store::{self, needs_real_file};
 use arbor_testkit::LoopDevice;
 use common::small_opts;
 
@@ -84,12 +86,12 @@ fn a_hundred_mib_value_round_trips() {
     let value: Vec<u8> =
         (0..100u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     {
-        let db = Db::create(&path, Options::default()).unwrap();
+        let db = store::create(&path, Options::default()).unwrap();
         let tx = db.begin_write().unwrap();
         tx.tree("blobs").unwrap().insert(b"big", &value).unwrap();
         tx.commit().unwrap();
     }
-    let db = Db::open(&path, Options::default()).unwrap();
+    let db = store::open(&path, Options::default()).unwrap();
     let tx = db.begin_write().unwrap();
     let mut t = tx.tree("blobs").unwrap();
     assert!(t.get(b"big").unwrap().as_deref() == Some(value.as_slice()));
@@ -99,24 +101,38 @@ fn a_hundred_mib_value_round_trips() {
 }
 
 #[test]
-fn a_second_opener_gets_locked_and_wrong_files_are_refused() {
+fn a_second_opener_gets_locked() {
+    if needs_real_file("a_second_opener_gets_locked", "the lock of a file") {
+        return;
+    }
     let _serial = common::serialized_with_spawns();
     let dir = arbor_testkit::temp_dir!();
     let path = dir.path().join("a.arbor");
     let db = Db::create(&path, Options::default()).unwrap();
     assert!(matches!(Db::open(&path, Options::default()), Err(Error::Locked { .. })));
     drop(db);
-    // Creating over an existing store needs force.
-    assert!(matches!(Db::create(&path, Options::default()), Err(Error::ExistingData { .. })));
-    // A file of zeros is not a store.
-    let zeros = dir.path().join("zeros");
-    std::fs::write(&zeros, vec![0u8; 1 << 20]).unwrap();
-    assert!(matches!(Db::open(&zeros, Options::default()), Err(Error::NotAnArborStore { .. })));
+    drop(Db::open(&path, Options::default()).unwrap());
 }
 
-/// `Db::create` on `path` without overwriting: the `ExistingData` description, or a panic.
+#[test]
+fn wrong_targets_are_refused() {
+    let _serial = common::serialized_with_spawns();
+    let dir = arbor_testkit::temp_dir!();
+    let path = dir.path().join("a.arbor");
+    drop(store::create(&path, Options::default()).unwrap());
+    // Creating over an existing store needs force.
+    let again = store::create(&path, Options::default());
+    assert!(matches!(again, Err(Error::ExistingData { .. })));
+    // A target of zeros is not a store.
+    let zeros = dir.path().join("zeros");
+    store::write_bytes(&zeros, &vec![0u8; 1 << 20]);
+    let none = store::open(&zeros, Options::default());
+    assert!(matches!(none, Err(Error::NotAnArborStore { .. })));
+}
+
+/// `create` on `path` without overwriting: the `ExistingData` description, or a panic.
 fn refused(path: &std::path::Path) -> String {
-    match Db::create(path, Options::default()) {
+    match store::create(path, Options::default()) {
         Err(Error::ExistingData { what }) => what,
         Ok(_) => panic!("{}: create overwrote it", path.display()),
         Err(e) => panic!("{}: expected ExistingData, got {e}", path.display()),
@@ -129,50 +145,54 @@ fn refused(path: &std::path::Path) -> String {
 fn create_refuses_any_data_unless_told_to_overwrite() {
     let dir = arbor_testkit::temp_dir!();
     let text = dir.path().join("notes.txt");
-    let notes = b"shopping: eggs, flour\nremember: the store is not a scratch file\n".repeat(30);
-    std::fs::write(&text, &notes).unwrap();
+    // 4 KiB, a whole sector (what a memory device holds).
+    let notes = b"shopping: eggs, flour\nremember: the store is not a scratch file\n".repeat(64);
+    store::write_bytes(&text, &notes);
     let what = refused(&text);
     assert!(what.contains("non-zero data in the first MiB (at byte offset 0)"), "{what}");
-    assert_eq!(std::fs::read(&text).unwrap(), notes, "the refused file changed");
+    assert_eq!(store::read_bytes(&text), notes, "the refused file changed");
 
     // Data only in the last MiB of a larger file.
     let tail = dir.path().join("tail");
     let mut bytes = vec![0u8; 8 << 20];
     let at = bytes.len() - 1000;
     bytes[at] = 0x42;
-    std::fs::write(&tail, &bytes).unwrap();
+    store::write_bytes(&tail, &bytes);
     let what = refused(&tail);
     assert!(
         what.contains(&format!("non-zero data in the last MiB (at byte offset {at})")),
         "{what}"
     );
-    assert!(std::fs::read(&tail).unwrap() == bytes, "the refused file changed");
+    assert!(store::read_bytes(&tail) == bytes, "the refused file changed");
 
     // A known signature is named.
     let ext = dir.path().join("ext");
     let mut bytes = vec![0u8; 4 << 20];
     bytes[1080..1082].copy_from_slice(&[0x53, 0xEF]);
-    std::fs::write(&ext, &bytes).unwrap();
+    store::write_bytes(&ext, &bytes);
     assert!(refused(&ext).contains("ext2/ext3/ext4"));
 
     // Told to overwrite, create goes ahead.
     let opts = Options { overwrite_existing: true, ..Options::default() };
-    drop(Db::create(&text, opts).unwrap());
-    drop(Db::open(&text, Options::default()).unwrap());
+    drop(store::create(&text, opts).unwrap());
+    drop(store::open(&text, Options::default()).unwrap());
 
-    // New, empty and all-zero files are accepted as they are.
+    // New, empty and all-zero targets are accepted as they are.
     let empty = dir.path().join("empty");
-    std::fs::write(&empty, b"").unwrap();
+    store::write_bytes(&empty, b"");
     let zeros = dir.path().join("zeros");
-    std::fs::write(&zeros, vec![0u8; 8 << 20]).unwrap();
+    store::write_bytes(&zeros, &vec![0u8; 8 << 20]);
     for path in [dir.path().join("new"), empty, zeros] {
-        drop(Db::create(&path, Options::default()).unwrap());
-        drop(Db::open(&path, Options::default()).unwrap());
+        drop(store::create(&path, Options::default()).unwrap());
+        drop(store::open(&path, Options::default()).unwrap());
     }
 }
 
 #[test]
 fn loop_device_create_write_reopen() {
+    if needs_real_file("loop_device_create_write_reopen", "a loop device") {
+        return;
+    }
     let _serial = common::serialized_with_spawns();
     let dir = arbor_testkit::temp_dir!();
     let backing = dir.path().join("loop.img");

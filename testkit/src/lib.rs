@@ -1,7 +1,10 @@
 //! Helpers shared by the workspace's tests (a dev-dependency only, never shipped): the one
 //! random generator, temporary directories (on the target's disk, or where
-//! [`TEST_DIR_ENV`] says), the option presets tests build small stores with, and loop
+//! [`TEST_DIR_ENV`] says), test stores on files or in memory ([`store`], chosen by
+//! [`store::STORE_ENV`]), the option presets tests build small stores with, and loop
 //! devices for the block-device tests.
+
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,14 +20,42 @@ pub use arbor::io::SplitMix64 as Rng;
 /// they run on tmpfs, where files are buffered (no `O_DIRECT`).
 pub const TEST_DIR_ENV: &str = "ARBOR_TEST_DIR";
 
+/// A temporary directory, deleted on drop with the files in it and the memory stores
+/// ([`store`]) named under it.
+#[derive(Debug)]
+pub struct TestDir {
+    dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self.path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        store::forget_under(self.dir.path());
+    }
+}
+
 /// A temporary directory under `parent` (pass `env!("CARGO_TARGET_TMPDIR")`, or use
 /// [`temp_dir!`]), or under `$ARBOR_TEST_DIR` when that is set ([`TEST_DIR_ENV`]). The
 /// default is the target's disk, so that stores use O_DIRECT as in production.
-pub fn temp_dir_in(parent: impl AsRef<Path>, prefix: &str) -> tempfile::TempDir {
+pub fn temp_dir_in(parent: impl AsRef<Path>, prefix: &str) -> TestDir {
     let from_env = std::env::var_os(TEST_DIR_ENV).filter(|dir| !dir.is_empty());
     let parent = from_env.as_deref().map(Path::new).unwrap_or(parent.as_ref());
     std::fs::create_dir_all(parent).expect("create the temporary directories' parent");
-    tempfile::Builder::new().prefix(prefix).tempdir_in(parent).expect("temporary directory")
+    let dir =
+        tempfile::Builder::new().prefix(prefix).tempdir_in(parent).expect("temporary directory");
+    TestDir { dir }
 }
 
 /// A temporary directory in the calling test crate's `CARGO_TARGET_TMPDIR`.

@@ -63,7 +63,7 @@ pub fn describe(o: &Output) -> String {
 }
 
 /// A temporary directory (see `arbor_testkit::temp_dir_in`).
-pub fn tempdir() -> tempfile::TempDir {
+pub fn tempdir() -> arbor_testkit::TestDir {
     arbor_testkit::temp_dir!("arbor-tools-")
 }
 
