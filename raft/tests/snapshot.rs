@@ -94,10 +94,14 @@ async fn open_deletes_tree_sets_an_interrupted_install_left() {
 async fn a_build_whose_view_expired_is_retried_from_the_current_state() {
     let dir = tempfile::tempdir().unwrap();
     // A bound so small that the applies after the builder's view expire it.
-    let (_log, mut sm) = store_with(&dir, "node.arbor", 64 << 10);
+    let (log, mut sm) = store_with(&dir, "node.arbor", 64 << 10);
     apply_puts(&mut sm, 1, 2000, "old").await;
     let mut builder = sm.get_snapshot_builder().await;
-    apply_puts(&mut sm, 2001, 3000, "new").await;
+    // Checkpoints between the applies keep the images of blocks the view still reads.
+    for first in [2001, 3001, 4001] {
+        apply_puts(&mut sm, first, 1000, "new").await;
+        log.db().flush().unwrap();
+    }
     let snap = builder.build_snapshot().await.expect("a retried build");
     assert_eq!(snap.meta.last_log_id, Some(log_id(1, 1, 5000)), "built from the fresh state");
 }

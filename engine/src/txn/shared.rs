@@ -106,7 +106,7 @@ impl Shared {
         let over_dirty = w.dirty.bytes > self.opts.dirty_max_bytes;
         // Freed blocks come back only through checkpoints (the freeing generation and the
         // next durable, design.md §10.13): short of space, take them at once.
-        let low_space = w.alloc.has_pending() && w.alloc.free_blocks() * 8 < w.alloc.block_count();
+        let low_space = w.alloc.has_pending() && self.short_of_space(&w);
         let journaled = match w.record.ops() {
             Some(ops) => {
                 self.journal.append(seq, ops);
@@ -144,6 +144,15 @@ impl Shared {
             self.checkpoint_soon(gen)?;
         }
         Ok(durable)
+    }
+
+    /// Whether less than 1/8 of the space the store can reach is free (a file counts the
+    /// room it can still grow by).
+    fn short_of_space(&self, w: &Writer) -> bool {
+        let dev = &self.store.dev;
+        let growable = dev.max_len_bytes().saturating_sub(dev.len_bytes());
+        let reachable = w.alloc.block_count() + growable / u64::from(self.store.block_bytes);
+        (w.alloc.free_blocks() + growable / u64::from(self.store.block_bytes)) * 8 < reachable
     }
 
     /// A checkpoint is due: the background thread takes it, or without one (no
