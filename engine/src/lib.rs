@@ -104,6 +104,8 @@ mod writer;
 
 // The concurrency core `loom-tests/` drives, at the paths it has always used.
 #[doc(hidden)]
+pub use durable::journal;
+#[doc(hidden)]
 pub use durable::pipeline as commit;
 #[doc(hidden)]
 pub use mvcc::modlog;

@@ -28,7 +28,7 @@ use crate::sync::{self, Condvar, Mutex, MutexGuard, Ordering};
 use crate::{Error, Result};
 
 /// The journal of one open store.
-pub(crate) struct Journal {
+pub struct Journal {
     pub region: JournalRegion,
     uuid: [u8; 16],
     /// Largest record a commit journals (`Options::journal_record_max`).
@@ -36,10 +36,28 @@ pub(crate) struct Journal {
     state: Mutex<JournalState>,
     /// Signalled when a batch ends, a checkpoint becomes durable, or the journal fails.
     changed: Condvar,
+    /// A rule broken on purpose (loom-tests' broken variants).
+    #[cfg(any(test, loom, feature = "fault-injection"))]
+    broken: Broken,
+}
+
+/// Test-only: a rule of the journal to break, so a model can show it catches the bug.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Broken {
+    /// Nothing broken.
+    #[default]
+    None,
+    /// A waiter returns `Ok` when the batch it waited on ends, covered or not (a commit
+    /// that joined the next batch acknowledged by the running one's flush).
+    AckAnyBatch,
+    /// A frozen checkpoint's replay start frees ring space at once, before its superblock
+    /// is durable (the space a replay from the older checkpoint still needs).
+    ReuseBeforeDurable,
 }
 
 /// Where the journal stood at open (from the superblock and the replay of its chain).
-pub(crate) struct JournalStart {
+pub struct JournalStart {
     /// The lsn the next batch writes.
     pub next_lsn: u64,
     /// The crc of the block before it (0 if none).
@@ -51,7 +69,7 @@ pub(crate) struct JournalStart {
 
 /// The journal's counters, for `Db::stats`.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct JournalFigures {
+pub struct JournalFigures {
     /// Ring bytes between the newest durable checkpoint's replay lsn and the next append
     /// (both copies counted).
     pub bytes_in_use: u64,
@@ -124,10 +142,43 @@ impl Drop for Leading<'_> {
 }
 
 /// A batch a leader took: its records, where it goes, and the last seq it holds.
-struct Batch {
-    records: Vec<u8>,
-    start: BatchStart,
-    last_seq: u64,
+pub struct Batch {
+    /// Whole records end to end (`encode_batch` takes them as they are).
+    pub records: Vec<u8>,
+    /// Its first lsn, the crc before it, the store's uuid.
+    pub start: BatchStart,
+    /// The seq of its last record.
+    pub last_seq: u64,
+}
+
+/// Where a leader's batch goes: the store's device, or (in `loom-tests/`) a model's fake
+/// disk. `write` encodes the batch, writes both copies of every block and flushes; it
+/// returns the crc of the batch's last block and its block count.
+pub trait BatchSink {
+    /// Writes and flushes `batch` of `journal`.
+    fn write(&self, journal: &Journal, batch: &Batch) -> Result<(u32, u64)>;
+}
+
+impl BatchSink for Store {
+    /// One write of both copies of every block (two at the ring's end), then one flush.
+    fn write(&self, journal: &Journal, batch: &Batch) -> Result<(u32, u64)> {
+        let region = &journal.region;
+        let blocks = batch_block_count(region, batch.records.len());
+        let bytes = 2 * blocks as usize * region.block_bytes() as usize;
+        let mut out = AlignedBuf::zeroed(bytes, self.align);
+        let info = encode_batch(region, &batch.start, &batch.records, &mut out)
+            .unwrap_or_else(|e| panic!("journal batch from lsn {}: {e}", batch.start.first_lsn));
+        let writes = info.writes(region);
+        let ops: Vec<WriteOp<'_>> = writes
+            .iter()
+            .map(|w| WriteOp { offset: w.offset, data: &out[w.range.clone()] })
+            .collect();
+        self.dev.write_batch(&ops).map_err(dev_error(&*self.dev, "write the journal"))?;
+        crate::fault::hit(crate::fault::FaultPoint::JournalWrite);
+        self.dev.flush().map_err(dev_error(&*self.dev, "flush the journal"))?;
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok((info.last_crc, blocks))
+    }
 }
 
 /// What a leader found when it looked for a batch to write.
@@ -141,7 +192,7 @@ enum Take {
 }
 
 impl Journal {
-    pub(crate) fn new(
+    pub fn new(
         region: JournalRegion,
         uuid: [u8; 16],
         record_max: u64,
@@ -169,11 +220,37 @@ impl Journal {
             last_flush_at: Instant::now(),
             figures: JournalFigures::default(),
         };
-        Journal { region, uuid, record_max, state: Mutex::new(state), changed: Condvar::new() }
+        Journal {
+            region,
+            uuid,
+            record_max,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            #[cfg(any(test, loom, feature = "fault-injection"))]
+            broken: Broken::None,
+        }
+    }
+
+    /// Test-only: this journal breaks `rule` (see [`Broken`]).
+    #[doc(hidden)]
+    #[cfg(any(test, loom, feature = "fault-injection"))]
+    pub fn with_broken_rule(mut self, rule: Broken) -> Journal {
+        self.broken = rule;
+        self
+    }
+
+    fn breaks(&self, rule: Broken) -> bool {
+        #[cfg(any(test, loom, feature = "fault-injection"))]
+        return self.broken == rule;
+        #[cfg(not(any(test, loom, feature = "fault-injection")))]
+        {
+            let _ = rule;
+            false
+        }
     }
 
     /// The store's uuid, which every journal block records.
-    pub(crate) fn uuid(&self) -> &[u8; 16] {
+    pub fn uuid(&self) -> &[u8; 16] {
         &self.uuid
     }
 
@@ -182,7 +259,7 @@ impl Journal {
     }
 
     /// Appends commit `seq`'s record (called under the writer lock, in seq order).
-    pub(crate) fn append(&self, seq: u64, record: &RecordBuilder) {
+    pub fn append(&self, seq: u64, record: &RecordBuilder) {
         let mut st = self.state();
         record.finish_into(seq, &mut st.pending);
         let end = st.pending.len();
@@ -195,7 +272,7 @@ impl Journal {
     /// checkpoint, and no later commit is acknowledged by the journal before that. Its
     /// record holds only the `Checkpointed` marker, at which replay stops unless the
     /// checkpoint covers it (design.md §11.5).
-    pub(crate) fn append_checkpointed(&self, seq: u64) {
+    pub fn append_checkpointed(&self, seq: u64) {
         let limits = RecordLimits::new(self.region.block_bytes(), self.record_max);
         let mut marker = RecordBuilder::new(limits);
         let appended = marker.append(Op::Checkpointed);
@@ -204,20 +281,24 @@ impl Journal {
         self.state().unjournaled.insert(seq);
     }
 
-    pub(crate) fn is_durable(&self, seq: u64) -> bool {
+    pub fn is_durable(&self, seq: u64) -> bool {
         self.state().durable(seq)
     }
 
     /// The lsn a checkpoint frozen now records as its replay start: every record appended
     /// so far belongs to a commit the checkpoint covers (appends happen under the writer
     /// lock the freeze holds), so replay can start at the next batch's first block.
-    pub(crate) fn replay_lsn_for_checkpoint(&self) -> u64 {
-        self.state().next_lsn
+    pub fn replay_lsn_for_checkpoint(&self) -> u64 {
+        let mut st = self.state();
+        if self.breaks(Broken::ReuseBeforeDurable) {
+            st.replay_lsn = st.next_lsn;
+        }
+        st.next_lsn
     }
 
     /// A checkpoint holding every commit up to `seq` is durable, with replay starting at
     /// `replay_lsn`: the ring before it may be reused, and commits it covers are durable.
-    pub(crate) fn checkpointed(&self, seq: u64, replay_lsn: u64) {
+    pub fn checkpointed(&self, seq: u64, replay_lsn: u64) {
         let mut st = self.state();
         assert!(
             seq >= st.checkpoint_seq && replay_lsn >= st.replay_lsn,
@@ -235,36 +316,36 @@ impl Journal {
     }
 
     /// Makes the journal fail-stop: waiters wake to the error.
-    pub(crate) fn fail(&self, why: String) {
+    pub fn fail(&self, why: String) {
         self.state().failed.get_or_insert(why);
         self.changed.notify_all();
     }
 
     /// Whether a checkpoint should run: the ring is at least half used.
-    pub(crate) fn wants_checkpoint(&self) -> bool {
+    pub fn wants_checkpoint(&self) -> bool {
         let st = self.state();
         st.next_lsn - st.replay_lsn >= self.region.slot_count() / 2
     }
 
     /// Whether records are pending or flushed past the newest checkpoint.
-    pub(crate) fn has_records_since_checkpoint(&self) -> bool {
+    pub fn has_records_since_checkpoint(&self) -> bool {
         let st = self.state();
         !st.pending_ends.is_empty() || st.flushed_seq > st.checkpoint_seq
     }
 
     /// Whether `interval` has passed since the last batch and records are pending.
-    pub(crate) fn flush_due(&self, interval: std::time::Duration) -> bool {
+    pub fn flush_due(&self, interval: std::time::Duration) -> bool {
         self.eventual_due(interval).is_some()
     }
 
     /// The last pending seq, if `interval` has passed since the last batch.
-    pub(crate) fn eventual_due(&self, interval: std::time::Duration) -> Option<u64> {
+    pub fn eventual_due(&self, interval: std::time::Duration) -> Option<u64> {
         let st = self.state();
         let last = st.pending_ends.back().map(|&(seq, _)| seq)?;
         (st.last_flush_at.elapsed() >= interval).then_some(last)
     }
 
-    pub(crate) fn figures(&self) -> JournalFigures {
+    pub fn figures(&self) -> JournalFigures {
         let st = self.state();
         let block_bytes = u64::from(self.region.block_bytes());
         JournalFigures {
@@ -278,9 +359,9 @@ impl Journal {
     /// With `wait == false` it returns at once if another leader is writing (whose batch or
     /// the next covers the record). `checkpoint` runs a checkpoint of every commit so far;
     /// a leader calls it when the ring has no room for the pending records.
-    pub(crate) fn make_durable(
+    pub fn make_durable(
         &self,
-        s: &Store,
+        sink: &dyn BatchSink,
         seq: u64,
         wait: bool,
         checkpoint: &dyn Fn() -> Result<()>,
@@ -300,6 +381,9 @@ impl Journal {
                     return Ok(());
                 }
                 drop(sync::wait(&self.changed, st));
+                if self.breaks(Broken::AckAnyBatch) {
+                    return Ok(());
+                }
                 continue;
             }
             match self.take(&mut st) {
@@ -307,7 +391,7 @@ impl Journal {
                     st.writing = true;
                     drop(st);
                     let leading = Leading(self);
-                    let result = self.write_batch(s, &batch);
+                    let result = sink.write(self, &batch);
                     std::mem::forget(leading);
                     self.end_batch(&batch, result)?;
                 }
@@ -380,25 +464,5 @@ impl Journal {
         drop(st);
         self.changed.notify_all();
         result
-    }
-
-    /// Encodes and writes one batch (both copies of every block, one write or two at the
-    /// ring's end), then flushes: (crc of its last block, blocks).
-    fn write_batch(&self, s: &Store, batch: &Batch) -> Result<(u32, u64)> {
-        let blocks = batch_block_count(&self.region, batch.records.len());
-        let bytes = 2 * blocks as usize * self.region.block_bytes() as usize;
-        let mut out = AlignedBuf::zeroed(bytes, s.align);
-        let info = encode_batch(&self.region, &batch.start, &batch.records, &mut out)
-            .unwrap_or_else(|e| panic!("journal batch from lsn {}: {e}", batch.start.first_lsn));
-        let writes = info.writes(&self.region);
-        let ops: Vec<WriteOp<'_>> = writes
-            .iter()
-            .map(|w| WriteOp { offset: w.offset, data: &out[w.range.clone()] })
-            .collect();
-        s.dev.write_batch(&ops).map_err(dev_error(&*s.dev, "write the journal"))?;
-        crate::fault::hit(crate::fault::FaultPoint::JournalWrite);
-        s.dev.flush().map_err(dev_error(&*s.dev, "flush the journal"))?;
-        s.counters.flushes.fetch_add(1, Ordering::Relaxed);
-        Ok((info.last_crc, blocks))
     }
 }

@@ -2,7 +2,8 @@
 //! superblocks, writing it out, and recovery at open.
 
 pub(crate) mod freeze;
-pub(crate) mod journal;
+#[doc(hidden)]
+pub mod journal;
 pub(crate) mod journal_scan;
 #[doc(hidden)]
 pub mod pipeline;
