@@ -23,7 +23,7 @@ fn crash_opts(seed: u64) -> arbor::Options {
     arbor::Options {
         checkpoint_interval: None,
         journal_bytes: if seed % 2 == 1 { 64 << 10 } else { 1 << 20 },
-        journal_record_max: if seed % 3 == 0 { 2048 } else { 0 },
+        journal_record_max: if seed.is_multiple_of(3) { 2048 } else { 0 },
         ..small_opts()
     }
 }
