@@ -15,7 +15,7 @@ use arbor_format::{BlockKind, ChildPtr, JournalRegion};
 use crate::alloc::Allocator;
 use crate::durable::freeze::{self, SuperblockInputs};
 use crate::durable::journal::{Journal, JournalStart};
-use crate::durable::pipeline::{DurableState, Pipeline};
+use crate::durable::pipeline::{DurableState, Failure, Pipeline};
 use crate::durable::{journal_scan, recovery};
 use crate::io::{self, AlignedBuf, BlockDevice, DeviceOptions, WriteOp};
 use crate::mvcc::{Registry, RootRecord};
@@ -303,6 +303,7 @@ impl Db {
             prev_crc: 0,
             journal: region,
             replay_lsn: JOURNAL_LSN_FIRST,
+            checkpoint_seq: None,
         };
         let frozen = freeze::freeze(&mut w, &store, &inputs)?;
         freeze::write_out(&store, &frozen)?;
@@ -372,9 +373,22 @@ impl Db {
         let journal = Journal::new(region, sb.uuid(), record_max(&opts, &region), start);
         let db = Db::from_parts(store, w, state, opts, journal, opened.rejected_copies);
         let shared = &db.shared;
-        let done = replay::replay(shared, &region, &scanned.records, sb.checkpoint_seq())?;
+        shared.journal.replay_progress(sb.replay_lsn(), sb.checkpoint_seq());
+        let records = &scanned.records;
+        let replayed =
+            replay::replay(shared, &region, records, sb.checkpoint_seq(), scanned.next_lsn);
+        let done = match replayed {
+            Ok(done) => done,
+            Err(e) => {
+                // Half replayed: the handle must not checkpoint (its close would record the
+                // half as the whole and skip the rest of the journal).
+                shared.pipeline.state().fail(Failure::Io(e.with_sources()));
+                return Err(e);
+            }
+        };
+        shared.journal.end_replay();
         shared.records_replayed.store(done.applied, crate::sync::Ordering::Relaxed);
-        if done.applied + done.skipped > 0 {
+        if done.applied + done.skipped > 0 || scanned.skipped_leftovers {
             // The replayed commits are durable only through the journal's old records: a
             // checkpoint now moves the replay start past them (and past any gap, so records
             // appended from here on are never stranded behind it).

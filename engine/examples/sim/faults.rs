@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use arbor::io::RandomFaults;
 use arbor_format::constants::first_data_block;
+use arbor_format::JournalRegion;
 
 use crate::config::Config;
 use crate::ev;
@@ -25,6 +26,17 @@ pub fn explains(damage: &[Range<u64>], addr: u64, cfg: &Config) -> bool {
     } else {
         addr * block..(addr + EXTENT_BLOCKS_MAX) * block
     };
+    damage.iter().any(|d| d.start < span.end && span.start < d.end)
+}
+
+/// Whether damage touched the journal region (design.md §11.1: right after the superblock
+/// area, sized from the device and `journal_bytes` as `create` sizes it).
+pub fn hits_journal(damage: &[Range<u64>], cfg: &Config) -> bool {
+    let bb = cfg.opts.block_bytes;
+    let Ok(region) = JournalRegion::plan(bb, cfg.device_bytes, cfg.opts.journal_bytes) else {
+        return false;
+    };
+    let span = region.byte_offset(region.start_block())..region.byte_offset(region.end_block());
     damage.iter().any(|d| d.start < span.end && span.start < d.end)
 }
 

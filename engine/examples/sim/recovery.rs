@@ -139,9 +139,16 @@ fn place_in_history(sim: &mut Sim, got: &State, r: &Recovered, dev: &SimDevice) 
         // A write the device acknowledged and never stored (or stored elsewhere) for every
         // copy of the newest superblock leaves the older superblock looking newest: no
         // single-device store can tell. Counted apart, like KNOWN, never as a pass.
-        Some(i) if faults::hits_superblocks(&r.damage, &sim.cfg) && lost_writes(dev) => {
-            let line =
-                format!("step {step}: {}; the newest superblock's writes were lost", lost(i));
+        // The same for a lost write of the last journal batch (both copies go out in one
+        // write): it looks exactly like a torn last batch, which was never acknowledged.
+        Some(i)
+            if faults::hits_superblocks(&r.damage, &sim.cfg) && lost_writes(dev)
+                || faults::hits_journal(&r.damage, &sim.cfg) && lost_writes(dev) =>
+        {
+            let line = format!(
+                "step {step}: {}; the newest superblock's or journal batch's writes were lost",
+                lost(i)
+            );
             ev!(sim.trace, "LOST-WRITE {line}");
             sim.counters.lost_write += 1;
             sim.known.push((step, format!("(lost superblock write) {line}")));

@@ -46,6 +46,8 @@ pub(crate) struct SuperblockInputs {
     pub journal: JournalRegion,
     /// Where replay of this checkpoint starts (`Journal::replay_lsn_for_checkpoint`).
     pub replay_lsn: u64,
+    /// The last seq it covers, when not the writer's (`Journal::checkpoint_seq_override`).
+    pub checkpoint_seq: Option<u64>,
 }
 
 /// Crcs of a generation's sealed blocks, by address.
@@ -214,7 +216,8 @@ pub(crate) fn freeze(writer: &mut Writer, s: &Store, inputs: &SuperblockInputs) 
     sb.set_next_tree_id(writer.trees.next_id);
     sb.set_journal(&inputs.journal);
     sb.set_replay_lsn(inputs.replay_lsn);
-    sb.set_checkpoint_seq(writer.seq);
+    let checkpoint_seq = inputs.checkpoint_seq.unwrap_or(writer.seq);
+    sb.set_checkpoint_seq(checkpoint_seq);
     let (superblocks, superblock_crc) = superblock_copies(s, &mut sb, alternation);
     // Until their writes complete, reads of these addresses are served from the images
     // (never from the device mid-write, design.md §10.14).
@@ -232,7 +235,7 @@ pub(crate) fn freeze(writer: &mut Writer, s: &Store, inputs: &SuperblockInputs) 
     writer.dirty.gen += 1;
     writer.hist.open_generation(writer.dirty.gen, writer.seq);
     assert!(writer.dirty.map.is_empty(), "a freeze leaves no dirty block");
-    let (checkpoint_seq, replay_lsn) = (writer.seq, inputs.replay_lsn);
+    let replay_lsn = inputs.replay_lsn;
     Ok(Frozen { gen, blocks, superblocks, alternation, superblock_crc, checkpoint_seq, replay_lsn })
 }
 

@@ -97,6 +97,9 @@ struct JournalState {
     unjournaled: BTreeSet<u64>,
     /// Why the journal can no longer be written (a failed write or flush).
     failed: Option<String>,
+    /// While open replays the journal: the lsn where the next unapplied record starts and
+    /// the seq of the last applied one — what a checkpoint taken meanwhile must record.
+    replay_cursor: Option<(u64, u64)>,
     last_flush_at: Instant,
     figures: JournalFigures,
 }
@@ -217,6 +220,7 @@ impl Journal {
             replay_lsn: start.replay_lsn,
             unjournaled: BTreeSet::new(),
             failed: None,
+            replay_cursor: None,
             last_flush_at: Instant::now(),
             figures: JournalFigures::default(),
         };
@@ -290,10 +294,36 @@ impl Journal {
     /// lock the freeze holds), so replay can start at the next batch's first block.
     pub fn replay_lsn_for_checkpoint(&self) -> u64 {
         let mut st = self.state();
+        if let Some((lsn, _)) = st.replay_cursor {
+            return lsn;
+        }
         if self.breaks(Broken::ReuseBeforeDurable) {
             st.replay_lsn = st.next_lsn;
         }
         st.next_lsn
+    }
+
+    /// The last seq a checkpoint frozen now covers, if not the writer's: during replay, the
+    /// seq of the last record applied (replayed commits take seqs of their own).
+    pub fn checkpoint_seq_override(&self) -> Option<u64> {
+        self.state().replay_cursor.map(|(_, seq)| seq)
+    }
+
+    /// Replay at open applied records up to `seq`; the next one starts at `next_lsn`. Until
+    /// `end_replay`, checkpoints record this instead of the journal's end, and commits (the
+    /// replay's own) append no records.
+    pub fn replay_progress(&self, next_lsn: u64, seq: u64) {
+        self.state().replay_cursor = Some((next_lsn, seq));
+    }
+
+    /// Replay is over: checkpoints and commits work as usual.
+    pub fn end_replay(&self) {
+        self.state().replay_cursor = None;
+    }
+
+    /// Whether open is replaying the journal.
+    pub fn replaying(&self) -> bool {
+        self.state().replay_cursor.is_some()
     }
 
     /// A checkpoint holding every commit up to `seq` is durable, with replay starting at

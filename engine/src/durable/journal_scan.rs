@@ -19,8 +19,12 @@ const SLOTS_PER_READ: u64 = 128;
 pub(crate) struct Scanned {
     /// Complete records in chain order (the caller skips those the checkpoint covers).
     pub records: Vec<Record>,
-    /// Where the next batch goes: the chain's stop.
+    /// Where the next batch goes: the chain's stop, or past every block a torn batch left
+    /// beyond it (see `scan`).
     pub next_lsn: u64,
+    /// Blocks of a torn batch lie beyond the stop: the next batch skips their lsns, and open
+    /// must checkpoint so that replay starts past the gap this leaves.
+    pub skipped_leftovers: bool,
     /// The crc of the last accepted block (0 if none).
     pub prev_crc: u32,
     /// Records of a torn last batch that were dropped.
@@ -57,25 +61,33 @@ pub(crate) fn scan(
             }
         }
     };
-    if !matches!(stop.reason, ChainStopReason::RingWrapped) {
-        find_later_batch(s, &region, &uuid, &stop)?;
-    }
+    // Verifying blocks beyond the stop are left by the torn batch: their lsns are not
+    // reused, or a later replay that starts at one of them (no block before it to chain to)
+    // would take a leftover for a record of this life.
+    let max_lsn = match stop.reason {
+        ChainStopReason::RingWrapped => 0,
+        _ => find_later_batch(s, &region, &uuid, &stop)?,
+    };
+    let next_lsn = stop.lsn.max(max_lsn + 1);
     Ok(Scanned {
         records,
-        next_lsn: stop.lsn,
+        next_lsn,
+        skipped_leftovers: next_lsn > stop.lsn,
         prev_crc: decoder.last_crc().unwrap_or(0),
         dropped_records: decoder.dropped_records(),
     })
 }
 
 /// Scans every slot of the ring for a verifying block of this store written in a flush
-/// batch after the one the chain stopped in: `Error::Corrupt` if there is one.
+/// batch after the one the chain stopped in: `Error::Corrupt` if there is one. Otherwise
+/// returns the largest lsn of any verifying block of this store.
 fn find_later_batch(
     s: &Store,
     region: &JournalRegion,
     uuid: &[u8; 16],
     stop: &ChainStop,
-) -> Result<()> {
+) -> Result<u64> {
+    let mut max_lsn = 0;
     let block_bytes = region.block_bytes() as usize;
     let mut slot = 0;
     while slot < region.slot_count() {
@@ -86,7 +98,11 @@ fn find_later_batch(
             let address = region.address(slot + i as u64);
             for copy in twin.chunks_exact(block_bytes) {
                 let Ok(block) = JournalBlock::decode(copy, address) else { continue };
-                if &block.journal().store_uuid() == uuid && stop.is_later_batch(&block) {
+                if &block.journal().store_uuid() != uuid {
+                    continue;
+                }
+                max_lsn = max_lsn.max(block.lsn());
+                if stop.is_later_batch(&block) {
                     return Err(Error::corrupt(
                         stop.address,
                         format!(
@@ -102,5 +118,5 @@ fn find_later_batch(
         }
         slot += count;
     }
-    Ok(())
+    Ok(max_lsn)
 }

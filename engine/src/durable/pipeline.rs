@@ -150,6 +150,7 @@ impl Handoff for Flush<'_> {
             prev_crc: durable.superblock_crc,
             journal: self.journal.region,
             replay_lsn: self.journal.replay_lsn_for_checkpoint(),
+            checkpoint_seq: self.journal.checkpoint_seq_override(),
         };
         w.alloc.note_durable(inputs.flushed_gen);
         freeze::freeze(w, self.store, &inputs)

@@ -31,10 +31,12 @@ pub(crate) fn replay(
     region: &JournalRegion,
     records: &[Record],
     checkpoint_seq: u64,
+    end_lsn: u64,
 ) -> Result<Replayed> {
     let mut out = Replayed { applied: 0, skipped: 0 };
     let mut last_seq = checkpoint_seq;
-    for record in records.iter().filter(|r| r.seq > checkpoint_seq) {
+    let past: Vec<&Record> = records.iter().filter(|r| r.seq > checkpoint_seq).collect();
+    for (i, record) in past.iter().enumerate() {
         if record.seq <= last_seq {
             let at = region.address(record.lsn);
             let why = format!("journal record seq {} follows seq {last_seq}", record.seq);
@@ -47,6 +49,9 @@ pub(crate) fn replay(
         }
         apply(db, region, record)?;
         out.applied += 1;
+        // A checkpoint during replay (dirty bytes, space) covers exactly what was applied.
+        let next = past.get(i + 1).map_or(end_lsn, |r| r.lsn);
+        db.journal.replay_progress(next, record.seq);
     }
     // Commits from here on take seqs past every record's, so records always grow.
     let mut w = db.lock_writer()?;

@@ -108,6 +108,8 @@ impl Shared {
         // next durable, design.md §10.13): short of space, take them at once.
         let low_space = w.alloc.has_pending() && self.short_of_space(&w);
         let journaled = match w.record.ops() {
+            // Replay at open: the record is in the journal already.
+            _ if self.journal.replaying() => true,
             Some(ops) => {
                 self.journal.append(seq, ops);
                 true
@@ -118,7 +120,10 @@ impl Shared {
             }
         };
         w.record.reset();
-        let durable = if !journaled {
+        let durable = if self.journal.replaying() {
+            drop(w);
+            false
+        } else if !journaled {
             // A large transaction commits through a checkpoint (design.md §11.5).
             self.make_durable(Some(w), gen, true)?;
             true
