@@ -1,7 +1,6 @@
 //! `Db`: creating and opening a store, and the state its handles share.
 
 use std::path::Path;
-use std::time::Instant;
 
 use arbor_format::constants::JOURNAL_LSN_FIRST;
 use arbor_format::constants::{
@@ -307,15 +306,7 @@ impl Db {
         };
         let frozen = freeze::freeze(&mut w, &store, &inputs)?;
         freeze::write_out(&store, &frozen)?;
-        let state = DurableState {
-            durable_gen: frozen.gen,
-            flushing: false,
-            failed: None,
-            durable_alternation: frozen.alternation,
-            prev_crc: frozen.superblock_crc,
-            last_durable_at: Instant::now(),
-            released_whole: false,
-        };
+        let state = DurableState::at(frozen.gen, frozen.alternation, frozen.superblock_crc);
         let start = JournalStart {
             next_lsn: JOURNAL_LSN_FIRST,
             prev_crc: 0,
@@ -355,15 +346,8 @@ impl Db {
         w.trees.next_id = sb.next_tree_id().max(TREE_ID_FIRST_USER);
         w.reserve_blocks = reserve_blocks(block_bytes, w.alloc.block_count());
         w.seq = sb.checkpoint_seq();
-        let state = DurableState {
-            durable_gen: sb.generation(),
-            flushing: false,
-            failed: None,
-            durable_alternation: superblock::alternation(opened.slot),
-            prev_crc: sb.crc(),
-            last_durable_at: Instant::now(),
-            released_whole: false,
-        };
+        let alternation = superblock::alternation(opened.slot);
+        let state = DurableState::at(sb.generation(), alternation, sb.crc());
         let start = JournalStart {
             next_lsn: scanned.next_lsn,
             prev_crc: scanned.prev_crc,

@@ -77,6 +77,20 @@ const PANIC_IN_FLUSH: &str = "inside the engine during a generation's flush";
 const PANIC_HOLDING_PIPELINE: &str = "inside the engine while it held the commit pipeline";
 
 impl DurableState {
+    /// The state of a store whose newest durable superblock is generation `gen`, in
+    /// `alternation`, with crc `crc`.
+    pub(crate) fn at(gen: u64, alternation: u8, crc: u32) -> DurableState {
+        DurableState {
+            durable_gen: gen,
+            flushing: false,
+            failed: None,
+            durable_alternation: alternation,
+            prev_crc: crc,
+            last_durable_at: Instant::now(),
+            released_whole: false,
+        }
+    }
+
     /// Makes the handle fail-stop. The first I/O failure is kept (later ones are its
     /// consequences), but a panic replaces it: a panic refuses more than an I/O error does.
     pub fn fail(&mut self, failure: Failure) {
