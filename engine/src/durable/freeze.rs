@@ -4,13 +4,12 @@
 //! immutable images to the write-out. After a freeze the generation's blocks never change
 //! again: the next change to any of them copies it (the "frozen" rule of §4).
 
-use std::collections::HashMap;
-
 use arbor_format::constants::{SUPERBLOCK_BYTES, TREE_ID_CATALOG};
 use arbor_format::node::{LeafValue, ValueRef};
 use arbor_format::superblock::{self, Superblock};
 use arbor_format::{header, ChildPtr, JournalRegion};
 
+use crate::addr_map::AddrMap;
 use crate::io::{dev_error, AlignedBuf};
 use crate::mvcc::Slot;
 use crate::store::Store;
@@ -50,15 +49,16 @@ pub(crate) struct SuperblockInputs {
     pub checkpoint_seq: Option<u64>,
 }
 
-/// Crcs of a generation's sealed blocks, by address.
-type Crcs = HashMap<u64, u32>;
+/// Crcs of a generation's sealed blocks, by address (looked up for every child pointer of
+/// every sealed node: not SipHash).
+type Crcs = AddrMap<u32>;
 
 /// Seals every dirty block reachable from `root` (the catalog), children before parents,
 /// and returns the crc of every dirty block. The walk lists the dirty blocks parents first;
 /// sealing runs over the list backwards, so a block's children are sealed (their crcs
 /// known) when it is. Blocks written back early keep the crc they were sealed with.
 fn seal_all(d: &mut DirtySet, s: &Store, root: ChildPtr) -> Result<Crcs> {
-    let mut crcs: Crcs = HashMap::with_capacity(d.map.len());
+    let mut crcs = Crcs::with_capacity_and_hasher(d.map.len(), Default::default());
     let mut order = Vec::with_capacity(d.map.len());
     let mut walk = Walk::new(d.map.len() as u64);
     follow(d, &mut walk, &mut crcs, root, None);
@@ -112,13 +112,7 @@ fn seal_roots(w: &mut Writer, crcs: &Crcs) {
 
 /// Walks into `ptr` if it is a resident dirty block; a block written back early is sealed
 /// already and is not read.
-fn follow(
-    d: &DirtySet,
-    walk: &mut Walk<()>,
-    crcs: &mut HashMap<u64, u32>,
-    ptr: ChildPtr,
-    level: Option<u8>,
-) {
+fn follow(d: &DirtySet, walk: &mut Walk<()>, crcs: &mut Crcs, ptr: ChildPtr, level: Option<u8>) {
     if !d.holds(ptr) {
         return;
     }
@@ -132,6 +126,9 @@ fn follow(
 
 /// The pointer to store for `ptr` once its block is sealed (unchanged if it is not dirty).
 fn sealed_ptr(d: &DirtySet, crcs: &Crcs, ptr: ChildPtr) -> ChildPtr {
+    if ptr.generation() != d.gen {
+        return ptr;
+    }
     match crcs.get(&ptr.address()) {
         Some(&crc) if d.holds(ptr) => ChildPtr::new(ptr.address(), d.gen, crc),
         _ => ptr,

@@ -38,7 +38,8 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::open::{probe_target, DeviceOptions};
-use super::AlignedBuf;
+use super::zero::{Zeroing, ZERO_WRITE_BYTES};
+use super::{AlignedBuf, WriteOp};
 use crate::sync::{self, AtomicU64, Mutex, Ordering};
 use crate::Error;
 
@@ -51,8 +52,6 @@ const FILE_SECTOR_BYTES_DEFAULT: u32 = 4096;
 /// Smallest and largest sector we accept from the kernel.
 const SECTOR_BYTES_MIN: u32 = 512;
 const SECTOR_BYTES_MAX: u32 = 64 * 1024;
-/// Size of each zero write that initialises newly grown file space (design.md §10.16).
-const GROW_ZERO_WRITE_BYTES: usize = 4 << 20;
 /// Direct-I/O alignment assumed for files opened without `O_DIRECT` (buffered).
 const BUFFERED_SECTOR_BYTES: u32 = 4096;
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
@@ -78,13 +77,23 @@ pub(crate) struct DevFile {
     /// Opened with `O_DIRECT`; false for a buffered file (see the module comment).
     direct: bool,
     sector_bytes: u32,
-    /// Published with Release after the new space is zeroed and synced, so a reader that
-    /// sees the new length finds initialised, durable-size space behind it.
+    /// Published with Release once the new space is allocated: a file grown by `grow` may
+    /// still be zeroing it in the background (`zeroing`); one grown at create is zeroed and
+    /// synced first.
     len_bytes: AtomicU64,
     grow_step_bytes: u64,
     max_bytes: u64,
     /// Serialises growth (the writer's job; this only keeps two growers from interleaving).
     grow_lock: Mutex<()>,
+    /// Zero writes of the last growth step still running (design.md §10.16).
+    zeroing: Zeroing,
+}
+
+impl Drop for DevFile {
+    /// A zero write must not outlive the handle: a later open could have written data there.
+    fn drop(&mut self) {
+        self.zeroing.finish();
+    }
 }
 
 fn unsupported_direct_io(path: &Path, why: &str) -> Error {
@@ -121,7 +130,8 @@ impl DevFile {
             // not a multiple of the step.
             let sector = u64::from(dev.sector_bytes);
             let want = opts.initial_bytes.div_ceil(sector) * sector;
-            dev.grow_to(want.min(dev.max_bytes)).map_err(|e| Error::io("grow", Some(path), e))?;
+            let grown = dev.grow_to(want.min(dev.max_bytes), false);
+            grown.map_err(|e| Error::io("grow", Some(path), e))?;
         }
         if dev.kind == TargetKind::File {
             dev.check_first_read()?;
@@ -180,6 +190,7 @@ impl DevFile {
             grow_step_bytes: 0,
             max_bytes: len,
             grow_lock: Mutex::new(()),
+            zeroing: Zeroing::default(),
         })
     }
 
@@ -215,6 +226,7 @@ impl DevFile {
             grow_step_bytes: step,
             max_bytes: opts.max_bytes - opts.max_bytes % sector,
             grow_lock: Mutex::new(()),
+            zeroing: Zeroing::default(),
         };
         if let Some(why) = buffered_why {
             dev.use_buffered(why)?;
@@ -380,23 +392,36 @@ impl DevFile {
             return Ok(current);
         }
         let want = grown_len(current, min_len_bytes, self.grow_step_bytes, self.sector_bytes);
-        self.grow_to(want.min(self.max_bytes))
+        self.grow_to(want.min(self.max_bytes), self.direct)
+    }
+
+    /// Waits until no byte `ops` write is still to be zeroed by a growth step's background
+    /// pass (see `io::zero`).
+    pub(crate) fn wait_zeroed(&self, ops: &[WriteOp<'_>]) {
+        let lo = ops.iter().map(|op| op.offset).min();
+        let hi = ops.iter().map(|op| op.offset + op.data.len() as u64).max();
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            self.zeroing.wait_for(lo, hi);
+        }
     }
 
     /// Grows to `target` (sector-aligned): `fallocate`, then one pass of large O_DIRECT zero
     /// writes so that later commits overwrite written extents and their fdatasync does not
     /// pay for unwritten-extent conversion (design.md §10.16), then fsync for the new size and
-    /// extents. On ENOSPC the file is cut back and the old length returned (the caller's
-    /// `NoSpace`).
-    fn grow_to(&self, target: u64) -> io::Result<u64> {
+    /// extents. With `background`, the zero writes and the fsync run on a helper thread once
+    /// `fallocate` has succeeded (`io::zero`). On ENOSPC the file is cut back and the old
+    /// length returned (the caller's `NoSpace`).
+    fn grow_to(&self, target: u64, background: bool) -> io::Result<u64> {
         let _guard = sync::lock(&self.grow_lock);
         let current = self.len();
         if target <= current {
             return Ok(current);
         }
         debug_assert_eq!(target % u64::from(self.sector_bytes), 0);
-        match self.extend_and_zero(current, target) {
-            Ok(()) => {}
+        match self.extend(current, target, background) {
+            // The background pass syncs after its zero writes.
+            Ok(true) => {}
+            Ok(false) => self.file.sync_all()?,
             Err(e) => {
                 // Best effort: leave the file at its published length.
                 let _ = self.file.set_len(current);
@@ -406,16 +431,26 @@ impl DevFile {
                 return Err(e);
             }
         }
-        self.file.sync_all()?;
         self.len_bytes.store(target, Ordering::Release);
         Ok(target)
     }
 
-    fn extend_and_zero(&self, from: u64, to: u64) -> io::Result<()> {
+    /// Allocates and zeroes `[from, to)`; `Ok(true)` when the zeroing and its sync were left
+    /// to a background pass.
+    fn extend(&self, from: u64, to: u64, background: bool) -> io::Result<bool> {
         let off = i64::try_from(from).map_err(|_| io::ErrorKind::InvalidInput)?;
         let add = i64::try_from(to - from).map_err(|_| io::ErrorKind::InvalidInput)?;
         // SAFETY: fallocate only reads its integer arguments; `fd` is open.
         let rc = unsafe { libc::fallocate(self.fd(), 0, off, add) };
+        if rc == 0 && background {
+            // The space is the file's now; its own descriptor for the helper thread, else
+            // zero it here.
+            if let Ok(file) = self.file.try_clone() {
+                let align = (self.sector_bytes as usize).max(4096);
+                self.zeroing.start(file, &self.path, from, to, align);
+                return Ok(true);
+            }
+        }
         if rc != 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
@@ -423,12 +458,12 @@ impl DevFile {
             }
             // No preallocation on this filesystem: the zero writes below allocate instead.
         }
-        self.write_zeros(from, to)
+        self.write_zeros(from, to).map(|()| false)
     }
 
     /// Writes zeros over `[from, to)` with large aligned writes.
     pub(crate) fn write_zeros(&self, from: u64, to: u64) -> io::Result<()> {
-        let chunk = GROW_ZERO_WRITE_BYTES.min(usize::try_from(to - from).unwrap_or(usize::MAX));
+        let chunk = ZERO_WRITE_BYTES.min(usize::try_from(to - from).unwrap_or(usize::MAX));
         let zeros = AlignedBuf::zeroed(chunk, (self.sector_bytes as usize).max(4096));
         let mut at = from;
         while at < to {

@@ -34,6 +34,7 @@ mod pool;
 mod sim;
 mod sync_dev;
 mod uring;
+mod zero;
 
 pub use buf::AlignedBuf;
 pub use counting::CountingDevice;

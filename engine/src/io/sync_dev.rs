@@ -75,6 +75,7 @@ impl BlockDevice for SyncDevice {
 
     fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
         check_writes(ops, self.sector_bytes(), self.len_bytes())?;
+        self.file.wait_zeroed(ops);
         for op in ops {
             let offset = op.offset;
             retry(|| self.file.file().write_all_at(op.data, offset))

@@ -504,6 +504,7 @@ impl BlockDevice for UringDevice {
 
     fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
         check_writes(ops, self.sector_bytes(), self.len_bytes())?;
+        self.file.wait_zeroed(ops);
         // The kernel only reads through these pointers (IORING_OP_WRITE/WRITEV); `iovec`
         // merely spells them `*mut`.
         let raw =

@@ -12,7 +12,9 @@
 //!
 //! Every block fetch is one reader operation (§10.7): it pins the snapshot's history and
 //! fails with `SnapshotExpired` if the bound expired the snapshot. Iterators hold private or
-//! immutable images between steps, never a lock or a pin.
+//! immutable images between steps, never a lock or a pin. The store itself is held weakly
+//! (reads of a closed store return `Error::Closed`): a lookup upgrades it once for its whole
+//! descent, a range once per block fetch, so it holds nothing between steps.
 
 use std::fmt;
 use std::ops::Bound;
@@ -47,6 +49,35 @@ impl Inner {
     /// The store, for one read operation; `Error::Closed` once every `Db` handle is gone.
     fn shared(&self) -> Result<Arc<Shared>> {
         self.shared.upgrade().ok_or(Error::Closed)
+    }
+
+    /// The block `ptr` names, as of the snapshot, read through `shared` (held by the caller
+    /// for its whole operation).
+    fn node(&self, shared: &Shared, ptr: ChildPtr) -> Result<Image> {
+        let _op = self.state.enter().map_err(|e| with_reason(e, shared))?;
+        let store = &shared.store;
+        if ptr.generation() < self.root.gen {
+            return store.read_block(ptr).map(Image);
+        }
+        let Some(slot) = store.table.get(ptr.address()) else {
+            // Not in memory: a block of the open generation written back early, reached
+            // through a crc-pending pointer; the writer knows its crc.
+            return store.read_block(store.with_written_back_crc(ptr)).map(Image);
+        };
+        debug_assert_eq!(slot.addr, ptr.address(), "the table filed a slot under another address");
+        let image = slot.image_at(self.root.seq, store.align)?;
+        if header_generation(&image) != Some(ptr.generation()) {
+            return Err(Error::corrupt(
+                ptr.address(),
+                "snapshot reached a block whose generation does not match its pointer",
+            ));
+        }
+        Ok(Image(image))
+    }
+
+    fn overflow(&self, shared: &Shared, r: &OverflowRef) -> Result<Vec<u8>> {
+        let _op = self.state.enter().map_err(|e| with_reason(e, shared))?;
+        shared.store.read_overflow(r)
     }
 }
 
@@ -94,13 +125,18 @@ impl Snapshot {
         SnapSource { inner: Arc::clone(&self.inner) }
     }
 
+    /// The source for one lookup: the store is upgraded once for the whole operation, not
+    /// once per block (the store's count is shared by every reader thread).
+    fn op(&self) -> Result<OpSource<'_>> {
+        Ok(OpSource { inner: &self.inner, shared: self.inner.shared()? })
+    }
+
     /// The named tree as of this snapshot, or `None` if it did not exist.
     pub fn tree(&self, name: &str) -> Result<Option<Tree>> {
         if name.len() > self.inner.key_bytes_max {
             return Ok(None);
         }
-        let src = self.source();
-        match read::lookup(&src, self.inner.root.catalog, name.as_bytes())? {
+        match read::lookup(&self.op()?, self.inner.root.catalog, name.as_bytes())? {
             Some(ItemValue::Inline(bytes)) => {
                 let meta = catalog::decode(&bytes, self.inner.root.catalog.address())?;
                 Ok(Some(Tree { snap: self.clone(), meta }))
@@ -158,7 +194,7 @@ impl Tree {
         if key.len() > self.snap.inner.key_bytes_max {
             return Ok(None);
         }
-        read::get(&self.snap.source(), self.meta.root, key)
+        read::get(&self.snap.op()?, self.meta.root, key)
     }
 
     /// Whether `key` is present (reads no overflow value).
@@ -167,7 +203,7 @@ impl Tree {
         if key.len() > self.snap.inner.key_bytes_max {
             return Ok(false);
         }
-        Ok(read::lookup(&self.snap.source(), self.meta.root, key)?.is_some())
+        Ok(read::lookup(&self.snap.op()?, self.meta.root, key)?.is_some())
     }
 
     /// Iterates a key range in order; `.rev()` iterates backwards. Bounds are any byte form
@@ -256,9 +292,16 @@ impl DoubleEndedIterator for Range {
     }
 }
 
-/// Block images as of the snapshot's seq.
+/// Block images as of the snapshot's seq, for ranges: a range holds the store weakly
+/// between steps (it may outlive the last `Db` handle), so each block fetch upgrades it.
 struct SnapSource {
     inner: Arc<Inner>,
+}
+
+/// Block images as of the snapshot's seq, for one lookup that holds the store throughout.
+struct OpSource<'a> {
+    inner: &'a Inner,
+    shared: Arc<Shared>,
 }
 
 /// An immutable block image a snapshot reads (owned, so snapshot ranges are `Send`).
@@ -274,33 +317,24 @@ impl std::ops::Deref for Image {
 impl NodeSource for SnapSource {
     type Buf = Image;
     fn node(&self, ptr: ChildPtr) -> Result<Image> {
-        let inner = &self.inner;
-        let shared = inner.shared()?;
-        let _op = inner.state.enter().map_err(|e| with_reason(e, &shared))?;
-        let store = &shared.store;
-        if ptr.generation() < inner.root.gen {
-            return store.read_block(ptr).map(Image);
-        }
-        let Some(slot) = store.table.get(ptr.address()) else {
-            // Not in memory: a block of the open generation written back early, reached
-            // through a crc-pending pointer; the writer knows its crc.
-            return store.read_block(store.with_written_back_crc(ptr)).map(Image);
-        };
-        debug_assert_eq!(slot.addr, ptr.address(), "the table filed a slot under another address");
-        let image = slot.image_at(inner.root.seq, store.align)?;
-        if header_generation(&image) != Some(ptr.generation()) {
-            return Err(Error::corrupt(
-                ptr.address(),
-                "snapshot reached a block whose generation does not match its pointer",
-            ));
-        }
-        Ok(Image(image))
+        let shared = self.inner.shared()?;
+        self.inner.node(&shared, ptr)
     }
 
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
         let shared = self.inner.shared()?;
-        let _op = self.inner.state.enter().map_err(|e| with_reason(e, &shared))?;
-        shared.store.read_overflow(r)
+        self.inner.overflow(&shared, r)
+    }
+}
+
+impl NodeSource for OpSource<'_> {
+    type Buf = Image;
+    fn node(&self, ptr: ChildPtr) -> Result<Image> {
+        self.inner.node(&self.shared, ptr)
+    }
+
+    fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
+        self.inner.overflow(&self.shared, r)
     }
 }
 
