@@ -355,3 +355,7 @@ pub fn repair_free_space(db: &Db) -> Result<(u64, u64)> {
     }
     Ok((freed, marked))
 }
+
+#[cfg(test)]
+#[path = "repair_tests.rs"]
+mod tests;
