@@ -1,16 +1,19 @@
-//! `arbor check [--repair]`.
+//! `arbor check [--repair [--rollback]]`.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use arbor::check::{check_device, repair_free_space, repair_superblocks, DeviceCheck};
+use arbor::check::{
+    check_device, plan_rollback, repair_free_space, repair_superblocks, roll_back, DeviceCheck,
+};
 use arbor::BlockDevice;
 use serde_json::json;
 
 use crate::device::{open_writable, ReadOnlyDevice, SharedDevice};
 use crate::error::{CliError, Result, EXIT_PROBLEMS};
 use crate::info::slot_json;
+use crate::rollback::{plan_json, plan_lines};
 use crate::util::{progress, show_progress};
 
 /// Cache of the store opened only to size `check`'s bar: its allocator, not its blocks.
@@ -38,7 +41,7 @@ fn run_check(path: &Path, dev: SharedDevice) -> Result<DeviceCheck> {
     Ok(report)
 }
 
-pub fn check(path: &Path, repair: bool, as_json: bool) -> Result<ExitCode> {
+pub fn check(path: &Path, repair: bool, rollback: bool, as_json: bool) -> Result<ExitCode> {
     let dev = if repair {
         open_writable(path)?
     } else {
@@ -49,31 +52,85 @@ pub fn check(path: &Path, repair: bool, as_json: bool) -> Result<ExitCode> {
         print_report(&before, as_json, None)?;
         return Ok(exit_for(&before));
     }
-    let mut actions = Vec::new();
-    let data_broken = before.generations.first().is_some_and(|g| !g.data_intact());
-    if !before.problems.is_empty() || data_broken {
+    if !as_json {
+        print_text(&before);
+    }
+    let mut rep = Repair::default();
+    if !before.problems.is_empty() {
         match repair_superblocks(&dev, &before) {
-            Ok(r) => actions.extend(r.actions),
-            Err(e) => actions.push(format!("superblock repair not possible: {e}")),
+            Ok(r) => rep.actions.extend(r.actions),
+            Err(e) => rep.actions.push(format!("superblock repair not possible: {e}")),
         }
     }
+    rep.rollback(path, &dev, &before, rollback, as_json);
     let mid = run_check(path, dev.clone())?;
     let newest = mid.generations.first();
     if newest.is_some_and(|g| g.data_intact() && !g.report.is_ok()) {
         let db = arbor::Db::open_on(Box::new(dev.clone()), arbor::Options::default())
             .map_err(|e| CliError::store(path, e))?;
         match repair_free_space(&db) {
-            Ok((freed, marked)) => actions.push(format!(
+            Ok((freed, marked)) => rep.actions.push(format!(
                 "rebuilt the free-space map: freed {freed} leaked block(s), marked {marked} \
                  block(s) in use"
             )),
-            Err(e) => actions.push(format!("free-space repair not possible: {e}")),
+            Err(e) => rep.actions.push(format!("free-space repair not possible: {e}")),
         }
         db.flush().map_err(|e| CliError::store(path, e))?;
     }
     let after = run_check(path, dev)?;
-    print_report(&before, as_json, Some((&actions, &after)))?;
+    print_report(&before, as_json, Some((&rep, &after)))?;
     Ok(exit_for(&after))
+}
+
+/// What `--repair` did, and the rollback it did or would do.
+#[derive(Default)]
+struct Repair {
+    actions: Vec<String>,
+    /// The rollback's loss report (JSON), when the newest generation's data is damaged.
+    plan: Option<serde_json::Value>,
+}
+
+impl Repair {
+    /// Rolls back with `--rollback` after printing what it loses; without it, says what
+    /// `--rollback` would lose and changes nothing (design.md §11.8).
+    fn rollback(
+        &mut self,
+        path: &Path,
+        dev: &SharedDevice,
+        before: &DeviceCheck,
+        rollback: bool,
+        as_json: bool,
+    ) {
+        let plan = match plan_rollback(Box::new(dev.clone()), before) {
+            Ok(Some(plan)) => plan,
+            Ok(None) if rollback => {
+                let msg =
+                    "--rollback: nothing to roll back (the newest generation's data is intact)";
+                return self.actions.push(msg.into());
+            }
+            Ok(None) => return,
+            Err(e) => return self.actions.push(format!("rollback not possible: {e}")),
+        };
+        self.plan = Some(plan_json(&plan, rollback));
+        if !as_json {
+            plan_lines(&plan, rollback).iter().for_each(|l| println!("{l}"));
+        }
+        if rollback {
+            match roll_back(dev, before, &plan) {
+                Ok(r) => self.actions.extend(r.actions),
+                Err(e) => self.actions.push(format!("rollback failed: {e}")),
+            }
+            return;
+        }
+        self.actions.push(format!(
+            "not rolled back: generation {} (the newest) has damaged data and the only repair \
+             is to discard it (see above); `arbor check {} --repair --rollback` does that",
+            plan.discarded,
+            path.display()
+        ));
+        let changed = if self.actions.len() > 1 { "nothing else" } else { "nothing" };
+        self.actions.push(format!("{changed} was changed"));
+    }
 }
 
 fn exit_for(report: &DeviceCheck) -> ExitCode {
@@ -122,29 +179,36 @@ fn report_json(r: &DeviceCheck) -> serde_json::Value {
     })
 }
 
-type Repaired<'a> = Option<(&'a Vec<String>, &'a DeviceCheck)>;
+type Repaired<'a> = Option<(&'a Repair, &'a DeviceCheck)>;
 
+/// Prints the report; after a repair, text mode has printed `r` (and the rollback's loss
+/// report) already and adds what was done and the check after it.
 fn print_report(r: &DeviceCheck, as_json: bool, repaired: Repaired<'_>) -> Result<()> {
     if as_json {
         let mut out = report_json(r);
-        if let Some((actions, after)) = repaired {
-            out["repair"] = json!({"actions": actions, "after": report_json(after)});
+        if let Some((rep, after)) = repaired {
+            out["repair"] = json!({
+                "actions": rep.actions,
+                "rollback": rep.plan,
+                "after": report_json(after),
+            });
         }
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    print_text(r);
-    if let Some((actions, after)) = repaired {
-        println!("repair:");
-        for a in actions {
-            println!("  {a}");
-        }
-        if actions.is_empty() {
-            println!("  nothing this tool can repair without inventing data");
-        }
-        println!("after repair:");
-        print_text(after);
+    let Some((rep, after)) = repaired else {
+        print_text(r);
+        return Ok(());
+    };
+    println!("repair:");
+    for a in &rep.actions {
+        println!("  {a}");
     }
+    if rep.actions.is_empty() {
+        println!("  nothing this tool can repair without inventing data");
+    }
+    println!("after repair:");
+    print_text(after);
     Ok(())
 }
 

@@ -24,8 +24,22 @@ impl CliError {
         CliError::new(format!("{}: {e}", path.display()))
     }
 
+    /// An engine error on the store at `path`. Damage (`Error::Corrupt`, from open or from a
+    /// read) names its block and points at `arbor check`.
     pub fn store(path: &Path, e: arbor::Error) -> CliError {
-        CliError::new(format!("{}: {}", path.display(), with_causes(&e)))
+        match e {
+            arbor::Error::Corrupt { addr, reason } => CliError::damaged(path, addr, &reason),
+            e => CliError::new(format!("{}: {}", path.display(), with_causes(&e))),
+        }
+    }
+
+    /// The store at `path` has a damaged block `addr`.
+    pub fn damaged(path: &Path, addr: u64, what: &str) -> CliError {
+        let p = path.display();
+        CliError::new(format!(
+            "{p}: the store is damaged: block {addr}: {what}. Run `arbor check {p}` for a full \
+             report (`arbor check {p} --repair` repairs what it can without losing data)"
+        ))
     }
 
     /// A `create` error, in the tool's words: existing data is overwritten with `--force`.

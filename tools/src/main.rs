@@ -13,6 +13,7 @@ mod error;
 mod info;
 mod output;
 mod query;
+mod rollback;
 mod show;
 mod stat;
 mod transfer;
@@ -90,15 +91,22 @@ enum Cmd {
     /// Verify every block, key order, both superblock alternations and the allocator; exit 1
     /// when problems are found.
     #[command(after_help = "Examples:\n  arbor check store.arbor\n  arbor check store.arbor \
-                            --repair\n\n--repair only restores superblock copies, rolls back \
-                            to the older intact generation, or rebuilds the free-space map; it \
-                            never invents data.")]
+                            --repair\n  arbor check store.arbor --repair --rollback\n\n\
+                            --repair only restores superblock copies or rebuilds the free-space \
+                            map: it never invents data and never discards a commit. When the \
+                            newest checkpoint's data is damaged it says what --rollback would \
+                            lose, changes nothing and exits 1.")]
     Check {
         path: PathBuf,
-        /// Roll back to the older intact superblock, restore superblock copies, rebuild the
-        /// free-space map. Needs exclusive access.
+        /// Restore superblock copies from their verified twins and rebuild the free-space
+        /// map. Needs exclusive access.
         #[arg(long)]
         repair: bool,
+        /// With --repair, when the newest checkpoint's data is damaged: print what would be
+        /// lost (each tree's entries, the journal's commits after it), then roll back to the
+        /// older intact checkpoint, discarding the newest and those commits.
+        #[arg(long, requires = "repair")]
+        rollback: bool,
         #[arg(long)]
         json: bool,
     },
@@ -207,7 +215,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             create::format(&path, block_size, force, size.as_deref())?;
         }
         Cmd::Info { path, json } => info::info(&path, json)?,
-        Cmd::Check { path, repair, json } => return check::check(&path, repair, json),
+        Cmd::Check { path, repair, rollback, json } => {
+            return check::check(&path, repair, rollback, json);
+        }
         Cmd::Stat { path, json } => stat::stat(&path, json)?,
         Cmd::Get { path, tree, key, hex, json } => {
             return query::get(&path, &tree, &key, Style { hex, json });

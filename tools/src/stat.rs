@@ -26,6 +26,8 @@ fn tree_json(t: &TreeStat) -> serde_json::Value {
     })
 }
 
+/// Prints the figures; exits non-zero (after printing them) when the walk met damage, naming
+/// the first damaged block and `arbor check`, as it does when the store does not open.
 pub fn stat(path: &Path, as_json: bool) -> Result<()> {
     let dev = ReadOnlyDevice::open(path, true)?;
     let bar = progress(arbor::BlockDevice::len_bytes(&dev) / 4096, "stat");
@@ -43,13 +45,18 @@ pub fn stat(path: &Path, as_json: bool) -> Result<()> {
             "problems": st.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+    } else {
+        print_text(&st);
     }
-    print_text(&st);
-    for p in &st.problems {
-        println!("warning: {p} (run `arbor check`)");
+    match st.problems.first() {
+        None => Ok(()),
+        Some(p) => {
+            let more = st.problems.len() - 1;
+            let more = if more > 0 { format!(" (and {more} more problem(s))") } else { "".into() };
+            let what = format!("{}{more}; the figures above leave the damage out", p.detail);
+            Err(CliError::damaged(path, p.addr, &what))
+        }
     }
-    Ok(())
 }
 
 /// The human-readable report (everything but the warnings).

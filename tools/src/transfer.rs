@@ -29,8 +29,13 @@ pub enum Item<'a> {
 }
 
 /// The trees `dump` or `compact` copies (every tree, or `only`) and their entries in total.
-fn selected_trees(snap: &arbor::Snapshot, only: Option<&str>) -> Result<(Vec<String>, u64)> {
-    let mut names = snap.tree_names()?;
+fn selected_trees(
+    path: &Path,
+    snap: &arbor::Snapshot,
+    only: Option<&str>,
+) -> Result<(Vec<String>, u64)> {
+    let damaged = |e| CliError::store(path, e);
+    let mut names = snap.tree_names().map_err(damaged)?;
     if let Some(name) = only {
         if !names.iter().any(|n| n == name) {
             return Err(CliError::new(format!("the store has no tree named {name:?}")));
@@ -39,8 +44,8 @@ fn selected_trees(snap: &arbor::Snapshot, only: Option<&str>) -> Result<(Vec<Str
     }
     let mut entries = 0u64;
     for name in &names {
-        if let Some(t) = snap.tree(name)? {
-            entries += t.len()?;
+        if let Some(t) = snap.tree(name).map_err(damaged)? {
+            entries += t.len().map_err(damaged)?;
         }
     }
     Ok((names, entries))
@@ -49,34 +54,39 @@ fn selected_trees(snap: &arbor::Snapshot, only: Option<&str>) -> Result<(Vec<Str
 /// The read side of `dump` and `compact`: every tree (or `only`), then its entries in key
 /// order, from one snapshot (docs/design.md §2), so the copy is consistent even with a
 /// writer in the same process. This is the one place that reads a store. The bar counts
-/// entries against the snapshot's total.
+/// entries against the snapshot's total. A read that finds damage names the block and
+/// `arbor check` (`CliError::store`).
 pub fn read_store(
+    path: &Path,
     db: &Db,
     only: Option<&str>,
     what: &str,
     sink: &mut dyn FnMut(Item<'_>) -> Result<()>,
 ) -> Result<()> {
-    let snap = db.snapshot()?;
-    let (names, total) = selected_trees(&snap, only)?;
+    let snap = db.snapshot().map_err(|e| CliError::store(path, e))?;
+    let (names, total) = selected_trees(path, &snap, only)?;
     let bar = entries_bar(total, what);
-    let result = walk_trees(&snap, &names, &bar, sink);
+    let result = walk_trees(path, &snap, &names, &bar, sink);
     bar.finish_and_clear();
     result
 }
 
 fn walk_trees(
+    path: &Path,
     snap: &arbor::Snapshot,
     names: &[String],
     bar: &ProgressBar,
     sink: &mut dyn FnMut(Item<'_>) -> Result<()>,
 ) -> Result<()> {
+    let damaged = |e| CliError::store(path, e);
     for name in names {
         let tree = snap
-            .tree(name)?
+            .tree(name)
+            .map_err(damaged)?
             .ok_or_else(|| CliError::new(format!("tree {name:?} vanished from the snapshot")))?;
         sink(Item::Tree(name))?;
-        for item in tree.iter()? {
-            let (k, v) = item?;
+        for item in tree.iter().map_err(damaged)? {
+            let (k, v) = item.map_err(damaged)?;
             sink(Item::Entry(&k, &v))?;
             bar.inc(1);
         }
@@ -118,7 +128,7 @@ pub fn dump(
         DumpFormat::Text => Box::new(ReadableWriter::new(out, false)),
         DumpFormat::Jsonl => Box::new(ReadableWriter::new(out, true)),
     };
-    read_store(&db, only, "dump", &mut |item| {
+    read_store(path, &db, only, "dump", &mut |item| {
         match item {
             Item::Tree(name) => w.tree(name)?,
             Item::Entry(k, v) => w.entry(k, v)?,

@@ -9,7 +9,8 @@ use arbor_format::{seal_block, AllocIndex, CatalogEntry, ChildPtr, Node};
 use common::*;
 
 /// Two trees; the last commit inserts one key into `a`, so a's leaf holding it (and the path
-/// to it) exists only in the newest generation.
+/// to it) exists only in the newest generation: each commit is followed by a checkpoint
+/// (`Db::flush`), so the older checkpoint holds everything but the last commit.
 fn healthy(path: &Path) {
     build(path, |db| {
         let tx = db.begin_write().unwrap();
@@ -22,6 +23,7 @@ fn healthy(path: &Path) {
             b.insert(i.to_be_bytes(), b"bee").unwrap();
         }
         tx.commit().unwrap();
+        db.flush().unwrap();
         let tx = db.begin_write().unwrap();
         tx.tree("a").unwrap().insert(b"key000500x", b"last").unwrap();
         tx.commit().unwrap();
@@ -63,38 +65,115 @@ fn healthy_store_passes() {
     assert_eq!(v["generations"][0]["entries"], 2051);
 }
 
+/// Flips bytes inside the leaf of tree `a` that holds `key` (re-sealing nothing: a rotten
+/// block); returns its address.
+fn rot_leaf(path: &Path, key: &[u8]) -> u64 {
+    let leaf = leaf_of(path, key);
+    let mut buf = read_block(path, leaf);
+    for b in &mut buf[2000..2008] {
+        *b ^= 0xa5;
+    }
+    write_block(path, leaf, &buf);
+    leaf
+}
+
+fn dump_to(path: &Path, out: &Path) -> std::process::Output {
+    arbor(&["dump", path.to_str().unwrap(), "-o", out.to_str().unwrap()])
+}
+
 #[test]
-fn corrupted_tree_block_is_named_and_rolled_back() {
+fn corrupted_tree_block_is_named_and_rolled_back_only_with_rollback() {
     let dir = tempdir();
     let store = dir.path().join("s.arbor");
     healthy(&store);
     let before_last = dir.path().join("before.adump");
-    let leaf = leaf_of(&store, b"key000500x");
-    let mut buf = read_block(&store, leaf);
-    for b in &mut buf[2000..2008] {
-        *b ^= 0xa5;
-    }
-    write_block(&store, leaf, &buf);
+    let leaf = rot_leaf(&store, b"key000500x");
 
     let o = check(&store, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let out = stdout(&o);
     assert!(out.contains(&format!("bad-block at block {leaf}")), "block {leaf} not named:\n{out}");
     assert!(out.contains("open recovers generation"), "{out}");
+    let newest = newest_superblock(&store).1.generation();
 
-    // The damaged leaf exists only in the newest generation: repair rolls back to the older
-    // one, which still holds everything but the last commit.
+    // Plain --repair discards nothing: it says what --rollback would lose and writes nothing.
+    let bytes = std::fs::read(&store).unwrap();
     let o = check(&store, &["--repair"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let out = stdout(&o);
+    let expect = format!("--rollback would discard generation {newest} and return to generation");
+    assert!(out.contains(&expect), "{expect:?} missing:\n{out}");
+    assert!(out.contains(&format!("tree \"a\": unreadable in generation {newest}")), "{out}");
+    assert!(out.contains("2001 entries; "), "a's recorded count missing:\n{out}");
+    assert!(out.contains(&format!("tree \"b\": 50 entries in generation {newest}, 50 after")));
+    assert!(out.contains("journal: no commit after generation"), "{out}");
+    assert!(out.contains("not rolled back") && out.contains("nothing was changed"), "{out}");
+    assert!(!out.contains("rolled back: discarded"), "{out}");
+    assert!(std::fs::read(&store).unwrap() == bytes, "plain --repair changed the store");
+    let o = arbor(&["check", store.to_str().unwrap(), "--rollback"]);
+    assert_eq!(o.status.code(), Some(2), "--rollback needs --repair: {}", describe(&o));
+
+    // --repair --rollback prints the loss report first, then rolls back to the older
+    // checkpoint, which holds everything but the last commit.
+    let o = check(&store, &["--repair", "--rollback"]);
     assert!(o.status.success(), "{}", describe(&o));
-    assert!(stdout(&o).contains("rolled back"), "{}", describe(&o));
+    let out = stdout(&o);
+    let report = out.find(&format!("rolling back: discarding generation {newest}"));
+    let done = out.find("rolled back: discarded generation");
+    assert!(report.is_some() && report < done, "loss report not before the rollback:\n{out}");
+    assert!(out.contains("tree \"a\": unreadable"), "{out}");
+    assert!(out.contains("the journal's end"), "{out}");
     let o = check(&store, &[]);
     assert!(o.status.success(), "{}", describe(&o));
-    let o = arbor(&["dump", store.to_str().unwrap(), "-o", before_last.to_str().unwrap()]);
+    let o = dump_to(&store, &before_last);
     assert!(o.status.success(), "{}", describe(&o));
     let dump = std::fs::read(&before_last).unwrap();
     let needle = b"key000500x";
     assert!(!dump.windows(needle.len()).any(|w| w == needle), "rollback kept the lost commit");
     assert!(dump.windows(9).any(|w| w == b"key001999"), "rollback lost older data");
+    // The store takes commits again after the rollback, and keeps them across a reopen.
+    build_on(&store, |db| {
+        let tx = db.begin_write().unwrap();
+        tx.tree("b").unwrap().insert(b"after", b"rollback").unwrap();
+        tx.commit().unwrap();
+    });
+    let o = arbor(&["get", store.to_str().unwrap(), "b", "after"]);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(check(&store, &[]).status.success());
+}
+
+/// `stat` and `dump` on a store whose reads hit a damaged block, and on one whose open
+/// fails: exit 2 naming the block and `arbor check`; `dump -o` leaves no file.
+#[test]
+fn stat_and_dump_name_the_damaged_block() {
+    let dir = tempdir();
+    let store = dir.path().join("s.arbor");
+    let s = store.to_str().unwrap();
+    healthy(&store);
+    let out_file = dir.path().join("out.adump");
+    let leaf = rot_leaf(&store, b"key000500x");
+    let names_it = |o: &std::process::Output, block: u64| {
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{}", describe(o));
+        assert!(err.contains(&format!("block {block}")), "block {block} not named: {err}");
+        assert!(err.contains(&format!("arbor check {s}")), "no hint: {err}");
+    };
+    let o = arbor(&["stat", s]);
+    names_it(&o, leaf);
+    assert!(stdout(&o).contains("(catalog)"), "stat still prints its figures: {}", describe(&o));
+    names_it(&arbor(&["stat", s, "--json"]), leaf);
+    names_it(&dump_to(&store, &out_file), leaf);
+    assert!(!out_file.exists(), "a failed dump left its output");
+
+    // A damaged catalog: open itself fails.
+    let (catalog_addr, _) = catalog(&store);
+    let mut buf = read_block(&store, catalog_addr);
+    buf[100] ^= 0xff;
+    write_block(&store, catalog_addr, &buf);
+    names_it(&arbor(&["stat", s]), catalog_addr);
+    names_it(&dump_to(&store, &out_file), catalog_addr);
+    assert!(!out_file.exists(), "a failed dump left its output");
+    names_it(&arbor(&["get", s, "a", "key000001"]), catalog_addr);
 }
 
 #[test]
@@ -205,11 +284,15 @@ fn double_used_block_is_named() {
     };
     assert!(has("double-used", a_root.address()), "{v:#}");
     assert!(has("leaked", b_root.address()), "{v:#}");
-    // Data damage in the newest generation only: repair rolls back to the older one (it
-    // never frees the "leaked" blocks of a damaged generation).
+    // Data damage in the newest generation only: plain --repair refuses to roll back (and
+    // never frees the "leaked" blocks of a damaged generation); --rollback rolls back.
     let o = check(&store, &["--repair"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(stdout(&o).contains("not rolled back"), "{}", describe(&o));
+    assert!(!stdout(&o).contains("rebuilt the free-space map"), "{}", describe(&o));
+    let o = check(&store, &["--repair", "--rollback"]);
     assert!(o.status.success(), "{}", describe(&o));
-    assert!(stdout(&o).contains("rolled back"), "{}", describe(&o));
+    assert!(stdout(&o).contains("rolled back: discarded generation"), "{}", describe(&o));
     assert!(!stdout(&o).contains("rebuilt the free-space map"), "{}", describe(&o));
 }
 

@@ -35,7 +35,10 @@ use crate::{Error, Result};
 
 pub use crate::durable::superblock::{decode_slot, SlotReport, SlotState};
 pub use device::{check_device, DeviceCheck, GenerationCheck};
-pub use repair::{repair_free_space, repair_superblocks, SuperblockRepair};
+pub use repair::{
+    plan_rollback, repair_free_space, repair_superblocks, roll_back, JournalLoss, RollbackPlan,
+    SuperblockRepair, TreeCount, TreeLoss,
+};
 pub use stat::{space_at, stat_device, Space, StoreStat};
 
 /// What kind of damage a [`Problem`] is.
@@ -135,6 +138,12 @@ pub struct TreeStat {
     pub node_used_bytes: u64,
     /// Leaf and internal blocks × block size.
     pub node_bytes: u64,
+    /// Blocks of this tree (nodes, overflow extents) that failed to read or verify: the
+    /// figures leave out what lies under them, so `entries` is then a lower bound.
+    pub bad_blocks: u64,
+    /// The entry count the catalog records for the tree (`None` for the catalog itself and
+    /// orphaned subtrees).
+    pub catalog_entries: Option<u64>,
 }
 
 impl TreeStat {
@@ -325,6 +334,7 @@ impl<'a> Walk<'a> {
             let buf = match buf {
                 Ok(b) => b,
                 Err(e) => {
+                    st.bad_blocks += 1;
                     self.bad_block(name, addr, e);
                     continue;
                 }
@@ -332,6 +342,7 @@ impl<'a> Walk<'a> {
             let node = match node_of(&buf, ptr) {
                 Ok(n) => n,
                 Err(e) => {
+                    st.bad_blocks += 1;
                     self.bad_block(name, addr, e);
                     continue;
                 }
@@ -426,6 +437,7 @@ impl<'a> Walk<'a> {
                 self.report.overflow_blocks += blocks;
                 self.tick(blocks);
                 if let Err(e) = self.s.read_overflow(&r) {
+                    st.bad_blocks += 1;
                     self.bad_block(name, r.address(), e);
                 }
                 self.claim(r.address(), blocks, Owner::Overflow(name.to_vec()));
@@ -477,7 +489,11 @@ impl<'a> Walk<'a> {
                 return Ok(());
             }
         };
+        let index = self.report.tree_stats.len();
         let (found, whole) = self.tree(name, meta.id, meta.root, false)?;
+        if let Some(st) = self.report.tree_stats.get_mut(index) {
+            st.catalog_entries = Some(meta.entries);
+        }
         self.report.trees += 1;
         self.report.entries += found;
         // A partial walk (subtrees verified in another generation) cannot count entries.

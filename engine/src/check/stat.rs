@@ -1,5 +1,6 @@
 //! `arbor stat`: the shape of every tree and the fragmentation of free space, for the
-//! generation `Db::open` would recover to, read from the device without opening the store.
+//! checkpoint `Db::open` would recover to, read from the device without opening the store
+//! (the journal's records after it are read only to refuse where open would).
 
 use arbor_format::constants::check_block_bytes;
 use arbor_format::superblock::Superblock;
@@ -7,7 +8,7 @@ use arbor_format::ChildPtr;
 
 use super::{Problem, Progress, Source, TreeStat, Walk};
 use crate::alloc::Allocator;
-use crate::durable::recovery;
+use crate::durable::{journal_scan, recovery};
 use crate::io::BlockDevice;
 use crate::store::Store;
 use crate::{Error, Result};
@@ -103,6 +104,8 @@ pub fn stat_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> Re
     check_block_bytes(block_bytes).map_err(|e| Error::corrupt(0, e.to_string()))?;
     let s = Store::new(dev, block_bytes, STAT_CACHE_BYTES);
     let opened = recovery::recover(&s, found)?;
+    // Refuse where `Db::open` does: a journal damaged past the checkpoint (design.md §11.7).
+    journal_scan::scan(&s, opened.journal, opened.sb.uuid(), opened.sb.replay_lsn())?;
     let mut tick = |n: u64| progress(n);
     let mut walk = Walk::new(Source::Device, &s, &mut tick);
     walk.tree(b"(catalog)", 0, opened.sb.catalog_root(), true)?;

@@ -77,6 +77,14 @@ pub fn build(path: &Path, fill: impl FnOnce(&Db)) {
     db.flush().expect("flush");
 }
 
+/// Opens an existing store and changes it through `fill`, then checkpoints and closes it.
+pub fn build_on(path: &Path, fill: impl FnOnce(&Db)) {
+    let _serial = serialized();
+    let db = Db::open(path, small_opts()).expect("open");
+    fill(&db);
+    db.flush().expect("flush");
+}
+
 pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     File::open(path).unwrap().read_exact_at(&mut buf, offset).unwrap();
