@@ -264,7 +264,12 @@ impl Db {
                 dev.sector_bytes()
             )));
         }
-        let region = JournalRegion::plan(block_bytes, dev.max_len_bytes(), opts.journal_bytes)
+        // A file sized by the caller holds its journal; one left to grow sizes it by its cap.
+        let room = match opts.file_initial_bytes {
+            0 => dev.max_len_bytes(),
+            initial => initial.max(dev.len_bytes()),
+        };
+        let region = JournalRegion::plan(block_bytes, room, opts.journal_bytes)
             .map_err(|e| Error::InvalidInput(format!("no room for the journal: {e}")))?;
         let min_bytes = (region.end_block() + 64) * u64::from(block_bytes);
         if dev.len_bytes() < min_bytes {

@@ -91,8 +91,9 @@ pub struct Options {
     /// nothing; new, empty and all-zero targets are accepted.
     pub overwrite_existing: bool,
     /// `create`: bytes of the commit journal (design.md §11.1), reserved right after the
-    /// superblock area; at most 1/8 of the device (of `file_max_bytes` for a file). Fixed
-    /// for the store's life. Default 64 MiB.
+    /// superblock area; at most 1/8 of the device (for a file: of `file_initial_bytes` when
+    /// set, else of `file_max_bytes`), at least 8 slots. Fixed for the store's life.
+    /// Default 64 MiB.
     pub journal_bytes: u64,
     /// Largest journal record (one transaction's logical ops): a larger transaction commits
     /// through a checkpoint instead (design.md §11.5). 0, the default, means 1/8 of the

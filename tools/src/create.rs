@@ -7,7 +7,8 @@
 use std::path::Path;
 
 use arbor::{Db, Options};
-use arbor_format::constants::{is_valid_block_bytes, SUPERBLOCK_AREA_BYTES};
+use arbor_format::constants::{is_valid_block_bytes, JOURNAL_BYTES_DEFAULT, SUPERBLOCK_AREA_BYTES};
+use arbor_format::JournalRegion;
 
 use crate::device::is_block_device;
 use crate::error::{CliError, Result};
@@ -21,9 +22,20 @@ pub const SIZE_DEFAULT: &str = "64M";
 /// size asked for, which is how `--size 1` used to give 64 MiB.
 const DATA_BLOCKS_MIN: u64 = 64;
 
-/// The smallest store at `block_bytes`: the superblock area plus [`DATA_BLOCKS_MIN`] blocks.
+/// The smallest store at `block_bytes`: the superblock area, the journal `create` plans for
+/// that size (1/8 of it, at least 8 slots: design.md §11.1) and [`DATA_BLOCKS_MIN`] blocks.
 pub fn size_min_bytes(block_bytes: u32) -> u64 {
-    SUPERBLOCK_AREA_BYTES + DATA_BLOCKS_MIN * u64::from(block_bytes)
+    let block = u64::from(block_bytes);
+    let mut size = SUPERBLOCK_AREA_BYTES + DATA_BLOCKS_MIN * block;
+    // Bounded: the journal grows by 1/8 of each step, so a few dozen blocks settle it.
+    loop {
+        let journal = JournalRegion::plan(block_bytes, size, JOURNAL_BYTES_DEFAULT)
+            .map_or(0, |r| r.block_count() * block);
+        if SUPERBLOCK_AREA_BYTES + journal + DATA_BLOCKS_MIN * block <= size {
+            return size;
+        }
+        size += block;
+    }
 }
 
 /// The file size to create for `--size TEXT`: parsed, at least the minimum, rounded up to a

@@ -75,8 +75,9 @@ enum Cmd {
         #[arg(long)]
         force: bool,
         /// Initial size of a new file (suffixes K, M, G, T; binary units; default 64M), at
-        /// least 512K (4 KiB blocks; the superblock area and 64 blocks) and at most the free
-        /// space of its filesystem. Files grow later. Not for block devices.
+        /// least 584K (4 KiB blocks: the superblock area, a journal of 1/8, 64 blocks), at
+        /// most the free space of its filesystem; the journal takes 1/8 of it (at most 64M).
+        /// Files grow later. Not for block devices.
         #[arg(long)]
         size: Option<String>,
     },

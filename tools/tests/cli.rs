@@ -26,14 +26,14 @@ fn format_refuses_bad_sizes_and_creates_nothing() {
     let dir = tempdir();
     let f = dir.path().join("s.arbor");
     let s = f.to_str().unwrap();
-    for size in ["0", "1", "100K", "511K", "x", "12Q"] {
+    for size in ["0", "1", "100K", "583K", "x", "12Q"] {
         let o = arbor(&["format", s, "--size", size]);
         assert_eq!(o.status.code(), Some(2), "--size {size}: {}", describe(&o));
         assert!(!f.exists(), "--size {size} left a file");
     }
     let o = arbor(&["format", s, "--size", "100K"]);
     assert!(
-        stderr(&o).contains("too small") && stderr(&o).contains("512.0 KiB"),
+        stderr(&o).contains("too small") && stderr(&o).contains("584.0 KiB"),
         "{}",
         describe(&o)
     );
@@ -52,7 +52,7 @@ fn format_refuses_bad_sizes_and_creates_nothing() {
 #[test]
 fn format_honours_small_sizes() {
     let dir = tempdir();
-    for (size, bytes) in [("512K", 512 << 10), ("513K", 516 << 10), ("1m", 1 << 20)] {
+    for (size, bytes) in [("584K", 584 << 10), ("585K", 588 << 10), ("1m", 1 << 20)] {
         let f = dir.path().join(format!("s{size}.arbor"));
         let o = arbor(&["format", f.to_str().unwrap(), "--size", size]);
         assert!(o.status.success(), "{}", describe(&o));
