@@ -94,6 +94,10 @@ fn fmt_value(kind: Kind, v: f64) -> String {
         Kind::Latency => format!("{:.1} us", v * 1e6),
         Kind::Size => format!("{:.1} MB", v / 1e6),
         Kind::Factor => format!("{v:.2}x"),
+        Kind::BlocksPerCommit => format!("{v:.2}"),
+        Kind::BytesPerCommit if v >= 1e6 => format!("{:.2} MB", v / 1e6),
+        Kind::BytesPerCommit if v >= 1e3 => format!("{:.1} kB", v / 1e3),
+        Kind::BytesPerCommit => format!("{v:.0} B"),
     }
 }
 

@@ -16,6 +16,10 @@ pub enum Kind {
     Size,
     /// A dimensionless factor: higher is better.
     Factor,
+    /// Device blocks written per commit: lower is better.
+    BlocksPerCommit,
+    /// Bytes written per commit: lower is better.
+    BytesPerCommit,
 }
 
 impl Kind {
@@ -25,6 +29,8 @@ impl Kind {
             Kind::Latency => "seconds",
             Kind::Size => "bytes",
             Kind::Factor => "factor",
+            Kind::BlocksPerCommit => "blocks_per_commit",
+            Kind::BytesPerCommit => "bytes_per_commit",
         }
     }
 
@@ -41,6 +47,16 @@ pub struct RowSpec {
     pub kind: Kind,
 }
 
+/// Every row, in table order. Ids are stable (the JSON, `--workloads` and the README use them).
+///
+/// The write-count rows follow the durable-writes row and cover the same commits: the window
+/// starts after an untimed `Engine::settle` (nothing earlier is counted) and ends after
+/// another, so writes an engine defers (Arbor's checkpoint: tree and allocator blocks, both
+/// superblock copies) are amortized over the commits. `durable_blocks` and `durable_bytes`
+/// are the engine's own count (`Engine::writes`; Arbor: `Db::stats`, journal blocks with both
+/// copies), n/a where the engine keeps none; `durable_io_bytes` is the child process's
+/// `write_bytes` from /proc/self/io for every engine (the bytes it sent to the block layer,
+/// O_DIRECT and io_uring writes included; not the filesystem's own journal or metadata).
 pub fn rows(s: &Sizes) -> Vec<RowSpec> {
     let r = |id, label: String, kind| RowSpec { id, label, kind };
     let w = s.writers;
@@ -53,6 +69,17 @@ pub fn rows(s: &Sizes) -> Vec<RowSpec> {
         ),
         r("durable_p50", "  commit latency p50".into(), Kind::Latency),
         r("durable_p99", "  commit latency p99".into(), Kind::Latency),
+        r(
+            "durable_blocks",
+            "  blocks written per commit, incl. checkpoints".into(),
+            Kind::BlocksPerCommit,
+        ),
+        r(
+            "durable_bytes",
+            "  bytes written per commit, incl. checkpoints".into(),
+            Kind::BytesPerCommit,
+        ),
+        r("durable_io_bytes", "  same, by /proc/self/io write_bytes".into(), Kind::BytesPerCommit),
         r(
             "batch",
             format!("batch writes: {} txns x {} inserts", s.batches, s.batch_size),

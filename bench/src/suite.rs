@@ -132,12 +132,24 @@ pub fn run_child(name: &str, store: &Store, plan: Plan<'_>) -> BenchResult<RunRe
     RunResult::from_json(&doc)
 }
 
+/// The number after `field` in `/proc/self/FILE` (lines of `field value [unit]`).
+fn proc_self(file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/self/{file}")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// `VmHWM` (peak) and `VmRSS` (current) of this process, in bytes.
 pub fn rss_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    proc_self("status", field).map(|kb| kb * 1024)
+}
+
+/// `write_bytes` of /proc/self/io: bytes this process (every thread, io_uring's workers
+/// included) has sent toward the block layer: O_DIRECT writes when submitted, buffered ones
+/// when they dirty a page. Not the filesystem's own journal or metadata writes, and nothing
+/// for files on tmpfs.
+pub fn io_write_bytes() -> Option<u64> {
+    proc_self("io", "write_bytes:")
 }
 
 /// The child's whole job: every workload on a fresh store of engine `name`.

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::data::{Dataset, Key, Op, Sizes};
-use crate::engines::{store_bytes, Engine};
+use crate::engines::{store_bytes, Engine, Writes};
 use crate::progress::{self, CHUNK};
 use crate::rows::{Cell, RunResult};
-use crate::suite::rss_bytes;
+use crate::suite::{io_write_bytes, rss_bytes};
 use crate::BenchResult;
 
 /// One engine's run: the engine, its store path, and the cells so far.
@@ -67,6 +67,45 @@ fn size_cell(r: BenchResult<Option<f64>>) -> Cell {
     }
 }
 
+/// The rows of the durable-writes workload.
+const DURABLE_ROWS: [&str; 6] = [
+    "durable_single",
+    "durable_p50",
+    "durable_p99",
+    "durable_blocks",
+    "durable_bytes",
+    "durable_io_bytes",
+];
+
+/// Where a write-count window starts or ends: the engine's own count (or why it has none)
+/// and the process's `write_bytes`.
+struct WriteMark {
+    own: Result<Writes, String>,
+    io: Option<u64>,
+}
+
+impl WriteMark {
+    fn now(engine: &dyn Engine) -> WriteMark {
+        WriteMark { own: engine.writes(), io: io_write_bytes() }
+    }
+}
+
+/// The `durable_io_bytes` cell: `write_bytes` per commit, n/a where it cannot be trusted:
+/// no /proc/self/io, no change at all (a store on tmpfs), or less than the engine's own
+/// count (writes the kernel did not attribute to the process).
+fn io_cell(before: &WriteMark, after: &WriteMark, own: Option<Writes>, commits: usize) -> Cell {
+    let Some(io) = before.io.zip(after.io).map(|(b, a)| a.saturating_sub(b)) else {
+        return Cell::Na("n/a (no /proc/self/io)".into());
+    };
+    if io == 0 {
+        return Cell::Na("n/a (write_bytes unchanged: tmpfs?)".into());
+    }
+    if own.is_some_and(|w| io < w.bytes) {
+        return Cell::Na("n/a (write_bytes below own count)".into());
+    }
+    Cell::Value(io as f64 / commits as f64)
+}
+
 impl Run<'_> {
     /// Runs every workload; the order matters (reads see the loaded keys, removals come last).
     pub fn all(mut self) -> RunResult {
@@ -82,7 +121,7 @@ impl Run<'_> {
         if cfg.wants(&["size_after_load", "disk_after_load"]) {
             self.sizes("size_after_load", Some("disk_after_load"));
         }
-        if cfg.wants(&["durable_single", "durable_p50", "durable_p99"]) {
+        if cfg.wants(&DURABLE_ROWS) {
             self.durable_single();
         }
         if cfg.wants(&["batch"]) {
@@ -151,9 +190,10 @@ impl Run<'_> {
         }
     }
 
-    /// Single-insert durable transactions, each timed.
+    /// Single-insert durable transactions, each timed; then the writes they caused.
     fn durable_single(&mut self) {
         let d = self.data;
+        let before = self.engine.settle().map(|()| WriteMark::now(self.engine));
         let flushes_before = self.engine.flushes();
         let pb = progress::bar(self.name, "durable writes", d.single_keys.len() as u64);
         let mut lat = Vec::with_capacity(d.single_keys.len());
@@ -169,6 +209,7 @@ impl Run<'_> {
         pb.finish_and_clear();
         lat.sort();
         let r = r.map_err(|e| format!("after {} commits: {e}", lat.len()));
+        let before = before.and_then(|b| r.as_ref().map(|_| b).map_err(Clone::clone));
         self.push(
             "durable_single",
             r.as_ref().map(|(t, ())| rate(lat.len(), *t)).map_err(Clone::clone),
@@ -181,6 +222,49 @@ impl Run<'_> {
                 self.name,
                 b - a,
                 d.single_keys.len()
+            ));
+        }
+        self.write_rows(before, lat.len());
+    }
+
+    /// The write-count rows of the `commits` durable commits since `before` (or the error
+    /// that ended them): the engine is settled first (untimed), so writes it deferred
+    /// (Arbor's checkpoint) count too.
+    fn write_rows(&mut self, before: BenchResult<WriteMark>, commits: usize) {
+        let window =
+            before.and_then(|b| self.engine.settle().map(|()| (WriteMark::now(self.engine), b)));
+        let (after, before) = match window {
+            Ok(marks) => marks,
+            Err(e) => {
+                for id in ["durable_blocks", "durable_bytes", "durable_io_bytes"] {
+                    self.out.push(id, Cell::Error(e.clone()));
+                }
+                return;
+            }
+        };
+        let per_commit = |x: u64| Cell::Value(x as f64 / commits.max(1) as f64);
+        let (own, blocks, bytes) = match (&before.own, &after.own) {
+            (Ok(b), Ok(a)) => {
+                let w = a.since(*b);
+                (Some(w), per_commit(w.blocks), per_commit(w.bytes))
+            }
+            (Err(why), _) | (_, Err(why)) => (None, Cell::Na(why.clone()), Cell::Na(why.clone())),
+        };
+        self.out.push("durable_blocks", blocks);
+        self.out.push("durable_bytes", bytes);
+        self.out.push("durable_io_bytes", io_cell(&before, &after, own, commits.max(1)));
+        if let Some(w) = own.filter(|w| w.journal_batches + w.checkpoints > 0) {
+            self.out.notes.push(format!(
+                "{}: durable writes ({commits} commits, then a final settle): journal batches \
+                 {}, journal records {}, checkpoints {}; written {} blocks = {} bytes by its own \
+                 count, {} bytes by /proc/self/io write_bytes",
+                self.name,
+                w.journal_batches,
+                w.journal_records,
+                w.checkpoints,
+                w.blocks,
+                w.bytes,
+                before.io.zip(after.io).map_or("n/a".into(), |(b, a)| (a - b).to_string()),
             ));
         }
     }

@@ -58,9 +58,30 @@ fn quick_smoke_runs_end_to_end() {
         let cells = &engine["cells"];
         assert!(cells["bulk_load"]["value"].as_f64().is_some_and(|v| v > 0.0), "{doc}");
         assert!(cells["peak_rss"]["value"].as_f64().is_some(), "{doc}");
+        // A number, or n/a with a reason: never an error.
+        assert!(cells["durable_io_bytes"].get("error").is_none(), "{doc}");
     }
+    write_counts(&doc, &stdout);
     let plot = std::fs::read_to_string(&svg).expect("svg written");
     assert!(plot.starts_with("<svg") && plot.contains("bulk load"), "{plot}");
+}
+
+/// Issue 14: blocks and bytes written per durable commit, checkpoints amortized in. Arbor
+/// counts its own (at least both copies of one journal block per commit); redb and LMDB keep
+/// no count, so theirs are n/a with the reason.
+fn write_counts(doc: &serde_json::Value, stdout: &str) {
+    for row in ["blocks written per commit", "bytes written per commit", "journal batches"] {
+        assert!(stdout.contains(row), "no {row:?} in:\n{stdout}");
+    }
+    let arbor = &doc["engines"]["arbor"]["cells"];
+    let blocks = arbor["durable_blocks"]["value"].as_f64().expect("arbor durable_blocks");
+    let bytes = arbor["durable_bytes"]["value"].as_f64().expect("arbor durable_bytes");
+    assert!(blocks >= 2.0 && bytes >= 2.0 * 4096.0, "{arbor}");
+    for other in ["redb", "lmdb"] {
+        let Some(engine) = doc["engines"].get(other) else { continue };
+        let na = engine["cells"]["durable_blocks"]["na"].as_str();
+        assert!(na.is_some_and(|why| why.contains("counts no writes")), "{engine}");
+    }
 }
 
 #[test]
@@ -150,7 +171,17 @@ fn selected_workloads_shapes_and_every_run_in_json() {
         doc["rows"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
     assert_eq!(
         ids,
-        ["bulk_load", "durable_single", "durable_p50", "durable_p99", "reads_1t", "reads_nt"]
+        [
+            "bulk_load",
+            "durable_single",
+            "durable_p50",
+            "durable_p99",
+            "durable_blocks",
+            "durable_bytes",
+            "durable_io_bytes",
+            "reads_1t",
+            "reads_nt"
+        ]
     );
     for engine in doc["engines"].as_object().expect("engines").values() {
         let runs = engine["runs"].as_array().expect("runs");

@@ -6,8 +6,9 @@
 //! run concurrently with each other and with the writer, and one can be held open.
 
 use arbor::{Db, Durability, Options, Snapshot, Tree, WriteTree};
+use arbor_format::constants::SUPERBLOCK_BYTES;
 
-use super::{Engine, HeldReader, Store};
+use super::{Engine, HeldReader, Store, Writes};
 use crate::config;
 use crate::data::{Key, Value};
 use crate::{ctx, BenchResult};
@@ -144,6 +145,27 @@ impl Engine for ArborEngine {
 
     fn flushes(&self) -> Option<u64> {
         Some(self.db.stats().flushes)
+    }
+
+    /// Journal blocks (both copies), tree and allocator blocks (checkpoints and early
+    /// write-back) and the two superblock copies of each checkpoint (`SUPERBLOCK_BYTES`
+    /// each; a superblock goes out alone after the checkpoint's blocks are flushed).
+    fn writes(&self) -> Result<Writes, String> {
+        let s = self.db.stats();
+        let blocks = s.journal_blocks_written + s.blocks_written;
+        let superblocks = 2 * s.checkpoints;
+        Ok(Writes {
+            blocks: blocks + superblocks,
+            bytes: blocks * u64::from(s.block_bytes) + superblocks * SUPERBLOCK_BYTES as u64,
+            journal_batches: s.journal_batches,
+            journal_records: s.journal_records,
+            checkpoints: s.checkpoints,
+        })
+    }
+
+    /// `Db::flush`: a checkpoint of everything committed.
+    fn settle(&self) -> BenchResult<()> {
+        self.db.flush().map_err(ctx("flush"))
     }
 
     fn used_bytes(&self) -> Option<u64> {

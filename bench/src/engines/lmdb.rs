@@ -8,7 +8,7 @@ use std::path::Path;
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions};
 
-use super::{Engine, HeldReader};
+use super::{Engine, HeldReader, Writes};
 use crate::config::Durability;
 use crate::data::{Key, Value};
 use crate::{ctx, BenchResult};
@@ -97,6 +97,18 @@ impl Engine for LmdbEngine {
             }
         }
         Ok(seen)
+    }
+
+    /// `mdb_env_stat` and `mdb_env_info` count pages in use and the last page number, never
+    /// pages written.
+    fn writes(&self) -> Result<Writes, String> {
+        Err("n/a (LMDB counts no writes)".into())
+    }
+
+    /// `mdb_env_sync(force)`: nothing to write after default (synced) commits; the data and
+    /// meta pages after `MDB_NOSYNC` or `MDB_NOMETASYNC` ones.
+    fn settle(&self) -> BenchResult<()> {
+        self.env.force_sync().map_err(ctx("force_sync"))
     }
 
     fn hold_reader(&self) -> Result<Box<dyn HeldReader + '_>, String> {

@@ -45,6 +45,14 @@ pub trait Engine: Send + Sync {
         None
     }
 
+    /// The engine's own count of what it has written to its store since open, or why it
+    /// keeps none (the write-count rows then show that reason).
+    fn writes(&self) -> Result<Writes, String>;
+
+    /// Makes every commit so far durable and writes whatever the engine deferred (Arbor: a
+    /// checkpoint), so the write-count rows include those writes. Untimed.
+    fn settle(&self) -> BenchResult<()>;
+
     /// Bytes of its space the store has in use, as the engine accounts it (Arbor: blocks in
     /// use times the block size), when it can say. The size rows use it where the store has
     /// no file size: on a raw block device.
@@ -55,6 +63,35 @@ pub trait Engine: Send + Sync {
     /// A one-line note about the engine's state (e.g. live bytes), for the footnotes.
     fn note(&self) -> Option<String> {
         None
+    }
+}
+
+/// What an engine counts of its own writes (`Engine::writes`): totals since open, or the
+/// difference of two (`since`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Writes {
+    /// Blocks written (Arbor: journal blocks, both copies; tree and allocator blocks; both
+    /// superblock copies of each checkpoint).
+    pub blocks: u64,
+    /// The bytes of those blocks.
+    pub bytes: u64,
+    /// Journal batches (one write and one flush each), journal records and checkpoints; 0
+    /// for an engine without them.
+    pub journal_batches: u64,
+    pub journal_records: u64,
+    pub checkpoints: u64,
+}
+
+impl Writes {
+    /// What was written after `earlier` (an earlier count of the same engine).
+    pub fn since(self, earlier: Writes) -> Writes {
+        Writes {
+            blocks: self.blocks - earlier.blocks,
+            bytes: self.bytes - earlier.bytes,
+            journal_batches: self.journal_batches - earlier.journal_batches,
+            journal_records: self.journal_records - earlier.journal_records,
+            checkpoints: self.checkpoints - earlier.checkpoints,
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
-use super::{Engine, HeldReader};
+use super::{Engine, HeldReader, Writes};
 use crate::config;
 use crate::data::{Key, Value};
 use crate::{ctx, BenchResult};
@@ -87,6 +87,23 @@ impl Engine for RedbEngine {
             }
         }
         Ok(seen)
+    }
+
+    /// redb's statistics (`Database::cache_stats`, a transaction's `stats`) count cache
+    /// hits, evictions and pages in use, never pages written.
+    fn writes(&self) -> Result<Writes, String> {
+        Err("n/a (redb counts no writes)".into())
+    }
+
+    /// Immediate commits leave nothing behind; after `None` ones, an empty Immediate commit
+    /// makes them durable.
+    fn settle(&self) -> BenchResult<()> {
+        if matches!(self.durability, Durability::Immediate) {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
+        tx.set_durability(Durability::Immediate).map_err(ctx("set_durability"))?;
+        tx.commit().map_err(ctx("commit"))
     }
 
     fn hold_reader(&self) -> Result<Box<dyn HeldReader + '_>, String> {
