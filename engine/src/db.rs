@@ -267,7 +267,7 @@ impl Db {
         // A file sized by the caller holds its journal; one left to grow sizes it by its cap.
         let room = match opts.file_initial_bytes {
             0 => dev.max_len_bytes(),
-            initial => initial.max(dev.len_bytes()),
+            initial => initial.max(dev.len_bytes()).min(dev.max_len_bytes()),
         };
         let region = JournalRegion::plan(block_bytes, room, opts.journal_bytes)
             .map_err(|e| Error::InvalidInput(format!("no room for the journal: {e}")))?;

@@ -49,20 +49,45 @@ pub struct SlotState {
     /// Entries in seq order. Only the writer appends (under the write lock) and only pruning
     /// removes, from the front (entries older than every outstanding seq).
     pub log: Vec<Entry>,
+    /// A copy of the mutable image as it is now, shared by the readers that need it (made by
+    /// the first, so the rest neither copy nor allocate); every edit drops it.
+    reader_copy: Option<Arc<AlignedBuf>>,
 }
 
 impl SlotState {
     /// The mutable buffer; a frozen image is never edited (§10.1): only the writer edits,
     /// and only blocks of the open generation, which are mutable.
     pub fn buf_mut(&mut self, addr: u64) -> Result<&mut AlignedBuf> {
+        self.reader_copy = None;
         match &mut self.image {
             Image::Mutable(b) => Ok(b),
             _ => panic!("edit of block {addr}, which is not a mutable image"),
         }
     }
 
+    /// Replaces the image (early write-back and reading it back in): readers' copies of the
+    /// old one go.
+    pub fn set_image(&mut self, image: Image) {
+        self.reader_copy = None;
+        self.image = image;
+    }
+
+    /// The current image with nothing to undo for a reader: the frozen image, or the
+    /// shared copy of the mutable one if a reader made it since the last edit.
+    fn current_for_reader(&self, seq: u64) -> Option<Arc<AlignedBuf>> {
+        if self.log.last().is_some_and(|e| e.seq > seq) {
+            return None;
+        }
+        match &self.image {
+            Image::Frozen(img) => Some(Arc::clone(img)),
+            Image::Mutable(_) => self.reader_copy.clone(),
+            Image::OnDisk { .. } | Image::Taken => None,
+        }
+    }
+
     /// Freezes the image (its generation is being written out) and returns it.
     pub fn freeze_image(&mut self, addr: u64) -> Result<Arc<AlignedBuf>> {
+        self.reader_copy = None;
         match std::mem::replace(&mut self.image, Image::Taken) {
             Image::Mutable(buf) => {
                 let frozen = Arc::new(buf);
@@ -95,7 +120,11 @@ pub struct Logged {
 
 impl Slot {
     pub fn new(addr: u64, buf: AlignedBuf) -> Slot {
-        let state = RwLock::new(SlotState { image: Image::Mutable(buf), log: Vec::new() });
+        let state = RwLock::new(SlotState {
+            image: Image::Mutable(buf),
+            log: Vec::new(),
+            reader_copy: None,
+        });
         Slot {
             addr,
             state,
@@ -153,12 +182,24 @@ impl Slot {
     /// every entry with seq in `(seq, newest]`. Every undo step checks its preconditions: a
     /// log that disagrees with the block is `Error::Corrupt`, never a wrong image.
     pub fn image_at(&self, seq: u64, align: usize) -> Result<Arc<AlignedBuf>> {
+        if let Some(image) = self.read().current_for_reader(seq) {
+            return Ok(image);
+        }
         let (mut copy, undo): (AlignedBuf, Vec<Op>) = {
-            let st = self.read();
+            let mut st = self.write();
+            if let Some(image) = st.current_for_reader(seq) {
+                return Ok(image);
+            }
             let first_newer = st.log.partition_point(|e| e.seq <= seq);
             let undo: Vec<Op> = st.log[first_newer..].iter().map(|e| e.op.clone()).collect();
             match &st.image {
                 Image::Frozen(img) if undo.is_empty() => return Ok(Arc::clone(img)),
+                Image::Mutable(b) if undo.is_empty() => {
+                    // The current image: made once, shared until the next edit.
+                    let copy = Arc::new(AlignedBuf::from_slice(b, align));
+                    st.reader_copy = Some(Arc::clone(&copy));
+                    return Ok(copy);
+                }
                 Image::Frozen(_) | Image::Mutable(_) => {
                     (AlignedBuf::from_slice(st.image.bytes(), align), undo)
                 }

@@ -13,36 +13,53 @@ use crate::addr_map::AddrMap;
 use crate::mvcc::slot::Slot;
 use crate::sync::{read, write, Arc, AtomicUsize, Ordering, RwLock};
 
-#[derive(Default)]
+/// Shards of the table: readers of different blocks take different locks (a reader takes
+/// one per block of the open generation it reaches).
+const SHARDS: usize = 64;
+
 pub struct SlotTable {
-    map: RwLock<AddrMap<Arc<Slot>>>,
+    shards: [RwLock<AddrMap<Arc<Slot>>>; SHARDS],
     len: AtomicUsize,
 }
 
+impl Default for SlotTable {
+    fn default() -> SlotTable {
+        let shards = std::array::from_fn(|_| RwLock::new(AddrMap::default()));
+        SlotTable { shards, len: AtomicUsize::new(0) }
+    }
+}
+
 impl SlotTable {
+    fn shard(&self, addr: u64) -> &RwLock<AddrMap<Arc<Slot>>> {
+        // Consecutive blocks (a tree's siblings) land in different shards.
+        &self.shards[(addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS]
+    }
+
     pub fn get(&self, addr: u64) -> Option<Arc<Slot>> {
         if self.len.load(Ordering::Acquire) == 0 {
             return None;
         }
-        read(&self.map).get(&addr).cloned()
+        read(self.shard(addr)).get(&addr).cloned()
     }
 
     pub fn insert(&self, addr: u64, slot: Arc<Slot>) {
-        let mut map = write(&self.map);
+        let mut map = write(self.shard(addr));
         assert_eq!(slot.addr, addr, "slot of block {} filed under {addr}", slot.addr);
         let old = map.insert(addr, slot);
         debug_assert!(old.is_none(), "block {addr}: two identities in the slot table");
-        self.len.store(map.len(), Ordering::Release);
+        if old.is_none() {
+            self.len.fetch_add(1, Ordering::Release);
+        }
     }
 
     /// Removes `addr` if it still maps to `slot` (a later identity is left alone).
     pub fn remove(&self, addr: u64, slot: &Arc<Slot>) {
-        let mut map = write(&self.map);
+        let mut map = write(self.shard(addr));
         debug_assert_eq!(slot.addr, addr, "removing the slot of block {} as {addr}", slot.addr);
         if map.get(&addr).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             map.remove(&addr);
+            self.len.fetch_sub(1, Ordering::Release);
         }
-        self.len.store(map.len(), Ordering::Release);
     }
 
     pub fn len(&self) -> usize {

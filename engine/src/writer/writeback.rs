@@ -52,7 +52,7 @@ impl DirtySet {
                 Image::Mutable(buf) => buf,
                 other => {
                     // Chosen above as resident (`is_plain_leaf`), under the writer lock.
-                    st.image = other;
+                    st.set_image(other);
                     panic!("write-back chose block {addr}, which is not a resident image");
                 }
             };
@@ -67,7 +67,7 @@ impl DirtySet {
             // Put the images back: nothing was lost; the caller turns the handle fail-stop.
             drop(ops);
             for (_, slot, buf, _) in images {
-                slot.write().image = Image::Mutable(buf);
+                slot.write().set_image(Image::Mutable(buf));
             }
             return Err(dev_error(&*s.dev, "write back")(e));
         }
@@ -139,7 +139,7 @@ impl DirtySet {
         // Usually still in the clean cache (a copy); else read and verified from the device.
         let image = s.read_block(ChildPtr::new(addr, self.gen, crc))?;
         let buf = crate::io::AlignedBuf::from_slice(&image, s.align);
-        slot.write().image = Image::Mutable(buf);
+        slot.write().set_image(Image::Mutable(buf));
         self.bytes += u64::from(s.block_bytes);
         if !private {
             // Published while on disk: from its first logged change on, readers need it.
