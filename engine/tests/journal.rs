@@ -275,3 +275,38 @@ fn an_open_that_fails_during_replay_loses_nothing() {
     assert_eq!(dump(&db), model);
     assert_eq!(db.stats().records_replayed, 30);
 }
+
+/// The background thread (design.md §11.6): with records pending it checkpoints every
+/// `checkpoint_interval`, and it flushes `Eventual` records once `eventual_interval` has
+/// passed, with no further commit.
+#[test]
+fn the_background_thread_checkpoints_and_flushes_eventual_records() {
+    use std::time::{Duration, Instant};
+    let dev = SimDevice::new(32 << 20, 4096, 31);
+    let o = Options {
+        checkpoint_interval: Some(Duration::from_millis(30)),
+        eventual_interval: Duration::from_millis(10),
+        ..opts()
+    };
+    let db = Db::create_on(Box::new(dev.clone()), o).unwrap();
+    let wait_for = |what: &str, done: &dyn Fn(&arbor::Stats) -> bool| {
+        let start = Instant::now();
+        while !done(&db.stats()) {
+            assert!(start.elapsed() < Duration::from_secs(20), "no {what}: {:?}", db.stats());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let checkpoints = db.stats().checkpoints;
+    let mut tx = db.begin_write().unwrap();
+    tx.set_durability(Durability::Eventual);
+    tx.tree("t").unwrap().insert(b"k", b"v").unwrap();
+    let info = tx.commit().unwrap();
+    wait_for("journal flush of the Eventual record", &|s| s.journal_batches >= 1);
+    wait_for("background checkpoint", &|s| s.checkpoints > checkpoints);
+    assert!(info.seq > 0);
+    // Both made the commit durable: a crash now keeps it.
+    let image = dev.crash();
+    let db2 = Db::open_on(Box::new(image), opts()).unwrap();
+    let tx = db2.begin_write().unwrap();
+    assert_eq!(tx.tree("t").unwrap().get(b"k").unwrap(), Some(b"v".to_vec()));
+}

@@ -70,12 +70,15 @@ macro_rules! temp_dir {
 }
 
 /// Options for small, split-heavy test stores. A small dirty budget makes every test that
-/// uses them exercise early write-back (design.md §4).
+/// uses them exercise early write-back (design.md §4). No background checkpoint thread:
+/// checkpoints run in committing threads when due (design.md §11.6), so what a test counts
+/// does not depend on timing; tests with `Options::default()` run the thread.
 pub fn small_opts() -> Options {
     Options {
         cache_bytes: 1 << 20,
         file_initial_bytes: 16 << 20,
         dirty_max_bytes: 256 << 10,
+        checkpoint_interval: None,
         ..Options::default()
     }
 }
