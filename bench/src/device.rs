@@ -1,5 +1,6 @@
 //! `kv-bench device TARGET`: raw figures of Arbor's own `UringDevice`, to set beside fio's
-//! (`shared/scripts/fio-baseline.sh`). Moved here from the engine's `device_bench` example.
+//! (each figure prints fio's equivalent command line). Moved here from the engine's
+//! `device_bench` example.
 //!
 //! TARGET is a file (created and written once up to `--size`, default 1 GiB, then removed
 //! unless `--keep`) or a block device (DESTRUCTIVE: it is overwritten; needs

@@ -1,5 +1,5 @@
-//! (b) Free vs reallocation with a seq outstanding — the seed (design.md §6, §10.5; the btrfs
-//! reference in `shared/reference/btrfs-tree-mod-log-reuse-fix.txt`).
+//! (b) Free vs reallocation with a seq outstanding — the seed (design.md §6, §10.5: the btrfs
+//! tree-mod-log reuse bug it comes from).
 //!
 //! Block identity A (a leaf at address 100, allocated at seq 1) is the tree's root as of
 //! seq 1. The writer's commit 2 moves the root to a new block B at 200 and frees A at
