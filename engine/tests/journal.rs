@@ -85,6 +85,12 @@ fn both_copies_of_an_earlier_batch_damaged_is_corrupt() {
     let (dev, _) = journaled_commits(5);
     ruin(&dev, journal_copy(3, slots, 0));
     ruin(&dev, journal_copy(3, slots, 1));
+    // The offline check says so too: a journal problem naming the block, and open's error.
+    let report = arbor::check::check_device(Box::new(dev.clone()), &mut |_| {}).unwrap();
+    assert!(!report.is_ok());
+    let journal = report.findings().find(|p| p.kind == arbor::check::ProblemKind::Journal);
+    assert_eq!(journal.map(|p| p.addr), Some(JOURNAL_START + 2 * 3), "{report:?}");
+    assert!(report.open_error.is_some(), "{report:?}");
     match Db::open_on(Box::new(dev), opts()) {
         Err(Error::Corrupt { addr, reason }) => {
             assert_eq!(addr, JOURNAL_START + 2 * 3, "{reason}");

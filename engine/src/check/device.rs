@@ -18,8 +18,8 @@ use arbor_format::ChildPtr;
 
 use super::{CheckReport, Problem, ProblemKind, Progress, Source, Walk};
 use crate::alloc::Allocator;
-use crate::durable::recovery;
 use crate::durable::superblock::{decode_slot, read_area, SlotReport, SlotState};
+use crate::durable::{journal_scan, recovery};
 use crate::io::{target_name, BlockDevice};
 use crate::store::Store;
 use crate::{Error, Result};
@@ -150,6 +150,7 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
     let (opens_at, open_error) =
         match crate::durable::superblock::read_superblocks(store.dev.as_ref())
             .and_then(|found| recovery::recover(&store, found))
+            .and_then(|opened| check_journal(&store, &opened, &mut problems).map(|()| opened))
         {
             Ok(opened) => (Some(opened.sb.generation()), None),
             Err(e) => (None, Some(e.to_string())),
@@ -164,6 +165,17 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
         open_error,
         problems,
     })
+}
+
+/// Reads the journal past the checkpoint open would take, as open does: damage to
+/// acknowledged history is a problem (and open's error).
+fn check_journal(s: &Store, opened: &recovery::Opened, problems: &mut Vec<Problem>) -> Result<()> {
+    let sb = &opened.sb;
+    let scanned = journal_scan::scan(s, opened.journal, sb.uuid(), sb.replay_lsn());
+    if let Err(Error::Corrupt { addr, reason }) = &scanned {
+        problems.push(Problem { kind: ProblemKind::Journal, addr: *addr, detail: reason.clone() });
+    }
+    scanned.map(|_| ())
 }
 
 /// Problems visible from the slots alone: copies that fail verification, a copy missing

@@ -66,6 +66,9 @@ pub enum ProblemKind {
     PendingInUse,
     /// The allocator's own structures (index, bitmap chunks, pending lists) cannot be loaded.
     Allocator,
+    /// The commit journal past the newest checkpoint is damaged where acknowledged commits
+    /// lie (design.md §11.7): open refuses the store.
+    Journal,
 }
 
 impl ProblemKind {
@@ -81,6 +84,7 @@ impl ProblemKind {
             ProblemKind::UsedButFree => "used-but-free",
             ProblemKind::PendingInUse => "pending-in-use",
             ProblemKind::Allocator => "allocator",
+            ProblemKind::Journal => "journal",
         }
     }
 
