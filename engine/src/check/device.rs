@@ -147,14 +147,7 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
         let slots = holders.iter().map(|s| s.slot).collect();
         generations.push(GenerationCheck { generation: gen, slots, superblock: sb, full, report });
     }
-    let (opens_at, open_error) =
-        match crate::durable::superblock::read_superblocks(store.dev.as_ref())
-            .and_then(|found| recovery::recover(&store, found))
-            .and_then(|opened| check_journal(&store, &opened, &mut problems).map(|()| opened))
-        {
-            Ok(opened) => (Some(opened.sb.generation()), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
+    let (opens_at, open_error) = open_verdict(&store, &mut problems);
     let device_bytes = store.dev.len_bytes();
     Ok(DeviceCheck {
         slots,
@@ -165,6 +158,17 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
         open_error,
         problems,
     })
+}
+
+/// What `Db::open` would do: the generation it opens at, or its error.
+fn open_verdict(store: &Store, problems: &mut Vec<Problem>) -> (Option<u64>, Option<String>) {
+    match crate::durable::superblock::read_superblocks(store.dev.as_ref())
+        .and_then(|found| recovery::recover(store, found))
+        .and_then(|opened| check_journal(store, &opened, problems).map(|()| opened))
+    {
+        Ok(opened) => (Some(opened.sb.generation()), None),
+        Err(e) => (None, Some(e.to_string())),
+    }
 }
 
 /// Reads the journal past the checkpoint open would take, as open does: damage to
