@@ -24,7 +24,7 @@ use arbor_format::RecordBuilder;
 
 use crate::io::{dev_error, AlignedBuf, WriteOp};
 use crate::store::Store;
-use crate::sync::{self, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::{self, Arc, Condvar, Mutex, MutexGuard, Ordering};
 use crate::{Error, Result};
 
 /// The journal of one open store.
@@ -34,8 +34,6 @@ pub struct Journal {
     /// Largest record a commit journals (`Options::journal_record_max`).
     pub record_max: u64,
     state: Mutex<JournalState>,
-    /// Signalled when a batch ends, a checkpoint becomes durable, or the journal fails.
-    changed: Condvar,
     /// A rule broken on purpose (loom-tests' broken variants).
     #[cfg(any(test, loom, feature = "fault-injection"))]
     broken: Broken,
@@ -102,12 +100,31 @@ struct JournalState {
     replay_cursor: Option<(u64, u64)>,
     last_flush_at: Instant,
     figures: JournalFigures,
+    /// Committers waiting for their seq, each on a condvar of its own (arrival order): an
+    /// event wakes the ones it made durable and at most one other, to lead the next batch,
+    /// instead of every waiter.
+    waiters: Vec<(u64, Arc<Condvar>)>,
 }
 
 impl JournalState {
     fn durable(&self, seq: u64) -> bool {
         seq <= self.checkpoint_seq
             || (seq <= self.flushed_seq && self.unjournaled.range(..=seq).next().is_none())
+    }
+
+    /// Wakes the waiters an event (a batch's end, a durable checkpoint, a failure) concerns:
+    /// those whose seq is now durable (or all, after a failure), and, when records wait with
+    /// no batch running, the first other waiter, to lead it.
+    fn wake(&self) {
+        let mut leader = !self.writing && !self.pending_ends.is_empty();
+        for (seq, cv) in &self.waiters {
+            if self.failed.is_some() || self.durable(*seq) {
+                cv.notify_one();
+            } else if leader {
+                cv.notify_one();
+                leader = false;
+            }
+        }
     }
 
     /// Drops pending records a durable checkpoint covers: they need not be written.
@@ -139,9 +156,17 @@ impl Drop for Leading<'_> {
         let mut st = self.0.state();
         st.writing = false;
         st.failed.get_or_insert_with(|| "a panic in the journal leader".to_string());
-        drop(st);
-        self.0.changed.notify_all();
+        st.wake();
     }
+}
+
+/// Waits (on a condvar of its own) until an event concerns `seq`; the caller re-checks.
+fn wait_for(mut st: MutexGuard<'_, JournalState>, seq: u64) -> MutexGuard<'_, JournalState> {
+    let me = Arc::new(Condvar::new());
+    st.waiters.push((seq, Arc::clone(&me)));
+    let mut st = sync::wait(&me, st);
+    st.waiters.retain(|(_, cv)| !Arc::ptr_eq(cv, &me));
+    st
 }
 
 /// A batch a leader took: its records, where it goes, and the last seq it holds.
@@ -223,13 +248,13 @@ impl Journal {
             replay_cursor: None,
             last_flush_at: Instant::now(),
             figures: JournalFigures::default(),
+            waiters: Vec::new(),
         };
         Journal {
             region,
             uuid,
             record_max,
             state: Mutex::new(state),
-            changed: Condvar::new(),
             #[cfg(any(test, loom, feature = "fault-injection"))]
             broken: Broken::None,
         }
@@ -341,14 +366,14 @@ impl Journal {
         st.replay_lsn = replay_lsn;
         st.unjournaled = st.unjournaled.split_off(&(seq + 1));
         st.drop_covered();
-        drop(st);
-        self.changed.notify_all();
+        st.wake();
     }
 
     /// Makes the journal fail-stop: waiters wake to the error.
     pub fn fail(&self, why: String) {
-        self.state().failed.get_or_insert(why);
-        self.changed.notify_all();
+        let mut st = self.state();
+        st.failed.get_or_insert(why);
+        st.wake();
     }
 
     /// Whether a checkpoint should run: the ring is at least half used.
@@ -410,7 +435,7 @@ impl Journal {
                 if !wait {
                     return Ok(());
                 }
-                drop(sync::wait(&self.changed, st));
+                drop(wait_for(st, seq));
                 if self.breaks(Broken::AckAnyBatch) {
                     return Ok(());
                 }
@@ -435,7 +460,7 @@ impl Journal {
                     if !wait {
                         return Ok(());
                     }
-                    drop(sync::wait(&self.changed, st));
+                    drop(wait_for(st, seq));
                 }
             }
         }
@@ -491,8 +516,7 @@ impl Journal {
                 Err(e)
             }
         };
-        drop(st);
-        self.changed.notify_all();
+        st.wake();
         result
     }
 }
