@@ -70,7 +70,9 @@ pub enum Error {
         /// What was found, and where.
         what: String,
     },
-    /// The store was written by a newer format version.
+    /// The store's format version is one this build does not read: a newer one, or version 1
+    /// (before the commit journal, design.md §11.1), which has no journal region to commit
+    /// through.
     UnsupportedVersion {
         /// The store's format version.
         found: u16,
@@ -194,6 +196,12 @@ impl fmt::Display for Error {
                      overwrite it"
                 )
             }
+            Error::UnsupportedVersion { found, supported } if found < supported => write!(
+                f,
+                "store format version {found} predates the commit journal of version \
+                 {supported}, which this build requires: copy its data into a new store with \
+                 the build that wrote it (`arbor dump`, then `arbor load` with this one)"
+            ),
             Error::UnsupportedVersion { found, supported } => write!(
                 f,
                 "store format version {found} is newer than this build supports ({supported})"
