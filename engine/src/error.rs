@@ -156,6 +156,19 @@ pub(crate) fn corrupt(addr: u64, e: arbor_format::FormatError) -> Error {
     Error::corrupt(addr, e.to_string())
 }
 
+/// `UnsupportedVersion`'s message: an older store needs copying, a newer one a newer build.
+fn unsupported(f: &mut fmt::Formatter<'_>, found: u16, supported: u16) -> fmt::Result {
+    if found < supported {
+        return write!(
+            f,
+            "store format version {found} predates the commit journal of version {supported}, \
+             which this build requires: copy its data into a new store with the build that \
+             wrote it (`arbor dump`, then `arbor load` with this one)"
+        );
+    }
+    write!(f, "store format version {found} is newer than this build supports ({supported})")
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -196,16 +209,7 @@ impl fmt::Display for Error {
                      overwrite it"
                 )
             }
-            Error::UnsupportedVersion { found, supported } if found < supported => write!(
-                f,
-                "store format version {found} predates the commit journal of version \
-                 {supported}, which this build requires: copy its data into a new store with \
-                 the build that wrote it (`arbor dump`, then `arbor load` with this one)"
-            ),
-            Error::UnsupportedVersion { found, supported } => write!(
-                f,
-                "store format version {found} is newer than this build supports ({supported})"
-            ),
+            Error::UnsupportedVersion { found, supported } => unsupported(f, *found, *supported),
             Error::InvalidInput(msg) => write!(f, "invalid input: {msg}"),
             Error::PreviousIo { original } => write!(
                 f,
