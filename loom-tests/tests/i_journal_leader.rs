@@ -34,7 +34,7 @@
 //! one is in flight, each holds seqs above every earlier batch's.
 //! The passing models also assert that loom reached a batch acknowledging two commits, a
 //! leader finding the ring full and checkpointing, a commit acknowledged by a checkpoint
-//! (its record dropped unwritten), and a batch reusing a slot after a checkpoint freed it.
+//! (before its record was written), and a batch reusing a slot after a checkpoint freed it.
 //!
 //! The broken variants: `Broken::AckAnyBatch` (a waiter returns when the running batch ends,
 //! so a commit that joined the next batch is acknowledged by the running one's flush), and

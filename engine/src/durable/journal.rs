@@ -126,24 +126,6 @@ impl JournalState {
             }
         }
     }
-
-    /// Drops pending records a durable checkpoint covers: they need not be written.
-    fn drop_covered(&mut self) {
-        let mut cut = 0;
-        while let Some(&(seq, end)) = self.pending_ends.front() {
-            if seq > self.checkpoint_seq {
-                break;
-            }
-            cut = end;
-            self.pending_ends.pop_front();
-        }
-        if cut > 0 {
-            self.pending.drain(..cut);
-            for (_, end) in self.pending_ends.iter_mut() {
-                *end -= cut;
-            }
-        }
-    }
 }
 
 /// The running batch, owned by its leader. Dropped without being forgotten only when a
@@ -365,7 +347,10 @@ impl Journal {
         st.checkpoint_seq = seq;
         st.replay_lsn = replay_lsn;
         st.unjournaled = st.unjournaled.split_off(&(seq + 1));
-        st.drop_covered();
+        // Pending records the checkpoint covers are still written, in order: if this
+        // superblock's write was lost (a device acknowledging what it never stored), replay
+        // from the older checkpoint must meet them (a large transaction's marker above all)
+        // and stop there, never apply a later record over a gap.
         st.wake();
     }
 
@@ -468,7 +453,6 @@ impl Journal {
 
     /// Takes the pending records that fit in the ring's free space as the next batch.
     fn take(&self, st: &mut JournalState) -> Take {
-        st.drop_covered();
         if st.pending_ends.is_empty() {
             return Take::Empty;
         }
