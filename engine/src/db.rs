@@ -377,12 +377,14 @@ impl Db {
         };
         shared.journal.end_replay();
         shared.records_replayed.store(done.applied, crate::sync::Ordering::Relaxed);
-        if done.applied + done.skipped > 0 || scanned.skipped_leftovers {
-            // The replayed commits are durable only through the journal's old records: a
-            // checkpoint now moves the replay start past them (and past any gap, so records
-            // appended from here on are never stranded behind it).
-            shared.checkpoint_open_generation()?;
-        }
+        // A checkpoint of what open found, always: the replayed commits are durable only
+        // through the journal's old records (the checkpoint moves the replay start past
+        // them and past any gap), and the other superblock alternation must not stay an
+        // older checkpoint that commits from here on do not build on (if the newest copies
+        // were later damaged, open would fall back to it and replay these commits over a
+        // state they never saw).
+        let _ = (done.skipped, scanned.skipped_leftovers);
+        shared.checkpoint_open_generation()?;
         db.start_background();
         Ok(db)
     }
