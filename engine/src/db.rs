@@ -383,8 +383,11 @@ impl Db {
         // older checkpoint that commits from here on do not build on (if the newest copies
         // were later damaged, open would fall back to it and replay these commits over a
         // state they never saw).
-        let _ = (done.skipped, scanned.skipped_leftovers);
-        shared.checkpoint_open_generation()?;
+        // (A tool's read-only view writes nothing unless replay needs it.)
+        let needed = done.applied + done.skipped > 0 || scanned.skipped_leftovers;
+        if needed || !shared.store.dev.is_read_only() {
+            shared.checkpoint_open_generation()?;
+        }
         db.start_background();
         Ok(db)
     }

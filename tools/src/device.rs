@@ -144,6 +144,10 @@ impl BlockDevice for ReadOnlyDevice {
         Err(read_only())
     }
 
+    fn is_read_only(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         self.describe.clone()
     }
@@ -172,6 +176,9 @@ impl BlockDevice for SharedDevice {
     }
     fn grow(&self, min_len_bytes: u64) -> io::Result<u64> {
         self.0.grow(min_len_bytes)
+    }
+    fn is_read_only(&self) -> bool {
+        self.0.is_read_only()
     }
     fn describe(&self) -> String {
         self.0.describe()

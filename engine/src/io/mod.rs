@@ -116,6 +116,12 @@ pub trait BlockDevice: Send + Sync {
         Ok(self.len_bytes())
     }
 
+    /// Whether writes are refused by design (a tool's read-only view): open then writes
+    /// nothing it can skip (design.md §11.7).
+    fn is_read_only(&self) -> bool {
+        false
+    }
+
     /// The length `grow` can reach at most (files: their configured maximum); what `create`
     /// sizes the journal against (design.md §11.1).
     fn max_len_bytes(&self) -> u64 {
@@ -162,6 +168,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     }
     fn max_len_bytes(&self) -> u64 {
         (**self).max_len_bytes()
+    }
+    fn is_read_only(&self) -> bool {
+        (**self).is_read_only()
     }
     fn describe(&self) -> String {
         (**self).describe()
