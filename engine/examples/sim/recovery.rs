@@ -132,8 +132,13 @@ fn place_in_history(sim: &mut Sim, got: &State, r: &Recovered, dev: &SimDevice) 
         // Damage to every copy of the newest superblock looks like a torn superblock write
         // (both copies go out in one write): open takes the older checkpoint. The one case
         // the journal cannot tell apart (design.md §11.8); counted as KNOWN, never a pass.
-        Some(i) if !r.damage.is_empty() && rejected > 0 => {
-            let why = format!("{rejected} rejected superblock copies");
+        // Likewise damage to both copies of a block of the last journal batch: exactly what
+        // a torn last batch looks like (never acknowledged, dropped, design.md §11.7).
+        Some(i)
+            if !r.damage.is_empty()
+                && (rejected > 0 || faults::hits_journal(&r.damage, &sim.cfg)) =>
+        {
+            let why = format!("{rejected} rejected superblock copies, or journal damage");
             known(sim, format!("step {step}: {}; {why} after injected damage", lost(i)));
         }
         // A write the device acknowledged and never stored (or stored elsewhere) for every
