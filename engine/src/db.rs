@@ -318,7 +318,8 @@ impl Db {
             checkpoint_seq: 0,
             replay_lsn: JOURNAL_LSN_FIRST,
         };
-        let journal = Journal::new(region, uuid, record_max(&opts, &region), start);
+        let journal = Journal::new(region, uuid, record_max(&opts, &region), start)
+            .with_batches_in_flight(opts.journal_batches_in_flight.max(1));
         let db = Db::from_parts(store, w, state, opts, journal, 0);
         db.start_background();
         Ok(db)
@@ -359,7 +360,8 @@ impl Db {
             checkpoint_seq: sb.checkpoint_seq(),
             replay_lsn: sb.replay_lsn(),
         };
-        let journal = Journal::new(region, sb.uuid(), record_max(&opts, &region), start);
+        let journal = Journal::new(region, sb.uuid(), record_max(&opts, &region), start)
+            .with_batches_in_flight(opts.journal_batches_in_flight.max(1));
         let db = Db::from_parts(store, w, state, opts, journal, opened.rejected_copies);
         let shared = &db.shared;
         shared.journal.replay_progress(sb.replay_lsn(), sb.checkpoint_seq());

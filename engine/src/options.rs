@@ -104,6 +104,11 @@ pub struct Options {
     /// checkpoints then run in the committing thread when the journal is half full or dirty
     /// bytes pass `dirty_max_bytes`, and on `Db::flush` and close. Default 1 s.
     pub checkpoint_interval: Option<Duration>,
+    /// Journal batches written and flushed at once, each by its own leader (design.md
+    /// §11.4): more than 1 lets commits that arrive while a batch flushes start theirs
+    /// at once, for devices that run flushes in parallel. 0 is taken as 1. Default
+    /// [`crate::journal::BATCHES_IN_FLIGHT`].
+    pub journal_batches_in_flight: usize,
 }
 
 impl Default for Options {
@@ -127,6 +132,7 @@ impl Default for Options {
             journal_bytes: arbor_format::constants::JOURNAL_BYTES_DEFAULT,
             journal_record_max: 0,
             checkpoint_interval: Some(Duration::from_secs(1)),
+            journal_batches_in_flight: crate::durable::journal::BATCHES_IN_FLIGHT,
         }
     }
 }

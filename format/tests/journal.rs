@@ -113,11 +113,23 @@ impl Ring {
         self.region.block_bytes() as usize
     }
 
-    /// Encodes `records` as one batch and applies its writes to the ring.
+    /// Encodes `records` as one batch and applies its writes to the ring (every batch
+    /// before it flushed).
     fn append(&mut self, records: &[u8]) -> BatchInfo {
+        self.append_flushed_below(records, self.next_lsn)
+    }
+
+    /// `append` of a batch written while the batches from lsn `flushed_below` on were still
+    /// in flight.
+    fn append_flushed_below(&mut self, records: &[u8], flushed_below: u64) -> BatchInfo {
         let count = batch_block_count(&self.region, records.len());
         let mut out = vec![0u8; 2 * count as usize * self.block_bytes()];
-        let start = BatchStart { first_lsn: self.next_lsn, prev_crc: self.prev_crc, uuid: UUID };
+        let start = BatchStart {
+            first_lsn: self.next_lsn,
+            prev_crc: self.prev_crc,
+            uuid: UUID,
+            flushed_below,
+        };
         let info = encode_batch(&self.region, &start, records, &mut out).expect("encode");
         for write in info.writes(&self.region) {
             let first = (write.offset / self.region.block_bytes() as u64
@@ -264,13 +276,39 @@ fn chain_stops_where_both_copies_fail() {
 }
 
 #[test]
+fn a_batch_written_while_the_torn_one_was_in_flight_is_not_later() {
+    let limits = RecordLimits::new(4096, 1 << 20);
+    let (mut ring, _) = ring_of(&[10]);
+    // Lsn 2 and lsn 3 are batches in flight together (lsn 3's written before lsn 2's flush
+    // ended: flushed below 2); lsn 4's was written after both flushes.
+    for (seq, below) in [(2, 2), (3, 2), (4, 4)] {
+        let mut buf = Vec::new();
+        write_record(&mut buf, seq, &[OwnedOp::Delete(16)], limits);
+        ring.append_flushed_below(&buf, below);
+    }
+    let (a, b) = ring.twin_mut(2);
+    a.fill(0);
+    b.fill(0);
+    let decoded = ring.decode(1);
+    assert_eq!(decoded.stop.lsn, 2);
+    let later = |lsn| {
+        let (a, _) = ring.twin(lsn);
+        let block = JournalBlock::decode(&ring.blocks[a], ring.region.address(lsn)).unwrap();
+        assert_eq!(block.journal().flushed_below(), if lsn == 3 { 2 } else { lsn });
+        decoded.stop.is_later_batch(&block)
+    };
+    // Lsn 3 cannot tell that lsn 2 was ever flushed (a torn pair); lsn 4 can.
+    assert_eq!((later(3), later(4)), (false, true));
+}
+
+#[test]
 fn chain_stops_on_wrong_prev_crc() {
     let (mut ring, _) = ring_of(&[10, 10, 10]);
     // Re-encode lsn 2 with a wrong prev_crc: a verifying block that does not follow lsn 1.
     let mut buf = Vec::new();
     write_record(&mut buf, 2, &[OwnedOp::Delete(16)], RecordLimits::new(4096, 1 << 20));
     let mut out = vec![0u8; 8192];
-    let start = BatchStart { first_lsn: 2, prev_crc: 0xbad, uuid: UUID };
+    let start = BatchStart { first_lsn: 2, prev_crc: 0xbad, uuid: UUID, flushed_below: 2 };
     encode_batch(&ring.region, &start, &buf, &mut out).unwrap();
     let (a, b) = ring.twin_mut(2);
     a.copy_from_slice(&out[..4096]);

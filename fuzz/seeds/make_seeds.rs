@@ -99,7 +99,7 @@ fn journal_seeds() -> std::io::Result<()> {
         write("journal_record_read", &format!("record{seq}"), &records)?;
         let blocks = batch_block_count(&region, records.len()) as usize;
         let mut out = vec![0u8; 2 * blocks * 4096];
-        let start = BatchStart { first_lsn: lsn, prev_crc, uuid };
+        let start = BatchStart { first_lsn: lsn, prev_crc, uuid, flushed_below: lsn };
         let info =
             encode_batch(&region, &start, &records, &mut out).map_err(std::io::Error::other)?;
         for (i, twin) in out.chunks(8192).enumerate() {

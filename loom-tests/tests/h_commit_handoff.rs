@@ -21,7 +21,6 @@
 #![cfg(loom)]
 
 use std::sync::Mutex as GhostMutex;
-use std::time::Instant;
 
 use arbor::commit::{DurableMark, DurableState, Handoff, Pipeline};
 use arbor::sync::{lock, thread, Arc, AtomicUsize, Condvar, Mutex, Ordering};
@@ -124,7 +123,6 @@ impl Sys {
             failed: None,
             durable_alternation: 0,
             prev_crc: 0,
-            last_durable_at: Instant::now(),
             released_whole: false,
         };
         Sys {

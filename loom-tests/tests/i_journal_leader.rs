@@ -28,16 +28,22 @@
 //! same holds for every acknowledged commit when the model ends;
 //! (2) hence a commit is acknowledged only by the flush that holds its record (or a
 //! checkpoint), never by another batch's flush;
-//! (3) a batch never overwrites a slot whose lsn a replay from the durable checkpoint needs:
-//! every lsn `L` it writes has `L < durable replay lsn + slots` when the write starts;
-//! and batches chain (each starts at the lsn after the previous one, with its crc), at most
-//! one is in flight, each holds seqs above every earlier batch's.
+//! (3) a batch never overwrites a slot whose lsn a replay from the durable checkpoint needs,
+//! nor a slot a batch still in flight writes: every lsn `L` it writes has `L < durable
+//! replay lsn + slots` and `L < first lsn in flight + slots` when the write starts;
+//! and batches chain (each starts at the lsn after the previous one, with its crc, whichever
+//! write starts first), at most the journal's limit are in flight, each holds seqs above
+//! every lower-lsn batch's.
+//! With batches in flight together (the pipelined model), a commit is durable only once its
+//! batch *and every batch before it* completed: replay stops at the first torn one.
 //! The passing models also assert that loom reached a batch acknowledging two commits, a
 //! leader finding the ring full and checkpointing, a commit acknowledged by a checkpoint
 //! (before its record was written), and a batch reusing a slot after a checkpoint freed it.
 //!
 //! The broken variants: `Broken::AckAnyBatch` (a waiter returns when the running batch ends,
-//! so a commit that joined the next batch is acknowledged by the running one's flush), and
+//! so a commit that joined the next batch is acknowledged by the running one's flush),
+//! `Broken::AckOutOfOrder` (with two batches in flight, the later one's flush acknowledges
+//! its commits while the earlier one is still being written), and
 //! `Broken::ReuseBeforeDurable` (a frozen checkpoint's replay lsn frees ring space before
 //! its superblock is durable; loom finds a batch overwriting the oldest records while the
 //! durable superblock still replays from them).
@@ -49,7 +55,7 @@ use std::sync::Mutex as GhostMutex;
 use arbor::journal::{Batch, BatchSink, Broken, Journal, JournalStart};
 use arbor::sync::{lock, thread, Arc, AtomicUsize, Mutex, Ordering};
 use arbor::Result;
-use arbor_format::{batch_block_count, encode_batch, JournalRegion, Op, RecordBuilder};
+use arbor_format::{JournalRegion, Op, RecordBuilder};
 use arbor_format::{RecordHeader, RecordLimits, JOURNAL_LSN_FIRST};
 use arbor_loom_tests::Outcomes;
 
@@ -66,26 +72,85 @@ struct Ghost {
     flushed: BTreeMap<u64, u64>,
     /// Seqs per completed batch, in completion order.
     batches: Vec<Vec<u64>>,
-    /// Where the next batch must start, and the crc it must chain from.
-    next_lsn: u64,
-    prev_crc: u32,
+    /// Every batch whose write started: first lsn → (last lsn, prev crc, last crc, its
+    /// seqs, completed).
+    started: BTreeMap<u64, StartedBatch>,
+    /// Batches in flight at once, at most (the journal's limit).
+    limit: usize,
+    /// Two batches were in flight at once.
+    overlapped: bool,
     /// The newest durable checkpoint (its superblock): last seq it covers, replay lsn.
     checkpoint_seq: u64,
     replay_lsn: u64,
-    /// A batch is between its write's start and its flush's end.
-    writing: bool,
     /// Checkpoints a leader ran because the ring was full.
     leader_checkpoints: usize,
     /// Commits acknowledged, and whether a checkpoint (not a flush) made each durable.
     acked: Vec<(u64, bool)>,
 }
 
+/// A batch the fake disk saw start.
+struct StartedBatch {
+    last_lsn: u64,
+    prev_crc: u32,
+    last_crc: u32,
+    seqs: Vec<u64>,
+    completed: bool,
+}
+
 impl Ghost {
     /// Whether commit `seq` survives a crash now: the durable checkpoint covers it, or a
-    /// completed batch holds it at lsns a replay from the checkpoint reads.
+    /// completed batch holds it at lsns a replay from the checkpoint reads, and completed
+    /// batches hold every lsn from the replay lsn up to it (replay stops at a torn one).
     fn recoverable(&self, seq: u64) -> bool {
-        seq <= self.checkpoint_seq
-            || self.flushed.get(&seq).is_some_and(|&lsn| lsn >= self.replay_lsn)
+        if seq <= self.checkpoint_seq {
+            return true;
+        }
+        let Some(&first) = self.flushed.get(&seq) else { return false };
+        let mut lsn = self.replay_lsn;
+        while lsn < first {
+            match self.started.get(&lsn) {
+                Some(b) if b.completed => lsn = b.last_lsn + 1,
+                _ => return false,
+            }
+        }
+        lsn == first
+    }
+
+    /// The next lsn to write: past every batch that started.
+    fn next_lsn(&self) -> u64 {
+        self.started.values().map(|b| b.last_lsn + 1).max().unwrap_or(JOURNAL_LSN_FIRST)
+    }
+
+    fn in_flight(&self) -> impl Iterator<Item = (&u64, &StartedBatch)> {
+        self.started.iter().filter(|(_, b)| !b.completed)
+    }
+
+    /// Invariant (3) and the chain, for a batch whose write starts at `first..=last`.
+    fn check_start(&self, first: u64, last: u64, prev_crc: u32, seqs: &[u64]) {
+        let slots = SLOTS;
+        assert!(
+            last < self.replay_lsn + slots,
+            "a batch at lsns {first}..={last} overwrites lsn {}, which a replay from the \
+             durable checkpoint (replay lsn {}) still needs",
+            last - slots,
+            self.replay_lsn
+        );
+        for (&other, _) in self.in_flight() {
+            assert!(last < other + slots, "a batch at {first}..={last} over in-flight {other}");
+        }
+        assert!(self.in_flight().count() < self.limit, "more batches in flight than allowed");
+        // Neighbours that started already (a batch taken before this one may start after it).
+        if let Some((_, before)) = self.started.range(..first).next_back() {
+            assert!(before.last_lsn < first, "batches at overlapping lsns");
+            if before.last_lsn + 1 == first {
+                assert_eq!(prev_crc, before.last_crc, "a batch chains from the previous");
+            }
+            let newest = before.seqs.last().copied().unwrap_or(0);
+            assert!(seqs[0] > newest, "batch {seqs:?} after seq {newest} at lower lsns");
+        }
+        if let Some((&after, _)) = self.started.range(first..).next() {
+            assert!(after > last, "batches at overlapping lsns");
+        }
     }
 }
 
@@ -125,45 +190,41 @@ fn seqs_of(records: &[u8], region: &JournalRegion) -> Vec<u64> {
 }
 
 impl BatchSink for Disk {
-    fn write(&self, journal: &Journal, batch: &Batch) -> Result<(u32, u64)> {
+    fn write(&self, journal: &Journal, batch: &Batch) -> Result<()> {
         let region = &journal.region;
         let seqs = seqs_of(&batch.records, region);
         assert_eq!(seqs.last(), Some(&batch.last_seq), "the batch's last seq");
-        let blocks = batch_block_count(region, batch.records.len());
-        let (first, last) = (batch.start.first_lsn, batch.start.first_lsn + blocks - 1);
+        let (first, last) = (batch.info.first_lsn, batch.info.last_lsn);
+        assert_eq!(first, batch.start.first_lsn, "the encoded batch is the batch");
         // The write starts.
         self.ops.fetch_add(1, Ordering::SeqCst);
         {
             let mut g = self.ghost();
-            assert!(!g.writing, "two batches in flight");
-            g.writing = true;
-            assert_eq!(first, g.next_lsn, "a batch starts right after the previous one");
-            assert_eq!(batch.start.prev_crc, g.prev_crc, "a batch chains from the previous");
-            let newest = g.batches.iter().flatten().max().copied().unwrap_or(0);
-            assert!(seqs[0] > newest, "batch {seqs:?} after seq {newest} was written");
-            assert!(
-                last < g.replay_lsn + region.slot_count(),
-                "a batch at lsns {first}..={last} overwrites lsn {}, which a replay from the \
-                 durable checkpoint (replay lsn {}) still needs",
-                last - region.slot_count(),
-                g.replay_lsn
-            );
+            g.check_start(first, last, batch.start.prev_crc, &seqs);
+            if let Some((&next, after)) = g.started.range(first..).next() {
+                if next == last + 1 {
+                    assert_eq!(after.prev_crc, batch.info.last_crc, "the next batch chains");
+                }
+            }
+            g.overlapped |= g.in_flight().count() > 0;
+            let started = StartedBatch {
+                last_lsn: last,
+                prev_crc: batch.start.prev_crc,
+                last_crc: batch.info.last_crc,
+                seqs: seqs.clone(),
+                completed: false,
+            };
+            g.started.insert(first, started);
         }
-        let twin_bytes = 2 * blocks * u64::from(region.block_bytes());
-        let mut out = vec![0; usize::try_from(twin_bytes).expect("a small batch")];
-        let info = encode_batch(region, &batch.start, &batch.records, &mut out)
-            .expect("the journal's batch encodes");
         // Both copies written, the flush completes.
         self.ops.fetch_add(1, Ordering::SeqCst);
         {
             let mut g = self.ghost();
-            g.writing = false;
+            g.started.get_mut(&first).expect("started").completed = true;
             g.flushed.extend(seqs.iter().map(|&s| (s, first)));
             g.batches.push(seqs);
-            g.next_lsn = last + 1;
-            g.prev_crc = info.last_crc;
         }
-        Ok((info.last_crc, blocks))
+        Ok(())
     }
 }
 
@@ -179,7 +240,7 @@ struct Sys {
 }
 
 impl Sys {
-    fn new(broken: Broken) -> Sys {
+    fn new(broken: Broken, in_flight: usize) -> Sys {
         let region = JournalRegion::new(BLOCK_BYTES, 64, 2 * SLOTS).expect("a valid region");
         assert_eq!(region.slot_count(), SLOTS);
         let start = JournalStart {
@@ -188,15 +249,17 @@ impl Sys {
             checkpoint_seq: 0,
             replay_lsn: JOURNAL_LSN_FIRST,
         };
-        let journal = Journal::new(region, UUID, 1 << 20, start).with_broken_rule(broken);
+        let journal = Journal::new(region, UUID, 1 << 20, start)
+            .with_broken_rule(broken)
+            .with_batches_in_flight(in_flight);
         let ghost = Ghost {
             flushed: BTreeMap::new(),
             batches: Vec::new(),
-            next_lsn: JOURNAL_LSN_FIRST,
-            prev_crc: 0,
+            started: BTreeMap::new(),
+            limit: in_flight,
+            overlapped: false,
             checkpoint_seq: 0,
             replay_lsn: JOURNAL_LSN_FIRST,
-            writing: false,
             leader_checkpoints: 0,
             acked: Vec::new(),
         };
@@ -261,7 +324,13 @@ impl Sys {
     /// and the journal agrees.
     fn check_end(&self) {
         let g = self.disk.ghost();
-        assert!(!g.writing, "a batch left running");
+        assert_eq!(g.in_flight().count(), 0, "a batch left running");
+        // The batches tile the lsns from the first on, each chained to the one before.
+        let mut lsn = JOURNAL_LSN_FIRST;
+        for (&first, b) in &g.started {
+            assert_eq!(first, lsn, "a gap in the journal's lsns before {first}");
+            lsn = b.last_lsn + 1;
+        }
         for &(seq, _) in &g.acked {
             assert!(g.recoverable(seq), "acknowledged commit {seq} lost");
             assert!(self.journal.is_durable(seq), "the journal forgot commit {seq}");
@@ -269,10 +338,11 @@ impl Sys {
     }
 }
 
-/// Two committers (one on the main thread) on an empty ring.
-fn group_commit_model(broken: Broken, seen: &'static Outcomes) {
+/// Two committers (one on the main thread) on an empty ring, with at most `in_flight`
+/// batches in flight.
+fn group_commit_model(broken: Broken, in_flight: usize, seen: &'static Outcomes) {
     arbor_loom_tests::model(move || {
-        let sys = Arc::new(Sys::new(broken));
+        let sys = Arc::new(Sys::new(broken, in_flight));
         let other = {
             let sys = Arc::clone(&sys);
             thread::spawn(move || sys.commit())
@@ -284,6 +354,9 @@ fn group_commit_model(broken: Broken, seen: &'static Outcomes) {
         // 1: one batch acknowledged both commits; 2: each had its own.
         assert!((1..=2).contains(&g.batches.len()), "{} batches", g.batches.len());
         seen.note(g.batches.len());
+        if g.overlapped {
+            seen.note(3);
+        }
     });
 }
 
@@ -291,8 +364,28 @@ static GROUP: Outcomes = Outcomes::new();
 
 #[test]
 fn a_batch_acknowledges_exactly_the_commits_it_holds() {
-    group_commit_model(Broken::None, &GROUP);
+    group_commit_model(Broken::None, 1, &GROUP);
     GROUP.assert_seen(&[1, 2], "batches for two commits (shared, one each)");
+}
+
+static PIPELINED: Outcomes = Outcomes::new();
+
+/// Two batches in flight at once: the second's commit is acknowledged only after the first
+/// completed too.
+#[test]
+fn batches_in_flight_together_acknowledge_in_lsn_order() {
+    group_commit_model(Broken::None, 2, &PIPELINED);
+    PIPELINED.assert_seen(&[1, 2, 3], "a shared batch, one each, two in flight at once");
+}
+
+static PIPELINED_BROKEN: Outcomes = Outcomes::new();
+
+/// A later batch's flush acknowledging its commits while an earlier batch is in flight:
+/// loom finds the later commit acknowledged while the earlier batch could still tear.
+#[test]
+#[should_panic(expected = "acknowledged before a completed flush")]
+fn broken_ack_out_of_order_is_caught() {
+    group_commit_model(Broken::AckOutOfOrder, 2, &PIPELINED_BROKEN);
 }
 
 static GROUP_BROKEN: Outcomes = Outcomes::new();
@@ -302,7 +395,7 @@ static GROUP_BROKEN: Outcomes = Outcomes::new();
 #[test]
 #[should_panic(expected = "acknowledged before a completed flush")]
 fn broken_ack_any_batch_is_caught() {
-    group_commit_model(Broken::AckAnyBatch, &GROUP_BROKEN);
+    group_commit_model(Broken::AckAnyBatch, 1, &GROUP_BROKEN);
 }
 
 /// The ring nearly full (7 of 8 slots hold commits 1–7, flushed one at a time before the
@@ -310,7 +403,7 @@ fn broken_ack_any_batch_is_caught() {
 /// and two committers, each commit one block.
 fn full_ring_model(broken: Broken, seen: &'static Outcomes) {
     arbor_loom_tests::model(move || {
-        let sys = Arc::new(Sys::new(broken));
+        let sys = Arc::new(Sys::new(broken, 2));
         for seq in 1..SLOTS {
             assert_eq!(sys.commit(), seq);
         }
@@ -333,7 +426,7 @@ fn full_ring_model(broken: Broken, seen: &'static Outcomes) {
         if g.acked.iter().any(|&(_, by_checkpoint)| by_checkpoint) {
             seen.note(1);
         }
-        if g.next_lsn > SLOTS + 1 {
+        if g.next_lsn() > SLOTS + 1 {
             seen.note(2);
         }
         if g.batches.iter().skip(SLOTS as usize - 1).any(|b| b.len() == 2) {

@@ -1,7 +1,10 @@
 //! The commit journal (design.md §11.3–§11.6): every commit appends one record of its
-//! logical ops; one journal leader at a time writes every pending record as one batch (one
-//! contiguous write, two at the ring's end) and issues one flush, which acknowledges every
-//! commit in the batch (group commit). Checkpoints (the generation write-out of
+//! logical ops; a journal leader writes every pending record as one batch (one contiguous
+//! write, two at the ring's end) and issues one flush, which acknowledges every commit in
+//! the batch once every batch before it is flushed too (group commit). Up to
+//! `Options::journal_batches_in_flight` batches are written and flushed at once, by as many
+//! leaders (for devices that flush in parallel: commits arriving while one batch flushes
+//! then need not wait for it to end before theirs starts). Checkpoints (the generation write-out of
 //! `durable::freeze`) make records unnecessary; the ring's space before the replay lsn of
 //! the newest *durable* checkpoint is reused.
 //!
@@ -18,7 +21,8 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
-use arbor_format::journal::{batch_block_count, encode_batch, BatchStart, JournalRegion};
+use arbor_format::journal::JournalRegion;
+use arbor_format::journal::{batch_block_count, encode_batch, BatchInfo, BatchStart};
 use arbor_format::journal::{Op, RecordLimits};
 use arbor_format::RecordBuilder;
 
@@ -27,12 +31,21 @@ use crate::store::Store;
 use crate::sync::{self, Arc, Condvar, Mutex, MutexGuard, Ordering};
 use crate::{Error, Result};
 
+/// Batches written and flushed at once by default (`Options::journal_batches_in_flight`,
+/// design.md §11.4). 1: on this project's development disk (virtio) a second batch in
+/// flight split the pending records into more, smaller batches whose flushes did not run
+/// in parallel (8 committing threads: 17–22k commits/s with 2, 25–27k with 1). Devices that
+/// flush in parallel may want more.
+pub const BATCHES_IN_FLIGHT: usize = 1;
+
 /// The journal of one open store.
 pub struct Journal {
     pub region: JournalRegion,
     uuid: [u8; 16],
     /// Largest record a commit journals (`Options::journal_record_max`).
     pub record_max: u64,
+    /// Batches written and flushed at once ([`BATCHES_IN_FLIGHT`]).
+    batches_in_flight: usize,
     state: Mutex<JournalState>,
     /// A rule broken on purpose (loom-tests' broken variants).
     #[cfg(any(test, loom, feature = "fault-injection"))]
@@ -49,6 +62,9 @@ pub enum Broken {
     /// A waiter returns `Ok` when the batch it waited on ends, covered or not (a commit
     /// that joined the next batch acknowledged by the running one's flush).
     AckAnyBatch,
+    /// A batch's flush acknowledges its commits even while an earlier batch is still in
+    /// flight (whose torn write would stop replay before them).
+    AckOutOfOrder,
     /// A frozen checkpoint's replay start frees ring space at once, before its superblock
     /// is durable (the space a replay from the older checkpoint still needs).
     ReuseBeforeDurable,
@@ -77,13 +93,22 @@ pub struct JournalFigures {
     pub records: u64,
 }
 
+/// A batch between its leader's take and the end of its flush.
+struct InFlight {
+    first_lsn: u64,
+    last_seq: u64,
+    blocks: u64,
+    /// Its flush ended (it waits for the batches before it to end too).
+    done: bool,
+}
+
 struct JournalState {
     /// Records appended and not yet taken by a batch, end to end, in seq order.
     pending: Vec<u8>,
     /// `(seq, end offset in pending)` per pending record.
     pending_ends: VecDeque<(u64, usize)>,
-    /// A leader is writing a batch.
-    writing: bool,
+    /// Batches being written and flushed, in lsn order.
+    in_flight: VecDeque<InFlight>,
     next_lsn: u64,
     prev_crc: u32,
     /// Every journaled record with a seq up to this one is flushed.
@@ -112,11 +137,16 @@ impl JournalState {
             || (seq <= self.flushed_seq && self.unjournaled.range(..=seq).next().is_none())
     }
 
+    /// Every journal block with a smaller lsn is flushed: a new batch's `flushed_below`.
+    fn flushed_below(&self) -> u64 {
+        self.in_flight.front().map_or(self.next_lsn, |b| b.first_lsn)
+    }
+
     /// Wakes the waiters an event (a batch's end, a durable checkpoint, a failure) concerns:
-    /// those whose seq is now durable (or all, after a failure), and, when records wait with
-    /// no batch running, the first other waiter, to lead it.
-    fn wake(&self) {
-        let mut leader = !self.writing && !self.pending_ends.is_empty();
+    /// those whose seq is now durable (or all, after a failure), and, when records wait and
+    /// another batch may start, the first other waiter, to lead it.
+    fn wake(&self, batches_in_flight: usize) {
+        let mut leader = self.in_flight.len() < batches_in_flight && !self.pending_ends.is_empty();
         for (seq, cv) in &self.waiters {
             if self.failed.is_some() || self.durable(*seq) {
                 cv.notify_one();
@@ -136,9 +166,8 @@ struct Leading<'j>(&'j Journal);
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
         let mut st = self.0.state();
-        st.writing = false;
         st.failed.get_or_insert_with(|| "a panic in the journal leader".to_string());
-        st.wake();
+        self.0.wake(&st);
     }
 }
 
@@ -151,43 +180,42 @@ fn wait_for(mut st: MutexGuard<'_, JournalState>, seq: u64) -> MutexGuard<'_, Jo
     st
 }
 
-/// A batch a leader took: its records, where it goes, and the last seq it holds.
+/// A batch a leader took, encoded: its records, where it goes, the last seq it holds, and
+/// both copies of its blocks.
 pub struct Batch {
-    /// Whole records end to end (`encode_batch` takes them as they are).
+    /// Whole records end to end (what `encoded` holds).
     pub records: Vec<u8>,
-    /// Its first lsn, the crc before it, the store's uuid.
+    /// Its first lsn, the crc before it, the store's uuid, how far the journal is flushed.
     pub start: BatchStart,
     /// The seq of its last record.
     pub last_seq: u64,
+    /// Its lsns and last crc (the next batch's `prev_crc`).
+    pub info: BatchInfo,
+    /// Both copies of every block, laid out as `info.writes` says (aligned to the block).
+    pub encoded: AlignedBuf,
 }
 
 /// Where a leader's batch goes: the store's device, or (in `loom-tests/`) a model's fake
-/// disk. `write` encodes the batch, writes both copies of every block and flushes; it
-/// returns the crc of the batch's last block and its block count.
+/// disk. `write` writes both copies of every block of the encoded batch and flushes.
+/// Leaders of different batches call it at the same time.
 pub trait BatchSink {
     /// Writes and flushes `batch` of `journal`.
-    fn write(&self, journal: &Journal, batch: &Batch) -> Result<(u32, u64)>;
+    fn write(&self, journal: &Journal, batch: &Batch) -> Result<()>;
 }
 
 impl BatchSink for Store {
     /// One write of both copies of every block (two at the ring's end), then one flush.
-    fn write(&self, journal: &Journal, batch: &Batch) -> Result<(u32, u64)> {
-        let region = &journal.region;
-        let blocks = batch_block_count(region, batch.records.len());
-        let bytes = 2 * blocks as usize * region.block_bytes() as usize;
-        let mut out = AlignedBuf::zeroed(bytes, self.align);
-        let info = encode_batch(region, &batch.start, &batch.records, &mut out)
-            .unwrap_or_else(|e| panic!("journal batch from lsn {}: {e}", batch.start.first_lsn));
-        let writes = info.writes(region);
+    fn write(&self, journal: &Journal, batch: &Batch) -> Result<()> {
+        let writes = batch.info.writes(&journal.region);
         let ops: Vec<WriteOp<'_>> = writes
             .iter()
-            .map(|w| WriteOp { offset: w.offset, data: &out[w.range.clone()] })
+            .map(|w| WriteOp { offset: w.offset, data: &batch.encoded[w.range.clone()] })
             .collect();
         self.dev.write_batch(&ops).map_err(dev_error(&*self.dev, "write the journal"))?;
         crate::fault::hit(crate::fault::FaultPoint::JournalWrite);
         self.dev.flush().map_err(dev_error(&*self.dev, "flush the journal"))?;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
-        Ok((info.last_crc, blocks))
+        Ok(())
     }
 }
 
@@ -219,7 +247,7 @@ impl Journal {
         let state = JournalState {
             pending: Vec::new(),
             pending_ends: VecDeque::new(),
-            writing: false,
+            in_flight: VecDeque::new(),
             next_lsn: start.next_lsn,
             prev_crc: start.prev_crc,
             flushed_seq: start.checkpoint_seq,
@@ -236,6 +264,7 @@ impl Journal {
             region,
             uuid,
             record_max,
+            batches_in_flight: BATCHES_IN_FLIGHT,
             state: Mutex::new(state),
             #[cfg(any(test, loom, feature = "fault-injection"))]
             broken: Broken::None,
@@ -247,6 +276,13 @@ impl Journal {
     #[cfg(any(test, loom, feature = "fault-injection"))]
     pub fn with_broken_rule(mut self, rule: Broken) -> Journal {
         self.broken = rule;
+        self
+    }
+
+    /// At most `n` batches in flight (`Options::journal_batches_in_flight`).
+    pub fn with_batches_in_flight(mut self, n: usize) -> Journal {
+        assert!(n >= 1, "at least one batch in flight");
+        self.batches_in_flight = n;
         self
     }
 
@@ -267,6 +303,10 @@ impl Journal {
 
     fn state(&self) -> MutexGuard<'_, JournalState> {
         sync::lock(&self.state)
+    }
+
+    fn wake(&self, st: &JournalState) {
+        st.wake(self.batches_in_flight);
     }
 
     /// Appends commit `seq`'s record (called under the writer lock, in seq order).
@@ -351,14 +391,14 @@ impl Journal {
         // superblock's write was lost (a device acknowledging what it never stored), replay
         // from the older checkpoint must meet them (a large transaction's marker above all)
         // and stop there, never apply a later record over a gap.
-        st.wake();
+        self.wake(&st);
     }
 
     /// Makes the journal fail-stop: waiters wake to the error.
     pub fn fail(&self, why: String) {
         let mut st = self.state();
         st.failed.get_or_insert(why);
-        st.wake();
+        self.wake(&st);
     }
 
     /// Whether a checkpoint should run: the ring is at least half used.
@@ -394,11 +434,12 @@ impl Journal {
         }
     }
 
-    /// Makes commit `seq` durable: returns once a journal flush or a checkpoint covers it,
-    /// leading batches meanwhile whenever no other leader is writing (design.md §11.4).
-    /// With `wait == false` it returns at once if another leader is writing (whose batch or
-    /// the next covers the record). `checkpoint` runs a checkpoint of every commit so far;
-    /// a leader calls it when the ring has no room for the pending records.
+    /// Makes commit `seq` durable: returns once journal flushes or a checkpoint cover it,
+    /// leading batches meanwhile whenever fewer than the journal's limit are in flight
+    /// (design.md §11.4). With `wait == false` it returns at once if a batch is in flight
+    /// (whose leader, or the next one's, writes the record). `checkpoint` runs a checkpoint
+    /// of every commit so far; a leader calls it when the ring has no room for the pending
+    /// records.
     pub fn make_durable(
         &self,
         sink: &dyn BatchSink,
@@ -416,47 +457,55 @@ impl Journal {
             if let Some(why) = &st.failed {
                 return Err(Error::PreviousIo { original: why.clone() });
             }
-            if st.writing {
-                if !wait {
-                    return Ok(());
-                }
-                drop(wait_for(st, seq));
-                if self.breaks(Broken::AckAnyBatch) {
-                    return Ok(());
-                }
-                continue;
+            if !wait && !st.in_flight.is_empty() {
+                return Ok(());
             }
-            match self.take(&mut st) {
+            let may_lead = st.in_flight.len() < self.batches_in_flight;
+            let take = if may_lead { self.take(&mut st) } else { Take::Empty };
+            match take {
                 Take::Batch(batch) => {
-                    st.writing = true;
                     drop(st);
-                    let leading = Leading(self);
-                    let result = sink.write(self, &batch);
-                    std::mem::forget(leading);
-                    self.end_batch(&batch, result)?;
+                    self.lead(sink, batch)?;
                 }
                 Take::NoSpace => {
                     drop(st);
                     checkpoint()?;
                 }
                 Take::Empty => {
-                    // Not durable and nothing to write: `seq` waits for a checkpoint (a large
-                    // transaction, or a record behind one); its committer started it.
+                    // Not durable and nothing this thread may write: `seq` waits for a batch
+                    // in flight, or for a checkpoint (a large transaction, or a record behind
+                    // one) that its committer started.
                     if !wait {
                         return Ok(());
                     }
+                    let before = st.in_flight.front().map(|b| b.first_lsn);
                     drop(wait_for(st, seq));
+                    if self.breaks(Broken::AckAnyBatch) && before.is_some() {
+                        return Ok(());
+                    }
                 }
             }
         }
     }
 
-    /// Takes the pending records that fit in the ring's free space as the next batch.
+    /// Writes `batch` as its leader and ends it.
+    fn lead(&self, sink: &dyn BatchSink, batch: Batch) -> Result<()> {
+        let leading = Leading(self);
+        let result = sink.write(self, &batch);
+        std::mem::forget(leading);
+        self.end_batch(&batch, result)
+    }
+
+    /// Takes the pending records that fit in the ring's free space as the next batch and
+    /// encodes it (here, so the batch after it knows its last crc at once).
     fn take(&self, st: &mut JournalState) -> Take {
         if st.pending_ends.is_empty() {
             return Take::Empty;
         }
-        let free_slots = st.replay_lsn + self.region.slot_count() - st.next_lsn;
+        // Slots are reused from the durable checkpoint's replay lsn on, but never under a
+        // batch still in flight (its write could land after the reuse's).
+        let oldest = st.in_flight.front().map_or(st.replay_lsn, |b| b.first_lsn);
+        let free_slots = oldest.min(st.replay_lsn) + self.region.slot_count() - st.next_lsn;
         let mut end = 0;
         let mut last_seq = 0;
         let mut taken = 0;
@@ -468,31 +517,59 @@ impl Journal {
             taken += 1;
         }
         if taken == 0 {
-            return Take::NoSpace;
+            // A batch in flight holds the space a checkpoint freed already: its end frees it.
+            let in_flight_blocks = oldest < st.replay_lsn;
+            return if in_flight_blocks { Take::Empty } else { Take::NoSpace };
         }
         let records: Vec<u8> = st.pending.drain(..end).collect();
         st.pending_ends.drain(..taken);
         for (_, e) in st.pending_ends.iter_mut() {
             *e -= end;
         }
-        let start = BatchStart { first_lsn: st.next_lsn, prev_crc: st.prev_crc, uuid: self.uuid };
-        st.next_lsn += batch_block_count(&self.region, records.len());
-        Take::Batch(Batch { records, start, last_seq })
+        let start = BatchStart {
+            first_lsn: st.next_lsn,
+            prev_crc: st.prev_crc,
+            uuid: self.uuid,
+            flushed_below: st.flushed_below(),
+        };
+        let blocks = batch_block_count(&self.region, records.len());
+        let block_bytes = self.region.block_bytes() as usize;
+        let mut encoded = AlignedBuf::zeroed(2 * blocks as usize * block_bytes, block_bytes);
+        let info = encode_batch(&self.region, &start, &records, &mut encoded)
+            .unwrap_or_else(|e| panic!("journal batch from lsn {}: {e}", start.first_lsn));
+        st.next_lsn += blocks;
+        st.prev_crc = info.last_crc;
+        st.in_flight.push_back(InFlight {
+            first_lsn: start.first_lsn,
+            last_seq,
+            blocks,
+            done: false,
+        });
+        Take::Batch(Batch { records, start, last_seq, info, encoded })
     }
 
-    /// Ends the batch a leader wrote: acknowledges its commits, or makes the journal
-    /// fail-stop.
-    fn end_batch(&self, batch: &Batch, written: Result<(u32, u64)>) -> Result<()> {
+    /// Ends the batch a leader wrote: acknowledges its commits and those of the batches
+    /// after it that ended before it (the flushed prefix of the journal), or makes the
+    /// journal fail-stop.
+    fn end_batch(&self, batch: &Batch, written: Result<()>) -> Result<()> {
         let mut st = self.state();
-        assert!(st.writing, "a journal leader ends the batch it started");
-        st.writing = false;
+        let first_lsn = batch.start.first_lsn;
+        let at = st.in_flight.iter().position(|b| b.first_lsn == first_lsn);
+        let at = at.unwrap_or_else(|| panic!("journal batch at lsn {first_lsn} is not in flight"));
         let result = match written {
-            Ok((last_crc, blocks)) => {
-                st.prev_crc = last_crc;
-                st.flushed_seq = st.flushed_seq.max(batch.last_seq);
+            Ok(()) => {
+                st.in_flight[at].done = true;
                 st.last_flush_at = Instant::now();
-                st.figures.batches += 1;
-                st.figures.blocks_written += 2 * blocks;
+                if self.breaks(Broken::AckOutOfOrder) {
+                    st.flushed_seq = st.flushed_seq.max(batch.last_seq);
+                }
+                while let Some(b) = st.in_flight.front().filter(|b| b.done) {
+                    let (last_seq, blocks) = (b.last_seq, b.blocks);
+                    st.in_flight.pop_front();
+                    st.flushed_seq = st.flushed_seq.max(last_seq);
+                    st.figures.batches += 1;
+                    st.figures.blocks_written += 2 * blocks;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -500,7 +577,7 @@ impl Journal {
                 Err(e)
             }
         };
-        st.wake();
+        self.wake(&st);
         result
     }
 }

@@ -23,8 +23,6 @@
 //! and `loom-tests/` drives the same hand-off with a toy writer and a fake flush. Exported
 //! `#[doc(hidden)]` for that reason only.
 
-use std::time::Instant;
-
 use crate::durable::freeze::{self, Frozen, SuperblockInputs};
 use crate::durable::journal::Journal;
 use crate::store::Store;
@@ -44,7 +42,6 @@ pub struct DurableState {
     pub durable_alternation: u8,
     /// Crc of the newest durable superblock (the next one records it).
     pub prev_crc: u32,
-    pub last_durable_at: Instant,
     /// The writer lock was last released by a transaction that a panic in the caller's own
     /// code unwound through, after it aborted cleanly: the lock's poison then means nothing
     /// (see [`Pipeline::lock_writer`]).
@@ -86,7 +83,6 @@ impl DurableState {
             failed: None,
             durable_alternation: alternation,
             prev_crc: crc,
-            last_durable_at: Instant::now(),
             released_whole: false,
         }
     }
@@ -435,7 +431,6 @@ impl Pipeline {
                 d.durable_gen = mark.gen;
                 d.durable_alternation = mark.alternation;
                 d.prev_crc = mark.superblock_crc;
-                d.last_durable_at = Instant::now();
             }
             Some(Err(failure)) => d.fail(failure),
             None => {}

@@ -18,7 +18,10 @@
 //! 100 reserved0        u32   0
 //! 104 store_uuid       [u8;16] the superblock's uuid: a block left by an earlier store on
 //!                            the same device never joins this store's chain
-//! 120 reserved         [u8;8] 0
+//! 120 flushed_below    u64   every block with a smaller lsn was flushed before this
+//!                            batch was written (≤ batch_first_lsn; batches may be in flight
+//!                            together, design.md §11.4); 0 in blocks of builds that wrote
+//!                            one batch at a time: read as batch_first_lsn
 //! 128 payload
 //!
 //! Twin layout: slot s = lsn mod slot_count holds copy 0 at start + 2s, copy 1 at start + 2s + 1
@@ -57,7 +60,7 @@ pub struct JournalHeader {
     first_record: U32Le,
     reserved0: U32Le,
     store_uuid: [u8; 16],
-    reserved: [u8; 8],
+    flushed_below: U64Le,
 }
 
 const _: () = assert!(core::mem::size_of::<JournalHeader>() == JOURNAL_HEADER_BYTES);
@@ -92,6 +95,15 @@ impl JournalHeader {
     /// The store's uuid.
     pub fn store_uuid(&self) -> [u8; 16] {
         self.store_uuid
+    }
+    /// Every block with a smaller lsn was flushed before this block's batch was written:
+    /// damage below it is damage to flushed (possibly acknowledged) history. A stored 0 (a
+    /// build that wrote one batch at a time) reads as `batch_first_lsn`.
+    pub fn flushed_below(&self) -> u64 {
+        match self.flushed_below.get() {
+            0 => self.batch_first_lsn(),
+            lsn => lsn,
+        }
     }
 }
 
@@ -145,13 +157,17 @@ impl<'a> JournalBlock<'a> {
             .get(HEADER_BYTES..JOURNAL_PAYLOAD_OFFSET)
             .and_then(|b| bytemuck::try_pod_read_unaligned(b).ok())
             .unwrap_or_else(JournalHeader::zeroed);
-        if journal.reserved0.get() != 0 || journal.reserved != [0; 8] {
+        if journal.reserved0.get() != 0 {
             return corrupt("reserved journal header fields are not zero".into());
         }
         let (lsn, first, last) =
             (journal.lsn(), journal.batch_first_lsn(), journal.batch_last_lsn());
         if !(JOURNAL_LSN_FIRST <= first && first <= lsn && lsn <= last) {
             return corrupt(format!("lsn {lsn} outside its batch [{first}, {last}]"));
+        }
+        if journal.flushed_below() > first {
+            let below = journal.flushed_below();
+            return corrupt(format!("lsn {lsn}: flushed below {below}, after its batch ({first})"));
         }
         let record_bytes = journal.record_bytes();
         let payload = journal_payload_bytes(block_bytes);
@@ -315,7 +331,7 @@ pub fn pick_twin<'a>(
 }
 
 /// Where a batch starts: the next lsn, the crc of the block before it (0 before the first
-/// block ever), and the store's uuid.
+/// block ever), the store's uuid, and how far the journal was flushed when it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchStart {
     /// Lsn of the batch's first block.
@@ -324,6 +340,9 @@ pub struct BatchStart {
     pub prev_crc: u32,
     /// The superblock's uuid.
     pub uuid: [u8; 16],
+    /// Every block with a smaller lsn is flushed (`first_lsn` when no batch before it is in
+    /// flight); 1 ..= `first_lsn`.
+    pub flushed_below: u64,
 }
 
 /// What `encode_batch` wrote.
@@ -430,6 +449,9 @@ pub fn encode_batch(
     if start.first_lsn < JOURNAL_LSN_FIRST || records.is_empty() {
         return err(format!("lsn {} with {} bytes", start.first_lsn, records.len()));
     }
+    if !(JOURNAL_LSN_FIRST..=start.first_lsn).contains(&start.flushed_below) {
+        return err(format!("flushed below {} at lsn {}", start.flushed_below, start.first_lsn));
+    }
     if block_count > region.slot_count() {
         return err(format!("{block_count} blocks exceed the ring's {}", region.slot_count()));
     }
@@ -466,6 +488,7 @@ pub fn encode_batch(
         journal.record_bytes = U32Le::new(chunk.len() as u32);
         journal.first_record = U32Le::new(first_record);
         journal.store_uuid = start.uuid;
+        journal.flushed_below = U64Le::new(start.flushed_below);
         fill_block(block, region.address(lsn), count, &journal, chunk);
         prev_crc = seal_block(block);
         copy.copy_from_slice(block);
@@ -494,7 +517,7 @@ mod tests {
         assert_eq!(at(offset_of!(JournalHeader, first_record)), 96);
         assert_eq!(at(offset_of!(JournalHeader, reserved0)), 100);
         assert_eq!(at(offset_of!(JournalHeader, store_uuid)), 104);
-        assert_eq!(at(offset_of!(JournalHeader, reserved)), 120);
+        assert_eq!(at(offset_of!(JournalHeader, flushed_below)), 120);
         assert_eq!(at(core::mem::size_of::<JournalHeader>()), JOURNAL_PAYLOAD_OFFSET);
     }
 
@@ -517,7 +540,8 @@ mod tests {
     fn batch(first_lsn: u64, recs: &[u8]) -> (Vec<u8>, BatchInfo) {
         let r = region();
         let mut out = vec![0xee; 2 * batch_block_count(&r, recs.len()) as usize * 4096];
-        let start = BatchStart { first_lsn, prev_crc: 0x1234, uuid: UUID };
+        let start =
+            BatchStart { first_lsn, prev_crc: 0x1234, uuid: UUID, flushed_below: first_lsn };
         let info = encode_batch(&r, &start, recs, &mut out).unwrap();
         (out, info)
     }
@@ -572,7 +596,7 @@ mod tests {
     #[test]
     fn encode_refuses() {
         let r = region();
-        let start = BatchStart { first_lsn: 1, prev_crc: 0, uuid: UUID };
+        let start = BatchStart { first_lsn: 1, prev_crc: 0, uuid: UUID, flushed_below: 1 };
         let recs = records(&[10]);
         assert!(encode_batch(&r, &start, &recs, &mut vec![0; 4096]).is_err());
         assert!(encode_batch(&r, &start, &[], &mut []).is_err());
@@ -608,6 +632,7 @@ mod tests {
         let mut later = block.to_vec();
         later[72] = 4;
         later[96] = 1;
+        later[120] = 4;
         seal_block(&mut later);
         assert!(JournalBlock::decode(&later, r.address(5)).is_ok());
         assert!(reseal(92, &[0, 0, 0, 0]).reason.contains("record bytes"));
@@ -616,6 +641,13 @@ mod tests {
         assert!(reseal(96, &[0xff; 4]).reason.contains("starts"));
         assert!(reseal(8, &[0, 0]).reason.contains("first record"));
         assert!(reseal(100, &[1]).reason.contains("reserved"));
+        assert!(reseal(120, &[6]).reason.contains("flushed below 6"));
+        // 0: a block of a build that wrote one batch at a time.
+        let mut old = block.to_vec();
+        old[120] = 0;
+        seal_block(&mut old);
+        let decoded = JournalBlock::decode(&old, r.address(5)).unwrap();
+        assert_eq!(decoded.journal().flushed_below(), 5);
         assert!(reseal(4095, &[1]).reason.contains("not zero"));
         let mut flipped = block.to_vec();
         flipped[500] ^= 4;

@@ -99,12 +99,13 @@ pub struct ChainStop {
 
 impl ChainStop {
     /// Whether `block` — a verifying block of this store found in the ring past the stop —
-    /// belongs to a flush batch written after the one the stop is in: its batch starts after
-    /// the stop lsn. One such block means the stop is damage to acknowledged history
-    /// (`Error::Corrupt`); blocks of the stop's own batch (or older laps) are what a torn
-    /// last batch leaves, and the tail is dropped (design.md §11.7).
+    /// belongs to a flush batch written after the stop lsn's block was flushed: its
+    /// `flushed_below` passes the stop. One such block means the stop is damage to flushed,
+    /// possibly acknowledged history (`Error::Corrupt`); blocks of the stop's own batch, of
+    /// batches in flight with it, or of older laps are what a torn tail leaves, and the tail
+    /// is dropped (design.md §11.7).
     pub fn is_later_batch(&self, block: &JournalBlock<'_>) -> bool {
-        block.journal().batch_first_lsn() > self.lsn
+        block.journal().flushed_below() > self.lsn
     }
 }
 
