@@ -10,8 +10,9 @@
 //!   image_at`); if the table does not, its final image is in the store and is the image
 //!   at S (the writer drops a slot only once that holds).
 //!
-//! Every block fetch is one reader operation (§10.7): it pins the snapshot's history and
-//! fails with `SnapshotExpired` if the bound expired the snapshot. Iterators hold private or
+//! A lookup (its whole descent) and a range's block fetch are each one reader operation
+//! (§10.7): it pins the snapshot's history and fails with `SnapshotExpired` if the bound
+//! expired the snapshot. Iterators hold private or
 //! immutable images between steps, never a lock or a pin. The store itself is held weakly
 //! (reads of a closed store return `Error::Closed`): a lookup upgrades it once for its whole
 //! descent, a range once per block fetch, so it holds nothing between steps.
@@ -25,7 +26,7 @@ use arbor_format::{ChildPtr, OverflowRef};
 use crate::codec::KeyRange;
 use crate::io::AlignedBuf;
 use crate::mvcc::modlog::ItemValue;
-use crate::mvcc::{RootRecord, SnapState};
+use crate::mvcc::{ActiveGuard, RootRecord, SnapState};
 use crate::store::header_generation;
 use crate::sync::{downgrade, Arc, Weak};
 use crate::tree::catalog;
@@ -51,10 +52,21 @@ impl Inner {
         self.shared.upgrade().ok_or(Error::Closed)
     }
 
+    /// Starts one reader operation (design.md §10.7): `SnapshotExpired` if the bound
+    /// expired the snapshot; until the guard drops, the snapshot's history stays.
+    fn enter(&self, shared: &Shared) -> Result<ActiveGuard<'_>> {
+        self.state.enter().map_err(|e| with_reason(e, shared))
+    }
+
     /// The block `ptr` names, as of the snapshot, read through `shared` (held by the caller
-    /// for its whole operation).
+    /// for its whole operation), as one reader operation of its own.
     fn node(&self, shared: &Shared, ptr: ChildPtr) -> Result<Image> {
-        let _op = self.state.enter().map_err(|e| with_reason(e, shared))?;
+        let _op = self.enter(shared)?;
+        self.node_in_op(shared, ptr)
+    }
+
+    /// `node`, inside a reader operation the caller holds.
+    fn node_in_op(&self, shared: &Shared, ptr: ChildPtr) -> Result<Image> {
         let store = &shared.store;
         if ptr.generation() < self.root.gen {
             return store.read_block(ptr).map(Image);
@@ -76,7 +88,12 @@ impl Inner {
     }
 
     fn overflow(&self, shared: &Shared, r: &OverflowRef) -> Result<Vec<u8>> {
-        let _op = self.state.enter().map_err(|e| with_reason(e, shared))?;
+        let _op = self.enter(shared)?;
+        self.shared_overflow(shared, r)
+    }
+
+    /// `overflow`, inside a reader operation the caller holds.
+    fn shared_overflow(&self, shared: &Shared, r: &OverflowRef) -> Result<Vec<u8>> {
         shared.store.read_overflow(r)
     }
 }
@@ -128,7 +145,9 @@ impl Snapshot {
     /// The source for one lookup: the store is upgraded once for the whole operation, not
     /// once per block (the store's count is shared by every reader thread).
     fn op(&self) -> Result<OpSource<'_>> {
-        Ok(OpSource { inner: &self.inner, shared: self.inner.shared()? })
+        let shared = self.inner.shared()?;
+        let op = self.inner.enter(&shared)?;
+        Ok(OpSource { inner: &self.inner, shared, _op: op })
     }
 
     /// The named tree as of this snapshot, or `None` if it did not exist.
@@ -298,10 +317,12 @@ struct SnapSource {
     inner: Arc<Inner>,
 }
 
-/// Block images as of the snapshot's seq, for one lookup that holds the store throughout.
+/// Block images as of the snapshot's seq, for one lookup that holds the store and one
+/// reader operation throughout (one `enter` per lookup, not per level).
 struct OpSource<'a> {
     inner: &'a Inner,
     shared: Arc<Shared>,
+    _op: ActiveGuard<'a>,
 }
 
 /// An immutable block image a snapshot reads (owned, so snapshot ranges are `Send`).
@@ -330,11 +351,11 @@ impl NodeSource for SnapSource {
 impl NodeSource for OpSource<'_> {
     type Buf = Image;
     fn node(&self, ptr: ChildPtr) -> Result<Image> {
-        self.inner.node(&self.shared, ptr)
+        self.inner.node_in_op(&self.shared, ptr)
     }
 
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
-        self.inner.overflow(&self.shared, r)
+        self.inner.shared_overflow(&self.shared, r)
     }
 }
 
