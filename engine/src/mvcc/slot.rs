@@ -177,12 +177,18 @@ impl Slot {
         write(&self.state)
     }
 
+    /// `image_at`'s fast path: the shared image as of `seq` if no entry is newer than `seq`
+    /// and one exists (the frozen image, or the copy of the current one readers share).
+    pub fn shared_image_at(&self, seq: u64) -> Option<Arc<AlignedBuf>> {
+        self.read().current_for_reader(seq)
+    }
+
     /// The block as of seq `seq`: the image itself when no entry is newer than `seq` and the
     /// image is frozen (zero copy); otherwise a private copy, rewound by undoing newest first
     /// every entry with seq in `(seq, newest]`. Every undo step checks its preconditions: a
     /// log that disagrees with the block is `Error::Corrupt`, never a wrong image.
     pub fn image_at(&self, seq: u64, align: usize) -> Result<Arc<AlignedBuf>> {
-        if let Some(image) = self.read().current_for_reader(seq) {
+        if let Some(image) = self.shared_image_at(seq) {
             return Ok(image);
         }
         let (mut copy, undo): (AlignedBuf, Vec<Op>) = {

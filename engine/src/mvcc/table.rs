@@ -10,12 +10,20 @@
 //! reads the block's final image from the store.
 
 use crate::addr_map::AddrMap;
+use crate::io::AlignedBuf;
 use crate::mvcc::slot::Slot;
 use crate::sync::{read, write, Arc, AtomicUsize, Ordering, RwLock};
 
 /// Shards of the table: readers of different blocks take different locks (a reader takes
 /// one per block of the open generation it reaches).
 const SHARDS: usize = 64;
+
+/// See [`SlotTable::lookup`].
+pub enum Lookup {
+    Absent,
+    Image(Arc<AlignedBuf>),
+    Slot(Arc<Slot>),
+}
 
 pub struct SlotTable {
     shards: [RwLock<AddrMap<Arc<Slot>>>; SHARDS],
@@ -40,6 +48,23 @@ impl SlotTable {
             return None;
         }
         read(self.shard(addr)).get(&addr).cloned()
+    }
+
+    /// What a reader at `seq` finds for `addr`: nothing (the store has the block's image),
+    /// the shared image as of `seq` (looked up under the shard's lock, so the common case
+    /// clones one `Arc`, not two), or the slot, whose image the reader must rewind.
+    pub fn lookup(&self, addr: u64, seq: u64) -> Lookup {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return Lookup::Absent;
+        }
+        let map = read(self.shard(addr));
+        match map.get(&addr) {
+            None => Lookup::Absent,
+            Some(slot) => match slot.shared_image_at(seq) {
+                Some(image) => Lookup::Image(image),
+                None => Lookup::Slot(Arc::clone(slot)),
+            },
+        }
     }
 
     pub fn insert(&self, addr: u64, slot: Arc<Slot>) {

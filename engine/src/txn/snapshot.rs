@@ -26,6 +26,7 @@ use arbor_format::{ChildPtr, OverflowRef};
 use crate::codec::KeyRange;
 use crate::io::AlignedBuf;
 use crate::mvcc::modlog::ItemValue;
+use crate::mvcc::table::Lookup;
 use crate::mvcc::{ActiveGuard, RootRecord, SnapState};
 use crate::store::header_generation;
 use crate::sync::{downgrade, Arc, Weak};
@@ -71,13 +72,16 @@ impl Inner {
         if ptr.generation() < self.root.gen {
             return store.read_block(ptr).map(Image);
         }
-        let Some(slot) = store.table.get(ptr.address()) else {
+        let image = match store.table.lookup(ptr.address(), self.root.seq) {
             // Not in memory: a block of the open generation written back early, reached
             // through a crc-pending pointer; the writer knows its crc.
-            return store.read_block(store.with_written_back_crc(ptr)).map(Image);
+            Lookup::Absent => return store.read_block(store.with_written_back_crc(ptr)).map(Image),
+            Lookup::Image(image) => image,
+            Lookup::Slot(slot) => {
+                debug_assert_eq!(slot.addr, ptr.address(), "the table filed a slot elsewhere");
+                slot.image_at(self.root.seq, store.align)?
+            }
         };
-        debug_assert_eq!(slot.addr, ptr.address(), "the table filed a slot under another address");
-        let image = slot.image_at(self.root.seq, store.align)?;
         if header_generation(&image) != Some(ptr.generation()) {
             return Err(Error::corrupt(
                 ptr.address(),
