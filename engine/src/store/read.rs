@@ -6,7 +6,7 @@ use arbor_format::{header, overflow, BlockKind, ChildPtr, Node, OverflowRef};
 
 use crate::addr_map::AddrMap;
 use crate::error::corrupt;
-use crate::io::{dev_error, AlignedBuf, BlockDevice};
+use crate::io::{dev_error, AlignedBuf, BlockDevice, ReadOp};
 use crate::mvcc::SlotTable;
 use crate::store::cache::BlockCache;
 use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
@@ -121,24 +121,27 @@ impl Store {
     /// crc, address), the generation, and the crc the parent recorded — unless the parent
     /// marked that crc not yet valid (§10.12), when the self-checks stand alone.
     pub(crate) fn read_block(&self, ptr: ChildPtr) -> Result<Arc<AlignedBuf>> {
+        if let Some(buf) = self.hit(ptr) {
+            return Ok(buf);
+        }
+        let buf = Arc::new(self.read_uncached(ptr)?);
+        debug_assert_eq!(header_generation(&buf), Some(ptr.generation()), "verified read");
+        self.cache.insert(ptr.address(), Arc::clone(&buf));
+        Ok(buf)
+    }
+
+    /// The image of `ptr` if it is in flight or cached (and of `ptr`'s generation).
+    fn hit(&self, ptr: ChildPtr) -> Option<Arc<AlignedBuf>> {
         let addr = ptr.address();
         let in_flight = if self.in_flight_len.load(Ordering::Acquire) > 0 {
             lock(&self.in_flight).get(&addr).cloned()
         } else {
             None
         };
-        let hit = in_flight.or_else(|| self.cache.get(addr));
-        if let Some(buf) = hit {
-            // The cache is keyed by address; an address names one block identity at a time,
-            // but a stale pointer must not be served another identity's image.
-            if header_generation(&buf) == Some(ptr.generation()) {
-                return Ok(buf);
-            }
-        }
-        let buf = Arc::new(self.read_uncached(ptr)?);
-        debug_assert_eq!(header_generation(&buf), Some(ptr.generation()), "verified read");
-        self.cache.insert(addr, Arc::clone(&buf));
-        Ok(buf)
+        let buf = in_flight.or_else(|| self.cache.get(addr))?;
+        // The cache is keyed by address; an address names one block identity at a time,
+        // but a stale pointer must not be served another identity's image.
+        (header_generation(&buf) == Some(ptr.generation())).then_some(buf)
     }
 
     /// Registers a frozen generation's images as the source for reads of their addresses
@@ -174,31 +177,77 @@ impl Store {
             .read_at(self.block_offset(addr), &mut buf)
             .map_err(dev_error(&*self.dev, "read"))?;
         self.counters.block_reads.fetch_add(1, Ordering::Relaxed);
-        verify_against(&buf, ptr)?;
-        // Tree nodes are validated in full once, here; later accesses trust the image.
-        let kind =
-            header::parse_header(&buf).and_then(|h| h.kind()).map_err(|e| corrupt(addr, e))?;
-        if matches!(kind, BlockKind::Leaf | BlockKind::Internal) {
-            Node::decode(&buf).map_err(|e| corrupt(addr, e))?;
-        }
+        verify_read(&buf, ptr)?;
         Ok(buf)
+    }
+
+    /// `read_block` of every pointer in `ptrs` (results in their order): the blocks neither
+    /// in flight nor cached are read in one device batch (io_uring submits them together,
+    /// design.md §12.6), each verified as `read_block` verifies, then cached.
+    pub(crate) fn read_blocks(&self, ptrs: &[ChildPtr]) -> Result<Vec<Arc<AlignedBuf>>> {
+        let mut out: Vec<Option<Arc<AlignedBuf>>> = ptrs.iter().map(|&p| self.hit(p)).collect();
+        let missing: Vec<usize> = (0..ptrs.len()).filter(|&i| out[i].is_none()).collect();
+        if missing.is_empty() {
+            return Ok(out.into_iter().flatten().collect());
+        }
+        let mut bufs = Vec::with_capacity(missing.len());
+        for &i in &missing {
+            self.check_in_range(ptrs[i].address(), 1)?;
+            bufs.push(self.new_block());
+        }
+        let mut ops: Vec<ReadOp<'_>> = missing
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(&i, buf)| ReadOp { offset: self.block_offset(ptrs[i].address()), buf })
+            .collect();
+        self.dev.read_batch(&mut ops).map_err(dev_error(&*self.dev, "read"))?;
+        drop(ops);
+        self.counters.block_reads.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        for (i, buf) in missing.into_iter().zip(bufs) {
+            verify_read(&buf, ptrs[i])?;
+            let buf = Arc::new(buf);
+            self.cache.insert(ptrs[i].address(), Arc::clone(&buf));
+            out[i] = Some(buf);
+        }
+        let blocks: Vec<_> = out.into_iter().flatten().collect();
+        assert_eq!(blocks.len(), ptrs.len(), "a block of the batch was neither hit nor read");
+        Ok(blocks)
     }
 
     /// Reads and verifies an overflow extent, returning the value bytes.
     pub(crate) fn read_overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
-        let addr = r.address();
-        let blocks = u64::from(r.block_count());
-        self.check_in_range(addr, blocks)?;
-        let len = usize::try_from(blocks * u64::from(self.block_bytes))
-            .map_err(|_| Error::corrupt(addr, "overflow extent larger than memory"))?;
-        let mut buf = AlignedBuf::zeroed(len, self.align);
-        self.dev
-            .read_at(self.block_offset(addr), &mut buf)
-            .map_err(dev_error(&*self.dev, "read"))?;
+        let mut values = self.read_overflows(std::slice::from_ref(r))?;
+        Ok(values.pop().expect("one value per extent"))
+    }
+
+    /// `read_overflow` of every extent, in one device batch.
+    pub(crate) fn read_overflows(&self, refs: &[OverflowRef]) -> Result<Vec<Vec<u8>>> {
+        let mut bufs = Vec::with_capacity(refs.len());
+        for r in refs {
+            let (addr, blocks) = (r.address(), u64::from(r.block_count()));
+            self.check_in_range(addr, blocks)?;
+            let len = usize::try_from(blocks * u64::from(self.block_bytes))
+                .map_err(|_| Error::corrupt(addr, "overflow extent larger than memory"))?;
+            bufs.push(AlignedBuf::zeroed(len, self.align));
+        }
+        let mut ops: Vec<ReadOp<'_>> = refs
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(r, buf)| ReadOp { offset: self.block_offset(r.address()), buf })
+            .collect();
+        if !ops.is_empty() {
+            self.dev.read_batch(&mut ops).map_err(dev_error(&*self.dev, "read"))?;
+        }
+        drop(ops);
+        let blocks: u64 = refs.iter().map(|r| u64::from(r.block_count())).sum();
         self.counters.block_reads.fetch_add(blocks, Ordering::Relaxed);
-        let value = overflow::overflow_read(&buf, r, addr).map_err(|e| corrupt(addr, e))?;
-        debug_assert_eq!(value.len() as u64, r.value_len(), "overflow value of {addr}");
-        Ok(value.to_vec())
+        let values = refs.iter().zip(&bufs).map(|(r, buf)| {
+            let addr = r.address();
+            let value = overflow::overflow_read(buf, r, addr).map_err(|e| corrupt(addr, e))?;
+            debug_assert_eq!(value.len() as u64, r.value_len(), "overflow value of {addr}");
+            Ok(value.to_vec())
+        });
+        values.collect()
     }
 
     fn check_in_range(&self, addr: u64, count: u64) -> Result<()> {
@@ -211,6 +260,18 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Verifies a block just read from the device against the pointer that names it; tree
+/// nodes are validated in full once, here, and later accesses trust the image.
+fn verify_read(buf: &[u8], ptr: ChildPtr) -> Result<()> {
+    let addr = ptr.address();
+    verify_against(buf, ptr)?;
+    let kind = header::parse_header(buf).and_then(|h| h.kind()).map_err(|e| corrupt(addr, e))?;
+    if matches!(kind, BlockKind::Leaf | BlockKind::Internal) {
+        Node::decode(buf).map_err(|e| corrupt(addr, e))?;
+    }
+    Ok(())
 }
 
 /// Verifies a block image against the pointer that names it.

@@ -23,6 +23,15 @@ pub(crate) trait NodeSource {
     type Buf: std::ops::Deref<Target = [u8]>;
     fn node(&self, ptr: ChildPtr) -> Result<Self::Buf>;
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>>;
+    /// `node` of every pointer, in order; sources that can read missing blocks in one
+    /// device batch do (`Store::read_blocks`).
+    fn nodes(&self, ptrs: &[ChildPtr]) -> Result<Vec<Self::Buf>> {
+        ptrs.iter().map(|&p| self.node(p)).collect()
+    }
+    /// `overflow` of every extent, in order (in one device batch where the source can).
+    fn overflows(&self, refs: &[OverflowRef]) -> Result<Vec<Vec<u8>>> {
+        refs.iter().map(|r| self.overflow(r)).collect()
+    }
 }
 
 /// Checks that a node fetched through a parent has the expected shape.

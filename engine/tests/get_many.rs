@@ -1,0 +1,120 @@
+//! `Tree::get_many` (design.md §12.6): the same answers as one `get` per key, in input
+//! order, at the snapshot's seq while the writer goes on; and cold blocks of one level are
+//! read in one device batch.
+
+mod common;
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arbor::io::{BlockDevice, ReadOp, SimDevice, WriteOp};
+use arbor::{Db, Options};
+use common::{small_opts, Rng};
+
+fn key(i: u64) -> Vec<u8> {
+    format!("key-{:08}", i.wrapping_mul(0x9E37_79B9) % 1_000_000).into_bytes()
+}
+
+/// Values of every size class: inline, near a leaf's limit, overflow.
+fn value(i: u64) -> Vec<u8> {
+    let len = match i % 50 {
+        0 => 9000,
+        1 => 1500,
+        _ => 40 + (i % 100) as usize,
+    };
+    vec![(i % 251) as u8; len]
+}
+
+fn load(db: &Db, range: std::ops::Range<u64>) {
+    let tx = db.begin_write().unwrap();
+    {
+        let mut t = tx.tree("t").unwrap();
+        for i in range {
+            t.insert(key(i), value(i)).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+/// Random lookups (present, absent, repeated) agree with `get`, before and after the
+/// writer changes the tree under the snapshot.
+#[test]
+fn get_many_answers_as_get_does_at_the_snapshot() {
+    let db = Db::create_on(Box::new(SimDevice::new(64 << 20, 4096, 1)), small_opts()).unwrap();
+    load(&db, 0..20_000);
+    let snap = db.snapshot().unwrap();
+    let t = snap.tree("t").unwrap().unwrap();
+    let mut rng = Rng(5);
+    let keys: Vec<Vec<u8>> = (0..3000).map(|_| key(rng.below(30_000))).collect();
+    let want: Vec<Option<Vec<u8>>> = keys.iter().map(|k| t.get(k).unwrap()).collect();
+    assert!(want.iter().any(Option::is_none) && want.iter().any(Option::is_some));
+    assert_eq!(t.get_many(&keys).unwrap(), want);
+    // The writer changes every block the snapshot reads: answers stay those of its seq.
+    load(&db, 10_000..30_000);
+    let tx = db.begin_write().unwrap();
+    for i in 0..5_000 {
+        tx.tree("t").unwrap().remove(key(i)).unwrap();
+    }
+    tx.commit().unwrap();
+    assert_eq!(t.get_many(&keys).unwrap(), want);
+    assert_eq!(t.get_many::<&[u8]>(&[]).unwrap(), Vec::<Option<Vec<u8>>>::new());
+    let now = db.snapshot().unwrap().tree("t").unwrap().unwrap();
+    let fresh: Vec<_> = keys.iter().map(|k| now.get(k).unwrap()).collect();
+    assert_eq!(now.get_many(&keys).unwrap(), fresh);
+}
+
+/// A device that counts `read_batch` calls (the one a store reads blocks through).
+struct ReadCounting {
+    inner: SimDevice,
+    batches: Arc<AtomicU64>,
+}
+
+impl BlockDevice for ReadCounting {
+    fn sector_bytes(&self) -> u32 {
+        self.inner.sector_bytes()
+    }
+    fn len_bytes(&self) -> u64 {
+        self.inner.len_bytes()
+    }
+    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> io::Result<()> {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.inner.read_batch(ops)
+    }
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
+        self.inner.write_batch(ops)
+    }
+    fn flush(&self) -> io::Result<()> {
+        self.inner.flush()
+    }
+    fn describe(&self) -> String {
+        format!("read-counting {}", self.inner.describe())
+    }
+}
+
+/// Cold: after reopening with a cache that holds little, `get_many` of 500 keys reads its
+/// tree blocks in one device batch per level and its overflow values in one more, where one
+/// `get` per key reads at least once per key.
+#[test]
+fn cold_get_many_reads_a_level_in_one_batch() {
+    let dev = SimDevice::new(64 << 20, 4096, 3);
+    let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
+    load(&db, 0..20_000);
+    drop(db);
+    let batches = Arc::new(AtomicU64::new(0));
+    let counting = ReadCounting { inner: dev, batches: Arc::clone(&batches) };
+    let opts = Options { cache_bytes: 64 << 10, ..small_opts() };
+    let db = Db::open_on(Box::new(counting), opts).unwrap();
+    let t = db.snapshot().unwrap().tree("t").unwrap().unwrap();
+    let keys: Vec<Vec<u8>> = (0..500).map(|i| key(i * 37 % 20_000)).collect();
+    let before = batches.load(Ordering::Relaxed);
+    let got = t.get_many(&keys).unwrap();
+    let many = batches.load(Ordering::Relaxed) - before;
+    assert!(got.iter().all(Option::is_some));
+    assert!(many <= 6, "{many} read batches: one per level and one for the overflow values");
+    let before = batches.load(Ordering::Relaxed);
+    let one_by_one: Vec<_> = keys.iter().map(|k| t.get(k).unwrap()).collect();
+    let single = batches.load(Ordering::Relaxed) - before;
+    assert_eq!(one_by_one, got);
+    assert!(single >= 500, "{single} read batches for 500 cold gets");
+}
