@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arbor::check::{
     check_device, plan_rollback, repair_free_space, repair_superblocks, roll_back, DeviceCheck,
+    JournalTail,
 };
 use arbor::BlockDevice;
 use serde_json::json;
@@ -175,8 +176,30 @@ fn report_json(r: &DeviceCheck) -> serde_json::Value {
         "generations": gens,
         "opens_at": r.opens_at,
         "open_error": r.open_error,
+        "journal": r.journal.as_ref().map(|j| json!({
+            "records": j.records,
+            "last_seq": j.last_seq,
+            "skipped": j.skipped,
+            "dropped": j.dropped,
+        })),
         "problems": problems,
     })
+}
+
+/// What open would replay of the journal, in one line.
+fn journal_line(j: &JournalTail) -> String {
+    let mut line = format!(
+        "journal: {} commit(s) past the checkpoint, replayed at open (through seq {})",
+        j.records, j.last_seq
+    );
+    if j.skipped > 0 {
+        let n = j.skipped;
+        line += &format!("; {n} after an unfinished large-transaction checkpoint, skipped");
+    }
+    if j.dropped > 0 {
+        line += &format!("; {} of a torn last batch (never acknowledged), dropped", j.dropped);
+    }
+    line
 }
 
 type Repaired<'a> = Option<(&'a Repair, &'a DeviceCheck)>;
@@ -257,6 +280,9 @@ fn print_text(r: &DeviceCheck) {
         (Some(g), _) => println!("open recovers generation {g}"),
         (None, Some(e)) => println!("open fails: {e}"),
         _ => {}
+    }
+    if let Some(j) = &r.journal {
+        println!("{}", journal_line(j));
     }
     let problems: Vec<_> = r.findings().collect();
     if problems.is_empty() {

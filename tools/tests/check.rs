@@ -333,3 +333,35 @@ fn repair_with_orphaned_subtrees_frees_only_the_leak() {
         assert_eq!(got, Some(i.to_le_bytes().to_vec()), "key {i}");
     }
 }
+
+/// A store whose last commits are only in the journal (a crash before any checkpoint):
+/// `check` says how many commits open would replay, in text and JSON.
+#[test]
+fn check_reports_the_journal_open_would_replay() {
+    let dir = tempdir();
+    let path = dir.path().join("s.arbor");
+    let dev = arbor::io::SimDevice::new(32 << 20, 4096, 9);
+    let opts = arbor::Options { checkpoint_interval: None, ..arbor_testkit::roomy_opts() };
+    let db = arbor::Db::create_on(Box::new(dev.clone()), opts).unwrap();
+    for i in 0..5u32 {
+        let tx = db.begin_write().unwrap();
+        tx.tree("t").unwrap().insert(i.to_be_bytes(), b"v").unwrap();
+        tx.commit().unwrap();
+    }
+    let image = dev.crash();
+    drop(db);
+    let mut buf = arbor::AlignedBuf::zeroed(32 << 20, 4096);
+    arbor::io::BlockDevice::read_at(&image, 0, &mut buf).unwrap();
+    std::fs::write(&path, &buf[..]).unwrap();
+    let out = check(&path, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("journal: 5 commit(s) past the checkpoint"),
+        "{}",
+        describe(&out)
+    );
+    let out = check(&path, &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["journal"]["records"], 5, "{v}");
+    assert_eq!(v["journal"]["dropped"], 0, "{v}");
+}

@@ -22,6 +22,7 @@ use crate::durable::superblock::{decode_slot, read_area, SlotReport, SlotState};
 use crate::durable::{journal_scan, recovery};
 use crate::io::{target_name, BlockDevice};
 use crate::store::Store;
+use crate::txn::replay::is_checkpointed_marker;
 use crate::{Error, Result};
 
 /// Cache budget of the store an offline check builds (it reads uncached).
@@ -66,8 +67,25 @@ pub struct DeviceCheck {
     pub opens_at: Option<u64>,
     /// Why `Db::open` would fail, when `opens_at` is `None`.
     pub open_error: Option<String>,
+    /// The journal past that checkpoint, when open would succeed: the commits it would
+    /// replay and those of a torn last batch it would drop (design.md §11.7).
+    pub journal: Option<JournalTail>,
     /// Superblock-level problems (slots and copies).
     pub problems: Vec<Problem>,
+}
+
+/// What the journal holds past the checkpoint open would take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalTail {
+    /// Complete records of commits the checkpoint does not cover: open replays them.
+    pub records: u64,
+    /// The seq of the last of them (the checkpoint's when there are none).
+    pub last_seq: u64,
+    /// Records from a large transaction's marker on that the checkpoint does not cover
+    /// (that transaction's checkpoint never became durable): open skips them.
+    pub skipped: u64,
+    /// Records of a torn last batch, never acknowledged: open drops them.
+    pub dropped: u64,
 }
 
 impl DeviceCheck {
@@ -114,6 +132,7 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
             generations: Vec::new(),
             opens_at: None,
             open_error: Some("no superblock copy verifies".into()),
+            journal: None,
             problems,
         });
     };
@@ -147,7 +166,7 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
         let slots = holders.iter().map(|s| s.slot).collect();
         generations.push(GenerationCheck { generation: gen, slots, superblock: sb, full, report });
     }
-    let (opens_at, open_error) = open_verdict(&store, &mut problems);
+    let (opens_at, open_error, journal) = open_verdict(&store, &mut problems);
     let device_bytes = store.dev.len_bytes();
     Ok(DeviceCheck {
         slots,
@@ -156,30 +175,48 @@ pub fn check_device(dev: Box<dyn BlockDevice>, progress: &mut Progress<'_>) -> R
         generations,
         opens_at,
         open_error,
+        journal,
         problems,
     })
 }
 
-/// What `Db::open` would do: the generation it opens at, or its error.
-fn open_verdict(store: &Store, problems: &mut Vec<Problem>) -> (Option<u64>, Option<String>) {
-    match crate::durable::superblock::read_superblocks(store.dev.as_ref())
-        .and_then(|found| recovery::recover(store, found))
-        .and_then(|opened| check_journal(store, &opened, problems).map(|()| opened))
-    {
-        Ok(opened) => (Some(opened.sb.generation()), None),
-        Err(e) => (None, Some(e.to_string())),
+/// What `Db::open` would do: the generation it opens at and the journal it would replay,
+/// or its error.
+fn open_verdict(
+    store: &Store,
+    problems: &mut Vec<Problem>,
+) -> (Option<u64>, Option<String>, Option<JournalTail>) {
+    let opened = crate::durable::superblock::read_superblocks(store.dev.as_ref())
+        .and_then(|found| recovery::recover(store, found));
+    match opened.and_then(|o| check_journal(store, &o, problems).map(|tail| (o, tail))) {
+        Ok((opened, tail)) => (Some(opened.sb.generation()), None, Some(tail)),
+        Err(e) => (None, Some(e.to_string()), None),
     }
 }
 
 /// Reads the journal past the checkpoint open would take, as open does: damage to
 /// acknowledged history is a problem (and open's error).
-fn check_journal(s: &Store, opened: &recovery::Opened, problems: &mut Vec<Problem>) -> Result<()> {
+fn check_journal(
+    s: &Store,
+    opened: &recovery::Opened,
+    problems: &mut Vec<Problem>,
+) -> Result<JournalTail> {
     let sb = &opened.sb;
     let scanned = journal_scan::scan(s, opened.journal, sb.uuid(), sb.replay_lsn());
     if let Err(Error::Corrupt { addr, reason }) = &scanned {
         problems.push(Problem { kind: ProblemKind::Journal, addr: *addr, detail: reason.clone() });
     }
-    scanned.map(|_| ())
+    let scanned = scanned?;
+    let region = &opened.journal;
+    let past: Vec<_> = scanned.records.iter().filter(|r| r.seq > sb.checkpoint_seq()).collect();
+    // Replay stops at a large transaction's marker the checkpoint does not cover.
+    let applied = past.iter().take_while(|r| !is_checkpointed_marker(region, r)).count();
+    Ok(JournalTail {
+        records: applied as u64,
+        last_seq: past[..applied].last().map_or(sb.checkpoint_seq(), |r| r.seq),
+        skipped: (past.len() - applied) as u64,
+        dropped: scanned.dropped_records,
+    })
 }
 
 /// Problems visible from the slots alone: copies that fail verification, a copy missing

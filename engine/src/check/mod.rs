@@ -34,7 +34,7 @@ use crate::writer::Writer;
 use crate::{Error, Result};
 
 pub use crate::durable::superblock::{decode_slot, SlotReport, SlotState};
-pub use device::{check_device, DeviceCheck, GenerationCheck};
+pub use device::{check_device, DeviceCheck, GenerationCheck, JournalTail};
 pub use repair::{
     plan_rollback, repair_free_space, repair_superblocks, roll_back, JournalLoss, RollbackPlan,
     SuperblockRepair, TreeCount, TreeLoss,

@@ -60,7 +60,7 @@ pub(crate) fn replay(
 }
 
 /// Whether `record` is the marker of a transaction committed by a checkpoint.
-fn is_checkpointed_marker(region: &JournalRegion, record: &Record) -> bool {
+pub(crate) fn is_checkpointed_marker(region: &JournalRegion, record: &Record) -> bool {
     record.ops(region).is_ok_and(|mut ops| matches!(ops.next(), Some(Ok(Op::Checkpointed))))
 }
 
