@@ -188,10 +188,13 @@ fn report_json(r: &DeviceCheck) -> serde_json::Value {
 
 /// What open would replay of the journal, in one line.
 fn journal_line(j: &JournalTail) -> String {
-    let mut line = format!(
-        "journal: {} commit(s) past the checkpoint, replayed at open (through seq {})",
-        j.records, j.last_seq
-    );
+    let mut line = match j.records {
+        0 => format!("journal: no commits past the checkpoint (seq {})", j.last_seq),
+        n => format!(
+            "journal: {n} commit(s) past the checkpoint, replayed at open (through seq {})",
+            j.last_seq
+        ),
+    };
     if j.skipped > 0 {
         let n = j.skipped;
         line += &format!("; {n} after an unfinished large-transaction checkpoint, skipped");
