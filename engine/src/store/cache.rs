@@ -21,7 +21,25 @@ struct Entry {
 /// other readers); inserts and evictions take it exclusively.
 struct Shard {
     inner: RwLock<Inner>,
-    hits: AtomicU64,
+}
+
+/// Hit counters, one cache line each; a thread counts on the one its id picks, so a hit
+/// writes no line that readers on other threads write (every lookup hits the root's shard:
+/// one shared counter there made every reader bounce one line, design.md §12.4).
+struct Hits([PaddedCounter; HIT_COUNTERS]);
+
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
+
+const HIT_COUNTERS: usize = 16;
+
+thread_local! {
+    /// This thread's hit counter: its id hashed, once.
+    static HIT_COUNTER: usize = {
+        use std::hash::{BuildHasher, RandomState};
+        let hash = RandomState::new().hash_one(std::thread::current().id());
+        (hash as usize) % HIT_COUNTERS
+    };
 }
 
 struct Inner {
@@ -36,6 +54,7 @@ struct Inner {
 /// of `SHARDS` independent shards (by address), so readers on several threads rarely meet.
 pub struct BlockCache {
     shards: Vec<Shard>,
+    hits: Hits,
     /// Budget per shard.
     budget_bytes: u64,
 }
@@ -56,10 +75,10 @@ impl BlockCache {
                 hand: 0,
                 bytes: 0,
             }),
-            hits: AtomicU64::new(0),
         };
         BlockCache {
             shards: (0..SHARDS).map(|_| shard()).collect(),
+            hits: Hits(std::array::from_fn(|_| PaddedCounter(AtomicU64::new(0)))),
             budget_bytes: budget_bytes / SHARDS as u64,
         }
     }
@@ -83,7 +102,8 @@ impl BlockCache {
         }
         let buf = Arc::clone(&entry.buf);
         drop(inner);
-        shard.hits.fetch_add(1, Ordering::Relaxed);
+        let counter = HIT_COUNTER.with(|&i| i);
+        self.hits.0[counter].0.fetch_add(1, Ordering::Relaxed);
         Some(buf)
     }
 
@@ -121,7 +141,7 @@ impl BlockCache {
 
     /// Lookups that found an entry (whatever the caller then decided about it).
     pub(crate) fn hits(&self) -> u64 {
-        self.shards.iter().map(|s| s.hits.load(Ordering::Relaxed)).sum()
+        self.hits.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
     }
 
     pub(crate) fn len(&self) -> usize {
