@@ -151,7 +151,7 @@ impl Snapshot {
     fn op(&self) -> Result<OpSource<'_>> {
         let shared = self.inner.shared()?;
         let op = self.inner.enter(&shared)?;
-        Ok(OpSource { inner: &self.inner, shared, _op: op })
+        Ok(OpSource { inner: &self.inner, shared, _op: op, held: None })
     }
 
     /// The named tree as of this snapshot, or `None` if it did not exist.
@@ -162,7 +162,8 @@ impl Snapshot {
         match read::lookup(&self.op()?, self.inner.root.catalog, name.as_bytes())? {
             Some(ItemValue::Inline(bytes)) => {
                 let meta = catalog::decode(&bytes, self.inner.root.catalog.address())?;
-                Ok(Some(Tree { snap: self.clone(), meta }))
+                let root = self.op()?.node(meta.root)?.into_image();
+                Ok(Some(Tree { snap: self.clone(), meta, root }))
             }
             Some(_) => Err(Error::corrupt(self.inner.root.catalog.address(), "bad catalog entry")),
             None => Ok(None),
@@ -187,6 +188,10 @@ impl Snapshot {
 pub struct Tree {
     snap: Snapshot,
     meta: TreeMeta,
+    /// The root node's image as of the snapshot (immutable, like every image a snapshot
+    /// reads): lookups start from it without a cache lookup, and the hottest block is not
+    /// a line every reader thread writes (its cache lock and refcount).
+    root: Image,
 }
 
 impl fmt::Debug for Tree {
@@ -199,6 +204,13 @@ impl fmt::Debug for Tree {
 }
 
 impl Tree {
+    /// The source for one lookup, starting from the held root image.
+    fn op(&self) -> Result<OpSource<'_>> {
+        let mut op = self.snap.op()?;
+        op.held = Some((self.meta.root, &self.root));
+        Ok(op)
+    }
+
     /// The value of `key` at the snapshot, or `None`.
     ///
     /// ```
@@ -217,7 +229,7 @@ impl Tree {
         if key.len() > self.snap.inner.key_bytes_max {
             return Ok(None);
         }
-        read::get(&self.snap.op()?, self.meta.root, key)
+        read::get(&self.op()?, self.meta.root, key)
     }
 
     /// The values of many keys at once, in the order given (`None` where absent): the keys
@@ -239,7 +251,7 @@ impl Tree {
     /// ```
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
         let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
-        crate::tree::many::get_many(&self.snap.op()?, self.meta.root, &keys)
+        crate::tree::many::get_many(&self.op()?, self.meta.root, &keys)
     }
 
     /// Whether `key` is present (reads no overflow value).
@@ -248,7 +260,7 @@ impl Tree {
         if key.len() > self.snap.inner.key_bytes_max {
             return Ok(false);
         }
-        Ok(read::lookup(&self.snap.op()?, self.meta.root, key)?.is_some())
+        Ok(read::lookup(&self.op()?, self.meta.root, key)?.is_some())
     }
 
     /// Iterates a key range in order; `.rev()` iterates backwards. Bounds are any byte form
@@ -349,9 +361,37 @@ struct OpSource<'a> {
     inner: &'a Inner,
     shared: Arc<Shared>,
     _op: ActiveGuard<'a>,
+    /// A block image the caller holds (a tree's root), lent instead of fetched.
+    held: Option<(ChildPtr, &'a Image)>,
+}
+
+/// A block image for one lookup: fetched, or lent by the caller for the lookup's length.
+enum OpImage<'a> {
+    Fetched(Image),
+    Held(&'a Image),
+}
+
+impl OpImage<'_> {
+    fn into_image(self) -> Image {
+        match self {
+            OpImage::Fetched(image) => image,
+            OpImage::Held(image) => image.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for OpImage<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            OpImage::Fetched(image) => image,
+            OpImage::Held(image) => image,
+        }
+    }
 }
 
 /// An immutable block image a snapshot reads (owned, so snapshot ranges are `Send`).
+#[derive(Clone)]
 pub(crate) struct Image(Arc<AlignedBuf>);
 
 impl std::ops::Deref for Image {
@@ -374,10 +414,13 @@ impl NodeSource for SnapSource {
     }
 }
 
-impl NodeSource for OpSource<'_> {
-    type Buf = Image;
-    fn node(&self, ptr: ChildPtr) -> Result<Image> {
-        self.inner.node_in_op(&self.shared, ptr)
+impl<'a> NodeSource for OpSource<'a> {
+    type Buf = OpImage<'a>;
+    fn node(&self, ptr: ChildPtr) -> Result<OpImage<'a>> {
+        match self.held {
+            Some((held, image)) if held == ptr => Ok(OpImage::Held(image)),
+            _ => self.inner.node_in_op(&self.shared, ptr).map(OpImage::Fetched),
+        }
     }
 
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
@@ -390,14 +433,15 @@ impl NodeSource for OpSource<'_> {
 
     /// Blocks older than the snapshot's generation come from the store in one batch; blocks
     /// of its generation one at a time through the readers' table.
-    fn nodes(&self, ptrs: &[ChildPtr]) -> Result<Vec<Image>> {
-        let older = |p: &ChildPtr| p.generation() < self.inner.root.gen;
+    fn nodes(&self, ptrs: &[ChildPtr]) -> Result<Vec<OpImage<'a>>> {
+        let held = |p: &ChildPtr| self.held.is_some_and(|(h, _)| h == *p);
+        let older = |p: &ChildPtr| p.generation() < self.inner.root.gen && !held(p);
         let batch: Vec<ChildPtr> = ptrs.iter().copied().filter(older).collect();
         let mut read = self.shared.store.read_blocks(&batch)?.into_iter();
         ptrs.iter()
             .map(|p| match older(p) {
-                true => Ok(Image(read.next().expect("one image per pointer of the batch"))),
-                false => self.inner.node_in_op(&self.shared, *p),
+                true => Ok(OpImage::Fetched(Image(read.next().expect("one image per pointer")))),
+                false => self.node(*p),
             })
             .collect()
     }
