@@ -3,5 +3,6 @@
 
 pub(crate) mod catalog;
 pub(crate) mod read;
+pub(crate) mod remove_range;
 pub(crate) mod walk;
 pub(crate) mod write;
