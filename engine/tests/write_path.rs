@@ -222,3 +222,37 @@ fn typed_remove_range() {
     tx.commit().unwrap();
     assert!(db.check().unwrap().is_ok());
 }
+
+/// Timing, not a check: `cargo test --release --test write_path -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn time_remove_range_against_single_removals() {
+    let keys: Vec<[u8; 24]> = {
+        let mut k = random_keys(1_000_000, 3);
+        k.sort();
+        k
+    };
+    for ranged in [false, true] {
+        let db = mem_db();
+        let tx = db.begin_write().unwrap();
+        let mut t = tx.tree("t").unwrap();
+        for k in &keys {
+            t.insert(k, [7u8; 150]).unwrap();
+        }
+        drop(t);
+        tx.commit().unwrap();
+        let started = std::time::Instant::now();
+        let tx = db.begin_write().unwrap();
+        let mut t = tx.tree("t").unwrap();
+        let removed = if ranged {
+            t.remove_range(..keys[500_000]).unwrap()
+        } else {
+            keys[..500_000].iter().map(|k| u64::from(t.remove(k).unwrap().is_some())).sum()
+        };
+        drop(t);
+        tx.commit().unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(removed, 500_000);
+        eprintln!("ranged {ranged}: {:.0}k keys/s", removed as f64 / secs / 1e3);
+    }
+}

@@ -368,13 +368,19 @@ pub(crate) fn remove(
     debug_assert!(edit.dirty.holds(*root), "after the copy-on-write descent the root is dirty");
     let leaf = path.last().expect("a cow path holds at least the root").addr;
     let slot = slot.unwrap_or_else(|_| panic!("removal found no key in block {leaf}"));
-    let (_, old) = edit.node_remove(leaf, slot)?;
+    let old = edit.node_remove_value(leaf, slot)?;
     rebalance(edit, s, root, &path, false)?;
     Ok(Some(old))
 }
 
+/// Bytes the items of `addr` use (slots, keys, values) and how many there are: read off the
+/// slot array alone.
 fn used_bytes(edit: &Edit<'_>, addr: u64) -> Result<(usize, usize)> {
-    edit.peek(addr, |node| Ok(((0..node.len()).map(|i| item_bytes(node, i)).sum(), node.len())))
+    edit.peek(addr, |node| {
+        let used = node.used_bytes() - HEADER_BYTES;
+        debug_assert_eq!(used, (0..node.len()).map(|i| item_bytes(node, i)).sum::<usize>());
+        Ok((used, node.len()))
+    })
 }
 
 /// Merges under-full nodes on the path with a sibling, bottom-up, then collapses the root.
@@ -416,7 +422,10 @@ pub(super) fn rebalance(
             }
         }
     }
-    collapse_root(edit, s, root)?;
+    // Only a merge below the root takes a child from it.
+    if merged || thorough {
+        collapse_root(edit, s, root)?;
+    }
     Ok(merged)
 }
 
@@ -564,7 +573,7 @@ fn shift_to_left(edit: &mut Edit<'_>, p: &Siblings) -> Result<()> {
     }
     edit.append_items(p.left, &items)?;
     for _ in 0..items.len() {
-        edit.node_remove(p.right, 0)?;
+        edit.node_drop(p.right, 0)?;
     }
     if p.internal {
         let (_, v) = edit.node_remove(p.right, 0)?;

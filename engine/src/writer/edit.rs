@@ -218,6 +218,47 @@ impl Edit<'_> {
         Ok(removed.expect("a removal always changes the node"))
     }
 
+    /// [`Edit::node_remove`] of an item the caller does not need: nothing is copied unless
+    /// the node is published (its log entry holds the item).
+    pub(crate) fn node_drop(&mut self, addr: u64, slot: usize) -> Result<()> {
+        self.edit_logged(addr, |node, logging| {
+            let len = node.as_node().len();
+            assert!(slot < len, "remove of item {slot} of block {addr}, which has {len}");
+            let op = if logging {
+                let (key, value) = modlog::owned_item(node, slot, addr)?;
+                Op::Remove { slot: slot as u16, key, value }
+            } else {
+                Op::Insert { slot: slot as u16 } // dropped unlogged
+            };
+            node.remove(slot);
+            Ok(Some(((), op)))
+        })?;
+        Ok(())
+    }
+
+    /// [`Edit::node_remove`] returning only the value (a private node's key is not copied).
+    pub(crate) fn node_remove_value(&mut self, addr: u64, slot: usize) -> Result<ItemValue> {
+        let removed = self.edit_logged(addr, |node, logging| {
+            let len = node.as_node().len();
+            assert!(slot < len, "remove of item {slot} of block {addr}, which has {len}");
+            if logging {
+                let (key, value) = modlog::owned_item(node, slot, addr)?;
+                node.remove(slot);
+                let op = Op::Remove { slot: slot as u16, key, value: value.clone() };
+                return Ok(Some((value, op)));
+            }
+            let n = node.as_node();
+            let value = match (n.level(), n.value(slot)) {
+                (0, ValueRef::Inline(v)) => ItemValue::Inline(v.to_vec()),
+                (_, ValueRef::Overflow(r)) => ItemValue::Overflow(r),
+                (_, v) => panic!("removal from block {addr} at level {} of {v:?}", n.level()),
+            };
+            node.remove(slot);
+            Ok(Some((value, Op::Insert { slot: slot as u16 }))) // the op is dropped unlogged
+        })?;
+        Ok(removed.expect("a removal always changes the node"))
+    }
+
     /// Replaces a value; `Ok(None)` when the new value does not fit (nothing changed).
     pub(crate) fn node_replace(
         &mut self,
