@@ -4,5 +4,6 @@
 pub(crate) mod catalog;
 pub(crate) mod many;
 pub(crate) mod read;
+pub(crate) mod remove_range;
 pub(crate) mod walk;
 pub(crate) mod write;

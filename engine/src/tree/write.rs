@@ -3,8 +3,9 @@
 //!
 //! Splitting: the split point is chosen on the virtual node (old items plus the new one) so
 //! that both halves fit whatever the item sizes (every item is at most half a node, so a
-//! fitting point always exists). Appends past the last key split at the end, so sequential
-//! loads fill leaves completely, as redb and LMDB do.
+//! fitting point always exists). Appends past the last key of a node on the tree's right
+//! edge split at the end, so ascending loads fill nodes completely, as LMDB's append mode
+//! does (design.md §4.1).
 //!
 //! Merging: a node whose items use less than a quarter of its space is merged with a
 //! sibling when both fit in one node, else items move over from the sibling until the two
@@ -14,7 +15,7 @@
 use arbor_format::constants::{
     CHILD_PTR_BYTES, HEADER_BYTES, OVERFLOW_REF_BYTES, SLOT_BYTES, TREE_DEPTH_MAX,
 };
-use arbor_format::node::{LeafValue, Node};
+use arbor_format::node::{LeafValue, Node, ValueRef};
 use arbor_format::{BlockKind, ChildPtr};
 
 use crate::mvcc::modlog::ItemValue;
@@ -24,7 +25,16 @@ use crate::tree::read::{check_child, lookup, WriterView};
 use crate::writer::{Edit, Need};
 use crate::{Error, Result};
 
-struct PathElem {
+/// Where a copy-on-write descent goes: to the leaf for a key, or along the first or last
+/// child at every level.
+#[derive(Clone, Copy)]
+pub(super) enum Aim<'k> {
+    Key(&'k [u8]),
+    First,
+    Last,
+}
+
+pub(super) struct PathElem {
     addr: u64,
     /// For internal nodes: the index of the child taken.
     idx: usize,
@@ -52,53 +62,131 @@ fn capacity(s: &Store) -> usize {
     s.block_bytes as usize - HEADER_BYTES
 }
 
-fn root_level(edit: &Edit<'_>, s: &Store, root: ChildPtr) -> Result<u8> {
+pub(super) fn root_level(edit: &Edit<'_>, s: &Store, root: ChildPtr) -> Result<u8> {
     let buf = edit.node(s, root)?;
     Ok(decode(&buf, root.address())?.level())
 }
 
-/// Copies the path from the root to the leaf for `key` into the open generation.
-fn cow_path(
+/// One level of a descent, decided on the node in one look.
+enum Step {
+    /// A leaf, and where the aimed key is in it (found, or where it would go).
+    Leaf(std::result::Result<usize, usize>),
+    Child {
+        level: u8,
+        idx: usize,
+        child: ChildPtr,
+    },
+}
+
+fn decide(node: &Node<'_>, addr: u64, expect: Option<u8>, aim: Aim<'_>) -> Result<Step> {
+    check_child(node, addr, expect)?;
+    if node.level() == 0 {
+        return Ok(Step::Leaf(match aim {
+            Aim::Key(key) => node.search(key),
+            Aim::First => Err(0),
+            Aim::Last => Err(node.len()),
+        }));
+    }
+    if node.is_empty() {
+        return Err(Error::corrupt(addr, "empty internal node"));
+    }
+    let idx = match aim {
+        Aim::Key(key) => node.child_index(key),
+        Aim::First => 0,
+        Aim::Last => node.len() - 1,
+    };
+    Ok(Step::Child { level: node.level(), idx, child: node.child(idx) })
+}
+
+/// The copy-on-write path to a leaf, and where the aimed key is in the leaf.
+pub(super) struct Descent {
+    pub path: Vec<PathElem>,
+    pub slot: std::result::Result<usize, usize>,
+}
+
+/// Whether the subtree at `ptr` holds the key `aim` names (always, for first and last).
+fn holds_key(edit: &Edit<'_>, s: &Store, ptr: ChildPtr, aim: Aim<'_>) -> Result<bool> {
+    match aim {
+        Aim::Key(key) => Ok(lookup(&WriterView { dirty: edit.dirty, s }, ptr, key)?.is_some()),
+        Aim::First | Aim::Last => Ok(true),
+    }
+}
+
+/// Copies the path from the root to the leaf `aim` names into the open generation. A node
+/// already dirty and resident is found with one lookup and read under one lock: a path this
+/// transaction already owns is not hashed again per edit (design.md §4.1). With
+/// `must_exist` (a removal), the part still to be copied is first searched read-only, and
+/// `None` returned with nothing changed when the key is absent.
+pub(super) fn cow_path(
     edit: &mut Edit<'_>,
     s: &Store,
     root: &mut ChildPtr,
-    key: &[u8],
-) -> Result<Vec<PathElem>> {
-    let addr = edit.make_writable(s, *root)?;
-    if addr != root.address() {
-        *root = edit.dirty_ptr(addr);
-    }
-    let mut path = Vec::new();
-    let mut cur = addr;
-    let mut expect = None;
-    for _ in 0..=TREE_DEPTH_MAX {
-        let step = edit.peek(cur, |node| {
-            check_child(node, cur, expect)?;
-            if node.level() == 0 {
-                return Ok(None);
+    aim: Aim<'_>,
+    must_exist: bool,
+) -> Result<Option<Descent>> {
+    let mut path = Vec::with_capacity(8);
+    let mut verified = !must_exist;
+    let (mut cur, mut step) =
+        match edit.dirty.peek_resident(*root, |n| decide(n, root.address(), None, aim)) {
+            Some(step) => (root.address(), step?),
+            None => {
+                if !verified && !holds_key(edit, s, *root, aim)? {
+                    return Ok(None);
+                }
+                verified = true;
+                let addr = edit.make_writable(s, *root)?;
+                if addr != root.address() {
+                    *root = edit.dirty_ptr(addr);
+                }
+                (addr, edit.peek(addr, |n| decide(n, addr, None, aim))?)
             }
-            if node.is_empty() {
-                return Err(Error::corrupt(cur, "empty internal node"));
-            }
-            let idx = node.child_index(key);
-            Ok(Some((node.level(), idx, node.child(idx))))
-        })?;
-        let Some((level, idx, child)) = step else {
-            path.push(PathElem { addr: cur, idx: 0 });
-            return Ok(path);
         };
-        let caddr = edit.make_writable(s, child)?;
-        if caddr != child.address() {
-            edit.set_child(cur, idx, edit.dirty_ptr(caddr))?;
-        }
-        debug_assert!(edit.dirty.holds(edit.dirty_ptr(caddr)), "copied child {caddr} is dirty");
+    for _ in 0..=TREE_DEPTH_MAX {
+        let (level, idx, child) = match step {
+            Step::Child { level, idx, child } => (level, idx, child),
+            Step::Leaf(Err(_)) if !verified => return Ok(None),
+            Step::Leaf(slot) => {
+                assert!(
+                    !must_exist || slot.is_ok(),
+                    "key vanished from block {cur} between lookup and removal"
+                );
+                path.push(PathElem { addr: cur, idx: 0 });
+                return Ok(Some(Descent { path, slot }));
+            }
+        };
         path.push(PathElem { addr: cur, idx });
-        expect = Some(level - 1);
-        cur = caddr;
+        let expect = Some(level - 1);
+        let caddr = child.address();
+        if let Some(next) = edit.dirty.peek_resident(child, |n| decide(n, caddr, expect, aim)) {
+            (cur, step) = (caddr, next?);
+            continue;
+        }
+        if !verified && !holds_key(edit, s, child, aim)? {
+            return Ok(None);
+        }
+        verified = true;
+        let copy = edit.make_writable(s, child)?;
+        if copy != caddr {
+            edit.set_child(cur, idx, edit.dirty_ptr(copy))?;
+        }
+        debug_assert!(edit.dirty.holds(edit.dirty_ptr(copy)), "copied child {copy} is dirty");
+        cur = copy;
+        step = edit.peek(cur, |n| decide(n, copy, expect, aim))?;
     }
     // Every step checked the child's level (one less than its parent's, at most
     // TREE_DEPTH_MAX), so the loop reaches a leaf within TREE_DEPTH_MAX + 1 steps.
-    unreachable!("descent from block {addr} passed the depth limit")
+    unreachable!("descent from block {} passed the depth limit", root.address())
+}
+
+/// Checks there are free blocks for one insert or removal: against the deepest possible tree
+/// first (no node read), and only when that fails against the tree's actual depth.
+fn reserve_op(edit: &mut Edit<'_>, s: &Store, root: ChildPtr, need: Need) -> Result<()> {
+    let deepest = blocks_per_op_max(TREE_DEPTH_MAX);
+    if edit.alloc.free_blocks() >= deepest + edit.reserve_blocks {
+        return Ok(());
+    }
+    let level = root_level(edit, s, root)?;
+    edit.reserve_for(s, blocks_per_op_max(level), need)
 }
 
 /// Inserts or replaces `key`; returns the old value.
@@ -110,26 +198,37 @@ pub(crate) fn insert(
     key: &[u8],
     value: ItemValue,
 ) -> Result<Option<ItemValue>> {
-    let level = root_level(edit, s, *root)?;
-    edit.reserve_for(s, blocks_per_op_max(level), Need::Grow)?;
-    let path = cow_path(edit, s, root, key)?;
+    insert_ref(edit, s, root, owner, key, value.as_ref())
+}
+
+/// [`insert`] of a borrowed value (the value is copied into the leaf, never owned).
+pub(crate) fn insert_ref(
+    edit: &mut Edit<'_>,
+    s: &Store,
+    root: &mut ChildPtr,
+    owner: u64,
+    key: &[u8],
+    value: ValueRef<'_>,
+) -> Result<Option<ItemValue>> {
+    reserve_op(edit, s, *root, Need::Grow)?;
+    let descent = cow_path(edit, s, root, Aim::Key(key), false)?;
+    let Descent { path, slot } = descent.expect("a descent without must_exist reaches a leaf");
     crate::fault::hit(crate::fault::FaultPoint::TreeInsert);
     debug_assert!(edit.dirty.holds(*root), "after the copy-on-write descent the root is dirty");
     debug_assert!(path.len() <= usize::from(TREE_DEPTH_MAX) + 1, "a path deeper than a tree");
     let leaf = path.last().expect("a cow path holds at least the root").addr;
-    let found = edit.peek(leaf, |n| Ok(n.search(key)))?;
-    match found {
+    match slot {
         Ok(slot) => {
-            if let Some(old) = edit.node_replace(leaf, slot, value.as_ref())? {
+            if let Some(old) = edit.node_replace(leaf, slot, value)? {
                 return Ok(Some(old));
             }
             let (_, old) = edit.node_remove(leaf, slot)?;
-            insert_split(edit, s, root, owner, &path, slot, key.to_vec(), value)?;
+            insert_split(edit, s, root, owner, &path, slot, key, value)?;
             Ok(Some(old))
         }
         Err(slot) => {
-            if !edit.node_insert(leaf, slot, key, value.as_ref())? {
-                insert_split(edit, s, root, owner, &path, slot, key.to_vec(), value)?;
+            if !edit.node_insert(leaf, slot, key, value)? {
+                insert_split(edit, s, root, owner, &path, slot, key, value)?;
             }
             Ok(None)
         }
@@ -137,29 +236,37 @@ pub(crate) fn insert(
 }
 
 /// Chooses how many items of the virtual node (old items with the new one at `slot`) stay
-/// on the left. Both halves fit; balanced, except that an append keeps the left full.
-fn pick_split(node: &Node<'_>, slot: usize, new_bytes: usize, cap: usize) -> Result<usize> {
+/// on the left. Both halves fit; balanced, except that an `append` (past the last key of a
+/// node on the tree's right edge) keeps the left as full as it goes (design.md §4.1).
+fn pick_split(
+    node: &Node<'_>,
+    slot: usize,
+    new_bytes: usize,
+    cap: usize,
+    append: bool,
+) -> Result<usize> {
     let n = node.len();
-    let sizes: Vec<usize> = (0..=n)
-        .map(|v| match v.cmp(&slot) {
-            std::cmp::Ordering::Less => item_bytes(node, v),
-            std::cmp::Ordering::Equal => new_bytes,
-            std::cmp::Ordering::Greater => item_bytes(node, v - 1),
-        })
-        .collect();
-    let total: usize = sizes.iter().sum();
-    if slot == n && total - new_bytes <= cap && new_bytes <= cap && n > 0 {
+    let size = |v: usize| match v.cmp(&slot) {
+        std::cmp::Ordering::Less => item_bytes(node, v),
+        std::cmp::Ordering::Equal => new_bytes,
+        std::cmp::Ordering::Greater => item_bytes(node, v - 1),
+    };
+    let total: usize = (0..=n).map(size).sum();
+    if append && slot == n && total - new_bytes <= cap && new_bytes <= cap && n > 0 {
         return Ok(n);
     }
     let mut best: Option<(usize, usize)> = None;
     let mut left = 0usize;
     for j in 1..=n {
-        left += sizes[j - 1];
+        left += size(j - 1);
         let right = total - left;
         if left <= cap && right <= cap {
             let imbalance = left.abs_diff(right);
             if best.is_none_or(|(_, b)| imbalance < b) {
                 best = Some((j, imbalance));
+            } else if left > right {
+                // Past the balance point the imbalance only grows.
+                break;
             }
         }
     }
@@ -167,6 +274,17 @@ fn pick_split(node: &Node<'_>, slot: usize, new_bytes: usize, cap: usize) -> Res
     let split = best.map(|(j, _)| j);
     assert!(split.is_some(), "no split point of block {} fits {n} items", node.header().address());
     Ok(split.unwrap_or(0))
+}
+
+/// How deep the path runs along the tree's right edge: nodes at depths up to the result took
+/// no child but the last above them (ascending keys arrive there).
+fn right_edge_depth(edit: &Edit<'_>, path: &[PathElem]) -> Result<usize> {
+    for (depth, elem) in path.iter().enumerate().take(path.len() - 1) {
+        if edit.peek(elem.addr, |n| Ok(elem.idx + 1 != n.len()))? {
+            return Ok(depth);
+        }
+    }
+    Ok(path.len() - 1)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -177,28 +295,37 @@ fn insert_split(
     owner: u64,
     path: &[PathElem],
     mut slot: usize,
-    mut key: Vec<u8>,
-    mut value: ItemValue,
+    key: &[u8],
+    value: ValueRef<'_>,
 ) -> Result<()> {
     let cap = capacity(s);
     let mut depth = path.len() - 1;
+    let edge = right_edge_depth(edit, path)?;
+    // The separator and new sibling carried up from the level below.
+    let mut carried: Option<(Vec<u8>, ChildPtr)> = None;
     loop {
+        let (key, value) = match &carried {
+            None => (key, value),
+            Some((sep, ptr)) => (sep.as_slice(), ValueRef::Child(*ptr)),
+        };
         let addr = path[depth].addr;
-        if edit.node_insert(addr, slot, &key, value.as_ref())? {
+        if edit.node_insert(addr, slot, key, value)? {
             return Ok(());
         }
-        let new_bytes = SLOT_BYTES + key.len() + value.bytes();
-        let (level, keep_left) =
-            edit.peek(addr, |node| Ok((node.level(), pick_split(node, slot, new_bytes, cap)?)))?;
+        let new_bytes = SLOT_BYTES + key.len() + value.len();
+        let append = depth <= edge;
+        let (level, keep_left) = edit.peek(addr, |node| {
+            Ok((node.level(), pick_split(node, slot, new_bytes, cap, append)?))
+        })?;
         debug_assert!(keep_left >= 1, "a split keeps at least one item on the left");
         let kind = if level == 0 { BlockKind::Leaf } else { BlockKind::Internal };
         let right = edit.new_node(s, kind, level, owner)?;
         let placed = if slot < keep_left {
             edit.move_tail(addr, keep_left - 1, right)?;
-            edit.node_insert(addr, slot, &key, value.as_ref())?
+            edit.node_insert(addr, slot, key, value)?
         } else {
             edit.move_tail(addr, keep_left, right)?;
-            edit.node_insert(right, slot - keep_left, &key, value.as_ref())?
+            edit.node_insert(right, slot - keep_left, key, value)?
         };
         assert!(placed, "split of block {addr} at {keep_left}: the new item fits neither half");
         let sep = edit.peek(right, |n| Ok(n.key(0).to_vec()))?;
@@ -215,16 +342,15 @@ fn insert_split(
         if depth == 0 {
             let new_root = edit.new_node(s, BlockKind::Internal, level + 1, owner)?;
             let left_ptr = edit.dirty_ptr(addr);
-            let ok = edit.node_insert(new_root, 0, b"", ItemValue::Child(left_ptr).as_ref())?
-                && edit.node_insert(new_root, 1, &sep, ItemValue::Child(right_ptr).as_ref())?;
+            let ok = edit.node_insert(new_root, 0, b"", ValueRef::Child(left_ptr))?
+                && edit.node_insert(new_root, 1, &sep, ValueRef::Child(right_ptr))?;
             assert!(ok, "new root {new_root} cannot hold two children");
             *root = edit.dirty_ptr(new_root);
             return Ok(());
         }
         depth -= 1;
         slot = path[depth].idx + 1;
-        key = sep;
-        value = ItemValue::Child(right_ptr);
+        carried = Some((sep, right_ptr));
     }
 }
 
@@ -235,33 +361,47 @@ pub(crate) fn remove(
     root: &mut ChildPtr,
     key: &[u8],
 ) -> Result<Option<ItemValue>> {
-    if lookup(&WriterView { dirty: edit.dirty, s }, *root, key)?.is_none() {
+    reserve_op(edit, s, *root, Need::Shrink)?;
+    let Some(Descent { path, slot }) = cow_path(edit, s, root, Aim::Key(key), true)? else {
         return Ok(None);
-    }
-    let level = root_level(edit, s, *root)?;
-    edit.reserve_for(s, blocks_per_op_max(level), Need::Shrink)?;
-    let path = cow_path(edit, s, root, key)?;
+    };
     debug_assert!(edit.dirty.holds(*root), "after the copy-on-write descent the root is dirty");
     let leaf = path.last().expect("a cow path holds at least the root").addr;
-    let slot = match edit.peek(leaf, |n| Ok(n.search(key)))? {
-        Ok(slot) => slot,
-        Err(_) => panic!("key vanished from block {leaf} between lookup and removal"),
-    };
-    let (_, old) = edit.node_remove(leaf, slot)?;
-    rebalance(edit, s, root, &path)?;
+    let slot = slot.unwrap_or_else(|_| panic!("removal found no key in block {leaf}"));
+    let old = edit.node_remove_value(leaf, slot)?;
+    rebalance(edit, s, root, &path, false)?;
     Ok(Some(old))
 }
 
+/// Bytes the items of `addr` use (slots, keys, values) and how many there are: read off the
+/// slot array alone.
 fn used_bytes(edit: &Edit<'_>, addr: u64) -> Result<(usize, usize)> {
-    edit.peek(addr, |node| Ok(((0..node.len()).map(|i| item_bytes(node, i)).sum(), node.len())))
+    edit.peek(addr, |node| {
+        let used = node.used_bytes() - HEADER_BYTES;
+        debug_assert_eq!(used, (0..node.len()).map(|i| item_bytes(node, i)).sum::<usize>());
+        Ok((used, node.len()))
+    })
 }
 
 /// Merges under-full nodes on the path with a sibling, bottom-up, then collapses the root.
-fn rebalance(edit: &mut Edit<'_>, s: &Store, root: &mut ChildPtr, path: &[PathElem]) -> Result<()> {
+/// A single removal stops at the first node that needs nothing; `thorough` (a range
+/// removal, which can leave several levels under-full) goes on to the root. Returns
+/// whether it merged anything.
+pub(super) fn rebalance(
+    edit: &mut Edit<'_>,
+    s: &Store,
+    root: &mut ChildPtr,
+    path: &[PathElem],
+    thorough: bool,
+) -> Result<bool> {
     let cap = capacity(s);
+    let mut merged = false;
     for depth in (1..path.len()).rev() {
         let (used, _) = used_bytes(edit, path[depth].addr)?;
         if used >= cap / 4 {
+            if thorough {
+                continue;
+            }
             break;
         }
         let parent = path[depth - 1].addr;
@@ -271,18 +411,31 @@ fn rebalance(edit: &mut Edit<'_>, s: &Store, root: &mut ChildPtr, path: &[PathEl
             continue;
         }
         let left_idx = if pidx + 1 < plen { pidx } else { pidx - 1 };
-        if !merge_pair(edit, s, parent, left_idx, cap)? {
+        if merge_pair(edit, s, parent, left_idx, cap)? {
+            merged = true;
+        } else {
             // Too full to merge: even the pair out instead, so no node stays under-full
             // beside a full sibling.
             redistribute(edit, s, parent, left_idx, cap)?;
-            break;
+            if !thorough {
+                break;
+            }
         }
     }
-    collapse_root(edit, s, root)
+    // Only a merge below the root takes a child from it.
+    if merged || thorough {
+        collapse_root(edit, s, root)?;
+    }
+    Ok(merged)
 }
 
 /// Makes child `idx` of the dirty node `parent` writable; returns its address.
-fn writable_child(edit: &mut Edit<'_>, s: &Store, parent: u64, idx: usize) -> Result<u64> {
+pub(super) fn writable_child(
+    edit: &mut Edit<'_>,
+    s: &Store,
+    parent: u64,
+    idx: usize,
+) -> Result<u64> {
     let child = edit.peek(parent, |n| Ok(n.child(idx)))?;
     let addr = edit.make_writable(s, child)?;
     if addr != child.address() {
@@ -420,7 +573,7 @@ fn shift_to_left(edit: &mut Edit<'_>, p: &Siblings) -> Result<()> {
     }
     edit.append_items(p.left, &items)?;
     for _ in 0..items.len() {
-        edit.node_remove(p.right, 0)?;
+        edit.node_drop(p.right, 0)?;
     }
     if p.internal {
         let (_, v) = edit.node_remove(p.right, 0)?;
@@ -482,13 +635,18 @@ fn insert_fitting(
 }
 
 /// Replaces the key of internal item `slot` (remove and insert, both logged).
-fn set_separator(edit: &mut Edit<'_>, parent: u64, slot: usize, key: &[u8]) -> Result<()> {
+pub(super) fn set_separator(
+    edit: &mut Edit<'_>,
+    parent: u64,
+    slot: usize,
+    key: &[u8],
+) -> Result<()> {
     let (_, child) = edit.node_remove(parent, slot)?;
     insert_fitting(edit, parent, slot, key, &child)
 }
 
 /// Replaces an internal root that has a single child by that child, repeatedly.
-fn collapse_root(edit: &mut Edit<'_>, s: &Store, root: &mut ChildPtr) -> Result<()> {
+pub(super) fn collapse_root(edit: &mut Edit<'_>, s: &Store, root: &mut ChildPtr) -> Result<()> {
     for _ in 0..=TREE_DEPTH_MAX {
         let (level, len, first) = {
             let buf = edit.node(s, *root)?;

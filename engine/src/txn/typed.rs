@@ -152,6 +152,12 @@ impl<'t, 'db, K: Key + ?Sized, V: Value + ?Sized> TypedWriteTree<'t, 'db, K, V> 
         decode_opt::<V>(self.tree.remove(encode(key.borrow()))?)
     }
 
+    /// Removes every key in `range` (`5u64..10`, `"a"..`, `..`); returns how many it removed.
+    /// Whole subtrees inside the range are freed at once; see [`WriteTree::remove_range`].
+    pub fn remove_range(&mut self, range: impl TypedBounds<K>) -> Result<u64> {
+        self.tree.remove_range(range.into_bounds())
+    }
+
     typed_reads!(
         crate::WriteRange<'t, 'db>,
         "Iterates a key range in key order (`5u64..10`, `\"a\"..`, `..`); see \

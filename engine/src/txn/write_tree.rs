@@ -6,11 +6,16 @@ use std::ops::Bound;
 
 use arbor_format::constants::{key_bytes_max, value_inline_bytes_max, VALUE_BYTES_MAX};
 use arbor_format::journal::Op;
+use arbor_format::node::ValueRef;
+use arbor_format::ChildPtr;
 
 use crate::codec::KeyRange;
 use crate::mvcc::modlog::ItemValue;
+use crate::store::Store;
 use crate::tree;
 use crate::tree::read::{self, prefix_bounds, WriterView};
+use crate::tree::walk::{node_of, Walk};
+use crate::txn::publish;
 use crate::txn::write::{
     check_undo_cap, fail_on_io, take_value, write_back_if_over, write_overflow, WriteTxn,
 };
@@ -32,6 +37,46 @@ pub struct WriteTree<'t, 'db> {
 impl fmt::Debug for WriteTree<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteTree").field("name", &String::from_utf8_lossy(&self.name)).finish()
+    }
+}
+
+/// Counts the entries of a subtree a range removal detached (rooted at `root`, of `level`)
+/// and records their removal in the journal record while it is still recording: reads every
+/// node of the subtree, changes none (freeing it is `publish::free_tree`'s job).
+fn record_subtree(w: &mut Writer, s: &Store, tree: u64, root: ChildPtr, level: u8) -> Result<u64> {
+    let mut walk = Walk::new(w.alloc.block_count());
+    walk.push(root, Some(level), ());
+    let mut count = 0;
+    while let Some((edge, buf)) = walk.next(|ptr| w.dirty.node(s, ptr)) {
+        let buf = buf?;
+        let node = node_of(&buf, edge.ptr)?;
+        if node.level() > 0 {
+            for i in 0..node.len() {
+                walk.push(node.child(i), Some(node.level() - 1), ());
+            }
+            continue;
+        }
+        count += node.len() as u64;
+        if w.record.is_recording() {
+            for i in 0..node.len() {
+                w.record.push(Op::Remove { tree, key: node.key(i) });
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// Stores tree `name`'s metadata after a change (no allocation per change: the name is
+/// copied only the first time the transaction changes the tree).
+fn store_meta(w: &mut Writer, name: &[u8], meta: TreeMeta) {
+    match w.trees.map.get_mut(name) {
+        Some(m) => *m = meta,
+        None => {
+            w.trees.map.insert(name.to_vec(), meta);
+        }
+    }
+    if !w.trees.changed.contains(name) {
+        w.trees.changed.insert(name.to_vec());
     }
 }
 
@@ -92,20 +137,21 @@ impl<'t, 'db> WriteTree<'t, 'db> {
         let mut meta = self.meta()?;
         let db = self.txn.db;
         let (mut w, s) = self.txn.parts()?;
-        let item = if value.len() > value_inline_bytes_max(s.block_bytes) {
-            match write_overflow(&mut w, s, meta.id, value) {
-                Ok(r) => ItemValue::Overflow(r),
-                Err(e) => return Err(fail_on_io(db, e)),
-            }
+        let overflow = if value.len() > value_inline_bytes_max(s.block_bytes) {
+            Some(write_overflow(&mut w, s, meta.id, value).map_err(|e| fail_on_io(db, e))?)
         } else {
-            ItemValue::Inline(value.to_vec())
+            None
+        };
+        let item = match overflow {
+            Some(r) => ValueRef::Overflow(r),
+            None => ValueRef::Inline(value),
         };
         let inserted =
-            tree::write::insert(&mut w.edit(), s, &mut meta.root, meta.id, key, item.clone());
+            tree::write::insert_ref(&mut w.edit(), s, &mut meta.root, meta.id, key, item);
         let old = match inserted {
             Ok(old) => old,
             Err(e) => {
-                if let ItemValue::Overflow(r) = item {
+                if let Some(r) = overflow {
                     // Never linked into the tree: give its blocks back now.
                     w.alloc.free_now(r.address(), u64::from(r.block_count()));
                     w.txn.allocated.retain(|(a, _)| *a != r.address());
@@ -121,8 +167,7 @@ impl<'t, 'db> WriteTree<'t, 'db> {
             Some(v) => Some(take_value(&mut w, s, v)?),
         };
         w.record.push(Op::Put { tree: meta.id, key, value });
-        w.trees.map.insert(self.name.clone(), meta);
-        w.trees.changed.insert(self.name.clone());
+        store_meta(&mut w, &self.name, meta);
         check_undo_cap(&w, db)?;
         write_back_if_over(&mut w, db)?;
         Ok(old)
@@ -151,11 +196,70 @@ impl<'t, 'db> WriteTree<'t, 'db> {
         meta.entries = meta.entries.saturating_sub(1);
         let old = take_value(&mut w, s, old)?;
         w.record.push(Op::Remove { tree: meta.id, key });
-        w.trees.map.insert(self.name.clone(), meta);
-        w.trees.changed.insert(self.name.clone());
+        store_meta(&mut w, &self.name, meta);
         check_undo_cap(&w, db)?;
         write_back_if_over(&mut w, db)?;
         Ok(Some(old))
+    }
+
+    /// Removes every key in `range` and returns how many it removed; bounds are any byte
+    /// form, as for [`WriteTree::range`]; an empty or inverted range removes nothing.
+    ///
+    /// Cheaper than removing the keys one by one: a subtree that lies wholly inside the range
+    /// is detached from its parent in one edit and freed like a deleted tree's blocks (at
+    /// commit, and not before every snapshot that can still read it is gone), so only the
+    /// two boundary paths are copied and rebalanced. The removed entries are still counted
+    /// (their leaves are read, not changed), for [`WriteTree::len`] and the journal.
+    /// Snapshots taken before the commit keep seeing every removed key. After an error
+    /// other than `NoSpace` the transaction can only be aborted.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = arbor::Db::create(dir.path().join("s"), arbor::Options::default())?;
+    /// let tx = db.begin_write()?;
+    /// let mut log = tx.tree("log")?;
+    /// for day in 0u32..100 {
+    ///     log.insert(day.to_be_bytes(), b"entry")?;
+    /// }
+    /// // Drop days 0 to 89 in one call; a snapshot taken before would still see them.
+    /// assert_eq!(log.remove_range(..90u32.to_be_bytes())?, 90);
+    /// assert_eq!(log.len()?, 10);
+    /// assert_eq!(log.first()?.map(|(k, _)| k), Some(90u32.to_be_bytes().to_vec()));
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
+    pub fn remove_range(&mut self, range: impl KeyRange) -> Result<u64> {
+        let (start, end) = range.into_bounds();
+        self.remove_range_unguarded(start, end).map_err(|e| self.txn.note_failure(e))
+    }
+
+    fn remove_range_unguarded(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<u64> {
+        let mut meta = self.meta()?;
+        let db = self.txn.db;
+        let (mut w, s) = self.txn.parts()?;
+        let (from, to) = (start.as_ref().map(Vec::as_slice), end.as_ref().map(Vec::as_slice));
+        let removed = tree::remove_range::remove_range(&mut w.edit(), s, &mut meta.root, from, to)?;
+        let mut count = removed.items.len() as u64;
+        for (key, v) in &removed.items {
+            w.record.push(Op::Remove { tree: meta.id, key });
+            if let ItemValue::Overflow(r) = v {
+                w.edit().defer_free(r.address(), u64::from(r.block_count()), r.generation());
+            }
+        }
+        for (ptr, level) in removed.subtrees {
+            count += record_subtree(&mut w, s, meta.id, ptr, level)?;
+            publish::free_tree(&mut w, s, ptr)?;
+        }
+        assert!(
+            count <= meta.entries,
+            "range removal took {count} entries from tree {} of {}",
+            meta.id,
+            meta.entries
+        );
+        meta.entries -= count;
+        store_meta(&mut w, &self.name, meta);
+        check_undo_cap(&w, db)?;
+        write_back_if_over(&mut w, db)?;
+        Ok(count)
     }
 
     /// The value of `key`, as this transaction sees it.

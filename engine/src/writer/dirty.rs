@@ -99,6 +99,22 @@ impl DirtySet {
         }
     }
 
+    /// Reads the node `ptr` names if it is dirty and resident (not written back early), with
+    /// one lookup and under one read lock: the descent's fast path (design.md §4.1).
+    /// `None` when it is not, and the caller takes the copy-on-write path.
+    pub(crate) fn peek_resident<R>(
+        &self,
+        ptr: ChildPtr,
+        f: impl FnOnce(&Node<'_>) -> Result<R>,
+    ) -> Option<Result<R>> {
+        if ptr.generation() != self.gen {
+            return None;
+        }
+        let st = self.map.get(&ptr.address())?.slot.read();
+        let Image::Mutable(buf) = &st.image else { return None };
+        Some(Node::decode_trusted(buf).map_err(|e| corrupt(ptr.address(), e)).and_then(|n| f(&n)))
+    }
+
     /// Reads a dirty node.
     pub(crate) fn peek<R>(&self, addr: u64, f: impl FnOnce(&Node<'_>) -> Result<R>) -> Result<R> {
         let st = self.slot(addr).slot.read();

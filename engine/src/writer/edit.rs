@@ -71,16 +71,20 @@ impl Edit<'_> {
 
     /// Edits a dirty node and, if it is published, appends the entry that undoes the edit,
     /// both under the slot's write lock (design.md §10.1). `f` returns `None` when it changed
-    /// nothing (the item did not fit), else its result and the undo op.
+    /// nothing (the item did not fit), else its result and the undo op. `f` is told whether
+    /// the op will be logged: an unlogged (private) edit may return any op without building
+    /// the pre-image, which is then dropped.
     fn edit_logged<R>(
         &mut self,
         addr: u64,
-        f: impl FnOnce(&mut NodeMut<'_>) -> Result<Option<(R, Op)>>,
+        f: impl FnOnce(&mut NodeMut<'_>, bool) -> Result<Option<(R, Op)>>,
     ) -> Result<Option<R>> {
         let d = self.dirty.slot(addr);
         let (slot, unlogged) = (Arc::clone(&d.slot), d.unlogged());
         let counter = if unlogged { None } else { Some(&mut *self.seq) };
-        let Some((r, logged)) = slot.edit_logged(counter, f)? else { return Ok(None) };
+        let Some((r, logged)) = slot.edit_logged(counter, |node| f(node, !unlogged))? else {
+            return Ok(None);
+        };
         if let Some(l) = logged {
             debug_assert_eq!(l.seq, *self.seq, "a logged edit takes the newest seq");
             self.hist.note_logged(l.seq, &slot, l.bytes);
@@ -192,20 +196,65 @@ impl Edit<'_> {
         key: &[u8],
         v: ValueRef<'_>,
     ) -> Result<bool> {
-        let done = self.edit_logged(addr, |node| {
+        let done = self.edit_logged(addr, |node, _| {
             Ok(node.insert(slot, key, v).ok().map(|()| ((), Op::Insert { slot: slot as u16 })))
         })?;
         Ok(done.is_some())
     }
 
     pub(crate) fn node_remove(&mut self, addr: u64, slot: usize) -> Result<(Vec<u8>, ItemValue)> {
-        let removed = self.edit_logged(addr, |node| {
+        let removed = self.edit_logged(addr, |node, logging| {
             let len = node.as_node().len();
             assert!(slot < len, "remove of item {slot} of block {addr}, which has {len}");
             let (key, value) = modlog::owned_item(node, slot, addr)?;
             node.remove(slot);
-            let op = Op::Remove { slot: slot as u16, key: key.clone(), value: value.clone() };
+            let op = if logging {
+                Op::Remove { slot: slot as u16, key: key.clone(), value: value.clone() }
+            } else {
+                Op::Insert { slot: slot as u16 } // dropped unlogged
+            };
             Ok(Some(((key, value), op)))
+        })?;
+        Ok(removed.expect("a removal always changes the node"))
+    }
+
+    /// [`Edit::node_remove`] of an item the caller does not need: nothing is copied unless
+    /// the node is published (its log entry holds the item).
+    pub(crate) fn node_drop(&mut self, addr: u64, slot: usize) -> Result<()> {
+        self.edit_logged(addr, |node, logging| {
+            let len = node.as_node().len();
+            assert!(slot < len, "remove of item {slot} of block {addr}, which has {len}");
+            let op = if logging {
+                let (key, value) = modlog::owned_item(node, slot, addr)?;
+                Op::Remove { slot: slot as u16, key, value }
+            } else {
+                Op::Insert { slot: slot as u16 } // dropped unlogged
+            };
+            node.remove(slot);
+            Ok(Some(((), op)))
+        })?;
+        Ok(())
+    }
+
+    /// [`Edit::node_remove`] returning only the value (a private node's key is not copied).
+    pub(crate) fn node_remove_value(&mut self, addr: u64, slot: usize) -> Result<ItemValue> {
+        let removed = self.edit_logged(addr, |node, logging| {
+            let len = node.as_node().len();
+            assert!(slot < len, "remove of item {slot} of block {addr}, which has {len}");
+            if logging {
+                let (key, value) = modlog::owned_item(node, slot, addr)?;
+                node.remove(slot);
+                let op = Op::Remove { slot: slot as u16, key, value: value.clone() };
+                return Ok(Some((value, op)));
+            }
+            let n = node.as_node();
+            let value = match (n.level(), n.value(slot)) {
+                (0, ValueRef::Inline(v)) => ItemValue::Inline(v.to_vec()),
+                (_, ValueRef::Overflow(r)) => ItemValue::Overflow(r),
+                (_, v) => panic!("removal from block {addr} at level {} of {v:?}", n.level()),
+            };
+            node.remove(slot);
+            Ok(Some((value, Op::Insert { slot: slot as u16 }))) // the op is dropped unlogged
         })?;
         Ok(removed.expect("a removal always changes the node"))
     }
@@ -217,17 +266,22 @@ impl Edit<'_> {
         slot: usize,
         v: ValueRef<'_>,
     ) -> Result<Option<ItemValue>> {
-        self.edit_logged(addr, |node| {
+        self.edit_logged(addr, |node, logging| {
             let (_, old) = modlog::owned_item(node, slot, addr)?;
             if node.replace_value(slot, v).is_err() {
                 return Ok(None);
             }
-            Ok(Some((old.clone(), Op::Replace { slot: slot as u16, old })))
+            let op = if logging {
+                Op::Replace { slot: slot as u16, old: old.clone() }
+            } else {
+                Op::Insert { slot: slot as u16 } // dropped unlogged
+            };
+            Ok(Some((old, op)))
         })
     }
 
     pub(crate) fn set_child(&mut self, addr: u64, slot: usize, child: ChildPtr) -> Result<()> {
-        self.edit_logged(addr, |node| {
+        self.edit_logged(addr, |node, _| {
             let old = node.as_node().child(slot);
             node.set_child(slot, child);
             Ok(Some(((), Op::Replace { slot: slot as u16, old: ItemValue::Child(old) })))
@@ -247,34 +301,49 @@ impl Edit<'_> {
                 .map(|slot| modlog::owned_node_item(node, slot))
                 .collect::<Result<Vec<_>>>()
         })?;
-        let logged = items.clone();
-        self.edit_logged(addr, |node| {
+        let logged = &items;
+        self.edit_logged(addr, |node, logging| {
             node.truncate(at);
-            Ok(Some(((), Op::TruncateTail { items: logged })))
+            let items = if logging { logged.clone() } else { Vec::new() };
+            Ok(Some(((), Op::TruncateTail { items })))
         })?;
         Ok(items)
     }
 
-    /// Moves items `[at..]` of `addr` to the end of the (private, empty) node `right`.
+    /// Moves items `[at..]` of `addr` to the end of the (private, empty) node `right`: copied
+    /// node to node, then cut from `addr` (the cut logged with its items if `addr` is
+    /// published; nothing else is copied).
     pub(crate) fn move_tail(&mut self, addr: u64, at: usize, right: u64) -> Result<()> {
         debug_assert!(self.dirty.is_private(right), "split sibling {right} is private");
+        let src = Arc::clone(&self.dirty.slot(addr).slot);
         // The right node is private: a reader can only reach these items through `addr`,
         // whose entry restores them.
-        let items = self.truncate_tail(addr, at)?;
         self.dirty.edit_unlogged(right, |r| {
             debug_assert!(r.as_node().is_empty(), "split sibling {right} starts empty");
-            for (key, value) in &items {
-                let len = r.as_node().len();
-                let fits = r.insert(len, key, value.as_ref()).is_ok();
+            let st = src.read();
+            let node = Node::decode_trusted(st.image.bytes()).map_err(|e| corrupt(addr, e))?;
+            assert!(at <= node.len(), "split of block {addr} at {at} of {}", node.len());
+            for i in at..node.len() {
+                let fits = r.insert(i - at, node.key(i), node.value(i)).is_ok();
                 assert!(fits, "split: items moved from {addr} do not fit empty block {right}");
             }
             Ok(())
-        })
+        })?;
+        let logging = !self.dirty.slot(addr).unlogged();
+        if logging {
+            self.truncate_tail(addr, at)?;
+        } else {
+            self.dirty.edit_unlogged(addr, |node| {
+                node.truncate(at);
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     /// Appends `items` at the end of `addr` (a merge), logged as one op.
     pub(crate) fn append_items(&mut self, addr: u64, items: &[(Vec<u8>, ItemValue)]) -> Result<()> {
-        self.edit_logged(addr, |node| {
+        self.edit_logged(addr, |node, _| {
             for (key, value) in items {
                 let len = node.as_node().len();
                 let fits = node.insert(len, key, value.as_ref()).is_ok();

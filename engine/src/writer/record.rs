@@ -35,6 +35,11 @@ impl TxnRecord {
         }
     }
 
+    /// Whether ops are still recorded (the record has not outgrown the limit).
+    pub(crate) fn is_recording(&self) -> bool {
+        !self.oversize
+    }
+
     pub(crate) fn mark(&self) -> TxnRecordMark {
         TxnRecordMark { at: self.builder.mark(), oversize: self.oversize }
     }
