@@ -93,7 +93,11 @@ pub struct Options {
     /// `create`: bytes of the commit journal (design.md §11.1), reserved right after the
     /// superblock area; at most 1/8 of the device (for a file: of `file_initial_bytes` when
     /// set, else of `file_max_bytes`), at least 8 slots. Fixed for the store's life.
-    /// Default 64 MiB.
+    /// Default 16 MiB: every store pays for the region (at 64 MiB a 1M-key file after load
+    /// was 403 MB, at 16 MiB 337.6 MB), while a smaller ring half fills sooner and so
+    /// checkpoints more often under sustained durable commits (10,000 1-insert commits: 3.87
+    /// blocks written per commit against 3.50 at 64 MiB, p99 about twice as high). Set it
+    /// larger for such a load when space is plentiful.
     pub journal_bytes: u64,
     /// Largest journal record (one transaction's logical ops): a larger transaction commits
     /// through a checkpoint instead (design.md §11.5). 0, the default, means 1/8 of the

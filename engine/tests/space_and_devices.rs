@@ -373,3 +373,113 @@ fn free_space_repair_keeps_orphaned_subtrees() {
         assert_eq!(keep.get(i.to_be_bytes()).unwrap(), Some(i.to_le_bytes().to_vec()));
     }
 }
+
+/// Options for the overwrite tests: no background thread, the default dirty budget and a
+/// ring that half fills only after 256 small commits, so no other trigger checkpoints while
+/// the overwrites run; a 32 MiB file (a 4 MiB journal, 1/8 of it) growing in 8 MiB steps (so
+/// a checkpoint is worth taking for 256 freed blocks, design.md §11.6).
+fn overwrite_opts() -> Options {
+    Options {
+        cache_bytes: 4 << 20,
+        file_initial_bytes: 32 << 20,
+        file_grow_step_bytes: 8 << 20,
+        journal_bytes: 4 << 20,
+        checkpoint_interval: None,
+        ..Options::default()
+    }
+}
+
+/// Appends keys 0, 1, ... in transactions of 1,000 until less than 1/8 of the store is free
+/// (appends free almost nothing), then checkpoints twice so nothing freed waits; returns
+/// the key count.
+fn fill_to_seven_eighths(db: &Db) -> u32 {
+    let mut keys = 0u32;
+    while db.stats().blocks_free * 8 >= db.stats().blocks_total {
+        let tx = db.begin_write().unwrap();
+        let mut t = tx.tree("t").unwrap();
+        for _ in 0..1000 {
+            t.insert(keys.to_be_bytes(), [1u8; 100]).unwrap();
+            keys += 1;
+        }
+        tx.commit().unwrap();
+    }
+    db.flush().unwrap();
+    db.flush().unwrap();
+    keys
+}
+
+/// `rounds` Immediate commits of 16 overwrites each, at keys spread over `keys`.
+fn overwrite_rounds(db: &Db, keys: u32, rounds: u32, value: u8) {
+    for round in 0..rounds {
+        let tx = db.begin_write().unwrap();
+        let mut t = tx.tree("t").unwrap();
+        for i in 0..16u32 {
+            let k = (round * 16 + i).wrapping_mul(2_654_435_761) % keys;
+            t.insert(k.to_be_bytes(), [value; 100]).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+}
+
+/// Overwrite commits in a store with under 1/8 of its file free copy more blocks than are
+/// free, faster than anything else checkpoints: the blocks they free come back through
+/// checkpoints the commits take (design.md §11.6), and the file does not grow (it grew a
+/// step before those checkpoints: freed blocks waited for a checkpoint that only the
+/// ring filling up or the interval would have taken).
+#[test]
+fn overwrites_reuse_freed_blocks_instead_of_growing_the_file() {
+    let dir = arbor_testkit::temp_dir!();
+    let path = dir.path().join("overwrites.arbor");
+    let db = store::create(&path, overwrite_opts()).unwrap();
+    let keys = fill_to_seven_eighths(&db);
+    let before = db.stats();
+    let file_len = (!store::in_memory()).then(|| std::fs::metadata(&path).unwrap().len());
+    overwrite_rounds(&db, keys, 200, 2);
+    let after = db.stats();
+    assert_eq!(after.blocks_total, before.blocks_total, "the store grew: {after:?}");
+    if let Some(len) = file_len {
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len, "the file grew");
+    }
+    // The overwrites copied more blocks than were free: reuse, not luck.
+    let copied = after.blocks_written - before.blocks_written;
+    assert!(copied > before.blocks_free, "{copied} blocks written, {} free", before.blocks_free);
+    assert!(after.checkpoints > before.checkpoints, "{after:?}");
+    let tx = db.begin_write().unwrap();
+    let t = tx.tree("t").unwrap();
+    assert_eq!(t.len().unwrap(), u64::from(keys));
+    for k in (0..keys).step_by(101) {
+        assert!(t.get(k.to_be_bytes()).unwrap().is_some());
+    }
+    tx.abort().unwrap();
+    assert!(db.check().unwrap().is_ok());
+}
+
+/// The same overwrites with a snapshot held from before them: every block they free stays
+/// unused while the snapshot can reach it (design.md §6), so the store grows instead, takes
+/// no checkpoint for space it could not get back, and the snapshot reads the old values.
+#[test]
+fn overwrites_under_a_held_snapshot_grow_the_store_and_keep_its_blocks() {
+    let dir = arbor_testkit::temp_dir!();
+    let path = dir.path().join("held.arbor");
+    let db = store::create(&path, overwrite_opts()).unwrap();
+    let keys = fill_to_seven_eighths(&db);
+    let snap = db.snapshot().unwrap();
+    let before = db.stats();
+    overwrite_rounds(&db, keys, 200, 3);
+    let after = db.stats();
+    assert!(after.blocks_total > before.blocks_total, "{after:?}");
+    assert_eq!(after.checkpoints, before.checkpoints, "checkpoints for pinned blocks");
+    assert!(after.pinned_blocks > before.blocks_free, "{after:?}");
+    let old = snap.tree("t").unwrap().unwrap();
+    for round in (0..200u32).step_by(7) {
+        let k = (round * 16).wrapping_mul(2_654_435_761) % keys;
+        assert_eq!(old.get(k.to_be_bytes()).unwrap(), Some(vec![1u8; 100]), "key {k}");
+    }
+    drop(old);
+    drop(snap);
+    // Released: the next commits get the space back through checkpoints, not more growth.
+    let grown = db.stats().blocks_total;
+    overwrite_rounds(&db, keys, 200, 4);
+    assert_eq!(db.stats().blocks_total, grown);
+    assert!(db.check().unwrap().is_ok());
+}

@@ -65,7 +65,7 @@ pub const TREE_ID_ALLOCATOR: u64 = 1;
 pub const TREE_ID_FIRST_USER: u64 = 16;
 
 /// Journal size used when the caller does not choose one (design.md §11.1).
-pub const JOURNAL_BYTES_DEFAULT: u64 = 64 << 20;
+pub const JOURNAL_BYTES_DEFAULT: u64 = 16 << 20;
 /// The journal takes at most 1/`JOURNAL_DEVICE_FRACTION_MAX` of the device.
 pub const JOURNAL_DEVICE_FRACTION_MAX: u64 = 8;
 /// Copies of every journal block, written side by side in the same write (design.md §11.2).

@@ -94,6 +94,9 @@ pub(crate) struct Allocator {
     /// persisted as free, so a crash (which ends every snapshot) leaks nothing and the
     /// pending lists stay as short as without snapshots. start → count.
     masked: std::collections::BTreeMap<u64, u64>,
+    /// Blocks in `held` and in `masked`: the held blocks still pending are the difference.
+    held_blocks: u64,
+    masked_blocks: u64,
     /// Subtrees of deleted trees still to free (see `orphans.rs`), and the blocks of the
     /// persisted chain, head first.
     orphans: Vec<ChildPtr>,
@@ -156,6 +159,8 @@ impl Allocator {
             persist_passes: 0,
             held: std::collections::BTreeMap::new(),
             masked: std::collections::BTreeMap::new(),
+            held_blocks: 0,
+            masked_blocks: 0,
             orphans: Vec::new(),
             orphan_lists: Vec::new(),
             orphans_changed: false,
@@ -220,9 +225,20 @@ impl Allocator {
         debug_assert!(!self.pending.overlaps(run), "freeing blocks that are already pending");
     }
 
-    /// Whether freed runs wait for a durable generation.
-    pub fn has_pending(&self) -> bool {
-        self.pending.iter().next().is_some()
+    /// Pending blocks that checkpoints alone will make free: every pending block except
+    /// those a snapshot holds (they become masked, not free, design.md §6). A block freed
+    /// in the open generation needs two checkpoints, one freed earlier at most one
+    /// (design.md §10.13).
+    pub fn reclaimable_blocks(&self) -> u64 {
+        let pending = self.pending.blocks();
+        let held_pending = self.held_blocks.checked_sub(self.masked_blocks);
+        match held_pending.and_then(|h| pending.checked_sub(h)) {
+            Some(reclaimable) => reclaimable,
+            None => panic!(
+                "{} blocks held, {} of them masked, but {pending} pending",
+                self.held_blocks, self.masked_blocks
+            ),
+        }
     }
 
     /// Generation `gen` is durable: every pending(g) with g < gen becomes free, except the
@@ -239,6 +255,7 @@ impl Allocator {
                         self.bitmap.clear_range(at, h - at);
                     }
                     self.masked.insert(h, count);
+                    self.masked_blocks += count;
                     self.mark_chunks_dirty(h, count);
                     at = h + count;
                 }
@@ -264,6 +281,7 @@ impl Allocator {
             .next_back()
             .is_none_or(|(a, c)| a + c <= addr));
         self.held.insert(addr, count);
+        self.held_blocks += count;
     }
 
     /// The run may be reused: at once if it was masked, else when its pending generation
@@ -271,7 +289,9 @@ impl Allocator {
     pub fn release_hold(&mut self, addr: u64, count: u64) {
         let removed = self.held.remove(&addr);
         debug_assert_eq!(removed, Some(count), "released a run that was not held");
+        self.held_blocks -= count;
         if self.masked.remove(&addr).is_some() {
+            self.masked_blocks -= count;
             self.bitmap.clear_range(addr, count);
         }
     }

@@ -22,6 +22,8 @@ impl Run {
 #[derive(Debug, Default, Clone)]
 pub(super) struct PendingMap {
     map: BTreeMap<u64, Vec<Run>>,
+    /// Blocks in all runs (they are disjoint).
+    blocks: u64,
 }
 
 impl PendingMap {
@@ -30,12 +32,23 @@ impl PendingMap {
     pub(super) fn insert(&mut self, freed_gen: u64, run: Run) {
         debug_assert!(run.count > 0);
         insert_merged(self.map.entry(freed_gen).or_default(), run);
+        self.blocks += run.count;
+    }
+
+    /// Blocks in every pending run.
+    pub(super) fn blocks(&self) -> u64 {
+        self.blocks
     }
 
     /// Removes and returns every generation `< gen` (they are reusable now).
     pub(super) fn take_below(&mut self, gen: u64) -> Vec<(u64, Vec<Run>)> {
         let kept = self.map.split_off(&gen);
-        std::mem::replace(&mut self.map, kept).into_iter().collect()
+        let taken: Vec<(u64, Vec<Run>)> =
+            std::mem::replace(&mut self.map, kept).into_iter().collect();
+        let count: u64 = taken.iter().flat_map(|(_, runs)| runs).map(|r| r.count).sum();
+        assert!(count <= self.blocks, "took {count} pending blocks of {}", self.blocks);
+        self.blocks -= count;
+        taken
     }
 
     /// The generations and their runs, oldest first.
@@ -104,8 +117,10 @@ mod tests {
         assert!(
             p.overlaps(Run { start: 90, count: 11 }) && !p.overlaps(Run { start: 90, count: 10 })
         );
+        assert_eq!(p.blocks(), 4);
         let taken = p.take_below(7);
         assert_eq!(taken.len(), 2);
+        assert_eq!(p.blocks(), 1);
         assert_eq!(p.iter().count(), 1);
         assert_eq!(p.runs(7), &[Run { start: 300, count: 1 }]);
     }

@@ -105,8 +105,8 @@ impl Shared {
         w.last_commit_gen = gen;
         let over_dirty = w.dirty.bytes > self.opts.dirty_max_bytes;
         // Freed blocks come back only through checkpoints (the freeing generation and the
-        // next durable, design.md §10.13): short of space, take them at once.
-        let low_space = w.alloc.has_pending() && self.short_of_space(&w);
+        // next durable, design.md §10.13): short of space, take them before the store grows.
+        let low_space = self.reclaim_due(&w);
         let journaled = match w.record.ops() {
             // Replay at open: the record is in the journal already.
             _ if self.journal.replaying() => true,
@@ -144,6 +144,8 @@ impl Shared {
             }
         };
         if low_space {
+            // In this thread, waiting: commits must not outrun the checkpoints that give
+            // them space, or the store grows anyway.
             self.make_durable(None, gen, true)?;
         } else if over_dirty || self.journal.wants_checkpoint() {
             self.checkpoint_soon(gen)?;
@@ -151,13 +153,24 @@ impl Shared {
         Ok(durable)
     }
 
-    /// Whether less than 1/8 of the space the store can reach is free (a file counts the
-    /// room it can still grow by).
-    fn short_of_space(&self, w: &Writer) -> bool {
+    /// Whether this commit checkpoints to give freed blocks back (design.md §11.6): less
+    /// than 1/8 of the device as it is now is free (not counting the room a file can still
+    /// grow by) and blocks no snapshot holds wait for checkpoints. On a device that cannot
+    /// grow, any number of them; on a file that can, at least as many as are free (the
+    /// commits would run out before they come back) and at least 1/8 of a growth step
+    /// (fewer are not worth two checkpoints: a step gives more, once).
+    fn reclaim_due(&self, w: &Writer) -> bool {
+        let (free, waiting) = (w.alloc.free_blocks(), w.alloc.reclaimable_blocks());
+        if waiting == 0 || free.saturating_mul(8) >= w.alloc.block_count() {
+            return false;
+        }
         let dev = &self.store.dev;
-        let growable = dev.max_len_bytes().saturating_sub(dev.len_bytes());
-        let reachable = w.alloc.block_count() + growable / u64::from(self.store.block_bytes);
-        (w.alloc.free_blocks() + growable / u64::from(self.store.block_bytes)) * 8 < reachable
+        let len = dev.len_bytes();
+        if dev.max_len_bytes() <= len {
+            return true;
+        }
+        let step = len.min(self.opts.file_grow_step_bytes) / u64::from(self.store.block_bytes);
+        waiting >= free && waiting.saturating_mul(8) >= step
     }
 
     /// A checkpoint is due: the background thread takes it, or without one (no
