@@ -67,7 +67,7 @@ pub struct Sizes {
     #[arg(long, default_value_t = 32)]
     pub cold_batch: usize,
     /// Device rows: milliseconds of random 4 KiB reads at each queue depth (QD1, QD32).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 200)]
     pub device_ms: usize,
 }
 

@@ -212,9 +212,9 @@ fn notes(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
     if results.iter().any(|r| r.result.get("cold_get_1t").is_some()) {
         out +=
             "- Cold reads (run last, keys from the half the removals keep): each row on a store \
-            closed and reopened, the page cache dropped (sync; echo 1 > \
-            /proc/sys/vm/drop_caches) while it was closed; arbor reads with O_DIRECT, so its \
-            reopened Db is cold anyway.\n";
+            closed and reopened: redb and lmdb with the page cache dropped (sync; echo 1 > \
+            /proc/sys/vm/drop_caches) while it was closed; arbor reads with O_DIRECT, so a new \
+            Db is cold without.\n";
     }
     if let Some(cold) = cold_over_device(results) {
         out += &format!(
