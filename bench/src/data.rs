@@ -59,6 +59,16 @@ pub struct Sizes {
     /// Long-reader experiment: random loaded keys overwritten by each of those transactions.
     #[arg(long, default_value_t = 200)]
     pub overwrite_keys: usize,
+    /// Cold-read rows: distinct loaded keys read on a store just closed and reopened (page
+    /// cache dropped), once per row.
+    #[arg(long, default_value_t = 5000)]
+    pub cold_reads: usize,
+    /// Cold-read rows: keys per batched read call (`arbor::Tree::get_many`).
+    #[arg(long, default_value_t = 32)]
+    pub cold_batch: usize,
+    /// Device rows: milliseconds of random 4 KiB reads at each queue depth (QD1, QD32).
+    #[arg(long, default_value_t = 200)]
+    pub device_ms: usize,
 }
 
 impl Sizes {
@@ -78,6 +88,9 @@ impl Sizes {
             writers: 4,
             overwrite_txns: 5,
             overwrite_keys: 50,
+            cold_reads: 200,
+            cold_batch: 32,
+            device_ms: 50,
         }
     }
 
@@ -97,6 +110,9 @@ impl Sizes {
             ("--writers", self.writers),
             ("--overwrite-txns", self.overwrite_txns),
             ("--overwrite-keys", self.overwrite_keys),
+            ("--cold-reads", self.cold_reads),
+            ("--cold-batch", self.cold_batch),
+            ("--device-ms", self.device_ms),
         ];
         pairs.iter().flat_map(|(flag, v)| [flag.to_string(), v.to_string()]).collect()
     }
@@ -109,6 +125,7 @@ impl Sizes {
             ("--writers", self.writers),
             ("--scan-len", self.scan_len),
             ("--batch-size", self.batch_size),
+            ("--cold-batch", self.cold_batch),
         ];
         if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{flag} must be at least 1"));
@@ -153,6 +170,9 @@ pub struct Dataset {
     pub overwrites: Vec<Vec<u32>>,
     /// The keys removed in the removal transaction: the first half of the loaded keys.
     pub remove_count: usize,
+    /// Distinct loaded keys for the cold-read rows, in random order, all from the half the
+    /// removals keep (those rows run last).
+    pub cold_keys: Vec<Key>,
 }
 
 /// Makes keys and values: random keys, or with `Distribution::Sequential` ascending ones (the
@@ -227,6 +247,18 @@ fn ycsb(rng: &mut SplitMix64, zipf: &Zipfian, ops: usize, update_pct: u64) -> Ve
         .collect()
 }
 
+/// `n` distinct keys of `keys` (all of them if fewer), in random order: a partial
+/// Fisher-Yates shuffle of the indexes.
+fn cold_keys(rng: &mut SplitMix64, keys: &[Key], n: usize) -> Vec<Key> {
+    let mut index: Vec<u32> = (0..keys.len() as u32).collect();
+    let n = n.min(keys.len());
+    for i in 0..n {
+        let j = i + rng.below(keys.len() - i);
+        index.swap(i, j);
+    }
+    index[..n].iter().map(|&i| keys[i as usize].clone()).collect()
+}
+
 impl Dataset {
     pub fn generate(sizes: &Sizes, cfg: &Config, seed: u64) -> Dataset {
         assert!(sizes.keys >= 2 && u32::try_from(sizes.keys).is_ok(), "keys out of range");
@@ -251,8 +283,11 @@ impl Dataset {
         let overwrites = (0..sizes.overwrite_txns)
             .map(|_| (0..sizes.overwrite_keys).map(|_| picker.next(&mut rng) as u32).collect())
             .collect();
+        let remove_count = load_keys.len() / 2;
+        let cold_keys = cold_keys(&mut rng, &load_keys[remove_count..], sizes.cold_reads);
         Dataset {
-            remove_count: load_keys.len() / 2,
+            remove_count,
+            cold_keys,
             load_keys,
             load_values,
             single_keys,
@@ -276,7 +311,7 @@ impl Dataset {
         let kv = key + self.update_value.len();
         (self.load_keys.len() + self.single_keys.len() + self.batch_keys.len()) * kv
             + self.concurrent_keys.len() * kv
-            + (self.read_keys.len() + self.scan_starts.len()) * key
+            + (self.read_keys.len() + self.scan_starts.len() + self.cold_keys.len()) * key
             + (self.ycsb_a.len() + self.ycsb_b.len()) * std::mem::size_of::<Op>()
             + self.overwrites.iter().map(|o| o.len() * 4).sum::<usize>()
     }

@@ -108,7 +108,9 @@ fn rate(secs: f64, ops_per_call: u64, mut f: impl FnMut()) -> f64 {
     ops as f64 / start.elapsed().as_secs_f64()
 }
 
-fn random_reads(dev: &dyn BlockDevice, qd: usize, secs: f64, seed: u64) -> f64 {
+/// Random 4 KiB reads over the whole of `dev`, `qd` at a time (one `read_batch` each), for
+/// `secs`: IOPS.
+pub fn random_reads(dev: &dyn BlockDevice, qd: usize, secs: f64, seed: u64) -> f64 {
     let blocks = dev.len_bytes() / BLOCK as u64;
     let mut rng = Rng(seed | 1);
     let mut bufs: Vec<AlignedBuf> = (0..qd).map(|_| AlignedBuf::zeroed(BLOCK, BLOCK)).collect();
@@ -357,6 +359,36 @@ fn durable_writes(path: &Path, len_bytes: u64, count: usize) -> std::io::Result<
         }
     }
     Ok(())
+}
+
+/// What the device rows of `kv-bench` measure on a store's own file or block device.
+pub struct StoreIops {
+    /// Bytes the random reads range over: the whole file or device.
+    pub bytes: u64,
+    pub qd1: f64,
+    pub qd32: f64,
+}
+
+/// Random 4 KiB O_DIRECT reads through `UringDevice` over an existing store (a file or a
+/// block device; opened without creating, growing or writing anything), at QD 1 and then
+/// QD 32 (`random_reads`), `secs` each. The store must be closed: `UringDevice` locks it.
+pub fn store_iops(path: &Path, secs: f64) -> Result<StoreIops, String> {
+    let opts = DeviceOptions {
+        backend: IoBackend::Uring,
+        queue_depth: 32,
+        grow_step_bytes: 64 << 20,
+        max_bytes: u64::MAX,
+        initial_bytes: 0,
+        overwrite_existing: false,
+    };
+    let dev = UringDevice::open(path, false, &opts)
+        .map_err(|e| format!("UringDevice::open {}: {e}", path.display()))?;
+    if dev.len_bytes() < BLOCK as u64 {
+        return Err(format!("{}: smaller than one 4 KiB block", path.display()));
+    }
+    let qd1 = random_reads(&dev, 1, secs, 1);
+    let qd32 = random_reads(&dev, 32, secs, 2);
+    Ok(StoreIops { bytes: dev.len_bytes(), qd1, qd32 })
 }
 
 /// fio's command line for the same measurement (`fio-baseline.sh` runs these).

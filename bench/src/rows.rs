@@ -57,9 +57,14 @@ pub struct RowSpec {
 /// copies), n/a where the engine keeps none; `durable_io_bytes` is the child process's
 /// `write_bytes` from /proc/self/io for every engine (the bytes it sent to the block layer,
 /// O_DIRECT and io_uring writes included; not the filesystem's own journal or metadata).
+///
+/// The cold-read rows run last (each reopens the store; see `workloads::COLD_ROWS`) but sit
+/// after the warm reads. The device rows are the store's disk, measured in the engine that
+/// reads with O_DIRECT (Arbor) while its store is closed; other engines have no cell.
 pub fn rows(s: &Sizes) -> Vec<RowSpec> {
     let r = |id, label: String, kind| RowSpec { id, label, kind };
     let w = s.writers;
+    let (n, b, t) = (s.cold_reads, s.cold_batch, s.threads);
     vec![
         r("bulk_load", format!("bulk load: {} inserts, 1 txn", s.keys), Kind::Rate),
         r(
@@ -91,6 +96,11 @@ pub fn rows(s: &Sizes) -> Vec<RowSpec> {
             format!("random reads (warm): {} gets, {} threads", s.reads, s.threads),
             Kind::Rate,
         ),
+        r("cold_get_1t", format!("cold random reads: {n} gets, 1 thread"), Kind::Rate),
+        r("cold_get_many", format!("cold random reads: {n} keys, get_many x {b}"), Kind::Rate),
+        r("cold_get_nt", format!("cold random reads: {n} gets, {t} threads"), Kind::Rate),
+        r("device_qd1_iops", "  device: random 4 KiB reads/s, QD1".into(), Kind::Rate),
+        r("device_qd32_iops", "  device: random 4 KiB reads/s, QD32".into(), Kind::Rate),
         r(
             "range_reads",
             format!("range reads: {} scans x {} entries", s.scans, s.scan_len),

@@ -152,12 +152,19 @@ pub fn io_write_bytes() -> Option<u64> {
     proc_self("io", "write_bytes:")
 }
 
+/// `read_bytes` of /proc/self/io: bytes this process (every thread) caused to be fetched
+/// from the block layer: O_DIRECT reads, page-cache misses and their readahead, mmap
+/// faults.
+pub fn io_read_bytes() -> Option<u64> {
+    proc_self("io", "read_bytes:")
+}
+
 /// The child's whole job: every workload on a fresh store of engine `name`.
 pub fn child_main(name: &str, store: &Store, plan: Plan<'_>) -> RunResult {
     let (sizes, cfg) = (plan.sizes, plan.cfg);
     let data = Dataset::generate(sizes, cfg, plan.seed);
     let rss_before = rss_bytes("VmRSS:");
-    let engine = match engines::open(name, store, cfg.durability) {
+    let mut engine = match engines::open(name, store, cfg.durability) {
         Ok(e) => e,
         Err(e) => {
             let mut out = RunResult::default();
@@ -169,7 +176,7 @@ pub fn child_main(name: &str, store: &Store, plan: Plan<'_>) -> RunResult {
     };
     let run = Run {
         name,
-        engine: engine.as_ref(),
+        engine: engine.as_mut(),
         store: &store.path,
         sizes,
         cfg,

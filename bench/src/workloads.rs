@@ -9,13 +9,13 @@ use crate::data::{Dataset, Key, Op, Sizes};
 use crate::engines::{store_bytes, Engine, Writes};
 use crate::progress::{self, CHUNK};
 use crate::rows::{Cell, RunResult};
-use crate::suite::{io_write_bytes, rss_bytes};
+use crate::suite::{io_read_bytes, io_write_bytes, rss_bytes};
 use crate::BenchResult;
 
 /// One engine's run: the engine, its store path, and the cells so far.
 pub struct Run<'a> {
     pub name: &'a str,
-    pub engine: &'a dyn Engine,
+    pub engine: &'a mut dyn Engine,
     pub store: &'a Path,
     pub sizes: &'a Sizes,
     pub cfg: &'a Config,
@@ -76,6 +76,22 @@ const DURABLE_ROWS: [&str; 6] = [
     "durable_bytes",
     "durable_io_bytes",
 ];
+
+/// The rows of the cold-read workload: reads on a store just closed and reopened.
+pub const COLD_ROWS: [&str; 3] = ["cold_get_1t", "cold_get_many", "cold_get_nt"];
+
+/// The device's own random-read limits, measured on the engine's store while it is closed
+/// (only by an engine that reads with O_DIRECT, Arbor: the other columns have no cell).
+pub const DEVICE_ROWS: [&str; 2] = ["device_qd1_iops", "device_qd32_iops"];
+
+/// Empties the kernel's page cache: `sync`, then `1` into /proc/sys/vm/drop_caches (root
+/// only; it drops every clean cached page of the machine, not only the store's).
+fn drop_page_cache() -> BenchResult<()> {
+    // SAFETY: sync(2) takes no arguments, touches no memory of ours and cannot fail.
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "1")
+        .map_err(|e| format!("cannot drop the page cache: /proc/sys/vm/drop_caches: {e}"))
+}
 
 /// Where a write-count window starts or ends: the engine's own count (or why it has none)
 /// and the process's `write_bytes`.
@@ -150,6 +166,14 @@ impl Run<'_> {
         }
         if let Some(n) = self.engine.note() {
             self.out.notes.push(format!("{}: at end, {n}", self.name));
+        }
+        // Last: each cold row closes and reopens the store, which would leave the rows after
+        // it a cold cache. Its keys are in the half of the load the removals keep.
+        if cfg.wants(&COLD_ROWS) {
+            self.cold_reads();
+        }
+        if cfg.wants(&DEVICE_ROWS) && !self.engine.page_cache() {
+            self.device_rows();
         }
         self.out
     }
@@ -295,6 +319,21 @@ impl Run<'_> {
         Ok(bytes)
     }
 
+    /// Point reads of `keys` split over `--threads` threads, each in chunks (`get_chunks`);
+    /// returns value bytes.
+    fn get_threads(&self, keys: &[Key], pb: &indicatif::ProgressBar) -> BenchResult<u64> {
+        let per_thread = keys.len().div_ceil(self.sizes.threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> =
+                keys.chunks(per_thread).map(|part| s.spawn(|| self.get_chunks(part, pb))).collect();
+            let mut bytes = 0;
+            for h in handles {
+                bytes += h.join().map_err(|_| "reader thread panicked".to_string())??;
+            }
+            Ok(bytes)
+        })
+    }
+
     /// Warm random reads: one untimed pass over the read keys, then 1 thread, then T threads.
     fn reads(&mut self) {
         let keys = &self.data.read_keys;
@@ -314,22 +353,8 @@ impl Run<'_> {
             self.out.push("reads_nt", Cell::Na(why));
             return;
         }
-        let threads = self.sizes.threads;
         let pb = progress::bar(self.name, "reads: T threads", keys.len() as u64);
-        let per_thread = keys.len().div_ceil(threads).max(1);
-        let r = timed(|| {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = keys
-                    .chunks(per_thread)
-                    .map(|part| s.spawn(|| self.get_chunks(part, &pb)))
-                    .collect();
-                let mut bytes = 0;
-                for h in handles {
-                    bytes += h.join().map_err(|_| "reader thread panicked".to_string())??;
-                }
-                Ok(bytes)
-            })
-        });
+        let r = timed(|| self.get_threads(keys, &pb));
         pb.finish_and_clear();
         let many = r.and_then(|(t, bytes)| {
             expect("value bytes read", bytes, want).map(|()| rate(keys.len(), t))
@@ -490,5 +515,118 @@ impl Run<'_> {
             expect("keys removed", n, d.remove_count as u64).map(|()| rate(d.remove_count, t))
         });
         self.push("removals", r);
+    }
+}
+
+/// How one cold-read row reads the cold keys: returns the value bytes found.
+type ColdRead = fn(&Run<'_>, &[Key], &indicatif::ProgressBar) -> BenchResult<u64>;
+
+impl Run<'_> {
+    /// Cold reads: each row on a store just closed and reopened (the page cache dropped
+    /// while it was closed), the same distinct keys.
+    fn cold_reads(&mut self) {
+        let mut read_per_key = Vec::new();
+        let one: ColdRead = |run, keys, pb| run.get_chunks(keys, pb);
+        self.cold_row("cold_get_1t", "1 thread", one, &mut read_per_key);
+        match self.engine.batched_reads() {
+            Ok(()) => {
+                let many: ColdRead = |run, keys, pb| {
+                    let mut bytes = 0;
+                    for chunk in keys.chunks(CHUNK) {
+                        bytes += run.engine.get_batched(chunk, run.sizes.cold_batch)?;
+                        pb.inc(chunk.len() as u64);
+                    }
+                    Ok(bytes)
+                };
+                self.cold_row("cold_get_many", "get_many", many, &mut read_per_key);
+            }
+            Err(why) => self.out.push("cold_get_many", Cell::Na(why)),
+        }
+        match self.engine.concurrent_reads() {
+            Ok(()) => {
+                let threads: ColdRead = |run, keys, pb| run.get_threads(keys, pb);
+                let what = format!("{} threads", self.sizes.threads);
+                self.cold_row("cold_get_nt", &what, threads, &mut read_per_key);
+            }
+            Err(why) => self.out.push("cold_get_nt", Cell::Na(why)),
+        }
+        if !read_per_key.is_empty() {
+            self.out.notes.push(format!(
+                "{}: cold reads, bytes read from the device per key (/proc/self/io \
+                 read_bytes), and those bytes in 4 KiB reads per second: {}",
+                self.name,
+                read_per_key.join(", ")
+            ));
+        }
+    }
+
+    /// Closes and reopens the store, dropping the page cache while it is closed when the
+    /// engine reads through it (an engine that reads with O_DIRECT is cold in a new handle).
+    /// `Err(cell)`: what the row shows instead of a number.
+    fn make_cold(&mut self) -> Result<(), Cell> {
+        let buffered = self.engine.page_cache();
+        let mut dropped = Ok(());
+        let reopened = self.engine.reopen(&mut || {
+            if buffered {
+                dropped = drop_page_cache();
+            }
+            Ok(())
+        });
+        reopened.map_err(|e| Cell::Error(format!("reopen: {e}")))?;
+        dropped.map_err(|e| Cell::Na(format!("n/a ({e})")))
+    }
+
+    /// One cold-read row: a cold store, then `read` of every cold key, timed, and the
+    /// device bytes read per key for the note (`what` names the row there).
+    fn cold_row(&mut self, id: &str, what: &str, read: ColdRead, notes: &mut Vec<String>) {
+        if let Err(cell) = self.make_cold() {
+            return self.out.push(id, cell);
+        }
+        let keys = &self.data.cold_keys;
+        let pb = progress::bar(self.name, id, keys.len() as u64);
+        let before = io_read_bytes();
+        let r = timed(|| read(self, keys, &pb));
+        let after = io_read_bytes();
+        pb.finish_and_clear();
+        let want = (keys.len() * self.cfg.value_size) as u64;
+        let r = r.and_then(|(t, bytes)| expect("value bytes read", bytes, want).map(|()| t));
+        if let (Ok(t), Some(b), Some(a)) = (&r, before, after) {
+            let read = a.saturating_sub(b);
+            notes.push(format!(
+                "{what} {:.1} kB ({:.1}k 4 KiB reads/s)",
+                read as f64 / keys.len().max(1) as f64 / 1e3,
+                rate((read / 4096) as usize, *t) / 1e3
+            ));
+        }
+        self.push(id, r.map(|t| rate(keys.len(), t)));
+    }
+
+    /// The device's own random 4 KiB read IOPS at QD 1 and 32 on the engine's store, read
+    /// the way Arbor reads it (O_DIRECT, io_uring) while the engine has it closed.
+    fn device_rows(&mut self) {
+        let (store, secs) = (self.store, self.sizes.device_ms as f64 / 1e3);
+        let mut measured = Err("not measured".to_string());
+        let r = self.engine.reopen(&mut || {
+            measured = crate::device::store_iops(store, secs);
+            Ok(())
+        });
+        match r.and(measured) {
+            Ok(iops) => {
+                self.out.push("device_qd1_iops", Cell::Value(iops.qd1));
+                self.out.push("device_qd32_iops", Cell::Value(iops.qd32));
+                self.out.notes.push(format!(
+                    "{}: device rows: random 4 KiB O_DIRECT reads through io_uring \
+                     (UringDevice) over its closed store ({}, {:.0} MB), {} ms per queue depth",
+                    self.name,
+                    store.display(),
+                    iops.bytes as f64 / 1e6,
+                    self.sizes.device_ms
+                ));
+            }
+            Err(e) => {
+                self.out.push("device_qd1_iops", Cell::Error(e.clone()));
+                self.out.push("device_qd32_iops", Cell::Error(e));
+            }
+        }
     }
 }

@@ -41,6 +41,9 @@ fn quick_smoke_runs_end_to_end() {
         "commit latency p99",
         "batch writes",
         "random reads",
+        "cold random reads",
+        "get_many x 32",
+        "device: random 4 KiB reads/s, QD32",
         "range reads",
         "YCSB A",
         "YCSB B",
@@ -62,6 +65,7 @@ fn quick_smoke_runs_end_to_end() {
         assert!(cells["durable_io_bytes"].get("error").is_none(), "{doc}");
     }
     write_counts(&doc, &stdout);
+    cold_reads(&doc, &stdout);
     let plot = std::fs::read_to_string(&svg).expect("svg written");
     assert!(plot.starts_with("<svg") && plot.contains("bulk load"), "{plot}");
 }
@@ -81,6 +85,38 @@ fn write_counts(doc: &serde_json::Value, stdout: &str) {
         let Some(engine) = doc["engines"].get(other) else { continue };
         let na = engine["cells"]["durable_blocks"]["na"].as_str();
         assert!(na.is_some_and(|why| why.contains("counts no writes")), "{engine}");
+    }
+}
+
+/// Issue 15: cold reads on a reopened store for every engine (n/a with the reason where the
+/// page cache cannot be dropped, never an error), batched reads for Arbor alone, and the
+/// device's own limits on Arbor's store, with the ratio in a note and in the JSON.
+fn cold_reads(doc: &serde_json::Value, stdout: &str) {
+    let ids: Vec<&str> =
+        doc["rows"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
+    let at = ids.iter().position(|id| *id == "reads_nt").expect("reads_nt row");
+    assert_eq!(
+        ids[at + 1..at + 6],
+        ["cold_get_1t", "cold_get_many", "cold_get_nt", "device_qd1_iops", "device_qd32_iops"]
+    );
+    let arbor = &doc["engines"]["arbor"]["cells"];
+    for row in
+        ["cold_get_1t", "cold_get_many", "cold_get_nt", "device_qd1_iops", "device_qd32_iops"]
+    {
+        assert!(arbor[row]["value"].as_f64().is_some_and(|v| v > 0.0), "arbor {row}: {arbor}");
+    }
+    let ratio = &doc["arbor_cold_over_device"]["cold_get_many_over_device_qd32"];
+    assert!(ratio.as_f64().is_some_and(|r| r > 0.0), "{doc}");
+    assert!(stdout.contains("of the device's QD32 reads/s"), "{stdout}");
+    for other in ["redb", "lmdb"] {
+        let Some(engine) = doc["engines"].get(other) else { continue };
+        let cells = &engine["cells"];
+        let na = cells["cold_get_many"]["na"].as_str();
+        assert!(na.is_some_and(|why| why.contains("no batched read API")), "{engine}");
+        for row in ["cold_get_1t", "cold_get_nt"] {
+            assert!(cells[row].get("error").is_none(), "{other} {row}: {engine}");
+        }
+        assert!(cells.get("device_qd32_iops").is_none(), "{engine}");
     }
 }
 
@@ -124,6 +160,12 @@ fn quick_smoke_on_a_block_device() {
     let arbor = &doc["engines"]["arbor"]["cells"];
     for row in ["growth_free", "growth_held", "size_after_load", "disk_after_load", "size_at_end"] {
         assert!(arbor[row]["value"].as_f64().is_some(), "arbor {row}: {}", arbor[row]);
+    }
+    // Issue 15: the cold rows reopen the store on the device; the device rows read it raw.
+    for row in
+        ["cold_get_1t", "cold_get_many", "cold_get_nt", "device_qd1_iops", "device_qd32_iops"]
+    {
+        assert!(arbor[row]["value"].as_f64().is_some_and(|v| v > 0.0), "arbor {row}: {arbor}");
     }
     assert!(arbor["size_after_load"]["value"].as_f64().is_some_and(|v| v > 0.0), "{doc}");
 }

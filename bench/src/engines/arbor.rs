@@ -4,6 +4,12 @@
 //!
 //! Every read goes through [`ArborEngine::read`]: a snapshot (`Db::snapshot`), so readers
 //! run concurrently with each other and with the writer, and one can be held open.
+//!
+//! `reopen` (the cold-read rows) drops the `Db` (a clean close) and opens the store again
+//! with `Db::open`: a new `Db` has an empty cache, and Arbor reads with O_DIRECT, so nothing
+//! of the store is left in memory. The `Db::stats` counters start again from zero.
+
+use std::path::PathBuf;
 
 use arbor::{Db, Durability, Options, Snapshot, Tree, WriteTree};
 use arbor_format::constants::SUPERBLOCK_BYTES;
@@ -23,6 +29,9 @@ pub trait ArborReader {
     fn get(&self, key: &[u8]) -> arbor::Result<Option<Vec<u8>>>;
     /// Visits up to `len` entries from `start` on; returns how many had a value.
     fn scan(&self, start: &[u8], len: usize) -> arbor::Result<u64>;
+    /// `Tree::get_many`: the keys descend together, each level's missing blocks read in one
+    /// device batch.
+    fn get_many(&self, keys: &[Key]) -> arbor::Result<Vec<Option<Vec<u8>>>>;
 }
 
 impl ArborReader for Tree {
@@ -38,6 +47,10 @@ impl ArborReader for Tree {
         }
         Ok(seen)
     }
+
+    fn get_many(&self, keys: &[Key]) -> arbor::Result<Vec<Option<Vec<u8>>>> {
+        Tree::get_many(self, keys)
+    }
 }
 
 /// A snapshot held open for the long-reader experiment.
@@ -51,8 +64,11 @@ impl HeldReader for ArborHeld {
 }
 
 pub struct ArborEngine {
-    db: Db,
+    /// `None` only while `reopen` has it closed (or after a reopen that failed).
+    db: Option<Db>,
     durability: Durability,
+    path: PathBuf,
+    opts: Options,
 }
 
 impl ArborEngine {
@@ -67,24 +83,25 @@ impl ArborEngine {
             overwrite_existing: store.erase,
             ..Options::default()
         };
-        let db = Db::create(&store.path, opts).map_err(ctx("Db::create"))?;
-        Ok(ArborEngine { db, durability })
+        let db = Db::create(&store.path, opts.clone()).map_err(ctx("Db::create"))?;
+        Ok(ArborEngine { db: Some(db), durability, path: store.path.clone(), opts })
     }
 
-    /// The store, for micro-benchmarks that drive the public API directly.
-    pub fn db(&self) -> &Db {
-        &self.db
+    /// The store, for micro-benchmarks that drive the public API directly; `Err` after a
+    /// failed `reopen`.
+    pub fn db(&self) -> BenchResult<&Db> {
+        self.db.as_ref().ok_or_else(|| "store closed (reopen failed)".to_string())
     }
 
     /// Runs `f` on a read view of the benchmark tree: the one read path of this adapter.
     pub fn read<T>(&self, f: impl FnOnce(&dyn ArborReader) -> BenchResult<T>) -> BenchResult<T> {
-        let snap = self.db.snapshot().map_err(ctx("snapshot"))?;
+        let snap = self.db()?.snapshot().map_err(ctx("snapshot"))?;
         let tree = snap.tree(TREE).map_err(ctx("tree"))?.ok_or("benchmark tree missing")?;
         f(&tree)
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut WriteTree<'_, '_>) -> BenchResult<T>) -> BenchResult<T> {
-        let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
+        let mut tx = self.db()?.begin_write().map_err(ctx("begin_write"))?;
         let out = f(&mut tx.tree(TREE).map_err(ctx("tree"))?)?;
         tx.set_durability(self.durability);
         tx.commit().map_err(ctx("commit"))?;
@@ -138,20 +155,49 @@ impl Engine for ArborEngine {
         Ok(())
     }
 
+    /// `Tree::get_many` on the snapshot's tree, `batch` keys per call.
+    fn get_batched(&self, keys: &[Key], batch: usize) -> BenchResult<u64> {
+        self.read(|t| {
+            let mut bytes = 0;
+            for chunk in keys.chunks(batch.max(1)) {
+                let values = t.get_many(chunk).map_err(ctx("get_many"))?;
+                bytes += values.iter().flatten().map(|v| v.len() as u64).sum::<u64>();
+            }
+            Ok(bytes)
+        })
+    }
+
+    fn batched_reads(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn reopen(&mut self, while_closed: &mut dyn FnMut() -> BenchResult<()>) -> BenchResult<()> {
+        drop(self.db.take());
+        let between = while_closed();
+        let db = Db::open(&self.path, self.opts.clone()).map_err(ctx("Db::open"))?;
+        self.db = Some(db);
+        between
+    }
+
+    /// O_DIRECT: a new `Db` is cold.
+    fn page_cache(&self) -> bool {
+        false
+    }
+
     fn hold_reader(&self) -> Result<Box<dyn HeldReader + '_>, String> {
-        let snap = self.db.snapshot().map_err(|e| e.to_string())?;
+        let snap = self.db()?.snapshot().map_err(|e| e.to_string())?;
         Ok(Box::new(ArborHeld(snap)))
     }
 
     fn flushes(&self) -> Option<u64> {
-        Some(self.db.stats().flushes)
+        Some(self.db.as_ref()?.stats().flushes)
     }
 
     /// Journal blocks (both copies), tree and allocator blocks (checkpoints and early
     /// write-back) and the two superblock copies of each checkpoint (`SUPERBLOCK_BYTES`
     /// each; a superblock goes out alone after the checkpoint's blocks are flushed).
     fn writes(&self) -> Result<Writes, String> {
-        let s = self.db.stats();
+        let s = self.db()?.stats();
         let blocks = s.journal_blocks_written + s.blocks_written;
         let superblocks = 2 * s.checkpoints;
         Ok(Writes {
@@ -165,16 +211,16 @@ impl Engine for ArborEngine {
 
     /// `Db::flush`: a checkpoint of everything committed.
     fn settle(&self) -> BenchResult<()> {
-        self.db.flush().map_err(ctx("flush"))
+        self.db()?.flush().map_err(ctx("flush"))
     }
 
     fn used_bytes(&self) -> Option<u64> {
-        let s = self.db.stats();
+        let s = self.db.as_ref()?.stats();
         Some((s.blocks_total - s.blocks_free) * u64::from(s.block_bytes))
     }
 
     fn note(&self) -> Option<String> {
-        let s = self.db.stats();
+        let s = self.db.as_ref()?.stats();
         let live = (s.blocks_total - s.blocks_free) * u64::from(s.block_bytes);
         Some(format!(
             "{:.1} MB live in {} B blocks ({} total, {} free); cache {:.1} MB, {} block reads, \

@@ -36,6 +36,31 @@ pub trait Engine: Send + Sync {
         Ok(())
     }
 
+    /// Point reads in one read transaction through the engine's batched read API, `batch`
+    /// keys per call; returns the total value bytes found. `Err(reason)` from
+    /// `batched_reads` when the engine has no such API.
+    fn get_batched(&self, keys: &[Key], batch: usize) -> BenchResult<u64> {
+        let _ = (keys, batch);
+        Err("no batched read API".into())
+    }
+
+    /// `Err(reason)` when the engine has no batched read API (the batched cold-read row then
+    /// shows the reason).
+    fn batched_reads(&self) -> Result<(), String> {
+        Err("n/a (no batched read API)".into())
+    }
+
+    /// Closes the store and opens it again, calling `while_closed` in between (the cold-read
+    /// rows drop the page cache there): afterwards the engine holds none of the store in its
+    /// own memory. A failure of `while_closed` is returned after the store is open again.
+    fn reopen(&mut self, while_closed: &mut dyn FnMut() -> BenchResult<()>) -> BenchResult<()>;
+
+    /// Whether its reads go through the kernel's page cache (buffered or mmap I/O), so a
+    /// store is cold only once that cache is dropped; `false` for O_DIRECT (Arbor).
+    fn page_cache(&self) -> bool {
+        true
+    }
+
     /// Opens a read transaction (snapshot) to hold while writers go on; `Err(reason)` when
     /// the engine has none.
     fn hold_reader(&self) -> Result<Box<dyn HeldReader + '_>, String>;

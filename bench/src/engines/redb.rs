@@ -1,7 +1,9 @@
 //! redb, with `Durability::Immediate` commits (or `None`, see `config::Durability`) and read
-//! transactions for reads.
+//! transactions for reads. `reopen` drops the `Database` and opens the file again
+//! (`Database::create` opens an existing store): redb's own cache starts empty; the kernel's
+//! page cache is the caller's to drop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
@@ -13,8 +15,10 @@ use crate::{ctx, BenchResult};
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bench");
 
 pub struct RedbEngine {
-    db: Database,
+    /// `None` only while `reopen` has it closed (or after a reopen that failed).
+    db: Option<Database>,
     durability: Durability,
+    path: PathBuf,
 }
 
 impl RedbEngine {
@@ -26,14 +30,18 @@ impl RedbEngine {
             config::Durability::Immediate => Durability::Immediate,
             config::Durability::Eventual | config::Durability::None => Durability::None,
         };
-        Ok(RedbEngine { db, durability })
+        Ok(RedbEngine { db: Some(db), durability, path: path.to_path_buf() })
+    }
+
+    fn db(&self) -> BenchResult<&Database> {
+        self.db.as_ref().ok_or_else(|| "store closed (reopen failed)".to_string())
     }
 
     fn write<T>(
         &self,
         f: impl FnOnce(&mut redb::Table<'_, &[u8], &[u8]>) -> BenchResult<T>,
     ) -> BenchResult<T> {
-        let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
+        let mut tx = self.db()?.begin_write().map_err(ctx("begin_write"))?;
         tx.set_durability(self.durability).map_err(ctx("set_durability"))?;
         let out = {
             let mut t = tx.open_table(TABLE).map_err(ctx("open_table"))?;
@@ -65,7 +73,7 @@ impl Engine for RedbEngine {
     }
 
     fn get_many(&self, keys: &[Key]) -> BenchResult<u64> {
-        let tx = self.db.begin_read().map_err(ctx("begin_read"))?;
+        let tx = self.db()?.begin_read().map_err(ctx("begin_read"))?;
         let t = tx.open_table(TABLE).map_err(ctx("open_table"))?;
         let mut bytes = 0;
         for k in keys {
@@ -77,7 +85,7 @@ impl Engine for RedbEngine {
     }
 
     fn scan_many(&self, starts: &[Key], len: usize) -> BenchResult<u64> {
-        let tx = self.db.begin_read().map_err(ctx("begin_read"))?;
+        let tx = self.db()?.begin_read().map_err(ctx("begin_read"))?;
         let t = tx.open_table(TABLE).map_err(ctx("open_table"))?;
         let mut seen = 0;
         for k in starts {
@@ -101,13 +109,20 @@ impl Engine for RedbEngine {
         if matches!(self.durability, Durability::Immediate) {
             return Ok(());
         }
-        let mut tx = self.db.begin_write().map_err(ctx("begin_write"))?;
+        let mut tx = self.db()?.begin_write().map_err(ctx("begin_write"))?;
         tx.set_durability(Durability::Immediate).map_err(ctx("set_durability"))?;
         tx.commit().map_err(ctx("commit"))
     }
 
+    fn reopen(&mut self, while_closed: &mut dyn FnMut() -> BenchResult<()>) -> BenchResult<()> {
+        drop(self.db.take());
+        let between = while_closed();
+        self.db = Some(Database::create(&self.path).map_err(ctx("Database::create (reopen)"))?);
+        between
+    }
+
     fn hold_reader(&self) -> Result<Box<dyn HeldReader + '_>, String> {
-        let tx = self.db.begin_read().map_err(ctx("begin_read"))?;
+        let tx = self.db()?.begin_read().map_err(ctx("begin_read"))?;
         let table = tx.open_table(TABLE).map_err(ctx("open_table"))?;
         Ok(Box::new(RedbReader { _tx: tx, table }))
     }
