@@ -413,11 +413,6 @@ impl Journal {
         !st.pending_ends.is_empty() || st.flushed_seq > st.checkpoint_seq
     }
 
-    /// Whether `interval` has passed since the last batch and records are pending.
-    pub fn flush_due(&self, interval: std::time::Duration) -> bool {
-        self.eventual_due(interval).is_some()
-    }
-
     /// The last pending seq, if `interval` has passed since the last batch.
     pub fn eventual_due(&self, interval: std::time::Duration) -> Option<u64> {
         let st = self.state();

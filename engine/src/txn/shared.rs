@@ -135,7 +135,7 @@ impl Shared {
                     true
                 }
                 Durability::Eventual => {
-                    if self.journal.flush_due(self.opts.eventual_interval) {
+                    if self.journal.eventual_due(self.opts.eventual_interval).is_some() {
                         self.journal_durable(seq, false)?;
                     }
                     self.journal.is_durable(seq)

@@ -163,11 +163,11 @@ mod tests {
     fn plan_default_and_clamped() {
         let r = JournalRegion::plan(4096, 1 << 40, JOURNAL_BYTES_DEFAULT).unwrap();
         assert_eq!(r.start_block(), 64);
-        assert_eq!(r.block_count(), 16_384);
-        assert_eq!(r.slot_count(), 8192);
-        assert_eq!(r.end_block(), 64 + 16_384);
-        assert_eq!(r.record_bytes_max(), 8192 * 3968);
-        assert_eq!(r.record_bytes_max_default(), 1024 * 3968);
+        assert_eq!(r.block_count(), 4096);
+        assert_eq!(r.slot_count(), 2048);
+        assert_eq!(r.end_block(), 64 + 4096);
+        assert_eq!(r.record_bytes_max(), 2048 * 3968);
+        assert_eq!(r.record_bytes_max_default(), 256 * 3968);
         // A 64 MiB device: 1/8 = 8 MiB.
         let r = JournalRegion::plan(4096, 64 << 20, JOURNAL_BYTES_DEFAULT).unwrap();
         assert_eq!(r.block_count() * 4096, 8 << 20);
