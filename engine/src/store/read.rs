@@ -190,19 +190,8 @@ impl Store {
         if missing.is_empty() {
             return Ok(out.into_iter().flatten().collect());
         }
-        let mut bufs = Vec::with_capacity(missing.len());
-        for &i in &missing {
-            self.check_in_range(ptrs[i].address(), 1)?;
-            bufs.push(self.new_block());
-        }
-        let mut ops: Vec<ReadOp<'_>> = missing
-            .iter()
-            .zip(bufs.iter_mut())
-            .map(|(&i, buf)| ReadOp { offset: self.block_offset(ptrs[i].address()), buf })
-            .collect();
-        self.dev.read_batch(&mut ops).map_err(dev_error(&*self.dev, "read"))?;
-        drop(ops);
-        self.counters.block_reads.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        let extents: Vec<(u64, u64)> = missing.iter().map(|&i| (ptrs[i].address(), 1)).collect();
+        let bufs = self.read_extents(&extents)?;
         for (i, buf) in missing.into_iter().zip(bufs) {
             verify_read(&buf, ptrs[i])?;
             let buf = Arc::new(buf);
@@ -222,25 +211,9 @@ impl Store {
 
     /// `read_overflow` of every extent, in one device batch.
     pub(crate) fn read_overflows(&self, refs: &[OverflowRef]) -> Result<Vec<Vec<u8>>> {
-        let mut bufs = Vec::with_capacity(refs.len());
-        for r in refs {
-            let (addr, blocks) = (r.address(), u64::from(r.block_count()));
-            self.check_in_range(addr, blocks)?;
-            let len = usize::try_from(blocks * u64::from(self.block_bytes))
-                .map_err(|_| Error::corrupt(addr, "overflow extent larger than memory"))?;
-            bufs.push(AlignedBuf::zeroed(len, self.align));
-        }
-        let mut ops: Vec<ReadOp<'_>> = refs
-            .iter()
-            .zip(bufs.iter_mut())
-            .map(|(r, buf)| ReadOp { offset: self.block_offset(r.address()), buf })
-            .collect();
-        if !ops.is_empty() {
-            self.dev.read_batch(&mut ops).map_err(dev_error(&*self.dev, "read"))?;
-        }
-        drop(ops);
-        let blocks: u64 = refs.iter().map(|r| u64::from(r.block_count())).sum();
-        self.counters.block_reads.fetch_add(blocks, Ordering::Relaxed);
+        let extents: Vec<(u64, u64)> =
+            refs.iter().map(|r| (r.address(), u64::from(r.block_count()))).collect();
+        let bufs = self.read_extents(&extents)?;
         let values = refs.iter().zip(&bufs).map(|(r, buf)| {
             let addr = r.address();
             let value = overflow::overflow_read(buf, r, addr).map_err(|e| corrupt(addr, e))?;
@@ -248,6 +221,30 @@ impl Store {
             Ok(value.to_vec())
         });
         values.collect()
+    }
+
+    /// Reads every `(first block, block count)` extent in one device batch, each checked
+    /// to lie inside the store first; counts the blocks read. Verifying them is the caller's.
+    fn read_extents(&self, extents: &[(u64, u64)]) -> Result<Vec<AlignedBuf>> {
+        let mut bufs = Vec::with_capacity(extents.len());
+        for &(addr, blocks) in extents {
+            self.check_in_range(addr, blocks)?;
+            let len = usize::try_from(blocks * u64::from(self.block_bytes))
+                .map_err(|_| Error::corrupt(addr, "extent larger than memory"))?;
+            bufs.push(AlignedBuf::zeroed(len, self.align));
+        }
+        let mut ops: Vec<ReadOp<'_>> = extents
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(&(addr, _), buf)| ReadOp { offset: self.block_offset(addr), buf })
+            .collect();
+        if !ops.is_empty() {
+            self.dev.read_batch(&mut ops).map_err(dev_error(&*self.dev, "read"))?;
+        }
+        drop(ops);
+        let blocks: u64 = extents.iter().map(|&(_, n)| n).sum();
+        self.counters.block_reads.fetch_add(blocks, Ordering::Relaxed);
+        Ok(bufs)
     }
 
     fn check_in_range(&self, addr: u64, count: u64) -> Result<()> {

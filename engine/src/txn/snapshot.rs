@@ -93,11 +93,6 @@ impl Inner {
 
     fn overflow(&self, shared: &Shared, r: &OverflowRef) -> Result<Vec<u8>> {
         let _op = self.enter(shared)?;
-        self.shared_overflow(shared, r)
-    }
-
-    /// `overflow`, inside a reader operation the caller holds.
-    fn shared_overflow(&self, shared: &Shared, r: &OverflowRef) -> Result<Vec<u8>> {
         shared.store.read_overflow(r)
     }
 }
@@ -424,7 +419,7 @@ impl<'a> NodeSource for OpSource<'a> {
     }
 
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
-        self.inner.shared_overflow(&self.shared, r)
+        self.shared.store.read_overflow(r)
     }
 
     fn overflows(&self, refs: &[OverflowRef]) -> Result<Vec<Vec<u8>>> {
