@@ -29,9 +29,3 @@ impl Hasher for AddrHasher {
 }
 
 pub(crate) type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
-
-/// Which of `shards` (a power of two) an address belongs to.
-pub(crate) fn shard_of(addr: u64, shards: usize) -> usize {
-    let h = addr.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (h >> 32) as usize & (shards - 1)
-}

@@ -95,15 +95,15 @@ pub struct Stats {
     pub largest_free_run: u64,
     /// Named trees.
     pub trees: usize,
-    /// Bytes in the clean-block cache.
+    /// Bytes of clean blocks resident in the buffer pool.
     pub cache_bytes: u64,
-    /// Blocks in the clean-block cache.
+    /// Clean blocks resident in the buffer pool.
     pub cache_blocks: usize,
     /// Bytes of the open generation's changed blocks held in memory.
     pub dirty_bytes: u64,
     /// Blocks read from the device since open.
     pub block_reads: u64,
-    /// Block lookups the cache answered since open.
+    /// Block lookups the buffer pool answered since open.
     pub cache_hits: u64,
     /// Blocks written to the device since open.
     pub blocks_written: u64,
@@ -579,11 +579,11 @@ impl Db {
             blocks_reserved: s.store.first_data(),
             largest_free_run: w.largest_free_run,
             trees: w.trees,
-            cache_bytes: s.store.cache.bytes(),
-            cache_blocks: s.store.cache.len(),
+            cache_bytes: s.store.pool.bytes(),
+            cache_blocks: s.store.pool.len(),
             dirty_bytes: w.dirty_bytes,
             block_reads: s.store.counters.block_reads.load(Relaxed),
-            cache_hits: s.store.cache.hits(),
+            cache_hits: s.store.pool.hits(),
             blocks_written: s.store.counters.blocks_written.load(Relaxed),
             blocks_written_early: s.store.counters.blocks_written_early.load(Relaxed),
             flushes: s.store.counters.flushes.load(Relaxed),

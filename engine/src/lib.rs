@@ -94,7 +94,7 @@ pub mod io;
 #[allow(missing_debug_implementations)] // the loom models' concurrency core, not API
 pub mod mvcc;
 mod options;
-#[allow(missing_debug_implementations)] // `cache` below: the loom models' cache
+#[allow(missing_debug_implementations)] // `pool` below: the loom models' buffer pool
 mod store;
 #[doc(hidden)]
 pub mod sync;
@@ -110,7 +110,7 @@ pub use durable::pipeline as commit;
 #[doc(hidden)]
 pub use mvcc::modlog;
 #[doc(hidden)]
-pub use store::cache;
+pub use store::pool;
 
 pub use check::CheckReport;
 pub use codec::{Key, KeyRange, TreeDef, TypedBounds, Value};

@@ -2,7 +2,7 @@
 //!
 //! The models live in `tests/` (one file per race of design.md §8, listed in the README) and
 //! drive the engine's own `#[doc(hidden)]` exports — `arbor::mvcc`, `arbor::modlog`,
-//! `arbor::cache`, `arbor::commit`, `arbor::journal` and the `arbor::sync` facade — so loom
+//! `arbor::pool`, `arbor::commit`, `arbor::journal` and the `arbor::sync` facade — so loom
 //! checks the code that ships, not a copy. This library holds only the helpers they share:
 //! building small leaf blocks and reading them back. Without `--cfg loom` it is empty and
 //! the test files compile to nothing.

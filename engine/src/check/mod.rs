@@ -25,8 +25,8 @@ use arbor_format::node::{LeafValue, Node};
 use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
-use crate::store::NodeBuf;
 use crate::store::Store;
+use crate::store::{Block, NodeBuf};
 use crate::sync::Arc;
 use crate::tree::catalog;
 use crate::tree::walk::{self, node_of, roots, RootKind};
@@ -274,7 +274,9 @@ impl<'a> Walk<'a> {
     fn node(&self, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
         match self.src {
             Source::Writer(writer) => writer.dirty.node(self.s, ptr),
-            Source::Device => Ok(NodeBuf::Clean(Arc::new(self.s.read_uncached(ptr)?))),
+            Source::Device => {
+                Ok(NodeBuf::Clean(Block::Image(Arc::new(self.s.read_uncached(ptr)?))))
+            }
         }
     }
 

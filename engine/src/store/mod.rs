@@ -1,10 +1,10 @@
-//! The block read path: the device, the images of a generation being written, the clean
-//! cache, and verification of every block read from the device against the pointer that
-//! led to it.
+//! The block read path: the device, the images of a generation being written, the buffer
+//! pool of clean blocks, and verification of every block read from the device against the
+//! pointer that led to it.
 
-#[doc(hidden)]
-pub mod cache;
 mod node;
+#[doc(hidden)]
+pub mod pool;
 mod read;
 
 pub(crate) use node::*;

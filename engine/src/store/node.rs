@@ -4,17 +4,17 @@
 use arbor_format::node::Node;
 
 use crate::error::corrupt;
-use crate::io::AlignedBuf;
 use crate::mvcc::SlotState;
-use crate::sync::{Arc, RwLockReadGuard};
+use crate::store::Block;
+use crate::sync::RwLockReadGuard;
 use crate::Result;
 
 /// A node image to read: the writer's dirty block (under its slot's read lock, which
 /// readers share; the writer's own edits need `&mut Writer`, so borrowck guarantees the
-/// writer never waits on a guard it holds) or an immutable image.
+/// writer never waits on a guard it holds) or a clean block.
 pub(crate) enum NodeBuf<'a> {
     Dirty(RwLockReadGuard<'a, SlotState>),
-    Clean(Arc<AlignedBuf>),
+    Clean(Block<'a>),
 }
 
 impl std::ops::Deref for NodeBuf<'_> {

@@ -1,5 +1,5 @@
-//! The read side shared by the writer and snapshot readers: the device, the clean
-//! cache, and verification of every block read from the device against the pointer that
+//! The read side shared by the writer and snapshot readers: the device, the buffer
+//! pool, and verification of every block read from the device against the pointer that
 //! led to it (address, generation, crc — design.md §3, §10.12).
 
 use arbor_format::{header, overflow, BlockKind, ChildPtr, Node, OverflowRef};
@@ -8,7 +8,7 @@ use crate::addr_map::AddrMap;
 use crate::error::corrupt;
 use crate::io::{dev_error, AlignedBuf, BlockDevice, ReadOp};
 use crate::mvcc::SlotTable;
-use crate::store::cache::BlockCache;
+use crate::store::pool::{BufferPool, Pin};
 use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::{Error, Result};
 
@@ -34,7 +34,8 @@ pub(crate) struct Store {
     pub block_bytes: u32,
     /// Memory alignment for O_DIRECT buffers: max(block size, logical sector).
     pub align: usize,
-    pub cache: BlockCache,
+    /// Clean block images (design.md §12).
+    pub pool: BufferPool,
     pub counters: IoCounters,
     /// Blocks snapshot readers must take from memory (see `mvcc::table`).
     pub table: SlotTable,
@@ -53,13 +54,15 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn new(dev: Box<dyn BlockDevice>, block_bytes: u32, cache_bytes: u64) -> Store {
         let align = (block_bytes as usize).max(dev.sector_bytes() as usize);
+        let pool =
+            BufferPool::new(block_bytes, cache_bytes, dev.len_bytes() / u64::from(block_bytes));
         Store {
             dev,
             in_flight: Mutex::new(AddrMap::default()),
             in_flight_len: AtomicUsize::new(0),
             block_bytes,
             align,
-            cache: BlockCache::new(cache_bytes),
+            pool,
             counters: IoCounters::default(),
             table: SlotTable::default(),
             written_back: Mutex::new(AddrMap::default()),
@@ -116,32 +119,47 @@ impl Store {
         AlignedBuf::zeroed(self.block_bytes as usize, self.align)
     }
 
-    /// Reads the block `ptr` names, from the cache or the device. A device read is verified
-    /// against the pointer before it enters the cache: its own header (magic, version, self
+    /// Reads the block `ptr` names, from memory or the device. A device read is verified
+    /// against the pointer before it enters the pool: its own header (magic, version, self
     /// crc, address), the generation, and the crc the parent recorded — unless the parent
     /// marked that crc not yet valid (§10.12), when the self-checks stand alone.
-    pub(crate) fn read_block(&self, ptr: ChildPtr) -> Result<Arc<AlignedBuf>> {
-        if let Some(buf) = self.hit(ptr) {
-            return Ok(buf);
+    pub(crate) fn read_block(&self, ptr: ChildPtr) -> Result<Block<'_>> {
+        if let Some(block) = self.hit(ptr) {
+            return Ok(block);
         }
-        let buf = Arc::new(self.read_uncached(ptr)?);
-        debug_assert_eq!(header_generation(&buf), Some(ptr.generation()), "verified read");
-        self.cache.insert(ptr.address(), Arc::clone(&buf));
-        Ok(buf)
+        let loaded = self.pool.load(ptr.address(), |frame| {
+            self.read_into(ptr.address(), frame)?;
+            verify_read(frame, ptr)
+        })?;
+        if let Some(pin) = loaded {
+            if header_generation(&pin) == Some(ptr.generation()) {
+                return Ok(Block::Pinned(pin));
+            }
+        }
+        // The frame is unusable (another identity pinned in it, or no room): read around it.
+        let buf = self.read_uncached(ptr)?;
+        Ok(Block::Image(Arc::new(buf)))
     }
 
-    /// The image of `ptr` if it is in flight or cached (and of `ptr`'s generation).
-    fn hit(&self, ptr: ChildPtr) -> Option<Arc<AlignedBuf>> {
+    /// The image of `ptr` if it is in flight or resident (and of `ptr`'s generation). A
+    /// resident frame of another generation is discarded: its address was reused.
+    fn hit(&self, ptr: ChildPtr) -> Option<Block<'_>> {
         let addr = ptr.address();
-        let in_flight = if self.in_flight_len.load(Ordering::Acquire) > 0 {
-            lock(&self.in_flight).get(&addr).cloned()
-        } else {
-            None
-        };
-        let buf = in_flight.or_else(|| self.cache.get(addr))?;
-        // The cache is keyed by address; an address names one block identity at a time,
-        // but a stale pointer must not be served another identity's image.
-        (header_generation(&buf) == Some(ptr.generation())).then_some(buf)
+        if self.in_flight_len.load(Ordering::Acquire) > 0 {
+            if let Some(buf) = lock(&self.in_flight).get(&addr).cloned() {
+                // The cache is keyed by address; an address names one block identity at a
+                // time, but a stale pointer must not be served another identity's image.
+                return (header_generation(&buf) == Some(ptr.generation()))
+                    .then_some(Block::Image(buf));
+            }
+        }
+        let pin = self.pool.pin(addr)?;
+        if header_generation(&pin) == Some(ptr.generation()) {
+            return Some(Block::Pinned(pin));
+        }
+        drop(pin);
+        self.pool.discard(addr);
+        None
     }
 
     /// Registers a frozen generation's images as the source for reads of their addresses
@@ -157,35 +175,38 @@ impl Store {
         self.in_flight_len.store(map.len(), Ordering::Release);
     }
 
-    /// The writes completed: move the images into the clean cache.
+    /// The writes completed: the images go into the pool.
     pub(crate) fn finish_in_flight(&self, addrs: impl Iterator<Item = u64>) {
         let mut map = lock(&self.in_flight);
         for addr in addrs {
             if let Some(buf) = map.remove(&addr) {
-                self.cache.insert(addr, buf);
+                self.pool.install(addr, &buf);
             }
         }
         self.in_flight_len.store(map.len(), Ordering::Release);
     }
 
-    /// As `read_block`, bypassing and not filling the cache (recovery and `check`).
-    pub(crate) fn read_uncached(&self, ptr: ChildPtr) -> Result<AlignedBuf> {
-        let addr = ptr.address();
+    /// Reads block `addr` from the device into `buf` (one block), counting it.
+    fn read_into(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
         self.check_in_range(addr, 1)?;
-        let mut buf = self.new_block();
-        self.dev
-            .read_at(self.block_offset(addr), &mut buf)
-            .map_err(dev_error(&*self.dev, "read"))?;
+        self.dev.read_at(self.block_offset(addr), buf).map_err(dev_error(&*self.dev, "read"))?;
         self.counters.block_reads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// As `read_block`, bypassing and not filling the pool (recovery and `check`).
+    pub(crate) fn read_uncached(&self, ptr: ChildPtr) -> Result<AlignedBuf> {
+        let mut buf = self.new_block();
+        self.read_into(ptr.address(), &mut buf)?;
         verify_read(&buf, ptr)?;
         Ok(buf)
     }
 
     /// `read_block` of every pointer in `ptrs` (results in their order): the blocks neither
-    /// in flight nor cached are read in one device batch (io_uring submits them together,
-    /// design.md §12.6), each verified as `read_block` verifies, then cached.
-    pub(crate) fn read_blocks(&self, ptrs: &[ChildPtr]) -> Result<Vec<Arc<AlignedBuf>>> {
-        let mut out: Vec<Option<Arc<AlignedBuf>>> = ptrs.iter().map(|&p| self.hit(p)).collect();
+    /// in flight nor resident are read in one device batch (io_uring submits them together,
+    /// design.md §12.6), each verified as `read_block` verifies, then installed.
+    pub(crate) fn read_blocks(&self, ptrs: &[ChildPtr]) -> Result<Vec<Block<'_>>> {
+        let mut out: Vec<Option<Block<'_>>> = ptrs.iter().map(|&p| self.hit(p)).collect();
         let missing: Vec<usize> = (0..ptrs.len()).filter(|&i| out[i].is_none()).collect();
         if missing.is_empty() {
             return Ok(out.into_iter().flatten().collect());
@@ -194,9 +215,21 @@ impl Store {
         let bufs = self.read_extents(&extents)?;
         for (i, buf) in missing.into_iter().zip(bufs) {
             verify_read(&buf, ptrs[i])?;
-            let buf = Arc::new(buf);
-            self.cache.insert(ptrs[i].address(), Arc::clone(&buf));
-            out[i] = Some(buf);
+            let addr = ptrs[i].address();
+            // Into its frame (a copy: the batch read into private buffers) and pinned there;
+            // if another thread loaded it meanwhile, or the frame cannot be used, the
+            // verified buffer itself serves.
+            let pinned = self
+                .pool
+                .load(addr, |frame| {
+                    frame.copy_from_slice(&buf);
+                    Ok(())
+                })?
+                .filter(|pin| header_generation(pin) == Some(ptrs[i].generation()));
+            out[i] = Some(match pinned {
+                Some(pin) => Block::Pinned(pin),
+                None => Block::Image(Arc::new(buf)),
+            });
         }
         let blocks: Vec<_> = out.into_iter().flatten().collect();
         assert_eq!(blocks.len(), ptrs.len(), "a block of the batch was neither hit nor read");
@@ -256,6 +289,33 @@ impl Store {
             return Err(Error::corrupt(addr, format!("address outside the store (0..{limit})")));
         }
         Ok(())
+    }
+}
+
+/// A verified block image: pinned in the pool, or a shared image (in flight, or read
+/// around the pool).
+pub(crate) enum Block<'a> {
+    Pinned(Pin<'a>),
+    Image(Arc<AlignedBuf>),
+}
+
+impl Block<'_> {
+    /// An owned image of the block (a copy if it is pinned in the pool).
+    pub(crate) fn into_image(self, align: usize) -> Arc<AlignedBuf> {
+        match self {
+            Block::Pinned(pin) => Arc::new(AlignedBuf::from_slice(&pin, align)),
+            Block::Image(buf) => buf,
+        }
+    }
+}
+
+impl std::ops::Deref for Block<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Block::Pinned(pin) => pin,
+            Block::Image(buf) => buf,
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use crate::io::AlignedBuf;
 use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::table::Lookup;
 use crate::mvcc::{ActiveGuard, RootRecord, SnapState};
-use crate::store::header_generation;
+use crate::store::{header_generation, Block};
 use crate::sync::{downgrade, Arc, Weak};
 use crate::tree::catalog;
 use crate::tree::read::{self, prefix_bounds, NodeSource};
@@ -60,22 +60,24 @@ impl Inner {
     }
 
     /// The block `ptr` names, as of the snapshot, read through `shared` (held by the caller
-    /// for its whole operation), as one reader operation of its own.
+    /// for its whole operation), as one reader operation of its own; an owned image (a
+    /// range holds it between steps).
     fn node(&self, shared: &Shared, ptr: ChildPtr) -> Result<Image> {
         let _op = self.enter(shared)?;
-        self.node_in_op(shared, ptr)
+        let block = self.node_in_op(shared, ptr)?;
+        Ok(Image(block.into_image(shared.store.align)))
     }
 
     /// `node`, inside a reader operation the caller holds.
-    fn node_in_op(&self, shared: &Shared, ptr: ChildPtr) -> Result<Image> {
+    fn node_in_op<'s>(&self, shared: &'s Shared, ptr: ChildPtr) -> Result<Block<'s>> {
         let store = &shared.store;
         if ptr.generation() < self.root.gen {
-            return store.read_block(ptr).map(Image);
+            return store.read_block(ptr);
         }
         let image = match store.table.lookup(ptr.address(), self.root.seq) {
             // Not in memory: a block of the open generation written back early, reached
             // through a crc-pending pointer; the writer knows its crc.
-            Lookup::Absent => return store.read_block(store.with_written_back_crc(ptr)).map(Image),
+            Lookup::Absent => return store.read_block(store.with_written_back_crc(ptr)),
             Lookup::Image(image) => image,
             Lookup::Slot(slot) => {
                 debug_assert_eq!(slot.addr, ptr.address(), "the table filed a slot elsewhere");
@@ -88,7 +90,7 @@ impl Inner {
                 "snapshot reached a block whose generation does not match its pointer",
             ));
         }
-        Ok(Image(image))
+        Ok(Block::Image(image))
     }
 
     fn overflow(&self, shared: &Shared, r: &OverflowRef) -> Result<Vec<u8>> {
@@ -141,11 +143,11 @@ impl Snapshot {
         SnapSource { inner: Arc::clone(&self.inner) }
     }
 
-    /// The source for one lookup: the store is upgraded once for the whole operation, not
-    /// once per block (the store's count is shared by every reader thread).
-    fn op(&self) -> Result<OpSource<'_>> {
-        let shared = self.inner.shared()?;
-        let op = self.inner.enter(&shared)?;
+    /// The source for one lookup through `shared`, upgraded by the caller once for the
+    /// whole operation, not once per block (the store's count is shared by every reader
+    /// thread).
+    fn op<'a>(&'a self, shared: &'a Shared) -> Result<OpSource<'a>> {
+        let op = self.inner.enter(shared)?;
         Ok(OpSource { inner: &self.inner, shared, _op: op, held: None })
     }
 
@@ -154,10 +156,12 @@ impl Snapshot {
         if name.len() > self.inner.key_bytes_max {
             return Ok(None);
         }
-        match read::lookup(&self.op()?, self.inner.root.catalog, name.as_bytes())? {
+        let shared = self.inner.shared()?;
+        let op = self.op(&shared)?;
+        match read::lookup(&op, self.inner.root.catalog, name.as_bytes())? {
             Some(ItemValue::Inline(bytes)) => {
                 let meta = catalog::decode(&bytes, self.inner.root.catalog.address())?;
-                let root = self.op()?.node(meta.root)?.into_image();
+                let root = op.node(meta.root)?.into_image(shared.store.align);
                 Ok(Some(Tree { snap: self.clone(), meta, root }))
             }
             Some(_) => Err(Error::corrupt(self.inner.root.catalog.address(), "bad catalog entry")),
@@ -199,11 +203,16 @@ impl fmt::Debug for Tree {
 }
 
 impl Tree {
-    /// The source for one lookup, starting from the held root image.
-    fn op(&self) -> Result<OpSource<'_>> {
-        let mut op = self.snap.op()?;
+    /// The source for one lookup through `shared`, starting from the held root image.
+    fn op<'a>(&'a self, shared: &'a Shared) -> Result<OpSource<'a>> {
+        let mut op = self.snap.op(shared)?;
         op.held = Some((self.meta.root, &self.root));
         Ok(op)
+    }
+
+    /// The store, for one operation (`Error::Closed` once every `Db` handle is gone).
+    fn shared(&self) -> Result<Arc<Shared>> {
+        self.snap.inner.shared()
     }
 
     /// The value of `key` at the snapshot, or `None`.
@@ -224,7 +233,9 @@ impl Tree {
         if key.len() > self.snap.inner.key_bytes_max {
             return Ok(None);
         }
-        read::get(&self.op()?, self.meta.root, key)
+        let shared = self.shared()?;
+        let op = self.op(&shared)?;
+        read::get(&op, self.meta.root, key)
     }
 
     /// The values of many keys at once, in the order given (`None` where absent): the keys
@@ -246,7 +257,9 @@ impl Tree {
     /// ```
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Vec<u8>>>> {
         let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
-        crate::tree::many::get_many(&self.op()?, self.meta.root, &keys)
+        let shared = self.shared()?;
+        let op = self.op(&shared)?;
+        crate::tree::many::get_many(&op, self.meta.root, &keys)
     }
 
     /// Whether `key` is present (reads no overflow value).
@@ -255,7 +268,9 @@ impl Tree {
         if key.len() > self.snap.inner.key_bytes_max {
             return Ok(false);
         }
-        Ok(read::lookup(&self.op()?, self.meta.root, key)?.is_some())
+        let shared = self.shared()?;
+        let op = self.op(&shared)?;
+        Ok(read::lookup(&op, self.meta.root, key)?.is_some())
     }
 
     /// Iterates a key range in order; `.rev()` iterates backwards. Bounds are any byte form
@@ -354,22 +369,23 @@ struct SnapSource {
 /// reader operation throughout (one `enter` per lookup, not per level).
 struct OpSource<'a> {
     inner: &'a Inner,
-    shared: Arc<Shared>,
+    shared: &'a Shared,
     _op: ActiveGuard<'a>,
     /// A block image the caller holds (a tree's root), lent instead of fetched.
     held: Option<(ChildPtr, &'a Image)>,
 }
 
-/// A block image for one lookup: fetched, or lent by the caller for the lookup's length.
+/// A block image for one lookup: fetched (pinned in the pool, or an image), or lent by the
+/// caller for the lookup's length.
 enum OpImage<'a> {
-    Fetched(Image),
+    Fetched(Block<'a>),
     Held(&'a Image),
 }
 
 impl OpImage<'_> {
-    fn into_image(self) -> Image {
+    fn into_image(self, align: usize) -> Image {
         match self {
-            OpImage::Fetched(image) => image,
+            OpImage::Fetched(block) => Image(block.into_image(align)),
             OpImage::Held(image) => image.clone(),
         }
     }
@@ -414,7 +430,7 @@ impl<'a> NodeSource for OpSource<'a> {
     fn node(&self, ptr: ChildPtr) -> Result<OpImage<'a>> {
         match self.held {
             Some((held, image)) if held == ptr => Ok(OpImage::Held(image)),
-            _ => self.inner.node_in_op(&self.shared, ptr).map(OpImage::Fetched),
+            _ => self.inner.node_in_op(self.shared, ptr).map(OpImage::Fetched),
         }
     }
 
@@ -435,7 +451,7 @@ impl<'a> NodeSource for OpSource<'a> {
         let mut read = self.shared.store.read_blocks(&batch)?.into_iter();
         ptrs.iter()
             .map(|p| match older(p) {
-                true => Ok(OpImage::Fetched(Image(read.next().expect("one image per pointer")))),
+                true => Ok(OpImage::Fetched(read.next().expect("one image per pointer"))),
                 false => self.node(*p),
             })
             .collect()

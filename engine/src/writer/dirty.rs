@@ -70,7 +70,7 @@ impl DirtySet {
 
     /// Reads a node for the writer: its dirty image if it belongs to the open generation,
     /// else the verified clean image.
-    pub(crate) fn node<'a>(&'a self, s: &Store, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
+    pub(crate) fn node<'a>(&'a self, s: &'a Store, ptr: ChildPtr) -> Result<NodeBuf<'a>> {
         debug_assert!(ptr.generation() <= self.gen, "pointer {ptr:?} from a future generation");
         if ptr.generation() == self.gen {
             if let Some(d) = self.map.get(&ptr.address()) {

@@ -55,7 +55,7 @@ impl Edit<'_> {
     }
 
     /// Reads a node: its dirty image if it belongs to the open generation, else the clean one.
-    pub(crate) fn node<'b>(&'b self, s: &Store, ptr: ChildPtr) -> Result<NodeBuf<'b>> {
+    pub(crate) fn node<'b>(&'b self, s: &'b Store, ptr: ChildPtr) -> Result<NodeBuf<'b>> {
         self.dirty.node(s, ptr)
     }
 

@@ -147,9 +147,9 @@ impl History {
         if let Some(slot) = &fr.slot {
             self.discard_slot(s, fr.addr, slot);
         }
-        // No snapshot can reach the block any more: its cached image is dead weight.
+        // No snapshot can reach the block any more: its image in the pool is dead weight.
         if fr.count == 1 {
-            s.cache.remove(fr.addr);
+            s.pool.discard(fr.addr);
         }
         if fr.gen == self.gen {
             // Never written and never reachable from a superblock (design.md §6 rules 2, 3).
@@ -182,7 +182,7 @@ impl History {
             );
             self.pinned_blocks -= pin.count;
             if pin.count == 1 {
-                s.cache.remove(pin.addr);
+                s.pool.discard(pin.addr);
             }
             if let Some(slot) = &slot {
                 self.retained_bytes -= block_bytes;

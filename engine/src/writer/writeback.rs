@@ -78,12 +78,12 @@ impl DirtySet {
         let gen = self.gen;
         s.note_written_back(images.iter().map(|(addr, _, _, crc)| (*addr, gen, *crc)));
         for (addr, _, buf, _) in images {
-            // The written image becomes a clean cached one (dirty memory is what the budget
-            // bounds; the cache has its own). It replaces any older image at the address (a
-            // freed block's), and is replaced again if the block is written back or frozen
-            // after it changes; meanwhile readers find a changed published block in their
-            // table first.
-            s.cache.insert(addr, Arc::new(buf));
+            // The written image becomes a clean one in the pool (dirty memory is what the
+            // budget bounds; the pool has its own). It replaces any older image at the
+            // address (a freed block's), and is replaced again if the block is written back
+            // or frozen after it changes; meanwhile readers find a changed published block in
+            // their table first.
+            s.pool.install(addr, &buf);
         }
         assert!(self.bytes >= freed, "wrote back {freed} bytes of {}", self.bytes);
         self.bytes -= freed;
