@@ -236,7 +236,7 @@ impl Db {
     /// let mut tx = db.begin_write()?;
     /// tx.tree("t")?.insert(b"k", b"v")?;
     /// tx.commit()?;
-    /// assert_eq!(db.snapshot()?.tree("t")?.unwrap().get(b"k")?, Some(b"v".to_vec()));
+    /// assert_eq!(db.snapshot()?.tree("t")?.unwrap().get(b"k")?.unwrap(), b"v");
     /// # Ok::<(), arbor::Error>(())
     /// ```
     pub fn memory(max_bytes: u64) -> Result<Db> {
@@ -498,7 +498,7 @@ impl Db {
     /// let info = db.backup_to(dir.path().join("backup.arbor"), arbor::Options::default())?;
     /// assert_eq!(info.entries, 1);
     /// let copy = arbor::Db::open(dir.path().join("backup.arbor"), arbor::Options::default())?;
-    /// assert_eq!(copy.snapshot()?.tree("t")?.unwrap().get(b"k")?, Some(b"v".to_vec()));
+    /// assert_eq!(copy.snapshot()?.tree("t")?.unwrap().get(b"k")?.unwrap(), b"v");
     /// # Ok::<(), arbor::Error>(())
     /// ```
     pub fn backup_to(&self, path: impl AsRef<Path>, opts: Options) -> Result<BackupInfo> {

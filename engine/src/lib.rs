@@ -18,7 +18,8 @@
 //!
 //! let snap = db.snapshot()?; // a consistent view, usable from any thread
 //! let users = snap.tree("users")?.expect("committed above");
-//! assert_eq!(users.get(b"bob")?, Some(b"reader".to_vec()));
+//! let bob = users.get(b"bob")?.expect("committed above"); // lent in place, no copy
+//! assert_eq!(&bob[..], b"reader");
 //! let keys: Vec<Vec<u8>> = users.iter()?.map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
 //! assert_eq!(keys, [b"alice".to_vec(), b"bob".to_vec()]);
 //! drop((users, snap, db));
@@ -119,6 +120,7 @@ pub use error::{Error, Result};
 pub use io::{AlignedBuf, BlockDevice, ReadOp, WriteOp};
 pub use options::{Durability, IoBackend, Options, SnapshotPolicy};
 pub use txn::backup::BackupInfo;
+pub use txn::guard::Guard;
 pub use txn::snapshot::{Range, Snapshot, Tree};
 pub use txn::typed::{TypedEntry, TypedIter, TypedTree, TypedWriteTree};
 pub use txn::write::{CommitInfo, Savepoint, WriteTxn};

@@ -47,7 +47,8 @@ fn get_many_answers_as_get_does_at_the_snapshot() {
     let t = snap.tree("t").unwrap().unwrap();
     let mut rng = Rng(5);
     let keys: Vec<Vec<u8>> = (0..3000).map(|_| key(rng.below(30_000))).collect();
-    let want: Vec<Option<Vec<u8>>> = keys.iter().map(|k| t.get(k).unwrap()).collect();
+    let want: Vec<Option<Vec<u8>>> =
+        keys.iter().map(|k| t.get(k).unwrap().map(Vec::from)).collect();
     assert!(want.iter().any(Option::is_none) && want.iter().any(Option::is_some));
     assert_eq!(t.get_many(&keys).unwrap(), want);
     // The writer changes every block the snapshot reads: answers stay those of its seq.
@@ -60,7 +61,7 @@ fn get_many_answers_as_get_does_at_the_snapshot() {
     assert_eq!(t.get_many(&keys).unwrap(), want);
     assert_eq!(t.get_many::<&[u8]>(&[]).unwrap(), Vec::<Option<Vec<u8>>>::new());
     let now = db.snapshot().unwrap().tree("t").unwrap().unwrap();
-    let fresh: Vec<_> = keys.iter().map(|k| now.get(k).unwrap()).collect();
+    let fresh: Vec<_> = keys.iter().map(|k| now.get(k).unwrap().map(Vec::from)).collect();
     assert_eq!(now.get_many(&keys).unwrap(), fresh);
 }
 
@@ -113,7 +114,7 @@ fn cold_get_many_reads_a_level_in_one_batch() {
     assert!(got.iter().all(Option::is_some));
     assert!(many <= 6, "{many} read batches: one per level and one for the overflow values");
     let before = batches.load(Ordering::Relaxed);
-    let one_by_one: Vec<_> = keys.iter().map(|k| t.get(k).unwrap()).collect();
+    let one_by_one: Vec<_> = keys.iter().map(|k| t.get(k).unwrap().map(Vec::from)).collect();
     let single = batches.load(Ordering::Relaxed) - before;
     assert_eq!(one_by_one, got);
     assert!(single >= 500, "{single} read batches for 500 cold gets");

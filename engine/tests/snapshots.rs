@@ -37,7 +37,7 @@ fn a_snapshot_sees_its_commit_while_the_writer_moves_on() {
         assert_eq!(snap_dump(&snap).unwrap(), before, "round {round}");
     }
     let t = snap.tree("t").unwrap().unwrap();
-    assert_eq!(t.get(3u32.to_be_bytes()).unwrap(), Some(b"v1".to_vec()));
+    assert_eq!(t.get(3u32.to_be_bytes()).unwrap().map(Vec::from), Some(b"v1".to_vec()));
     assert_eq!(t.get(2100u32.to_be_bytes()).unwrap(), None);
     assert!(snap.tree("other").unwrap().is_none());
     let rev: Vec<_> = t.range(..).unwrap().rev().take(2).map(|r| r.unwrap().0).collect();
@@ -237,7 +237,7 @@ fn check_snapshots(snaps: &[(Snapshot, Model)], rng: &mut Rng, seed: u64, step: 
             let name = NAMES[rng.below(3) as usize];
             let k = key(rng, 300);
             let got = match snap.tree(name).unwrap() {
-                Some(t) => t.get(&k).unwrap(),
+                Some(t) => t.get(&k).unwrap().map(Vec::from),
                 None => None,
             };
             let expect = want.get(name).and_then(|m| m.get(&k)).cloned();
@@ -391,7 +391,7 @@ fn a_long_snapshot_pins_at_most_its_own_tree() {
     let bound = 2 * tree_blocks + 4 * 200 + 256;
     assert!(peak_used <= bound, "peak {peak_used} blocks, tree {tree_blocks}");
     assert_eq!(
-        snap.tree("t").unwrap().unwrap().get(0u32.to_be_bytes()).unwrap(),
+        snap.tree("t").unwrap().unwrap().get(0u32.to_be_bytes()).unwrap().map(Vec::from),
         Some(vec![7; 100])
     );
     drop(snap);

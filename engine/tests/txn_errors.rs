@@ -37,7 +37,7 @@ fn commit_after_a_failed_insert_rolls_back() {
 
     let snap = db.snapshot().unwrap();
     let t = snap.tree("t").unwrap().unwrap();
-    assert_eq!(t.get(b"k").unwrap(), Some(vec![1; 3000]));
+    assert_eq!(t.get(b"k").unwrap().map(Vec::from), Some(vec![1; 3000]));
     assert_eq!(t.len().unwrap(), 301);
     let report = db.check().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);

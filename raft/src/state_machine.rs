@@ -44,7 +44,7 @@ impl KvReader {
         let snap = self.db.snapshot()?;
         let set = active_set(&snap)?;
         match snap.tree(&kv_tree(set))? {
-            Some(t) => t.get(key),
+            Some(t) => Ok(t.get(key)?.map(arbor::Guard::into_vec)),
             None => Ok(None),
         }
     }

@@ -21,12 +21,13 @@ use crate::{ctx, BenchResult};
 
 const TREE: &str = "bench";
 
-/// Clean-block cache: redb's default cache size, so the two run with the same budget.
+/// Buffer pool: redb's default cache size, so the two run with the same budget.
 pub const CACHE_BYTES: u64 = 1 << 30;
 
 /// The read calls the workloads make: implemented by every kind of tree handle Arbor has.
 pub trait ArborReader {
-    fn get(&self, key: &[u8]) -> arbor::Result<Option<Vec<u8>>>;
+    /// The value, lent without a copy (as redb's `AccessGuard` and LMDB's slices are).
+    fn get(&self, key: &[u8]) -> arbor::Result<Option<arbor::Guard>>;
     /// Visits up to `len` entries from `start` on; returns how many had a value.
     fn scan(&self, start: &[u8], len: usize) -> arbor::Result<u64>;
     /// `Tree::get_many`: the keys descend together, each level's missing blocks read in one
@@ -35,7 +36,7 @@ pub trait ArborReader {
 }
 
 impl ArborReader for Tree {
-    fn get(&self, key: &[u8]) -> arbor::Result<Option<Vec<u8>>> {
+    fn get(&self, key: &[u8]) -> arbor::Result<Option<arbor::Guard>> {
         Tree::get(self, key)
     }
 
@@ -59,7 +60,7 @@ struct ArborHeld(Snapshot);
 impl HeldReader for ArborHeld {
     fn get(&self, key: &Key) -> BenchResult<Option<Vec<u8>>> {
         let tree = self.0.tree(TREE).map_err(ctx("tree"))?.ok_or("benchmark tree missing")?;
-        tree.get(key).map_err(ctx("get"))
+        Ok(tree.get(key).map_err(ctx("get"))?.map(arbor::Guard::into_vec))
     }
 }
 

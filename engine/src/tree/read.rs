@@ -65,6 +65,21 @@ pub(crate) fn lookup<S: NodeSource + ?Sized>(
     root: ChildPtr,
     key: &[u8],
 ) -> Result<Option<ItemValue>> {
+    let (buf, addr) = leaf_for(src, root, key)?;
+    let node = decode(&buf, addr)?;
+    Ok(match node.search(key) {
+        Ok(i) => Some(owned_leaf_value(&node, i)),
+        Err(_) => None,
+    })
+}
+
+/// The leaf that holds `key` if any leaf does, and its address: the image is the caller's
+/// to search (a snapshot lends the value from it without a copy).
+pub(crate) fn leaf_for<S: NodeSource + ?Sized>(
+    src: &S,
+    root: ChildPtr,
+    key: &[u8],
+) -> Result<(S::Buf, u64)> {
     let mut ptr = root;
     let mut expect = None;
     loop {
@@ -72,10 +87,7 @@ pub(crate) fn lookup<S: NodeSource + ?Sized>(
         let node = decode(&buf, ptr.address())?;
         check_child(&node, ptr.address(), expect)?;
         if node.level() == 0 {
-            return Ok(match node.search(key) {
-                Ok(i) => Some(owned_leaf_value(&node, i)),
-                Err(_) => None,
-            });
+            return Ok((buf, ptr.address()));
         }
         if node.is_empty() {
             return Err(Error::corrupt(ptr.address(), "empty internal node"));

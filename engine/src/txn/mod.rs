@@ -4,6 +4,7 @@
 
 pub(crate) mod backup;
 pub(crate) mod checkpointer;
+pub(crate) mod guard;
 mod publish;
 pub(crate) mod replay;
 mod shared;

@@ -21,6 +21,7 @@ use std::fmt;
 use std::ops::Bound;
 
 use arbor_format::constants::key_bytes_max;
+use arbor_format::node::LeafValue;
 use arbor_format::{ChildPtr, OverflowRef};
 
 use crate::codec::KeyRange;
@@ -28,10 +29,11 @@ use crate::io::AlignedBuf;
 use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::table::Lookup;
 use crate::mvcc::{ActiveGuard, RootRecord, SnapState};
-use crate::store::{header_generation, Block};
+use crate::store::{decode, header_generation, Block};
 use crate::sync::{downgrade, Arc, Weak};
 use crate::tree::catalog;
 use crate::tree::read::{self, prefix_bounds, NodeSource};
+use crate::txn::guard::{Detached, Guard};
 use crate::txn::write_tree::Entry;
 use crate::txn::Shared;
 use crate::writer::TreeMeta;
@@ -215,7 +217,8 @@ impl Tree {
         self.snap.inner.shared()
     }
 
-    /// The value of `key` at the snapshot, or `None`.
+    /// The value of `key` at the snapshot, or `None`. The value is lent without a copy (see
+    /// [`Guard`]): deref it to `&[u8]`, or `to_vec()` for an owned copy.
     ///
     /// ```
     /// # let db = arbor::Db::memory(16 << 20)?;
@@ -224,18 +227,35 @@ impl Tree {
     /// # tx.commit()?;
     /// let snap = db.snapshot()?;
     /// let users = snap.tree("users")?.expect("the tree exists");
-    /// assert_eq!(users.get(b"alice")?, Some(b"admin".to_vec()));
-    /// assert_eq!(users.get(b"nobody")?, None);
+    /// assert_eq!(users.get(b"alice")?.as_deref(), Some(&b"admin"[..]));
+    /// assert!(users.get(b"nobody")?.is_none());
     /// # Ok::<(), arbor::Error>(())
     /// ```
-    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Guard>> {
         let key = key.as_ref();
         if key.len() > self.snap.inner.key_bytes_max {
             return Ok(None);
         }
         let shared = self.shared()?;
-        let op = self.op(&shared)?;
-        read::get(&op, self.meta.root, key)
+        let (block, at) = {
+            let op = self.op(&shared)?;
+            let (buf, addr) = read::leaf_for(&op, self.meta.root, key)?;
+            let node = decode(&buf, addr)?;
+            let Ok(i) = node.search(key) else { return Ok(None) };
+            let at = match node.leaf_value(i) {
+                LeafValue::Inline(v) => {
+                    let start = (v.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+                    start..start + v.len()
+                }
+                LeafValue::Overflow(r) => return Ok(Some(Guard::owned(op.overflow(&r)?))),
+            };
+            let block = match buf {
+                OpImage::Fetched(block) => Detached::new(block),
+                OpImage::Held(image) => Detached::Image(Arc::clone(&image.0)),
+            };
+            (block, at)
+        };
+        Ok(Some(Guard::lend(shared, block, at)))
     }
 
     /// The values of many keys at once, in the order given (`None` where absent): the keys

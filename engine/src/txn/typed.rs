@@ -36,8 +36,8 @@ fn decode_entry<K: Key + ?Sized, V: Value + ?Sized>(e: Entry) -> Result<TypedEnt
     Ok((K::decode(&e.0)?, V::decode(&e.1)?))
 }
 
-fn decode_opt<V: Value + ?Sized>(v: Option<Vec<u8>>) -> Result<Option<V::Owned>> {
-    v.map(|b| V::decode(&b)).transpose()
+fn decode_opt<V: Value + ?Sized, B: AsRef<[u8]>>(v: Option<B>) -> Result<Option<V::Owned>> {
+    v.map(|b| V::decode(b.as_ref())).transpose()
 }
 
 impl<I: Iterator<Item = Result<Entry>>, K: Key + ?Sized, V: Value + ?Sized> Iterator
@@ -76,7 +76,7 @@ macro_rules! typed_reads {
     ($iter:ty, $range_doc:literal) => {
         /// The value of `key`, or `None`.
         pub fn get(&self, key: impl Borrow<K>) -> Result<Option<V::Owned>> {
-            decode_opt::<V>(self.tree.get(encode(key.borrow()))?)
+            decode_opt::<V, _>(self.tree.get(encode(key.borrow()))?)
         }
 
         /// Whether `key` is present.
@@ -144,12 +144,12 @@ impl<'t, 'db, K: Key + ?Sized, V: Value + ?Sized> TypedWriteTree<'t, 'db, K, V> 
         key: impl Borrow<K>,
         value: impl Borrow<V>,
     ) -> Result<Option<V::Owned>> {
-        decode_opt::<V>(self.tree.insert(encode(key.borrow()), encode(value.borrow()))?)
+        decode_opt::<V, _>(self.tree.insert(encode(key.borrow()), encode(value.borrow()))?)
     }
 
     /// Removes a key; returns its value.
     pub fn remove(&mut self, key: impl Borrow<K>) -> Result<Option<V::Owned>> {
-        decode_opt::<V>(self.tree.remove(encode(key.borrow()))?)
+        decode_opt::<V, _>(self.tree.remove(encode(key.borrow()))?)
     }
 
     /// Removes every key in `range` (`5u64..10`, `"a"..`, `..`); returns how many it removed.
