@@ -39,7 +39,7 @@ pub enum SnapshotPolicy {
 pub struct Options {
     /// Block size for `create` (a power of two in 4 KiB..=64 KiB). `open` reads it from disk.
     pub block_bytes: u32,
-    /// Budget of the clean-block cache.
+    /// Budget of the buffer pool: bytes of clean blocks resident in memory (design.md §12).
     pub cache_bytes: u64,
     /// Bound on mod-log entries plus retained buffers for snapshots (design.md §5): memory,
     /// so the default equals the default `cache_bytes` (256 MiB); scale the two together.

@@ -17,6 +17,11 @@ use crate::txn::Shared;
 /// place: a block it pins stays in memory, unchanged, until the guard drops — across later
 /// commits, evictions and the expiry of its snapshot. `Send + Sync`.
 ///
+/// A guard lent from the buffer pool holds the store's memory: if it outlives the last
+/// `Db` handle, the store is closed (flushed, background checkpoints stopped), but its
+/// device and lock are released only when the guard drops — drop guards (or copy them
+/// with `to_vec`) before reopening the store elsewhere.
+///
 /// ```
 /// # let db = arbor::Db::memory(16 << 20)?;
 /// # let tx = db.begin_write()?;
