@@ -216,3 +216,21 @@ fn the_pool_bounds_frames_and_retires_discarded_pinned_ones() {
     assert!(pool.pin(9).unwrap().iter().all(|&b| b == 12), "install replaces the image");
     assert!(pool.load(pool.capacity(), fill(1)).unwrap().is_none());
 }
+
+/// A guard lent from the pool that outlives the last `Db` handle keeps the store's device
+/// (and its lock) until it drops, and its bytes stay readable; then the store opens again.
+#[test]
+fn a_guard_outliving_the_last_handle_holds_the_store_until_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let db = Db::create(&path, small_opts()).unwrap();
+    load(&db);
+    db.flush().unwrap();
+    let g = db.snapshot().unwrap().tree("t").unwrap().unwrap().get(key(5)).unwrap().unwrap();
+    drop(db);
+    assert!(matches!(Db::open(&path, small_opts()), Err(Error::Locked { .. })));
+    assert_eq!(g, value(5, 0));
+    drop(g);
+    let db = Db::open(&path, small_opts()).unwrap();
+    assert_eq!(db.snapshot().unwrap().tree("t").unwrap().unwrap().len().unwrap(), 4000);
+}
