@@ -20,7 +20,7 @@ use crate::io::{self, AlignedBuf, BlockDevice, DeviceOptions, WriteOp};
 use crate::mvcc::{Registry, RootRecord};
 use crate::options::Options;
 use crate::store::Store;
-use crate::sync::{lock, Arc, AtomicU64, Condvar, Mutex};
+use crate::sync::{lock, Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
 use crate::txn::backup::{self, BackupInfo};
 use crate::txn::checkpointer::Checkpointer;
 use crate::txn::replay;
@@ -58,6 +58,7 @@ impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.checkpointer.stop();
         let _ = flush(&self.shared);
+        self.shared.closed.store(true, Ordering::Release);
     }
 }
 
@@ -421,6 +422,7 @@ impl Db {
             rejected_superblock_copies: rejected,
             records_replayed: AtomicU64::new(0),
             txn_ids: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         });
         Db { shared: Arc::new(Handle { shared }) }
     }

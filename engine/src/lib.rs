@@ -20,7 +20,9 @@
 //! let users = snap.tree("users")?.expect("committed above");
 //! let bob = users.get(b"bob")?.expect("committed above"); // lent in place, no copy
 //! assert_eq!(&bob[..], b"reader");
-//! let keys: Vec<Vec<u8>> = users.iter()?.map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+//! // Ranges lend keys and values as guards too.
+//! let keys: Vec<Vec<u8>> =
+//!     users.iter()?.map(|r| r.map(|(k, _)| k.to_vec())).collect::<Result<_, _>>()?;
 //! assert_eq!(keys, [b"alice".to_vec(), b"bob".to_vec()]);
 //! drop((users, snap, db));
 //!

@@ -100,7 +100,7 @@ fn four_readers_under_a_64k_pool_read_exactly_their_snapshots() {
                     let start = rng.below(u64::from(KEYS)) as u32;
                     for item in t.range(key(start)..).unwrap().take(8) {
                         let (k, v) = item.unwrap();
-                        let bytes: [u8; 4] = k.as_slice().try_into().unwrap();
+                        let bytes: [u8; 4] = k[..].try_into().unwrap();
                         let i = u32::from_be_bytes(bytes).wrapping_mul(inverse());
                         assert_eq!(v, value(i, version_at(&h, seq, i)), "range key {i}");
                     }

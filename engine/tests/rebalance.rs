@@ -64,14 +64,14 @@ fn under_full_nodes_are_evened_out_with_their_siblings() {
         let got: Vec<u32> = t
             .iter()
             .unwrap()
-            .map(|kv| u32::from_be_bytes(kv.unwrap().0.try_into().unwrap()))
+            .map(|kv| u32::from_be_bytes(kv.unwrap().0[..].try_into().unwrap()))
             .collect();
         assert_eq!(got, expect);
         let back: Vec<u32> = t
             .iter()
             .unwrap()
             .rev()
-            .map(|kv| u32::from_be_bytes(kv.unwrap().0.try_into().unwrap()))
+            .map(|kv| u32::from_be_bytes(kv.unwrap().0[..].try_into().unwrap()))
             .collect();
         assert_eq!(back.len(), expect.len());
     }

@@ -324,11 +324,12 @@ fn scan_until_done(db: &Db, done: &std::sync::atomic::AtomicBool, r: usize, tota
         let sum: u64 = acct
             .iter()
             .unwrap()
-            .map(|kv| u64::from_le_bytes(kv.unwrap().1.try_into().unwrap()))
+            .map(|kv| u64::from_le_bytes(kv.unwrap().1[..].try_into().unwrap()))
             .sum();
         assert_eq!(sum, total, "reader {r}: balances at seq {}", snap.seq());
         if let Some(marks) = snap.tree("marks").unwrap() {
-            let keys: Vec<Vec<u8>> = marks.iter().unwrap().map(|kv| kv.unwrap().0).collect();
+            let keys: Vec<Vec<u8>> =
+                marks.iter().unwrap().map(|kv| kv.unwrap().0.into_vec()).collect();
             assert_eq!(keys.len() % 2, 0, "reader {r}: markers in pairs");
             for pair in keys.chunks(2) {
                 assert_eq!(pair[0][..8], pair[1][..8], "reader {r}: pair split");

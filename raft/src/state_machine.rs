@@ -55,7 +55,10 @@ impl KvReader {
         let set = active_set(&snap)?;
         let (applied, _) = applied_state(&snap, set)?;
         let pairs = match snap.tree(&kv_tree(set))? {
-            Some(t) => t.iter()?.collect::<arbor::Result<_>>()?,
+            Some(t) => {
+                let owned = t.iter()?.map(|r| r.map(|(k, v)| (k.into_vec(), v.into_vec())));
+                owned.collect::<arbor::Result<_>>()?
+            }
             None => Vec::new(),
         };
         Ok((applied, pairs))

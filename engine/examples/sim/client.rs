@@ -597,14 +597,17 @@ fn as_slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
-fn collect<I>(range: I, rev: bool, limit: usize) -> arbor::Result<Vec<(Vec<u8>, Vec<u8>)>>
+fn collect<I, A, B>(range: I, rev: bool, limit: usize) -> arbor::Result<Vec<(Vec<u8>, Vec<u8>)>>
 where
-    I: DoubleEndedIterator<Item = arbor::Result<(Vec<u8>, Vec<u8>)>>,
+    I: DoubleEndedIterator<Item = arbor::Result<(A, B)>>,
+    A: Into<Vec<u8>>,
+    B: Into<Vec<u8>>,
 {
+    let owned = |r: arbor::Result<(A, B)>| r.map(|(k, v)| (k.into(), v.into()));
     if rev {
-        range.rev().take(limit).collect()
+        range.rev().take(limit).map(owned).collect()
     } else {
-        range.take(limit).collect()
+        range.take(limit).map(owned).collect()
     }
 }
 

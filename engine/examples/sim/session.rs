@@ -443,7 +443,7 @@ pub fn dump_snapshot(snap: &Snapshot) -> arbor::Result<State> {
         let mut items = Tree::new();
         for item in t.iter()? {
             let (k, v) = item?;
-            items.insert(k, Val::from(v));
+            items.insert(k.into_vec(), Val::from(v.into_vec()));
         }
         let len = t.len()?;
         if items.len() as u64 != len {

@@ -22,7 +22,7 @@ fn insert(db: &Db, key: &[u8]) {
 fn keys(db: &Db) -> Vec<Vec<u8>> {
     let snap = db.snapshot().unwrap();
     let tree = snap.tree("a").unwrap().unwrap();
-    tree.iter().unwrap().map(|r| r.unwrap().0).collect()
+    tree.iter().unwrap().map(|r| r.unwrap().0.into_vec()).collect()
 }
 
 #[test]

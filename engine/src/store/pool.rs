@@ -477,6 +477,13 @@ impl BufferPool {
     }
 }
 
+impl RawPin {
+    /// The address of the pinned frame.
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+}
+
 impl Pin<'_> {
     /// The address of the pinned frame.
     pub fn addr(&self) -> u64 {

@@ -34,6 +34,37 @@ pub(crate) trait NodeSource {
     }
 }
 
+/// Sources ranges iterate: how an item's key and value leave their leaf (the writer's view
+/// copies them; a snapshot lends them from the leaf it holds, design.md §12.5).
+pub(crate) trait RangeSource: NodeSource {
+    type Bytes: std::ops::Deref<Target = [u8]> + Clone;
+    /// The bytes at `at` of a node image this source returned.
+    fn lend(&self, buf: &Self::Buf, at: std::ops::Range<usize>) -> Self::Bytes;
+    /// A value read into a buffer of its own (an overflow extent).
+    fn own(&self, value: Vec<u8>) -> Self::Bytes;
+}
+
+/// Where `part` (a slice of `whole`) lies in it.
+fn span(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    assert!(
+        start <= whole.len() && part.len() <= whole.len() - start,
+        "a slice of {} bytes at {start} lies outside its block of {}",
+        part.len(),
+        whole.len()
+    );
+    start..start + part.len()
+}
+
+/// A leaf item's value as a range yields it: lent bytes, or an overflow extent to read.
+enum ItemBytes<B> {
+    Inline(B),
+    Overflow(OverflowRef),
+}
+
+/// A leaf item as a range finds it: its key and its value.
+type Item<B> = (B, ItemBytes<B>);
+
 /// Checks that a node fetched through a parent has the expected shape.
 pub(crate) fn check_child(node: &Node<'_>, addr: u64, expect_level: Option<u8>) -> Result<()> {
     let level = node.level();
@@ -139,19 +170,19 @@ enum Dir {
 }
 
 /// Iterator over a key range of one tree, in either direction (`.rev()`).
-pub(crate) struct Range<S: NodeSource> {
+pub(crate) struct Range<S: RangeSource> {
     src: S,
     root: ChildPtr,
     start: Bound<Vec<u8>>,
     end: Bound<Vec<u8>>,
     front: Option<Cursor<S::Buf>>,
     back: Option<Cursor<S::Buf>>,
-    last_front: Option<Vec<u8>>,
-    last_back: Option<Vec<u8>>,
+    last_front: Option<S::Bytes>,
+    last_back: Option<S::Bytes>,
     done: bool,
 }
 
-impl<S: NodeSource> Range<S> {
+impl<S: RangeSource> Range<S> {
     pub(crate) fn new(
         src: S,
         root: ChildPtr,
@@ -256,7 +287,7 @@ impl<S: NodeSource> Range<S> {
         }
     }
 
-    fn next_item(&mut self, dir: Dir) -> Result<Option<(Vec<u8>, ItemValue)>> {
+    fn next_item(&mut self, dir: Dir) -> Result<Option<Item<S::Bytes>>> {
         let mut cur = match dir {
             Dir::Forward => self.front.take(),
             Dir::Backward => self.back.take(),
@@ -286,7 +317,12 @@ impl<S: NodeSource> Range<S> {
                 _ => None,
             };
             if let Some(i) = got {
-                break Some((node.key(i).to_vec(), owned_leaf_value(&node, i)));
+                let key = self.src.lend(buf, span(buf, node.key(i)));
+                let value = match node.leaf_value(i) {
+                    LeafValue::Inline(v) => ItemBytes::Inline(self.src.lend(buf, span(buf, v))),
+                    LeafValue::Overflow(r) => ItemBytes::Overflow(r),
+                };
+                break Some((key, value));
             }
             if !self.step_leaf(&mut cur, dir)? {
                 break None;
@@ -330,7 +366,7 @@ impl<S: NodeSource> Range<S> {
         }
     }
 
-    fn advance(&mut self, dir: Dir) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
+    fn advance(&mut self, dir: Dir) -> Option<Result<(S::Bytes, S::Bytes)>> {
         if self.done {
             return None;
         }
@@ -347,10 +383,10 @@ impl<S: NodeSource> Range<S> {
                 }
             };
             // An excluded start bound positions forward cursors at the bound itself.
-            if dir == Dir::Forward && matches!(&self.start, Bound::Excluded(s) if *s == item.0) {
+            if dir == Dir::Forward && matches!(&self.start, Bound::Excluded(s) if *s == *item.0) {
                 continue;
             }
-            if dir == Dir::Backward && matches!(&self.end, Bound::Excluded(e) if *e == item.0) {
+            if dir == Dir::Backward && matches!(&self.end, Bound::Excluded(e) if *e == *item.0) {
                 continue;
             }
             if !self.in_bounds(&item.0, dir) {
@@ -361,19 +397,23 @@ impl<S: NodeSource> Range<S> {
                 Dir::Forward => self.last_front = Some(item.0.clone()),
                 Dir::Backward => self.last_back = Some(item.0.clone()),
             }
-            return Some(value_bytes(&self.src, item.1).map(|v| (item.0, v)));
+            let value = match item.1 {
+                ItemBytes::Inline(v) => Ok(v),
+                ItemBytes::Overflow(r) => self.src.overflow(&r).map(|v| self.src.own(v)),
+            };
+            return Some(value.map(|v| (item.0, v)));
         }
     }
 }
 
-impl<S: NodeSource> Iterator for Range<S> {
-    type Item = Result<(Vec<u8>, Vec<u8>)>;
+impl<S: RangeSource> Iterator for Range<S> {
+    type Item = Result<(S::Bytes, S::Bytes)>;
     fn next(&mut self) -> Option<Self::Item> {
         self.advance(Dir::Forward)
     }
 }
 
-impl<S: NodeSource> DoubleEndedIterator for Range<S> {
+impl<S: RangeSource> DoubleEndedIterator for Range<S> {
     fn next_back(&mut self) -> Option<Self::Item> {
         self.advance(Dir::Backward)
     }
@@ -405,5 +445,15 @@ impl<'a> NodeSource for WriterView<'a> {
     }
     fn overflow(&self, r: &arbor_format::OverflowRef) -> Result<Vec<u8>> {
         self.s.read_overflow(r)
+    }
+}
+
+impl<'a> RangeSource for WriterView<'a> {
+    type Bytes = Vec<u8>;
+    fn lend(&self, buf: &NodeBuf<'a>, at: std::ops::Range<usize>) -> Vec<u8> {
+        buf[at].to_vec()
+    }
+    fn own(&self, value: Vec<u8>) -> Vec<u8> {
+        value
     }
 }

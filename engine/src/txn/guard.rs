@@ -42,6 +42,8 @@ enum Lent {
     Pinned { shared: Arc<Shared>, pin: Option<RawPin>, at: Range<usize> },
     /// In an immutable block image.
     Image { image: Arc<AlignedBuf>, at: Range<usize> },
+    /// In a block another guard holds (a range's leaf: its items share one hold).
+    InBlock { block: Arc<Guard>, at: Range<usize> },
     /// A buffer of its own (an overflow value).
     Owned(Vec<u8>),
 }
@@ -77,6 +79,12 @@ impl Guard {
         }
     }
 
+    /// The bytes at `at` of the block `block` holds.
+    pub(crate) fn within(block: &Arc<Guard>, at: Range<usize>) -> Guard {
+        assert!(at.end <= block.len(), "bytes {at:?} outside a block of {}", block.len());
+        Guard(Lent::InBlock { block: Arc::clone(block), at })
+    }
+
     /// A value in a buffer of its own.
     pub(crate) fn owned(value: Vec<u8>) -> Guard {
         Guard(Lent::Owned(value))
@@ -100,6 +108,7 @@ impl std::ops::Deref for Guard {
                 &shared.store.pool.raw_bytes(pin)[at.clone()]
             }
             Lent::Image { image, at } => &image[at.clone()],
+            Lent::InBlock { block, at } => &block[at.clone()],
             Lent::Owned(v) => v,
         }
     }
@@ -111,6 +120,33 @@ impl Drop for Guard {
             if let Some(pin) = pin.take() {
                 shared.store.pool.release(pin);
             }
+        }
+    }
+}
+
+/// Another hold on the same bytes: a pinned frame is pinned again (or, if its block was
+/// retired meanwhile, copied); shared images are shared.
+impl Clone for Guard {
+    fn clone(&self) -> Guard {
+        match &self.0 {
+            Lent::Pinned { shared, pin, at } => {
+                let addr = pin.as_ref().expect("a live guard holds its pin").addr();
+                match shared.store.pool.pin(addr) {
+                    Some(again) => Guard(Lent::Pinned {
+                        shared: Arc::clone(shared),
+                        pin: Some(again.into_raw()),
+                        at: at.clone(),
+                    }),
+                    None => Guard::owned(self.to_vec()),
+                }
+            }
+            Lent::Image { image, at } => {
+                Guard(Lent::Image { image: Arc::clone(image), at: at.clone() })
+            }
+            Lent::InBlock { block, at } => {
+                Guard(Lent::InBlock { block: Arc::clone(block), at: at.clone() })
+            }
+            Lent::Owned(v) => Guard::owned(v.clone()),
         }
     }
 }

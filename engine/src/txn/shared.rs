@@ -8,7 +8,7 @@ use crate::durable::pipeline::{Failure, Flush, Pipeline};
 use crate::mvcc::Registry;
 use crate::options::{Durability, Options};
 use crate::store::Store;
-use crate::sync::{AtomicU64, Mutex, MutexGuard};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard};
 use crate::txn::checkpointer::Checkpointer;
 use crate::writer::{Writer, WriterFigures};
 use crate::Result;
@@ -44,6 +44,9 @@ pub(crate) struct Shared {
     pub records_replayed: AtomicU64,
     /// Numbers write transactions, so a savepoint is only used with its own.
     pub txn_ids: AtomicU64,
+    /// Set when the last `Db` handle dropped: snapshot reads return `Error::Closed` from
+    /// then on, even while a value guard or a range's block keeps this memory alive.
+    pub closed: AtomicBool,
 }
 
 impl Shared {

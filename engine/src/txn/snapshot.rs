@@ -12,10 +12,11 @@
 //!
 //! A lookup (its whole descent) and a range's block fetch are each one reader operation
 //! (§10.7): it pins the snapshot's history and fails with `SnapshotExpired` if the bound
-//! expired the snapshot. Iterators hold private or
-//! immutable images between steps, never a lock or a pin. The store itself is held weakly
-//! (reads of a closed store return `Error::Closed`): a lookup upgrades it once for its whole
-//! descent, a range once per block fetch, so it holds nothing between steps.
+//! expired the snapshot. Iterators hold the blocks of their path between steps — pinned in
+//! the buffer pool (design.md §12.2), or private or immutable images — never a lock or a
+//! reader operation. The store itself is held weakly (reads of a closed store return
+//! `Error::Closed`): a lookup upgrades it once for its whole descent, a range once per block
+//! fetch; a pinned block keeps the store's memory (and device) until it is released.
 
 use std::fmt;
 use std::ops::Bound;
@@ -30,7 +31,7 @@ use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::table::Lookup;
 use crate::mvcc::{ActiveGuard, RootRecord, SnapState};
 use crate::store::{decode, header_generation, Block};
-use crate::sync::{downgrade, Arc, Weak};
+use crate::sync::{downgrade, Arc, Ordering, Weak};
 use crate::tree::catalog;
 use crate::tree::read::{self, prefix_bounds, NodeSource};
 use crate::txn::guard::{Detached, Guard};
@@ -52,7 +53,12 @@ struct Inner {
 impl Inner {
     /// The store, for one read operation; `Error::Closed` once every `Db` handle is gone.
     fn shared(&self) -> Result<Arc<Shared>> {
-        self.shared.upgrade().ok_or(Error::Closed)
+        let shared = self.shared.upgrade().ok_or(Error::Closed)?;
+        // A guard or a range's block may keep the memory after the last handle closed it.
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(shared)
     }
 
     /// Starts one reader operation (design.md §10.7): `SnapshotExpired` if the bound
@@ -61,13 +67,16 @@ impl Inner {
         self.state.enter().map_err(|e| with_reason(e, shared))
     }
 
-    /// The block `ptr` names, as of the snapshot, read through `shared` (held by the caller
-    /// for its whole operation), as one reader operation of its own; an owned image (a
-    /// range holds it between steps).
-    fn node(&self, shared: &Shared, ptr: ChildPtr) -> Result<Image> {
-        let _op = self.enter(shared)?;
-        let block = self.node_in_op(shared, ptr)?;
-        Ok(Image(block.into_image(shared.store.align)))
+    /// The block `ptr` names, as of the snapshot, as one reader operation of its own: lent
+    /// without a copy for as long as a range holds it between steps (a pinned frame keeps
+    /// `shared`, which the guard holds).
+    fn node(&self, shared: Arc<Shared>, ptr: ChildPtr) -> Result<Guard> {
+        let block = {
+            let _op = self.enter(&shared)?;
+            Detached::new(self.node_in_op(&shared, ptr)?)
+        };
+        let len = shared.store.block_bytes as usize;
+        Ok(Guard::lend(shared, block, 0..len))
     }
 
     /// `node`, inside a reader operation the caller holds.
@@ -343,14 +352,14 @@ impl Tree {
         Ok(self.len()? == 0)
     }
 
-    /// The entry with the smallest key, or `None` for an empty tree.
+    /// The entry with the smallest key, or `None` for an empty tree (owned copies).
     pub fn first(&self) -> Result<Option<Entry>> {
-        self.iter()?.next().transpose()
+        Ok(self.iter()?.next().transpose()?.map(|(k, v)| (k.into_vec(), v.into_vec())))
     }
 
-    /// The entry with the largest key, or `None` for an empty tree.
+    /// The entry with the largest key, or `None` for an empty tree (owned copies).
     pub fn last(&self) -> Result<Option<Entry>> {
-        self.iter()?.next_back().transpose()
+        Ok(self.iter()?.next_back().transpose()?.map(|(k, v)| (k.into_vec(), v.into_vec())))
     }
 }
 
@@ -367,7 +376,7 @@ impl fmt::Debug for Range {
 }
 
 impl Iterator for Range {
-    type Item = Result<Entry>;
+    type Item = Result<(Guard, Guard)>;
     fn next(&mut self) -> Option<Self::Item> {
         self.inner.next()
     }
@@ -432,16 +441,37 @@ impl std::ops::Deref for Image {
     }
 }
 
+/// A block a range holds between steps; its items are lent from it (one hold per block,
+/// shared by the items' guards).
+#[derive(Clone)]
+struct Held(Arc<Guard>);
+
+impl std::ops::Deref for Held {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl NodeSource for SnapSource {
-    type Buf = Image;
-    fn node(&self, ptr: ChildPtr) -> Result<Image> {
-        let shared = self.inner.shared()?;
-        self.inner.node(&shared, ptr)
+    type Buf = Held;
+    fn node(&self, ptr: ChildPtr) -> Result<Held> {
+        self.inner.node(self.inner.shared()?, ptr).map(|g| Held(Arc::new(g)))
     }
 
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
         let shared = self.inner.shared()?;
         self.inner.overflow(&shared, r)
+    }
+}
+
+impl read::RangeSource for SnapSource {
+    type Bytes = Guard;
+    fn lend(&self, buf: &Held, at: std::ops::Range<usize>) -> Guard {
+        Guard::within(&buf.0, at)
+    }
+    fn own(&self, value: Vec<u8>) -> Guard {
+        Guard::owned(value)
     }
 }
 

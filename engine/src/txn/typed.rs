@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use crate::codec::{encode, Key, TreeDef, TypedBounds, Value};
 use crate::txn::snapshot::{Snapshot, Tree};
 use crate::txn::write::WriteTxn;
-use crate::txn::write_tree::{Entry, WriteTree};
+use crate::txn::write_tree::WriteTree;
 use crate::Result;
 
 /// A typed tree inside the write transaction, from [`WriteTxn::open`].
@@ -32,31 +32,40 @@ pub struct TypedIter<I, K: Key + ?Sized, V: Value + ?Sized> {
     types: PhantomData<fn(&K, &V)>,
 }
 
-fn decode_entry<K: Key + ?Sized, V: Value + ?Sized>(e: Entry) -> Result<TypedEntry<K, V>> {
-    Ok((K::decode(&e.0)?, V::decode(&e.1)?))
+fn decode_entry<K: Key + ?Sized, V: Value + ?Sized, A: AsRef<[u8]>, B: AsRef<[u8]>>(
+    e: (A, B),
+) -> Result<TypedEntry<K, V>> {
+    Ok((K::decode(e.0.as_ref())?, V::decode(e.1.as_ref())?))
 }
 
 fn decode_opt<V: Value + ?Sized, B: AsRef<[u8]>>(v: Option<B>) -> Result<Option<V::Owned>> {
     v.map(|b| V::decode(b.as_ref())).transpose()
 }
 
-impl<I: Iterator<Item = Result<Entry>>, K: Key + ?Sized, V: Value + ?Sized> Iterator
-    for TypedIter<I, K, V>
+impl<I, A, B, K, V> Iterator for TypedIter<I, K, V>
+where
+    I: Iterator<Item = Result<(A, B)>>,
+    A: AsRef<[u8]>,
+    B: AsRef<[u8]>,
+    K: Key + ?Sized,
+    V: Value + ?Sized,
 {
     type Item = Result<TypedEntry<K, V>>;
     fn next(&mut self) -> Option<Self::Item> {
-        Some(self.inner.next()?.and_then(decode_entry::<K, V>))
+        Some(self.inner.next()?.and_then(decode_entry::<K, V, A, B>))
     }
 }
 
-impl<I, K, V> DoubleEndedIterator for TypedIter<I, K, V>
+impl<I, A, B, K, V> DoubleEndedIterator for TypedIter<I, K, V>
 where
-    I: DoubleEndedIterator<Item = Result<Entry>>,
+    I: DoubleEndedIterator<Item = Result<(A, B)>>,
+    A: AsRef<[u8]>,
+    B: AsRef<[u8]>,
     K: Key + ?Sized,
     V: Value + ?Sized,
 {
     fn next_back(&mut self) -> Option<Self::Item> {
-        Some(self.inner.next_back()?.and_then(decode_entry::<K, V>))
+        Some(self.inner.next_back()?.and_then(decode_entry::<K, V, A, B>))
     }
 }
 
@@ -106,12 +115,12 @@ macro_rules! typed_reads {
 
         /// The entry with the smallest key, or `None` for an empty tree.
         pub fn first(&self) -> Result<Option<TypedEntry<K, V>>> {
-            self.tree.first()?.map(decode_entry::<K, V>).transpose()
+            self.tree.first()?.map(decode_entry::<K, V, _, _>).transpose()
         }
 
         /// The entry with the largest key, or `None` for an empty tree.
         pub fn last(&self) -> Result<Option<TypedEntry<K, V>>> {
-            self.tree.last()?.map(decode_entry::<K, V>).transpose()
+            self.tree.last()?.map(decode_entry::<K, V, _, _>).transpose()
         }
     };
 }
@@ -166,12 +175,12 @@ impl<'t, 'db, K: Key + ?Sized, V: Value + ?Sized> TypedWriteTree<'t, 'db, K, V> 
 
     /// Removes and returns the entry with the smallest key.
     pub fn pop_first(&mut self) -> Result<Option<TypedEntry<K, V>>> {
-        self.tree.pop_first()?.map(decode_entry::<K, V>).transpose()
+        self.tree.pop_first()?.map(decode_entry::<K, V, _, _>).transpose()
     }
 
     /// Removes and returns the entry with the largest key.
     pub fn pop_last(&mut self) -> Result<Option<TypedEntry<K, V>>> {
-        self.tree.pop_last()?.map(decode_entry::<K, V>).transpose()
+        self.tree.pop_last()?.map(decode_entry::<K, V, _, _>).transpose()
     }
 
     /// Keeps the entries `keep` accepts; returns how many it removed. An entry that does not

@@ -30,7 +30,8 @@ pub fn snap_dump(snap: &arbor::Snapshot) -> arbor::Result<Model> {
     let mut out = Model::new();
     for name in snap.tree_names()? {
         let t = snap.tree(&name)?.expect("listed tree exists");
-        let items: BTreeMap<Vec<u8>, Vec<u8>> = t.iter()?.collect::<arbor::Result<_>>()?;
+        let owned = t.iter()?.map(|r| r.map(|(k, v)| (k.into_vec(), v.into_vec())));
+        let items: BTreeMap<Vec<u8>, Vec<u8>> = owned.collect::<arbor::Result<_>>()?;
         assert_eq!(items.len() as u64, t.len().unwrap(), "tree {name}: len vs scan");
         out.insert(name, items);
     }
