@@ -1,5 +1,5 @@
 //! (f) Buffer-pool eviction and address reuse vs a reader holding a block (design.md §8,
-//! §12.2–12.3; `engine/src/store/pool.rs`).
+//! §12.2–12.3; `engine/src/store/pool/`).
 //!
 //! The pool has room for one frame and holds address `A` (every byte 7). The writer loads
 //! address `B` (every byte 9), which evicts `A` unless a reader pins it, then discards `A`

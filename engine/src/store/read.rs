@@ -8,7 +8,7 @@ use crate::addr_map::AddrMap;
 use crate::error::corrupt;
 use crate::io::{dev_error, AlignedBuf, BlockDevice, ReadOp};
 use crate::mvcc::SlotTable;
-use crate::store::pool::{BufferPool, Pin};
+use crate::store::pool::{BufferPool, Loading, Pin};
 use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::{Error, Result};
 
@@ -211,24 +211,31 @@ impl Store {
         if missing.is_empty() {
             return Ok(out.into_iter().flatten().collect());
         }
-        let extents: Vec<(u64, u64)> = missing.iter().map(|&i| (ptrs[i].address(), 1)).collect();
-        let bufs = self.read_extents(&extents)?;
-        for (i, buf) in missing.into_iter().zip(bufs) {
-            verify_read(&buf, ptrs[i])?;
+        // Each block lands straight in its frame when the frame can be claimed, else in a
+        // private buffer (the frame is being loaded by another thread, or no room); a
+        // frame whose read or verification fails goes back to evicted.
+        let mut targets = Vec::with_capacity(missing.len());
+        for &i in &missing {
             let addr = ptrs[i].address();
-            // Into its frame (a copy: the batch read into private buffers) and pinned there;
-            // if another thread loaded it meanwhile, or the frame cannot be used, the
-            // verified buffer itself serves.
-            let pinned = self
-                .pool
-                .load(addr, |frame| {
-                    frame.copy_from_slice(&buf);
-                    Ok(())
-                })?
-                .filter(|pin| header_generation(pin) == Some(ptrs[i].generation()));
-            out[i] = Some(match pinned {
-                Some(pin) => Block::Pinned(pin),
-                None => Block::Image(Arc::new(buf)),
+            self.check_in_range(addr, 1)?;
+            let target = match self.pool.start_load(addr) {
+                Some(loading) => Target::Frame(loading),
+                None => Target::Private(self.new_block()),
+            };
+            targets.push((i, target));
+        }
+        let mut ops: Vec<ReadOp<'_>> = targets
+            .iter_mut()
+            .map(|(i, t)| ReadOp { offset: self.block_offset(ptrs[*i].address()), buf: t.bytes() })
+            .collect();
+        self.dev.read_batch(&mut ops).map_err(dev_error(&*self.dev, "read"))?;
+        drop(ops);
+        self.counters.block_reads.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        for (i, mut target) in targets {
+            verify_read(target.bytes(), ptrs[i])?;
+            out[i] = Some(match target {
+                Target::Frame(loading) => Block::Pinned(loading.finish()),
+                Target::Private(buf) => Block::Image(Arc::new(buf)),
             });
         }
         let blocks: Vec<_> = out.into_iter().flatten().collect();
@@ -289,6 +296,21 @@ impl Store {
             return Err(Error::corrupt(addr, format!("address outside the store (0..{limit})")));
         }
         Ok(())
+    }
+}
+
+/// Where a block of a batch read lands.
+enum Target<'a> {
+    Frame(Loading<'a>),
+    Private(AlignedBuf),
+}
+
+impl Target<'_> {
+    fn bytes(&mut self) -> &mut [u8] {
+        match self {
+            Target::Frame(loading) => loading.frame(),
+            Target::Private(buf) => buf,
+        }
     }
 }
 

@@ -72,11 +72,14 @@ impl Guard {
                 assert!(at.end <= len, "value {at:?} outside its block of {len}");
                 Guard(Lent::Pinned { shared, pin: Some(pin), at })
             }
-            Detached::Image(image) => {
-                assert!(at.end <= image.len(), "value {at:?} outside a block of {}", image.len());
-                Guard(Lent::Image { image, at })
-            }
+            Detached::Image(image) => Guard::in_image(image, at),
         }
+    }
+
+    /// The bytes at `at` of an immutable image.
+    pub(crate) fn in_image(image: Arc<AlignedBuf>, at: Range<usize>) -> Guard {
+        assert!(at.end <= image.len(), "value {at:?} outside a block of {}", image.len());
+        Guard(Lent::Image { image, at })
     }
 
     /// The bytes at `at` of the block `block` holds.

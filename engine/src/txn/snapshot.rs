@@ -151,7 +151,7 @@ impl Snapshot {
     }
 
     fn source(&self) -> SnapSource {
-        SnapSource { inner: Arc::clone(&self.inner) }
+        SnapSource { inner: Arc::clone(&self.inner), root: None }
     }
 
     /// The source for one lookup through `shared`, upgraded by the caller once for the
@@ -173,7 +173,9 @@ impl Snapshot {
             Some(ItemValue::Inline(bytes)) => {
                 let meta = catalog::decode(&bytes, self.inner.root.catalog.address())?;
                 let root = op.node(meta.root)?.into_image(shared.store.align);
-                Ok(Some(Tree { snap: self.clone(), meta, root }))
+                let len = root.len();
+                let held = Held(Arc::new(Guard::in_image(Arc::clone(&root.0), 0..len)));
+                Ok(Some(Tree { snap: self.clone(), meta, root, held }))
             }
             Some(_) => Err(Error::corrupt(self.inner.root.catalog.address(), "bad catalog entry")),
             None => Ok(None),
@@ -202,6 +204,8 @@ pub struct Tree {
     /// reads): lookups start from it without a cache lookup, and the hottest block is not
     /// a line every reader thread writes (its cache lock and refcount).
     root: Image,
+    /// The same image as ranges hold it (they start from it too).
+    held: Held,
 }
 
 impl fmt::Debug for Tree {
@@ -336,7 +340,9 @@ impl Tree {
 
     fn range_owned(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<Range> {
         self.snap.inner.shared()?;
-        let inner = read::Range::new(self.snap.source(), self.meta.root, start, end);
+        let mut src = self.snap.source();
+        src.root = Some((self.meta.root, self.held.clone()));
+        let inner = read::Range::new(src, self.meta.root, start, end);
         Ok(Range { inner })
     }
 
@@ -392,6 +398,8 @@ impl DoubleEndedIterator for Range {
 /// between steps (it may outlive the last `Db` handle), so each block fetch upgrades it.
 struct SnapSource {
     inner: Arc<Inner>,
+    /// The tree's root image, lent instead of fetched.
+    root: Option<(ChildPtr, Held)>,
 }
 
 /// Block images as of the snapshot's seq, for one lookup that holds the store and one
@@ -456,6 +464,13 @@ impl std::ops::Deref for Held {
 impl NodeSource for SnapSource {
     type Buf = Held;
     fn node(&self, ptr: ChildPtr) -> Result<Held> {
+        if let Some((root, held)) = &self.root {
+            if *root == ptr {
+                // Still `Closed` once the store is.
+                self.inner.shared()?;
+                return Ok(held.clone());
+            }
+        }
         self.inner.node(self.inner.shared()?, ptr).map(|g| Held(Arc::new(g)))
     }
 

@@ -31,10 +31,13 @@
 //!   new pins) and the last unpin evicts it. A guard that outlives its snapshot's expiry
 //!   therefore keeps exactly the bytes it pinned.
 //!
-//! Every `unsafe` of the engine's read path is in this module. Under `--cfg loom` the frames
-//! are loom cells, so the model (`loom-tests/tests/f_evict_vs_held.rs`) sees a read that
-//! overlaps an eviction or a load as the data race it would be.
+//! Every `unsafe` of the engine's read path is in this module (and its `frames`). Under
+//! `--cfg loom` the frames are loom cells, so the model (`loom-tests/tests/f_evict_vs_held.rs`)
+//! sees a read that overlaps an eviction or a load as the data race it would be.
 
+mod frames;
+
+use self::frames as mem;
 use crate::sync::{lock, Mutex, Ordering};
 use crate::Result;
 
@@ -121,6 +124,53 @@ pub struct BufferPool {
     clock: Mutex<Clock>,
     hits: Hits,
     broken: Broken,
+}
+
+/// A frame claimed for a load: the caller fills it, then `finish` publishes it resident
+/// (pinned); dropped unfinished, the frame goes back to evicted.
+pub struct Loading<'a> {
+    pool: &'a BufferPool,
+    addr: u64,
+    /// The word the claim replaced (evicted, its version).
+    w: u64,
+    frame: Option<mem::FrameMut>,
+}
+
+enum Claim<'a> {
+    Claimed(Loading<'a>),
+    NoRoom,
+    Raced,
+}
+
+impl<'a> Loading<'a> {
+    /// The frame's bytes, for the caller to fill (a device read lands here directly).
+    pub fn frame(&mut self) -> &mut [u8] {
+        let frame = self.frame.as_mut().expect("an unfinished load holds its frame");
+        // SAFETY: the frame is this load's alone until `finish` or drop.
+        unsafe { frame.get() }
+    }
+
+    /// Publishes the filled frame resident, pinned for the caller.
+    pub fn finish(mut self) -> Pin<'a> {
+        let (pool, addr) = (self.pool, self.addr);
+        // The bytes are not written past this point (under loom the tracked write ends;
+        // otherwise the drop is a no-op).
+        #[allow(clippy::drop_non_drop)]
+        drop(self.frame.take());
+        let st = pool.mem.state(addr);
+        st.store(word(RESIDENT, version(self.w)) | PIN_ONE | REF, Ordering::Release);
+        pool.on_ring(addr);
+        pool.pinned(addr)
+    }
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        if self.frame.take().is_some() {
+            // Never filled (an I/O or verification error): back to evicted.
+            self.pool.drop_frame(self.addr, self.w);
+        }
+    }
 }
 
 /// A pinned frame: its bytes stay exactly as they are until the pin drops.
@@ -218,21 +268,14 @@ impl BufferPool {
             return Ok(None);
         }
         let st = self.mem.state(addr);
-        let w = loop {
+        let mut loading = loop {
             let w = st.load(Ordering::Acquire);
             match state(w) {
-                EVICTED => {
-                    if !self.reserve_frame() {
-                        return Ok(None);
-                    }
-                    if st
-                        .compare_exchange(w, w | LOADING, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        break w;
-                    }
-                    self.resident.fetch_sub(1, Ordering::Relaxed);
-                }
+                EVICTED => match self.claim(addr, w) {
+                    Claim::Claimed(loading) => break loading,
+                    Claim::NoRoom => return Ok(None),
+                    Claim::Raced => {}
+                },
                 RESIDENT if w & RETIRED != 0 => return Ok(None),
                 RESIDENT => {
                     if let Some(pin) = self.pin(addr) {
@@ -242,20 +285,43 @@ impl BufferPool {
                 _ => wait(),
             }
         };
+        fill(loading.frame())?;
+        Ok(Some(loading.finish()))
+    }
+
+    /// Claims the evicted frame of `addr` for a load the caller makes itself (several at
+    /// once: one device batch, `Store::read_blocks`). `None` if the frame is not evicted
+    /// (resident: pin it; being loaded: read around it), beyond the reservation, or there
+    /// is no room.
+    pub fn start_load(&self, addr: u64) -> Option<Loading<'_>> {
+        if addr >= self.capacity {
+            return None;
+        }
+        let w = self.mem.state(addr).load(Ordering::Acquire);
+        match state(w) {
+            EVICTED => match self.claim(addr, w) {
+                Claim::Claimed(loading) => Some(loading),
+                Claim::NoRoom | Claim::Raced => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// `Evicted(w) → Loading`, with a frame counted against the budget.
+    fn claim(&self, addr: u64, w: u64) -> Claim<'_> {
+        debug_assert_eq!(state(w), EVICTED, "claiming block {addr} in state {w:#x}");
+        if !self.reserve_frame() {
+            return Claim::NoRoom;
+        }
+        let st = self.mem.state(addr);
+        if st.compare_exchange(w, w | LOADING, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            self.resident.fetch_sub(1, Ordering::Relaxed);
+            return Claim::Raced;
+        }
         // SAFETY: this thread moved the word Evicted → Loading: nobody else touches the
         // frame until it publishes another state (pins need Resident).
-        let filled = unsafe { self.mem.with_frame_mut(addr, fill) };
-        match filled {
-            Ok(()) => {
-                st.store(word(RESIDENT, version(w)) | PIN_ONE | REF, Ordering::Release);
-                self.on_ring(addr);
-                Ok(Some(self.pinned(addr)))
-            }
-            Err(e) => {
-                self.drop_frame(addr, w);
-                Err(e)
-            }
-        }
+        let frame = unsafe { self.mem.frame_mut(addr) };
+        Claim::Claimed(Loading { pool: self, addr, w, frame: Some(frame) })
     }
 
     /// Puts `image` (just written to the device at `addr`) into the frame of `addr`,
@@ -528,248 +594,5 @@ fn wait() {
     {
         std::hint::spin_loop();
         std::thread::yield_now();
-    }
-}
-
-/// The frames and state words: one anonymous mapping each.
-#[cfg(not(loom))]
-mod mem {
-    // Not loom (see the loom `mem` below), so this is std's atomic: the state words live in
-    // a mapping, and a zero-filled `u64` is a valid one.
-    use crate::sync::AtomicU64;
-
-    /// Reservations are this multiple of the device's blocks (room for the file to grow),
-    /// between the bounds below; blocks past the reservation are read around the pool.
-    const RESERVE_FACTOR: u64 = 4;
-    const RESERVE_MIN_BYTES: u64 = 64 << 30;
-    const RESERVE_MAX_BYTES: u64 = 16 << 40;
-    /// Smallest reservation worth trying when a large one is refused (strict overcommit).
-    const RESERVE_FLOOR_BYTES: u64 = 64 << 20;
-
-    /// An anonymous private mapping, `MAP_NORESERVE`: untouched pages cost nothing.
-    struct Mapping {
-        ptr: *mut u8,
-        len: usize,
-    }
-
-    // SAFETY: a mapping is plain memory owned by this value; who may touch which bytes is
-    // governed by the state words (see the module comment of `pool`).
-    unsafe impl Send for Mapping {}
-    // SAFETY: as above.
-    unsafe impl Sync for Mapping {}
-
-    impl Mapping {
-        fn anonymous(len: usize) -> Option<Mapping> {
-            // SAFETY: a fresh anonymous mapping; no existing memory is affected.
-            let ptr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                    -1,
-                    0,
-                )
-            };
-            (ptr != libc::MAP_FAILED).then_some(Mapping { ptr: ptr.cast(), len })
-        }
-    }
-
-    impl Drop for Mapping {
-        fn drop(&mut self) {
-            // SAFETY: the mapping was created by `anonymous` with this length and nothing
-            // borrows it any more (frames are borrowed only through the pool).
-            unsafe { libc::munmap(self.ptr.cast(), self.len) };
-        }
-    }
-
-    /// The bytes of a pinned frame (valid while the pin is held).
-    #[derive(Debug)]
-    pub(super) struct FrameRef {
-        ptr: *const u8,
-        len: usize,
-    }
-
-    // SAFETY: the pointer names frame memory of a pool kept alive by the holder, readable
-    // from any thread while pinned.
-    unsafe impl Send for FrameRef {}
-    // SAFETY: as above; shared reads only.
-    unsafe impl Sync for FrameRef {}
-
-    impl FrameRef {
-        /// # Safety
-        /// The frame must stay pinned for the returned lifetime.
-        pub(super) unsafe fn get<'a>(&self) -> &'a [u8] {
-            // SAFETY: `ptr..ptr + len` is one frame of a live mapping, unchanged while
-            // pinned (the caller's contract).
-            unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-        }
-    }
-
-    pub(super) struct Frames {
-        frames: Option<Mapping>,
-        states: Option<Mapping>,
-        block_bytes: usize,
-        capacity: u64,
-    }
-
-    impl Frames {
-        pub(super) fn reserve(block_bytes: usize, device_blocks: u64) -> Frames {
-            let bb = block_bytes as u64;
-            let want = device_blocks.saturating_mul(RESERVE_FACTOR).saturating_mul(bb);
-            let mut bytes = want.clamp(RESERVE_MIN_BYTES, RESERVE_MAX_BYTES);
-            while bytes >= RESERVE_FLOOR_BYTES {
-                let capacity = bytes / bb;
-                let state_bytes = capacity * 8;
-                if let (Ok(fl), Ok(sl)) = (usize::try_from(bytes), usize::try_from(state_bytes)) {
-                    if let (Some(f), Some(s)) = (Mapping::anonymous(fl), Mapping::anonymous(sl)) {
-                        return Frames { frames: Some(f), states: Some(s), block_bytes, capacity };
-                    }
-                }
-                bytes /= 2;
-            }
-            // No address space: every read goes around the pool.
-            Frames { frames: None, states: None, block_bytes, capacity: 0 }
-        }
-
-        pub(super) fn capacity(&self) -> u64 {
-            self.capacity
-        }
-
-        pub(super) fn state(&self, addr: u64) -> &AtomicU64 {
-            assert!(addr < self.capacity, "block {addr} beyond the pool's {}", self.capacity);
-            let states = self.states.as_ref().expect("a pool with capacity has state words");
-            // SAFETY: `addr < capacity` words fit the mapping; it is page aligned and zero
-            // filled (a valid `AtomicU64` of 0 = Evicted, version 0), and lives as long
-            // as `self`; atomics may be shared.
-            unsafe { &*states.ptr.cast::<AtomicU64>().add(addr as usize) }
-        }
-
-        fn frame_ptr(&self, addr: u64) -> *mut u8 {
-            assert!(addr < self.capacity, "block {addr} beyond the pool's {}", self.capacity);
-            let frames = self.frames.as_ref().expect("a pool with capacity has frames");
-            // SAFETY: `addr × block_bytes + block_bytes <= capacity × block_bytes`, the
-            // mapping's length.
-            unsafe { frames.ptr.add(addr as usize * self.block_bytes) }
-        }
-
-        /// # Safety
-        /// The caller holds a pin on the frame (it stays unchanged while the pin lives).
-        pub(super) unsafe fn frame(&self, addr: u64) -> FrameRef {
-            FrameRef { ptr: self.frame_ptr(addr), len: self.block_bytes }
-        }
-
-        /// Runs `f` on the frame's bytes.
-        ///
-        /// # Safety
-        /// The caller holds the frame exclusively (Loading or Locked).
-        pub(super) unsafe fn with_frame_mut<R>(
-            &self,
-            addr: u64,
-            f: impl FnOnce(&mut [u8]) -> R,
-        ) -> R {
-            // SAFETY: exclusive by the caller's state transition; in bounds (frame_ptr).
-            f(unsafe { std::slice::from_raw_parts_mut(self.frame_ptr(addr), self.block_bytes) })
-        }
-
-        /// Gives the frame's memory back to the kernel (it reads as zeros after); the
-        /// caller holds the frame exclusively.
-        pub(super) fn release(&self, addr: u64) {
-            let ptr = self.frame_ptr(addr);
-            // SAFETY: a whole frame of our own mapping, page aligned (block sizes are
-            // multiples of 4 KiB, the mapping is page aligned), held exclusively by the
-            // caller: no reference into it is alive.
-            let rc = unsafe { libc::madvise(ptr.cast(), self.block_bytes, libc::MADV_DONTNEED) };
-            // Only EINVAL/ENOMEM for a bad range, which the bounds above rule out.
-            assert_eq!(rc, 0, "madvise of the frame of block {addr}");
-        }
-    }
-}
-
-/// The frames under loom: cells loom tracks, so an unpinned read is a detected race.
-#[cfg(loom)]
-mod mem {
-    use loom::cell::{ConstPtr, UnsafeCell};
-    use loom::sync::atomic::AtomicU64;
-
-    /// Models need a handful of frames; blocks past these are read around the pool.
-    const CAPACITY: u64 = 8;
-
-    pub(super) struct FrameRef(ConstPtr<Vec<u8>>);
-
-    impl std::fmt::Debug for FrameRef {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("FrameRef")
-        }
-    }
-
-    impl FrameRef {
-        /// # Safety
-        /// The frame must stay pinned for the returned lifetime.
-        pub(super) unsafe fn get<'a>(&self) -> &'a [u8] {
-            // SAFETY: loom checks the access while `self` lives; the caller's pin keeps
-            // writers out.
-            let v: &Vec<u8> = unsafe { self.0.deref() };
-            // SAFETY: the vector lives in the pool's cell for the pool's life.
-            unsafe { std::slice::from_raw_parts(v.as_ptr(), v.len()) }
-        }
-    }
-
-    pub(super) struct Frames {
-        frames: Vec<UnsafeCell<Vec<u8>>>,
-        states: Vec<AtomicU64>,
-    }
-
-    // SAFETY: who touches a frame is governed by the state words, and loom checks every
-    // access of the cells against that (the point of this model version).
-    unsafe impl Send for Frames {}
-    // SAFETY: as above.
-    unsafe impl Sync for Frames {}
-
-    impl Frames {
-        pub(super) fn reserve(block_bytes: usize, device_blocks: u64) -> Frames {
-            let n = device_blocks.min(CAPACITY);
-            Frames {
-                frames: (0..n).map(|_| UnsafeCell::new(vec![0; block_bytes])).collect(),
-                states: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            }
-        }
-
-        pub(super) fn capacity(&self) -> u64 {
-            self.frames.len() as u64
-        }
-
-        pub(super) fn state(&self, addr: u64) -> &AtomicU64 {
-            &self.states[addr as usize]
-        }
-
-        /// # Safety
-        /// The caller holds a pin on the frame.
-        pub(super) unsafe fn frame(&self, addr: u64) -> FrameRef {
-            FrameRef(self.frames[addr as usize].get())
-        }
-
-        /// Runs `f` on the frame's bytes (loom checks the write against every live read).
-        ///
-        /// # Safety
-        /// The caller holds the frame exclusively (Loading or Locked).
-        pub(super) unsafe fn with_frame_mut<R>(
-            &self,
-            addr: u64,
-            f: impl FnOnce(&mut [u8]) -> R,
-        ) -> R {
-            self.frames[addr as usize].with_mut(|v| {
-                // SAFETY: exclusive by the caller's state transition.
-                let v = unsafe { &mut *v };
-                f(&mut v[..])
-            })
-        }
-
-        pub(super) fn release(&self, addr: u64) {
-            self.frames[addr as usize].with_mut(|v| {
-                // SAFETY: the caller holds the frame exclusively.
-                unsafe { (*v).fill(0) }
-            });
-        }
     }
 }
