@@ -204,11 +204,12 @@ impl BufferPool {
     ) -> BufferPool {
         let block_bytes = block_bytes as usize;
         let budget = (budget_bytes / block_bytes as u64).max(1);
-        // Huge pages for the frames of addresses below half the budget: 18 % more warm
-        // reads at 1M keys (fewer TLB misses). A huge page is resident whole once any of
-        // its frames is, so this range may hold up to its size more than the frames the
-        // budget counts: memory stays under 1.5 × `cache_bytes` (design.md §12.1).
-        let mem = mem::Frames::reserve(block_bytes, device_blocks, budget / 2);
+        // Huge pages for the frames of addresses below a quarter of the budget: fewer TLB
+        // misses (+8 % warm reads with one thread at 1M keys). A huge page is resident whole
+        // once any of its frames is, so this range may hold up to its size more than the
+        // frames the budget counts: memory stays under 1.25 × `cache_bytes` (half the
+        // budget measured 200 MB more peak RSS in kv-bench; design.md §12.1).
+        let mem = mem::Frames::reserve(block_bytes, device_blocks, budget / 4);
         BufferPool {
             capacity: mem.capacity(),
             mem,
