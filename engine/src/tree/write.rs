@@ -407,12 +407,11 @@ fn even_out_leaf(
         });
         peeked.unwrap_or(Ok(0))
     };
-    // The right sibling first (a split leaves its new right half with room), the left one
-    // only when the right has none.
-    let left_idx = if free(right)? >= room {
-        parent.idx
-    } else if free(left)? >= room {
+    let (left_free, right_free) = (free(left)?, free(right)?);
+    let left_idx = if left_free >= room && left_free >= right_free {
         parent.idx - 1
+    } else if right_free >= room {
+        parent.idx
     } else {
         return Ok(None);
     };
