@@ -336,65 +336,6 @@ impl<'a> NodeMut<'a> {
         Ok(())
     }
 
-    /// Moves items `0..count` to the end of `left` (same kind): the head of a right sibling
-    /// going over to its left sibling when the two are evened out. Internal nodes need the
-    /// caller's key fix-ups, as for [`NodeMut::move_tail_to`].
-    pub fn move_head_to(&mut self, count: usize, left: &mut NodeMut<'_>) -> Result<(), NodeFull> {
-        self.check_moved(0..count, left)?;
-        for index in 0..count {
-            let node = self.as_node();
-            left.insert(left.len(), node.key(index), node.value(index))?;
-        }
-        self.remove_head(count);
-        Ok(())
-    }
-
-    /// Moves items `at..len` to the front of `right` (same kind): the tail of a left sibling
-    /// going over to its right sibling when the two are evened out.
-    pub fn move_tail_to_front(
-        &mut self,
-        at: usize,
-        right: &mut NodeMut<'_>,
-    ) -> Result<(), NodeFull> {
-        self.check_moved(at..self.len(), right)?;
-        for index in at..self.len() {
-            let node = self.as_node();
-            right.insert(index - at, node.key(index), node.value(index))?;
-        }
-        self.truncate(at);
-        Ok(())
-    }
-
-    /// Checks that `items` of this node exist and fit in `to`, of the same kind.
-    fn check_moved(
-        &self,
-        items: core::ops::Range<usize>,
-        to: &NodeMut<'_>,
-    ) -> Result<(), NodeFull> {
-        assert!(self.kind == to.kind, "items move from a {:?} to a {:?}", self.kind, to.kind);
-        let count = self.len();
-        assert!(items.end <= count, "move of items {items:?} of {count}");
-        let need: usize = items.map(|i| SLOT_BYTES + self.slot(i).kv_len()).sum();
-        if need > to.free_bytes() {
-            return Err(NodeFull);
-        }
-        Ok(())
-    }
-
-    /// Removes items `0..count` (their bytes zeroed) with one move of the slot array.
-    fn remove_head(&mut self, count: usize) {
-        let len = self.len();
-        assert!(count <= len, "remove of the first {count} of {len} items");
-        for index in 0..count {
-            self.free_item(index);
-        }
-        self.buf.copy_within(slot_offset(count)..slot_offset(len), slot_offset(0));
-        self.zero(slot_offset(len - count)..slot_offset(len));
-        self.set_len(len - count);
-        let heap = (0..self.len()).map(|i| self.slot(i).start()).min().unwrap_or(self.buf.len());
-        self.set_heap_start(heap);
-    }
-
     /// Appends every item of `src` (same kind) after this node's items (merge). For internal
     /// nodes use [`NodeMut::append_from_with_separator`], since `src`'s first key is empty.
     pub fn append_from(&mut self, src: &Node<'_>) -> Result<(), NodeFull> {
@@ -587,36 +528,6 @@ mod tests {
         assert!(node.as_node().gap_bytes() < value.len());
         node.insert(usize::from(count), &[count], ValueRef::Inline(&value)).unwrap();
         assert!(Node::decode(&buf).is_ok());
-    }
-
-    #[test]
-    fn items_move_between_siblings_both_ways() {
-        let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);
-        let mut left = leaf(&mut a);
-        let mut right = NodeMut::init(&mut b, BlockKind::Leaf, 0, 101, 1, 16);
-        for i in 0..10u8 {
-            left.insert(usize::from(i), &[i], ValueRef::Inline(&[i; 100])).unwrap();
-            right.insert(usize::from(i), &[50 + i], ValueRef::Inline(&[i; 90])).unwrap();
-        }
-        right.move_head_to(4, &mut left).unwrap();
-        let keys = |n: &NodeMut<'_>| (0..n.len()).map(|i| n.as_node().key(i)[0]).collect();
-        let (l, r): (Vec<u8>, Vec<u8>) = (keys(&left), keys(&right));
-        assert_eq!((l.len(), l[10], r), (14, 50, vec![54, 55, 56, 57, 58, 59]));
-        assert_eq!(right.as_node().value_bytes(0), &[4u8; 90][..]);
-        left.move_tail_to_front(7, &mut right).unwrap();
-        let (l, r): (Vec<u8>, Vec<u8>) = (keys(&left), keys(&right));
-        assert_eq!((l, r.len(), r[0], r[3]), ((0..7).collect(), 13, 7, 50));
-        assert_eq!(right.as_node().value_bytes(3), &[0u8; 90][..]);
-        // Too much for the receiver: nothing changes.
-        while right.fits(1, 100) {
-            right
-                .insert(right.len(), &[200 + right.len() as u8], ValueRef::Inline(&[7; 100]))
-                .unwrap();
-        }
-        let before = (left.bytes().to_vec(), right.bytes().to_vec());
-        assert_eq!(left.move_tail_to_front(0, &mut right), Err(NodeFull));
-        assert_eq!((left.bytes(), right.bytes()), (&before.0[..], &before.1[..]));
-        assert!(Node::decode(&a).is_ok() && Node::decode(&b).is_ok());
     }
 
     #[test]

@@ -5,9 +5,7 @@
 //! that both halves fit whatever the item sizes (every item is at most half a node, so a
 //! fitting point always exists). Appends past the last key of a node on the tree's right
 //! edge split at the end, so ascending loads fill nodes completely, as LMDB's append mode
-//! does (design.md §4.1). Before any other leaf split, the full leaf is evened out with a
-//! dirty, resident sibling that has room (`even_out_leaf`), so random loads fill leaves
-//! about 0.82 rather than 0.69.
+//! does (design.md §4.1).
 //!
 //! Merging: a node whose items use less than a quarter of its space is merged with a
 //! sibling when both fit in one node, else items move over from the sibling until the two
@@ -24,7 +22,7 @@ use crate::mvcc::modlog::ItemValue;
 use crate::store::decode;
 use crate::store::Store;
 use crate::tree::read::{check_child, lookup, WriterView};
-use crate::writer::{Edit, Need, Shift};
+use crate::writer::{Edit, Need};
 use crate::{Error, Result};
 
 /// Where a copy-on-write descent goes: to the leaf for a key, or along the first or last
@@ -225,12 +223,12 @@ pub(crate) fn insert_ref(
                 return Ok(Some(old));
             }
             let (_, old) = edit.node_remove(leaf, slot)?;
-            insert_split(edit, s, root, owner, path, slot, key, value)?;
+            insert_split(edit, s, root, owner, &path, slot, key, value)?;
             Ok(Some(old))
         }
         Err(slot) => {
             if !edit.node_insert(leaf, slot, key, value)? {
-                insert_split(edit, s, root, owner, path, slot, key, value)?;
+                insert_split(edit, s, root, owner, &path, slot, key, value)?;
             }
             Ok(None)
         }
@@ -295,17 +293,16 @@ fn insert_split(
     s: &Store,
     root: &mut ChildPtr,
     owner: u64,
-    mut path: Vec<PathElem>,
+    path: &[PathElem],
     mut slot: usize,
     key: &[u8],
     value: ValueRef<'_>,
 ) -> Result<()> {
     let cap = capacity(s);
     let mut depth = path.len() - 1;
-    let mut edge = right_edge_depth(edit, &path)?;
+    let edge = right_edge_depth(edit, path)?;
     // The separator and new sibling carried up from the level below.
     let mut carried: Option<(Vec<u8>, ChildPtr)> = None;
-    let mut evened = false;
     loop {
         let (key, value) = match &carried {
             None => (key, value),
@@ -316,16 +313,10 @@ fn insert_split(
             return Ok(());
         }
         let new_bytes = SLOT_BYTES + key.len() + value.len();
-        let (level, len) = edit.peek(addr, |node| Ok((node.level(), node.len())))?;
         let append = depth <= edge;
-        if level == 0 && depth > 0 && !evened && !(append && slot == len) {
-            evened = true;
-            if let Some(at) = even_out_leaf(edit, s, &mut path, key, new_bytes)? {
-                (slot, edge) = (at, right_edge_depth(edit, &path)?);
-                continue;
-            }
-        }
-        let keep_left = edit.peek(addr, |node| pick_split(node, slot, new_bytes, cap, append))?;
+        let (level, keep_left) = edit.peek(addr, |node| {
+            Ok((node.level(), pick_split(node, slot, new_bytes, cap, append)?))
+        })?;
         debug_assert!(keep_left >= 1, "a split keeps at least one item on the left");
         let kind = if level == 0 { BlockKind::Leaf } else { BlockKind::Internal };
         let right = edit.new_node(s, kind, level, owner)?;
@@ -349,92 +340,18 @@ fn insert_split(
         }
         let right_ptr = edit.dirty_ptr(right);
         if depth == 0 {
+            let new_root = edit.new_node(s, BlockKind::Internal, level + 1, owner)?;
             let left_ptr = edit.dirty_ptr(addr);
-            *root = new_root(edit, s, owner, level + 1, [left_ptr, right_ptr], &sep)?;
+            let ok = edit.node_insert(new_root, 0, b"", ValueRef::Child(left_ptr))?
+                && edit.node_insert(new_root, 1, &sep, ValueRef::Child(right_ptr))?;
+            assert!(ok, "new root {new_root} cannot hold two children");
+            *root = edit.dirty_ptr(new_root);
             return Ok(());
         }
         depth -= 1;
         slot = path[depth].idx + 1;
         carried = Some((sep, right_ptr));
     }
-}
-
-/// A new root at `level` over the two halves of the old root, split at `sep`.
-fn new_root(
-    edit: &mut Edit<'_>,
-    s: &Store,
-    owner: u64,
-    level: u8,
-    [left, right]: [ChildPtr; 2],
-    sep: &[u8],
-) -> Result<ChildPtr> {
-    let root = edit.new_node(s, BlockKind::Internal, level, owner)?;
-    let ok = edit.node_insert(root, 0, b"", ValueRef::Child(left))?
-        && edit.node_insert(root, 1, sep, ValueRef::Child(right))?;
-    assert!(ok, "new root {root} cannot hold two children");
-    Ok(edit.dirty_ptr(root))
-}
-
-/// Deferred splitting, as in B*-trees: before a leaf splits, it is evened out with a sibling
-/// that is dirty and resident (so nothing is copied or read) and has room for two items the
-/// size of the new one. Random loads then fill leaves about 0.85 rather than 0.69 (design.md
-/// §4.1). When it moved anything, `path` ends at the leaf `key` now belongs in and the
-/// result is the key's position there; `None` when no sibling qualifies. The caller retries
-/// the insert and splits if it still does not fit (the redistribution may have been
-/// skipped for a parent without room).
-fn even_out_leaf(
-    edit: &mut Edit<'_>,
-    s: &Store,
-    path: &mut [PathElem],
-    key: &[u8],
-    new_bytes: usize,
-) -> Result<Option<usize>> {
-    let [.., parent, _] = &*path else {
-        return Ok(None);
-    };
-    let (left, right) = edit.peek(parent.addr, |n| {
-        let left = parent.idx.checked_sub(1).map(|i| n.child(i));
-        let right = (parent.idx + 1 < n.len()).then(|| n.child(parent.idx + 1));
-        Ok((left, right))
-    })?;
-    let room = 2 * new_bytes;
-    let free = |ptr: Option<ChildPtr>| -> Result<usize> {
-        let peeked = ptr.and_then(|p| {
-            // The contiguous gap is read off the header; holes only when it falls short.
-            edit.dirty.peek_resident(p, |n| {
-                Ok(if n.gap_bytes() >= room { n.gap_bytes() } else { n.free_bytes() })
-            })
-        });
-        peeked.unwrap_or(Ok(0))
-    };
-    let (left_free, right_free) = (free(left)?, free(right)?);
-    let left_idx = if left_free >= room && left_free >= right_free {
-        parent.idx - 1
-    } else if right_free >= room {
-        parent.idx
-    } else {
-        return Ok(None);
-    };
-    redistribute(edit, s, parent.addr, left_idx, capacity(s))?;
-    let (idx, leaf) = edit.peek(parent.addr, |n| {
-        let idx = n.child_index(key);
-        Ok((idx, n.child(idx).address()))
-    })?;
-    debug_assert!(
-        idx == left_idx || idx == left_idx + 1,
-        "key left the evened pair {left_idx}, {} of block {}",
-        left_idx + 1,
-        parent.addr
-    );
-    let at = edit.peek(leaf, |n| {
-        let at = n.search(key);
-        assert!(at.is_err(), "the key being inserted is already in block {leaf}");
-        Ok(at.unwrap_or_else(|at| at))
-    })?;
-    let depth = path.len() - 1;
-    path[depth - 1].idx = idx;
-    path[depth].addr = leaf;
-    Ok(Some(at))
 }
 
 /// Removes `key`; returns the old value.
@@ -629,7 +546,7 @@ fn redistribute(
 /// Right's head to left's tail; right keeps at least one item.
 fn shift_to_left(edit: &mut Edit<'_>, p: &Siblings) -> Result<()> {
     let (lused, rlen) = (p.used.0, p.len.1);
-    let (count, new_sep) = edit.peek(p.right, |n| {
+    let plan = edit.peek(p.right, |n| {
         let (mut k, mut moved) = (0usize, 0usize);
         while k + 1 < rlen {
             let key_len = if p.internal && k == 0 { p.sep.len() } else { n.key(k).len() };
@@ -640,27 +557,23 @@ fn shift_to_left(edit: &mut Edit<'_>, p: &Siblings) -> Result<()> {
             moved += size;
             k += 1;
         }
-        Ok((k, n.key(k).to_vec()))
+        let mut items = Vec::with_capacity(k);
+        for i in 0..k {
+            let (mut key, v) = crate::mvcc::modlog::owned_node_item(n, i)?;
+            if p.internal && i == 0 {
+                key = p.sep.clone();
+            }
+            items.push((key, v));
+        }
+        Ok((items, n.key(k).to_vec()))
     })?;
-    if count == 0 || !p.fits_parent(&new_sep) {
+    let (items, new_sep) = plan;
+    if items.is_empty() || !p.fits_parent(&new_sep) {
         return Ok(());
     }
-    if p.internal || !edit.shift_unlogged(p.right, p.left, Shift::Left(count))? {
-        let items = edit.peek(p.right, |n| {
-            let mut items = Vec::with_capacity(count);
-            for i in 0..count {
-                let (mut key, v) = crate::mvcc::modlog::owned_node_item(n, i)?;
-                if p.internal && i == 0 {
-                    key = p.sep.clone();
-                }
-                items.push((key, v));
-            }
-            Ok(items)
-        })?;
-        edit.append_items(p.left, &items)?;
-        for _ in 0..count {
-            edit.node_drop(p.right, 0)?;
-        }
+    edit.append_items(p.left, &items)?;
+    for _ in 0..items.len() {
+        edit.node_drop(p.right, 0)?;
     }
     if p.internal {
         let (_, v) = edit.node_remove(p.right, 0)?;
@@ -690,9 +603,6 @@ fn shift_to_right(edit: &mut Edit<'_>, p: &Siblings) -> Result<()> {
     let new_sep = edit.peek(p.left, |n| Ok(n.key(at).to_vec()))?;
     if !p.fits_parent(&new_sep) {
         return Ok(());
-    }
-    if !p.internal && edit.shift_unlogged(p.left, p.right, Shift::Right(at))? {
-        return set_separator(edit, p.parent, p.left_idx + 1, &new_sep);
     }
     if p.internal {
         // Right's first child is bounded by the old separator once it is not first.

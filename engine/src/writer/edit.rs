@@ -35,15 +35,6 @@ pub(crate) enum Need {
     Shrink,
 }
 
-/// Which items [`Edit::shift_unlogged`] moves.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Shift {
-    /// The first `n` items, to the end of the left sibling.
-    Left(usize),
-    /// Items from `n` on, to the front of the right sibling.
-    Right(usize),
-}
-
 /// The parts of the writer a tree change uses, borrowed from [`crate::writer::Writer`]:
 /// the dirty set, the allocator, the seq counter, the log order kept for retention and the
 /// transaction scratch. The tree code never sees the catalog or the pinned set.
@@ -348,30 +339,6 @@ impl Edit<'_> {
             })?;
         }
         Ok(())
-    }
-
-    /// Moves items between two adjacent private nodes node to node, without owned copies
-    /// (evening siblings out, as `move_tail` does for a split): `Shift::Left(count)` moves
-    /// the first `count` items of `from` to the end of `to`, `Shift::Right(at)` items `at..`
-    /// of `from` to the front of `to`. Returns `false`, changing nothing, when either node's
-    /// edits must be logged (the caller then takes the logged path).
-    pub(crate) fn shift_unlogged(&mut self, from: u64, to: u64, shift: Shift) -> Result<bool> {
-        if !(self.dirty.slot(from).unlogged() && self.dirty.slot(to).unlogged()) {
-            return Ok(false);
-        }
-        let src = Arc::clone(&self.dirty.slot(from).slot);
-        let mut src = src.write();
-        let mut from_node =
-            NodeMut::open_trusted(src.buf_mut(from)?).map_err(|e| corrupt(from, e))?;
-        self.dirty.edit_unlogged(to, |to_node| {
-            let moved = match shift {
-                Shift::Left(count) => from_node.move_head_to(count, to_node),
-                Shift::Right(at) => from_node.move_tail_to_front(at, to_node),
-            };
-            assert!(moved.is_ok(), "{shift:?} of block {from} does not fit block {to}");
-            Ok(())
-        })?;
-        Ok(true)
     }
 
     /// Appends `items` at the end of `addr` (a merge), logged as one op.

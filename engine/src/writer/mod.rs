@@ -23,7 +23,7 @@ use crate::alloc::Allocator;
 use crate::writer::retention::History;
 
 pub(crate) use dirty::{Dirty, DirtySet};
-pub(crate) use edit::{Edit, Need, Shift};
+pub(crate) use edit::{Edit, Need};
 pub(crate) use record::TxnRecord;
 pub(crate) use savepoint::Mark;
 pub(crate) use scratch::TxnScratch;
