@@ -16,7 +16,7 @@ use arbor_format::{ChildPtr, JournalRegion};
 use crate::alloc::Allocator;
 use crate::durable::superblock::Found;
 use crate::store::{NodeBuf, Store};
-use crate::tree::walk::{catalog_entries, node_of, Walk};
+use crate::tree::walk::{catalog_entries, Walk};
 use crate::writer::TreeMeta;
 use crate::{Error, Result};
 
@@ -25,20 +25,14 @@ pub(crate) fn load_catalog(s: &Store, root: ChildPtr) -> Result<BTreeMap<Vec<u8>
     let mut out = BTreeMap::new();
     let mut walk = Walk::new(s.block_count());
     walk.push(root, None, ());
-    while let Some((edge, buf)) = walk.next(|ptr| Ok(NodeBuf::Clean(s.read_block(ptr)?))) {
-        let buf = buf?;
-        let node = node_of(&buf, edge.ptr)?;
-        if node.level() > 0 {
-            for i in 0..node.len() {
-                walk.push(node.child(i), Some(node.level() - 1), ());
-            }
-            continue;
-        }
-        for entry in catalog_entries(&node, edge.ptr.address()) {
+    let read = |ptr| Ok(NodeBuf::Clean(s.read_block(ptr)?));
+    walk.each_leaf(read, |node, ptr| {
+        for entry in catalog_entries(node, ptr.address()) {
             let (name, meta) = entry?;
             out.insert(name.to_vec(), meta);
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

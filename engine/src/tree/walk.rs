@@ -112,6 +112,29 @@ impl<T> Walk<T> {
     }
 }
 
+impl Walk<()> {
+    /// Walks every node under the pushed roots, following all children, and hands each leaf
+    /// (with its pointer) to `leaf`; stops at the first error, from a read or from `leaf`.
+    pub(crate) fn each_leaf<'a>(
+        mut self,
+        mut read: impl FnMut(ChildPtr) -> Result<NodeBuf<'a>>,
+        mut leaf: impl FnMut(&Node<'_>, ChildPtr) -> Result<()>,
+    ) -> Result<()> {
+        while let Some((edge, buf)) = self.next(&mut read) {
+            let buf = buf?;
+            let node = node_of(&buf, edge.ptr)?;
+            if node.level() == 0 {
+                leaf(&node, edge.ptr)?;
+                continue;
+            }
+            for i in 0..node.len() {
+                self.push(node.child(i), Some(node.level() - 1), ());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Decodes a node [`Walk::next`] returned (already validated: only the header is re-read).
 pub(crate) fn node_of<'b>(buf: &'b NodeBuf<'_>, ptr: ChildPtr) -> Result<Node<'b>> {
     decode(buf, ptr.address())

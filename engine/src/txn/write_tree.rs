@@ -14,7 +14,7 @@ use crate::mvcc::modlog::ItemValue;
 use crate::store::Store;
 use crate::tree;
 use crate::tree::read::{self, prefix_bounds, WriterView};
-use crate::tree::walk::{node_of, Walk};
+use crate::tree::walk::Walk;
 use crate::txn::publish;
 use crate::txn::write::{
     check_undo_cap, fail_on_io, take_value, write_back_if_over, write_overflow, WriteTxn,
@@ -47,22 +47,19 @@ fn record_subtree(w: &mut Writer, s: &Store, tree: u64, root: ChildPtr, level: u
     let mut walk = Walk::new(w.alloc.block_count());
     walk.push(root, Some(level), ());
     let mut count = 0;
-    while let Some((edge, buf)) = walk.next(|ptr| w.dirty.node(s, ptr)) {
-        let buf = buf?;
-        let node = node_of(&buf, edge.ptr)?;
-        if node.level() > 0 {
-            for i in 0..node.len() {
-                walk.push(node.child(i), Some(node.level() - 1), ());
+    let (dirty, record) = (&w.dirty, &mut w.record);
+    walk.each_leaf(
+        |ptr| dirty.node(s, ptr),
+        |node, _| {
+            count += node.len() as u64;
+            if record.is_recording() {
+                for i in 0..node.len() {
+                    record.push(Op::Remove { tree, key: node.key(i) });
+                }
             }
-            continue;
-        }
-        count += node.len() as u64;
-        if w.record.is_recording() {
-            for i in 0..node.len() {
-                w.record.push(Op::Remove { tree, key: node.key(i) });
-            }
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok(count)
 }
 
