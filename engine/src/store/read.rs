@@ -189,8 +189,16 @@ impl Store {
     /// Reads block `addr` from the device into `buf` (one block), counting it.
     fn read_into(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
         self.check_in_range(addr, 1)?;
-        self.dev.read_at(self.block_offset(addr), buf).map_err(dev_error(&*self.dev, "read"))?;
-        self.counters.block_reads.fetch_add(1, Ordering::Relaxed);
+        self.read_ops(&mut [ReadOp { offset: self.block_offset(addr), buf }], 1)
+    }
+
+    /// Reads `ops` in one device batch and counts the `blocks` they hold: every device read
+    /// of the block read path goes through here.
+    fn read_ops(&self, ops: &mut [ReadOp<'_>], blocks: u64) -> Result<()> {
+        if !ops.is_empty() {
+            self.dev.read_batch(ops).map_err(dev_error(&*self.dev, "read"))?;
+        }
+        self.counters.block_reads.fetch_add(blocks, Ordering::Relaxed);
         Ok(())
     }
 
@@ -228,9 +236,8 @@ impl Store {
             .iter_mut()
             .map(|(i, t)| ReadOp { offset: self.block_offset(ptrs[*i].address()), buf: t.bytes() })
             .collect();
-        self.dev.read_batch(&mut ops).map_err(dev_error(&*self.dev, "read"))?;
+        self.read_ops(&mut ops, missing.len() as u64)?;
         drop(ops);
-        self.counters.block_reads.fetch_add(missing.len() as u64, Ordering::Relaxed);
         for (i, mut target) in targets {
             verify_read(target.bytes(), ptrs[i])?;
             out[i] = Some(match target {
@@ -278,12 +285,8 @@ impl Store {
             .zip(bufs.iter_mut())
             .map(|(&(addr, _), buf)| ReadOp { offset: self.block_offset(addr), buf })
             .collect();
-        if !ops.is_empty() {
-            self.dev.read_batch(&mut ops).map_err(dev_error(&*self.dev, "read"))?;
-        }
+        self.read_ops(&mut ops, extents.iter().map(|&(_, n)| n).sum())?;
         drop(ops);
-        let blocks: u64 = extents.iter().map(|&(_, n)| n).sum();
-        self.counters.block_reads.fetch_add(blocks, Ordering::Relaxed);
         Ok(bufs)
     }
 
