@@ -26,7 +26,6 @@ use arbor_format::node::LeafValue;
 use arbor_format::{ChildPtr, OverflowRef};
 
 use crate::codec::KeyRange;
-use crate::io::AlignedBuf;
 use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::table::Lookup;
 use crate::mvcc::{ActiveGuard, RootRecord, SnapState};
@@ -172,10 +171,13 @@ impl Snapshot {
         match read::lookup(&op, self.inner.root.catalog, name.as_bytes())? {
             Some(ItemValue::Inline(bytes)) => {
                 let meta = catalog::decode(&bytes, self.inner.root.catalog.address())?;
-                let root = op.node(meta.root)?.into_image(shared.store.align);
-                let len = root.len();
-                let held = Held(Arc::new(Guard::in_image(Arc::clone(&root.0), 0..len)));
-                Ok(Some(Tree { snap: self.clone(), meta, root, held }))
+                // A copy: a tree holds no pin (it may outlive the store's last handle).
+                let image = self.inner.node_in_op(&shared, meta.root)?;
+                let image = image.into_image(shared.store.align);
+                let len = image.len();
+                let root = Held(Arc::new(Guard::in_image(image, 0..len)));
+                drop(op);
+                Ok(Some(Tree { snap: self.clone(), meta, root }))
             }
             Some(_) => Err(Error::corrupt(self.inner.root.catalog.address(), "bad catalog entry")),
             None => Ok(None),
@@ -201,11 +203,9 @@ pub struct Tree {
     snap: Snapshot,
     meta: TreeMeta,
     /// The root node's image as of the snapshot (immutable, like every image a snapshot
-    /// reads): lookups start from it without a cache lookup, and the hottest block is not
-    /// a line every reader thread writes (its cache lock and refcount).
-    root: Image,
-    /// The same image as ranges hold it (they start from it too).
-    held: Held,
+    /// reads): lookups and ranges start from it without a pool lookup, and the hottest
+    /// block is not a line every reader thread writes (its pin).
+    root: Held,
 }
 
 impl fmt::Debug for Tree {
@@ -264,7 +264,7 @@ impl Tree {
             };
             let block = match buf {
                 OpImage::Fetched(block) => Detached::new(block),
-                OpImage::Held(image) => Detached::Image(Arc::clone(&image.0)),
+                OpImage::Held(root) => return Ok(Some(Guard::within(&root.0, at))),
             };
             (block, at)
         };
@@ -341,7 +341,7 @@ impl Tree {
     fn range_owned(&self, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<Range> {
         self.snap.inner.shared()?;
         let mut src = self.snap.source();
-        src.root = Some((self.meta.root, self.held.clone()));
+        src.root = Some((self.meta.root, self.root.clone()));
         let inner = read::Range::new(src, self.meta.root, start, end);
         Ok(Range { inner })
     }
@@ -409,23 +409,14 @@ struct OpSource<'a> {
     shared: &'a Shared,
     _op: ActiveGuard<'a>,
     /// A block image the caller holds (a tree's root), lent instead of fetched.
-    held: Option<(ChildPtr, &'a Image)>,
+    held: Option<(ChildPtr, &'a Held)>,
 }
 
 /// A block image for one lookup: fetched (pinned in the pool, or an image), or lent by the
 /// caller for the lookup's length.
 enum OpImage<'a> {
     Fetched(Block<'a>),
-    Held(&'a Image),
-}
-
-impl OpImage<'_> {
-    fn into_image(self, align: usize) -> Image {
-        match self {
-            OpImage::Fetched(block) => Image(block.into_image(align)),
-            OpImage::Held(image) => image.clone(),
-        }
-    }
+    Held(&'a Held),
 }
 
 impl std::ops::Deref for OpImage<'_> {
@@ -433,19 +424,8 @@ impl std::ops::Deref for OpImage<'_> {
     fn deref(&self) -> &[u8] {
         match self {
             OpImage::Fetched(image) => image,
-            OpImage::Held(image) => image,
+            OpImage::Held(root) => root,
         }
-    }
-}
-
-/// An immutable block image a snapshot reads (owned, so snapshot ranges are `Send`).
-#[derive(Clone)]
-pub(crate) struct Image(Arc<AlignedBuf>);
-
-impl std::ops::Deref for Image {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
     }
 }
 
