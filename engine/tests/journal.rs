@@ -379,33 +379,43 @@ fn the_background_thread_checkpoints_and_flushes_eventual_records() {
     assert_eq!(tx.tree("t").unwrap().get(b"k").unwrap(), Some(b"v".to_vec()));
 }
 
-/// A version 1 store (before the journal) is refused with an error naming its version, never
-/// misread (design.md §11.1).
+/// Stores of older layouts — version 1 (before the journal) and version 2 (node slots
+/// without key hints) — are refused with an error naming their version, never misread
+/// (design.md §11.1, §12.4).
 #[test]
-fn a_version_1_store_is_refused_by_version() {
+fn older_stores_are_refused_by_version() {
+    use arbor_format::constants::FORMAT_VERSION;
     use arbor_format::superblock::{slot_offset, Superblock};
-    let dev = SimDevice::new(8 << 20, 4096, 41);
-    drop(Db::create_on(Box::new(dev.clone()), opts()).unwrap());
-    let image = dev.crash();
-    for slot in 0..4u8 {
-        let mut buf = AlignedBuf::zeroed(4096, 4096);
-        image.read_at(slot_offset(slot), &mut buf).unwrap();
-        let Ok(mut sb) = Superblock::decode_slot(&buf, slot) else { continue };
-        // What version 1 wrote: no journal fields (they were reserved, zero).
-        sb.set_version(1);
-        sb.set_replay_lsn(0);
-        sb.set_checkpoint_seq(0);
-        let bytes = bytemuck::bytes_of_mut(&mut sb);
-        bytes[184..200].fill(0);
-        sb.seal(slot);
-        buf[..4096].copy_from_slice(sb.encode());
-        image.write_at(slot_offset(slot), &buf).unwrap();
-    }
-    match Db::open_on(Box::new(image), opts()) {
-        Err(e @ Error::UnsupportedVersion { found: 1, supported: 2 }) => {
-            assert!(e.to_string().contains("version 1"), "{e}");
+    assert_eq!(FORMAT_VERSION, 3);
+    for version in [1u16, 2] {
+        let dev = SimDevice::new(8 << 20, 4096, 41);
+        drop(Db::create_on(Box::new(dev.clone()), opts()).unwrap());
+        let image = dev.crash();
+        for slot in 0..4u8 {
+            let mut buf = AlignedBuf::zeroed(4096, 4096);
+            image.read_at(slot_offset(slot), &mut buf).unwrap();
+            let Ok(mut sb) = Superblock::decode_slot(&buf, slot) else { continue };
+            sb.set_version(version);
+            if version == 1 {
+                // What version 1 wrote: no journal fields (they were reserved, zero).
+                sb.set_replay_lsn(0);
+                sb.set_checkpoint_seq(0);
+                let bytes = bytemuck::bytes_of_mut(&mut sb);
+                bytes[184..200].fill(0);
+            }
+            sb.seal(slot);
+            buf[..4096].copy_from_slice(sb.encode());
+            image.write_at(slot_offset(slot), &buf).unwrap();
         }
-        other => panic!("expected UnsupportedVersion, got {:?}", other.map(|_| ())),
+        match Db::open_on(Box::new(image), opts()) {
+            Err(e @ Error::UnsupportedVersion { found, supported: 3 }) if found == version => {
+                assert!(e.to_string().contains(&format!("version {version}")), "{e}");
+            }
+            other => panic!(
+                "version {version}: expected UnsupportedVersion, got {:?}",
+                other.map(|_| ())
+            ),
+        }
     }
 }
 

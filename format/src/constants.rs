@@ -49,7 +49,13 @@ pub const VALUE_BYTES_MAX: u64 = u32::MAX as u64;
 /// The layout version written by this crate. A block or superblock with a newer version is
 /// refused with a distinguishable error (`FormatErrorKind::UnsupportedVersion`); the engine
 /// refuses an older one with an error naming it (design.md §11.1).
-pub const FORMAT_VERSION: u16 = FORMAT_VERSION_JOURNAL;
+pub const FORMAT_VERSION: u16 = FORMAT_VERSION_HINTS;
+
+/// The layout version whose node slots carry each key's order hint (`node::key_hint`) and
+/// store the key's offset from the block's end in 16 bits (design.md §12.4). Node blocks of
+/// older versions are laid out differently, so the engine opens only stores of this
+/// version.
+pub const FORMAT_VERSION_HINTS: u16 = 3;
 
 /// The layout version that adds the commit journal (design.md §11): the superblock's journal
 /// fields and `Journal` blocks. From this version on every superblock records a journal
@@ -243,7 +249,7 @@ const _: () = assert!(
 const _: () = assert!(
     JOURNAL_RECORD_HEADER_BYTES + JOURNAL_OP_PUT_BYTES < journal_payload_bytes(BLOCK_BYTES_MIN)
 );
-const _: () = assert!(FORMAT_VERSION_JOURNAL > 1 && FORMAT_VERSION_JOURNAL <= FORMAT_VERSION + 1);
+const _: () = assert!(FORMAT_VERSION_JOURNAL > 1 && FORMAT_VERSION_JOURNAL < FORMAT_VERSION_HINTS);
 const _: () =
     assert!(TREE_ID_CATALOG < TREE_ID_FIRST_USER && TREE_ID_ALLOCATOR < TREE_ID_FIRST_USER);
 

@@ -3,11 +3,16 @@
 //!
 //! ```text
 //! | header 64 | slot 0 | slot 1 | ... | slot n-1 | free ... | heap (grows down) ... | end
-//! Slot (12): offset u32 | key_len u16 | flags u8 | 0 u8 | val_len u32
+//! Slot (12): back u16 | key_len u16 | val_len u16 | flags u8 | 0 u8 | hint [u8; 4]
 //!            (flags bit 0: the value is an OverflowRef)
 //! ```
 //!
-//! Item *i*'s key bytes are at `offset .. offset+key_len`, its value bytes follow immediately.
+//! Item *i*'s key bytes start `back` bytes before the block's end (`offset = block bytes −
+//! back`, which fits 16 bits for every block size) and run for `key_len`; its value bytes
+//! follow immediately. `hint` is the key's first four bytes, zero-padded (since format
+//! version 3): compared as a big-endian integer, two different hints order like their keys,
+//! so a binary search reads the slot array and touches a key's bytes only where the hints
+//! are equal.
 //! Keys are strictly increasing (unsigned bytes, a prefix sorts first). Leaf values are inline
 //! bytes or a 32-byte `OverflowRef`. Internal values are 24-byte `ChildPtr`s; item *i*'s key is
 //! the lower bound of child *i*, and item 0's key is empty (minus infinity).
@@ -17,68 +22,127 @@
 //! compaction reclaims, so `free_bytes()` (all reclaimable space) can exceed the gap.
 
 use crate::constants::{
-    check_block_len, key_bytes_max, overflow_block_count, value_inline_bytes_max, CHILD_PTR_BYTES,
-    HEADER_BYTES, OVERFLOW_REF_BYTES, SLOT_BYTES, SLOT_FLAG_OVERFLOW, TREE_DEPTH_MAX,
-    VALUE_BYTES_MAX,
+    check_block_len, key_bytes_max, overflow_block_count, value_inline_bytes_max, BLOCK_BYTES_MAX,
+    CHILD_PTR_BYTES, HEADER_BYTES, OVERFLOW_REF_BYTES, SLOT_BYTES, SLOT_FLAG_OVERFLOW,
+    TREE_DEPTH_MAX, VALUE_BYTES_MAX,
 };
 use crate::error::FormatError;
 use crate::header::{parse_header, BlockHeader, BlockKind};
-use crate::le::{U16Le, U32Le};
+use crate::le::U16Le;
 use crate::ptr::{ChildPtr, OverflowRef};
 use bytemuck::{Pod, Zeroable};
 use core::cmp::Ordering;
 use core::ops::Range;
 
-/// One entry of the slot array.
+/// One entry of the slot array as stored (see the module comment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
 #[repr(C)]
-pub struct Slot {
-    /// Offset of the key bytes in the block.
-    pub offset: U32Le,
+pub struct SlotBytes {
+    /// Block bytes minus the offset of the key bytes.
+    pub back: U16Le,
     /// Key length.
     pub key_len: U16Le,
+    /// Value length (24 for internal items, 32 for overflow references).
+    pub val_len: U16Le,
     /// Bit 0 (`SLOT_FLAG_OVERFLOW`): the value is an `OverflowRef`.
     pub flags: u8,
     /// Zero.
     pub pad: u8,
-    /// Value length (24 for internal items, 32 for overflow references).
-    pub val_len: U32Le,
+    /// The key's first four bytes, zero-padded ([`key_hint`], big-endian).
+    pub hint: [u8; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_BYTES);
-const _: () = assert!(core::mem::align_of::<Slot>() == 1);
+const _: () = assert!(core::mem::size_of::<SlotBytes>() == SLOT_BYTES);
+const _: () = assert!(core::mem::align_of::<SlotBytes>() == 1);
+/// Every offset and length a slot stores fits its 16 bits.
+const _: () = assert!(BLOCK_BYTES_MAX as usize - 1 <= u16::MAX as usize);
+
+/// The order hint of a key: its first four bytes, zero-padded, as a big-endian integer.
+/// If `key_hint(a) < key_hint(b)` then `a < b` (the bytes differ at a position both keys
+/// have, or `a` ends there and is a prefix of `b`); equal hints decide nothing.
+#[inline]
+pub fn key_hint(key: &[u8]) -> u32 {
+    match key.first_chunk::<4>() {
+        Some(head) => u32::from_be_bytes(*head),
+        None => {
+            let mut head = [0u8; 4];
+            for (to, from) in head.iter_mut().zip(key) {
+                *to = *from;
+            }
+            u32::from_be_bytes(head)
+        }
+    }
+}
+
+/// One entry of the slot array, decoded (offsets in bytes from the block start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// Offset of the key bytes in the block.
+    pub start: usize,
+    /// Key length.
+    pub key_len: usize,
+    /// Value length.
+    pub val_len: usize,
+    /// Bit 0 (`SLOT_FLAG_OVERFLOW`): the value is an `OverflowRef`.
+    pub flags: u8,
+    /// Zero in a valid slot.
+    pub pad: u8,
+    /// The key's order hint ([`key_hint`]).
+    pub hint: u32,
+}
 
 impl Slot {
-    pub(crate) fn new(offset: usize, key_len: usize, flags: u8, val_len: usize) -> Self {
+    /// The slot of an item whose key starts at `start`.
+    pub(crate) fn new(start: usize, key: &[u8], flags: u8, val_len: usize) -> Self {
+        Self { start, key_len: key.len(), val_len, flags, pad: 0, hint: key_hint(key) }
+    }
+    /// The slot as stored in a block of `block_len` bytes; panics if a field does not fit
+    /// (the node's own bounds keep them inside the block).
+    pub(crate) fn encode(&self, block_len: usize) -> SlotBytes {
+        let back = block_len.wrapping_sub(self.start);
+        let max = usize::from(u16::MAX);
+        assert!(
+            self.start <= block_len && back <= max && self.key_len <= max && self.val_len <= max,
+            "slot {self:?} does not fit a {block_len}-byte block"
+        );
+        SlotBytes {
+            back: U16Le::new(back as u16),
+            key_len: U16Le::new(self.key_len as u16),
+            val_len: U16Le::new(self.val_len as u16),
+            flags: self.flags,
+            pad: self.pad,
+            hint: self.hint.to_be_bytes(),
+        }
+    }
+    fn decode(raw: &SlotBytes, block_len: usize) -> Self {
         Self {
-            offset: U32Le::new(offset as u32),
-            key_len: U16Le::new(key_len as u16),
-            flags,
-            pad: 0,
-            val_len: U32Le::new(val_len as u32),
+            start: block_len.saturating_sub(usize::from(raw.back.get())),
+            key_len: usize::from(raw.key_len.get()),
+            val_len: usize::from(raw.val_len.get()),
+            flags: raw.flags,
+            pad: raw.pad,
+            hint: u32::from_be_bytes(raw.hint),
         }
     }
     /// Bytes of key plus value.
     pub fn kv_len(&self) -> usize {
-        usize::from(self.key_len.get()) + self.val_len.get() as usize
+        self.key_len + self.val_len
     }
     pub(crate) fn start(&self) -> usize {
-        self.offset.get() as usize
+        self.start
     }
     pub(crate) fn key_range(&self) -> Range<usize> {
-        let start = self.start();
-        start..start.saturating_add(usize::from(self.key_len.get()))
+        self.start..self.start.saturating_add(self.key_len)
     }
     pub(crate) fn val_range(&self) -> Range<usize> {
         let start = self.key_range().end;
-        start..start.saturating_add(self.val_len.get() as usize)
+        start..start.saturating_add(self.val_len)
     }
     pub(crate) fn kv_range(&self) -> Range<usize> {
         self.start()..self.val_range().end
     }
 }
 
-/// Byte offset of slot `index`.
 pub(crate) const fn slot_offset(index: usize) -> usize {
     HEADER_BYTES + index * SLOT_BYTES
 }
@@ -86,9 +150,18 @@ pub(crate) const fn slot_offset(index: usize) -> usize {
 /// Slot `index` of `buf`, or an all-zero slot if it lies outside the buffer.
 pub(crate) fn read_slot(buf: &[u8], index: usize) -> Slot {
     let at = slot_offset(index);
-    buf.get(at..at + SLOT_BYTES)
+    let raw = buf
+        .get(at..at + SLOT_BYTES)
         .and_then(|bytes| bytemuck::try_pod_read_unaligned(bytes).ok())
-        .unwrap_or_else(Slot::zeroed)
+        .unwrap_or_else(SlotBytes::zeroed);
+    Slot::decode(&raw, buf.len())
+}
+
+/// The order hint of slot `index` alone (0 if it lies outside the buffer).
+#[inline]
+fn read_hint(buf: &[u8], index: usize) -> u32 {
+    let at = slot_offset(index) + core::mem::offset_of!(SlotBytes, hint);
+    buf.get(at..at + 4).and_then(|b| b.first_chunk::<4>()).map_or(0, |b| u32::from_be_bytes(*b))
 }
 
 /// A leaf value as stored.
@@ -271,11 +344,18 @@ impl<'a> Node<'a> {
 
     /// Binary search in unsigned-byte order: `Ok(index)` of an equal key, or `Err(index)`
     /// where it would be inserted.
+    /// The slots' hints decide most comparisons; a key's bytes are read only where its
+    /// hint equals the sought key's.
     pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        let hint = key_hint(key);
         let (mut low, mut high) = (0, self.count);
         while low < high {
             let mid = low + (high - low) / 2;
-            match compare_keys(self.key(mid), key) {
+            let order = match read_hint(self.buf, mid).cmp(&hint) {
+                Ordering::Equal => compare_keys(self.key(mid), key),
+                order => order,
+            };
+            match order {
                 Ordering::Less => low = mid + 1,
                 Ordering::Greater => high = mid,
                 Ordering::Equal => return Ok(mid),
@@ -400,7 +480,7 @@ fn check_item(
     let slot = read_slot(node.buf, index);
     let corrupt =
         |reason: String| Err(FormatError::corrupt(format!("node item {index}: {reason}")));
-    let (key_len, val_len) = (usize::from(slot.key_len.get()), slot.val_len.get() as usize);
+    let (key_len, val_len) = (slot.key_len, slot.val_len);
     let range = slot.kv_range();
     if range.start < heap_start || range.end > node.buf.len() {
         return corrupt(format!(
@@ -413,6 +493,9 @@ fn check_item(
     }
     if slot.pad != 0 {
         return corrupt(format!("slot padding {} is not zero", slot.pad));
+    }
+    if slot.hint != key_hint(node.key(index)) {
+        return corrupt(format!("slot hint {:#010x} does not match its key", slot.hint));
     }
     if node.kind == BlockKind::Internal {
         check_internal_item(node, index, &slot, check)?;
@@ -443,10 +526,10 @@ fn check_internal_item(
     if slot.flags != 0 {
         return corrupt(format!("internal slot flags {:#x}", slot.flags));
     }
-    if slot.val_len.get() as usize != CHILD_PTR_BYTES {
-        return corrupt(format!("internal value of {} bytes, need 24", slot.val_len.get()));
+    if slot.val_len != CHILD_PTR_BYTES {
+        return corrupt(format!("internal value of {} bytes, need 24", slot.val_len));
     }
-    if index == 0 && slot.key_len.get() != 0 && check == Check::Strict {
+    if index == 0 && slot.key_len != 0 && check == Check::Strict {
         return corrupt("first key of an internal node is not empty".into());
     }
     let child = node.child(index);
@@ -502,11 +585,60 @@ mod tests {
 
     #[test]
     fn slot_offsets() {
-        assert_eq!(offset_of!(Slot, offset), 0);
-        assert_eq!(offset_of!(Slot, key_len), 4);
-        assert_eq!(offset_of!(Slot, flags), 6);
-        assert_eq!(offset_of!(Slot, pad), 7);
-        assert_eq!(offset_of!(Slot, val_len), 8);
+        assert_eq!(offset_of!(SlotBytes, back), 0);
+        assert_eq!(offset_of!(SlotBytes, key_len), 2);
+        assert_eq!(offset_of!(SlotBytes, val_len), 4);
+        assert_eq!(offset_of!(SlotBytes, flags), 6);
+        assert_eq!(offset_of!(SlotBytes, pad), 7);
+        assert_eq!(offset_of!(SlotBytes, hint), 8);
+    }
+
+    #[test]
+    fn hints_order_like_keys() {
+        let keys: [&[u8]; 12] = [
+            b"",
+            b"\0",
+            b"\0\0\0\0",
+            b"\0\0\0\0\x01",
+            b"\x01",
+            b"a",
+            b"a\0",
+            b"ab",
+            b"abc",
+            b"abcd",
+            b"abcdz",
+            b"b",
+        ];
+        for a in keys {
+            for b in keys {
+                if key_hint(a) != key_hint(b) {
+                    assert_eq!(key_hint(a).cmp(&key_hint(b)), a.cmp(b), "{a:?} vs {b:?}");
+                }
+            }
+        }
+        assert_eq!(key_hint(b"ab"), 0x6162_0000);
+    }
+
+    #[test]
+    fn a_hint_that_does_not_match_its_key_is_corrupt() {
+        use crate::node_mut::NodeMut;
+        let mut buf = vec![0u8; 4096];
+        let mut node = NodeMut::init(&mut buf, BlockKind::Leaf, 0, 70, 1, 16);
+        for key in [&b"apple"[..], b"b", b"cherry"] {
+            let at = node.as_node().search(key).unwrap_err();
+            node.insert(at, key, ValueRef::Inline(b"v")).unwrap();
+        }
+        let node = Node::decode(&buf).unwrap();
+        assert_eq!(node.slot(0).hint, key_hint(b"apple"));
+        assert_eq!(node.slot(1).hint, 0x6200_0000);
+        assert_eq!(node.search(b"b"), Ok(1));
+        assert_eq!(node.search(b"a"), Err(0));
+        assert_eq!(node.search(b"c"), Err(2));
+        // A hint of "c" on "b" would order the keys wrongly for the search.
+        let hint_at = slot_offset(1) + core::mem::offset_of!(SlotBytes, hint);
+        buf[hint_at] = b'c';
+        let err = Node::decode(&buf).unwrap_err();
+        assert!(err.to_string().contains("hint"), "{err}");
     }
 
     #[test]

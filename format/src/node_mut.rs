@@ -162,7 +162,7 @@ impl<'a> NodeMut<'a> {
         self.write(heap, key);
         self.write(heap + key.len(), value.bytes());
         self.buf.copy_within(slot_offset(index)..slot_offset(count), slot_offset(index + 1));
-        let slot = Slot::new(heap, key.len(), value.slot_flags(), value.len());
+        let slot = Slot::new(heap, key, value.slot_flags(), value.len());
         self.write_slot(index, &slot);
         self.set_len(count + 1);
         self.set_heap_start(heap);
@@ -194,13 +194,12 @@ impl<'a> NodeMut<'a> {
     pub fn replace_value(&mut self, index: usize, value: ValueRef<'_>) -> Result<(), NodeFull> {
         let slot = self.slot(index);
         self.check_value_kind(&value);
-        let old_len = slot.val_len.get() as usize;
+        let old_len = slot.val_len;
         if value.len() <= old_len {
             let start = slot.val_range().start;
             self.write(start, value.bytes());
             self.zero(start + value.len()..start + old_len);
-            let key_len = usize::from(slot.key_len.get());
-            let new_slot = Slot::new(slot.start(), key_len, value.slot_flags(), value.len());
+            let new_slot = Slot { flags: value.slot_flags(), val_len: value.len(), ..slot };
             self.write_slot(index, &new_slot);
             return Ok(());
         }
@@ -210,7 +209,7 @@ impl<'a> NodeMut<'a> {
         }
         let mut kv = self.as_node().key(index).to_vec();
         kv.extend_from_slice(value.bytes());
-        self.place(index, &kv, usize::from(slot.key_len.get()), value.slot_flags());
+        self.place(index, &kv, slot.key_len, value.slot_flags());
         Ok(())
     }
 
@@ -220,14 +219,13 @@ impl<'a> NodeMut<'a> {
         assert!(key.len() <= key_bytes_max(self.buf.len() as u32), "key of {} bytes", key.len());
         debug_assert!(index == 0 || self.as_node().key(index - 1) < key, "set_key breaks order");
         debug_assert!(index + 1 >= self.len() || key < self.as_node().key(index + 1));
-        let old_key_len = usize::from(slot.key_len.get());
-        let val_len = slot.val_len.get() as usize;
+        let (old_key_len, val_len) = (slot.key_len, slot.val_len);
         if key.len() <= old_key_len {
             let start = slot.start();
             self.buf.copy_within(slot.val_range(), start + key.len());
             self.write(start, key);
             self.zero(start + key.len() + val_len..slot.kv_range().end);
-            self.write_slot(index, &Slot::new(start, key.len(), slot.flags, val_len));
+            self.write_slot(index, &Slot::new(start, key, slot.flags, val_len));
             return Ok(());
         }
         if key.len() - old_key_len > self.free_bytes() {
@@ -256,11 +254,7 @@ impl<'a> NodeMut<'a> {
             let kv = snapshot.get(slot.kv_range()).unwrap_or(&[]);
             heap -= kv.len();
             self.write(heap, kv);
-            let key_len = usize::from(slot.key_len.get());
-            self.write_slot(
-                index,
-                &Slot::new(heap, key_len, slot.flags, slot.val_len.get() as usize),
-            );
+            self.write_slot(index, &Slot { start: heap, ..slot });
         }
         self.zero(slot_offset(count)..heap);
         self.set_heap_start(heap);
@@ -376,13 +370,14 @@ impl<'a> NodeMut<'a> {
     fn place(&mut self, index: usize, kv: &[u8], key_len: usize, flags: u8) {
         self.free_item(index);
         let len = self.buf.len();
-        self.write_slot(index, &Slot::new(len, 0, 0, 0));
+        self.write_slot(index, &Slot::new(len, &[], 0, 0));
         if kv.len() > self.as_node().gap_bytes() {
             self.compact();
         }
         let heap = self.heap_start() - kv.len();
         self.write(heap, kv);
-        self.write_slot(index, &Slot::new(heap, key_len, flags, kv.len() - key_len));
+        let key = kv.get(..key_len).unwrap_or(&[]);
+        self.write_slot(index, &Slot::new(heap, key, flags, kv.len() - key_len));
         self.set_heap_start(heap);
     }
 
@@ -420,9 +415,10 @@ impl<'a> NodeMut<'a> {
         // reclaiming the heap bottom (`free_item`) can never leave it below `heap_start`.
         let mut slot = *slot;
         if slot.kv_len() == 0 {
-            slot.offset = U32Le::new(self.buf.len() as u32);
+            slot.start = self.buf.len();
         }
-        self.write(slot_offset(index), bytemuck::bytes_of(&slot));
+        let raw = slot.encode(self.buf.len());
+        self.write(slot_offset(index), bytemuck::bytes_of(&raw));
     }
 
     fn header(&self) -> BlockHeader {

@@ -102,9 +102,9 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
             write_field(&mut buf, at, width, value);
         }
         4 => {
-            // Slot fields (or list entries): offset, key_len, flags, pad, val_len.
+            // Slot fields (or list entries): back, key_len, val_len, flags, pad, hint.
             let slot = rng.index(8);
-            let (field, width) = [(0, 4), (4, 2), (6, 1), (7, 1), (8, 4)][rng.index(5)];
+            let (field, width) = [(0, 2), (2, 2), (4, 2), (6, 1), (7, 1), (8, 4)][rng.index(6)];
             let value = boundary(rng, buf.len());
             write_field(&mut buf, 64 + slot * 12 + field, width, value);
         }

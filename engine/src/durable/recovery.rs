@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use arbor_format::constants::{FORMAT_VERSION, FORMAT_VERSION_JOURNAL};
+use arbor_format::constants::FORMAT_VERSION;
 use arbor_format::superblock::Superblock;
 use arbor_format::{ChildPtr, JournalRegion};
 
@@ -54,7 +54,8 @@ pub(crate) fn recover(s: &Store, found: Found) -> Result<Opened> {
         .copies
         .first()
         .ok_or_else(|| Error::NotAnArborStore { target: crate::io::target_name(&*s.dev) })?;
-    if sb.version() < FORMAT_VERSION_JOURNAL {
+    // Older stores lay their nodes out differently (design.md §11.1, §12.4).
+    if sb.version() < FORMAT_VERSION {
         return Err(Error::UnsupportedVersion { found: sb.version(), supported: FORMAT_VERSION });
     }
     if sb.block_bytes() != s.block_bytes {
