@@ -262,6 +262,13 @@ impl<'a> Node<'a> {
         Ok(Self::unchecked(buf, kind, count))
     }
 
+    /// The view `decode` or `decode_trusted` returned for `buf` before, rebuilt from its
+    /// kind and item count without re-reading the header (a cursor stepping through a leaf
+    /// it holds). The accessors stay in bounds whatever the bytes.
+    pub fn assume(buf: &'a [u8], kind: BlockKind, count: usize) -> Self {
+        Self::unchecked(buf, kind, count)
+    }
+
     /// A view without validation, for buffers this crate's `NodeMut` maintains.
     pub(crate) fn unchecked(buf: &'a [u8], kind: BlockKind, count: usize) -> Self {
         Self { buf, kind, count }

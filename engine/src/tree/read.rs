@@ -62,8 +62,14 @@ enum ItemBytes<B> {
     Overflow(OverflowRef),
 }
 
-/// A leaf item as a range finds it: its key and its value.
-type Item<B> = (B, ItemBytes<B>);
+/// What a range does with the item its cursor reached.
+enum Step<B> {
+    Yield(B, ItemBytes<B>),
+    /// An excluded bound: go on to the next item.
+    Skip,
+    /// Past the range's end (or where the other end already was).
+    End,
+}
 
 /// Checks that a node fetched through a parent has the expected shape.
 pub(crate) fn check_child(node: &Node<'_>, addr: u64, expect_level: Option<u8>) -> Result<()> {
@@ -161,6 +167,29 @@ pub(crate) fn get<S: NodeSource + ?Sized>(
 /// A position: the node images from the root to a leaf and the index taken in each.
 struct Cursor<B> {
     path: Vec<(B, u64, usize)>,
+    /// Items in the leaf at the end of `path` (read once, when the cursor reaches it).
+    leaf_len: usize,
+}
+
+impl<B: std::ops::Deref<Target = [u8]>> Cursor<B> {
+    /// The leaf the cursor is on, and the cursor's index in it.
+    fn leaf(&self) -> Option<(Node<'_>, usize)> {
+        let (buf, _, idx) = self.path.last()?;
+        Some((Node::assume(buf, BlockKind::Leaf, self.leaf_len), *idx))
+    }
+}
+
+/// The last key a cursor moving in `dir` took from its leaf (yielded, or skipped as an
+/// excluded bound): a forward cursor points one past it, a backward cursor at it. A range
+/// ends where its two ends meet, so each end stops before the other's last key — read in
+/// place from the other cursor's leaf, never copied per item.
+fn passed<B: std::ops::Deref<Target = [u8]>>(cur: Option<&Cursor<B>>, dir: Dir) -> Option<&[u8]> {
+    let (node, idx) = cur?.leaf()?;
+    let at = match dir {
+        Dir::Forward => idx.checked_sub(1)?,
+        Dir::Backward => idx,
+    };
+    (at < node.len()).then(|| node.key(at))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -177,8 +206,6 @@ pub(crate) struct Range<S: RangeSource> {
     end: Bound<Vec<u8>>,
     front: Option<Cursor<S::Buf>>,
     back: Option<Cursor<S::Buf>>,
-    last_front: Option<S::Bytes>,
-    last_back: Option<S::Bytes>,
     done: bool,
 }
 
@@ -189,17 +216,7 @@ impl<S: RangeSource> Range<S> {
         start: Bound<Vec<u8>>,
         end: Bound<Vec<u8>>,
     ) -> Range<S> {
-        Range {
-            src,
-            root,
-            start,
-            end,
-            front: None,
-            back: None,
-            last_front: None,
-            last_back: None,
-            done: false,
-        }
+        Range { src, root, start, end, front: None, back: None, done: false }
     }
 
     /// Descends from the root to the leaf that holds `target` (or the first/last leaf).
@@ -225,7 +242,7 @@ impl<S: RangeSource> Range<S> {
                 debug_assert!(idx <= len, "leaf cursor {idx} past {len} items");
                 path.push((buf, ptr.address(), idx));
                 debug_assert!(path.len() <= usize::from(TREE_DEPTH_MAX) + 1, "seek too deep");
-                return Ok(Cursor { path });
+                return Ok(Cursor { path, leaf_len: len });
             }
             if len == 0 {
                 return Err(Error::corrupt(ptr.address(), "empty internal node"));
@@ -243,96 +260,80 @@ impl<S: RangeSource> Range<S> {
         }
     }
 
-    /// Moves a cursor to the next (forward) or previous (backward) leaf when its leaf is
-    /// exhausted. Returns false at the end of the tree.
-    fn step_leaf(&self, cur: &mut Cursor<S::Buf>, dir: Dir) -> Result<bool> {
-        // Pop exhausted levels.
-        cur.path.pop();
-        loop {
-            let Some((buf, addr, idx)) = cur.path.last_mut() else { return Ok(false) };
-            let node = decode(buf, *addr)?;
-            let next = match dir {
-                Dir::Forward if *idx + 1 < node.len() => Some(*idx + 1),
-                Dir::Backward if *idx > 0 => Some(*idx - 1),
-                _ => None,
-            };
-            match next {
-                Some(n) => {
-                    *idx = n;
-                    break;
-                }
-                None => {
-                    cur.path.pop();
-                }
-            }
-        }
-        // Descend to the extreme leaf of the new subtree.
-        loop {
-            let (buf, addr, idx) = cur.path.last().expect("a cursor path keeps its root");
-            let node = decode(buf, *addr)?;
-            if node.level() == 0 {
-                return Ok(true);
-            }
-            let child = node.child(*idx);
-            let expect = node.level() - 1;
-            let cbuf = self.src.node(child)?;
-            let cnode = decode(&cbuf, child.address())?;
-            check_child(&cnode, child.address(), Some(expect))?;
-            let cidx = match dir {
-                Dir::Forward => 0,
-                Dir::Backward if cnode.level() == 0 => cnode.len(),
-                Dir::Backward => cnode.len().saturating_sub(1),
-            };
-            cur.path.push((cbuf, child.address(), cidx));
-        }
-    }
-
-    fn next_item(&mut self, dir: Dir) -> Result<Option<Item<S::Bytes>>> {
-        let mut cur = match dir {
-            Dir::Forward => self.front.take(),
-            Dir::Backward => self.back.take(),
+    /// Moves the cursor for `dir` to its next item and returns the item's index in the
+    /// cursor's leaf (`None` at the end of the tree).
+    fn next_item(&mut self, dir: Dir) -> Result<Option<usize>> {
+        let sought = match dir {
+            Dir::Forward => self.front.is_none(),
+            Dir::Backward => self.back.is_none(),
         };
-        if cur.is_none() {
+        if sought {
             let target = match (dir, &self.start, &self.end) {
-                (Dir::Forward, Bound::Included(k) | Bound::Excluded(k), _) => Some(k.clone()),
-                (Dir::Backward, _, Bound::Included(k) | Bound::Excluded(k)) => Some(k.clone()),
+                (Dir::Forward, Bound::Included(k) | Bound::Excluded(k), _) => Some(k.as_slice()),
+                (Dir::Backward, _, Bound::Included(k) | Bound::Excluded(k)) => Some(k.as_slice()),
                 _ => None,
             };
-            cur = Some(self.seek(target.as_deref(), dir)?);
+            let cur = self.seek(target, dir)?;
+            match dir {
+                Dir::Forward => self.front = Some(cur),
+                Dir::Backward => self.back = Some(cur),
+            }
         }
-        let mut cur = cur.expect("a cursor was taken or just sought");
-        let item = loop {
-            let (buf, addr, idx) = cur.path.last_mut().expect("a cursor path keeps its root");
-            let node = decode(buf, *addr)?;
-            let got = match dir {
-                Dir::Forward if *idx < node.len() => {
-                    let i = *idx;
+        let cur = match dir {
+            Dir::Forward => self.front.as_mut(),
+            Dir::Backward => self.back.as_mut(),
+        };
+        let cur = cur.expect("a cursor was kept or just sought");
+        loop {
+            let len = cur.leaf_len;
+            let (_, _, idx) = cur.path.last_mut().expect("a cursor path keeps its root");
+            match dir {
+                Dir::Forward if *idx < len => {
                     *idx += 1;
-                    Some(i)
+                    return Ok(Some(*idx - 1));
                 }
                 Dir::Backward if *idx > 0 => {
                     *idx -= 1;
-                    Some(*idx)
+                    return Ok(Some(*idx));
                 }
-                _ => None,
-            };
-            if let Some(i) = got {
-                let key = self.src.lend(buf, span(buf, node.key(i)));
-                let value = match node.leaf_value(i) {
-                    LeafValue::Inline(v) => ItemBytes::Inline(self.src.lend(buf, span(buf, v))),
-                    LeafValue::Overflow(r) => ItemBytes::Overflow(r),
-                };
-                break Some((key, value));
+                _ => {}
             }
-            if !self.step_leaf(&mut cur, dir)? {
-                break None;
+            if !step_leaf(&self.src, cur, dir)? {
+                return Ok(None);
             }
-        };
-        match dir {
-            Dir::Forward => self.front = Some(cur),
-            Dir::Backward => self.back = Some(cur),
         }
-        Ok(item)
+    }
+
+    /// What to do with item `i` of the leaf the cursor for `dir` is on: yield it (its key
+    /// and value lent from the leaf), skip it (an excluded bound), or end the range.
+    fn take_item(&self, dir: Dir, i: usize) -> Result<Step<S::Bytes>> {
+        let cur = match dir {
+            Dir::Forward => self.front.as_ref(),
+            Dir::Backward => self.back.as_ref(),
+        };
+        let cur = cur.expect("a cursor on a leaf");
+        let (node, _) = cur.leaf().expect("a cursor on a leaf");
+        let buf = &cur.path.last().expect("a cursor on a leaf").0;
+        let key = node.key(i);
+        // An excluded bound positions the cursor at the bound itself.
+        let excluded = match dir {
+            Dir::Forward => matches!(&self.start, Bound::Excluded(s) if s.as_slice() == key),
+            Dir::Backward => matches!(&self.end, Bound::Excluded(e) if e.as_slice() == key),
+        };
+        if excluded {
+            return Ok(Step::Skip);
+        }
+        if !self.in_bounds(key, dir) {
+            return Ok(Step::End);
+        }
+        let key = self.src.lend(buf, span(buf, key));
+        Ok(Step::Yield(
+            key,
+            match node.leaf_value(i) {
+                LeafValue::Inline(v) => ItemBytes::Inline(self.src.lend(buf, span(buf, v))),
+                LeafValue::Overflow(r) => ItemBytes::Overflow(r),
+            },
+        ))
     }
 
     fn in_bounds(&self, key: &[u8], dir: Dir) -> bool {
@@ -347,7 +348,7 @@ impl<S: RangeSource> Range<S> {
                     Bound::Excluded(s) => key > s.as_slice(),
                     _ => true,
                 };
-                let not_crossed = self.last_back.as_deref().is_none_or(|b| key < b);
+                let not_crossed = passed(self.back.as_ref(), Dir::Backward).is_none_or(|b| key < b);
                 before_end && after_start && not_crossed
             }
             Dir::Backward => {
@@ -360,7 +361,7 @@ impl<S: RangeSource> Range<S> {
                     Bound::Excluded(e) => key < e.as_slice(),
                     _ => true,
                 };
-                let not_crossed = self.last_front.as_deref().is_none_or(|f| key > f);
+                let not_crossed = passed(self.front.as_ref(), Dir::Forward).is_none_or(|f| key > f);
                 after_start && before_end && not_crossed
             }
         }
@@ -371,9 +372,15 @@ impl<S: RangeSource> Range<S> {
             return None;
         }
         loop {
-            let item = match self.next_item(dir) {
-                Ok(Some(item)) => item,
-                Ok(None) => {
+            let step = match self.next_item(dir) {
+                Ok(Some(i)) => self.take_item(dir, i),
+                Ok(None) => Ok(Step::End),
+                Err(e) => Err(e),
+            };
+            let (key, value) = match step {
+                Ok(Step::Yield(key, value)) => (key, value),
+                Ok(Step::Skip) => continue,
+                Ok(Step::End) => {
                     self.done = true;
                     return None;
                 }
@@ -382,27 +389,57 @@ impl<S: RangeSource> Range<S> {
                     return Some(Err(e));
                 }
             };
-            // An excluded start bound positions forward cursors at the bound itself.
-            if dir == Dir::Forward && matches!(&self.start, Bound::Excluded(s) if *s == *item.0) {
-                continue;
-            }
-            if dir == Dir::Backward && matches!(&self.end, Bound::Excluded(e) if *e == *item.0) {
-                continue;
-            }
-            if !self.in_bounds(&item.0, dir) {
-                self.done = true;
-                return None;
-            }
-            match dir {
-                Dir::Forward => self.last_front = Some(item.0.clone()),
-                Dir::Backward => self.last_back = Some(item.0.clone()),
-            }
-            let value = match item.1 {
+            let value = match value {
                 ItemBytes::Inline(v) => Ok(v),
                 ItemBytes::Overflow(r) => self.src.overflow(&r).map(|v| self.src.own(v)),
             };
-            return Some(value.map(|v| (item.0, v)));
+            return Some(value.map(|v| (key, v)));
         }
+    }
+}
+
+/// Moves a cursor to the next (forward) or previous (backward) leaf when its leaf is
+/// exhausted. Returns false at the end of the tree.
+fn step_leaf<S: NodeSource>(src: &S, cur: &mut Cursor<S::Buf>, dir: Dir) -> Result<bool> {
+    // Pop exhausted levels.
+    cur.path.pop();
+    loop {
+        let Some((buf, addr, idx)) = cur.path.last_mut() else { return Ok(false) };
+        let node = decode(buf, *addr)?;
+        let next = match dir {
+            Dir::Forward if *idx + 1 < node.len() => Some(*idx + 1),
+            Dir::Backward if *idx > 0 => Some(*idx - 1),
+            _ => None,
+        };
+        match next {
+            Some(n) => {
+                *idx = n;
+                break;
+            }
+            None => {
+                cur.path.pop();
+            }
+        }
+    }
+    // Descend to the extreme leaf of the new subtree.
+    loop {
+        let (buf, addr, idx) = cur.path.last().expect("a cursor path keeps its root");
+        let node = decode(buf, *addr)?;
+        if node.level() == 0 {
+            cur.leaf_len = node.len();
+            return Ok(true);
+        }
+        let child = node.child(*idx);
+        let expect = node.level() - 1;
+        let cbuf = src.node(child)?;
+        let cnode = decode(&cbuf, child.address())?;
+        check_child(&cnode, child.address(), Some(expect))?;
+        let cidx = match dir {
+            Dir::Forward => 0,
+            Dir::Backward if cnode.level() == 0 => cnode.len(),
+            Dir::Backward => cnode.len().saturating_sub(1),
+        };
+        cur.path.push((cbuf, child.address(), cidx));
     }
 }
 

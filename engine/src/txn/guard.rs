@@ -35,17 +35,45 @@ use crate::txn::Shared;
 /// # assert_eq!(owned, b"value");
 /// # Ok::<(), arbor::Error>(())
 /// ```
-pub struct Guard(Lent);
+pub struct Guard {
+    /// The value's bytes, resolved once from `hold` (a guard is read far more often than
+    /// made: deref is two loads, not a walk through the hold).
+    ptr: *const u8,
+    len: usize,
+    hold: Lent,
+}
+
+// SAFETY: `ptr..ptr + len` lies in memory `hold` keeps alive and unchanged (a pinned frame,
+// an immutable image, another guard's block, or the guard's own buffer, whose heap bytes do
+// not move with it) and is only read; `Lent` itself is `Send` and `Sync`.
+unsafe impl Send for Guard {}
+// SAFETY: as above: shared reads only.
+unsafe impl Sync for Guard {}
 
 enum Lent {
     /// In a pinned frame of the pool of `shared`'s store (which the guard keeps alive).
-    Pinned { shared: Arc<Shared>, pin: Option<RawPin>, at: Range<usize> },
+    Pinned { shared: Arc<Shared>, pin: Option<RawPin> },
     /// In an immutable block image.
-    Image { image: Arc<AlignedBuf>, at: Range<usize> },
+    Image(Arc<AlignedBuf>),
     /// In a block another guard holds (a range's leaf: its items share one hold).
-    InBlock { block: Arc<Guard>, at: Range<usize> },
+    InBlock(Arc<Guard>),
     /// A buffer of its own (an overflow value).
     Owned(Vec<u8>),
+}
+
+impl Lent {
+    /// The bytes held (a whole block, or an owned value).
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Lent::Pinned { shared, pin } => {
+                let pin = pin.as_ref().expect("a live guard holds its pin");
+                shared.store.pool.raw_bytes(pin)
+            }
+            Lent::Image(image) => image,
+            Lent::InBlock(block) => block,
+            Lent::Owned(v) => v,
+        }
+    }
 }
 
 /// A block a value lies in, detached from the borrow of the store it was read through.
@@ -64,62 +92,70 @@ impl Detached {
 }
 
 impl Guard {
+    /// The bytes at `at` of what `hold` holds.
+    fn new(hold: Lent, at: Range<usize>) -> Guard {
+        let bytes = hold.bytes();
+        assert!(at.start <= at.end, "bytes {at:?}");
+        assert!(at.end <= bytes.len(), "bytes {at:?} outside a block of {}", bytes.len());
+        let ptr = bytes[at.clone()].as_ptr();
+        Guard { ptr, len: at.len(), hold }
+    }
+
     /// The value at `at` of `block`, which was read through `shared`'s store.
     pub(crate) fn lend(shared: Arc<Shared>, block: Detached, at: Range<usize>) -> Guard {
         match block {
-            Detached::Pinned(pin) => {
-                let len = shared.store.pool.raw_bytes(&pin).len();
-                assert!(at.end <= len, "value {at:?} outside its block of {len}");
-                Guard(Lent::Pinned { shared, pin: Some(pin), at })
-            }
+            Detached::Pinned(pin) => Guard::new(Lent::Pinned { shared, pin: Some(pin) }, at),
             Detached::Image(image) => Guard::in_image(image, at),
         }
     }
 
     /// The bytes at `at` of an immutable image.
     pub(crate) fn in_image(image: Arc<AlignedBuf>, at: Range<usize>) -> Guard {
-        assert!(at.end <= image.len(), "value {at:?} outside a block of {}", image.len());
-        Guard(Lent::Image { image, at })
+        Guard::new(Lent::Image(image), at)
     }
 
     /// The bytes at `at` of the block `block` holds.
     pub(crate) fn within(block: &Arc<Guard>, at: Range<usize>) -> Guard {
-        assert!(at.end <= block.len(), "bytes {at:?} outside a block of {}", block.len());
-        Guard(Lent::InBlock { block: Arc::clone(block), at })
+        Guard::new(Lent::InBlock(Arc::clone(block)), at)
     }
 
     /// A value in a buffer of its own.
     pub(crate) fn owned(value: Vec<u8>) -> Guard {
-        Guard(Lent::Owned(value))
+        let len = value.len();
+        Guard::new(Lent::Owned(value), 0..len)
     }
 
     /// The value as an owned vector (no copy if it already owns one).
     pub fn into_vec(mut self) -> Vec<u8> {
-        match &mut self.0 {
-            Lent::Owned(v) => std::mem::take(v),
+        match &mut self.hold {
+            Lent::Owned(v) => {
+                self.len = 0;
+                std::mem::take(v)
+            }
             _ => self.to_vec(),
         }
+    }
+
+    /// Where the value lies in what the guard holds.
+    fn at(&self) -> Range<usize> {
+        let start = (self.ptr as usize).wrapping_sub(self.hold.bytes().as_ptr() as usize);
+        start..start + self.len
     }
 }
 
 impl std::ops::Deref for Guard {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        match &self.0 {
-            Lent::Pinned { shared, pin, at } => {
-                let pin = pin.as_ref().expect("a live guard holds its pin");
-                &shared.store.pool.raw_bytes(pin)[at.clone()]
-            }
-            Lent::Image { image, at } => &image[at.clone()],
-            Lent::InBlock { block, at } => &block[at.clone()],
-            Lent::Owned(v) => v,
-        }
+        // SAFETY: `ptr..ptr + len` was a slice of `hold`'s bytes when the guard was made,
+        // and `hold` keeps those bytes alive and unchanged for as long as the guard lives
+        // (see the `Send` impl); `into_vec` zeroes `len` before it takes an owned buffer.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Lent::Pinned { shared, pin, .. } = &mut self.0 {
+        if let Lent::Pinned { shared, pin } = &mut self.hold {
             if let Some(pin) = pin.take() {
                 shared.store.pool.release(pin);
             }
@@ -131,26 +167,21 @@ impl Drop for Guard {
 /// retired meanwhile, copied); shared images are shared.
 impl Clone for Guard {
     fn clone(&self) -> Guard {
-        match &self.0 {
-            Lent::Pinned { shared, pin, at } => {
+        let hold = match &self.hold {
+            Lent::Pinned { shared, pin } => {
                 let addr = pin.as_ref().expect("a live guard holds its pin").addr();
                 match shared.store.pool.pin(addr) {
-                    Some(again) => Guard(Lent::Pinned {
-                        shared: Arc::clone(shared),
-                        pin: Some(again.into_raw()),
-                        at: at.clone(),
-                    }),
-                    None => Guard::owned(self.to_vec()),
+                    Some(again) => {
+                        Lent::Pinned { shared: Arc::clone(shared), pin: Some(again.into_raw()) }
+                    }
+                    None => return Guard::owned(self.to_vec()),
                 }
             }
-            Lent::Image { image, at } => {
-                Guard(Lent::Image { image: Arc::clone(image), at: at.clone() })
-            }
-            Lent::InBlock { block, at } => {
-                Guard(Lent::InBlock { block: Arc::clone(block), at: at.clone() })
-            }
-            Lent::Owned(v) => Guard::owned(v.clone()),
-        }
+            Lent::Image(image) => Lent::Image(Arc::clone(image)),
+            Lent::InBlock(block) => Lent::InBlock(Arc::clone(block)),
+            Lent::Owned(v) => return Guard::owned(v.clone()),
+        };
+        Guard::new(hold, self.at())
     }
 }
 

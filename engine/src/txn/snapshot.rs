@@ -175,7 +175,7 @@ impl Snapshot {
                 let image = self.inner.node_in_op(&shared, meta.root)?;
                 let image = image.into_image(shared.store.align);
                 let len = image.len();
-                let root = Held(Arc::new(Guard::in_image(image, 0..len)));
+                let root = Held::new(Guard::in_image(image, 0..len), meta.root.address());
                 drop(op);
                 Ok(Some(Tree { snap: self.clone(), meta, root }))
             }
@@ -264,7 +264,7 @@ impl Tree {
             };
             let block = match buf {
                 OpImage::Fetched(block) => Detached::new(block),
-                OpImage::Held(root) => return Ok(Some(Guard::within(&root.0, at))),
+                OpImage::Held(root) => return Ok(Some(root.lend(at))),
             };
             (block, at)
         };
@@ -429,15 +429,40 @@ impl std::ops::Deref for OpImage<'_> {
     }
 }
 
-/// A block a range holds between steps; its items are lent from it (one hold per block,
-/// shared by the items' guards).
+/// A block a range holds between steps. A leaf's items are lent from it, so its hold is
+/// shared by their guards; an internal node is only read (one hold, no allocation).
 #[derive(Clone)]
-struct Held(Arc<Guard>);
+enum Held {
+    Leaf(Arc<Guard>),
+    Internal(Guard),
+}
+
+impl Held {
+    /// Holds `block`, read from address `addr` (a block that fails to decode is held as a
+    /// leaf; the reader reports it when it decodes it).
+    fn new(block: Guard, addr: u64) -> Held {
+        match decode(&block, addr) {
+            Ok(node) if node.level() > 0 => Held::Internal(block),
+            _ => Held::Leaf(Arc::new(block)),
+        }
+    }
+
+    /// The bytes at `at`, lent from a leaf (copied from an internal node, which lends none).
+    fn lend(&self, at: std::ops::Range<usize>) -> Guard {
+        match self {
+            Held::Leaf(block) => Guard::within(block, at),
+            Held::Internal(block) => Guard::owned(block[at].to_vec()),
+        }
+    }
+}
 
 impl std::ops::Deref for Held {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        match self {
+            Held::Leaf(block) => block,
+            Held::Internal(block) => block,
+        }
     }
 }
 
@@ -451,7 +476,7 @@ impl NodeSource for SnapSource {
                 return Ok(held.clone());
             }
         }
-        self.inner.node(self.inner.shared()?, ptr).map(|g| Held(Arc::new(g)))
+        self.inner.node(self.inner.shared()?, ptr).map(|g| Held::new(g, ptr.address()))
     }
 
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
@@ -463,7 +488,7 @@ impl NodeSource for SnapSource {
 impl read::RangeSource for SnapSource {
     type Bytes = Guard;
     fn lend(&self, buf: &Held, at: std::ops::Range<usize>) -> Guard {
-        Guard::within(&buf.0, at)
+        buf.lend(at)
     }
     fn own(&self, value: Vec<u8>) -> Guard {
         Guard::owned(value)
