@@ -59,6 +59,8 @@ impl Drop for Handle {
         self.shared.checkpointer.stop();
         let _ = flush(&self.shared);
         self.shared.closed.store(true, Ordering::Release);
+        // Snapshots and guards may keep the memory; the device is done with.
+        self.shared.store.dev.unlock();
     }
 }
 

@@ -159,6 +159,9 @@ impl BlockDevice for ReadOnlyDevice {
 pub struct SharedDevice(pub Arc<dyn BlockDevice>);
 
 impl BlockDevice for SharedDevice {
+    /// The lock outlives each engine call on purpose (see the type): closing one store on
+    /// this device does not release it.
+    fn unlock(&self) {}
     fn sector_bytes(&self) -> u32 {
         self.0.sector_bytes()
     }

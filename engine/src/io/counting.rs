@@ -87,6 +87,10 @@ impl<D: BlockDevice> CountingDevice<D> {
 }
 
 impl<D: BlockDevice> BlockDevice for CountingDevice<D> {
+    fn unlock(&self) {
+        self.inner.unlock();
+    }
+
     fn sector_bytes(&self) -> u32 {
         self.inner.sector_bytes()
     }

@@ -70,8 +70,8 @@ pub(crate) struct DevFile {
     file: File,
     /// Holds the lock (flock, or the `O_EXCL` claim) and nothing else: never used for I/O,
     /// so no io_uring request ever references it (see the module comment). Declared after
-    /// `file` so that it is closed last.
-    _lock: File,
+    /// `file` so that it is closed last; `unlock` closes it when the store closes.
+    lock: Mutex<Option<File>>,
     path: PathBuf,
     kind: TargetKind,
     /// Opened with `O_DIRECT`; false for a buffered file (see the module comment).
@@ -181,7 +181,7 @@ impl DevFile {
         let len = size - size % u64::from(sector_bytes);
         Ok(DevFile {
             file,
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
             path: path.to_owned(),
             kind: TargetKind::BlockDevice,
             direct: true,
@@ -217,7 +217,7 @@ impl DevFile {
         let step = opts.grow_step_bytes.max(sector).div_ceil(sector) * sector;
         let mut dev = DevFile {
             file,
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
             path: path.to_owned(),
             kind: TargetKind::File,
             direct: true,
@@ -347,6 +347,13 @@ impl DevFile {
 
     pub(crate) fn fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+
+    /// Releases the lock once the store is closed (see `BlockDevice::unlock`): a zero write
+    /// of the last growth step finishes first, as at drop — a later open may write there.
+    pub(crate) fn unlock(&self) {
+        self.zeroing.finish();
+        drop(sync::lock(&self.lock).take());
     }
 
     pub(crate) fn path(&self) -> &Path {

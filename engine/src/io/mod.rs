@@ -136,6 +136,12 @@ pub trait BlockDevice: Send + Sync {
         None
     }
 
+    /// Releases the device's exclusive claim (a file's flock, a block device's `O_EXCL`
+    /// open) when the store closes: nothing is written through this handle after it, so the
+    /// store can be opened again while readers of the closed one still hold its memory
+    /// (value guards, snapshots). Default: nothing to release.
+    fn unlock(&self) {}
+
     /// Convenience: one read.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.read_batch(&mut [ReadOp { offset, buf }])
@@ -171,6 +177,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     }
     fn is_read_only(&self) -> bool {
         (**self).is_read_only()
+    }
+    fn unlock(&self) {
+        (**self).unlock()
     }
     fn describe(&self) -> String {
         (**self).describe()

@@ -55,6 +55,10 @@ impl SyncDevice {
 }
 
 impl BlockDevice for SyncDevice {
+    fn unlock(&self) {
+        self.file.unlock();
+    }
+
     fn sector_bytes(&self) -> u32 {
         self.file.sector_bytes()
     }

@@ -440,6 +440,10 @@ fn drain_after_failure(ring: &mut IoUring, in_flight: usize, err: &io::Error) {
 }
 
 impl BlockDevice for UringDevice {
+    fn unlock(&self) {
+        self.file.unlock();
+    }
+
     fn sector_bytes(&self) -> u32 {
         self.file.sector_bytes()
     }

@@ -18,9 +18,8 @@ use crate::txn::Shared;
 /// commits, evictions and the expiry of its snapshot. `Send + Sync`.
 ///
 /// A guard lent from the buffer pool holds the store's memory: if it outlives the last
-/// `Db` handle, the store is closed (flushed, background checkpoints stopped), but its
-/// device and lock are released only when the guard drops — drop guards (or copy them
-/// with `to_vec`) before reopening the store elsewhere.
+/// `Db` handle, the store is closed (flushed, background checkpoints stopped, its lock
+/// released, so it can be opened again) and the guard keeps its bytes until it drops.
 ///
 /// ```
 /// # let db = arbor::Db::memory(16 << 20)?;
@@ -50,9 +49,13 @@ unsafe impl Send for Guard {}
 // SAFETY: as above: shared reads only.
 unsafe impl Sync for Guard {}
 
+/// The store's memory, held for a snapshot and what it lends: one count per snapshot, so
+/// reads on many threads do not all write the store's own count.
+pub(crate) type StoreRef = Arc<Arc<Shared>>;
+
 enum Lent {
     /// In a pinned frame of the pool of `shared`'s store (which the guard keeps alive).
-    Pinned { shared: Arc<Shared>, pin: Option<RawPin> },
+    Pinned { shared: StoreRef, pin: Option<RawPin> },
     /// In an immutable block image.
     Image(Arc<AlignedBuf>),
     /// In a block another guard holds (a range's leaf: its items share one hold).
@@ -102,7 +105,7 @@ impl Guard {
     }
 
     /// The value at `at` of `block`, which was read through `shared`'s store.
-    pub(crate) fn lend(shared: Arc<Shared>, block: Detached, at: Range<usize>) -> Guard {
+    pub(crate) fn lend(shared: StoreRef, block: Detached, at: Range<usize>) -> Guard {
         match block {
             Detached::Pinned(pin) => Guard::new(Lent::Pinned { shared, pin: Some(pin) }, at),
             Detached::Image(image) => Guard::in_image(image, at),

@@ -14,9 +14,9 @@
 //! (§10.7): it pins the snapshot's history and fails with `SnapshotExpired` if the bound
 //! expired the snapshot. Iterators hold the blocks of their path between steps — pinned in
 //! the buffer pool (design.md §12.2), or private or immutable images — never a lock or a
-//! reader operation. The store itself is held weakly (reads of a closed store return
-//! `Error::Closed`): a lookup upgrades it once for its whole descent, a range once per block
-//! fetch; a pinned block keeps the store's memory (and device) until it is released.
+//! reader operation. A snapshot holds the store's memory through a count of its own (its
+//! reader threads never write the store's count); reads of a closed store return
+//! `Error::Closed`, and the close releases the device's lock whatever snapshots live.
 
 use std::fmt;
 use std::ops::Bound;
@@ -30,20 +30,22 @@ use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::table::Lookup;
 use crate::mvcc::{ActiveGuard, RootRecord, SnapState};
 use crate::store::{decode, header_generation, Block};
-use crate::sync::{downgrade, Arc, Ordering, Weak};
+use crate::sync::{Arc, Ordering};
 use crate::tree::catalog;
 use crate::tree::read::{self, prefix_bounds, NodeSource};
-use crate::txn::guard::{Detached, Guard};
+use crate::txn::guard::{Detached, Guard, StoreRef};
 use crate::txn::write_tree::Entry;
 use crate::txn::Shared;
 use crate::writer::TreeMeta;
 use crate::{Error, Result};
 
-/// A snapshot's registration. It holds the store weakly: the last `Db` handle closes the
-/// store (and releases its lock) even while snapshots live; their reads then return
-/// `Error::Closed`.
+/// A snapshot's registration. It holds the store's memory (not its device: the last `Db`
+/// handle closes the store and releases its lock even while snapshots live; their reads
+/// then return `Error::Closed`).
 struct Inner {
-    shared: Weak<Shared>,
+    /// One count on the store per snapshot; a read clones this, not the store's own count,
+    /// which every reader thread would share (design.md §12.4).
+    shared: StoreRef,
     state: Arc<SnapState>,
     root: RootRecord,
     key_bytes_max: usize,
@@ -51,13 +53,11 @@ struct Inner {
 
 impl Inner {
     /// The store, for one read operation; `Error::Closed` once every `Db` handle is gone.
-    fn shared(&self) -> Result<Arc<Shared>> {
-        let shared = self.shared.upgrade().ok_or(Error::Closed)?;
-        // A guard or a range's block may keep the memory after the last handle closed it.
-        if shared.closed.load(Ordering::Acquire) {
+    fn shared(&self) -> Result<StoreRef> {
+        if self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        Ok(shared)
+        Ok(Arc::clone(&self.shared))
     }
 
     /// Starts one reader operation (design.md §10.7): `SnapshotExpired` if the bound
@@ -69,7 +69,7 @@ impl Inner {
     /// The block `ptr` names, as of the snapshot, as one reader operation of its own: lent
     /// without a copy for as long as a range holds it between steps (a pinned frame keeps
     /// `shared`, which the guard holds).
-    fn node(&self, shared: Arc<Shared>, ptr: ChildPtr) -> Result<Guard> {
+    fn node(&self, shared: StoreRef, ptr: ChildPtr) -> Result<Guard> {
         let block = {
             let _op = self.enter(&shared)?;
             Detached::new(self.node_in_op(&shared, ptr)?)
@@ -111,16 +111,15 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(shared) = self.shared.upgrade() {
-            shared.registry.deregister(&self.state);
-        }
+        self.shared.registry.deregister(&self.state);
     }
 }
 
 /// A consistent view of the store as of one commit. `Send + Sync`; clones share one
 /// registration, which is released when the last clone is dropped. A snapshot (or a tree
-/// or range from it) that outlives the last `Db` handle does not keep the store
-/// open: its reads return `Error::Closed`.
+/// or range from it) that outlives the last `Db` handle does not keep the store open (the
+/// close releases its lock; its reads return `Error::Closed`), only its memory, until it
+/// drops.
 #[derive(Clone)]
 pub struct Snapshot {
     inner: Arc<Inner>,
@@ -136,7 +135,7 @@ impl Snapshot {
     pub(crate) fn new(shared: &Arc<Shared>) -> Snapshot {
         let (root, state) = shared.registry.register();
         let key_bytes_max = key_bytes_max(shared.store.block_bytes);
-        let inner = Inner { shared: downgrade(shared), state, root, key_bytes_max };
+        let inner = Inner { shared: Arc::new(Arc::clone(shared)), state, root, key_bytes_max };
         Snapshot { inner: Arc::new(inner) }
     }
     /// The seq of the commit this snapshot sees.
@@ -153,9 +152,8 @@ impl Snapshot {
         SnapSource { inner: Arc::clone(&self.inner), root: None }
     }
 
-    /// The source for one lookup through `shared`, upgraded by the caller once for the
-    /// whole operation, not once per block (the store's count is shared by every reader
-    /// thread).
+    /// The source for one lookup through `shared`: one reader operation for the whole
+    /// descent, not one per block.
     fn op<'a>(&'a self, shared: &'a Shared) -> Result<OpSource<'a>> {
         let op = self.inner.enter(shared)?;
         Ok(OpSource { inner: &self.inner, shared, _op: op, held: None })
@@ -226,7 +224,7 @@ impl Tree {
     }
 
     /// The store, for one operation (`Error::Closed` once every `Db` handle is gone).
-    fn shared(&self) -> Result<Arc<Shared>> {
+    fn shared(&self) -> Result<StoreRef> {
         self.snap.inner.shared()
     }
 
