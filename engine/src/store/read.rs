@@ -141,9 +141,9 @@ impl Store {
         Ok(Block::Image(Arc::new(buf)))
     }
 
-    /// The image of `ptr` if it is in flight or resident (and of `ptr`'s generation). A
-    /// resident frame of another generation is discarded: its address was reused.
-    fn hit(&self, ptr: ChildPtr) -> Option<Block<'_>> {
+    /// The image of `ptr` if it is in flight or resident (and of `ptr`'s generation), without
+    /// I/O. A resident frame of another generation is discarded: its address was reused.
+    pub(crate) fn hit(&self, ptr: ChildPtr) -> Option<Block<'_>> {
         let addr = ptr.address();
         if self.in_flight_len.load(Ordering::Acquire) > 0 {
             if let Some(buf) = lock(&self.in_flight).get(&addr).cloned() {

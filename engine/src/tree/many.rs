@@ -1,6 +1,7 @@
-//! Many lookups at once (design.md §12.6): the keys descend level by level together, so
-//! every node a level needs is fetched in one call of [`NodeSource::nodes`] — one device
-//! batch for the blocks not in memory — instead of one read per key per level.
+//! Many lookups at once (design.md §12.6): the keys descend together, each as far as the
+//! nodes in memory take it, and every node they then wait for — whatever its level — is
+//! fetched in one call of [`NodeSource::nodes`] (one device batch), instead of one read per
+//! key and level; a round of I/O per level only where a key's path misses at every level.
 
 use arbor_format::{ChildPtr, OverflowRef};
 
@@ -27,9 +28,18 @@ pub(crate) fn get_many<S: NodeSource + ?Sized>(
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_by(|&a, &b| keys[a].cmp(keys[b]));
     let mut found: Vec<Option<ItemValue>> = vec![None; keys.len()];
-    let mut level = vec![Visit { ptr: root, expect_level: None, keys: order }];
-    while !level.is_empty() {
-        let ptrs: Vec<ChildPtr> = level.iter().map(|v| v.ptr).collect();
+    let mut pending = vec![Visit { ptr: root, expect_level: None, keys: order }];
+    // Each round: walk down through the nodes in memory, then read every node the keys
+    // wait for in one batch.
+    while !pending.is_empty() {
+        let mut waiting = Vec::new();
+        while let Some(visit) = pending.pop() {
+            match src.cached(visit.ptr) {
+                Some(buf) => descend(&visit, &buf?, keys, &mut found, &mut pending)?,
+                None => waiting.push(visit),
+            }
+        }
+        let ptrs: Vec<ChildPtr> = waiting.iter().map(|v| v.ptr).collect();
         let bufs = src.nodes(&ptrs)?;
         assert_eq!(
             bufs.len(),
@@ -38,11 +48,9 @@ pub(crate) fn get_many<S: NodeSource + ?Sized>(
             bufs.len(),
             ptrs.len()
         );
-        let mut next = Vec::new();
-        for (visit, buf) in level.into_iter().zip(bufs) {
-            descend(&visit, &buf, keys, &mut found, &mut next)?;
+        for (visit, buf) in waiting.into_iter().zip(bufs) {
+            descend(&visit, &buf, keys, &mut found, &mut pending)?;
         }
-        level = next;
     }
     values(src, found)
 }

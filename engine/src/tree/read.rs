@@ -28,6 +28,10 @@ pub(crate) trait NodeSource {
     fn nodes(&self, ptrs: &[ChildPtr]) -> Result<Vec<Self::Buf>> {
         ptrs.iter().map(|&p| self.node(p)).collect()
     }
+    /// `node(ptr)` if the source has it without I/O (`None`: it may need a read).
+    fn cached(&self, _ptr: ChildPtr) -> Option<Result<Self::Buf>> {
+        None
+    }
     /// `overflow` of every extent, in order (in one device batch where the source can).
     fn overflows(&self, refs: &[OverflowRef]) -> Result<Vec<Vec<u8>>> {
         refs.iter().map(|r| self.overflow(r)).collect()

@@ -392,8 +392,9 @@ impl DoubleEndedIterator for Range {
     }
 }
 
-/// Block images as of the snapshot's seq, for ranges: a range holds the store weakly
-/// between steps (it may outlive the last `Db` handle), so each block fetch upgrades it.
+/// Block images as of the snapshot's seq, for ranges: each block fetch is a reader
+/// operation of its own (a range holds no operation between steps) and checks that the
+/// store is still open.
 struct SnapSource {
     inner: Arc<Inner>,
     /// The tree's root image, lent instead of fetched.
@@ -508,6 +509,16 @@ impl<'a> NodeSource for OpSource<'a> {
 
     fn overflows(&self, refs: &[OverflowRef]) -> Result<Vec<Vec<u8>>> {
         self.shared.store.read_overflows(refs)
+    }
+
+    /// The held root, blocks of the snapshot's generation (memory, through the readers'
+    /// table), and older blocks in flight or resident in the pool.
+    fn cached(&self, ptr: ChildPtr) -> Option<Result<OpImage<'a>>> {
+        let held = self.held.is_some_and(|(h, _)| h == ptr);
+        if held || ptr.generation() >= self.inner.root.gen {
+            return Some(self.node(ptr));
+        }
+        self.shared.store.hit(ptr).map(|b| Ok(OpImage::Fetched(b)))
     }
 
     /// Blocks older than the snapshot's generation come from the store in one batch; blocks
