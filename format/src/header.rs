@@ -75,6 +75,7 @@ impl TryFrom<u8> for BlockKind {
 }
 
 impl From<BlockKind> for u8 {
+    #[inline]
     fn from(kind: BlockKind) -> u8 {
         kind as u8
     }
@@ -138,14 +139,17 @@ impl BlockHeader {
         BlockKind::try_from(self.kind)
     }
     /// Format version of the writer.
+    #[inline]
     pub fn version(&self) -> u16 {
         self.version.get()
     }
     /// Level (0 for leaves).
+    #[inline]
     pub fn level(&self) -> u8 {
         self.level
     }
     /// Item count.
+    #[inline]
     pub fn item_count(&self) -> u16 {
         self.item_count.get()
     }
@@ -154,10 +158,12 @@ impl BlockHeader {
         self.crc.get()
     }
     /// The block's own address.
+    #[inline]
     pub fn address(&self) -> u64 {
         self.address.get()
     }
     /// The generation that wrote the block.
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.generation.get()
     }
@@ -166,6 +172,7 @@ impl BlockHeader {
         self.owner.get()
     }
     /// Lowest heap offset (slotted nodes).
+    #[inline]
     pub fn heap_start(&self) -> u32 {
         self.heap_start.get()
     }
@@ -184,6 +191,7 @@ impl BlockHeader {
     }
 
     /// The header of a block buffer, without any check but the length.
+    #[inline]
     pub fn from_block(buf: &[u8]) -> Result<&BlockHeader, FormatError> {
         buf.get(..HEADER_BYTES)
             .and_then(|bytes| bytemuck::try_from_bytes::<BlockHeader>(bytes).ok())

@@ -114,6 +114,7 @@ impl Slot {
             hint: self.hint.to_be_bytes(),
         }
     }
+    #[inline]
     fn decode(raw: &SlotBytes, block_len: usize) -> Self {
         Self {
             start: block_len.saturating_sub(usize::from(raw.back.get())),
@@ -125,29 +126,36 @@ impl Slot {
         }
     }
     /// Bytes of key plus value.
+    #[inline]
     pub fn kv_len(&self) -> usize {
         self.key_len + self.val_len
     }
+    #[inline]
     pub(crate) fn start(&self) -> usize {
         self.start
     }
+    #[inline]
     pub(crate) fn key_range(&self) -> Range<usize> {
         self.start..self.start.saturating_add(self.key_len)
     }
+    #[inline]
     pub(crate) fn val_range(&self) -> Range<usize> {
         let start = self.key_range().end;
         start..start.saturating_add(self.val_len)
     }
+    #[inline]
     pub(crate) fn kv_range(&self) -> Range<usize> {
         self.start()..self.val_range().end
     }
 }
 
+#[inline]
 pub(crate) const fn slot_offset(index: usize) -> usize {
     HEADER_BYTES + index * SLOT_BYTES
 }
 
 /// Slot `index` of `buf`, or an all-zero slot if it lies outside the buffer.
+#[inline]
 pub(crate) fn read_slot(buf: &[u8], index: usize) -> Slot {
     let at = slot_offset(index);
     let raw = buf
@@ -257,6 +265,7 @@ impl<'a> Node<'a> {
     /// below `heap_start` ≤ block end), for a buffer already validated by `decode` or
     /// maintained by `NodeMut` (a cached or dirty block). The accessors still never panic or
     /// read out of bounds whatever the bytes; only the per-item invariants go unchecked.
+    #[inline]
     pub fn decode_trusted(buf: &'a [u8]) -> Result<Node<'a>, FormatError> {
         let (kind, count) = check_node_header(buf)?;
         Ok(Self::unchecked(buf, kind, count))
@@ -265,32 +274,39 @@ impl<'a> Node<'a> {
     /// The view `decode` or `decode_trusted` returned for `buf` before, rebuilt from its
     /// kind and item count without re-reading the header (a cursor stepping through a leaf
     /// it holds). The accessors stay in bounds whatever the bytes.
+    #[inline]
     pub fn assume(buf: &'a [u8], kind: BlockKind, count: usize) -> Self {
         Self::unchecked(buf, kind, count)
     }
 
     /// A view without validation, for buffers this crate's `NodeMut` maintains.
+    #[inline]
     pub(crate) fn unchecked(buf: &'a [u8], kind: BlockKind, count: usize) -> Self {
         Self { buf, kind, count }
     }
 
     /// Leaf or internal.
+    #[inline]
     pub fn kind(&self) -> BlockKind {
         self.kind
     }
     /// True for a leaf.
+    #[inline]
     pub fn is_leaf(&self) -> bool {
         self.kind == BlockKind::Leaf
     }
     /// Level: 0 for leaves.
+    #[inline]
     pub fn level(&self) -> u8 {
         self.header().level
     }
     /// Number of items.
+    #[inline]
     pub fn len(&self) -> usize {
         self.count
     }
     /// True when the node has no items.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -303,21 +319,25 @@ impl<'a> Node<'a> {
         self.buf.len() as u32
     }
     /// The header.
+    #[inline]
     pub fn header(&self) -> BlockHeader {
         BlockHeader::from_block(self.buf).copied().unwrap_or_else(|_| BlockHeader::zeroed())
     }
     /// Slot `index`.
+    #[inline]
     pub fn slot(&self, index: usize) -> Slot {
         debug_assert!(index < self.count, "slot {index} of {}", self.count);
         read_slot(self.buf, index)
     }
 
     /// Key of item `index`.
+    #[inline]
     pub fn key(&self, index: usize) -> &'a [u8] {
         self.buf.get(self.slot(index).key_range()).unwrap_or(&[])
     }
 
     /// Raw value bytes of item `index` (inline bytes, OverflowRef or ChildPtr bytes).
+    #[inline]
     pub fn value_bytes(&self, index: usize) -> &'a [u8] {
         self.buf.get(self.slot(index).val_range()).unwrap_or(&[])
     }
@@ -331,6 +351,7 @@ impl<'a> Node<'a> {
     }
 
     /// Value of leaf item `index`.
+    #[inline]
     pub fn leaf_value(&self, index: usize) -> LeafValue<'a> {
         debug_assert!(self.is_leaf());
         let slot = self.slot(index);
@@ -344,6 +365,7 @@ impl<'a> Node<'a> {
     }
 
     /// Child pointer of internal item `index`.
+    #[inline]
     pub fn child(&self, index: usize) -> ChildPtr {
         debug_assert!(!self.is_leaf());
         ChildPtr::from_bytes(self.value_bytes(index)).unwrap_or(ChildPtr::NULL)
@@ -353,6 +375,7 @@ impl<'a> Node<'a> {
     /// where it would be inserted.
     /// The slots' hints decide most comparisons; a key's bytes are read only where its
     /// hint equals the sought key's.
+    #[inline]
     pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
         let hint = key_hint(key);
         let (mut low, mut high) = (0, self.count);
@@ -373,6 +396,7 @@ impl<'a> Node<'a> {
 
     /// Internal nodes: the child to descend into for `key`, the largest `i` with
     /// `key(i) <= key` (item 0's key is minus infinity).
+    #[inline]
     pub fn child_index(&self, key: &[u8]) -> usize {
         match self.search(key) {
             Ok(index) => index,
@@ -408,8 +432,46 @@ impl core::fmt::Debug for Node<'_> {
     }
 }
 
+/// `check_node_header`'s verdict on a good node, without building an error: small enough
+/// to inline into every lookup (the checks are the same; a `None` is explained by
+/// `check_node_header`).
+#[inline]
+fn node_shape(buf: &[u8]) -> Option<(BlockKind, usize)> {
+    let len = u32::try_from(buf.len()).ok()?;
+    if !crate::constants::is_valid_block_bytes(len) {
+        return None;
+    }
+    let header = BlockHeader::from_block(buf).ok()?;
+    let version = header.version();
+    if header.magic != crate::header::BLOCK_MAGIC
+        || version == 0
+        || version > crate::constants::FORMAT_VERSION
+    {
+        return None;
+    }
+    let kind = match (header.kind, header.level) {
+        (k, 0) if k == u8::from(BlockKind::Leaf) => BlockKind::Leaf,
+        (k, 1..=TREE_DEPTH_MAX) if k == u8::from(BlockKind::Internal) => BlockKind::Internal,
+        _ => return None,
+    };
+    let count = usize::from(header.item_count());
+    let heap_start = header.heap_start() as usize;
+    (slot_offset(count) <= heap_start && heap_start <= buf.len()).then_some((kind, count))
+}
+
 /// The O(1) header checks of a slotted node; returns its kind and item count.
+#[inline]
 pub(crate) fn check_node_header(buf: &[u8]) -> Result<(BlockKind, usize), FormatError> {
+    match node_shape(buf) {
+        Some(shape) => Ok(shape),
+        None => node_header_error(buf),
+    }
+}
+
+/// Why `node_shape` refused `buf`.
+#[cold]
+#[inline(never)]
+fn node_header_error(buf: &[u8]) -> Result<(BlockKind, usize), FormatError> {
     check_block_len(buf.len())?;
     let header = parse_header(buf)?;
     let kind = header.kind()?;
@@ -431,6 +493,8 @@ pub(crate) fn check_node_header(buf: &[u8]) -> Result<(BlockKind, usize), Format
             buf.len()
         )));
     }
+    // `node_shape` accepts exactly what passes the checks above.
+    debug_assert!(false, "node_shape refused a header check_node_header accepts");
     Ok((kind, count))
 }
 

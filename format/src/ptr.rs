@@ -92,6 +92,7 @@ impl ChildPtr {
     }
 
     /// Reads a pointer from exactly `CHILD_PTR_BYTES` bytes (any alignment).
+    #[inline]
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         bytemuck::try_pod_read_unaligned(bytes).ok()
     }

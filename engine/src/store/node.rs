@@ -31,6 +31,7 @@ impl std::ops::Deref for NodeBuf<'_> {
 /// (`Store::read_uncached`) or because the writer built it. Only the header is re-checked,
 /// so a lookup costs a binary search, not a validation of the whole block. Debug builds
 /// (every test) re-validate in full to catch writer bugs.
+#[inline]
 pub(crate) fn decode(buf: &[u8], addr: u64) -> Result<Node<'_>> {
     debug_assert!(Node::decode(buf).is_ok(), "block {addr} fails full validation");
     Node::decode_trusted(buf).map_err(|e| corrupt(addr, e))

@@ -123,6 +123,7 @@ impl Store {
     /// against the pointer before it enters the pool: its own header (magic, version, self
     /// crc, address), the generation, and the crc the parent recorded — unless the parent
     /// marked that crc not yet valid (§10.12), when the self-checks stand alone.
+    #[inline]
     pub(crate) fn read_block(&self, ptr: ChildPtr) -> Result<Block<'_>> {
         if let Some(block) = self.hit(ptr) {
             return Ok(block);
@@ -143,6 +144,7 @@ impl Store {
 
     /// The image of `ptr` if it is in flight or resident (and of `ptr`'s generation), without
     /// I/O. A resident frame of another generation is discarded: its address was reused.
+    #[inline]
     pub(crate) fn hit(&self, ptr: ChildPtr) -> Option<Block<'_>> {
         let addr = ptr.address();
         if self.in_flight_len.load(Ordering::Acquire) > 0 {

@@ -76,6 +76,7 @@ enum Step<B> {
 }
 
 /// Checks that a node fetched through a parent has the expected shape.
+#[inline]
 pub(crate) fn check_child(node: &Node<'_>, addr: u64, expect_level: Option<u8>) -> Result<()> {
     let level = node.level();
     if level > TREE_DEPTH_MAX {
@@ -116,6 +117,7 @@ pub(crate) fn lookup<S: NodeSource + ?Sized>(
 
 /// The leaf that holds `key` if any leaf does, and its address: the image is the caller's
 /// to search (a snapshot lends the value from it without a copy).
+#[inline]
 pub(crate) fn leaf_for<S: NodeSource + ?Sized>(
     src: &S,
     root: ChildPtr,

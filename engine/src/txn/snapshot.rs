@@ -79,6 +79,7 @@ impl Inner {
     }
 
     /// `node`, inside a reader operation the caller holds.
+    #[inline]
     fn node_in_op<'s>(&self, shared: &'s Shared, ptr: ChildPtr) -> Result<Block<'s>> {
         let store = &shared.store;
         if ptr.generation() < self.root.gen {
@@ -496,6 +497,7 @@ impl read::RangeSource for SnapSource {
 
 impl<'a> NodeSource for OpSource<'a> {
     type Buf = OpImage<'a>;
+    #[inline]
     fn node(&self, ptr: ChildPtr) -> Result<OpImage<'a>> {
         match self.held {
             Some((held, image)) if held == ptr => Ok(OpImage::Held(image)),

@@ -229,6 +229,7 @@ impl BufferPool {
 
     /// Pins the resident frame of `addr`, or `None` if it is not resident (evicted,
     /// retired, or beyond the reservation). Waits while another thread loads it.
+    #[inline]
     pub fn pin(&self, addr: u64) -> Option<Pin<'_>> {
         if addr >= self.capacity {
             return None;
@@ -430,6 +431,7 @@ impl BufferPool {
         assert!(before > 0, "evicting block {addr} with no frame counted resident");
     }
 
+    #[inline]
     fn unpin(&self, addr: u64) {
         let st = self.mem.state(addr);
         let before = st.fetch_sub(PIN_ONE, Ordering::Release);
@@ -494,6 +496,7 @@ impl BufferPool {
         }
     }
 
+    #[inline]
     fn pinned(&self, addr: u64) -> Pin<'_> {
         // SAFETY: the caller pinned the frame (or holds its load's pin): nothing writes it
         // until the pin is released.
@@ -502,6 +505,7 @@ impl BufferPool {
         Pin { pool: self, raw: std::mem::ManuallyDrop::new(raw) }
     }
 
+    #[inline]
     fn count_hit(&self) {
         let counter = HIT_COUNTER.with(|&i| i);
         self.hits.0[counter].0.fetch_add(1, Ordering::Relaxed);
@@ -534,6 +538,7 @@ impl BufferPool {
     }
 
     /// Releases a detached pin of this pool.
+    #[inline]
     pub fn release(&self, pin: RawPin) {
         assert_eq!(pin.pool, self.id(), "a pin of another pool");
         let addr = pin.addr;
