@@ -179,6 +179,7 @@ struct Cursor<B> {
 
 impl<B: std::ops::Deref<Target = [u8]>> Cursor<B> {
     /// The leaf the cursor is on, and the cursor's index in it.
+    #[inline]
     fn leaf(&self) -> Option<(Node<'_>, usize)> {
         let (buf, _, idx) = self.path.last()?;
         Some((Node::assume(buf, BlockKind::Leaf, self.leaf_len), *idx))
@@ -189,6 +190,7 @@ impl<B: std::ops::Deref<Target = [u8]>> Cursor<B> {
 /// excluded bound): a forward cursor points one past it, a backward cursor at it. A range
 /// ends where its two ends meet, so each end stops before the other's last key — read in
 /// place from the other cursor's leaf, never copied per item.
+#[inline]
 fn passed<B: std::ops::Deref<Target = [u8]>>(cur: Option<&Cursor<B>>, dir: Dir) -> Option<&[u8]> {
     let (node, idx) = cur?.leaf()?;
     let at = match dir {
@@ -268,6 +270,7 @@ impl<S: RangeSource> Range<S> {
 
     /// Moves the cursor for `dir` to its next item and returns the item's index in the
     /// cursor's leaf (`None` at the end of the tree).
+    #[inline]
     fn next_item(&mut self, dir: Dir) -> Result<Option<usize>> {
         let sought = match dir {
             Dir::Forward => self.front.is_none(),
@@ -312,6 +315,7 @@ impl<S: RangeSource> Range<S> {
 
     /// What to do with item `i` of the leaf the cursor for `dir` is on: yield it (its key
     /// and value lent from the leaf), skip it (an excluded bound), or end the range.
+    #[inline]
     fn take_item(&self, dir: Dir, i: usize) -> Result<Step<S::Bytes>> {
         let cur = match dir {
             Dir::Forward => self.front.as_ref(),
@@ -342,6 +346,7 @@ impl<S: RangeSource> Range<S> {
         ))
     }
 
+    #[inline]
     fn in_bounds(&self, key: &[u8], dir: Dir) -> bool {
         match dir {
             Dir::Forward => {

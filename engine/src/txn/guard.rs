@@ -66,6 +66,7 @@ enum Lent {
 
 impl Lent {
     /// The bytes held (a whole block, or an owned value).
+    #[inline]
     fn bytes(&self) -> &[u8] {
         match self {
             Lent::Pinned { shared, pin } => {
@@ -96,6 +97,7 @@ impl Detached {
 
 impl Guard {
     /// The bytes at `at` of what `hold` holds.
+    #[inline]
     fn new(hold: Lent, at: Range<usize>) -> Guard {
         let bytes = hold.bytes();
         assert!(at.start <= at.end, "bytes {at:?}");
@@ -118,6 +120,7 @@ impl Guard {
     }
 
     /// The bytes at `at` of the block `block` holds.
+    #[inline]
     pub(crate) fn within(block: &Arc<Guard>, at: Range<usize>) -> Guard {
         Guard::new(Lent::InBlock(Arc::clone(block)), at)
     }
@@ -148,6 +151,7 @@ impl Guard {
 
 impl std::ops::Deref for Guard {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: `ptr..ptr + len` was a slice of `hold`'s bytes when the guard was made,
         // and `hold` keeps those bytes alive and unchanged for as long as the guard lives
@@ -157,6 +161,7 @@ impl std::ops::Deref for Guard {
 }
 
 impl Drop for Guard {
+    #[inline]
     fn drop(&mut self) {
         if let Lent::Pinned { shared, pin } = &mut self.hold {
             if let Some(pin) = pin.take() {

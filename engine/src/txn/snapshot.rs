@@ -448,6 +448,7 @@ impl Held {
     }
 
     /// The bytes at `at`, lent from a leaf (copied from an internal node, which lends none).
+    #[inline]
     fn lend(&self, at: std::ops::Range<usize>) -> Guard {
         match self {
             Held::Leaf(block) => Guard::within(block, at),
@@ -458,6 +459,7 @@ impl Held {
 
 impl std::ops::Deref for Held {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         match self {
             Held::Leaf(block) => block,
@@ -487,6 +489,7 @@ impl NodeSource for SnapSource {
 
 impl read::RangeSource for SnapSource {
     type Bytes = Guard;
+    #[inline]
     fn lend(&self, buf: &Held, at: std::ops::Range<usize>) -> Guard {
         buf.lend(at)
     }
