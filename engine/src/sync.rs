@@ -64,6 +64,19 @@ pub fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> 
     }
 }
 
+/// `Condvar::wait_timeout` with the same poisoning rule as [`lock`] (the caller re-checks
+/// its condition and the time).
+pub fn wait_timeout<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    dur: std::time::Duration,
+) -> MutexGuard<'a, T> {
+    match cv.wait_timeout(guard, dur) {
+        Ok((g, _)) => g,
+        Err(poisoned) => poisoned.into_inner().0,
+    }
+}
+
 /// `RwLock::read` with the same poisoning rule as [`lock`].
 pub fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     match l.read() {

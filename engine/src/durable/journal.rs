@@ -26,6 +26,7 @@ use arbor_format::journal::{batch_block_count, encode_batch, BatchInfo, BatchSta
 use arbor_format::journal::{Op, RecordLimits};
 use arbor_format::RecordBuilder;
 
+use crate::durable::gather::Gather;
 use crate::io::{dev_error, AlignedBuf, WriteOp};
 use crate::store::Store;
 use crate::sync::{self, Arc, Condvar, Mutex, MutexGuard, Ordering};
@@ -100,6 +101,8 @@ struct InFlight {
     blocks: u64,
     /// Its flush ended (it waits for the batches before it to end too).
     done: bool,
+    /// When its leader took it.
+    taken_at: Instant,
 }
 
 struct JournalState {
@@ -129,6 +132,8 @@ struct JournalState {
     /// event wakes the ones it made durable and at most one other, to lead the next batch,
     /// instead of every waiter.
     waiters: Vec<(u64, Arc<Condvar>)>,
+    /// Who committed the pending records and the last batch; a leader gathering the next.
+    gather: Gather,
 }
 
 impl JournalState {
@@ -169,6 +174,26 @@ impl Drop for Leading<'_> {
         st.failed.get_or_insert_with(|| "a panic in the journal leader".to_string());
         self.0.wake(&st);
     }
+}
+
+/// Before leading a batch: waits, at most about one flush cycle, for the committers the
+/// last batch acknowledged to append their next records (see `gather`).
+fn gather(mut st: MutexGuard<'_, JournalState>) -> MutexGuard<'_, JournalState> {
+    if st.pending_ends.is_empty() {
+        return st;
+    }
+    let Some((target, deadline)) = st.gather.plan(st.pending_ends.len()) else { return st };
+    let me = Arc::new(Condvar::new());
+    st.gather.start(target, Arc::clone(&me));
+    while st.pending_ends.len() < target && st.failed.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        st = sync::wait_timeout(&me, st, left);
+    }
+    st.gather.stop();
+    st
 }
 
 /// Waits (on a condvar of its own) until an event concerns `seq`; the caller re-checks.
@@ -259,6 +284,7 @@ impl Journal {
             last_flush_at: Instant::now(),
             figures: JournalFigures::default(),
             waiters: Vec::new(),
+            gather: Gather::default(),
         };
         Journal {
             region,
@@ -317,6 +343,10 @@ impl Journal {
         debug_assert!(st.pending_ends.back().is_none_or(|&(s, _)| s < seq), "records out of order");
         st.pending_ends.push_back((seq, end));
         st.figures.records += 1;
+        let pending = st.pending_ends.len();
+        if let Some(leader) = st.gather.appended(pending) {
+            leader.notify_one();
+        }
     }
 
     /// Notes that commit `seq` is too large for a record: it becomes durable only through a
@@ -455,7 +485,10 @@ impl Journal {
             if !wait && !st.in_flight.is_empty() {
                 return Ok(());
             }
-            let may_lead = st.in_flight.len() < self.batches_in_flight;
+            let may_lead = st.in_flight.len() < self.batches_in_flight && !st.gather.busy();
+            if may_lead {
+                st = gather(st);
+            }
             let take = if may_lead { self.take(&mut st) } else { Take::Empty };
             match take {
                 Take::Batch(batch) => {
@@ -518,6 +551,7 @@ impl Journal {
         }
         let records: Vec<u8> = st.pending.drain(..end).collect();
         st.pending_ends.drain(..taken);
+        st.gather.taken(taken);
         for (_, e) in st.pending_ends.iter_mut() {
             *e -= end;
         }
@@ -539,6 +573,7 @@ impl Journal {
             last_seq,
             blocks,
             done: false,
+            taken_at: Instant::now(),
         });
         Take::Batch(Batch { records, start, last_seq, info, encoded })
     }
@@ -555,6 +590,7 @@ impl Journal {
             Ok(()) => {
                 st.in_flight[at].done = true;
                 st.last_flush_at = Instant::now();
+                st.gather.last_cycle = st.in_flight[at].taken_at.elapsed();
                 if self.breaks(Broken::AckOutOfOrder) {
                     st.flushed_seq = st.flushed_seq.max(batch.last_seq);
                 }

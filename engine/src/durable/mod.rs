@@ -2,6 +2,7 @@
 //! superblocks, writing it out, and recovery at open.
 
 pub(crate) mod freeze;
+pub(crate) mod gather;
 #[doc(hidden)]
 pub mod journal;
 pub(crate) mod journal_scan;
