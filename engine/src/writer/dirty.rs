@@ -63,6 +63,18 @@ impl DirtySet {
         self.map.get(&addr).is_some_and(|d| d.private)
     }
 
+    /// Whether `ptr` names a block the open transaction allocated, changes without logging
+    /// (no savepoint sealed it) and holds in memory (not written back early): a block whose
+    /// items can move without a log entry or a read.
+    pub(crate) fn is_unlogged_resident(&self, ptr: ChildPtr) -> bool {
+        if ptr.generation() != self.gen {
+            return false;
+        }
+        self.map
+            .get(&ptr.address())
+            .is_some_and(|d| d.unlogged() && matches!(d.slot.read().image, Image::Mutable(_)))
+    }
+
     /// Whether `ptr` names a block of the open generation that is dirty.
     pub(crate) fn holds(&self, ptr: ChildPtr) -> bool {
         ptr.generation() == self.gen && self.map.contains_key(&ptr.address())
