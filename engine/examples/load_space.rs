@@ -16,19 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ascending = args.next().is_some_and(|s| s == "ascending");
     let path = std::path::Path::new(&dir).join("load-space.arbor");
     let _ = std::fs::remove_file(&path);
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut keys: Vec<[u8; 24]> = (0..n)
-        .map(|_| {
-            let mut k = [0u8; 24];
-            for c in k.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                c.copy_from_slice(&x.to_be_bytes());
-            }
-            k
-        })
-        .collect();
+    let mut keys = random_keys(n);
     if ascending {
         keys.sort();
     }
@@ -47,6 +35,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mb = |b: u64| b as f64 / 1e6;
     println!("load: {n} keys in {secs:.2} s ({:.1}k/s)", n as f64 / secs / 1e3);
     println!("file {:.1} MB, disk blocks {:.1} MB", mb(meta.len()), mb(meta.blocks() * 512));
+    report(&db)?;
+    drop(db);
+    std::fs::remove_file(&path)?;
+    Ok(())
+}
+
+/// `n` random 24-byte keys (xorshift64).
+fn random_keys(n: usize) -> Vec<[u8; 24]> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..n)
+        .map(|_| {
+            let mut k = [0u8; 24];
+            for c in k.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                c.copy_from_slice(&x.to_be_bytes());
+            }
+            k
+        })
+        .collect()
+}
+
+/// The store's blocks by use, and the shape of its trees.
+fn report(db: &Db) -> Result<(), Box<dyn std::error::Error>> {
+    let mb = |b: u64| b as f64 / 1e6;
     let st = db.stats();
     let bb = u64::from(st.block_bytes);
     println!(
@@ -82,7 +96,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             s.fill()
         );
     }
-    drop(db);
-    std::fs::remove_file(&path)?;
     Ok(())
 }

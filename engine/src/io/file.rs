@@ -382,9 +382,9 @@ impl DevFile {
         }
     }
 
-    /// `BlockDevice::grow` for both backends: files grow in whole steps up to `max_bytes`,
-    /// each step as large as the file already is, at most `grow_step_bytes` (so a new store
-    /// starts at what `create` needs and doubles up to the step, design.md §10.16); block
+    /// `BlockDevice::grow` for both backends: files grow in whole steps up to `max_bytes`
+    /// ([`grow_step`]: a new store starts at what `create` needs and doubles up to 16 MiB,
+    /// then grows by 1/16 of its size, at most `grow_step_bytes`, design.md §10.16); block
     /// devices keep their length.
     pub(crate) fn grow(&self, min_len_bytes: u64) -> io::Result<u64> {
         let current = self.len();
