@@ -29,11 +29,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.insert(k, [0x5A; 150])?;
     }
     drop(t);
+    let inserted = start.elapsed().as_secs_f64();
     tx.commit()?;
     let secs = start.elapsed().as_secs_f64();
     let meta = std::fs::metadata(&path)?;
     let mb = |b: u64| b as f64 / 1e6;
-    println!("load: {n} keys in {secs:.2} s ({:.1}k/s)", n as f64 / secs / 1e3);
+    println!(
+        "load: {n} keys in {secs:.2} s ({:.1}k/s; inserts {inserted:.2} s, commit {:.2} s)",
+        n as f64 / secs / 1e3,
+        secs - inserted
+    );
     println!("file {:.1} MB, disk blocks {:.1} MB", mb(meta.len()), mb(meta.blocks() * 512));
     report(&db)?;
     drop(db);

@@ -65,11 +65,17 @@ pub(super) fn insert_into_sibling(
         let right = if pidx + 1 < n.len() { Some(n.child(pidx + 1)) } else { None };
         Ok((left, right))
     })?;
+    let new_bytes = SLOT_BYTES + key.len() + value.len();
     for (side, ptr) in [(Side::Right, right), (Side::Left, left)] {
-        let Some(ptr) = ptr.filter(|p| edit.dirty.is_unlogged_resident(*p)) else { continue };
+        let Some(ptr) = ptr else { continue };
+        // The sibling's used bytes, if it is the transaction's own and has room.
+        let room = edit.dirty.peek_unlogged_resident(ptr, |n| {
+            let used = n.used_bytes() - HEADER_BYTES;
+            Ok((cap.saturating_sub(used) >= cap / ROOM_MIN_DIV).then_some(used))
+        });
+        let Some(sib_used) = room.transpose()?.flatten() else { continue };
         let shift = Shift { parent: paddr, pidx, leaf: laddr, sibling: ptr.address(), side, slot };
-        let new_bytes = SLOT_BYTES + key.len() + value.len();
-        if let Some(keep) = shift.plan(edit, key.len(), new_bytes, cap)? {
+        if let Some(keep) = shift.plan(edit, key.len(), new_bytes, sib_used, cap)? {
             shift.apply(edit, keep, key, value)?;
             return Ok(true);
         }
@@ -78,20 +84,17 @@ pub(super) fn insert_into_sibling(
 }
 
 impl Shift {
-    /// How many items of the virtual leaf (its items with the new one at `slot`) it keeps:
-    /// the first ones for `Right`, the last ones for `Left` counted as how many go. `None`
-    /// when the sibling has too little room, or the parent none for the new separator.
+    /// Where to cut the virtual leaf (its items with the new one at `slot`), as
+    /// [`pick_cut`] counts it, given the sibling's `sib_used` bytes. `None` when no cut
+    /// fits, or the parent has no room for the new separator.
     fn plan(
         &self,
         edit: &Edit<'_>,
         key_len: usize,
         new_bytes: usize,
+        sib_used: usize,
         cap: usize,
     ) -> Result<Option<usize>> {
-        let sib_used = edit.peek(self.sibling, |n| Ok(n.used_bytes() - HEADER_BYTES))?;
-        if cap.saturating_sub(sib_used) < cap / ROOM_MIN_DIV {
-            return Ok(None);
-        }
         let (slot, side) = (self.slot, self.side);
         let plan = edit.peek(self.leaf, |l| {
             let cut = pick_cut(l, slot, new_bytes, sib_used, cap, side);

@@ -63,16 +63,22 @@ impl DirtySet {
         self.map.get(&addr).is_some_and(|d| d.private)
     }
 
-    /// Whether `ptr` names a block the open transaction allocated, changes without logging
-    /// (no savepoint sealed it) and holds in memory (not written back early): a block whose
-    /// items can move without a log entry or a read.
-    pub(crate) fn is_unlogged_resident(&self, ptr: ChildPtr) -> bool {
+    /// Reads the node `ptr` names if the open transaction allocated it, changes it without
+    /// logging (no savepoint sealed it) and holds it in memory (not written back early): a
+    /// block whose items can move without a log entry or a read. One lookup, one read lock;
+    /// `None` for any other block.
+    pub(crate) fn peek_unlogged_resident<R>(
+        &self,
+        ptr: ChildPtr,
+        f: impl FnOnce(&Node<'_>) -> Result<R>,
+    ) -> Option<Result<R>> {
         if ptr.generation() != self.gen {
-            return false;
+            return None;
         }
-        self.map
-            .get(&ptr.address())
-            .is_some_and(|d| d.unlogged() && matches!(d.slot.read().image, Image::Mutable(_)))
+        let d = self.map.get(&ptr.address()).filter(|d| d.unlogged())?;
+        let st = d.slot.read();
+        let Image::Mutable(buf) = &st.image else { return None };
+        Some(Node::decode_trusted(buf).map_err(|e| corrupt(ptr.address(), e)).and_then(|n| f(&n)))
     }
 
     /// Whether `ptr` names a block of the open generation that is dirty.
