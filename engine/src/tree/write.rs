@@ -128,7 +128,7 @@ pub(super) fn cow_path(
     let mut path = Vec::with_capacity(8);
     let mut verified = !must_exist;
     let (mut cur, mut step) =
-        match edit.dirty.peek_resident(*root, |n| decide(n, root.address(), None, aim)) {
+        match edit.dirty.peek_resident(*root, false, |n| decide(n, root.address(), None, aim)) {
             Some(step) => (root.address(), step?),
             None => {
                 if !verified && !holds_key(edit, s, *root, aim)? {
@@ -158,7 +158,11 @@ pub(super) fn cow_path(
         path.push(PathElem { addr: cur, idx });
         let expect = Some(level - 1);
         let caddr = child.address();
-        if let Some(next) = edit.dirty.peek_resident(child, |n| decide(n, caddr, expect, aim)) {
+        // Leaves and their parents are prefetched; the levels above are few and cached
+        // (design.md §4.1).
+        if let Some(next) =
+            edit.dirty.peek_resident(child, level <= 2, |n| decide(n, caddr, expect, aim))
+        {
             (cur, step) = (caddr, next?);
             continue;
         }

@@ -119,10 +119,13 @@ impl DirtySet {
 
     /// Reads the node `ptr` names if it is dirty and resident (not written back early), with
     /// one lookup and under one read lock: the descent's fast path (design.md §4.1).
-    /// `None` when it is not, and the caller takes the copy-on-write path.
+    /// `None` when it is not, and the caller takes the copy-on-write path. With `prefetch`,
+    /// every cache line of the image is loaded first ([`prefetch_block`]): for nodes likely
+    /// cold (leaves and their parents); the few nodes above them stay cached.
     pub(crate) fn peek_resident<R>(
         &self,
         ptr: ChildPtr,
+        prefetch: bool,
         f: impl FnOnce(&Node<'_>) -> Result<R>,
     ) -> Option<Result<R>> {
         if ptr.generation() != self.gen {
@@ -130,7 +133,9 @@ impl DirtySet {
         }
         let st = self.map.get(&ptr.address())?.slot.read();
         let Image::Mutable(buf) = &st.image else { return None };
-        prefetch_block(buf);
+        if prefetch {
+            prefetch_block(buf);
+        }
         Some(Node::decode_trusted(buf).map_err(|e| corrupt(ptr.address(), e)).and_then(|n| f(&n)))
     }
 
