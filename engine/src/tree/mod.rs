@@ -2,6 +2,7 @@
 //! copy-on-write inserts and removes with splits and merges, and the catalog of named trees.
 
 pub(crate) mod catalog;
+mod fill;
 pub(crate) mod many;
 pub(crate) mod read;
 pub(crate) mod remove_range;

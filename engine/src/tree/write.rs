@@ -21,6 +21,7 @@ use arbor_format::{BlockKind, ChildPtr};
 use crate::mvcc::modlog::ItemValue;
 use crate::store::decode;
 use crate::store::Store;
+use crate::tree::fill;
 use crate::tree::read::{check_child, lookup, WriterView};
 use crate::writer::{Edit, Need};
 use crate::{Error, Result};
@@ -35,9 +36,9 @@ pub(super) enum Aim<'k> {
 }
 
 pub(super) struct PathElem {
-    addr: u64,
+    pub(super) addr: u64,
     /// For internal nodes: the index of the child taken.
-    idx: usize,
+    pub(super) idx: usize,
 }
 
 /// Blocks one insert or remove may allocate in the worst case: a copy and a split sibling
@@ -46,7 +47,7 @@ pub(crate) fn blocks_per_op_max(root_level: u8) -> u64 {
     2 * (u64::from(root_level) + 2) + 1
 }
 
-fn item_bytes(node: &Node<'_>, i: usize) -> usize {
+pub(super) fn item_bytes(node: &Node<'_>, i: usize) -> usize {
     let value = if node.level() > 0 {
         CHILD_PTR_BYTES
     } else {
@@ -127,7 +128,7 @@ pub(super) fn cow_path(
     let mut path = Vec::with_capacity(8);
     let mut verified = !must_exist;
     let (mut cur, mut step) =
-        match edit.dirty.peek_resident(*root, |n| decide(n, root.address(), None, aim)) {
+        match edit.dirty.peek_resident(*root, false, |n| decide(n, root.address(), None, aim)) {
             Some(step) => (root.address(), step?),
             None => {
                 if !verified && !holds_key(edit, s, *root, aim)? {
@@ -157,7 +158,11 @@ pub(super) fn cow_path(
         path.push(PathElem { addr: cur, idx });
         let expect = Some(level - 1);
         let caddr = child.address();
-        if let Some(next) = edit.dirty.peek_resident(child, |n| decide(n, caddr, expect, aim)) {
+        // Leaves and their parents are prefetched; the levels above are few and cached
+        // (design.md §4.1).
+        if let Some(next) =
+            edit.dirty.peek_resident(child, level <= 2, |n| decide(n, caddr, expect, aim))
+        {
             (cur, step) = (caddr, next?);
             continue;
         }
@@ -312,8 +317,13 @@ fn insert_split(
         if edit.node_insert(addr, slot, key, value)? {
             return Ok(());
         }
-        let new_bytes = SLOT_BYTES + key.len() + value.len();
         let append = depth <= edge;
+        // A leaf first fills a private sibling (design.md §4.1); appends keep it full.
+        let may_fill = carried.is_none() && !append;
+        if may_fill && fill::insert_into_sibling(edit, path, slot, key, value, cap)? {
+            return Ok(());
+        }
+        let new_bytes = SLOT_BYTES + key.len() + value.len();
         let (level, keep_left) = edit.peek(addr, |node| {
             Ok((node.level(), pick_split(node, slot, new_bytes, cap, append)?))
         })?;

@@ -63,6 +63,24 @@ impl DirtySet {
         self.map.get(&addr).is_some_and(|d| d.private)
     }
 
+    /// Reads the node `ptr` names if the open transaction allocated it, changes it without
+    /// logging (no savepoint sealed it) and holds it in memory (not written back early): a
+    /// block whose items can move without a log entry or a read. One lookup, one read lock;
+    /// `None` for any other block.
+    pub(crate) fn peek_unlogged_resident<R>(
+        &self,
+        ptr: ChildPtr,
+        f: impl FnOnce(&Node<'_>) -> Result<R>,
+    ) -> Option<Result<R>> {
+        if ptr.generation() != self.gen {
+            return None;
+        }
+        let d = self.map.get(&ptr.address()).filter(|d| d.unlogged())?;
+        let st = d.slot.read();
+        let Image::Mutable(buf) = &st.image else { return None };
+        Some(Node::decode_trusted(buf).map_err(|e| corrupt(ptr.address(), e)).and_then(|n| f(&n)))
+    }
+
     /// Whether `ptr` names a block of the open generation that is dirty.
     pub(crate) fn holds(&self, ptr: ChildPtr) -> bool {
         ptr.generation() == self.gen && self.map.contains_key(&ptr.address())
@@ -101,10 +119,13 @@ impl DirtySet {
 
     /// Reads the node `ptr` names if it is dirty and resident (not written back early), with
     /// one lookup and under one read lock: the descent's fast path (design.md §4.1).
-    /// `None` when it is not, and the caller takes the copy-on-write path.
+    /// `None` when it is not, and the caller takes the copy-on-write path. With `prefetch`,
+    /// every cache line of the image is loaded first ([`prefetch_block`]): for nodes likely
+    /// cold (leaves and their parents); the few nodes above them stay cached.
     pub(crate) fn peek_resident<R>(
         &self,
         ptr: ChildPtr,
+        prefetch: bool,
         f: impl FnOnce(&Node<'_>) -> Result<R>,
     ) -> Option<Result<R>> {
         if ptr.generation() != self.gen {
@@ -112,7 +133,9 @@ impl DirtySet {
         }
         let st = self.map.get(&ptr.address())?.slot.read();
         let Image::Mutable(buf) = &st.image else { return None };
-        prefetch_block(buf);
+        if prefetch {
+            prefetch_block(buf);
+        }
         Some(Node::decode_trusted(buf).map_err(|e| corrupt(ptr.address(), e)).and_then(|n| f(&n)))
     }
 
