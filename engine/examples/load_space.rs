@@ -1,8 +1,9 @@
 //! Where the bytes of a file go after a bulk load (kv-bench's "file size after load" row):
-//! `load_space DIR [KEYS] [ascending]` loads KEYS (default 1,000,000) random 24-byte keys
+//! `load_space DIR [KEYS] [ascending|fill]` loads KEYS (default 1,000,000) random 24-byte keys
 //! with 150-byte values in one transaction, commits, and prints the file's size and disk
 //! blocks, the journal region, the tree's leaves and internal nodes with their fill, the
-//! allocator's blocks and the free (unused) blocks, and the load's time.
+//! allocator's blocks and the free (unused) blocks, and the load's time. `fill` turns on
+//! `Options::fill_siblings`.
 
 use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
@@ -13,14 +14,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = args.next().unwrap_or_else(|| ".".into());
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let ascending = args.next().is_some_and(|s| s == "ascending");
+    let mode = args.next().unwrap_or_default();
+    let ascending = mode == "ascending";
     let path = std::path::Path::new(&dir).join("load-space.arbor");
     let _ = std::fs::remove_file(&path);
     let mut keys = random_keys(n);
     if ascending {
         keys.sort();
     }
-    let opts = Options { cache_bytes: 1 << 30, ..Options::default() };
+    let fill_siblings = mode == "fill";
+    let opts = Options { cache_bytes: 1 << 30, fill_siblings, ..Options::default() };
     let db = Db::create(&path, opts)?;
     let start = Instant::now();
     let tx = db.begin_write()?;

@@ -408,6 +408,7 @@ impl Db {
         writer.hist.open_generation(writer.gen(), writer.seq);
         let limits = RecordLimits::new(store.block_bytes, journal.record_max);
         writer.record = TxnRecord::new(limits);
+        writer.fill_siblings = opts.fill_siblings;
         let figures = writer.figures(true, 0);
         let root = RootRecord { seq: writer.seq, gen: writer.gen(), catalog: writer.trees.catalog };
         let uuid = *journal.uuid();

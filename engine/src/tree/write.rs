@@ -319,7 +319,7 @@ fn insert_split(
         }
         let append = depth <= edge;
         // A leaf first fills a private sibling (design.md §4.1); appends keep it full.
-        let may_fill = carried.is_none() && !append;
+        let may_fill = edit.fill_siblings && carried.is_none() && !append;
         if may_fill && fill::insert_into_sibling(edit, path, slot, key, value, cap)? {
             return Ok(());
         }

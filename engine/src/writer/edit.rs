@@ -46,6 +46,8 @@ pub(crate) struct Edit<'a> {
     pub hist: &'a mut History,
     pub txn: &'a mut TxnScratch,
     pub reserve_blocks: u64,
+    /// Leaves fill a private sibling before they split (`Options::fill_siblings`).
+    pub fill_siblings: bool,
 }
 
 impl Edit<'_> {

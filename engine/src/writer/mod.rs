@@ -60,6 +60,8 @@ pub(crate) struct Writer {
     /// Blocks kept free for commit-time metadata and for removals, so that a full store can
     /// still commit and can still delete (see `Edit::reserve_for`).
     pub reserve_blocks: u64,
+    /// `Options::fill_siblings`.
+    pub fill_siblings: bool,
     /// Generation of the last commit (what `Db::flush` makes durable).
     pub last_commit_gen: u64,
     /// The open transaction's journal record.
@@ -82,6 +84,7 @@ impl Writer {
             },
             txn: TxnScratch::default(),
             reserve_blocks: 64,
+            fill_siblings: false,
             last_commit_gen: 0,
             // The store sets the real limit (`Options::journal_record_max`) after open.
             record: TxnRecord::new(RecordLimits::new(alloc_block_bytes, 0)),
@@ -107,6 +110,7 @@ impl Writer {
             hist: &mut self.hist,
             txn: &mut self.txn,
             reserve_blocks: self.reserve_blocks,
+            fill_siblings: self.fill_siblings,
         }
     }
 }
