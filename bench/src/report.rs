@@ -206,8 +206,7 @@ fn notes(ctx: &Context, sizes: &Sizes, results: &[EngineResult]) -> String {
         ctx.cfg.distribution.ycsb_theta()
     );
     out += "- File size is the apparent size of the engine's files (arbor preallocates and grows \
-            its file in steps of 1/16 of its size, 16 to 64 MiB); disk blocks allocated is \
-            st_blocks x 512.\n";
+            its file in 64 MiB steps); disk blocks allocated is st_blocks x 512.\n";
     out += "- Peak RSS: VmHWM of the engine's process minus its RSS before the store was opened \
             (the data set). LMDB's count includes its mapped file pages.\n";
     if results.iter().any(|r| r.result.get("cold_get_1t").is_some()) {

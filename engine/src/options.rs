@@ -71,17 +71,14 @@ pub struct Options {
     /// Files: size at create. The default, 0, makes a new store as small as it can be
     /// (512 KiB at 4 KiB blocks); it grows as it fills (`file_grow_step_bytes`).
     pub file_initial_bytes: u64,
-    /// Files: the largest growth step. Each step is as large as the file already is up to
-    /// 16 MiB, then 1/16 of it (at least 16 MiB), up to this, and is written with zeros
-    /// once (design.md §10.16). The tail a load leaves unused is then under 1/16 of the
-    /// file (kv-bench, 1M keys: 3–8 MB, against up to 64 MiB when every step past 64 MiB was
-    /// this large).
+    /// Files: the largest growth step. Each step is as large as the file already is, up to
+    /// this, and is written with zeros once (design.md §10.16).
     pub file_grow_step_bytes: u64,
     /// Files: the largest size they grow to; past it, commits get `Error::NoSpace`.
     pub file_max_bytes: u64,
     /// Fill before split (design.md §4.1): a full leaf first moves items into a sibling
     /// its transaction allocated, so a large random load leaves leaves ~79 % full instead
-    /// of ~69 % (kv-bench, 1M keys: file after load 269.0 MB instead of 303.6 MB). Off by
+    /// of ~69 % (kv-bench, 1M keys: file after load 270.5 MB instead of 337.6 MB). Off by
     /// default: fuller leaves split sooner under later small inserts, which cost eight
     /// concurrent committers 20–35 % in the same benchmark. For stores loaded in bulk and
     /// then mostly read.

@@ -389,9 +389,9 @@ impl DevFile {
         }
     }
 
-    /// `BlockDevice::grow` for both backends: files grow in whole steps up to `max_bytes`
-    /// ([`grow_step`]: a new store starts at what `create` needs and doubles up to 16 MiB,
-    /// then grows by 1/16 of its size, at most `grow_step_bytes`, design.md §10.16); block
+    /// `BlockDevice::grow` for both backends: files grow in whole steps up to `max_bytes`,
+    /// each step as large as the file already is, at most `grow_step_bytes` (so a new store
+    /// starts at what `create` needs and doubles up to the step, design.md §10.16); block
     /// devices keep their length.
     pub(crate) fn grow(&self, min_len_bytes: u64) -> io::Result<u64> {
         let current = self.len();
@@ -581,31 +581,12 @@ fn file_sector_bytes(file: &File, path: &Path) -> Result<u32, Error> {
     Ok(align)
 }
 
-/// Files grow by whole doublings up to this size, then by [`GROW_FRACTION`] of their size
-/// (at least this much): the unused tail a load leaves stays near 1/16 of the file instead
-/// of up to a whole largest step (design.md §10.16).
-pub(crate) const GROW_DOUBLING_BYTES: u64 = 16 << 20;
-/// Past [`GROW_DOUBLING_BYTES`], a step is the file's size divided by this.
-pub(crate) const GROW_FRACTION: u64 = 16;
-
-/// The growth step of a file of `current` bytes: as large as the file up to
-/// [`GROW_DOUBLING_BYTES`], then 1/[`GROW_FRACTION`] of it (at least that), at most
-/// `step_max_bytes`; whole sectors, at least one.
-pub(crate) fn grow_step(current: u64, step_max_bytes: u64, sector: u32) -> u64 {
-    let sector = u64::from(sector);
-    let step = (current / GROW_FRACTION).max(current.min(GROW_DOUBLING_BYTES));
-    let step = step.div_ceil(sector).saturating_mul(sector);
-    step.clamp(sector, step_max_bytes.max(sector))
-}
-
 /// The length a file of `current` bytes grows to for `min_len_bytes`: whole steps of
-/// [`grow_step`], enough to reach it.
+/// `current` bytes (at least a sector, at most `step_max_bytes`), enough to reach it.
 pub(crate) fn grown_len(current: u64, min_len_bytes: u64, step_max_bytes: u64, sector: u32) -> u64 {
-    debug_assert!(
-        current.is_multiple_of(u64::from(sector))
-            && step_max_bytes.is_multiple_of(u64::from(sector))
-    );
-    let step = grow_step(current, step_max_bytes, sector);
+    let sector = u64::from(sector);
+    debug_assert!(current.is_multiple_of(sector) && step_max_bytes.is_multiple_of(sector));
+    let step = current.clamp(sector, step_max_bytes.max(sector));
     let steps = min_len_bytes.saturating_sub(current).div_ceil(step).max(1);
     current.saturating_add(steps.saturating_mul(step))
 }
@@ -667,24 +648,16 @@ fn flock_holder(file: &File) -> Option<String> {
 mod tests {
     use super::grown_len;
 
-    /// A new file grows to exactly what is asked; then each step doubles the file up to
-    /// 16 MiB, then adds 16 MiB until the file is 256 MiB, then 1/16 of the file, up to the
-    /// largest step (design.md §10.16).
+    /// A new file grows to exactly what is asked; then each step doubles the file, up to
+    /// the largest step (design.md §10.16).
     #[test]
-    fn growth_steps_double_then_follow_the_size() {
+    fn growth_steps_double_up_to_the_step() {
         const MIB: u64 = 1 << 20;
         assert_eq!(grown_len(0, 512 << 10, 64 * MIB, 4096), 512 << 10);
         assert_eq!(grown_len(512 << 10, (512 << 10) + 1, 64 * MIB, 4096), MIB);
         assert_eq!(grown_len(MIB, 10 * MIB, 64 * MIB, 4096), 10 * MIB);
-        assert_eq!(grown_len(16 * MIB, 16 * MIB + 1, 64 * MIB, 4096), 32 * MIB);
-        assert_eq!(grown_len(32 * MIB, 32 * MIB + 1, 64 * MIB, 4096), 48 * MIB);
-        assert_eq!(grown_len(64 * MIB, 64 * MIB + 1, 64 * MIB, 4096), 80 * MIB);
-        assert_eq!(grown_len(320 * MIB, 320 * MIB + 1, 64 * MIB, 4096), 340 * MIB);
-        assert_eq!(grown_len(2048 * MIB, 2048 * MIB + 1, 64 * MIB, 4096), 2112 * MIB);
-        assert_eq!(grown_len(MIB, 10 * MIB, 4 * MIB, 4096), 10 * MIB);
-        assert_eq!(grown_len(8 * MIB, 8 * MIB + 1, 4 * MIB, 4096), 12 * MIB);
+        assert_eq!(grown_len(64 * MIB, 64 * MIB + 1, 64 * MIB, 4096), 128 * MIB);
+        assert_eq!(grown_len(128 * MIB, 128 * MIB + 1, 64 * MIB, 4096), 192 * MIB);
         assert_eq!(grown_len(0, 1, 64 * MIB, 4096), 4096);
-        // 1/16 of an odd size rounds up to whole sectors.
-        assert_eq!(grown_len(300 * MIB + 4096, 300 * MIB + 8192, 64 * MIB, 4096) % 4096, 0);
     }
 }

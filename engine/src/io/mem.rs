@@ -4,9 +4,8 @@
 //! write apart so that it can model a crash, has a fixed length, and draws from a seeded
 //! generator; a memory store needs none of that. `MemDevice` is the plain case: one byte
 //! vector behind a reader-writer lock, writes visible (and "durable") at once, `flush` a
-//! no-op. It grows like a file (design.md §10.16): from what `create` asks for, in the same
-//! steps (doubling to 16 MiB, then 1/16 of its size, at most 64 MiB), up to its maximum;
-//! new space reads as zeros.
+//! no-op. It grows like a file (design.md §10.16): from what `create` asks for, in steps as
+//! large as the device already is, up to its maximum; new space reads as zeros.
 
 use std::io;
 

@@ -38,7 +38,6 @@ mod zero;
 
 pub use buf::AlignedBuf;
 pub use counting::CountingDevice;
-pub(crate) use file::grow_step;
 pub use mem::MemDevice;
 pub use open::{open_path, probe_existing_data, uring_fallback_reason, DeviceOptions, IoBackend};
 /// The seeded generator behind [`SimDevice`]; exported for the workspace's tests, which

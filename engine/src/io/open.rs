@@ -43,9 +43,8 @@ pub struct DeviceOptions {
     pub backend: IoBackend,
     /// io_uring submission queue entries per ring (batches larger than this run in waves).
     pub queue_depth: u32,
-    /// Largest growth step of a file: each step is as large as the file already is up to
-    /// 16 MiB, then 1/16 of it (at least 16 MiB), up to this (design.md §10.16: steps
-    /// written once).
+    /// Largest growth step of a file: each step is as large as the file already is, up to
+    /// this (design.md §10.16: steps written once).
     pub grow_step_bytes: u64,
     /// A file never grows past this.
     pub max_bytes: u64,

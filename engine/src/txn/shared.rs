@@ -172,9 +172,7 @@ impl Shared {
         if dev.max_len_bytes() <= len {
             return true;
         }
-        let block_bytes = self.store.block_bytes;
-        let step = crate::io::grow_step(len, self.opts.file_grow_step_bytes, block_bytes)
-            / u64::from(block_bytes);
+        let step = len.min(self.opts.file_grow_step_bytes) / u64::from(self.store.block_bytes);
         waiting >= free && waiting.saturating_mul(8) >= step
     }
 
