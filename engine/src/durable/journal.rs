@@ -126,6 +126,9 @@ struct JournalState {
     /// While open replays the journal: the lsn where the next unapplied record starts and
     /// the seq of the last applied one — what a checkpoint taken meanwhile must record.
     replay_cursor: Option<(u64, u64)>,
+    /// The cursor once the record being replayed is applied: it becomes `replay_cursor`
+    /// when that record's transaction publishes, under the writer lock (`replay_applied`).
+    replay_next: Option<(u64, u64)>,
     last_flush_at: Instant,
     figures: JournalFigures,
     /// Committers waiting for their seq, each on a condvar of its own (arrival order): an
@@ -281,6 +284,7 @@ impl Journal {
             unjournaled: BTreeSet::new(),
             failed: None,
             replay_cursor: None,
+            replay_next: None,
             last_flush_at: Instant::now(),
             figures: JournalFigures::default(),
             waiters: Vec::new(),
@@ -391,6 +395,23 @@ impl Journal {
     /// replay's own) append no records.
     pub fn replay_progress(&self, next_lsn: u64, seq: u64) {
         self.state().replay_cursor = Some((next_lsn, seq));
+    }
+
+    /// Replay is about to apply the record of `seq`; the one after it starts at
+    /// `next_lsn`. The cursor moves only when the record's transaction publishes
+    /// ([`Journal::replay_applied`], called under the writer lock): a checkpoint freezes
+    /// under that lock too, so the cursor it records always matches the state it freezes —
+    /// never the state with a record applied and a cursor that replays it again.
+    pub fn replay_next(&self, next_lsn: u64, seq: u64) {
+        self.state().replay_next = Some((next_lsn, seq));
+    }
+
+    /// The record `replay_next` named is published (the caller holds the writer lock).
+    pub fn replay_applied(&self) {
+        let mut st = self.state();
+        if let Some(cursor) = st.replay_next.take() {
+            st.replay_cursor = Some(cursor);
+        }
     }
 
     /// Replay is over: checkpoints and commits work as usual.

@@ -47,11 +47,13 @@ pub(crate) fn replay(
             out.skipped += 1;
             continue;
         }
+        // A checkpoint during replay (dirty bytes, space; inside the record's commit or on
+        // the background thread) covers exactly what was applied: the cursor moves past
+        // this record when its transaction publishes, not after `apply` returns.
+        let next = past.get(i + 1).map_or(end_lsn, |r| r.lsn);
+        db.journal.replay_next(next, record.seq);
         apply(db, region, record)?;
         out.applied += 1;
-        // A checkpoint during replay (dirty bytes, space) covers exactly what was applied.
-        let next = past.get(i + 1).map_or(end_lsn, |r| r.lsn);
-        db.journal.replay_progress(next, record.seq);
     }
     // Commits from here on take seqs past every record's, so records always grow.
     let mut w = db.lock_writer()?;

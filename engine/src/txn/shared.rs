@@ -111,8 +111,12 @@ impl Shared {
         // next durable, design.md §10.13): short of space, take them before the store grows.
         let low_space = self.reclaim_due(&w);
         let journaled = match w.record.ops() {
-            // Replay at open: the record is in the journal already.
-            _ if self.journal.replaying() => true,
+            // Replay at open: the record is in the journal already; checkpoints from now
+            // on (they freeze under the writer lock, held here) start replay after it.
+            _ if self.journal.replaying() => {
+                self.journal.replay_applied();
+                true
+            }
             Some(ops) => {
                 self.journal.append(seq, ops);
                 true
