@@ -28,6 +28,14 @@ pub(crate) trait NodeSource {
     fn nodes(&self, ptrs: &[ChildPtr]) -> Result<Vec<Self::Buf>> {
         ptrs.iter().map(|&p| self.node(p)).collect()
     }
+    /// Runs `f`, whose `node` calls form one descent, as one reader operation where the
+    /// source has them (a snapshot enters its operation once, not once per level).
+    fn descent<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R>
+    where
+        Self: Sized,
+    {
+        f()
+    }
     /// `node(ptr)` if the source has it without I/O (`None`: it may need a read).
     fn cached(&self, _ptr: ChildPtr) -> Option<Result<Self::Buf>> {
         None
@@ -229,6 +237,10 @@ impl<S: RangeSource> Range<S> {
 
     /// Descends from the root to the leaf that holds `target` (or the first/last leaf).
     fn seek(&self, target: Option<&[u8]>, dir: Dir) -> Result<Cursor<S::Buf>> {
+        self.src.descent(|| self.seek_in_op(target, dir))
+    }
+
+    fn seek_in_op(&self, target: Option<&[u8]>, dir: Dir) -> Result<Cursor<S::Buf>> {
         let mut path = Vec::new();
         let mut ptr = self.root;
         let mut expect = None;

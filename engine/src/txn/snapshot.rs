@@ -30,7 +30,7 @@ use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::table::Lookup;
 use crate::mvcc::{ActiveGuard, RootRecord, SnapState};
 use crate::store::{decode, header_generation, Block};
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::tree::catalog;
 use crate::tree::read::{self, prefix_bounds, NodeSource};
 use crate::txn::guard::{Detached, Guard, StoreRef};
@@ -66,19 +66,8 @@ impl Inner {
         self.state.enter().map_err(|e| with_reason(e, shared))
     }
 
-    /// The block `ptr` names, as of the snapshot, as one reader operation of its own: lent
-    /// without a copy for as long as a range holds it between steps (a pinned frame keeps
-    /// `shared`, which the guard holds).
-    fn node(&self, shared: StoreRef, ptr: ChildPtr) -> Result<Guard> {
-        let block = {
-            let _op = self.enter(&shared)?;
-            Detached::new(self.node_in_op(&shared, ptr)?)
-        };
-        let len = shared.store.block_bytes as usize;
-        Ok(Guard::lend(shared, block, 0..len))
-    }
-
-    /// `node`, inside a reader operation the caller holds.
+    /// The block `ptr` names, as of the snapshot, inside a reader operation the caller
+    /// holds.
     #[inline]
     fn node_in_op<'s>(&self, shared: &'s Shared, ptr: ChildPtr) -> Result<Block<'s>> {
         let store = &shared.store;
@@ -150,7 +139,7 @@ impl Snapshot {
     }
 
     fn source(&self) -> SnapSource {
-        SnapSource { inner: Arc::clone(&self.inner), root: None }
+        SnapSource { inner: Arc::clone(&self.inner), root: None, in_op: AtomicBool::new(false) }
     }
 
     /// The source for one lookup through `shared`: one reader operation for the whole
@@ -400,6 +389,18 @@ struct SnapSource {
     inner: Arc<Inner>,
     /// The tree's root image, lent instead of fetched.
     root: Option<(ChildPtr, Held)>,
+    /// A descent (`NodeSource::descent`) holds a reader operation: its block fetches do
+    /// not enter one each. Only the thread that has the range (`&mut`) descends.
+    in_op: AtomicBool,
+}
+
+/// Clears `SnapSource::in_op` when a descent ends, unwinding too.
+struct InOp<'a>(&'a AtomicBool);
+
+impl Drop for InOp<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Block images as of the snapshot's seq, for one lookup that holds the store and one
@@ -478,7 +479,23 @@ impl NodeSource for SnapSource {
                 return Ok(held.clone());
             }
         }
-        self.inner.node(self.inner.shared()?, ptr).map(|g| Held::new(g, ptr.address()))
+        let shared = self.inner.shared()?;
+        let block = if self.in_op.load(Ordering::Relaxed) {
+            Detached::new(self.inner.node_in_op(&shared, ptr)?)
+        } else {
+            let _op = self.inner.enter(&shared)?;
+            Detached::new(self.inner.node_in_op(&shared, ptr)?)
+        };
+        let len = shared.store.block_bytes as usize;
+        Ok(Held::new(Guard::lend(shared, block, 0..len), ptr.address()))
+    }
+
+    fn descent<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        let shared = self.inner.shared()?;
+        let _op = self.inner.enter(&shared)?;
+        self.in_op.store(true, Ordering::Relaxed);
+        let _clear = InOp(&self.in_op);
+        f()
     }
 
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
