@@ -77,7 +77,19 @@ impl Inner {
         let image = match store.table.lookup(ptr.address(), self.root.seq) {
             // Not in memory: a block of the open generation written back early, reached
             // through a crc-pending pointer; the writer knows its crc.
-            Lookup::Absent => return store.read_block(store.with_written_back_crc(ptr)),
+            Lookup::Absent => {
+                let read = store.read_block(store.with_written_back_crc(ptr));
+                // It may have changed since the lookup: the writer files a written-back block
+                // in the table before its first change, and a checkpoint then rewrites it at
+                // the same address and generation, so the read may hold (or fail to verify)
+                // a newer image. Looked up again after the read, an absent block had not
+                // changed before it; a filed one is read from the table, rewound to our seq.
+                match store.table.lookup(ptr.address(), self.root.seq) {
+                    Lookup::Absent => return read,
+                    Lookup::Image(image) => image,
+                    Lookup::Slot(slot) => slot.image_at(self.root.seq, store.align)?,
+                }
+            }
             Lookup::Image(image) => image,
             Lookup::Slot(slot) => {
                 debug_assert_eq!(slot.addr, ptr.address(), "the table filed a slot elsewhere");
