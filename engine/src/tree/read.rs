@@ -57,7 +57,7 @@ pub(crate) trait RangeSource: NodeSource {
 }
 
 /// Where `part` (a slice of `whole`) lies in it.
-fn span(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+pub(crate) fn span(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
     let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
     assert!(
         start <= whole.len() && part.len() <= whole.len() - start,

@@ -144,8 +144,7 @@ impl Guard {
 
     /// Where the value lies in what the guard holds.
     fn at(&self) -> Range<usize> {
-        let start = (self.ptr as usize).wrapping_sub(self.hold.bytes().as_ptr() as usize);
-        start..start + self.len
+        crate::tree::read::span(self.hold.bytes(), self)
     }
 }
 

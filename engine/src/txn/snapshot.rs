@@ -256,10 +256,7 @@ impl Tree {
             let node = decode(&buf, addr)?;
             let Ok(i) = node.search(key) else { return Ok(None) };
             let at = match node.leaf_value(i) {
-                LeafValue::Inline(v) => {
-                    let start = (v.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
-                    start..start + v.len()
-                }
+                LeafValue::Inline(v) => read::span(&buf, v),
                 LeafValue::Overflow(r) => return Ok(Some(Guard::owned(op.overflow(&r)?))),
             };
             let block = match buf {
@@ -492,12 +489,12 @@ impl NodeSource for SnapSource {
             }
         }
         let shared = self.inner.shared()?;
-        let block = if self.in_op.load(Ordering::Relaxed) {
-            Detached::new(self.inner.node_in_op(&shared, ptr)?)
-        } else {
-            let _op = self.inner.enter(&shared)?;
-            Detached::new(self.inner.node_in_op(&shared, ptr)?)
+        // Inside a descent the caller holds the reader operation.
+        let _op = match self.in_op.load(Ordering::Relaxed) {
+            true => None,
+            false => Some(self.inner.enter(&shared)?),
         };
+        let block = Detached::new(self.inner.node_in_op(&shared, ptr)?);
         let len = shared.store.block_bytes as usize;
         Ok(Held::new(Guard::lend(shared, block, 0..len), ptr.address()))
     }
