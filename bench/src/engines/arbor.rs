@@ -40,9 +40,12 @@ impl ArborReader for Tree {
         Tree::get(self, key)
     }
 
+    /// Borrowed entries (`Range::next_ref`), as LMDB's cursor lends slices.
     fn scan(&self, start: &[u8], len: usize) -> arbor::Result<u64> {
         let mut seen = 0;
-        for item in self.range(start..)?.take(len) {
+        let mut range = self.range(start..)?;
+        for _ in 0..len {
+            let Some(item) = range.next_ref() else { break };
             let (_k, v) = item?;
             seen += u64::from(!v.is_empty());
         }

@@ -68,15 +68,16 @@ pub(crate) fn span(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
     start..start + part.len()
 }
 
-/// A leaf item's value as a range yields it: lent bytes, or an overflow extent to read.
-enum ItemBytes<B> {
-    Inline(B),
+/// Where a leaf item's value lies: in the leaf (its bytes there), or in an overflow extent.
+enum ItemSpan {
+    Inline(std::ops::Range<usize>),
     Overflow(OverflowRef),
 }
 
 /// What a range does with the item its cursor reached.
-enum Step<B> {
-    Yield(B, ItemBytes<B>),
+enum Step {
+    /// The item's key and value, where they lie in the cursor's leaf.
+    Yield(std::ops::Range<usize>, ItemSpan),
     /// An excluded bound: go on to the next item.
     Skip,
     /// Past the range's end (or where the other end already was).
@@ -209,7 +210,7 @@ fn passed<B: std::ops::Deref<Target = [u8]>>(cur: Option<&Cursor<B>>, dir: Dir) 
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Dir {
+pub(crate) enum Dir {
     Forward,
     Backward,
 }
@@ -223,6 +224,8 @@ pub(crate) struct Range<S: RangeSource> {
     front: Option<Cursor<S::Buf>>,
     back: Option<Cursor<S::Buf>>,
     done: bool,
+    /// The last overflow value `advance_ref` lent.
+    spilled: Vec<u8>,
 }
 
 impl<S: RangeSource> Range<S> {
@@ -232,7 +235,7 @@ impl<S: RangeSource> Range<S> {
         start: Bound<Vec<u8>>,
         end: Bound<Vec<u8>>,
     ) -> Range<S> {
-        Range { src, root, start, end, front: None, back: None, done: false }
+        Range { src, root, start, end, front: None, back: None, done: false, spilled: Vec::new() }
     }
 
     /// Descends from the root to the leaf that holds `target` (or the first/last leaf).
@@ -325,17 +328,11 @@ impl<S: RangeSource> Range<S> {
         }
     }
 
-    /// What to do with item `i` of the leaf the cursor for `dir` is on: yield it (its key
-    /// and value lent from the leaf), skip it (an excluded bound), or end the range.
+    /// What to do with item `i` of the leaf the cursor for `dir` is on: yield it (where its
+    /// key and value lie in the leaf), skip it (an excluded bound), or end the range.
     #[inline]
-    fn take_item(&self, dir: Dir, i: usize) -> Result<Step<S::Bytes>> {
-        let cur = match dir {
-            Dir::Forward => self.front.as_ref(),
-            Dir::Backward => self.back.as_ref(),
-        };
-        let cur = cur.expect("a cursor on a leaf");
-        let (node, _) = cur.leaf().expect("a cursor on a leaf");
-        let buf = &cur.path.last().expect("a cursor on a leaf").0;
+    fn take_item(&self, dir: Dir, i: usize) -> Step {
+        let (node, _) = self.cursor(dir).leaf().expect("a cursor on a leaf");
         let key = node.key(i);
         // An excluded bound positions the cursor at the bound itself.
         let excluded = match dir {
@@ -343,19 +340,33 @@ impl<S: RangeSource> Range<S> {
             Dir::Backward => matches!(&self.end, Bound::Excluded(e) if e.as_slice() == key),
         };
         if excluded {
-            return Ok(Step::Skip);
+            return Step::Skip;
         }
         if !self.in_bounds(key, dir) {
-            return Ok(Step::End);
+            return Step::End;
         }
-        let key = self.src.lend(buf, span(buf, key));
-        Ok(Step::Yield(
-            key,
-            match node.leaf_value(i) {
-                LeafValue::Inline(v) => ItemBytes::Inline(self.src.lend(buf, span(buf, v))),
-                LeafValue::Overflow(r) => ItemBytes::Overflow(r),
-            },
-        ))
+        let buf = node.bytes();
+        let value = match node.leaf_value(i) {
+            LeafValue::Inline(v) => ItemSpan::Inline(span(buf, v)),
+            LeafValue::Overflow(r) => ItemSpan::Overflow(r),
+        };
+        Step::Yield(span(buf, key), value)
+    }
+
+    /// The cursor for `dir` (one was kept or just sought).
+    #[inline]
+    fn cursor(&self, dir: Dir) -> &Cursor<S::Buf> {
+        let cur = match dir {
+            Dir::Forward => self.front.as_ref(),
+            Dir::Backward => self.back.as_ref(),
+        };
+        cur.expect("a cursor was kept or just sought")
+    }
+
+    /// The image of the leaf the cursor for `dir` is on.
+    #[inline]
+    fn leaf_buf(&self, dir: Dir) -> &S::Buf {
+        &self.cursor(dir).path.last().expect("a cursor on a leaf").0
     }
 
     #[inline]
@@ -390,34 +401,66 @@ impl<S: RangeSource> Range<S> {
         }
     }
 
-    fn advance(&mut self, dir: Dir) -> Option<Result<(S::Bytes, S::Bytes)>> {
+    /// Moves the cursor for `dir` to the next item in the range: where its key and value
+    /// lie in the cursor's leaf (`None` at the range's end).
+    fn step(&mut self, dir: Dir) -> Option<Result<(std::ops::Range<usize>, ItemSpan)>> {
         if self.done {
             return None;
         }
         loop {
             let step = match self.next_item(dir) {
                 Ok(Some(i)) => self.take_item(dir, i),
-                Ok(None) => Ok(Step::End),
-                Err(e) => Err(e),
-            };
-            let (key, value) = match step {
-                Ok(Step::Yield(key, value)) => (key, value),
-                Ok(Step::Skip) => continue,
-                Ok(Step::End) => {
-                    self.done = true;
-                    return None;
-                }
+                Ok(None) => Step::End,
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
                 }
             };
-            let value = match value {
-                ItemBytes::Inline(v) => Ok(v),
-                ItemBytes::Overflow(r) => self.src.overflow(&r).map(|v| self.src.own(v)),
-            };
-            return Some(value.map(|v| (key, v)));
+            match step {
+                Step::Yield(key, value) => return Some(Ok((key, value))),
+                Step::Skip => continue,
+                Step::End => {
+                    self.done = true;
+                    return None;
+                }
+            }
         }
+    }
+
+    /// The next item for `dir`, its key and value lent by the source.
+    fn advance(&mut self, dir: Dir) -> Option<Result<(S::Bytes, S::Bytes)>> {
+        let (key, value) = match self.step(dir)? {
+            Ok(item) => item,
+            Err(e) => return Some(Err(e)),
+        };
+        let buf = self.leaf_buf(dir);
+        let key = self.src.lend(buf, key);
+        let value = match value {
+            ItemSpan::Inline(at) => Ok(self.src.lend(buf, at)),
+            ItemSpan::Overflow(r) => self.src.overflow(&r).map(|v| self.src.own(v)),
+        };
+        Some(value.map(|v| (key, v)))
+    }
+
+    /// The next item for `dir`, borrowed from the range until its next step: slices of the
+    /// cursor's leaf (an overflow value: of a buffer the range keeps), no lending per item.
+    pub(crate) fn advance_ref(&mut self, dir: Dir) -> Option<Result<(&[u8], &[u8])>> {
+        let (key, value) = match self.step(dir)? {
+            Ok(item) => item,
+            Err(e) => return Some(Err(e)),
+        };
+        let value = match value {
+            ItemSpan::Inline(at) => at,
+            ItemSpan::Overflow(r) => match self.src.overflow(&r) {
+                Ok(v) => {
+                    self.spilled = v;
+                    return Some(Ok((&self.leaf_buf(dir)[key], &self.spilled)));
+                }
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        let buf = self.leaf_buf(dir);
+        Some(Ok((&buf[key], &buf[value])))
     }
 }
 

@@ -378,6 +378,38 @@ impl fmt::Debug for Range {
     }
 }
 
+impl Range {
+    /// The next entry, its key and value borrowed from the range until its next step: no
+    /// guard per entry, the fastest way to scan (like a RocksDB iterator's `key()` and
+    /// `value()`, or an LMDB cursor's slices). Mixes freely with `next` and `next_back`.
+    ///
+    /// ```
+    /// # let db = arbor::Db::memory(16 << 20)?;
+    /// # let tx = db.begin_write()?;
+    /// # let mut t = tx.tree("t")?;
+    /// # for k in [b"a", b"b", b"c"] { t.insert(k, b"v")?; }
+    /// # tx.commit()?;
+    /// let tree = db.snapshot()?.tree("t")?.expect("exists");
+    /// let mut range = tree.range(b"b"..)?;
+    /// let mut bytes = 0;
+    /// while let Some(entry) = range.next_ref() {
+    ///     let (key, value) = entry?;
+    ///     bytes += key.len() + value.len();
+    /// }
+    /// assert_eq!(bytes, 4);
+    /// # Ok::<(), arbor::Error>(())
+    /// ```
+    #[allow(clippy::should_implement_trait)]
+    pub fn next_ref(&mut self) -> Option<Result<(&[u8], &[u8])>> {
+        self.inner.advance_ref(read::Dir::Forward)
+    }
+
+    /// As [`Range::next_ref`], from the range's other end.
+    pub fn next_back_ref(&mut self) -> Option<Result<(&[u8], &[u8])>> {
+        self.inner.advance_ref(read::Dir::Backward)
+    }
+}
+
 impl Iterator for Range {
     type Item = Result<(Guard, Guard)>;
     fn next(&mut self) -> Option<Self::Item> {
