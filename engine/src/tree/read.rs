@@ -36,6 +36,16 @@ pub(crate) trait NodeSource {
     {
         f()
     }
+    /// Runs `f` on node `ptr` without keeping it (a descent through internal nodes): a
+    /// snapshot pins the block for the call only, where `node` makes a hold that outlives
+    /// it.
+    #[inline]
+    fn peek<R>(&self, ptr: ChildPtr, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R>
+    where
+        Self: Sized,
+    {
+        f(&self.node(ptr)?)
+    }
     /// `node(ptr)` if the source has it without I/O (`None`: it may need a read).
     fn cached(&self, _ptr: ChildPtr) -> Option<Result<Self::Buf>> {
         None
@@ -179,10 +189,16 @@ pub(crate) fn get<S: NodeSource + ?Sized>(
     }
 }
 
-/// A position: the node images from the root to a leaf and the index taken in each.
+/// A position: the leaf's image and the index in it, and above it the internal nodes from
+/// the root down (their pointers and the child index taken: a cursor holds only its leaf,
+/// and reads a parent again when it moves to the next leaf).
 struct Cursor<B> {
-    path: Vec<(B, u64, usize)>,
-    /// Items in the leaf at the end of `path` (read once, when the cursor reaches it).
+    /// Internal nodes, root first: pointer, level, child index taken.
+    up: Vec<(ChildPtr, u8, usize)>,
+    leaf: B,
+    /// The cursor's index in the leaf.
+    idx: usize,
+    /// Items in the leaf (read once, when the cursor reaches it).
     leaf_len: usize,
 }
 
@@ -190,8 +206,7 @@ impl<B: std::ops::Deref<Target = [u8]>> Cursor<B> {
     /// The leaf the cursor is on, and the cursor's index in it.
     #[inline]
     fn leaf(&self) -> Option<(Node<'_>, usize)> {
-        let (buf, _, idx) = self.path.last()?;
-        Some((Node::assume(buf, BlockKind::Leaf, self.leaf_len), *idx))
+        Some((Node::assume(&self.leaf, BlockKind::Leaf, self.leaf_len), self.idx))
     }
 }
 
@@ -244,43 +259,51 @@ impl<S: RangeSource> Range<S> {
     }
 
     fn seek_in_op(&self, target: Option<&[u8]>, dir: Dir) -> Result<Cursor<S::Buf>> {
-        let mut path = Vec::new();
+        let mut up = Vec::with_capacity(usize::from(TREE_DEPTH_MAX));
         let mut ptr = self.root;
         let mut expect = None;
-        loop {
-            let buf = self.src.node(ptr)?;
-            let node = decode(&buf, ptr.address())?;
-            check_child(&node, ptr.address(), expect)?;
-            let len = node.len();
-            if node.level() == 0 {
+        // Internal nodes are only looked at; the leaf is held (its level is known from its
+        // parent; a root's from itself).
+        while expect != Some(0) {
+            let step = self.src.peek(ptr, |buf| {
+                let node = decode(buf, ptr.address())?;
+                check_child(&node, ptr.address(), expect)?;
+                let len = node.len();
+                if node.level() == 0 {
+                    return Ok(None);
+                }
+                if len == 0 {
+                    return Err(Error::corrupt(ptr.address(), "empty internal node"));
+                }
                 let idx = match (target, dir) {
                     (None, Dir::Forward) => 0,
-                    (None, Dir::Backward) => len,
-                    (Some(k), _) => match node.search(k) {
-                        Ok(i) if dir == Dir::Backward => i + 1,
-                        Ok(i) | Err(i) => i,
-                    },
+                    (None, Dir::Backward) => len - 1,
+                    (Some(k), _) => node.child_index(k),
                 };
-                // Backward cursors point one past the next item to yield.
-                debug_assert!(idx <= len, "leaf cursor {idx} past {len} items");
-                path.push((buf, ptr.address(), idx));
-                debug_assert!(path.len() <= usize::from(TREE_DEPTH_MAX) + 1, "seek too deep");
-                return Ok(Cursor { path, leaf_len: len });
-            }
-            if len == 0 {
-                return Err(Error::corrupt(ptr.address(), "empty internal node"));
-            }
-            let idx = match (target, dir) {
-                (None, Dir::Forward) => 0,
-                (None, Dir::Backward) => len - 1,
-                (Some(k), _) => node.child_index(k),
-            };
-            debug_assert!(idx < len, "child {idx} of a node with {len} items");
-            let child = node.child(idx);
-            expect = Some(node.level() - 1);
-            path.push((buf, ptr.address(), idx));
+                debug_assert!(idx < len, "child {idx} of a node with {len} items");
+                Ok(Some((node.level(), idx, node.child(idx))))
+            })?;
+            let Some((level, idx, child)) = step else { break };
+            up.push((ptr, level, idx));
+            debug_assert!(up.len() <= usize::from(TREE_DEPTH_MAX), "seek too deep");
+            expect = Some(level - 1);
             ptr = child;
         }
+        let buf = self.src.node(ptr)?;
+        let node = decode(&buf, ptr.address())?;
+        check_child(&node, ptr.address(), Some(0))?;
+        let len = node.len();
+        let idx = match (target, dir) {
+            (None, Dir::Forward) => 0,
+            (None, Dir::Backward) => len,
+            (Some(k), _) => match node.search(k) {
+                Ok(i) if dir == Dir::Backward => i + 1,
+                Ok(i) | Err(i) => i,
+            },
+        };
+        // Backward cursors point one past the next item to yield.
+        debug_assert!(idx <= len, "leaf cursor {idx} past {len} items");
+        Ok(Cursor { up, leaf: buf, idx, leaf_len: len })
     }
 
     /// Moves the cursor for `dir` to its next item and returns the item's index in the
@@ -310,7 +333,7 @@ impl<S: RangeSource> Range<S> {
         let cur = cur.expect("a cursor was kept or just sought");
         loop {
             let len = cur.leaf_len;
-            let (_, _, idx) = cur.path.last_mut().expect("a cursor path keeps its root");
+            let idx = &mut cur.idx;
             match dir {
                 Dir::Forward if *idx < len => {
                     *idx += 1;
@@ -322,7 +345,7 @@ impl<S: RangeSource> Range<S> {
                 }
                 _ => {}
             }
-            if !step_leaf(&self.src, cur, dir)? {
+            if !self.src.descent(|| step_leaf(&self.src, cur, dir))? {
                 return Ok(None);
             }
         }
@@ -366,7 +389,7 @@ impl<S: RangeSource> Range<S> {
     /// The image of the leaf the cursor for `dir` is on.
     #[inline]
     fn leaf_buf(&self, dir: Dir) -> &S::Buf {
-        &self.cursor(dir).path.last().expect("a cursor on a leaf").0
+        &self.cursor(dir).leaf
     }
 
     #[inline]
@@ -465,48 +488,61 @@ impl<S: RangeSource> Range<S> {
 }
 
 /// Moves a cursor to the next (forward) or previous (backward) leaf when its leaf is
-/// exhausted. Returns false at the end of the tree.
+/// exhausted. Returns false at the end of the tree (the cursor stays where it was).
 fn step_leaf<S: NodeSource>(src: &S, cur: &mut Cursor<S::Buf>, dir: Dir) -> Result<bool> {
-    // Pop exhausted levels.
-    cur.path.pop();
-    loop {
-        let Some((buf, addr, idx)) = cur.path.last_mut() else { return Ok(false) };
-        let node = decode(buf, *addr)?;
-        let next = match dir {
-            Dir::Forward if *idx + 1 < node.len() => Some(*idx + 1),
-            Dir::Backward if *idx > 0 => Some(*idx - 1),
-            _ => None,
-        };
-        match next {
-            Some(n) => {
-                *idx = n;
-                break;
-            }
-            None => {
-                cur.path.pop();
-            }
+    // Up to the lowest internal node with a next child in `dir`.
+    let mut depth = cur.up.len();
+    let mut next = None;
+    while depth > 0 {
+        let (ptr, _, idx) = cur.up[depth - 1];
+        let child = src.peek(ptr, |buf| {
+            let node = decode(buf, ptr.address())?;
+            let n = match dir {
+                Dir::Forward if idx + 1 < node.len() => Some(idx + 1),
+                Dir::Backward if idx > 0 => Some(idx - 1),
+                _ => None,
+            };
+            Ok(n.map(|n| (n, node.child(n))))
+        })?;
+        if let Some(found) = child {
+            next = Some(found);
+            break;
         }
+        depth -= 1;
     }
-    // Descend to the extreme leaf of the new subtree.
-    loop {
-        let (buf, addr, idx) = cur.path.last().expect("a cursor path keeps its root");
-        let node = decode(buf, *addr)?;
-        if node.level() == 0 {
-            cur.leaf_len = node.len();
-            return Ok(true);
-        }
-        let child = node.child(*idx);
-        let expect = node.level() - 1;
-        let cbuf = src.node(child)?;
-        let cnode = decode(&cbuf, child.address())?;
-        check_child(&cnode, child.address(), Some(expect))?;
-        let cidx = match dir {
-            Dir::Forward => 0,
-            Dir::Backward if cnode.level() == 0 => cnode.len(),
-            Dir::Backward => cnode.len().saturating_sub(1),
-        };
-        cur.path.push((cbuf, child.address(), cidx));
+    let Some((n, mut ptr)) = next else { return Ok(false) };
+    cur.up.truncate(depth);
+    let (_, level, idx) = cur.up.last_mut().expect("a level with a next child");
+    *idx = n;
+    // Down to the extreme leaf of the new subtree.
+    let mut expect = *level - 1;
+    while expect > 0 {
+        let (cidx, child) = src.peek(ptr, |buf| {
+            let node = decode(buf, ptr.address())?;
+            check_child(&node, ptr.address(), Some(expect))?;
+            if node.is_empty() {
+                return Err(Error::corrupt(ptr.address(), "empty internal node"));
+            }
+            let cidx = match dir {
+                Dir::Forward => 0,
+                Dir::Backward => node.len() - 1,
+            };
+            Ok((cidx, node.child(cidx)))
+        })?;
+        cur.up.push((ptr, expect, cidx));
+        ptr = child;
+        expect -= 1;
     }
+    let buf = src.node(ptr)?;
+    let node = decode(&buf, ptr.address())?;
+    check_child(&node, ptr.address(), Some(0))?;
+    cur.leaf_len = node.len();
+    cur.idx = match dir {
+        Dir::Forward => 0,
+        Dir::Backward => node.len(),
+    };
+    cur.leaf = buf;
+    Ok(true)
 }
 
 impl<S: RangeSource> Iterator for Range<S> {

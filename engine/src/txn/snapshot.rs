@@ -60,6 +60,16 @@ impl Inner {
         Ok(Arc::clone(&self.shared))
     }
 
+    /// The store, borrowed for a step that keeps nothing of it (no count taken);
+    /// `Error::Closed` once every `Db` handle is gone.
+    #[inline]
+    fn store(&self) -> Result<&Shared> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(&self.shared)
+    }
+
     /// Starts one reader operation (design.md §10.7): `SnapshotExpired` if the bound
     /// expired the snapshot; until the guard drops, the snapshot's history stays.
     fn enter(&self, shared: &Shared) -> Result<ActiveGuard<'_>> {
@@ -531,9 +541,26 @@ impl NodeSource for SnapSource {
         Ok(Held::new(Guard::lend(shared, block, 0..len), ptr.address()))
     }
 
+    /// Internal nodes of a seek or a step to the next leaf: pinned for `f` only, no hold.
+    #[inline]
+    fn peek<R>(&self, ptr: ChildPtr, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+        if let Some((root, held)) = &self.root {
+            if *root == ptr {
+                self.inner.store()?;
+                return f(held);
+            }
+        }
+        let shared = self.inner.store()?;
+        let _op = match self.in_op.load(Ordering::Relaxed) {
+            true => None,
+            false => Some(self.inner.enter(shared)?),
+        };
+        f(&self.inner.node_in_op(shared, ptr)?)
+    }
+
     fn descent<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
-        let shared = self.inner.shared()?;
-        let _op = self.inner.enter(&shared)?;
+        let shared = self.inner.store()?;
+        let _op = self.inner.enter(shared)?;
         self.in_op.store(true, Ordering::Relaxed);
         let _clear = InOp(&self.in_op);
         f()
