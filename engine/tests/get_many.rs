@@ -8,7 +8,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arbor::io::{BlockDevice, ReadOp, SimDevice, WriteOp};
+use arbor::io::{BlockDevice, ReadOp, SimDevice, StreamRead, WriteOp};
 use arbor::{Db, Options};
 use common::{small_opts, Rng};
 
@@ -118,4 +118,119 @@ fn cold_get_many_reads_a_level_in_one_batch() {
     let single = batches.load(Ordering::Relaxed) - before;
     assert_eq!(one_by_one, got);
     assert!(single >= 500, "{single} read batches for 500 cold gets");
+}
+
+/// A device whose streams complete one read at a time, the newest first (a read's
+/// follow-ups overtake the reads started before them), and that can fail the `fail_at`-th
+/// streamed read with an I/O error.
+struct OneAtATime {
+    inner: SimDevice,
+    streamed: AtomicU64,
+    fail_at: AtomicU64,
+}
+
+impl BlockDevice for OneAtATime {
+    fn sector_bytes(&self) -> u32 {
+        self.inner.sector_bytes()
+    }
+    fn len_bytes(&self) -> u64 {
+        self.inner.len_bytes()
+    }
+    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> io::Result<()> {
+        self.inner.read_batch(ops)
+    }
+    fn read_stream(
+        &self,
+        first: Vec<StreamRead>,
+        done: &mut arbor::io::StreamDone<'_>,
+    ) -> io::Result<()> {
+        let mut queue = first;
+        while let Some(mut read) = queue.pop() {
+            let n = self.streamed.fetch_add(1, Ordering::Relaxed) + 1;
+            if n == self.fail_at.load(Ordering::Relaxed) {
+                return Err(io::Error::other("injected read error"));
+            }
+            self.inner.read_at(read.offset, read.buf.bytes())?;
+            queue.extend(done(read));
+        }
+        Ok(())
+    }
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
+        self.inner.write_batch(ops)
+    }
+    fn flush(&self) -> io::Result<()> {
+        self.inner.flush()
+    }
+    fn describe(&self) -> String {
+        format!("one-at-a-time {}", self.inner.describe())
+    }
+}
+
+/// Cold `get_many` through a stream whose reads complete one at a time, out of order, under
+/// a pool too small to keep what it reads: the answers are `get`'s. A read error in the
+/// middle of a call is an `Error::Io` for that call, and leaves nothing behind: the frames it
+/// had claimed go back, and the next calls (and plain gets) answer as before.
+#[test]
+fn streamed_reads_in_any_order_and_a_failed_read() {
+    let dev = SimDevice::new(64 << 20, 4096, 4);
+    let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
+    load(&db, 0..20_000);
+    drop(db);
+    let device = Arc::new(OneAtATime {
+        inner: dev,
+        streamed: AtomicU64::new(0),
+        fail_at: AtomicU64::new(0),
+    });
+    let opts = Options { cache_bytes: 64 << 10, ..small_opts() };
+    let db = Db::open_on(Box::new(Shared(Arc::clone(&device))), opts).unwrap();
+    let t = db.snapshot().unwrap().tree("t").unwrap().unwrap();
+    let mut rng = Rng(9);
+    for round in 0..20 {
+        let keys: Vec<Vec<u8>> = (0..64).map(|_| key(rng.below(25_000))).collect();
+        let want: Vec<Option<Vec<u8>>> =
+            keys.iter().map(|k| t.get(k).unwrap().map(Vec::from)).collect();
+        let before = device.streamed.load(Ordering::Relaxed);
+        if round % 4 == 3 {
+            // Fail the third read of this call's stream.
+            device.fail_at.store(before + 3, Ordering::Relaxed);
+            match t.get_many(&keys) {
+                Err(arbor::Error::Io { .. }) => {}
+                other => panic!("round {round}: an injected read error gave {other:?}"),
+            }
+            device.fail_at.store(0, Ordering::Relaxed);
+        }
+        assert_eq!(t.get_many(&keys).unwrap(), want, "round {round}");
+        assert!(device.streamed.load(Ordering::Relaxed) > before, "round {round}: streamed");
+    }
+}
+
+/// Shares one test device between the store and the test.
+struct Shared(Arc<OneAtATime>);
+
+impl BlockDevice for Shared {
+    fn sector_bytes(&self) -> u32 {
+        self.0.sector_bytes()
+    }
+    fn len_bytes(&self) -> u64 {
+        self.0.len_bytes()
+    }
+    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> io::Result<()> {
+        self.0.read_batch(ops)
+    }
+    fn read_stream(
+        &self,
+        first: Vec<StreamRead>,
+        done: &mut arbor::io::StreamDone<'_>,
+    ) -> io::Result<()> {
+        self.0.read_stream(first, done)
+    }
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
+        self.0.write_batch(ops)
+    }
+    fn flush(&self) -> io::Result<()> {
+        self.0.flush()
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
 }

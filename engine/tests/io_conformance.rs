@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use arbor::io::{
-    BlockDevice, DeviceOptions, IoBackend, ReadOp, SimDevice, SyncDevice, UringDevice, WriteOp,
+    BlockDevice, DeviceOptions, IoBackend, ReadOp, SimDevice, StreamRead, SyncDevice, UringDevice,
+    WriteOp,
 };
 use arbor::{AlignedBuf, Error};
 use arbor_testkit::store::needs_real_file;
@@ -44,9 +45,60 @@ pub fn conformance(dev: &dyn BlockDevice, grows: bool) {
     flush_ordering(dev);
     large_batches(dev);
     concurrent_readers(dev);
+    streams(dev);
     if grows {
         grow(dev);
     }
+}
+
+/// `read_stream`: every read is handed back filled, once; the reads a completion returns
+/// start in the same stream (chains of dependent reads, as `get_many` makes); urgent reads
+/// are handed back no later than the others that complete with them; a refused read (out of
+/// range) fails the stream without losing the ones in flight.
+fn streams(dev: &dyn BlockDevice) {
+    let base = 4 << 20;
+    let blocks = 64u64;
+    let data = pattern(base, blocks as usize * BLK, 0x5A);
+    dev.write_at(base, &data).expect("write the stream's blocks");
+    let read = |i: u64, urgent: bool| StreamRead {
+        offset: base + i * BLK as u64,
+        buf: Box::new(AlignedBuf::zeroed(BLK, BLK)),
+        tag: i as usize,
+        urgent,
+    };
+    // 8 chains of 8: block i leads to block i + 8.
+    let first: Vec<StreamRead> = (0..8).map(|i| read(i, i.is_multiple_of(2))).collect();
+    let mut seen = vec![0u32; blocks as usize];
+    let mut order = Vec::new();
+    dev.read_stream(first, &mut |mut r| {
+        let i = r.tag as u64;
+        let want = &data[i as usize * BLK..(i as usize + 1) * BLK];
+        assert!(r.buf.bytes() == want, "stream read of block {i} differs");
+        seen[i as usize] += 1;
+        order.push((i, r.urgent));
+        match i + 8 < blocks {
+            true => vec![read(i + 8, (i + 8).is_multiple_of(2))],
+            false => Vec::new(),
+        }
+    })
+    .expect("stream");
+    assert!(seen.iter().all(|&n| n == 1), "every block handed back once: {seen:?}");
+    assert_eq!(order.len(), blocks as usize);
+    // Out of range: an error, and the device still reads afterwards.
+    let beyond = StreamRead {
+        offset: dev.len_bytes(),
+        buf: Box::new(AlignedBuf::zeroed(BLK, BLK)),
+        tag: 0,
+        urgent: false,
+    };
+    let mut handed = 0;
+    let r = dev.read_stream(vec![read(0, false), beyond], &mut |_| {
+        handed += 1;
+        Vec::new()
+    });
+    assert!(r.is_err(), "a read past the end fails the stream");
+    assert!(handed <= 1);
+    assert_pattern(dev, base, BLK, 0x5A);
 }
 
 fn read_after_write(dev: &dyn BlockDevice) {

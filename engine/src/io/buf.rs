@@ -118,6 +118,24 @@ impl std::fmt::Debug for AlignedBuf {
     }
 }
 
+/// Memory a streamed read lands in ([`super::StreamRead`]): the device fills `bytes` and
+/// hands the buffer back. An [`AlignedBuf`], or memory a caller lends (a pool frame).
+pub trait ReadBuf {
+    /// The bytes to fill: aligned to the device's sector, a whole number of sectors.
+    fn bytes(&mut self) -> &mut [u8];
+    /// The buffer itself, if it is an `AlignedBuf` (lent memory is not).
+    fn into_aligned(self: Box<Self>) -> Option<AlignedBuf>;
+}
+
+impl ReadBuf for AlignedBuf {
+    fn bytes(&mut self) -> &mut [u8] {
+        self
+    }
+    fn into_aligned(self: Box<Self>) -> Option<AlignedBuf> {
+        Some(*self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use std::io;
 
-use super::{BlockDevice, ReadOp, WriteOp};
+use super::{BlockDevice, ReadOp, StreamDone, StreamRead, WriteOp};
 use crate::sync::{AtomicU64, Ordering};
 
 /// Wraps any device and counts what goes through it (successful calls only).
@@ -103,6 +103,15 @@ impl<D: BlockDevice> BlockDevice for CountingDevice<D> {
         self.inner.read_batch(ops)?;
         self.reads.fetch_add(ops.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn read_stream(&self, first: Vec<StreamRead>, done: &mut StreamDone<'_>) -> io::Result<()> {
+        self.reads.fetch_add(first.len() as u64, Ordering::Relaxed);
+        self.inner.read_stream(first, &mut |read| {
+            let next = done(read);
+            self.reads.fetch_add(next.len() as u64, Ordering::Relaxed);
+            next
+        })
     }
 
     fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {

@@ -36,7 +36,7 @@ mod sync_dev;
 mod uring;
 mod zero;
 
-pub use buf::AlignedBuf;
+pub use buf::{AlignedBuf, ReadBuf};
 pub use counting::CountingDevice;
 pub use mem::MemDevice;
 pub use open::{open_path, probe_existing_data, uring_fallback_reason, DeviceOptions, IoBackend};
@@ -70,6 +70,29 @@ impl std::fmt::Debug for ReadOp<'_> {
     }
 }
 
+/// One read of a completion-driven stream ([`BlockDevice::read_stream`]): its buffer goes to
+/// the device with it and comes back filled; `tag` is the caller's.
+pub struct StreamRead {
+    /// Byte offset on the device (a multiple of the sector).
+    pub offset: u64,
+    /// Where the bytes go (the whole buffer: a whole number of sectors, aligned).
+    pub buf: Box<dyn ReadBuf>,
+    /// The caller's name for this read.
+    pub tag: usize,
+    /// Handed back before the other reads that complete with it: the reads it leads to
+    /// start sooner (a tree's internal node, whose children wait for it).
+    pub urgent: bool,
+}
+
+impl std::fmt::Debug for StreamRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamRead").field("offset", &self.offset).field("tag", &self.tag).finish()
+    }
+}
+
+/// What a stream's caller does with each read as it completes: the reads to start next.
+pub type StreamDone<'a> = dyn FnMut(StreamRead) -> Vec<StreamRead> + 'a;
+
 /// One write of `data` (aligned memory, aligned length) at `offset`.
 pub struct WriteOp<'a> {
     /// Byte offset on the device (a multiple of the sector).
@@ -101,6 +124,24 @@ pub trait BlockDevice: Send + Sync {
 
     /// Reads every op's whole buffer. Submitted together where the backend can batch.
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> io::Result<()>;
+
+    /// Reads driven by their completions (design.md §12.6): starts every read of `first`
+    /// and hands each back to `done` as soon as it has completed, filled; the reads `done`
+    /// returns start at once, while the others are still in flight. Returns when nothing is
+    /// in flight and `done` returned no more. After a failed read no read starts; the error
+    /// is returned once the reads in flight have completed (they are dropped, not handed
+    /// back). Default: rounds of `read_batch`, each waiting for its slowest read.
+    fn read_stream(&self, first: Vec<StreamRead>, done: &mut StreamDone<'_>) -> io::Result<()> {
+        let mut round = first;
+        while !round.is_empty() {
+            let mut ops: Vec<ReadOp<'_>> =
+                round.iter_mut().map(|r| ReadOp { offset: r.offset, buf: r.buf.bytes() }).collect();
+            self.read_batch(&mut ops)?;
+            drop(ops);
+            round = round.into_iter().flat_map(&mut *done).collect();
+        }
+        Ok(())
+    }
 
     /// Writes every op and waits for all completions. Adjacent ops may be coalesced.
     fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()>;
@@ -162,6 +203,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     }
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> io::Result<()> {
         (**self).read_batch(ops)
+    }
+    fn read_stream(&self, first: Vec<StreamRead>, done: &mut StreamDone<'_>) -> io::Result<()> {
+        (**self).read_stream(first, done)
     }
     fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
         (**self).write_batch(ops)

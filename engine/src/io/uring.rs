@@ -48,7 +48,7 @@ use io_uring::{opcode, squeue, types, IoUring, Probe};
 use super::args::{check_reads, check_writes};
 use super::file::DevFile;
 use super::open::DeviceOptions;
-use super::{BlockDevice, ReadOp, WriteOp};
+use super::{BlockDevice, ReadOp, StreamDone, StreamRead, WriteOp};
 use crate::sync::{self, Mutex};
 use crate::Error;
 
@@ -124,6 +124,8 @@ struct Segment {
     /// The not-yet-transferred part, which the in-flight SQE points at. Rebuilt only after
     /// the previous SQE's completion has been reaped.
     remaining: Vec<libc::iovec>,
+    /// A stream read whose completion is handled before the others' (`StreamRead::urgent`).
+    urgent: bool,
 }
 
 impl Segment {
@@ -135,6 +137,7 @@ impl Segment {
             done_bytes: 0,
             retries: 0,
             remaining: Vec::new(),
+            urgent: false,
         }
     }
 
@@ -288,8 +291,14 @@ impl UringDevice {
     }
 
     /// Runs every segment to completion. Returns the first error, after every submitted
-    /// SQE's completion has been reaped.
-    fn run(&self, segments: &mut [Segment], dir: Dir) -> io::Result<()> {
+    /// SQE's completion has been reaped. With `done` (a stream), each segment is handed to
+    /// it as soon as it has completed, and the segments it appends start at once.
+    fn run(
+        &self,
+        segments: &mut Vec<Segment>,
+        dir: Dir,
+        mut done: Option<&mut SegmentDone<'_>>,
+    ) -> io::Result<()> {
         if segments.is_empty() {
             return Ok(());
         }
@@ -297,61 +306,130 @@ impl UringDevice {
         let ring = pooled.ring.as_mut().expect("a pooled ring is present until drop");
         let fd = types::Fd(self.file.fd());
         let capacity = ring.params().sq_entries() as usize;
-        let mut next = 0usize;
-        let mut again: Vec<usize> = Vec::new();
-        let mut in_flight = 0usize;
         let mut first_error: Option<io::Error> = None;
+        let mut queue = Queue { next: 0, again: Vec::new(), in_flight: 0, capacity };
         loop {
-            while first_error.is_none() && in_flight < capacity {
-                let index = match again.pop() {
-                    Some(index) => index,
-                    None if next < segments.len() => {
-                        next += 1;
-                        next - 1
-                    }
-                    None => break,
-                };
-                let entry = segments[index].entry(fd, dir, index as u64);
-                // SAFETY: the entry points into `segments[index].remaining` and into the
-                // caller's buffers (validated: aligned, in range, `len` bytes long). Neither
-                // is freed, moved or rebuilt until this SQE's completion is reaped: `run`
-                // returns only when `in_flight == 0` (every pushed SQE reaped) or after
-                // `wait` discarded a ring whose unreaped SQEs the kernel never consumed;
-                // `remaining` is rebuilt only in `entry`, after the completion. Reads write
-                // into `&mut` buffers the caller lent us for the whole call.
-                let pushed = unsafe { ring.submission().push(&entry) };
-                pushed.expect("in_flight < ring capacity, so the SQ has room");
-                in_flight += 1;
+            if first_error.is_none() {
+                queue.push(ring, segments, fd, dir);
             }
-            if in_flight == 0 {
+            if queue.in_flight == 0 {
                 break;
             }
-            // With everything pushed (or after an error) wait for all; while more remain,
-            // wait for one and refill the freed slots.
-            let all_pushed = first_error.is_some() || (again.is_empty() && next == segments.len());
-            let want = if all_pushed { in_flight } else { 1 };
-            if let Err(e) = wait(ring, want, in_flight) {
+            // A batch with everything pushed (or after an error) waits for all; while more
+            // remain, or for a stream, it waits for one and refills the freed slots.
+            let all_pushed = first_error.is_some() || queue.all_pushed(segments);
+            let want = if all_pushed && done.is_none() { queue.in_flight } else { 1 };
+            if let Err(e) = wait(ring, want, queue.in_flight) {
                 // The kernel consumed none of the SQEs still in the ring: discard the ring so
                 // they are never submitted, and return with nothing in flight.
                 pooled.ring = None;
                 return Err(e);
             }
-            for cqe in ring.completion() {
-                in_flight -= 1;
-                let index = cqe.user_data() as usize;
+            let mut completed: Vec<(usize, i32)> =
+                ring.completion().map(|cqe| (cqe.user_data() as usize, cqe.result())).collect();
+            // A stream's urgent reads first: the reads they lead to start before the others'
+            // completions are handled (design.md §12.6).
+            completed.sort_by_key(|&(index, _)| !segments[index].urgent);
+            for (index, result) in completed {
+                queue.in_flight -= 1;
                 let seg = &mut segments[index];
-                if let Err(e) = complete(seg, dir, cqe.result()) {
+                if let Err(e) = complete(seg, dir, result) {
                     first_error.get_or_insert(e);
                 } else if seg.done_bytes < seg.total_bytes {
-                    again.push(index);
+                    queue.again.push(index);
+                } else if let (Some(done), None) = (done.as_mut(), &first_error) {
+                    let before = segments.len();
+                    done(index, segments);
+                    if segments.len() > before {
+                        queue.push(ring, segments, fd, dir);
+                        // Started now; a failed submit leaves them queued for the next wait.
+                        let _ = ring.submit();
+                    }
                 }
             }
         }
-        debug_assert_eq!(in_flight, 0);
+        debug_assert_eq!(queue.in_flight, 0);
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// What a stream does with a completed segment (its index): may append segments to start.
+type SegmentDone<'a> = dyn FnMut(usize, &mut Vec<Segment>) + 'a;
+
+/// Which segments `run` has yet to push: new ones from `next` on, and ones to resubmit for
+/// their remainder; and how many SQEs are in flight.
+struct Queue {
+    next: usize,
+    again: Vec<usize>,
+    in_flight: usize,
+    capacity: usize,
+}
+
+impl Queue {
+    fn all_pushed(&self, segments: &[Segment]) -> bool {
+        self.again.is_empty() && self.next == segments.len()
+    }
+
+    /// Pushes SQEs for waiting segments while the ring has room.
+    fn push(&mut self, ring: &mut IoUring, segments: &mut [Segment], fd: types::Fd, dir: Dir) {
+        while self.in_flight < self.capacity {
+            let index = match self.again.pop() {
+                Some(index) => index,
+                None if self.next < segments.len() => {
+                    self.next += 1;
+                    self.next - 1
+                }
+                None => break,
+            };
+            let entry = segments[index].entry(fd, dir, index as u64);
+            // SAFETY: the entry points into `segments[index].remaining` (a vector's heap
+            // buffer, which stays put when `segments` grows and moves the `Segment`) and into
+            // the caller's buffers (validated: aligned, in range, `len` bytes long). Neither
+            // is freed or rebuilt until this SQE's completion is reaped: `run` returns only
+            // when `in_flight == 0` (every pushed SQE reaped) or after `wait` discarded a ring
+            // whose unreaped SQEs the kernel never consumed; `remaining` is rebuilt only in
+            // `entry`, after the completion. Reads write into buffers lent to us for the
+            // whole call (a stream's own buffers are handed back only once their reads have
+            // completed).
+            let pushed = unsafe { ring.submission().push(&entry) };
+            pushed.expect("in_flight < ring capacity, so the SQ has room");
+            self.in_flight += 1;
+        }
+    }
+}
+
+/// A stream's reads by segment index (one segment per read, never coalesced: a stream's
+/// reads start at different times).
+struct Stream {
+    reads: Vec<Option<StreamRead>>,
+    /// A read `check_reads` refused: no read starts after it.
+    refused: Option<io::Error>,
+    sector: u32,
+    len: u64,
+}
+
+impl Stream {
+    fn start(&mut self, mut read: StreamRead, segments: &mut Vec<Segment>) {
+        if self.refused.is_some() {
+            return;
+        }
+        let op = ReadOp { offset: read.offset, buf: read.buf.bytes() };
+        let checked = match op.buf.is_empty() {
+            true => Err(io::Error::new(io::ErrorKind::InvalidInput, "an empty stream read")),
+            false => check_reads(std::slice::from_ref(&op), self.sector, self.len),
+        };
+        if let Err(e) = checked {
+            self.refused = Some(e);
+            return;
+        }
+        assert_eq!(segments.len(), self.reads.len(), "one segment per stream read");
+        let mut segment = Segment::new(op.offset, op.buf.as_mut_ptr(), op.buf.len());
+        segment.urgent = read.urgent;
+        segments.push(segment);
+        self.reads.push(Some(read));
     }
 }
 
@@ -455,7 +533,28 @@ impl BlockDevice for UringDevice {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> io::Result<()> {
         check_reads(ops, self.sector_bytes(), self.len_bytes())?;
         let raw = ops.iter_mut().map(|op| (op.offset, op.buf.as_mut_ptr(), op.buf.len())).collect();
-        self.run(&mut build_segments(raw), Dir::Read)
+        self.run(&mut build_segments(raw), Dir::Read, None)
+    }
+
+    fn read_stream(&self, first: Vec<StreamRead>, done: &mut StreamDone<'_>) -> io::Result<()> {
+        let (sector, len) = (self.sector_bytes(), self.len_bytes());
+        let mut stream = Stream { reads: Vec::new(), refused: None, sector, len };
+        let mut segments = Vec::with_capacity(first.len());
+        for read in first {
+            stream.start(read, &mut segments);
+        }
+        let ran = self.run(
+            &mut segments,
+            Dir::Read,
+            Some(&mut |index, segments| {
+                let read = stream.reads[index].take().expect("a read completes once");
+                for next in done(read) {
+                    stream.start(next, segments);
+                }
+            }),
+        );
+        ran?;
+        stream.refused.map_or(Ok(()), Err)
     }
 
     fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
@@ -465,7 +564,7 @@ impl BlockDevice for UringDevice {
         // merely spells them `*mut`.
         let raw =
             ops.iter().map(|op| (op.offset, op.data.as_ptr().cast_mut(), op.data.len())).collect();
-        self.run(&mut build_segments(raw), Dir::Write)
+        self.run(&mut build_segments(raw), Dir::Write, None)
     }
 
     /// fdatasync(2) on the calling thread. io_uring's `IORING_OP_FSYNC` blocks, so the ring

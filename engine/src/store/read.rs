@@ -6,7 +6,7 @@ use arbor_format::{header, overflow, BlockKind, ChildPtr, Node, OverflowRef};
 
 use crate::addr_map::AddrMap;
 use crate::error::corrupt;
-use crate::io::{dev_error, AlignedBuf, BlockDevice, ReadOp};
+use crate::io::{dev_error, AlignedBuf, BlockDevice, ReadBuf, ReadOp, StreamRead};
 use crate::mvcc::SlotTable;
 use crate::store::pool::{BufferPool, Loading, Pin};
 use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
@@ -252,6 +252,70 @@ impl Store {
         Ok(blocks)
     }
 
+    /// Reads blocks as their turn comes (design.md §12.6): every block of `first` is read,
+    /// all at once, and each is verified and handed to `arrived` with its tag as soon as its
+    /// read completes (urgent ones before the others that complete with them); the blocks
+    /// `arrived` returns are read at once too, while the others are still in flight. The
+    /// caller passes blocks it found neither resident nor in flight (`hit`). A block enters
+    /// its pool frame when the frame can be claimed as it arrives (else it stays a private
+    /// image). The first error (the device's, a block's verification, or `arrived`'s) is
+    /// returned once the reads in flight have completed; no block is handed over after it.
+    pub(crate) fn stream_blocks<'s>(
+        &'s self,
+        first: Vec<Wanted>,
+        arrived: &mut dyn FnMut(usize, Block<'s>) -> Result<Vec<Wanted>>,
+    ) -> Result<()> {
+        // The blocks by stream tag, and the frame claimed for each (if it could be).
+        let mut wanted: Vec<(Wanted, Option<Loading<'s>>)> = Vec::new();
+        let mut failed: Option<Error> = None;
+        let start = |reads: &mut Vec<StreamRead>, wanted: &mut Vec<_>, w: Wanted| {
+            let addr = w.ptr.address();
+            self.check_in_range(addr, 1)?;
+            // Straight into the block's frame when it can be claimed (single flight: other
+            // readers of the block wait for this load), else into a buffer of its own.
+            let mut loading = self.pool.start_load(addr);
+            let buf: Box<dyn ReadBuf> = match &mut loading {
+                Some(loading) => Box::new(loading.lend()),
+                None => Box::new(self.new_block()),
+            };
+            let (offset, tag) = (self.block_offset(addr), wanted.len());
+            reads.push(StreamRead { offset, buf, tag, urgent: w.urgent });
+            wanted.push((w, loading));
+            Ok::<(), Error>(())
+        };
+        let mut reads = Vec::with_capacity(first.len());
+        for w in first {
+            start(&mut reads, &mut wanted, w)?;
+        }
+        let streamed = self.dev.read_stream(reads, &mut |mut read| {
+            self.counters.block_reads.fetch_add(1, Ordering::Relaxed);
+            let (Wanted { ptr, tag, .. }, loading) = &mut wanted[read.tag];
+            let (ptr, tag, loading) = (*ptr, *tag, loading.take());
+            let verified = verify_read(read.buf.bytes(), ptr);
+            // The buffer back: a lent frame is dropped here, before its load ends.
+            let own = read.buf.into_aligned();
+            let mut reads = Vec::new();
+            if failed.is_some() {
+                return reads;
+            }
+            let block = verified.map(|()| match (loading, own) {
+                (Some(loading), _) => Block::Pinned(loading.finish()),
+                (None, Some(buf)) => Block::Image(Arc::new(buf)),
+                (None, None) => unreachable!("a lent frame without its load"),
+            });
+            let next = block.and_then(|block| arrived(tag, block)).and_then(|next| {
+                next.into_iter().try_for_each(|w| start(&mut reads, &mut wanted, w))
+            });
+            if let Err(e) = next {
+                failed = Some(e);
+                return Vec::new();
+            }
+            reads
+        });
+        streamed.map_err(dev_error(&*self.dev, "read"))?;
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Reads and verifies an overflow extent, returning the value bytes.
     pub(crate) fn read_overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
         let mut values = self.read_overflows(std::slice::from_ref(r))?;
@@ -302,6 +366,15 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A block a streamed read wants (`Store::stream_blocks`): its pointer, the caller's tag,
+/// and whether its completion is handled before others' (it leads to further reads).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wanted {
+    pub ptr: ChildPtr,
+    pub tag: usize,
+    pub urgent: bool,
 }
 
 /// Where a block of a batch read lands.

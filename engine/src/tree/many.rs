@@ -1,12 +1,13 @@
 //! Many lookups at once (design.md §12.6): the keys descend together, each as far as the
-//! nodes in memory take it, and every node they then wait for — whatever its level — is
-//! fetched in one call of [`NodeSource::nodes`] (one device batch), instead of one read per
-//! key and level; a round of I/O per level only where a key's path misses at every level.
+//! nodes in memory take it; the nodes they then wait for — whatever their level — are read
+//! together ([`NodeSource::stream`]: all in flight at once), and as each arrives its keys go
+//! on at once, their next reads starting while the others are still in flight. A key whose
+//! path misses at two levels waits for two reads, not for two rounds of everyone's.
 
 use arbor_format::{ChildPtr, OverflowRef};
 
 use crate::mvcc::modlog::ItemValue;
-use crate::store::decode;
+use crate::store::{decode, Wanted};
 use crate::tree::read::{check_child, owned_leaf_value, value_bytes, NodeSource};
 use crate::{Error, Result};
 
@@ -28,31 +29,47 @@ pub(crate) fn get_many<S: NodeSource + ?Sized>(
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_by(|&a, &b| keys[a].cmp(keys[b]));
     let mut found: Vec<Option<ItemValue>> = vec![None; keys.len()];
-    let mut pending = vec![Visit { ptr: root, expect_level: None, keys: order }];
-    // Each round: walk down through the nodes in memory, then read every node the keys
-    // wait for in one batch.
-    while !pending.is_empty() {
-        let mut waiting = Vec::new();
-        while let Some(visit) = pending.pop() {
-            match src.cached(visit.ptr) {
-                Some(buf) => descend(&visit, &buf?, keys, &mut found, &mut pending)?,
-                None => waiting.push(visit),
+    // The visits waiting for their node's read, by tag.
+    let mut waiting: Vec<Option<Visit>> = Vec::new();
+    let mut reads = Vec::new();
+    let root = Visit { ptr: root, expect_level: None, keys: order };
+    walk(src, vec![root], keys, &mut found, &mut waiting, &mut reads)?;
+    // Each node that arrives sends its keys on at once: down through the nodes in memory,
+    // and into reads of the nodes they wait for, started while the others are in flight.
+    src.stream(reads, &mut |tag, buf| {
+        let visit = waiting[tag].take().expect("a node arrives once");
+        let mut below = Vec::new();
+        descend(&visit, &buf, keys, &mut found, &mut below)?;
+        drop(buf);
+        let mut reads = Vec::new();
+        walk(src, below, keys, &mut found, &mut waiting, &mut reads)?;
+        Ok(reads)
+    })?;
+    values(src, found)
+}
+
+/// Takes every visit of `pending` down through the nodes in memory; the visits that wait for
+/// a node's read are filed in `waiting`, and the read (pointer, tag) in `reads`.
+fn walk<S: NodeSource + ?Sized>(
+    src: &S,
+    mut pending: Vec<Visit>,
+    keys: &[&[u8]],
+    found: &mut [Option<ItemValue>],
+    waiting: &mut Vec<Option<Visit>>,
+    reads: &mut Vec<Wanted>,
+) -> Result<()> {
+    while let Some(visit) = pending.pop() {
+        match src.cached(visit.ptr) {
+            Some(buf) => descend(&visit, &buf?, keys, found, &mut pending)?,
+            None => {
+                // Internal nodes (and a root of unknown level) lead to further reads.
+                let urgent = visit.expect_level != Some(0);
+                reads.push(Wanted { ptr: visit.ptr, tag: waiting.len(), urgent });
+                waiting.push(Some(visit));
             }
         }
-        let ptrs: Vec<ChildPtr> = waiting.iter().map(|v| v.ptr).collect();
-        let bufs = src.nodes(&ptrs)?;
-        assert_eq!(
-            bufs.len(),
-            ptrs.len(),
-            "a node source returned {} of {}",
-            bufs.len(),
-            ptrs.len()
-        );
-        for (visit, buf) in waiting.into_iter().zip(bufs) {
-            descend(&visit, &buf, keys, &mut found, &mut pending)?;
-        }
     }
-    values(src, found)
+    Ok(())
 }
 
 /// The value bytes of every found item: inline ones copied, overflow ones read together.

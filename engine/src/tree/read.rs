@@ -12,7 +12,7 @@ use arbor_format::node::{LeafValue, Node};
 use arbor_format::{BlockKind, ChildPtr, OverflowRef};
 
 use crate::mvcc::modlog::ItemValue;
-use crate::store::{decode, NodeBuf, Store};
+use crate::store::{decode, NodeBuf, Store, Wanted};
 use crate::writer::DirtySet;
 use crate::{Error, Result};
 
@@ -50,11 +50,39 @@ pub(crate) trait NodeSource {
     fn cached(&self, _ptr: ChildPtr) -> Option<Result<Self::Buf>> {
         None
     }
+    /// Reads the nodes of `first` (none of them `cached`) and hands each to `arrived` with
+    /// its tag once it is in memory; `arrived` returns more such nodes to read. Sources
+    /// whose device streams start a node's read as soon as `arrived` names it
+    /// (`Store::stream_blocks`); this default reads rounds with `nodes`.
+    fn stream(&self, first: Vec<Wanted>, arrived: &mut Arrived<'_, Self::Buf>) -> Result<()> {
+        let mut round = first;
+        while !round.is_empty() {
+            let ptrs: Vec<ChildPtr> = round.iter().map(|w| w.ptr).collect();
+            let bufs = self.nodes(&ptrs)?;
+            assert_eq!(
+                bufs.len(),
+                ptrs.len(),
+                "a node source returned {} of {}",
+                bufs.len(),
+                ptrs.len()
+            );
+            let mut next = Vec::new();
+            for (w, buf) in round.into_iter().zip(bufs) {
+                next.extend(arrived(w.tag, buf)?);
+            }
+            round = next;
+        }
+        Ok(())
+    }
     /// `overflow` of every extent, in order (in one device batch where the source can).
     fn overflows(&self, refs: &[OverflowRef]) -> Result<Vec<Vec<u8>>> {
         refs.iter().map(|r| self.overflow(r)).collect()
     }
 }
+
+/// What a streamed read does with each node as it arrives (`NodeSource::stream`): the nodes
+/// to read next, with their tags.
+pub(crate) type Arrived<'a, B> = dyn FnMut(usize, B) -> Result<Vec<Wanted>> + 'a;
 
 /// Sources ranges iterate: how an item's key and value leave their leaf (the writer's view
 /// copies them; a snapshot lends them from the leaf it holds, design.md §12.5).

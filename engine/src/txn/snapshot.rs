@@ -29,7 +29,7 @@ use crate::codec::KeyRange;
 use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::table::Lookup;
 use crate::mvcc::{ActiveGuard, RootRecord, SnapState};
-use crate::store::{decode, header_generation, Block};
+use crate::store::{decode, header_generation, Block, Wanted};
 use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::tree::catalog;
 use crate::tree::read::{self, prefix_bounds, NodeSource};
@@ -609,6 +609,28 @@ impl<'a> NodeSource for OpSource<'a> {
             return Some(self.node(ptr));
         }
         self.shared.store.hit(ptr).map(|b| Ok(OpImage::Fetched(b)))
+    }
+
+    /// Blocks older than the snapshot's generation (all that `cached` leaves) stream from
+    /// the store.
+    fn stream(
+        &self,
+        first: Vec<Wanted>,
+        arrived: &mut read::Arrived<'_, OpImage<'a>>,
+    ) -> Result<()> {
+        // Blocks of the snapshot's generation may change in place: only `node` reads them.
+        let older = |reads: &[Wanted]| {
+            for Wanted { ptr, .. } in reads {
+                let gen = self.inner.root.gen;
+                assert!(ptr.generation() < gen, "a device read of {ptr:?} at generation {gen}");
+            }
+        };
+        older(&first);
+        self.shared.store.stream_blocks(first, &mut |tag, block| {
+            let next = arrived(tag, OpImage::Fetched(block))?;
+            older(&next);
+            Ok(next)
+        })
     }
 
     /// Blocks older than the snapshot's generation come from the store in one batch; blocks

@@ -38,7 +38,7 @@
 mod frames;
 
 use self::frames as mem;
-use crate::sync::{lock, Mutex, Ordering};
+use crate::sync::{lock, Arc, Mutex, Ordering};
 use crate::Result;
 
 /// What a frame holds (the low two bits of its state word).
@@ -134,6 +134,26 @@ pub struct Loading<'a> {
     /// The word the claim replaced (evicted, its version).
     w: u64,
     frame: Option<mem::FrameMut>,
+    /// The frame's bytes are lent out (`lend`) while this has a second count.
+    lent: Option<Arc<()>>,
+}
+
+/// A claimed frame's bytes lent to a device read (`Loading::lend`): the load cannot finish
+/// (nor give the frame back) while this lives.
+pub struct LentFrame {
+    frame: mem::FrameMut,
+    _out: Arc<()>,
+}
+
+impl crate::io::ReadBuf for LentFrame {
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the frame is its load's alone until `finish` or drop, and both assert that
+        // this lent frame is gone first; it is the only handle on the bytes meanwhile.
+        unsafe { self.frame.get() }
+    }
+    fn into_aligned(self: Box<Self>) -> Option<crate::io::AlignedBuf> {
+        None
+    }
 }
 
 enum Claim<'a> {
@@ -150,8 +170,35 @@ impl<'a> Loading<'a> {
         unsafe { frame.get() }
     }
 
+    /// The frame's bytes for a device read that outlives this borrow (a streamed read,
+    /// `Store::stream_blocks`): `finish` or a drop may come only after the lent frame is
+    /// dropped (asserted).
+    pub fn lend(&mut self) -> LentFrame {
+        let frame = self.frame.take().expect("an unfinished load holds its frame");
+        let out = Arc::new(());
+        self.lent = Some(Arc::clone(&out));
+        LentFrame { frame, _out: out }
+    }
+
+    /// Whether the frame is this load's again (never lent, or its lent frame dropped).
+    fn returned(&mut self) -> bool {
+        match self.lent.take() {
+            Some(out) => {
+                assert_eq!(
+                    Arc::strong_count(&out),
+                    1,
+                    "the load of block {} ended while its frame was lent to a read",
+                    self.addr
+                );
+                true
+            }
+            None => self.frame.is_some(),
+        }
+    }
+
     /// Publishes the filled frame resident, pinned for the caller.
     pub fn finish(mut self) -> Pin<'a> {
+        assert!(self.returned(), "the load of block {} holds its frame", self.addr);
         let (pool, addr) = (self.pool, self.addr);
         // The bytes are not written past this point (under loom the tracked write ends;
         // otherwise the drop is a no-op).
@@ -166,7 +213,8 @@ impl<'a> Loading<'a> {
 
 impl Drop for Loading<'_> {
     fn drop(&mut self) {
-        if self.frame.take().is_some() {
+        if self.returned() {
+            self.frame = None;
             // Never filled (an I/O or verification error): back to evicted.
             self.pool.drop_frame(self.addr, self.w);
         }
@@ -328,7 +376,7 @@ impl BufferPool {
         // SAFETY: this thread moved the word Evicted → Loading: nobody else touches the
         // frame until it publishes another state (pins need Resident).
         let frame = unsafe { self.mem.frame_mut(addr) };
-        Claim::Claimed(Loading { pool: self, addr, w, frame: Some(frame) })
+        Claim::Claimed(Loading { pool: self, addr, w, frame: Some(frame), lent: None })
     }
 
     /// Puts `image` (just written to the device at `addr`) into the frame of `addr`,
