@@ -125,8 +125,8 @@ fn cold_get_many_reads_a_level_in_one_batch() {
 /// streamed read with an I/O error.
 struct OneAtATime {
     inner: SimDevice,
-    streamed: AtomicU64,
-    fail_at: AtomicU64,
+    streamed: Arc<AtomicU64>,
+    fail_at: Arc<AtomicU64>,
 }
 
 impl BlockDevice for OneAtATime {
@@ -176,61 +176,28 @@ fn streamed_reads_in_any_order_and_a_failed_read() {
     let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
     load(&db, 0..20_000);
     drop(db);
-    let device = Arc::new(OneAtATime {
-        inner: dev,
-        streamed: AtomicU64::new(0),
-        fail_at: AtomicU64::new(0),
-    });
+    let (streamed, fail_at) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let device =
+        OneAtATime { inner: dev, streamed: Arc::clone(&streamed), fail_at: Arc::clone(&fail_at) };
     let opts = Options { cache_bytes: 64 << 10, ..small_opts() };
-    let db = Db::open_on(Box::new(Shared(Arc::clone(&device))), opts).unwrap();
+    let db = Db::open_on(Box::new(device), opts).unwrap();
     let t = db.snapshot().unwrap().tree("t").unwrap().unwrap();
     let mut rng = Rng(9);
     for round in 0..20 {
         let keys: Vec<Vec<u8>> = (0..64).map(|_| key(rng.below(25_000))).collect();
         let want: Vec<Option<Vec<u8>>> =
             keys.iter().map(|k| t.get(k).unwrap().map(Vec::from)).collect();
-        let before = device.streamed.load(Ordering::Relaxed);
+        let before = streamed.load(Ordering::Relaxed);
         if round % 4 == 3 {
             // Fail the third read of this call's stream.
-            device.fail_at.store(before + 3, Ordering::Relaxed);
+            fail_at.store(before + 3, Ordering::Relaxed);
             match t.get_many(&keys) {
                 Err(arbor::Error::Io { .. }) => {}
                 other => panic!("round {round}: an injected read error gave {other:?}"),
             }
-            device.fail_at.store(0, Ordering::Relaxed);
+            fail_at.store(0, Ordering::Relaxed);
         }
         assert_eq!(t.get_many(&keys).unwrap(), want, "round {round}");
-        assert!(device.streamed.load(Ordering::Relaxed) > before, "round {round}: streamed");
-    }
-}
-
-/// Shares one test device between the store and the test.
-struct Shared(Arc<OneAtATime>);
-
-impl BlockDevice for Shared {
-    fn sector_bytes(&self) -> u32 {
-        self.0.sector_bytes()
-    }
-    fn len_bytes(&self) -> u64 {
-        self.0.len_bytes()
-    }
-    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> io::Result<()> {
-        self.0.read_batch(ops)
-    }
-    fn read_stream(
-        &self,
-        first: Vec<StreamRead>,
-        done: &mut arbor::io::StreamDone<'_>,
-    ) -> io::Result<()> {
-        self.0.read_stream(first, done)
-    }
-    fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
-        self.0.write_batch(ops)
-    }
-    fn flush(&self) -> io::Result<()> {
-        self.0.flush()
-    }
-    fn describe(&self) -> String {
-        self.0.describe()
+        assert!(streamed.load(Ordering::Relaxed) > before, "round {round}: streamed");
     }
 }

@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::ops::Bound;
-
 use arbor::io::{MemDevice, SimDevice};
 use arbor::{BlockDevice, Db, Durability};
-use common::{dump, key, small_opts, value, Model, Rng};
+use common::{dump, key, range_bounds, small_opts, value, Model, Rng};
 
 fn check_range(
     t: &arbor::WriteTree<'_, '_>,
@@ -17,13 +15,7 @@ fn check_range(
     let a = key(rng, 400);
     let b = key(rng, 400);
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let bounds = [
-        (Bound::Included(lo.as_slice()), Bound::Excluded(hi.as_slice())),
-        (Bound::Excluded(lo.as_slice()), Bound::Included(hi.as_slice())),
-        (Bound::Unbounded, Bound::Included(hi.as_slice())),
-        (Bound::Included(lo.as_slice()), Bound::Unbounded),
-    ];
-    let (s, e) = bounds[rng.below(4) as usize];
+    let (s, e) = range_bounds(&lo, &hi, rng.below(4) as usize);
     let want: Vec<(Vec<u8>, Vec<u8>)> =
         m.range::<[u8], _>((s, e)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let got: Vec<_> = t.range((s, e)).unwrap().map(|r| r.unwrap()).collect();

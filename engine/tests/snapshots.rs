@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::ops::Bound;
-
 use arbor::io::SimDevice;
 use arbor::{Db, Durability, Error, Options, Snapshot};
-use common::{key, small_opts, snap_dump, value, Model, Rng};
+use common::{key, range_bounds, small_opts, snap_dump, value, Model, Rng};
 
 fn new_db(seed: u64, opts: Options) -> Db {
     Db::create_on(Box::new(SimDevice::new(256 << 20, 4096, seed)), opts).unwrap()
@@ -549,13 +547,7 @@ fn borrowed_range_steps_agree_with_the_iterator() {
     for round in 0..200 {
         let (a, b) = (key(&mut rng, 5000), key(&mut rng, 5000));
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        let bounds = [
-            (Bound::Included(lo.as_slice()), Bound::Excluded(hi.as_slice())),
-            (Bound::Excluded(lo.as_slice()), Bound::Included(hi.as_slice())),
-            (Bound::Unbounded, Bound::Included(hi.as_slice())),
-            (Bound::Included(lo.as_slice()), Bound::Unbounded),
-        ];
-        let (s, e) = bounds[round % 4];
+        let (s, e) = range_bounds(&lo, &hi, round);
         let want: Vec<(Vec<u8>, Vec<u8>)> =
             model.range::<[u8], _>((s, e)).map(|(k, v)| (k.clone(), v.clone())).collect();
         assert!(want.iter().any(|(_, v)| v.len() > 1000) || want.len() < 50, "round {round}");

@@ -47,6 +47,23 @@ pub fn key(rng: &mut Rng, space: u64) -> Vec<u8> {
     key
 }
 
+/// One of four kinds of range over `lo..hi` (`kind % 4`): included/excluded start and end,
+/// either end unbounded.
+pub fn range_bounds<'a>(
+    lo: &'a [u8],
+    hi: &'a [u8],
+    kind: usize,
+) -> (std::ops::Bound<&'a [u8]>, std::ops::Bound<&'a [u8]>) {
+    use std::ops::Bound;
+    let bounds = [
+        (Bound::Included(lo), Bound::Excluded(hi)),
+        (Bound::Excluded(lo), Bound::Included(hi)),
+        (Bound::Unbounded, Bound::Included(hi)),
+        (Bound::Included(lo), Bound::Unbounded),
+    ];
+    bounds[kind % 4]
+}
+
 /// Values of mixed sizes: mostly small, some past the inline limit (overflow extents).
 pub fn value(rng: &mut Rng) -> Vec<u8> {
     let len = match rng.below(100) {
