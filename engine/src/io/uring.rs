@@ -60,6 +60,8 @@ const ENTER_RETRIES_MAX: u32 = 10_000;
 pub const RINGS_IDLE_MAX: usize = 32;
 /// How often a ring that cannot be entered is checked for its last completions.
 const DRAIN_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+/// A stream submits its reads in groups of this many (see `Queue::push`).
+const STREAM_SUBMIT_EVERY: usize = 8;
 /// Largest ring we ask for (the kernel caps at 32768 entries).
 const QUEUE_DEPTH_MAX: u32 = 4096;
 /// Most ops coalesced into one vectored operation (the kernel's IOV_MAX is 1024).
@@ -307,7 +309,8 @@ impl UringDevice {
         let fd = types::Fd(self.file.fd());
         let capacity = ring.params().sq_entries() as usize;
         let mut first_error: Option<io::Error> = None;
-        let mut queue = Queue { next: 0, again: Vec::new(), in_flight: 0, capacity };
+        let submit_every = done.is_some().then_some(STREAM_SUBMIT_EVERY);
+        let mut queue = Queue { next: 0, again: Vec::new(), in_flight: 0, capacity, submit_every };
         loop {
             if first_error.is_none() {
                 queue.push(ring, segments, fd, dir);
@@ -366,6 +369,8 @@ struct Queue {
     again: Vec<usize>,
     in_flight: usize,
     capacity: usize,
+    /// A stream's: submit after every this many pushes.
+    submit_every: Option<usize>,
 }
 
 impl Queue {
@@ -397,6 +402,15 @@ impl Queue {
             let pushed = unsafe { ring.submission().push(&entry) };
             pushed.expect("in_flight < ring capacity, so the SQ has room");
             self.in_flight += 1;
+            // A stream starts its reads a few at a time: the device works on the first
+            // while the kernel prepares the rest (its plug holds a submission's reads back
+            // until the whole submission is prepared).
+            if let Some(every) = self.submit_every {
+                if self.in_flight.is_multiple_of(every) {
+                    // A failed submit leaves them queued for the next wait.
+                    let _ = ring.submit();
+                }
+            }
         }
     }
 }
