@@ -256,9 +256,10 @@ impl Store {
     /// all at once, and each is verified and handed to `arrived` with its tag as soon as its
     /// read completes (urgent ones before the others that complete with them); the blocks
     /// `arrived` returns are read at once too, while the others are still in flight. The
-    /// caller passes blocks it found neither resident nor in flight (`hit`). A block enters
-    /// its pool frame when the frame can be claimed as it arrives (else it stays a private
-    /// image). The first error (the device's, a block's verification, or `arrived`'s) is
+    /// caller passes blocks it found neither resident nor in flight (`hit`). A read lands in
+    /// the block's pool frame when the frame can be claimed as the read starts (it is lent
+    /// to the read and published when the block has been verified), else in a buffer of its
+    /// own that becomes a private image. The first error (the device's, a block's verification, or `arrived`'s) is
     /// returned once the reads in flight have completed; no block is handed over after it.
     pub(crate) fn stream_blocks<'s>(
         &'s self,
