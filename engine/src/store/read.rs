@@ -212,46 +212,6 @@ impl Store {
         Ok(buf)
     }
 
-    /// `read_block` of every pointer in `ptrs` (results in their order): the blocks neither
-    /// in flight nor resident are read in one device batch (io_uring submits them together,
-    /// design.md §12.6), each verified as `read_block` verifies, then installed.
-    pub(crate) fn read_blocks(&self, ptrs: &[ChildPtr]) -> Result<Vec<Block<'_>>> {
-        let mut out: Vec<Option<Block<'_>>> = ptrs.iter().map(|&p| self.hit(p)).collect();
-        let missing: Vec<usize> = (0..ptrs.len()).filter(|&i| out[i].is_none()).collect();
-        if missing.is_empty() {
-            return Ok(out.into_iter().flatten().collect());
-        }
-        // Each block lands straight in its frame when the frame can be claimed, else in a
-        // private buffer (the frame is being loaded by another thread, or no room); a
-        // frame whose read or verification fails goes back to evicted.
-        let mut targets = Vec::with_capacity(missing.len());
-        for &i in &missing {
-            let addr = ptrs[i].address();
-            self.check_in_range(addr, 1)?;
-            let target = match self.pool.start_load(addr) {
-                Some(loading) => Target::Frame(loading),
-                None => Target::Private(self.new_block()),
-            };
-            targets.push((i, target));
-        }
-        let mut ops: Vec<ReadOp<'_>> = targets
-            .iter_mut()
-            .map(|(i, t)| ReadOp { offset: self.block_offset(ptrs[*i].address()), buf: t.bytes() })
-            .collect();
-        self.read_ops(&mut ops, missing.len() as u64)?;
-        drop(ops);
-        for (i, mut target) in targets {
-            verify_read(target.bytes(), ptrs[i])?;
-            out[i] = Some(match target {
-                Target::Frame(loading) => Block::Pinned(loading.finish()),
-                Target::Private(buf) => Block::Image(Arc::new(buf)),
-            });
-        }
-        let blocks: Vec<_> = out.into_iter().flatten().collect();
-        assert_eq!(blocks.len(), ptrs.len(), "a block of the batch was neither hit nor read");
-        Ok(blocks)
-    }
-
     /// Reads blocks as their turn comes (design.md §12.6): every block of `first` is read,
     /// all at once, and each is verified and handed to `arrived` with its tag as soon as its
     /// read completes (urgent ones before the others that complete with them); the blocks
@@ -376,21 +336,6 @@ pub(crate) struct Wanted {
     pub ptr: ChildPtr,
     pub tag: usize,
     pub urgent: bool,
-}
-
-/// Where a block of a batch read lands.
-enum Target<'a> {
-    Frame(Loading<'a>),
-    Private(AlignedBuf),
-}
-
-impl Target<'_> {
-    fn bytes(&mut self) -> &mut [u8] {
-        match self {
-            Target::Frame(loading) => loading.frame(),
-            Target::Private(buf) => buf,
-        }
-    }
 }
 
 /// A verified block image: pinned in the pool, or a shared image (in flight, or read

@@ -23,11 +23,6 @@ pub(crate) trait NodeSource {
     type Buf: std::ops::Deref<Target = [u8]>;
     fn node(&self, ptr: ChildPtr) -> Result<Self::Buf>;
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>>;
-    /// `node` of every pointer, in order; sources that can read missing blocks in one
-    /// device batch do (`Store::read_blocks`).
-    fn nodes(&self, ptrs: &[ChildPtr]) -> Result<Vec<Self::Buf>> {
-        ptrs.iter().map(|&p| self.node(p)).collect()
-    }
     /// Runs `f`, whose `node` calls form one descent, as one reader operation where the
     /// source has them (a snapshot enters its operation once, not once per level).
     fn descent<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R>
@@ -51,26 +46,14 @@ pub(crate) trait NodeSource {
         None
     }
     /// Reads the nodes of `first` (none of them `cached`) and hands each to `arrived` with
-    /// its tag once it is in memory; `arrived` returns more such nodes to read. Sources
-    /// whose device streams start a node's read as soon as `arrived` names it
-    /// (`Store::stream_blocks`); this default reads rounds with `nodes`.
+    /// its tag once it is in memory; `arrived` returns more such nodes to read. A snapshot
+    /// streams them from its device (`Store::stream_blocks`: all in flight at once, a node's
+    /// follow-ups started as it arrives); this default reads one at a time.
     fn stream(&self, first: Vec<Wanted>, arrived: &mut Arrived<'_, Self::Buf>) -> Result<()> {
-        let mut round = first;
-        while !round.is_empty() {
-            let ptrs: Vec<ChildPtr> = round.iter().map(|w| w.ptr).collect();
-            let bufs = self.nodes(&ptrs)?;
-            assert_eq!(
-                bufs.len(),
-                ptrs.len(),
-                "a node source returned {} of {}",
-                bufs.len(),
-                ptrs.len()
-            );
-            let mut next = Vec::new();
-            for (w, buf) in round.into_iter().zip(bufs) {
-                next.extend(arrived(w.tag, buf)?);
-            }
-            round = next;
+        let mut queue = first;
+        while let Some(w) = queue.pop() {
+            let buf = self.node(w.ptr)?;
+            queue.extend(arrived(w.tag, buf)?);
         }
         Ok(())
     }

@@ -632,21 +632,6 @@ impl<'a> NodeSource for OpSource<'a> {
             Ok(next)
         })
     }
-
-    /// Blocks older than the snapshot's generation come from the store in one batch; blocks
-    /// of its generation one at a time through the readers' table.
-    fn nodes(&self, ptrs: &[ChildPtr]) -> Result<Vec<OpImage<'a>>> {
-        let held = |p: &ChildPtr| self.held.is_some_and(|(h, _)| h == *p);
-        let older = |p: &ChildPtr| p.generation() < self.inner.root.gen && !held(p);
-        let batch: Vec<ChildPtr> = ptrs.iter().copied().filter(older).collect();
-        let mut read = self.shared.store.read_blocks(&batch)?.into_iter();
-        ptrs.iter()
-            .map(|p| match older(p) {
-                true => Ok(OpImage::Fetched(read.next().expect("one image per pointer"))),
-                false => self.node(*p),
-            })
-            .collect()
-    }
 }
 
 /// Fills in which bound expired a snapshot (the registry keeps the last reason; design.md

@@ -344,8 +344,8 @@ impl BufferPool {
         Ok(Some(loading.finish()))
     }
 
-    /// Claims the evicted frame of `addr` for a load the caller makes itself (several at
-    /// once: one device batch, `Store::read_blocks`). `None` if the frame is not evicted
+    /// Claims the evicted frame of `addr` for a load the caller makes itself (several in
+    /// flight at once: `Store::stream_blocks`). `None` if the frame is not evicted
     /// (resident: pin it; being loaded: read around it), beyond the reservation, or there
     /// is no room.
     pub fn start_load(&self, addr: u64) -> Option<Loading<'_>> {
