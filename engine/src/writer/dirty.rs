@@ -11,6 +11,7 @@
 //! * frees are deferred to commit: the open transaction counts as an outstanding reader at
 //!   its first seq (§10.5), so `abort` never meets an address that was reused meanwhile.
 
+use arbor_format::constants::{HEADER_BYTES, SLOT_BYTES};
 use arbor_format::node::Node;
 use arbor_format::{ChildPtr, NodeMut};
 
@@ -120,7 +121,7 @@ impl DirtySet {
     /// Reads the node `ptr` names if it is dirty and resident (not written back early), with
     /// one lookup and under one read lock: the descent's fast path (design.md §4.1).
     /// `None` when it is not, and the caller takes the copy-on-write path. With `prefetch`,
-    /// every cache line of the image is loaded first ([`prefetch_block`]): for nodes likely
+    /// the header and slot array lines are loaded first ([`prefetch_block`]): for nodes likely
     /// cold (leaves and their parents); the few nodes above them stay cached.
     pub(crate) fn peek_resident<R>(
         &self,
@@ -204,14 +205,19 @@ impl DirtySet {
     }
 }
 
-/// Touches every cache line of a node image at once (independent loads the processor
-/// overlaps), before its header, slot array and keys are read one after the other: a cold
-/// node then costs about one memory latency rather than one per line the search touches
-/// (design.md §4.1).
+/// Loads the cache lines of a node image that a search reads: the header and the slot
+/// array (whose order hints decide almost every comparison, design.md §4.1), all at once
+/// (independent loads the processor overlaps), before the search reads them one after the
+/// other. A cold node then costs about two memory latencies (the header, then the slots)
+/// rather than one per line the search touches, and the lines a search does not need (the
+/// heap of keys and values, most of the block) are not fetched.
 fn prefetch_block(buf: &[u8]) {
+    const LINE: usize = 64;
+    let count = buf.get(8..10).map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])));
+    let end = (HEADER_BYTES + count * SLOT_BYTES).min(buf.len());
     let mut x = 0u8;
-    for line in buf.chunks(64) {
-        x ^= line[0];
+    for at in (LINE..end).step_by(LINE) {
+        x ^= buf[at];
     }
     std::hint::black_box(x);
 }
