@@ -15,7 +15,7 @@
 use arbor_format::constants::{
     CHILD_PTR_BYTES, HEADER_BYTES, OVERFLOW_REF_BYTES, SLOT_BYTES, TREE_DEPTH_MAX,
 };
-use arbor_format::node::{LeafValue, Node, ValueRef};
+use arbor_format::node::{Node, ValueRef};
 use arbor_format::{BlockKind, ChildPtr};
 
 use crate::mvcc::modlog::ItemValue;
@@ -47,16 +47,21 @@ pub(crate) fn blocks_per_op_max(root_level: u8) -> u64 {
     2 * (u64::from(root_level) + 2) + 1
 }
 
+/// Bytes item `i` takes: its slot, key and value (inline bytes, an overflow reference or a
+/// child pointer: the slot records each one's length), read off the slot alone.
 pub(super) fn item_bytes(node: &Node<'_>, i: usize) -> usize {
-    let value = if node.level() > 0 {
-        CHILD_PTR_BYTES
-    } else {
-        match node.leaf_value(i) {
-            LeafValue::Inline(v) => v.len(),
-            LeafValue::Overflow(_) => OVERFLOW_REF_BYTES,
-        }
-    };
-    SLOT_BYTES + node.key(i).len() + value
+    let slot = node.slot(i);
+    debug_assert_eq!(
+        slot.val_len,
+        match (node.level(), node.value(i)) {
+            (0, ValueRef::Inline(v)) => v.len(),
+            (0, ValueRef::Overflow(_)) => OVERFLOW_REF_BYTES,
+            _ => CHILD_PTR_BYTES,
+        },
+        "value length of item {i} of block {}",
+        node.header().address()
+    );
+    SLOT_BYTES + slot.key_len + slot.val_len
 }
 
 fn capacity(s: &Store) -> usize {

@@ -327,10 +327,8 @@ impl Edit<'_> {
             let st = src.read();
             let node = Node::decode_trusted(st.image.bytes()).map_err(|e| corrupt(addr, e))?;
             assert!(at <= node.len(), "split of block {addr} at {at} of {}", node.len());
-            for i in at..node.len() {
-                let fits = r.insert(i - at, node.key(i), node.value(i)).is_ok();
-                assert!(fits, "split: items moved from {addr} do not fit empty block {right}");
-            }
+            let fits = r.append_run(&node, at..node.len()).is_ok();
+            assert!(fits, "split: items moved from {addr} do not fit empty block {right}");
             Ok(())
         })?;
         let logging = !self.dirty.slot(addr).unlogged();
