@@ -471,24 +471,13 @@ fn merge_pair(
     let right = writable_child(edit, s, parent, left_idx + 1)?;
     let sep = edit.peek(parent, |n| Ok(n.key(left_idx + 1).to_vec()))?;
     let (lused, _) = used_bytes(edit, left)?;
-    let (rused, rlen) = used_bytes(edit, right)?;
+    let (rused, _) = used_bytes(edit, right)?;
     let level = edit.peek(right, |n| Ok(n.level()))?;
     let extra = if level > 0 { sep.len() } else { 0 };
     if lused + rused + extra > cap {
         return Ok(false);
     }
-    let items = edit.peek(right, |node| {
-        let mut items = Vec::with_capacity(rlen);
-        for i in 0..rlen.min(node.len()) {
-            let (mut k, v) = crate::mvcc::modlog::owned_node_item(node, i)?;
-            if i == 0 && level > 0 {
-                k = sep.clone();
-            }
-            items.push((k, v));
-        }
-        Ok(items)
-    })?;
-    edit.append_items(left, &items)?;
+    edit.append_node(left, right, (level > 0).then_some(sep.as_slice()))?;
     let (_, removed) = edit.node_remove(parent, left_idx + 1)?;
     match removed {
         ItemValue::Child(ptr) => edit.free_node(ptr),

@@ -343,6 +343,27 @@ impl Edit<'_> {
         Ok(())
     }
 
+    /// Appends every item of the dirty node `src` at the end of `addr` (a merge), copied node
+    /// to node and logged as one op (its undo removes them again: no item is copied for the
+    /// log). For internal nodes `sep` is the key of `src`'s first item, whose own key is empty.
+    pub(crate) fn append_node(&mut self, addr: u64, src: u64, sep: Option<&[u8]>) -> Result<()> {
+        let from = Arc::clone(&self.dirty.slot(src).slot);
+        self.edit_logged(addr, |node, _| {
+            let st = from.read();
+            let right = Node::decode_trusted(st.image.bytes()).map_err(|e| corrupt(src, e))?;
+            let mut first = 0;
+            if let (Some(sep), false) = (sep, right.is_empty()) {
+                let fits = node.insert(node.len(), sep, right.value(0)).is_ok();
+                assert!(fits, "merge: the first item of {src} does not fit block {addr}");
+                first = 1;
+            }
+            let fits = node.append_run(&right, first..right.len()).is_ok();
+            assert!(fits, "merge: the items of {src} do not fit block {addr}");
+            Ok(Some(((), Op::AppendTail { count: right.len() as u16 })))
+        })?;
+        Ok(())
+    }
+
     /// Appends `items` at the end of `addr` (a merge), logged as one op.
     pub(crate) fn append_items(&mut self, addr: u64, items: &[(Vec<u8>, ItemValue)]) -> Result<()> {
         self.edit_logged(addr, |node, _| {
