@@ -35,11 +35,7 @@ pub(super) enum Aim<'k> {
     Last,
 }
 
-pub(super) struct PathElem {
-    pub(super) addr: u64,
-    /// For internal nodes: the index of the child taken.
-    pub(super) idx: usize,
-}
+pub(super) use crate::writer::PathElem;
 
 /// Blocks one insert or remove may allocate in the worst case: a copy and a split sibling
 /// per level, plus a new root.
@@ -130,13 +126,16 @@ pub(super) fn cow_path(
     aim: Aim<'_>,
     must_exist: bool,
 ) -> Result<Option<Descent>> {
-    let mut path = Vec::with_capacity(8);
+    // The transaction's path buffer, handed back by the caller (no allocation per operation).
+    let mut path = std::mem::take(&mut edit.txn.path_buf);
+    path.clear();
     let mut verified = !must_exist;
     let (mut cur, mut step) =
         match edit.dirty.peek_resident(*root, false, |n| decide(n, root.address(), None, aim)) {
             Some(step) => (root.address(), step?),
             None => {
                 if !verified && !holds_key(edit, s, *root, aim)? {
+                    edit.txn.path_buf = path;
                     return Ok(None);
                 }
                 verified = true;
@@ -150,7 +149,10 @@ pub(super) fn cow_path(
     for _ in 0..=TREE_DEPTH_MAX {
         let (level, idx, child) = match step {
             Step::Child { level, idx, child } => (level, idx, child),
-            Step::Leaf(Err(_)) if !verified => return Ok(None),
+            Step::Leaf(Err(_)) if !verified => {
+                edit.txn.path_buf = path;
+                return Ok(None);
+            }
             Step::Leaf(slot) => {
                 assert!(
                     !must_exist || slot.is_ok(),
@@ -172,6 +174,7 @@ pub(super) fn cow_path(
             continue;
         }
         if !verified && !holds_key(edit, s, child, aim)? {
+            edit.txn.path_buf = path;
             return Ok(None);
         }
         verified = true;
@@ -227,22 +230,24 @@ pub(crate) fn insert_ref(
     debug_assert!(edit.dirty.holds(*root), "after the copy-on-write descent the root is dirty");
     debug_assert!(path.len() <= usize::from(TREE_DEPTH_MAX) + 1, "a path deeper than a tree");
     let leaf = path.last().expect("a cow path holds at least the root").addr;
-    match slot {
-        Ok(slot) => {
-            if let Some(old) = edit.node_replace(leaf, slot, value)? {
-                return Ok(Some(old));
+    let old = match slot {
+        Ok(slot) => match edit.node_replace(leaf, slot, value)? {
+            Some(old) => Some(old),
+            None => {
+                let (_, old) = edit.node_remove(leaf, slot)?;
+                insert_split(edit, s, root, owner, &path, slot, key, value)?;
+                Some(old)
             }
-            let (_, old) = edit.node_remove(leaf, slot)?;
-            insert_split(edit, s, root, owner, &path, slot, key, value)?;
-            Ok(Some(old))
-        }
+        },
         Err(slot) => {
             if !edit.node_insert(leaf, slot, key, value)? {
                 insert_split(edit, s, root, owner, &path, slot, key, value)?;
             }
-            Ok(None)
+            None
         }
-    }
+    };
+    edit.txn.path_buf = path;
+    Ok(old)
 }
 
 /// Chooses how many items of the virtual node (old items with the new one at `slot`) stay
@@ -385,6 +390,7 @@ pub(crate) fn remove(
     let slot = slot.unwrap_or_else(|_| panic!("removal found no key in block {leaf}"));
     let old = edit.node_remove_value(leaf, slot)?;
     rebalance(edit, s, root, &path, false)?;
+    edit.txn.path_buf = path;
     Ok(Some(old))
 }
 
