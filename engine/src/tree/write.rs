@@ -388,8 +388,8 @@ pub(crate) fn remove(
     debug_assert!(edit.dirty.holds(*root), "after the copy-on-write descent the root is dirty");
     let leaf = path.last().expect("a cow path holds at least the root").addr;
     let slot = slot.unwrap_or_else(|_| panic!("removal found no key in block {leaf}"));
-    let old = edit.node_remove_value(leaf, slot)?;
-    rebalance(edit, s, root, &path, false)?;
+    let (old, leaf_used) = edit.node_remove_value(leaf, slot)?;
+    rebalance_from(edit, s, root, &path, false, Some(leaf_used))?;
     edit.txn.path_buf = path;
     Ok(Some(old))
 }
@@ -415,10 +415,25 @@ pub(super) fn rebalance(
     path: &[PathElem],
     thorough: bool,
 ) -> Result<bool> {
+    rebalance_from(edit, s, root, path, thorough, None)
+}
+
+/// [`rebalance`], told the bytes the leaf's items use when the caller knows them.
+fn rebalance_from(
+    edit: &mut Edit<'_>,
+    s: &Store,
+    root: &mut ChildPtr,
+    path: &[PathElem],
+    thorough: bool,
+    leaf_used: Option<usize>,
+) -> Result<bool> {
     let cap = capacity(s);
     let mut merged = false;
     for depth in (1..path.len()).rev() {
-        let (used, _) = used_bytes(edit, path[depth].addr)?;
+        let used = match leaf_used {
+            Some(used) if depth == path.len() - 1 => used,
+            _ => used_bytes(edit, path[depth].addr)?.0,
+        };
         if used >= cap / 4 {
             if thorough {
                 continue;

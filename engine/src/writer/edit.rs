@@ -12,6 +12,7 @@
 //! * frees are deferred to commit: the open transaction counts as an outstanding reader at
 //!   its first seq (§10.5), so `abort` never meets an address that was reused meanwhile.
 
+use arbor_format::constants::HEADER_BYTES;
 use arbor_format::node::{Node, ValueRef};
 use arbor_format::{BlockKind, ChildPtr, NodeMut};
 
@@ -240,8 +241,14 @@ impl Edit<'_> {
         Ok(())
     }
 
-    /// [`Edit::node_remove`] returning only the value (a private node's key is not copied).
-    pub(crate) fn node_remove_value(&mut self, addr: u64, slot: usize) -> Result<ItemValue> {
+    /// [`Edit::node_remove`] returning only the value (a private node's key is not copied)
+    /// and the bytes the node's items use afterwards (for the rebalance that follows).
+    pub(crate) fn node_remove_value(
+        &mut self,
+        addr: u64,
+        slot: usize,
+    ) -> Result<(ItemValue, usize)> {
+        let used = |node: &NodeMut<'_>| node.as_node().used_bytes() - HEADER_BYTES;
         let removed = self.edit_logged(addr, |node, logging| {
             let len = node.as_node().len();
             assert!(slot < len, "remove of item {slot} of block {addr}, which has {len}");
@@ -249,7 +256,7 @@ impl Edit<'_> {
                 let (key, value) = modlog::owned_item(node, slot, addr)?;
                 node.remove(slot);
                 let op = Op::Remove { slot: slot as u16, key, value: value.clone() };
-                return Ok(Some((value, op)));
+                return Ok(Some(((value, used(node)), op)));
             }
             let n = node.as_node();
             let value = match (n.level(), n.value(slot)) {
@@ -258,7 +265,8 @@ impl Edit<'_> {
                 (_, v) => panic!("removal from block {addr} at level {} of {v:?}", n.level()),
             };
             node.remove(slot);
-            Ok(Some((value, Op::Insert { slot: slot as u16 }))) // the op is dropped unlogged
+            // The op is dropped unlogged.
+            Ok(Some(((value, used(node)), Op::Insert { slot: slot as u16 })))
         })?;
         Ok(removed.expect("a removal always changes the node"))
     }
