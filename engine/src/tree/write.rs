@@ -126,7 +126,8 @@ pub(super) fn cow_path(
     aim: Aim<'_>,
     must_exist: bool,
 ) -> Result<Option<Descent>> {
-    // The transaction's path buffer, handed back by the caller (no allocation per operation).
+    // The transaction's path buffer, handed back by the caller after a change (a removal of
+    // a missing key drops it: the next operation allocates one again).
     let mut path = std::mem::take(&mut edit.txn.path_buf);
     path.clear();
     let mut verified = !must_exist;
@@ -135,7 +136,6 @@ pub(super) fn cow_path(
             Some(step) => (root.address(), step?),
             None => {
                 if !verified && !holds_key(edit, s, *root, aim)? {
-                    edit.txn.path_buf = path;
                     return Ok(None);
                 }
                 verified = true;
@@ -149,10 +149,7 @@ pub(super) fn cow_path(
     for _ in 0..=TREE_DEPTH_MAX {
         let (level, idx, child) = match step {
             Step::Child { level, idx, child } => (level, idx, child),
-            Step::Leaf(Err(_)) if !verified => {
-                edit.txn.path_buf = path;
-                return Ok(None);
-            }
+            Step::Leaf(Err(_)) if !verified => return Ok(None),
             Step::Leaf(slot) => {
                 assert!(
                     !must_exist || slot.is_ok(),
@@ -174,7 +171,6 @@ pub(super) fn cow_path(
             continue;
         }
         if !verified && !holds_key(edit, s, child, aim)? {
-            edit.txn.path_buf = path;
             return Ok(None);
         }
         verified = true;
