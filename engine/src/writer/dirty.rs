@@ -162,9 +162,7 @@ impl DirtySet {
     /// Seals a dirty block's header (its crc) for write-out; returns the crc.
     pub(crate) fn seal(&self, addr: u64) -> Result<u32> {
         let mut st = self.slot(addr).slot.write();
-        let buf = st.buf_mut(addr)?;
-        arbor_format::header::seal_block(buf);
-        Ok(arbor_format::header::block_crc(buf))
+        Ok(arbor_format::header::seal_block(st.buf_mut(addr)?))
     }
 
     /// Adds a fresh image at `addr`, which must not be dirty already.
