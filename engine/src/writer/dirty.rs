@@ -36,6 +36,11 @@ pub(crate) struct Dirty {
     /// Seq of the commit that published it (its identity's allocation seq for pinning,
     /// design.md §10.5); meaningless while private.
     pub seq_alloc: u64,
+    /// Where the image's bytes were when the block became dirty: a prefetch hint that lets
+    /// a descent start loading the image before it has reached it through the slot
+    /// (design.md §4.1). Never dereferenced; stale once the image is replaced, which only
+    /// wastes the hint.
+    pub image_at: usize,
 }
 
 /// Every block of the open generation, by address.
@@ -132,7 +137,12 @@ impl DirtySet {
         if ptr.generation() != self.gen {
             return None;
         }
-        let st = self.map.get(&ptr.address())?.slot.read();
+        let d = self.map.get(&ptr.address())?;
+        if prefetch {
+            // The image's first lines load while the slot (its lock and image pointer) does.
+            prefetch_lines(d.image_at);
+        }
+        let st = d.slot.read();
         let Image::Mutable(buf) = &st.image else { return None };
         if prefetch {
             prefetch_block(buf);
@@ -169,8 +179,10 @@ impl DirtySet {
     pub(crate) fn insert(&mut self, addr: u64, buf: AlignedBuf, private: bool) {
         debug_assert_eq!(buf.len() as u64 % 512, 0, "block image of {} bytes", buf.len());
         self.bytes += buf.len() as u64;
+        let image_at = buf.as_ptr() as usize;
         let slot = Arc::new(Slot::new(addr, buf));
-        let old = self.map.insert(addr, Dirty { slot, private, sealed: false, seq_alloc: 0 });
+        let dirty = Dirty { slot, private, sealed: false, seq_alloc: 0, image_at };
+        let old = self.map.insert(addr, dirty);
         assert!(old.is_none(), "fresh address {addr} is already dirty");
     }
 
@@ -201,6 +213,22 @@ impl DirtySet {
     pub(crate) fn ptr(&self, addr: u64) -> ChildPtr {
         ChildPtr::pending(addr, self.gen)
     }
+}
+
+/// Asks the processor to start loading the header and the first slots of the image at
+/// `addr` (the lines a search of a leaf reads first): a hint, never a read.
+#[inline]
+fn prefetch_lines(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in 0..5 {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = addr.wrapping_add(line * 64) as *const i8;
+        // SAFETY: a prefetch reads nothing into the program and cannot fault, whatever the
+        // address (a stale hint only loads a useless line); SSE is part of x86_64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 /// Loads the cache lines of a node image that a search reads: the header and the slot
