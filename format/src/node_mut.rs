@@ -18,6 +18,7 @@ use crate::node::{
 };
 use crate::ptr::ChildPtr;
 use core::fmt;
+use core::ops::Range;
 
 /// The node has too little space for the operation; nothing was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,10 +153,11 @@ impl<'a> NodeMut<'a> {
         debug_assert!(index == 0 || self.as_node().key(index - 1) < key, "insert breaks order");
         debug_assert!(index == count || key < self.as_node().key(index), "insert breaks order");
         let kv_len = key.len() + value.len();
-        if SLOT_BYTES + kv_len > self.free_bytes() {
-            return Err(NodeFull);
-        }
+        // The contiguous gap usually suffices: only then is the (per-slot) free space summed.
         if SLOT_BYTES + kv_len > self.as_node().gap_bytes() {
+            if SLOT_BYTES + kv_len > self.free_bytes() {
+                return Err(NodeFull);
+            }
             self.compact();
         }
         let heap = self.heap_start() - kv_len;
@@ -318,15 +320,42 @@ impl<'a> NodeMut<'a> {
         );
         let count = self.len();
         assert!(at <= count, "move_tail_to at {at} of {count}");
-        let need: usize = (at..count).map(|i| SLOT_BYTES + self.slot(i).kv_len()).sum();
-        if need > right.free_bytes() {
-            return Err(NodeFull);
-        }
-        for index in at..count {
-            let node = self.as_node();
-            right.insert(right.len(), node.key(index), node.value(index))?;
-        }
+        right.append_run(&self.as_node(), at..count)?;
         self.truncate(at);
+        Ok(())
+    }
+
+    /// Appends items `range` of `src` (same kind and block size, keys above this node's)
+    /// after this node's items: each item's key and value bytes copied in one piece, the
+    /// header written once. Nothing changes when they do not fit.
+    pub fn append_run(&mut self, src: &Node<'_>, range: Range<usize>) -> Result<(), NodeFull> {
+        assert!(self.kind == src.kind(), "append_run of {:?} into {:?}", src.kind(), self.kind);
+        assert!(range.end <= src.len(), "append_run of {range:?} from {} items", src.len());
+        assert!(src.bytes().len() == self.buf.len(), "append_run between block sizes");
+        let need: usize = range.clone().map(|i| SLOT_BYTES + src.slot(i).kv_len()).sum();
+        if need > self.as_node().gap_bytes() {
+            if need > self.free_bytes() {
+                return Err(NodeFull);
+            }
+            self.compact();
+        }
+        debug_assert!(
+            self.is_empty()
+                || range.is_empty()
+                || self.as_node().key(self.len() - 1) < src.key(range.start),
+            "append_run breaks order"
+        );
+        let count = self.len();
+        let mut heap = self.heap_start();
+        for (k, index) in range.clone().enumerate() {
+            let slot = src.slot(index);
+            let kv = src.bytes().get(slot.kv_range()).unwrap_or(&[]);
+            heap -= kv.len();
+            self.write(heap, kv);
+            self.write_slot(count + k, &Slot { start: heap, ..slot });
+        }
+        self.set_len(count + range.len());
+        self.set_heap_start(heap);
         Ok(())
     }
 
@@ -548,5 +577,34 @@ mod tests {
         assert_eq!(merged.len(), 20);
         assert_eq!(merged.child(at).address(), 70 + at as u64);
         assert_eq!(merged.child_index(&[7, 1]), 7);
+    }
+
+    #[test]
+    fn append_run_copies_items_and_compacts_first_when_needed() {
+        let (mut src_buf, mut dst_buf) = (vec![0u8; 4096], vec![0u8; 4096]);
+        let mut src = leaf(&mut src_buf);
+        for i in 0..12u8 {
+            src.insert(usize::from(i), &[b'k', i], ValueRef::Inline(&[i; 200])).unwrap();
+        }
+        let mut dst = leaf(&mut dst_buf);
+        for i in 0..17u8 {
+            dst.insert(usize::from(i), &[b'a', i], ValueRef::Inline(&[i; 200])).unwrap();
+        }
+        // Holes in the middle of the heap: the run fits only after compaction.
+        for _ in 0..5 {
+            dst.remove(2);
+        }
+        assert!(dst.as_node().gap_bytes() < 6 * (SLOT_BYTES + 202));
+        let before = dst.bytes().to_vec();
+        assert_eq!(dst.append_run(&src.as_node(), 0..12), Err(NodeFull));
+        assert_eq!(dst.bytes(), &before[..]);
+        dst.append_run(&src.as_node(), 6..12).unwrap();
+        let view = Node::decode(&dst_buf).unwrap();
+        assert_eq!(view.len(), 18);
+        assert_eq!(view.key(2), &[b'a', 7][..]);
+        for i in 0..6u8 {
+            assert_eq!(view.key(12 + usize::from(i)), &[b'k', 6 + i][..]);
+            assert_eq!(view.value_bytes(12 + usize::from(i)), &[6 + i; 200][..]);
+        }
     }
 }

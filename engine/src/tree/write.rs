@@ -15,7 +15,7 @@
 use arbor_format::constants::{
     CHILD_PTR_BYTES, HEADER_BYTES, OVERFLOW_REF_BYTES, SLOT_BYTES, TREE_DEPTH_MAX,
 };
-use arbor_format::node::{LeafValue, Node, ValueRef};
+use arbor_format::node::{Node, ValueRef};
 use arbor_format::{BlockKind, ChildPtr};
 
 use crate::mvcc::modlog::ItemValue;
@@ -35,11 +35,7 @@ pub(super) enum Aim<'k> {
     Last,
 }
 
-pub(super) struct PathElem {
-    pub(super) addr: u64,
-    /// For internal nodes: the index of the child taken.
-    pub(super) idx: usize,
-}
+pub(super) use crate::writer::PathElem;
 
 /// Blocks one insert or remove may allocate in the worst case: a copy and a split sibling
 /// per level, plus a new root.
@@ -47,16 +43,21 @@ pub(crate) fn blocks_per_op_max(root_level: u8) -> u64 {
     2 * (u64::from(root_level) + 2) + 1
 }
 
+/// Bytes item `i` takes: its slot, key and value (inline bytes, an overflow reference or a
+/// child pointer: the slot records each one's length), read off the slot alone.
 pub(super) fn item_bytes(node: &Node<'_>, i: usize) -> usize {
-    let value = if node.level() > 0 {
-        CHILD_PTR_BYTES
-    } else {
-        match node.leaf_value(i) {
-            LeafValue::Inline(v) => v.len(),
-            LeafValue::Overflow(_) => OVERFLOW_REF_BYTES,
-        }
-    };
-    SLOT_BYTES + node.key(i).len() + value
+    let slot = node.slot(i);
+    debug_assert_eq!(
+        slot.val_len,
+        match (node.level(), node.value(i)) {
+            (0, ValueRef::Inline(v)) => v.len(),
+            (0, ValueRef::Overflow(_)) => OVERFLOW_REF_BYTES,
+            _ => CHILD_PTR_BYTES,
+        },
+        "value length of item {i} of block {}",
+        node.header().address()
+    );
+    SLOT_BYTES + slot.key_len + slot.val_len
 }
 
 fn capacity(s: &Store) -> usize {
@@ -125,7 +126,10 @@ pub(super) fn cow_path(
     aim: Aim<'_>,
     must_exist: bool,
 ) -> Result<Option<Descent>> {
-    let mut path = Vec::with_capacity(8);
+    // The transaction's path buffer, handed back by the caller after a change (a removal of
+    // a missing key drops it: the next operation allocates one again).
+    let mut path = std::mem::take(&mut edit.txn.path_buf);
+    path.clear();
     let mut verified = !must_exist;
     let (mut cur, mut step) =
         match edit.dirty.peek_resident(*root, false, |n| decide(n, root.address(), None, aim)) {
@@ -222,22 +226,24 @@ pub(crate) fn insert_ref(
     debug_assert!(edit.dirty.holds(*root), "after the copy-on-write descent the root is dirty");
     debug_assert!(path.len() <= usize::from(TREE_DEPTH_MAX) + 1, "a path deeper than a tree");
     let leaf = path.last().expect("a cow path holds at least the root").addr;
-    match slot {
-        Ok(slot) => {
-            if let Some(old) = edit.node_replace(leaf, slot, value)? {
-                return Ok(Some(old));
+    let old = match slot {
+        Ok(slot) => match edit.node_replace(leaf, slot, value)? {
+            Some(old) => Some(old),
+            None => {
+                let (_, old) = edit.node_remove(leaf, slot)?;
+                insert_split(edit, s, root, owner, &path, slot, key, value)?;
+                Some(old)
             }
-            let (_, old) = edit.node_remove(leaf, slot)?;
-            insert_split(edit, s, root, owner, &path, slot, key, value)?;
-            Ok(Some(old))
-        }
+        },
         Err(slot) => {
             if !edit.node_insert(leaf, slot, key, value)? {
                 insert_split(edit, s, root, owner, &path, slot, key, value)?;
             }
-            Ok(None)
+            None
         }
-    }
+    };
+    edit.txn.path_buf = path;
+    Ok(old)
 }
 
 /// Chooses how many items of the virtual node (old items with the new one at `slot`) stay
@@ -378,8 +384,9 @@ pub(crate) fn remove(
     debug_assert!(edit.dirty.holds(*root), "after the copy-on-write descent the root is dirty");
     let leaf = path.last().expect("a cow path holds at least the root").addr;
     let slot = slot.unwrap_or_else(|_| panic!("removal found no key in block {leaf}"));
-    let old = edit.node_remove_value(leaf, slot)?;
-    rebalance(edit, s, root, &path, false)?;
+    let (old, leaf_used) = edit.node_remove_value(leaf, slot)?;
+    rebalance_from(edit, s, root, &path, false, Some(leaf_used))?;
+    edit.txn.path_buf = path;
     Ok(Some(old))
 }
 
@@ -404,10 +411,25 @@ pub(super) fn rebalance(
     path: &[PathElem],
     thorough: bool,
 ) -> Result<bool> {
+    rebalance_from(edit, s, root, path, thorough, None)
+}
+
+/// [`rebalance`], told the bytes the leaf's items use when the caller knows them.
+fn rebalance_from(
+    edit: &mut Edit<'_>,
+    s: &Store,
+    root: &mut ChildPtr,
+    path: &[PathElem],
+    thorough: bool,
+    leaf_used: Option<usize>,
+) -> Result<bool> {
     let cap = capacity(s);
     let mut merged = false;
     for depth in (1..path.len()).rev() {
-        let (used, _) = used_bytes(edit, path[depth].addr)?;
+        let used = match leaf_used {
+            Some(used) if depth == path.len() - 1 => used,
+            _ => used_bytes(edit, path[depth].addr)?.0,
+        };
         if used >= cap / 4 {
             if thorough {
                 continue;
@@ -466,24 +488,13 @@ fn merge_pair(
     let right = writable_child(edit, s, parent, left_idx + 1)?;
     let sep = edit.peek(parent, |n| Ok(n.key(left_idx + 1).to_vec()))?;
     let (lused, _) = used_bytes(edit, left)?;
-    let (rused, rlen) = used_bytes(edit, right)?;
+    let (rused, _) = used_bytes(edit, right)?;
     let level = edit.peek(right, |n| Ok(n.level()))?;
     let extra = if level > 0 { sep.len() } else { 0 };
     if lused + rused + extra > cap {
         return Ok(false);
     }
-    let items = edit.peek(right, |node| {
-        let mut items = Vec::with_capacity(rlen);
-        for i in 0..rlen.min(node.len()) {
-            let (mut k, v) = crate::mvcc::modlog::owned_node_item(node, i)?;
-            if i == 0 && level > 0 {
-                k = sep.clone();
-            }
-            items.push((k, v));
-        }
-        Ok(items)
-    })?;
-    edit.append_items(left, &items)?;
+    edit.append_node(left, right, (level > 0).then_some(sep.as_slice()))?;
     let (_, removed) = edit.node_remove(parent, left_idx + 1)?;
     match removed {
         ItemValue::Child(ptr) => edit.free_node(ptr),

@@ -71,7 +71,11 @@ pub(super) fn publish(
         w.gen(),
         "retention and writer disagree on the open generation"
     );
-    let frees = std::mem::take(&mut w.txn.frees);
+    let mut frees = std::mem::take(&mut w.txn.frees);
+    // In address order, each run lands at the end of its pending list's sorted runs (or
+    // merges with the last), instead of being spliced into the middle: a large removal frees
+    // tens of thousands of scattered blocks.
+    frees.sort_unstable_by_key(|&(addr, _, _)| addr);
     let mut r = registry.lock();
     r.sweep();
     for (addr, count, gen) in frees {

@@ -11,6 +11,7 @@
 //! * frees are deferred to commit: the open transaction counts as an outstanding reader at
 //!   its first seq (§10.5), so `abort` never meets an address that was reused meanwhile.
 
+use arbor_format::constants::{HEADER_BYTES, SLOT_BYTES};
 use arbor_format::node::Node;
 use arbor_format::{ChildPtr, NodeMut};
 
@@ -35,6 +36,11 @@ pub(crate) struct Dirty {
     /// Seq of the commit that published it (its identity's allocation seq for pinning,
     /// design.md §10.5); meaningless while private.
     pub seq_alloc: u64,
+    /// Where the image's bytes were when the block became dirty: a prefetch hint that lets
+    /// a descent start loading the image before it has reached it through the slot
+    /// (design.md §4.1). Never dereferenced; stale once the image is replaced, which only
+    /// wastes the hint.
+    pub image_at: usize,
 }
 
 /// Every block of the open generation, by address.
@@ -120,7 +126,7 @@ impl DirtySet {
     /// Reads the node `ptr` names if it is dirty and resident (not written back early), with
     /// one lookup and under one read lock: the descent's fast path (design.md §4.1).
     /// `None` when it is not, and the caller takes the copy-on-write path. With `prefetch`,
-    /// every cache line of the image is loaded first ([`prefetch_block`]): for nodes likely
+    /// the header and slot array lines are loaded first ([`prefetch_block`]): for nodes likely
     /// cold (leaves and their parents); the few nodes above them stay cached.
     pub(crate) fn peek_resident<R>(
         &self,
@@ -131,7 +137,12 @@ impl DirtySet {
         if ptr.generation() != self.gen {
             return None;
         }
-        let st = self.map.get(&ptr.address())?.slot.read();
+        let d = self.map.get(&ptr.address())?;
+        if prefetch {
+            // The image's first lines load while the slot (its lock and image pointer) does.
+            prefetch_lines(d.image_at);
+        }
+        let st = d.slot.read();
         let Image::Mutable(buf) = &st.image else { return None };
         if prefetch {
             prefetch_block(buf);
@@ -161,17 +172,17 @@ impl DirtySet {
     /// Seals a dirty block's header (its crc) for write-out; returns the crc.
     pub(crate) fn seal(&self, addr: u64) -> Result<u32> {
         let mut st = self.slot(addr).slot.write();
-        let buf = st.buf_mut(addr)?;
-        arbor_format::header::seal_block(buf);
-        Ok(arbor_format::header::block_crc(buf))
+        Ok(arbor_format::header::seal_block(st.buf_mut(addr)?))
     }
 
     /// Adds a fresh image at `addr`, which must not be dirty already.
     pub(crate) fn insert(&mut self, addr: u64, buf: AlignedBuf, private: bool) {
         debug_assert_eq!(buf.len() as u64 % 512, 0, "block image of {} bytes", buf.len());
         self.bytes += buf.len() as u64;
+        let image_at = buf.as_ptr() as usize;
         let slot = Arc::new(Slot::new(addr, buf));
-        let old = self.map.insert(addr, Dirty { slot, private, sealed: false, seq_alloc: 0 });
+        let dirty = Dirty { slot, private, sealed: false, seq_alloc: 0, image_at };
+        let old = self.map.insert(addr, dirty);
         assert!(old.is_none(), "fresh address {addr} is already dirty");
     }
 
@@ -204,14 +215,35 @@ impl DirtySet {
     }
 }
 
-/// Touches every cache line of a node image at once (independent loads the processor
-/// overlaps), before its header, slot array and keys are read one after the other: a cold
-/// node then costs about one memory latency rather than one per line the search touches
-/// (design.md §4.1).
+/// Asks the processor to start loading the header and the first slots of the image at
+/// `addr` (the lines a search of a leaf reads first): a hint, never a read.
+#[inline]
+fn prefetch_lines(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in 0..5 {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = addr.wrapping_add(line * 64) as *const i8;
+        // SAFETY: a prefetch reads nothing into the program and cannot fault, whatever the
+        // address (a stale hint only loads a useless line); SSE is part of x86_64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
+/// Loads the cache lines of a node image that a search reads: the header and the slot
+/// array (whose order hints decide almost every comparison, design.md §4.1), all at once
+/// (independent loads the processor overlaps), before the search reads them one after the
+/// other. A cold node then costs about two memory latencies (the header, then the slots)
+/// rather than one per line the search touches, and the lines a search does not need (the
+/// heap of keys and values, most of the block) are not fetched.
 fn prefetch_block(buf: &[u8]) {
+    const LINE: usize = 64;
+    let count = buf.get(8..10).map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])));
+    let end = (HEADER_BYTES + count * SLOT_BYTES).min(buf.len());
     let mut x = 0u8;
-    for line in buf.chunks(64) {
-        x ^= line[0];
+    for at in (LINE..end).step_by(LINE) {
+        x ^= buf[at];
     }
     std::hint::black_box(x);
 }

@@ -12,6 +12,7 @@
 //! * frees are deferred to commit: the open transaction counts as an outstanding reader at
 //!   its first seq (§10.5), so `abort` never meets an address that was reused meanwhile.
 
+use arbor_format::constants::HEADER_BYTES;
 use arbor_format::node::{Node, ValueRef};
 use arbor_format::{BlockKind, ChildPtr, NodeMut};
 
@@ -172,7 +173,9 @@ impl Edit<'_> {
         let addr = self.alloc_run(s, 1)?;
         let mut buf = AlignedBuf::from_slice(&src, s.align);
         {
-            let mut node = NodeMut::open(&mut buf).map_err(|e| corrupt(old, e))?;
+            // `read_block` validated the node in full when it came from the device (an image
+            // from memory was made by `NodeMut`): the copy needs the header checks only.
+            let mut node = NodeMut::open_trusted(&mut buf).map_err(|e| corrupt(old, e))?;
             node.set_address(addr);
             node.set_generation(self.dirty.gen);
         }
@@ -238,8 +241,14 @@ impl Edit<'_> {
         Ok(())
     }
 
-    /// [`Edit::node_remove`] returning only the value (a private node's key is not copied).
-    pub(crate) fn node_remove_value(&mut self, addr: u64, slot: usize) -> Result<ItemValue> {
+    /// [`Edit::node_remove`] returning only the value (a private node's key is not copied)
+    /// and the bytes the node's items use afterwards (for the rebalance that follows).
+    pub(crate) fn node_remove_value(
+        &mut self,
+        addr: u64,
+        slot: usize,
+    ) -> Result<(ItemValue, usize)> {
+        let used = |node: &NodeMut<'_>| node.as_node().used_bytes() - HEADER_BYTES;
         let removed = self.edit_logged(addr, |node, logging| {
             let len = node.as_node().len();
             assert!(slot < len, "remove of item {slot} of block {addr}, which has {len}");
@@ -247,7 +256,7 @@ impl Edit<'_> {
                 let (key, value) = modlog::owned_item(node, slot, addr)?;
                 node.remove(slot);
                 let op = Op::Remove { slot: slot as u16, key, value: value.clone() };
-                return Ok(Some((value, op)));
+                return Ok(Some(((value, used(node)), op)));
             }
             let n = node.as_node();
             let value = match (n.level(), n.value(slot)) {
@@ -256,7 +265,8 @@ impl Edit<'_> {
                 (_, v) => panic!("removal from block {addr} at level {} of {v:?}", n.level()),
             };
             node.remove(slot);
-            Ok(Some((value, Op::Insert { slot: slot as u16 }))) // the op is dropped unlogged
+            // The op is dropped unlogged.
+            Ok(Some(((value, used(node)), Op::Insert { slot: slot as u16 })))
         })?;
         Ok(removed.expect("a removal always changes the node"))
     }
@@ -325,10 +335,8 @@ impl Edit<'_> {
             let st = src.read();
             let node = Node::decode_trusted(st.image.bytes()).map_err(|e| corrupt(addr, e))?;
             assert!(at <= node.len(), "split of block {addr} at {at} of {}", node.len());
-            for i in at..node.len() {
-                let fits = r.insert(i - at, node.key(i), node.value(i)).is_ok();
-                assert!(fits, "split: items moved from {addr} do not fit empty block {right}");
-            }
+            let fits = r.append_run(&node, at..node.len()).is_ok();
+            assert!(fits, "split: items moved from {addr} do not fit empty block {right}");
             Ok(())
         })?;
         let logging = !self.dirty.slot(addr).unlogged();
@@ -340,6 +348,27 @@ impl Edit<'_> {
                 Ok(())
             })?;
         }
+        Ok(())
+    }
+
+    /// Appends every item of the dirty node `src` at the end of `addr` (a merge), copied node
+    /// to node and logged as one op (its undo removes them again: no item is copied for the
+    /// log). For internal nodes `sep` is the key of `src`'s first item, whose own key is empty.
+    pub(crate) fn append_node(&mut self, addr: u64, src: u64, sep: Option<&[u8]>) -> Result<()> {
+        let from = Arc::clone(&self.dirty.slot(src).slot);
+        self.edit_logged(addr, |node, _| {
+            let st = from.read();
+            let right = Node::decode_trusted(st.image.bytes()).map_err(|e| corrupt(src, e))?;
+            let mut first = 0;
+            if let (Some(sep), false) = (sep, right.is_empty()) {
+                let fits = node.insert(node.len(), sep, right.value(0)).is_ok();
+                assert!(fits, "merge: the first item of {src} does not fit block {addr}");
+                first = 1;
+            }
+            let fits = node.append_run(&right, first..right.len()).is_ok();
+            assert!(fits, "merge: the items of {src} do not fit block {addr}");
+            Ok(Some(((), Op::AppendTail { count: right.len() as u16 })))
+        })?;
         Ok(())
     }
 

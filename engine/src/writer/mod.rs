@@ -26,7 +26,7 @@ pub(crate) use dirty::{Dirty, DirtySet};
 pub(crate) use edit::{Edit, Need};
 pub(crate) use record::TxnRecord;
 pub(crate) use savepoint::Mark;
-pub(crate) use scratch::TxnScratch;
+pub(crate) use scratch::{PathElem, TxnScratch};
 
 /// A named tree's metadata as the writer sees it in the open transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

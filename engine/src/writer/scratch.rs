@@ -6,6 +6,13 @@ use arbor_format::ChildPtr;
 
 use crate::writer::TreeMeta;
 
+/// One level of a copy-on-write descent (`tree::write::cow_path`): a dirty node's address
+/// and, for internal nodes, the index of the child taken.
+pub(crate) struct PathElem {
+    pub addr: u64,
+    pub idx: usize,
+}
+
 /// The open transaction's record of its own changes.
 pub(crate) struct TxnScratch {
     /// Runs the transaction allocated (blocks and overflow extents): freed on abort.
@@ -28,6 +35,9 @@ pub(crate) struct TxnScratch {
     /// A change failed part-way (see `WriteTxn::note_failure`): the transaction can only be
     /// aborted.
     pub failed: Option<String>,
+    /// The buffer each insert or removal builds its descent's path in, kept between
+    /// operations so that none allocates one.
+    pub path_buf: Vec<PathElem>,
 }
 
 impl Default for TxnScratch {
@@ -43,6 +53,7 @@ impl Default for TxnScratch {
             orphans_at_start: 0,
             writeback_cursor: 0,
             failed: None,
+            path_buf: Vec::new(),
         }
     }
 }
