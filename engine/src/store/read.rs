@@ -219,8 +219,9 @@ impl Store {
     /// caller passes blocks it found neither resident nor in flight (`hit`). A read lands in
     /// the block's pool frame when the frame can be claimed as the read starts (it is lent
     /// to the read and published when the block has been verified), else in a buffer of its
-    /// own that becomes a private image. The first error (the device's, a block's verification, or `arrived`'s) is
-    /// returned once the reads in flight have completed; no block is handed over after it.
+    /// own that becomes a private image. The first error (the device's, a block's
+    /// verification, or `arrived`'s) is returned once the reads in flight have completed; no
+    /// block is handed over after it.
     pub(crate) fn stream_blocks<'s>(
         &'s self,
         first: Vec<Wanted>,
