@@ -252,3 +252,32 @@ fn a_guard_outliving_the_last_handle_keeps_its_bytes_not_the_lock() {
     assert_eq!(t.len().unwrap(), 4000);
     assert_eq!(t.get(key(5)).unwrap().unwrap(), value(5, 1));
 }
+
+/// A frame lent to a streamed read (`Loading::lend`): filled through the lent handle, it is
+/// published by `finish` only once the handle is back; a load dropped after its lent frame
+/// returns leaves the frame evicted (it loads again); ending a load while its frame is still
+/// lent is a bug the pool refuses (it would publish bytes a read may still be writing).
+#[test]
+fn a_lent_frame_is_back_before_its_load_ends() {
+    use arbor::io::ReadBuf;
+    let pool = BufferPool::new(4096, 4 * 4096, 64);
+    let mut loading = pool.start_load(3).expect("an evicted frame with room");
+    let mut lent = loading.lend();
+    lent.bytes().fill(7);
+    drop(lent);
+    let pin = loading.finish();
+    assert!(pin.iter().all(|&b| b == 7));
+    drop(pin);
+    let mut loading = pool.start_load(4).expect("room");
+    drop(loading.lend());
+    drop(loading);
+    assert!(pool.pin(4).is_none(), "an abandoned load left its frame resident");
+    assert!(pool.start_load(4).is_some(), "an abandoned load kept its frame claimed");
+    let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut loading = pool.start_load(5).expect("room");
+        let lent = loading.lend();
+        let _ = loading.finish();
+        drop(lent);
+    }));
+    assert!(ended.is_err(), "a load finished while its frame was lent");
+}
