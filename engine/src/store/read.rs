@@ -142,8 +142,20 @@ impl Store {
         Ok(Block::Image(Arc::new(buf)))
     }
 
+    /// As `read_block`, but never waits for another thread's load of the block's frame
+    /// (it reads around the pool instead): for a streamed read, which holds frames of its
+    /// own in loading (`stream_blocks`).
+    pub(crate) fn read_block_now(&self, ptr: ChildPtr) -> Result<Block<'_>> {
+        match self.hit(ptr) {
+            Some(block) => Ok(block),
+            None => Ok(Block::Image(Arc::new(self.read_uncached(ptr)?))),
+        }
+    }
+
     /// The image of `ptr` if it is in flight or resident (and of `ptr`'s generation), without
-    /// I/O. A resident frame of another generation is discarded: its address was reused.
+    /// I/O and without waiting: a frame another thread is loading is `None` (the caller
+    /// reads, or waits in `BufferPool::load`). A resident frame of another generation is
+    /// discarded: its address was reused.
     #[inline]
     pub(crate) fn hit(&self, ptr: ChildPtr) -> Option<Block<'_>> {
         let addr = ptr.address();
@@ -155,7 +167,7 @@ impl Store {
                     .then_some(Block::Image(buf));
             }
         }
-        let pin = self.pool.pin(addr)?;
+        let pin = self.pool.pin_now(addr)?;
         if header_generation(&pin) == Some(ptr.generation()) {
             return Some(Block::Pinned(pin));
         }

@@ -29,7 +29,7 @@ use crate::codec::KeyRange;
 use crate::mvcc::modlog::ItemValue;
 use crate::mvcc::table::Lookup;
 use crate::mvcc::{ActiveGuard, RootRecord, SnapState};
-use crate::store::{decode, header_generation, Block, Wanted};
+use crate::store::{decode, header_generation, Block, Store, Wanted};
 use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::tree::catalog;
 use crate::tree::read::{self, prefix_bounds, NodeSource};
@@ -80,15 +80,27 @@ impl Inner {
     /// holds.
     #[inline]
     fn node_in_op<'s>(&self, shared: &'s Shared, ptr: ChildPtr) -> Result<Block<'s>> {
+        self.node_via(shared, ptr, Store::read_block)
+    }
+
+    /// `node_in_op`, reading blocks from the store with `read` (`Store::read_block`, or
+    /// `Store::read_block_now` where the caller must not wait for another thread's load).
+    #[inline]
+    fn node_via<'s>(
+        &self,
+        shared: &'s Shared,
+        ptr: ChildPtr,
+        read: fn(&'s Store, ChildPtr) -> Result<Block<'s>>,
+    ) -> Result<Block<'s>> {
         let store = &shared.store;
         if ptr.generation() < self.root.gen {
-            return store.read_block(ptr);
+            return read(store, ptr);
         }
         let image = match store.table.lookup(ptr.address(), self.root.seq) {
             // Not in memory: a block of the open generation written back early, reached
             // through a crc-pending pointer; the writer knows its crc.
             Lookup::Absent => {
-                let read = store.read_block(store.with_written_back_crc(ptr));
+                let read = read(store, store.with_written_back_crc(ptr));
                 // It may have changed since the lookup: the writer files a written-back block
                 // in the table before its first change, and a checkpoint then rewrites it at
                 // the same address and generation, so the read may hold (or fail to verify)
@@ -602,11 +614,18 @@ impl<'a> NodeSource for OpSource<'a> {
     }
 
     /// The held root, blocks of the snapshot's generation (memory, through the readers'
-    /// table), and older blocks in flight or resident in the pool.
+    /// table), and older blocks in flight or resident in the pool. Never waits for another
+    /// thread's load: a streamed read calls this while it holds frames of its own in
+    /// loading, and two streams waiting for each other's frames would never finish.
     fn cached(&self, ptr: ChildPtr) -> Option<Result<OpImage<'a>>> {
-        let held = self.held.is_some_and(|(h, _)| h == ptr);
-        if held || ptr.generation() >= self.inner.root.gen {
-            return Some(self.node(ptr));
+        if let Some((held, image)) = self.held {
+            if held == ptr {
+                return Some(Ok(OpImage::Held(image)));
+            }
+        }
+        if ptr.generation() >= self.inner.root.gen {
+            let block = self.inner.node_via(self.shared, ptr, Store::read_block_now);
+            return Some(block.map(OpImage::Fetched));
         }
         self.shared.store.hit(ptr).map(|b| Ok(OpImage::Fetched(b)))
     }

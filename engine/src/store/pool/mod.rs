@@ -279,6 +279,19 @@ impl BufferPool {
     /// retired, or beyond the reservation). Waits while another thread loads it.
     #[inline]
     pub fn pin(&self, addr: u64) -> Option<Pin<'_>> {
+        self.pin_or(addr, true)
+    }
+
+    /// As `pin`, but `None` at once while another thread loads the frame: for callers that
+    /// hold frames of their own in `Loading` (a streamed read), which must not wait for a
+    /// load that may itself be waiting for theirs.
+    #[inline]
+    pub fn pin_now(&self, addr: u64) -> Option<Pin<'_>> {
+        self.pin_or(addr, false)
+    }
+
+    #[inline]
+    fn pin_or(&self, addr: u64, wait_loads: bool) -> Option<Pin<'_>> {
         if addr >= self.capacity {
             return None;
         }
@@ -303,6 +316,8 @@ impl BufferPool {
                     self.count_hit();
                     return Some(self.pinned(addr));
                 }
+                LOADING if !wait_loads => return None,
+                // An eviction holds a frame locked only for its `madvise`.
                 LOADING | LOCKED => wait(),
                 _ => return None,
             }
