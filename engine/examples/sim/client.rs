@@ -441,15 +441,19 @@ impl Session<'_> {
             }
             Err(e) => {
                 self.judge("commit", &e, before, Allow { no_space: true, ..Allow::default() });
-                self.after_failed_commit(o.working);
+                let io = matches!(e, Error::Io { .. });
+                self.after_failed_commit(o.working, io);
             }
         }
     }
 
     /// A failed commit either published nothing (an error before publication) or
     /// published and failed to make itself durable (the handle is then fail-stop). A fresh
-    /// snapshot tells which; a state that is neither is wrong data.
-    fn after_failed_commit(&mut self, working: State) {
+    /// snapshot tells which; a state that is neither is wrong data. When the snapshot cannot
+    /// be read either (an I/O failure took the device with it), the commit is in doubt: its
+    /// record may have reached the journal before the failure, so a recovery may find it —
+    /// the handle is fail-stop, and both states stay possible.
+    fn after_failed_commit(&mut self, working: State, io: bool) {
         self.dev.pause_random_faults(true);
         let snap = self.db.snapshot().expect("snapshot");
         let got = crate::session::dump_snapshot(&snap);
@@ -471,6 +475,11 @@ impl Session<'_> {
             Err(e) => {
                 let before = self.dev.fault_counts();
                 self.judge("read after failed commit", &e, before, Allow::default());
+                if io && working != **self.sim.history.last() {
+                    ev!(self.sim.trace, "failed commit in doubt");
+                    self.sim.history.push(working);
+                    self.failstop = true;
+                }
             }
         }
     }
