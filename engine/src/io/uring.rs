@@ -311,6 +311,7 @@ impl UringDevice {
         let mut first_error: Option<io::Error> = None;
         let submit_every = done.is_some().then_some(STREAM_SUBMIT_EVERY);
         let mut queue = Queue { next: 0, again: Vec::new(), in_flight: 0, capacity, submit_every };
+        let mut completed: Vec<(usize, i32)> = Vec::new();
         loop {
             if first_error.is_none() {
                 queue.push(ring, segments, fd, dir);
@@ -328,12 +329,14 @@ impl UringDevice {
                 pooled.ring = None;
                 return Err(e);
             }
-            let mut completed: Vec<(usize, i32)> =
-                ring.completion().map(|cqe| (cqe.user_data() as usize, cqe.result())).collect();
-            // A stream's urgent reads first: the reads they lead to start before the others'
-            // completions are handled (design.md §12.6).
-            completed.sort_by_key(|&(index, _)| !segments[index].urgent);
-            for (index, result) in completed {
+            completed.clear();
+            completed.extend(ring.completion().map(|cqe| (cqe.user_data() as usize, cqe.result())));
+            if done.is_some() {
+                // A stream's urgent reads first: the reads they lead to start before the
+                // others' completions are handled (design.md §12.6).
+                completed.sort_by_key(|&(index, _)| !segments[index].urgent);
+            }
+            for &(index, result) in &completed {
                 queue.in_flight -= 1;
                 let seg = &mut segments[index];
                 if let Err(e) = complete(seg, dir, result) {

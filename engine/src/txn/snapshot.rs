@@ -595,14 +595,26 @@ impl read::RangeSource for SnapSource {
     }
 }
 
+impl<'a> OpSource<'a> {
+    /// The held root, or block `ptr` as of the snapshot, reading from the store with `read`.
+    #[inline]
+    fn node_via(
+        &self,
+        ptr: ChildPtr,
+        read: fn(&'a Store, ChildPtr) -> Result<Block<'a>>,
+    ) -> Result<OpImage<'a>> {
+        match self.held {
+            Some((held, image)) if held == ptr => Ok(OpImage::Held(image)),
+            _ => self.inner.node_via(self.shared, ptr, read).map(OpImage::Fetched),
+        }
+    }
+}
+
 impl<'a> NodeSource for OpSource<'a> {
     type Buf = OpImage<'a>;
     #[inline]
     fn node(&self, ptr: ChildPtr) -> Result<OpImage<'a>> {
-        match self.held {
-            Some((held, image)) if held == ptr => Ok(OpImage::Held(image)),
-            _ => self.inner.node_in_op(self.shared, ptr).map(OpImage::Fetched),
-        }
+        self.node_via(ptr, Store::read_block)
     }
 
     fn overflow(&self, r: &OverflowRef) -> Result<Vec<u8>> {
@@ -618,14 +630,9 @@ impl<'a> NodeSource for OpSource<'a> {
     /// thread's load: a streamed read calls this while it holds frames of its own in
     /// loading, and two streams waiting for each other's frames would never finish.
     fn cached(&self, ptr: ChildPtr) -> Option<Result<OpImage<'a>>> {
-        if let Some((held, image)) = self.held {
-            if held == ptr {
-                return Some(Ok(OpImage::Held(image)));
-            }
-        }
-        if ptr.generation() >= self.inner.root.gen {
-            let block = self.inner.node_via(self.shared, ptr, Store::read_block_now);
-            return Some(block.map(OpImage::Fetched));
+        let held = self.held.is_some_and(|(h, _)| h == ptr);
+        if held || ptr.generation() >= self.inner.root.gen {
+            return Some(self.node_via(ptr, Store::read_block_now));
         }
         self.shared.store.hit(ptr).map(|b| Ok(OpImage::Fetched(b)))
     }
