@@ -347,10 +347,14 @@ impl Db {
         let mut alloc = opened.alloc;
         alloc.reserve_prefix(region.end_block());
         let device_blocks = store.dev.len_bytes() / u64::from(block_bytes);
+        let gen = opened.max_generation_seen + 1;
         if device_blocks > alloc.block_count() {
             alloc.grow(device_blocks);
+        } else {
+            // Checked by `recover`: every block past the device's end is free.
+            alloc.shrink(device_blocks, gen);
         }
-        let mut w = Writer::new(opened.max_generation_seen + 1, alloc, sb.catalog_root());
+        let mut w = Writer::new(gen, alloc, sb.catalog_root());
         w.trees.map = opened.trees;
         w.trees.next_id = sb.next_tree_id().max(TREE_ID_FIRST_USER);
         w.reserve_blocks = reserve_blocks(block_bytes, w.alloc.block_count());

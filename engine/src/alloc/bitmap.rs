@@ -255,6 +255,45 @@ impl Bitmap {
         }
     }
 
+    /// Cuts the bitmap back to `block_count` blocks (a file's unused tail, design.md §10.16).
+    /// Every block cut must be free. Chunks past the new end go; the new last chunk becomes
+    /// dirty (its bits past the end now read as allocated).
+    pub(super) fn shrink(&mut self, block_count: u64) {
+        let old = self.block_count;
+        assert!(block_count > 0 && block_count <= old, "shrink of {old} blocks to {block_count}");
+        assert!(
+            self.all_clear(block_count, old - block_count),
+            "cutting blocks in use: the last is {:?}, the new end {block_count}",
+            self.last_set()
+        );
+        // Bits past the end are kept set: flipping the cut range keeps the counts right.
+        self.flip_range(block_count, old - block_count, true);
+        let chunk_count = block_count.div_ceil(self.bits_per_chunk);
+        let cut_dirty = self.chunk_dirty.drain(to_index(chunk_count)..).filter(|d| *d).count();
+        self.dirty_count -= cut_dirty as u64;
+        self.chunk_free.truncate(to_index(chunk_count));
+        self.words.truncate(to_index(chunk_count * (self.bits_per_chunk / WORD_BITS)));
+        self.block_count = block_count;
+        self.mark_dirty(chunk_count - 1);
+    }
+
+    /// The highest allocated block, if any.
+    pub(super) fn last_set(&self) -> Option<u64> {
+        let mut word = to_index(self.block_count.div_ceil(WORD_BITS));
+        while word > 0 {
+            word -= 1;
+            let first = word as u64 * WORD_BITS;
+            // Bits past the block count are set but are no blocks.
+            let valid = self.block_count - first;
+            let mask = if valid >= WORD_BITS { u64::MAX } else { (1u64 << valid) - 1 };
+            let bits = self.words[word] & mask;
+            if bits != 0 {
+                return Some(first + u64::from(WORD_BITS as u32 - 1 - bits.leading_zeros()));
+            }
+        }
+        None
+    }
+
     /// The words of chunk `chunk`, as they go to disk.
     pub(super) fn chunk_words(&self, chunk: u64) -> &[u64] {
         let per = to_index(self.bits_per_chunk / WORD_BITS);
@@ -341,5 +380,34 @@ mod tests {
         b.load_chunk(2, &[0, 0]);
         assert_eq!(b.chunk_free(2), 44);
         assert_eq!(b.free_count(), 200);
+    }
+    #[test]
+    fn shrink_cuts_free_tail_chunks() {
+        let mut b = Bitmap::new(128, 300);
+        b.set_range(0, 100);
+        b.set_range(130, 2);
+        b.clear_dirty();
+        assert_eq!(b.last_set(), Some(131));
+        b.shrink(140);
+        assert_eq!((b.block_count(), b.chunk_count(), b.free_count()), (140, 2, 140 - 102));
+        assert_eq!(b.dirty_chunks(), vec![1]);
+        assert_eq!(b.chunk_free(1), 10);
+        assert!(!b.is_set(139) && !b.is_set(140));
+        assert_eq!(b.chunk_words(1)[0], 0b1100 | (u64::MAX << 12));
+        assert_eq!(b.find_run(0, 140, 8), Some(100));
+        b.grow(300);
+        assert_eq!((b.free_count(), b.chunk_free(2)), (300 - 102, 44));
+        b.clear_range(130, 2);
+        assert_eq!(b.last_set(), Some(99));
+        b.shrink(100);
+        assert_eq!((b.chunk_count(), b.free_count(), b.last_set()), (1, 0, Some(99)));
+    }
+
+    #[test]
+    #[should_panic(expected = "cutting blocks in use")]
+    fn shrink_refuses_blocks_in_use() {
+        let mut b = Bitmap::new(128, 300);
+        b.set_range(200, 1);
+        b.shrink(200);
     }
 }

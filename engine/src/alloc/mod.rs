@@ -102,6 +102,8 @@ pub(crate) struct Allocator {
     orphans: Vec<ChildPtr>,
     orphan_lists: Vec<ChildPtr>,
     orphans_changed: bool,
+    /// Times the device grew since `take_growths` (design.md §10.16).
+    growths: u32,
 }
 
 impl Allocator {
@@ -164,6 +166,7 @@ impl Allocator {
             orphans: Vec::new(),
             orphan_lists: Vec::new(),
             orphans_changed: false,
+            growths: 0,
         };
         a.resize_levels();
         a
@@ -328,12 +331,49 @@ impl Allocator {
             return;
         }
         let old = self.bitmap.block_count();
+        self.growths = self.growths.saturating_add(1);
         self.bitmap.grow(new_block_count);
         // A store smaller than the superblock area (only in tests) reserves what it gains.
         if old < self.first_data {
             self.bitmap.set_range(old, self.first_data.min(new_block_count) - old);
         }
         self.resize_levels();
+    }
+
+    /// The device was cut back to `new_block_count` blocks (a file's unused growth tail,
+    /// design.md §10.16); every block past it must be free. Bitmap chunks and index blocks
+    /// that no longer exist join pending(`gen`), like blocks a persist replaces: the durable
+    /// superblocks still reach them.
+    pub fn shrink(&mut self, new_block_count: u64, gen: u64) {
+        if new_block_count >= self.bitmap.block_count() {
+            return;
+        }
+        assert!(
+            new_block_count >= self.first_data,
+            "cutting the store to {new_block_count} blocks, inside its reserved prefix"
+        );
+        self.bitmap.shrink(new_block_count);
+        let counts = level_counts(self.bitmap.chunk_count(), self.fanout());
+        let mut gone = Vec::new();
+        for (level, ptrs) in self.ptrs.iter_mut().enumerate() {
+            let keep = counts.get(level).map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX));
+            let cut = ptrs.drain(keep.min(ptrs.len())..);
+            gone.extend(cut.filter(|p| !p.is_null()).map(|p| p.address()));
+        }
+        self.resize_levels();
+        for addr in gone {
+            self.free_pending(addr, 1, gen);
+        }
+    }
+
+    /// Times the device grew since the last call.
+    pub fn take_growths(&mut self) -> u32 {
+        std::mem::take(&mut self.growths)
+    }
+
+    /// The highest block in use (allocated, pending or held), if any.
+    pub fn last_allocated(&self) -> Option<u64> {
+        self.bitmap.last_set()
     }
 
     pub fn is_allocated(&self, addr: u64) -> bool {

@@ -326,3 +326,38 @@ fn random_damage_never_panics() {
         let _ = load(&d, count, &q, 3);
     }
 }
+
+#[test]
+fn shrink_drops_an_index_level_and_round_trips() {
+    let fanout = alloc_index_fanout(BB) as u64;
+    let count = (fanout + 5) * BITS; // two index levels
+    let mut a = Allocator::new(BB, count);
+    let mut disk = Disk::new();
+    let x = a.alloc(7).unwrap();
+    let p1 = a.persist(1).unwrap();
+    write(&mut disk, &p1);
+    a.note_durable(1);
+    let last = a.last_allocated().unwrap();
+    assert!(last < BITS, "everything in use sits in chunk 0: {last}");
+    assert!(a.own_blocks().iter().chain([&x]).all(|&b| b <= last));
+    let own_before = a.own_blocks();
+    let cut = 10 * BITS + 7;
+    a.shrink(cut, 2);
+    assert_eq!((a.block_count(), a.ptrs.len()), (cut, 2), "one index level for 11 chunks");
+    let own = a.own_blocks();
+    let dropped: Vec<u64> = own_before.into_iter().filter(|b| !own.contains(b)).collect();
+    assert_eq!(dropped.len(), 1, "the old root is no more");
+    assert_eq!(a.pending_blocks(), vec![(dropped[0], 1, 2)]);
+    assert_eq!(a.free_blocks(), cut - FIRST - 7 - own.len() as u64 - 1);
+    let p2 = a.persist(2).unwrap();
+    write(&mut disk, &p2);
+    a.note_durable(2);
+    let b = load(&disk, cut, &p2, 2).unwrap();
+    assert_same(&a, &b);
+    // A superblock that still names the old count (a crash after the file was cut) loads
+    // with every block past the cut free, and cuts to the same end.
+    let mut c = load(&disk, count, &p1, 1).unwrap();
+    assert!(c.last_allocated().unwrap() < cut);
+    c.shrink(cut, 2);
+    assert_eq!((c.block_count(), c.free_blocks()), (cut, a.free_blocks() + 3));
+}

@@ -265,26 +265,29 @@ fn check_generation(
     let gen = sb.generation();
     let mut report = CheckReport::default();
     let device_blocks = s.dev.len_bytes() / u64::from(s.block_bytes);
-    let alloc = if sb.block_count() > device_blocks {
-        let detail = format!(
-            "generation {gen}: the store has {} blocks but the device only {device_blocks}",
-            sb.block_count()
-        );
-        report.add(ProblemKind::Superblock, 0, detail);
-        None
-    } else {
-        let mut read = |ptr: ChildPtr| s.read_uncached(ptr);
-        let root = sb.alloc_root();
-        match Allocator::load_superblock(sb, gen, &mut read) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                let (addr, reason) = match e {
-                    Error::Corrupt { addr, reason } => (addr, reason),
-                    other => (root.address(), other.to_string()),
-                };
-                report.add(ProblemKind::Allocator, addr, format!("generation {gen}: {reason}"));
+    // The superblock may name more blocks than the device has when a checkpoint cut the
+    // file's free tail (design.md §10.16); a block in use past the end is the problem.
+    let mut read = |ptr: ChildPtr| s.read_uncached(ptr);
+    let root = sb.alloc_root();
+    let alloc = match Allocator::load_superblock(sb, gen, &mut read) {
+        Ok(a) => match a.last_allocated() {
+            Some(last) if last >= device_blocks => {
+                let detail = format!(
+                    "generation {gen}: block {last} is in use but the device has only \
+                     {device_blocks} blocks"
+                );
+                report.add(ProblemKind::Superblock, 0, detail);
                 None
             }
+            _ => Some(a),
+        },
+        Err(e) => {
+            let (addr, reason) = match e {
+                Error::Corrupt { addr, reason } => (addr, reason),
+                other => (root.address(), other.to_string()),
+            };
+            report.add(ProblemKind::Allocator, addr, format!("generation {gen}: {reason}"));
+            None
         }
     };
     let mut tick = |n: u64| progress(n);

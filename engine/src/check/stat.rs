@@ -87,13 +87,9 @@ pub fn space_at(dev: Box<dyn BlockDevice>, sb: &Superblock) -> Result<Space> {
     let block_bytes = sb.block_bytes();
     check_block_bytes(block_bytes).map_err(|e| Error::corrupt(0, e.to_string()))?;
     let s = Store::new(dev, block_bytes, STAT_CACHE_BYTES);
-    if sb.block_count() > s.dev.len_bytes() / u64::from(block_bytes) {
-        return Err(Error::corrupt(0, "the device is smaller than the store it holds"));
-    }
     let mut read = |ptr: ChildPtr| s.read_uncached(ptr);
-    let (count, gen) = (sb.block_count(), sb.generation());
-    let _ = count;
-    let alloc = Allocator::load_superblock(sb, gen, &mut read)?;
+    let alloc = Allocator::load_superblock(sb, sb.generation(), &mut read)?;
+    crate::durable::recovery::fits_device(&alloc, s.dev.len_bytes() / u64::from(block_bytes))?;
     Ok(Space::of(&alloc, block_bytes))
 }
 

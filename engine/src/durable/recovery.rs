@@ -65,13 +65,10 @@ pub(crate) fn recover(s: &Store, found: Found) -> Result<Opened> {
         Ok(Some(region)) => region,
         _ => return Err(Error::corrupt(0, "the superblock records no valid journal region")),
     };
-    let block_count = sb.block_count();
-    if block_count * u64::from(s.block_bytes) > s.dev.len_bytes() {
-        return Err(Error::corrupt(0, "the device is smaller than the store it holds"));
-    }
     s.set_first_data(journal.end_block());
     let mut read = |ptr: ChildPtr| s.read_uncached(ptr);
     let alloc = Allocator::load_superblock(&sb, sb.generation(), &mut read)?;
+    fits_device(&alloc, s.dev.len_bytes() / u64::from(s.block_bytes))?;
     let trees = load_catalog(s, sb.catalog_root())?;
     Ok(Opened {
         sb,
@@ -82,4 +79,22 @@ pub(crate) fn recover(s: &Store, found: Found) -> Result<Opened> {
         max_generation_seen: found.max_generation_seen,
         rejected_copies: found.rejected,
     })
+}
+
+/// Whether a store's allocator fits a device of `device_blocks` blocks. The superblock may
+/// name more blocks than the device has: a checkpoint cut the file's unused tail and a crash
+/// came before the next superblock (design.md §10.16). That is accepted when every block
+/// past the device's end is free; one in use there means the device is not the store's (or
+/// was cut short), which is `Corrupt`.
+pub(crate) fn fits_device(alloc: &Allocator, device_blocks: u64) -> Result<()> {
+    match alloc.last_allocated() {
+        Some(last) if last >= device_blocks => Err(Error::corrupt(
+            0,
+            format!(
+                "the device is smaller than the store it holds: block {last} is in use, the \
+                 device has {device_blocks} blocks"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }

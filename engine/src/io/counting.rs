@@ -133,6 +133,10 @@ impl<D: BlockDevice> BlockDevice for CountingDevice<D> {
         self.inner.grow(min_len_bytes)
     }
 
+    fn shrink(&self, len_bytes: u64) -> io::Result<u64> {
+        self.inner.shrink(len_bytes)
+    }
+
     fn max_len_bytes(&self) -> u64 {
         self.inner.max_len_bytes()
     }

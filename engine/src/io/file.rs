@@ -402,6 +402,23 @@ impl DevFile {
         self.grow_to(want.min(self.max_bytes), self.direct)
     }
 
+    /// `BlockDevice::shrink` for both backends: a file is cut to `len_bytes` (rounded up to
+    /// a sector) once the growth pass that zeroes its tail has ended, so no zero write lands
+    /// past the new end and extends it again; block devices keep their length. No sync: a
+    /// crash may leave either length, and open accepts both (design.md §10.16).
+    pub(crate) fn shrink(&self, len_bytes: u64) -> io::Result<u64> {
+        let _guard = sync::lock(&self.grow_lock);
+        let current = self.len();
+        let target = len_bytes.next_multiple_of(u64::from(self.sector_bytes));
+        if self.kind == TargetKind::BlockDevice || target >= current {
+            return Ok(current);
+        }
+        self.zeroing.finish();
+        self.file.set_len(target)?;
+        self.len_bytes.store(target, Ordering::Release);
+        Ok(target)
+    }
+
     /// Waits until no byte `ops` write is still to be zeroed by a growth step's background
     /// pass (see `io::zero`).
     pub(crate) fn wait_zeroed(&self, ops: &[WriteOp<'_>]) {

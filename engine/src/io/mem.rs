@@ -108,6 +108,18 @@ impl BlockDevice for MemDevice {
         Ok(want as u64)
     }
 
+    fn shrink(&self, len_bytes: u64) -> io::Result<u64> {
+        let mut bytes = sync::write(&self.bytes);
+        let target = len_bytes.next_multiple_of(u64::from(MEM_SECTOR_BYTES));
+        if let Ok(target) = usize::try_from(target) {
+            if target < bytes.len() {
+                bytes.truncate(target);
+                bytes.shrink_to_fit();
+            }
+        }
+        Ok(bytes.len() as u64)
+    }
+
     fn describe(&self) -> String {
         format!("memory (up to {} bytes)", self.max_bytes)
     }

@@ -157,6 +157,14 @@ pub trait BlockDevice: Send + Sync {
         Ok(self.len_bytes())
     }
 
+    /// Cuts the device back to `len_bytes` if it can (files: the unused tail of their growth,
+    /// design.md §10.16). The engine cuts only bytes no block in use, pending or in flight
+    /// occupies. Returns the new length; devices that cannot shrink return their length.
+    fn shrink(&self, len_bytes: u64) -> io::Result<u64> {
+        let _ = len_bytes;
+        Ok(self.len_bytes())
+    }
+
     /// Whether writes are refused by design (a tool's read-only view): open then writes
     /// nothing it can skip (design.md §11.7).
     fn is_read_only(&self) -> bool {
@@ -215,6 +223,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     }
     fn grow(&self, min_len_bytes: u64) -> io::Result<u64> {
         (**self).grow(min_len_bytes)
+    }
+    fn shrink(&self, len_bytes: u64) -> io::Result<u64> {
+        (**self).shrink(len_bytes)
     }
     fn max_len_bytes(&self) -> u64 {
         (**self).max_len_bytes()

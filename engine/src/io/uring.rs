@@ -598,6 +598,10 @@ impl BlockDevice for UringDevice {
         self.file.grow(min_len_bytes)
     }
 
+    fn shrink(&self, len_bytes: u64) -> io::Result<u64> {
+        self.file.shrink(len_bytes)
+    }
+
     fn max_len_bytes(&self) -> u64 {
         self.file.max_len()
     }

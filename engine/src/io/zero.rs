@@ -18,8 +18,15 @@ use std::path::Path;
 use super::AlignedBuf;
 use crate::sync::{self, thread, Arc, AtomicU64, Condvar, Mutex, Ordering};
 
-/// Size of each zero write.
-pub(super) const ZERO_WRITE_BYTES: usize = 4 << 20;
+/// Size of each zero write: small enough that a commit's flush queued behind one waits
+/// little.
+pub(super) const ZERO_WRITE_BYTES: usize = 512 << 10;
+
+/// The pass's pace while no write waits for it: one zero write per this interval (256 MiB/s).
+/// A flush makes durable whatever was written before it, so an unpaced pass makes every
+/// commit's flush in its time carry megabytes of zeros; paced, a flush carries a few
+/// hundred KiB at most. A write that needs the space makes the pass go at full speed.
+const ZERO_PACE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// `[zeroed, end)`: the part of the running pass not yet zeroed (empty when none runs).
 #[derive(Default)]
@@ -34,6 +41,8 @@ struct State {
     advanced: Condvar,
     /// `Progress::end` while a pass runs, else 0: the writes' check without the lock.
     pending_end: AtomicU64,
+    /// Writes waiting for the pass (`Zeroing::wait_for`): while any waits, no pacing.
+    waiting: AtomicU64,
 }
 
 /// The background zeroing of one file.
@@ -61,7 +70,9 @@ impl Zeroing {
     /// Waits for the running pass, if any, to end (before the file is cut or closed).
     pub(super) fn finish(&self) {
         if let Some(running) = sync::lock(&self.pass).take() {
+            self.state.waiting.fetch_add(1, Ordering::AcqRel);
             let _ = running.join();
+            self.state.waiting.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -71,17 +82,20 @@ impl Zeroing {
             return;
         }
         let mut p = sync::lock(&self.state.progress);
+        self.state.waiting.fetch_add(1, Ordering::AcqRel);
         while lo < p.end && hi > p.zeroed {
             p = match self.state.advanced.wait(p) {
                 Ok(p) => p,
                 Err(poisoned) => poisoned.into_inner(),
             };
         }
+        self.state.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl State {
     fn run(&self, file: &File, path: &Path, from: u64, to: u64, align: usize) {
+        idle_io_class();
         let chunk = ZERO_WRITE_BYTES.min(usize::try_from(to - from).unwrap_or(usize::MAX));
         let zeros = AlignedBuf::zeroed(chunk, align);
         let mut at = from;
@@ -92,6 +106,9 @@ impl State {
             at += n as u64;
             sync::lock(&self.progress).zeroed = at;
             self.advanced.notify_all();
+            if at < to && self.waiting.load(Ordering::Acquire) == 0 {
+                std::thread::sleep(ZERO_PACE);
+            }
         }
         let result = result.and_then(|()| file.sync_all());
         if let Err(e) = result {
@@ -104,5 +121,27 @@ impl State {
         self.pending_end.store(0, Ordering::Release);
         *sync::lock(&self.progress) = Progress::default();
         self.advanced.notify_all();
+    }
+}
+
+/// Puts the calling thread in the idle I/O class, so the zero writes yield to the store's
+/// own reads, commits and checkpoints (the BFQ and mq-deadline schedulers honour it; others
+/// ignore it). A write waiting for the pass (`Zeroing::wait_for`) stops competing with it,
+/// so the pass cannot starve that write.
+fn idle_io_class() {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+    const IOPRIO_CLASS_SHIFT: u32 = 13;
+    // SAFETY: ioprio_set only reads its three integer arguments; `who` 0 is this thread.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0,
+            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
+        )
+    };
+    if rc != 0 {
+        log::debug!("ioprio_set: {}", std::io::Error::last_os_error());
     }
 }

@@ -20,7 +20,10 @@ use arbor_format::journal::RecordLimits;
 use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
+use crate::io::dev_error;
+use crate::store::Store;
 use crate::writer::retention::History;
+use crate::Result;
 
 pub(crate) use dirty::{Dirty, DirtySet};
 pub(crate) use edit::{Edit, Need};
@@ -99,6 +102,28 @@ impl Writer {
     pub(crate) fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+
+    /// Cuts the file's unused growth tail at a checkpoint, before the allocator persists
+    /// (design.md §10.16): when the device grew more than once since the last checkpoint (a
+    /// bulk load, a large transaction), the free blocks past the last block in use, less the
+    /// reserve, go back to the filesystem. Pending and held blocks count as in use, so no
+    /// block a durable superblock or a snapshot reaches is cut. A single growth is left
+    /// alone: the commits that needed it will fill it, and a cut would only make the next
+    /// growth zero it again.
+    pub(crate) fn trim_tail(&mut self, s: &Store) -> Result<()> {
+        let count = self.alloc.block_count();
+        let in_use = self.alloc.last_allocated().map_or(0, |last| last + 1);
+        let keep = in_use + self.reserve_blocks;
+        if self.alloc.take_growths() < 2 || keep >= count {
+            return Ok(());
+        }
+        let block_bytes = u64::from(s.block_bytes);
+        let len = s.dev.shrink(keep * block_bytes).map_err(dev_error(&*s.dev, "shrink"))?;
+        let new_count = len / block_bytes;
+        assert!(new_count >= keep, "the device was cut to {new_count} blocks, below {keep}");
+        self.alloc.shrink(new_count, self.gen());
+        Ok(())
     }
 
     /// The parts a tree change borrows.
