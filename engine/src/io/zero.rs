@@ -95,7 +95,6 @@ impl Zeroing {
 
 impl State {
     fn run(&self, file: &File, path: &Path, from: u64, to: u64, align: usize) {
-        idle_io_class();
         let chunk = ZERO_WRITE_BYTES.min(usize::try_from(to - from).unwrap_or(usize::MAX));
         let zeros = AlignedBuf::zeroed(chunk, align);
         let mut at = from;
@@ -121,27 +120,5 @@ impl State {
         self.pending_end.store(0, Ordering::Release);
         *sync::lock(&self.progress) = Progress::default();
         self.advanced.notify_all();
-    }
-}
-
-/// Puts the calling thread in the idle I/O class, so the zero writes yield to the store's
-/// own reads, commits and checkpoints (the BFQ and mq-deadline schedulers honour it; others
-/// ignore it). A write waiting for the pass (`Zeroing::wait_for`) stops competing with it,
-/// so the pass cannot starve that write.
-fn idle_io_class() {
-    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-    const IOPRIO_CLASS_SHIFT: u32 = 13;
-    // SAFETY: ioprio_set only reads its three integer arguments; `who` 0 is this thread.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_ioprio_set,
-            IOPRIO_WHO_PROCESS,
-            0,
-            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
-        )
-    };
-    if rc != 0 {
-        log::debug!("ioprio_set: {}", std::io::Error::last_os_error());
     }
 }
