@@ -46,8 +46,8 @@ fn assert_keys(db: &Db, to: u64) {
 
 /// A load of ~11 MiB in one transaction grows the file several times (4 MiB steps at most);
 /// its commit cuts what the last growth left unused, so the store ends within its reserve of
-/// the last block in use (without the cut: 842 blocks free, 3.3 MiB). The store reopens, grows again
-/// for later commits and checks clean.
+/// the last block in use (without the cut: 842 blocks free, 3.3 MiB). The store reopens,
+/// grows again for later commits and checks clean.
 #[test]
 fn a_bulk_load_leaves_no_growth_tail() {
     let dir = arbor_testkit::temp_dir!();
