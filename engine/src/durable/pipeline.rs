@@ -223,6 +223,9 @@ impl Pipeline {
     /// `Error::Poisoned` — as after any panic the pipeline recorded — until the store is
     /// reopened. An I/O failure alone does not refuse the lock (checks still run).
     pub fn lock_writer<'a, W>(&self, writer: &'a Mutex<W>) -> Result<MutexGuard<'a, W>> {
+        if let Some(taken) = spin_for(writer) {
+            return self.try_vetted(writer, taken);
+        }
         let (guard, poisoned) = match writer.lock() {
             Ok(g) => (g, false),
             Err(poisoned) => (poisoned.into_inner(), true),
@@ -235,12 +238,24 @@ impl Pipeline {
         &self,
         writer: &'a Mutex<W>,
     ) -> Result<Option<MutexGuard<'a, W>>> {
-        let (guard, poisoned) = match writer.try_lock() {
+        match writer.try_lock() {
+            Err(TryLockError::WouldBlock) => Ok(None),
+            taken => self.try_vetted(writer, taken).map(Some),
+        }
+    }
+
+    /// Vets a `try_lock` that did not find the lock held.
+    fn try_vetted<'a, W>(
+        &self,
+        writer: &'a Mutex<W>,
+        taken: Taken<'a, W>,
+    ) -> Result<MutexGuard<'a, W>> {
+        let (guard, poisoned) = match taken {
             Ok(g) => (g, false),
             Err(TryLockError::Poisoned(p)) => (p.into_inner(), true),
-            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::WouldBlock) => unreachable!("a lock found held is not vetted"),
         };
-        self.vet_writer(writer, guard, poisoned).map(Some)
+        self.vet_writer(writer, guard, poisoned)
     }
 
     /// The poison rule shared by both ways of taking the writer.
@@ -437,5 +452,35 @@ impl Pipeline {
         }
         drop(d);
         self.changed.notify_all();
+    }
+}
+
+/// A `try_lock` of the writer that did not find it held (taken, or poisoned).
+type Taken<'a, W> = std::result::Result<MutexGuard<'a, W>, TryLockError<MutexGuard<'a, W>>>;
+
+/// How long a thread that finds the writer held spins before it sleeps on the lock.
+const WRITER_SPIN: std::time::Duration = std::time::Duration::from_micros(40);
+
+/// Tries the writer lock for up to [`WRITER_SPIN`] (design.md §11.4): a commit holds it for
+/// some microseconds, while a sleep on the lock costs a wake-up through the scheduler (on
+/// this VM, an inter-processor interrupt and tens of microseconds) at every hand-over, and
+/// the committers of a batch take the lock one after another. `None`: still held (or under
+/// loom, which models no time), so sleep on it.
+fn spin_for<W>(writer: &Mutex<W>) -> Option<Taken<'_, W>> {
+    if cfg!(loom) {
+        return None;
+    }
+    let until = std::time::Instant::now() + WRITER_SPIN;
+    loop {
+        match writer.try_lock() {
+            Err(TryLockError::WouldBlock) => {}
+            taken => return Some(taken),
+        }
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
     }
 }
