@@ -91,6 +91,8 @@ pub fn rows(s: &Sizes) -> Vec<RowSpec> {
             Kind::Rate,
         ),
         r("reads_1t", format!("random reads (warm): {} gets, 1 thread", s.reads), Kind::Rate),
+        r("reads_2t", format!("random reads (warm): {} gets, 2 threads", s.reads), Kind::Rate),
+        r("reads_scaling", "  2 threads / 1 thread".into(), Kind::Factor),
         r(
             "reads_nt",
             format!("random reads (warm): {} gets, {} threads", s.reads, s.threads),

@@ -143,7 +143,7 @@ impl Run<'_> {
         if cfg.wants(&["batch"]) {
             self.batch();
         }
-        if cfg.wants(&["reads_1t", "reads_nt"]) {
+        if cfg.wants(&["reads_1t", "reads_2t", "reads_scaling", "reads_nt"]) {
             self.reads();
         }
         if cfg.wants(&["range_reads"]) {
@@ -322,7 +322,17 @@ impl Run<'_> {
     /// Point reads of `keys` split over `--threads` threads, each in chunks (`get_chunks`);
     /// returns value bytes.
     fn get_threads(&self, keys: &[Key], pb: &indicatif::ProgressBar) -> BenchResult<u64> {
-        let per_thread = keys.len().div_ceil(self.sizes.threads).max(1);
+        self.get_on(self.sizes.threads, keys, pb)
+    }
+
+    /// `keys` split over `threads` threads, each reading its part with `get_chunks`.
+    fn get_on(
+        &self,
+        threads: usize,
+        keys: &[Key],
+        pb: &indicatif::ProgressBar,
+    ) -> BenchResult<u64> {
+        let per_thread = keys.len().div_ceil(threads).max(1);
         std::thread::scope(|s| {
             let handles: Vec<_> =
                 keys.chunks(per_thread).map(|part| s.spawn(|| self.get_chunks(part, pb))).collect();
@@ -334,7 +344,8 @@ impl Run<'_> {
         })
     }
 
-    /// Warm random reads: one untimed pass over the read keys, then 1 thread, then T threads.
+    /// Warm random reads: one untimed pass over the read keys, then 1 thread, then 2 threads
+    /// (how reads scale: the 2-thread target), then T threads.
     fn reads(&mut self) {
         let keys = &self.data.read_keys;
         let want = (keys.len() * self.cfg.value_size) as u64;
@@ -347,18 +358,30 @@ impl Run<'_> {
         let one = r.and_then(|(t, bytes)| {
             expect("value bytes read", bytes, want).map(|()| rate(keys.len(), t))
         });
-        self.push("reads_1t", one);
+        self.push("reads_1t", one.clone());
 
         if let Err(why) = self.engine.concurrent_reads() {
-            self.out.push("reads_nt", Cell::Na(why));
+            for id in ["reads_2t", "reads_scaling", "reads_nt"] {
+                self.out.push(id, Cell::Na(why.clone()));
+            }
             return;
         }
-        let pb = progress::bar(self.name, "reads: T threads", keys.len() as u64);
-        let r = timed(|| self.get_threads(keys, &pb));
-        pb.finish_and_clear();
-        let many = r.and_then(|(t, bytes)| {
-            expect("value bytes read", bytes, want).map(|()| rate(keys.len(), t))
-        });
+        let on = |threads: usize| {
+            let pb = progress::bar(self.name, "reads: threads", keys.len() as u64);
+            let r = timed(|| self.get_on(threads, keys, &pb));
+            pb.finish_and_clear();
+            r.and_then(|(t, bytes)| {
+                expect("value bytes read", bytes, want).map(|()| rate(keys.len(), t))
+            })
+        };
+        let two = on(2);
+        let many = on(self.sizes.threads);
+        let scaling = match (&one, &two) {
+            (Ok(a), Ok(b)) => Ok(b / a),
+            _ => Err("needs both read rows".to_string()),
+        };
+        self.push("reads_2t", two);
+        self.push("reads_scaling", scaling);
         self.push("reads_nt", many);
     }
 

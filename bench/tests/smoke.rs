@@ -222,13 +222,17 @@ fn selected_workloads_shapes_and_every_run_in_json() {
             "durable_bytes",
             "durable_io_bytes",
             "reads_1t",
+            "reads_2t",
+            "reads_scaling",
             "reads_nt"
         ]
     );
     for engine in doc["engines"].as_object().expect("engines").values() {
         let runs = engine["runs"].as_array().expect("runs");
         assert_eq!(runs.len(), 2, "{engine}");
-        assert!(runs.iter().all(|r| r["reads_1t"]["value"].as_f64().is_some()), "{engine}");
+        for id in ["reads_1t", "reads_2t", "reads_scaling"] {
+            assert!(runs.iter().all(|r| r[id]["value"].as_f64().is_some()), "{id}: {engine}");
+        }
         assert!(engine["cells"].get("ycsb_a").is_none(), "{engine}");
     }
 }
