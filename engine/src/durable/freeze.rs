@@ -182,7 +182,7 @@ pub(crate) fn freeze(writer: &mut Writer, s: &Store, inputs: &SuperblockInputs) 
     let crcs = seal_all(&mut writer.dirty, s, writer.trees.catalog)?;
     seal_roots(writer, &crcs);
     assert_all_sealed(&writer.dirty, &crcs);
-    writer.trim_tail(s)?;
+    writer.trim_tail(s);
     let persisted = match writer.alloc.persist(gen) {
         Ok(p) => p,
         Err(_) => {

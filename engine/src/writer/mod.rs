@@ -20,10 +20,8 @@ use arbor_format::journal::RecordLimits;
 use arbor_format::ChildPtr;
 
 use crate::alloc::Allocator;
-use crate::io::dev_error;
 use crate::store::Store;
 use crate::writer::retention::History;
-use crate::Result;
 
 pub(crate) use dirty::{Dirty, DirtySet};
 pub(crate) use edit::{Edit, Need};
@@ -111,19 +109,26 @@ impl Writer {
     /// block a durable superblock or a snapshot reaches is cut. A single growth is left
     /// alone: the commits that needed it will fill it, and a cut would only make the next
     /// growth zero it again.
-    pub(crate) fn trim_tail(&mut self, s: &Store) -> Result<()> {
+    pub(crate) fn trim_tail(&mut self, s: &Store) {
         let count = self.alloc.block_count();
         let in_use = self.alloc.last_allocated().map_or(0, |last| last + 1);
         let keep = in_use + self.reserve_blocks;
         if self.alloc.take_growths() < 2 || keep >= count {
-            return Ok(());
+            return;
         }
         let block_bytes = u64::from(s.block_bytes);
-        let len = s.dev.shrink(keep * block_bytes).map_err(dev_error(&*s.dev, "shrink"))?;
+        // The cut is an economy, not a commit's duty: a device that refuses it keeps its
+        // length, and the checkpoint goes on.
+        let len = match s.dev.shrink(keep * block_bytes) {
+            Ok(len) => len,
+            Err(e) => {
+                log::warn!("{}: cutting the unused tail failed: {e}", s.dev.describe());
+                return;
+            }
+        };
         let new_count = len / block_bytes;
         assert!(new_count >= keep, "the device was cut to {new_count} blocks, below {keep}");
         self.alloc.shrink(new_count, self.gen());
-        Ok(())
     }
 
     /// The parts a tree change borrows.
