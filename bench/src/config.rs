@@ -18,8 +18,8 @@ pub const WORKLOADS_HELP: &str = "Rows to run, comma-separated (default: all). A
     workload, which also fills the workload's other rows. The bulk load always runs (the \
     other workloads use its keys). Rows: bulk_load, size_after_load, disk_after_load | \
     durable_single, durable_p50, durable_p99, durable_blocks, durable_bytes, \
-    durable_io_bytes | batch | reads_1t, reads_2t, reads_scaling, reads_nt | cold_get_1t, cold_get_many, cold_get_nt | \
-    device_qd1_iops, device_qd32_iops | range_reads | \
+    durable_io_bytes | batch | reads_1t, reads_2t, reads_scaling, reads_nt | \
+    cold_get_1t, cold_get_many, cold_get_nt | device_qd1_iops, device_qd32_iops | range_reads | \
     ycsb_a, ycsb_b | commits_1w, commits_nw, commits_scaling | growth_free, growth_held | \
     removals | size_at_end | peak_rss";
 

@@ -12,7 +12,7 @@ use arbor_format::node::{LeafValue, Node};
 use arbor_format::{BlockKind, ChildPtr, OverflowRef};
 
 use crate::mvcc::modlog::ItemValue;
-use crate::store::{decode, NodeBuf, Store, Wanted};
+use crate::store::{decode, load_search_lines, NodeBuf, Store, Wanted};
 use crate::writer::DirtySet;
 use crate::{Error, Result};
 
@@ -157,6 +157,8 @@ pub(crate) fn leaf_for<S: NodeSource + ?Sized>(
     let mut expect = None;
     loop {
         let buf = src.node(ptr)?;
+        // Most levels below the root are cold at scale: their search lines load at once.
+        load_search_lines(&buf);
         let node = decode(&buf, ptr.address())?;
         check_child(&node, ptr.address(), expect)?;
         if node.level() == 0 {
@@ -277,6 +279,9 @@ impl<S: RangeSource> Range<S> {
         // parent; a root's from itself).
         while expect != Some(0) {
             let step = self.src.peek(ptr, |buf| {
+                if target.is_some() {
+                    load_search_lines(buf);
+                }
                 let node = decode(buf, ptr.address())?;
                 check_child(&node, ptr.address(), expect)?;
                 let len = node.len();
@@ -301,6 +306,9 @@ impl<S: RangeSource> Range<S> {
             ptr = child;
         }
         let buf = self.src.node(ptr)?;
+        if target.is_some() {
+            load_search_lines(&buf);
+        }
         let node = decode(&buf, ptr.address())?;
         check_child(&node, ptr.address(), Some(0))?;
         let len = node.len();

@@ -11,7 +11,6 @@
 //! * frees are deferred to commit: the open transaction counts as an outstanding reader at
 //!   its first seq (§10.5), so `abort` never meets an address that was reused meanwhile.
 
-use arbor_format::constants::{HEADER_BYTES, SLOT_BYTES};
 use arbor_format::node::Node;
 use arbor_format::{ChildPtr, NodeMut};
 
@@ -19,7 +18,7 @@ use crate::addr_map::AddrMap;
 use crate::error::corrupt;
 use crate::io::AlignedBuf;
 use crate::mvcc::{Image, Slot};
-use crate::store::{NodeBuf, Store};
+use crate::store::{load_search_lines, NodeBuf, Store};
 use crate::sync::Arc;
 use crate::Result;
 
@@ -126,7 +125,7 @@ impl DirtySet {
     /// Reads the node `ptr` names if it is dirty and resident (not written back early), with
     /// one lookup and under one read lock: the descent's fast path (design.md §4.1).
     /// `None` when it is not, and the caller takes the copy-on-write path. With `prefetch`,
-    /// the header and slot array lines are loaded first ([`prefetch_block`]): for nodes likely
+    /// the header and slot array lines are loaded first ([`load_search_lines`]): for nodes likely
     /// cold (leaves and their parents); the few nodes above them stay cached.
     pub(crate) fn peek_resident<R>(
         &self,
@@ -145,7 +144,7 @@ impl DirtySet {
         let st = d.slot.read();
         let Image::Mutable(buf) = &st.image else { return None };
         if prefetch {
-            prefetch_block(buf);
+            load_search_lines(buf);
         }
         Some(Node::decode_trusted(buf).map_err(|e| corrupt(ptr.address(), e)).and_then(|n| f(&n)))
     }
@@ -229,21 +228,4 @@ fn prefetch_lines(addr: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;
-}
-
-/// Loads the cache lines of a node image that a search reads: the header and the slot
-/// array (whose order hints decide almost every comparison, design.md §4.1), all at once
-/// (independent loads the processor overlaps), before the search reads them one after the
-/// other. A cold node then costs about two memory latencies (the header, then the slots)
-/// rather than one per line the search touches, and the lines a search does not need (the
-/// heap of keys and values, most of the block) are not fetched.
-fn prefetch_block(buf: &[u8]) {
-    const LINE: usize = 64;
-    let count = buf.get(8..10).map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])));
-    let end = (HEADER_BYTES + count * SLOT_BYTES).min(buf.len());
-    let mut x = 0u8;
-    for at in (LINE..end).step_by(LINE) {
-        x ^= buf[at];
-    }
-    std::hint::black_box(x);
 }
