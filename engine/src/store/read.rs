@@ -191,6 +191,9 @@ impl Store {
 
     /// The writes completed: the images go into the pool.
     pub(crate) fn finish_in_flight(&self, addrs: impl Iterator<Item = u64>) {
+        let mut addrs: Vec<u64> = addrs.collect();
+        addrs.sort_unstable();
+        self.pool.populate(&addrs);
         let mut map = lock(&self.in_flight);
         for addr in addrs {
             if let Some(buf) = map.remove(&addr) {

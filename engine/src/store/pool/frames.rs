@@ -149,7 +149,7 @@ mod imp {
             unsafe { &*states.ptr.cast::<AtomicU64>().add(addr as usize) }
         }
 
-        fn frame_ptr(&self, addr: u64) -> *mut u8 {
+        pub(super) fn frame_ptr(&self, addr: u64) -> *mut u8 {
             assert!(addr < self.capacity, "block {addr} beyond the pool's {}", self.capacity);
             let frames = self.frames.as_ref().expect("a pool with capacity has frames");
             // SAFETY: `addr × block_bytes + block_bytes <= capacity × block_bytes`, the
@@ -180,6 +180,30 @@ mod imp {
         ) -> R {
             // SAFETY: exclusive by the caller's state transition; in bounds (frame_ptr).
             f(unsafe { std::slice::from_raw_parts_mut(self.frame_ptr(addr), self.block_bytes) })
+        }
+
+        /// Asks the kernel to back the frames `first..first + count` with memory now, in one
+        /// call, rather than one page fault per page when they are first written (a fault
+        /// costs ~1.9 µs here, a page populated in bulk ~1.4 µs: design.md §12.3). Contents
+        /// are unchanged (pages already present are left alone), so no exclusive hold is
+        /// needed; a kernel without `MADV_POPULATE_WRITE` (before 5.14) refuses, and the
+        /// frames fault in as before.
+        pub(crate) fn populate(&self, first: u64, count: u64) {
+            if count == 0 {
+                return;
+            }
+            let last = first + count - 1;
+            assert!(last < self.capacity, "frames up to {last} beyond {}", self.capacity);
+            let ptr = self.frame_ptr(first);
+            // SAFETY: a range of whole frames of our own mapping (checked above); the advice
+            // only allocates pages that are not present and changes no byte of any frame.
+            unsafe {
+                libc::madvise(
+                    ptr.cast(),
+                    count as usize * self.block_bytes,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
         }
 
         /// Gives the frame's memory back to the kernel (it reads as zeros after); the
@@ -295,6 +319,8 @@ mod imp {
             })
         }
 
+        pub(crate) fn populate(&self, _first: u64, _count: u64) {}
+
         pub(crate) fn release(&self, addr: u64) {
             self.frames[addr as usize].with_mut(|v| {
                 // SAFETY: the caller holds the frame exclusively.
@@ -305,3 +331,31 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Frames;
+
+    /// Which of `pages` 4 KiB pages from `ptr` are resident (`mincore`).
+    fn resident(ptr: *const u8, pages: usize) -> Vec<bool> {
+        let mut vec = vec![0u8; pages];
+        // SAFETY: `ptr` is page aligned and the range lies in a live mapping of the caller's;
+        // mincore only writes `pages` bytes into `vec`.
+        let rc = unsafe { libc::mincore(ptr as *mut libc::c_void, pages * 4096, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore");
+        vec.iter().map(|b| b & 1 == 1).collect()
+    }
+
+    #[test]
+    fn populate_backs_exactly_the_frames_asked_for() {
+        let frames = Frames::reserve(4096, 1024, 0);
+        let base = frames.frame_ptr(0);
+        assert!(resident(base, 40).iter().all(|r| !r), "an untouched reservation");
+        frames.populate(10, 16);
+        let r = resident(base, 40);
+        assert!(r[10..26].iter().all(|r| *r), "populated frames 10..26: {r:?}");
+        assert!(!r[9] && !r[26], "frames beside the run stay untouched: {r:?}");
+        frames.release(12);
+        assert!(!resident(base, 40)[12], "a released frame is no longer backed");
+    }
+}

@@ -439,6 +439,35 @@ impl BufferPool {
         }
     }
 
+    /// Backs the evicted frames among `addrs` (ascending) with memory in bulk, one call per
+    /// run of consecutive addresses, before `install` copies images into them: the copy then
+    /// takes no page fault per frame. Frames not evicted are skipped (they have memory, or
+    /// are being loaded); one evicted meanwhile is only backed by a zero page again, which the
+    /// next install or eviction reuses or releases.
+    pub fn populate(&self, addrs: &[u64]) {
+        debug_assert!(addrs.windows(2).all(|w| w[0] < w[1]), "addresses not ascending");
+        let evicted = |a: u64| {
+            a < self.capacity && state(self.mem.state(a).load(Ordering::Relaxed)) == EVICTED
+        };
+        let mut run: Option<(u64, u64)> = None;
+        for &a in addrs {
+            if !evicted(a) {
+                continue;
+            }
+            run = match run {
+                Some((first, n)) if first + n == a => Some((first, n + 1)),
+                Some((first, n)) => {
+                    self.mem.populate(first, n);
+                    Some((a, 1))
+                }
+                None => Some((a, 1)),
+            };
+        }
+        if let Some((first, n)) = run {
+            self.mem.populate(first, n);
+        }
+    }
+
     /// The address is about to hold another block, or is free: no read may be served the
     /// frame's image again. Unpinned → evicted now; pinned → retired.
     pub fn discard(&self, addr: u64) {
