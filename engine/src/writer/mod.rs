@@ -22,7 +22,7 @@ use arbor_format::ChildPtr;
 use crate::alloc::Allocator;
 use crate::writer::retention::History;
 
-pub(crate) use dirty::{Dirty, DirtySet};
+pub(crate) use dirty::{Dirty, DirtySet, Prefetch};
 pub(crate) use edit::{Edit, Need};
 pub(crate) use record::TxnRecord;
 pub(crate) use savepoint::Mark;
