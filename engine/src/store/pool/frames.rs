@@ -209,13 +209,22 @@ mod imp {
         /// Gives the frame's memory back to the kernel (it reads as zeros after); the
         /// caller holds the frame exclusively.
         pub(crate) fn release(&self, addr: u64) {
-            let ptr = self.frame_ptr(addr);
-            // SAFETY: a whole frame of our own mapping, page aligned (block sizes are
-            // multiples of 4 KiB, the mapping is page aligned), held exclusively by the
-            // caller: no reference into it is alive.
-            let rc = unsafe { libc::madvise(ptr.cast(), self.block_bytes, libc::MADV_DONTNEED) };
+            self.release_run(addr, 1);
+        }
+
+        /// `release` for the frames `first..first + count`, in one call; the caller holds
+        /// every one of them exclusively.
+        pub(crate) fn release_run(&self, first: u64, count: u64) {
+            let last = first + count.max(1) - 1;
+            assert!(last < self.capacity, "frames up to {last} beyond {}", self.capacity);
+            let ptr = self.frame_ptr(first);
+            let len = count as usize * self.block_bytes;
+            // SAFETY: whole frames of our own mapping (checked above), page aligned (block
+            // sizes are multiples of 4 KiB, the mapping is page aligned), held exclusively by
+            // the caller: no reference into them is alive.
+            let rc = unsafe { libc::madvise(ptr.cast(), len, libc::MADV_DONTNEED) };
             // Only EINVAL/ENOMEM for a bad range, which the bounds above rule out.
-            assert_eq!(rc, 0, "madvise of the frame of block {addr}");
+            assert_eq!(rc, 0, "madvise of the frames of blocks {first}..={last}");
         }
     }
 }
@@ -320,6 +329,12 @@ mod imp {
         }
 
         pub(crate) fn populate(&self, _first: u64, _count: u64) {}
+
+        pub(crate) fn release_run(&self, first: u64, count: u64) {
+            for addr in first..first + count {
+                self.release(addr);
+            }
+        }
 
         pub(crate) fn release(&self, addr: u64) {
             self.frames[addr as usize].with_mut(|v| {
