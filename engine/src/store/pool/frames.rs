@@ -46,13 +46,15 @@ mod imp {
         }
 
         /// Asks for transparent huge pages on the first `len` bytes (a TLB entry covers
-        /// 2 MiB instead of 4 KiB). Advice only: a kernel without THP ignores it.
-        fn advise_huge(&self, len: usize) {
+        /// 2 MiB instead of 4 KiB); returns the bytes advised (whole huge pages). Advice
+        /// only: a kernel without THP ignores it.
+        fn advise_huge(&self, len: usize) -> usize {
             let len = len.min(self.len) & !(HUGE_PAGE_BYTES - 1);
             if len > 0 {
                 // SAFETY: advice on a range of our own mapping; it changes no contents.
                 unsafe { libc::madvise(self.ptr.cast(), len, libc::MADV_HUGEPAGE) };
             }
+            len
         }
     }
 
@@ -110,6 +112,8 @@ mod imp {
         states: Option<Mapping>,
         block_bytes: usize,
         capacity: u64,
+        /// Frames `0..huge_frames` are advised as huge pages.
+        pub(super) huge_frames: u64,
     }
 
     impl Frames {
@@ -125,15 +129,17 @@ mod imp {
                 if let (Ok(fl), Ok(sl)) = (usize::try_from(bytes), usize::try_from(state_bytes)) {
                     if let (Some(f), Some(s)) = (Mapping::anonymous(fl), Mapping::anonymous(sl)) {
                         let huge = usize::try_from(huge_blocks.min(capacity)).unwrap_or(0);
-                        f.advise_huge(huge.saturating_mul(block_bytes));
+                        let huge_bytes = f.advise_huge(huge.saturating_mul(block_bytes));
                         s.advise_huge(huge.saturating_mul(8));
-                        return Frames { frames: Some(f), states: Some(s), block_bytes, capacity };
+                        let huge_frames = (huge_bytes / block_bytes) as u64;
+                        let (frames, states) = (Some(f), Some(s));
+                        return Frames { frames, states, block_bytes, capacity, huge_frames };
                     }
                 }
                 bytes /= 2;
             }
             // No address space: every read goes around the pool.
-            Frames { frames: None, states: None, block_bytes, capacity: 0 }
+            Frames { frames: None, states: None, block_bytes, capacity: 0, huge_frames: 0 }
         }
 
         pub(crate) fn capacity(&self) -> u64 {
@@ -184,14 +190,18 @@ mod imp {
 
         /// Asks the kernel to back the frames `first..first + count` with memory now, in one
         /// call, rather than one page fault per page when they are first written (a fault
-        /// costs ~1.9 µs here, a page populated in bulk ~1.4 µs: design.md §12.3). Contents
+        /// costs ~1.9 µs here, a page populated in bulk ~1.4 µs: design.md §12.3). Frames in
+        /// the huge-page range are left out (one fault there brings in 512 frames). Contents
         /// are unchanged (pages already present are left alone), so no exclusive hold is
         /// needed; a kernel without `MADV_POPULATE_WRITE` (before 5.14) refuses, and the
         /// frames fault in as before.
         pub(crate) fn populate(&self, first: u64, count: u64) {
-            if count == 0 {
+            let end = first + count;
+            let first = first.max(self.huge_frames);
+            if end <= first {
                 return;
             }
+            let count = end - first;
             let last = first + count - 1;
             assert!(last < self.capacity, "frames up to {last} beyond {}", self.capacity);
             let ptr = self.frame_ptr(first);
@@ -364,6 +374,7 @@ mod tests {
     #[test]
     fn populate_backs_exactly_the_frames_asked_for() {
         let frames = Frames::reserve(4096, 1024, 0);
+        assert_eq!(frames.huge_frames, 0, "no huge-page range asked for");
         let base = frames.frame_ptr(0);
         assert!(resident(base, 40).iter().all(|r| !r), "an untouched reservation");
         frames.populate(10, 16);
@@ -372,5 +383,16 @@ mod tests {
         assert!(!r[9] && !r[26], "frames beside the run stay untouched: {r:?}");
         frames.release(12);
         assert!(!resident(base, 40)[12], "a released frame is no longer backed");
+    }
+
+    #[test]
+    fn populate_leaves_the_huge_page_range_alone() {
+        let frames = Frames::reserve(4096, 4096, 1024);
+        assert_eq!(frames.huge_frames, 1024, "4 MiB of 4 KiB frames advised huge");
+        let base = frames.frame_ptr(0);
+        frames.populate(1020, 8);
+        let r = resident(base, 1030);
+        assert!(r[..1024].iter().all(|r| !r), "a frame of the huge-page range was populated");
+        assert!(r[1024..1028].iter().all(|r| *r), "frames past it are populated");
     }
 }
