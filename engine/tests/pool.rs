@@ -229,6 +229,30 @@ fn the_pool_bounds_frames_and_retires_discarded_pinned_ones() {
     assert!(pool.load(pool.capacity(), fill(1)).unwrap().is_none());
 }
 
+/// `discard_many` (a commit's frees): unpinned frames are evicted (runs of consecutive
+/// addresses released together), a pinned one is retired and freed by its last unpin,
+/// evicted frames and addresses past the reservation are left alone.
+#[test]
+fn discard_many_evicts_runs_and_retires_pinned_frames() {
+    let pool = BufferPool::new(4096, 64 * 4096, 64);
+    for a in [1u64, 2, 3, 4, 7, 9, 10] {
+        drop(pool.load(a, fill(a as u8)).unwrap().expect("room"));
+    }
+    let held = pool.pin(4).expect("resident");
+    assert_eq!(pool.len(), 7);
+    pool.discard_many(&[1, 2, 3, 4, 5, 7, 10, pool.capacity() + 1]);
+    for a in [1u64, 2, 3, 4, 5, 7, 10] {
+        assert!(pool.pin(a).is_none(), "discarded block {a} is still served");
+    }
+    assert!(pool.pin(9).unwrap().iter().all(|&b| b == 9), "block 9 was not discarded");
+    assert!(held.iter().all(|&b| b == 4), "a retired frame changed under its pin");
+    assert_eq!(pool.len(), 2, "blocks 4 (retired, pinned) and 9 stay counted");
+    drop(held);
+    assert_eq!(pool.len(), 1, "the last unpin frees the retired frame");
+    let again = pool.load(2, fill(20)).unwrap().expect("room");
+    assert!(again.iter().all(|&b| b == 20), "a discarded address loads afresh");
+}
+
 /// A guard lent from the pool that outlives the last `Db` handle keeps its bytes readable
 /// (the store's memory stays until it drops), but the close releases the store's lock: the
 /// store opens again while the guard lives, and the guard still reads its own bytes.

@@ -189,15 +189,25 @@ impl Store {
         self.in_flight_len.store(map.len(), Ordering::Release);
     }
 
-    /// The writes completed: the images go into the pool.
+    /// The writes completed: the images go into the pool, a run of addresses at a time, each
+    /// run's frames populated in bulk first (`BufferPool::populate`). Runs bound the memory
+    /// populated ahead of the installs: under a small `cache_bytes` the installs evict as they
+    /// go, and populating a whole large generation first would hold all of it at once.
     pub(crate) fn finish_in_flight(&self, addrs: impl Iterator<Item = u64>) {
-        let mut map = lock(&self.in_flight);
-        for addr in addrs {
-            if let Some(buf) = map.remove(&addr) {
-                self.pool.install(addr, &buf);
+        /// Addresses per run (2 MiB of 4 KiB frames).
+        const RUN: usize = 512;
+        let mut addrs: Vec<u64> = addrs.collect();
+        addrs.sort_unstable();
+        for run in addrs.chunks(RUN) {
+            self.pool.populate(run);
+            let mut map = lock(&self.in_flight);
+            for addr in run {
+                if let Some(buf) = map.remove(addr) {
+                    self.pool.install(*addr, &buf);
+                }
             }
+            self.in_flight_len.store(map.len(), Ordering::Release);
         }
-        self.in_flight_len.store(map.len(), Ordering::Release);
     }
 
     /// Reads block `addr` from the device into `buf` (one block), counting it.

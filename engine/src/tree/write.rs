@@ -23,7 +23,7 @@ use crate::store::decode;
 use crate::store::Store;
 use crate::tree::fill;
 use crate::tree::read::{check_child, lookup, WriterView};
-use crate::writer::{Edit, Need};
+use crate::writer::{Edit, Need, Prefetch};
 use crate::{Error, Result};
 
 /// Where a copy-on-write descent goes: to the leaf for a key, or along the first or last
@@ -131,21 +131,24 @@ pub(super) fn cow_path(
     let mut path = std::mem::take(&mut edit.txn.path_buf);
     path.clear();
     let mut verified = !must_exist;
-    let (mut cur, mut step) =
-        match edit.dirty.peek_resident(*root, false, |n| decide(n, root.address(), None, aim)) {
-            Some(step) => (root.address(), step?),
-            None => {
-                if !verified && !holds_key(edit, s, *root, aim)? {
-                    return Ok(None);
-                }
-                verified = true;
-                let addr = edit.make_writable(s, *root)?;
-                if addr != root.address() {
-                    *root = edit.dirty_ptr(addr);
-                }
-                (addr, edit.peek(addr, |n| decide(n, addr, None, aim))?)
+    // An insert writes below its leaf's heap start: those lines load too (design.md §4.1).
+    let near_leaf = if must_exist { Prefetch::Search } else { Prefetch::Insert };
+    let top =
+        edit.dirty.peek_resident(*root, Prefetch::No, |n| decide(n, root.address(), None, aim));
+    let (mut cur, mut step) = match top {
+        Some(step) => (root.address(), step?),
+        None => {
+            if !verified && !holds_key(edit, s, *root, aim)? {
+                return Ok(None);
             }
-        };
+            verified = true;
+            let addr = edit.make_writable(s, *root)?;
+            if addr != root.address() {
+                *root = edit.dirty_ptr(addr);
+            }
+            (addr, edit.peek(addr, |n| decide(n, addr, None, aim))?)
+        }
+    };
     for _ in 0..=TREE_DEPTH_MAX {
         let (level, idx, child) = match step {
             Step::Child { level, idx, child } => (level, idx, child),
@@ -162,10 +165,10 @@ pub(super) fn cow_path(
         path.push(PathElem { addr: cur, idx });
         let expect = Some(level - 1);
         let caddr = child.address();
-        // Leaves and their parents are prefetched; the levels above are few and cached
-        // (design.md §4.1).
+        // Leaves and their parents are prefetched; the few levels above stay cached.
+        let prefetch = if level <= 2 { near_leaf } else { Prefetch::No };
         if let Some(next) =
-            edit.dirty.peek_resident(child, level <= 2, |n| decide(n, caddr, expect, aim))
+            edit.dirty.peek_resident(child, prefetch, |n| decide(n, caddr, expect, aim))
         {
             (cur, step) = (caddr, next?);
             continue;

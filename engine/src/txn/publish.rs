@@ -78,10 +78,13 @@ pub(super) fn publish(
     frees.sort_unstable_by_key(|&(addr, _, _)| addr);
     let mut r = registry.lock();
     r.sweep();
+    let mut discard = Vec::new();
     for (addr, count, gen) in frees {
         let freed = classify_free(w, s, addr, count, gen, commit_seq);
-        w.hist.apply_free(&mut w.alloc, s, &r, commit_seq, freed);
+        w.hist.apply_free(&mut w.alloc, s, &r, commit_seq, freed, &mut discard);
     }
+    // Before the writer can allocate these addresses again (it holds the writer lock).
+    s.pool.discard_many(&discard);
     r.publish(RootRecord { seq: commit_seq, gen: w.gen(), catalog: w.trees.catalog });
     w.hist.release_and_prune(&mut w.alloc, s, &r, w.seq);
     let held = bound::Held { hist: &mut w.hist, alloc: &mut w.alloc, store: s, last_seq: w.seq };

@@ -11,6 +11,10 @@
 //! * frees are deferred to commit: the open transaction counts as an outstanding reader at
 //!   its first seq (§10.5), so `abort` never meets an address that was reused meanwhile.
 
+use std::mem::offset_of;
+
+use arbor_format::constants::{HEADER_BYTES, SLOT_BYTES};
+use arbor_format::header::BlockHeader;
 use arbor_format::node::Node;
 use arbor_format::{ChildPtr, NodeMut};
 
@@ -40,6 +44,17 @@ pub(crate) struct Dirty {
     /// (design.md §4.1). Never dereferenced; stale once the image is replaced, which only
     /// wastes the hint.
     pub image_at: usize,
+}
+
+/// What a descent loads ahead of reading a node (`DirtySet::peek_resident`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefetch {
+    /// Nothing (nodes high in the tree, which stay cached).
+    No,
+    /// The header and slot array.
+    Search,
+    /// As `Search`, and for a leaf the lines an insert writes next (below its heap's start).
+    Insert,
 }
 
 /// Every block of the open generation, by address.
@@ -124,27 +139,32 @@ impl DirtySet {
 
     /// Reads the node `ptr` names if it is dirty and resident (not written back early), with
     /// one lookup and under one read lock: the descent's fast path (design.md §4.1).
-    /// `None` when it is not, and the caller takes the copy-on-write path. With `prefetch`,
-    /// the header and slot array lines are loaded first ([`load_search_lines`]): for nodes likely
-    /// cold (leaves and their parents); the few nodes above them stay cached.
+    /// `None` when it is not, and the caller takes the copy-on-write path. Unless `prefetch`
+    /// is [`Prefetch::No`], the header and slot array lines are loaded first
+    /// ([`load_search_lines`]; with [`Prefetch::Insert`] also the heap's top,
+    /// [`prefetch_heap_top`]): for nodes likely cold (leaves and their parents); the few
+    /// nodes above them stay cached.
     pub(crate) fn peek_resident<R>(
         &self,
         ptr: ChildPtr,
-        prefetch: bool,
+        prefetch: Prefetch,
         f: impl FnOnce(&Node<'_>) -> Result<R>,
     ) -> Option<Result<R>> {
         if ptr.generation() != self.gen {
             return None;
         }
         let d = self.map.get(&ptr.address())?;
-        if prefetch {
+        if prefetch != Prefetch::No {
             // The image's first lines load while the slot (its lock and image pointer) does.
             prefetch_lines(d.image_at);
         }
         let st = d.slot.read();
         let Image::Mutable(buf) = &st.image else { return None };
-        if prefetch {
+        if prefetch != Prefetch::No {
             load_search_lines(buf);
+            if prefetch == Prefetch::Insert {
+                prefetch_heap_top(buf);
+            }
         }
         Some(Node::decode_trusted(buf).map_err(|e| corrupt(ptr.address(), e)).and_then(|n| f(&n)))
     }
@@ -218,8 +238,43 @@ impl DirtySet {
 /// `addr` (the lines a search of a leaf reads first): a hint, never a read.
 #[inline]
 fn prefetch_lines(addr: usize) {
+    prefetch_lines_n(addr, 5);
+}
+
+/// Asks for a leaf's lines just below its heap's start: an insert writes its item there,
+/// and the release of the slot's write lock after the edit waits for those writes.
+fn prefetch_heap_top(buf: &[u8]) {
+    let (level, heap) = (offset_of!(BlockHeader, level), offset_of!(BlockHeader, heap_start));
+    if buf.get(level) != Some(&0) {
+        return;
+    }
+    let count = buf.get(8..10).map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])));
+    let end = (HEADER_BYTES + count * SLOT_BYTES).min(buf.len());
+    let heap = buf.get(heap..heap + 4).map_or(0, |h| u32::from_le_bytes([h[0], h[1], h[2], h[3]]));
+    let heap = (heap as usize).min(buf.len());
+    if let Some(top) = buf.get(end.max(heap.saturating_sub(HEAP_TOP_BYTES))..heap) {
+        prefetch_slice(top);
+    }
+}
+
+/// Bytes below a leaf's heap start that an insert's prefetch asks for: an item of 24-byte
+/// key and 150-byte value spans up to four lines.
+const HEAP_TOP_BYTES: usize = 256;
+
+/// Asks the processor to start loading the cache lines of `bytes`: a hint, never a read.
+#[inline]
+fn prefetch_slice(bytes: &[u8]) {
+    let (start, len) = (bytes.as_ptr() as usize, bytes.len());
+    let first = start & !63;
+    prefetch_lines_n(first, (start + len).saturating_sub(first).div_ceil(64));
+}
+
+/// Asks the processor to start loading `lines` cache lines from `addr`: a hint, never a
+/// read (a stale or wild address only loads a useless line).
+#[inline]
+fn prefetch_lines_n(addr: usize, lines: usize) {
     #[cfg(target_arch = "x86_64")]
-    for line in 0..5 {
+    for line in 0..lines {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let p = addr.wrapping_add(line * 64) as *const i8;
         // SAFETY: a prefetch reads nothing into the program and cannot fault, whatever the
@@ -227,5 +282,5 @@ fn prefetch_lines(addr: usize) {
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
+    let _ = (addr, lines);
 }

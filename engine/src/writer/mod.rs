@@ -23,7 +23,7 @@ use crate::alloc::Allocator;
 use crate::store::Store;
 use crate::writer::retention::History;
 
-pub(crate) use dirty::{Dirty, DirtySet};
+pub(crate) use dirty::{Dirty, DirtySet, Prefetch};
 pub(crate) use edit::{Edit, Need};
 pub(crate) use record::TxnRecord;
 pub(crate) use savepoint::Mark;

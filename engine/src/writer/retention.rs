@@ -116,7 +116,9 @@ impl History {
         self.log_bytes -= bytes;
     }
 
-    /// Applies a commit's frees (`f` = the commit's seq) through the pinning rule.
+    /// Applies a commit's frees (`f` = the commit's seq) through the pinning rule. A block
+    /// no snapshot can reach any more goes on `discard`: the caller drops its pool frames
+    /// together (`BufferPool::discard_many`) before the address can be reused.
     pub(crate) fn apply_free(
         &mut self,
         alloc: &mut Allocator,
@@ -124,6 +126,7 @@ impl History {
         r: &RegInner,
         f: u64,
         fr: Freed,
+        discard: &mut Vec<u64>,
     ) {
         debug_assert!(
             fr.seq_alloc <= f,
@@ -149,7 +152,7 @@ impl History {
         }
         // No snapshot can reach the block any more: its image in the pool is dead weight.
         if fr.count == 1 {
-            s.pool.discard(fr.addr);
+            discard.push(fr.addr);
         }
         if fr.gen == self.gen {
             // Never written and never reachable from a superblock (design.md §6 rules 2, 3).

@@ -439,6 +439,35 @@ impl BufferPool {
         }
     }
 
+    /// Backs the evicted frames among `addrs` (ascending) with memory in bulk, one call per
+    /// run of consecutive addresses, before `install` copies images into them: the copy then
+    /// takes no page fault per frame. Frames not evicted are skipped (they have memory, or
+    /// are being loaded); one evicted meanwhile is only backed by a zero page again, which the
+    /// next install or eviction reuses or releases.
+    pub fn populate(&self, addrs: &[u64]) {
+        debug_assert!(addrs.windows(2).all(|w| w[0] < w[1]), "addresses not ascending");
+        let evicted = |a: u64| {
+            a < self.capacity && state(self.mem.state(a).load(Ordering::Relaxed)) == EVICTED
+        };
+        let mut run: Option<(u64, u64)> = None;
+        for &a in addrs {
+            if !evicted(a) {
+                continue;
+            }
+            run = match run {
+                Some((first, n)) if first + n == a => Some((first, n + 1)),
+                Some((first, n)) => {
+                    self.mem.populate(first, n);
+                    Some((a, 1))
+                }
+                None => Some((a, 1)),
+            };
+        }
+        if let Some((first, n)) = run {
+            self.mem.populate(first, n);
+        }
+    }
+
     /// The address is about to hold another block, or is free: no read may be served the
     /// frame's image again. Unpinned → evicted now; pinned → retired.
     pub fn discard(&self, addr: u64) {
@@ -462,6 +491,46 @@ impl BufferPool {
                 }
                 _ => wait(),
             }
+        }
+    }
+
+    /// `discard` for many addresses (ascending), releasing the memory of consecutive
+    /// unpinned frames with one call per run instead of one per frame (a commit that frees
+    /// tens of thousands of blocks paid a `madvise` and a TLB flush for each). Frames it
+    /// cannot lock at once (pinned, loading, locked) go through `discard` afterwards, once
+    /// no frame is held here: waiting for a load while holding frames locked could wait on a
+    /// stream that waits for one of them.
+    pub fn discard_many(&self, addrs: &[u64]) {
+        debug_assert!(addrs.windows(2).all(|w| w[0] < w[1]), "addresses not ascending");
+        let mut locked: Vec<(u64, u64)> = Vec::new();
+        let mut later = Vec::new();
+        for &addr in addrs.iter().filter(|&&a| a < self.capacity) {
+            let st = self.mem.state(addr);
+            let w = st.load(Ordering::Acquire);
+            match state(w) {
+                EVICTED => {}
+                RESIDENT if pins(w) == 0 => {
+                    let to = word(LOCKED, version(w));
+                    match st.compare_exchange(w, to, Ordering::Acquire, Ordering::Relaxed) {
+                        Ok(_) => locked.push((addr, w)),
+                        Err(_) => later.push(addr),
+                    }
+                }
+                _ => later.push(addr),
+            }
+        }
+        let mut run = 0;
+        while run < locked.len() {
+            let first = locked[run].0;
+            let len = locked[run..].iter().zip(first..).take_while(|((a, _), b)| a == b).count();
+            self.mem.release_run(first, len as u64);
+            run += len;
+        }
+        for (addr, w) in locked {
+            self.publish_evicted(addr, w);
+        }
+        for addr in later {
+            self.discard(addr);
         }
     }
 
@@ -489,6 +558,12 @@ impl BufferPool {
     /// frame exclusively (Loading or Locked).
     fn drop_frame(&self, addr: u64, w: u64) {
         self.mem.release(addr);
+        self.publish_evicted(addr, w);
+    }
+
+    /// Publishes `Evicted(v + 1)` for a frame the caller holds exclusively and whose memory
+    /// it released.
+    fn publish_evicted(&self, addr: u64, w: u64) {
         self.mem.state(addr).store(word(EVICTED, version(w) + 1), Ordering::Release);
         let before = self.resident.fetch_sub(1, Ordering::Relaxed);
         assert!(before > 0, "evicting block {addr} with no frame counted resident");
