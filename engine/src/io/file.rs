@@ -403,8 +403,9 @@ impl DevFile {
     }
 
     /// `BlockDevice::shrink` for both backends: a file is cut to `len_bytes` (rounded up to
-    /// a sector) once the growth pass that zeroes its tail has ended, so no zero write lands
-    /// past the new end and extends it again; block devices keep their length. No sync: a
+    /// a sector) once the growth pass that zeroes its tail has ended there (the bytes past
+    /// the cut are not zeroed, and no zero write lands past the new end to extend it again);
+    /// block devices keep their length. No sync: a
     /// crash may leave either length, and open accepts both (design.md §10.16).
     pub(crate) fn shrink(&self, len_bytes: u64) -> io::Result<u64> {
         let _guard = sync::lock(&self.grow_lock);
@@ -413,7 +414,7 @@ impl DevFile {
         if self.kind == TargetKind::BlockDevice || target >= current {
             return Ok(current);
         }
-        self.zeroing.finish();
+        self.zeroing.cut(target);
         self.file.set_len(target)?;
         self.len_bytes.store(target, Ordering::Release);
         Ok(target)

@@ -76,6 +76,19 @@ impl Zeroing {
         }
     }
 
+    /// Ends the running pass, if any, at `at` (the file is about to be cut there): the bytes
+    /// past it are not zeroed, those before it are; returns once the pass has ended, so no
+    /// zero write lands past `at` afterwards.
+    pub(super) fn cut(&self, at: u64) {
+        {
+            let mut p = sync::lock(&self.state.progress);
+            if p.end > at {
+                p.end = at.max(p.zeroed);
+            }
+        }
+        self.finish();
+    }
+
     /// Waits until no byte of `[lo, hi)` is still to be zeroed.
     pub(super) fn wait_for(&self, lo: u64, hi: u64) {
         if self.state.pending_end.load(Ordering::Acquire) == 0 {
@@ -99,13 +112,15 @@ impl State {
         let zeros = AlignedBuf::zeroed(chunk, align);
         let mut at = from;
         let mut result = Ok(());
-        while at < to && result.is_ok() {
-            let n = usize::try_from(to - at).unwrap_or(usize::MAX).min(chunk);
+        // The end is read again before each write: `Zeroing::cut` may bring it down.
+        let end = || sync::lock(&self.progress).end;
+        while at < end() && result.is_ok() {
+            let n = usize::try_from(end() - at).unwrap_or(usize::MAX).min(chunk);
             result = file.write_all_at(&zeros[..n], at);
             at += n as u64;
             sync::lock(&self.progress).zeroed = at;
             self.advanced.notify_all();
-            if at < to && self.waiting.load(Ordering::Acquire) == 0 {
+            if at < end() && self.waiting.load(Ordering::Acquire) == 0 {
                 std::thread::sleep(ZERO_PACE);
             }
         }
