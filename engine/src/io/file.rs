@@ -472,7 +472,7 @@ impl DevFile {
             // zero it here.
             if let Ok(file) = self.file.try_clone() {
                 let align = (self.sector_bytes as usize).max(4096);
-                self.zeroing.start(file, &self.path, from, to, align);
+                self.zeroing.defer(file, &self.path, from, to, align);
                 return Ok(true);
             }
         }
