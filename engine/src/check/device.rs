@@ -270,16 +270,16 @@ fn check_generation(
     let mut read = |ptr: ChildPtr| s.read_uncached(ptr);
     let root = sb.alloc_root();
     let alloc = match Allocator::load_superblock(sb, gen, &mut read) {
-        Ok(a) => match a.last_allocated() {
-            Some(last) if last >= device_blocks => {
-                let detail = format!(
-                    "generation {gen}: block {last} is in use but the device has only \
-                     {device_blocks} blocks"
-                );
-                report.add(ProblemKind::Superblock, 0, detail);
+        Ok(a) => match crate::durable::recovery::fits_device(&a, device_blocks) {
+            Ok(()) => Some(a),
+            Err(e) => {
+                let reason = match e {
+                    Error::Corrupt { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                report.add(ProblemKind::Superblock, 0, format!("generation {gen}: {reason}"));
                 None
             }
-            _ => Some(a),
         },
         Err(e) => {
             let (addr, reason) = match e {

@@ -83,8 +83,7 @@ impl Zeroing {
     /// Stops zeroing (the handle closes: a later open could write where a pass writes); the
     /// rest of the range stays unconverted.
     pub(super) fn finish(&self) {
-        let p = self.stop(sync::lock(&self.state.progress), 0);
-        drop(p);
+        drop(self.stop(sync::lock(&self.state.progress), 0));
     }
 
     /// Lowers the end to `at` (not below what is zeroed) and waits until an active pass has

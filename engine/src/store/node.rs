@@ -2,6 +2,7 @@
 //! image, decoded with only the header re-checked.
 
 use arbor_format::constants::{HEADER_BYTES, SLOT_BYTES};
+use arbor_format::header::BlockHeader;
 use arbor_format::node::Node;
 
 use crate::error::corrupt;
@@ -48,11 +49,19 @@ pub(crate) fn decode(buf: &[u8], addr: u64) -> Result<Node<'_>> {
 #[inline]
 pub(crate) fn load_search_lines(buf: &[u8]) {
     const LINE: usize = 64;
-    let count = buf.get(8..10).map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])));
-    let end = (HEADER_BYTES + count * SLOT_BYTES).min(buf.len());
+    let end = slots_end(buf);
     let mut x = 0u8;
     for at in (LINE..end).step_by(LINE) {
         x ^= buf[at];
     }
     std::hint::black_box(x);
+}
+
+/// Where a node image's slot array ends (header included), from its item count, read
+/// without validation and clamped to the image: for prefetching, never for decoding.
+#[inline]
+pub(crate) fn slots_end(buf: &[u8]) -> usize {
+    let at = std::mem::offset_of!(BlockHeader, item_count);
+    let count = buf.get(at..at + 2).map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])));
+    (HEADER_BYTES + count * SLOT_BYTES).min(buf.len())
 }

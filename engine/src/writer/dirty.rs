@@ -13,7 +13,6 @@
 
 use std::mem::offset_of;
 
-use arbor_format::constants::{HEADER_BYTES, SLOT_BYTES};
 use arbor_format::header::BlockHeader;
 use arbor_format::node::Node;
 use arbor_format::{ChildPtr, NodeMut};
@@ -22,7 +21,7 @@ use crate::addr_map::AddrMap;
 use crate::error::corrupt;
 use crate::io::AlignedBuf;
 use crate::mvcc::{Image, Slot};
-use crate::store::{load_search_lines, NodeBuf, Store};
+use crate::store::{load_search_lines, slots_end, NodeBuf, Store};
 use crate::sync::Arc;
 use crate::Result;
 
@@ -248,8 +247,7 @@ fn prefetch_heap_top(buf: &[u8]) {
     if buf.get(level) != Some(&0) {
         return;
     }
-    let count = buf.get(8..10).map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])));
-    let end = (HEADER_BYTES + count * SLOT_BYTES).min(buf.len());
+    let end = slots_end(buf);
     let heap = buf.get(heap..heap + 4).map_or(0, |h| u32::from_le_bytes([h[0], h[1], h[2], h[3]]));
     let heap = (heap as usize).min(buf.len());
     if let Some(top) = buf.get(end.max(heap.saturating_sub(HEAP_TOP_BYTES))..heap) {
