@@ -441,46 +441,43 @@ impl Session<'_> {
             }
             Err(e) => {
                 self.judge("commit", &e, before, Allow { no_space: true, ..Allow::default() });
-                let io = matches!(e, Error::Io { .. });
-                self.after_failed_commit(o.working, io);
+                self.after_failed_commit(o.working);
             }
         }
     }
 
-    /// A failed commit either published nothing (an error before publication) or
-    /// published and failed to make itself durable (the handle is then fail-stop). A fresh
-    /// snapshot tells which; a state that is neither is wrong data. When the snapshot cannot
-    /// be read either (an I/O failure took the device with it), the commit is in doubt: its
-    /// record may have reached the journal before the failure, so a recovery may find it —
-    /// the handle is fail-stop, and both states stay possible.
-    fn after_failed_commit(&mut self, working: State, io: bool) {
+    /// A failed commit either published nothing (an error before publication: rolled back,
+    /// nothing reached the journal) or published and failed to make itself durable (the
+    /// handle is then fail-stop, and its record may have reached the journal, so a recovery
+    /// may find it: both states stay possible). A fresh snapshot's seq tells which; its
+    /// contents must then be that state, or fail to read with an error the injected faults
+    /// explain.
+    fn after_failed_commit(&mut self, working: State) {
         self.dev.pause_random_faults(true);
         let snap = self.db.snapshot().expect("snapshot");
+        let published = snap.seq() != self.last_seq;
         let got = crate::session::dump_snapshot(&snap);
         drop(snap);
         self.dev.pause_random_faults(false);
+        let expected = if published { &working } else { &**self.sim.history.last() };
         match got {
-            Ok(got) if got == working && got != **self.sim.history.last() => {
-                ev!(self.sim.trace, "failed commit was published");
-                self.sim.history.push(working);
-                self.failstop = true;
-            }
-            Ok(got) if got == **self.sim.history.last() => {
-                ev!(self.sim.trace, "failed commit was rolled back");
-            }
+            Ok(got) if got == *expected => {}
             Ok(got) => {
-                let diff = self.sim.history.last().diff(&got);
-                self.sim.fail("wrong-state", format!("after a failed commit: {diff}"));
+                let diff = expected.diff(&got);
+                let what = if published { "published" } else { "rolled back" };
+                self.sim.fail("wrong-state", format!("after a failed commit ({what}): {diff}"));
             }
             Err(e) => {
                 let before = self.dev.fault_counts();
                 self.judge("read after failed commit", &e, before, Allow::default());
-                if io && working != **self.sim.history.last() {
-                    ev!(self.sim.trace, "failed commit in doubt");
-                    self.sim.history.push(working);
-                    self.failstop = true;
-                }
             }
+        }
+        if published {
+            ev!(self.sim.trace, "failed commit was published");
+            self.sim.history.push(working);
+            self.failstop = true;
+        } else {
+            ev!(self.sim.trace, "failed commit was rolled back");
         }
     }
 
