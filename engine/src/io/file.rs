@@ -38,7 +38,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::open::{probe_target, DeviceOptions};
-use super::zero::{Zeroing, ZERO_WRITE_BYTES};
+use super::zero::{Claim, Zeroing, ZERO_WRITE_BYTES};
 use super::{AlignedBuf, WriteOp};
 use crate::sync::{self, AtomicU64, Mutex, Ordering};
 use crate::Error;
@@ -77,20 +77,20 @@ pub(crate) struct DevFile {
     /// Opened with `O_DIRECT`; false for a buffered file (see the module comment).
     direct: bool,
     sector_bytes: u32,
-    /// Published with Release once the new space is allocated: a file grown by `grow` may
-    /// still be zeroing it in the background (`zeroing`); one grown at create is zeroed and
-    /// synced first.
+    /// Published with Release once the new space is allocated: the space a file grew by in
+    /// `grow` is zeroed by the first write batch that reaches it (`zeroing`); the space of
+    /// `create` is zeroed and synced first.
     len_bytes: AtomicU64,
     grow_step_bytes: u64,
     max_bytes: u64,
     /// Serialises growth (the writer's job; this only keeps two growers from interleaving).
     grow_lock: Mutex<()>,
-    /// Zero writes of the last growth step still running (design.md §10.16).
+    /// The part of the growth no write has reached yet (design.md §10.16).
     zeroing: Zeroing,
 }
 
 impl Drop for DevFile {
-    /// A zero write must not outlive the handle: a later open could have written data there.
+    /// A zero fill must not outlive the handle: a later open could have written data there.
     fn drop(&mut self) {
         self.zeroing.finish();
     }
@@ -349,8 +349,8 @@ impl DevFile {
         self.file.as_raw_fd()
     }
 
-    /// Releases the lock once the store is closed (see `BlockDevice::unlock`): a zero write
-    /// of the last growth step finishes first, as at drop — a later open may write there.
+    /// Releases the lock once the store is closed (see `BlockDevice::unlock`): a zero fill in
+    /// flight finishes first, as at drop — a later open may write there.
     pub(crate) fn unlock(&self) {
         self.zeroing.finish();
         drop(sync::lock(&self.lock).take());
@@ -403,8 +403,8 @@ impl DevFile {
     }
 
     /// `BlockDevice::shrink` for both backends: a file is cut to `len_bytes` (rounded up to
-    /// a sector) once the growth pass that zeroes its tail has ended there (the bytes past
-    /// the cut are not zeroed, and no zero write lands past the new end to extend it again);
+    /// a sector) once no zero fill of its growth is in flight (the bytes past the cut are
+    /// not zeroed, and no zero write lands past the new end to extend it again);
     /// block devices keep their length. No sync: a
     /// crash may leave either length, and open accepts both (design.md §10.16).
     pub(crate) fn shrink(&self, len_bytes: u64) -> io::Result<u64> {
@@ -420,31 +420,47 @@ impl DevFile {
         Ok(target)
     }
 
-    /// Waits until no byte `ops` write is still to be zeroed by a growth step's background
-    /// pass (see `io::zero`).
-    pub(crate) fn wait_zeroed(&self, ops: &[WriteOp<'_>]) {
+    /// What a write batch `ops` must write besides its own blocks (design.md §10.16): when
+    /// it reaches space of a growth step no write has reached yet, it claims that space from
+    /// its start up to the batch's end (other writes there wait) and writes zeros in the gaps
+    /// between its blocks, so the whole claimed range is written once (`io::zero`). The
+    /// caller writes `ops` and [`ZeroFill::ops`] in one batch, then ends the fill with
+    /// [`ZeroFill::written`]; dropped without it (a failed write), the range stays pending.
+    pub(crate) fn zero_fill(&self, ops: &[WriteOp<'_>]) -> ZeroFill<'_> {
         let lo = ops.iter().map(|op| op.offset).min();
         let hi = ops.iter().map(|op| op.offset + op.data.len() as u64).max();
-        if let (Some(lo), Some(hi)) = (lo, hi) {
-            self.zeroing.wait_for(lo, hi);
-        }
+        let claim = match (lo, hi) {
+            (Some(lo), Some(hi)) => self.zeroing.claim(lo, hi),
+            _ => None,
+        };
+        let Some(claim) = claim else {
+            return ZeroFill { zeroing: &self.zeroing, claim: None, gaps: Vec::new(), zeros: None };
+        };
+        let gaps = gaps(ops, claim.from, claim.to);
+        let largest = gaps.iter().map(|&(_, len)| len).max().unwrap_or(0);
+        let zeros = (largest > 0).then(|| {
+            let align = (self.sector_bytes as usize).max(4096);
+            AlignedBuf::zeroed(largest.min(ZERO_WRITE_BYTES as u64) as usize, align)
+        });
+        ZeroFill { zeroing: &self.zeroing, claim: Some(claim), gaps, zeros }
     }
 
     /// Grows to `target` (sector-aligned): `fallocate`, then one pass of large O_DIRECT zero
     /// writes so that later commits overwrite written extents and their fdatasync does not
     /// pay for unwritten-extent conversion (design.md §10.16), then fsync for the new size and
-    /// extents. With `background`, the zero writes and the fsync run on a helper thread once
-    /// `fallocate` has succeeded (`io::zero`). On ENOSPC the file is cut back and the old
+    /// extents. With `deferred`, the zero writes are left to the first write batch that
+    /// reaches the new space (`io::zero`; its checkpoint's data sync makes them durable) once
+    /// `fallocate` has succeeded. On ENOSPC the file is cut back and the old
     /// length returned (the caller's `NoSpace`).
-    fn grow_to(&self, target: u64, background: bool) -> io::Result<u64> {
+    fn grow_to(&self, target: u64, deferred: bool) -> io::Result<u64> {
         let _guard = sync::lock(&self.grow_lock);
         let current = self.len();
         if target <= current {
             return Ok(current);
         }
         debug_assert_eq!(target % u64::from(self.sector_bytes), 0);
-        match self.extend(current, target, background) {
-            // The background pass syncs after its zero writes.
+        match self.extend(current, target, deferred) {
+            // The writes that fill the space are synced by their checkpoint.
             Ok(true) => {}
             Ok(false) => self.file.sync_all()?,
             Err(e) => {
@@ -460,21 +476,17 @@ impl DevFile {
         Ok(target)
     }
 
-    /// Allocates and zeroes `[from, to)`; `Ok(true)` when the zeroing and its sync were left
-    /// to a background pass.
-    fn extend(&self, from: u64, to: u64, background: bool) -> io::Result<bool> {
+    /// Allocates and zeroes `[from, to)`; `Ok(true)` when the zeroing was left to the writes
+    /// that reach the space.
+    fn extend(&self, from: u64, to: u64, deferred: bool) -> io::Result<bool> {
         let off = i64::try_from(from).map_err(|_| io::ErrorKind::InvalidInput)?;
         let add = i64::try_from(to - from).map_err(|_| io::ErrorKind::InvalidInput)?;
         // SAFETY: fallocate only reads its integer arguments; `fd` is open.
         let rc = unsafe { libc::fallocate(self.fd(), 0, off, add) };
-        if rc == 0 && background {
-            // The space is the file's now; its own descriptor for the helper thread, else
-            // zero it here.
-            if let Ok(file) = self.file.try_clone() {
-                let align = (self.sector_bytes as usize).max(4096);
-                self.zeroing.defer(file, &self.path, from, to, align);
-                return Ok(true);
-            }
+        if rc == 0 && deferred {
+            // The space is the file's now.
+            self.zeroing.defer(from, to);
+            return Ok(true);
         }
         if rc != 0 {
             let e = io::Error::last_os_error();
@@ -517,6 +529,72 @@ impl DevFile {
         self.file.sync_all()?;
         self.len_bytes.store(target, Ordering::Release);
         Ok(target)
+    }
+}
+
+/// The parts of `[from, to)` that no op of `ops` writes: `(offset, length)`, in order.
+fn gaps(ops: &[WriteOp<'_>], from: u64, to: u64) -> Vec<(u64, u64)> {
+    let mut spans: Vec<(u64, u64)> = ops
+        .iter()
+        .map(|op| (op.offset, op.offset + op.data.len() as u64))
+        .filter(|&(a, b)| b > from && a < to)
+        .collect();
+    spans.sort_unstable();
+    let mut gaps = Vec::new();
+    let mut at = from;
+    for (a, b) in spans {
+        if a > at {
+            gaps.push((at, a - at));
+        }
+        at = at.max(b);
+    }
+    if at < to {
+        gaps.push((at, to - at));
+    }
+    gaps
+}
+
+/// The zeros a write batch adds to fill a growth step's claimed range (see
+/// [`DevFile::zero_fill`]).
+pub(crate) struct ZeroFill<'a> {
+    zeroing: &'a Zeroing,
+    claim: Option<Claim>,
+    /// `(offset, length)` of each gap to fill.
+    gaps: Vec<(u64, u64)>,
+    /// Zeros as long as the largest write of a gap.
+    zeros: Option<AlignedBuf>,
+}
+
+impl ZeroFill<'_> {
+    /// The zero writes, each at most [`ZERO_WRITE_BYTES`] long.
+    pub(crate) fn ops(&self) -> Vec<WriteOp<'_>> {
+        let Some(zeros) = &self.zeros else { return Vec::new() };
+        let chunk = zeros.len() as u64;
+        let mut ops = Vec::new();
+        for &(offset, len) in &self.gaps {
+            let mut at = 0;
+            while at < len {
+                let n = (len - at).min(chunk);
+                ops.push(WriteOp { offset: offset + at, data: &zeros[..n as usize] });
+                at += n;
+            }
+        }
+        ops
+    }
+
+    /// The batch, fill included, was written.
+    pub(crate) fn written(mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.zeroing.release(claim, true);
+        }
+    }
+}
+
+impl Drop for ZeroFill<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.zeroing.release(claim, false);
+        }
     }
 }
 
@@ -664,7 +742,20 @@ fn flock_holder(file: &File) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::grown_len;
+    use super::{gaps, grown_len};
+    use crate::io::WriteOp;
+
+    /// The gaps a fill writes: what no op covers inside the claimed range, ops in any
+    /// order, ops reaching outside it clipped.
+    #[test]
+    fn gaps_are_the_claimed_range_less_the_ops() {
+        let b = [0u8; 8];
+        let op = |offset| WriteOp { offset, data: &b };
+        assert_eq!(gaps(&[op(40), op(8), op(16)], 0, 64), [(0, 8), (24, 16), (48, 16)]);
+        assert_eq!(gaps(&[op(4), op(60)], 8, 64), [(12, 48)]);
+        assert_eq!(gaps(&[op(8), op(16)], 8, 24), []);
+        assert_eq!(gaps(&[], 8, 24), [(8, 16)]);
+    }
 
     /// A new file grows to exactly what is asked; then each step doubles the file, up to
     /// the largest step (design.md §10.16).

@@ -79,12 +79,15 @@ impl BlockDevice for SyncDevice {
 
     fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
         check_writes(ops, self.sector_bytes(), self.len_bytes())?;
-        self.file.wait_zeroed(ops);
-        for op in ops {
+        let fill = self.file.zero_fill(ops);
+        let zeros = fill.ops();
+        for op in ops.iter().chain(&zeros) {
             let offset = op.offset;
             retry(|| self.file.file().write_all_at(op.data, offset))
                 .map_err(|e| io::Error::new(e.kind(), format!("pwrite at offset {offset}: {e}")))?;
         }
+        drop(zeros);
+        fill.written();
         Ok(())
     }
 

@@ -576,12 +576,19 @@ impl BlockDevice for UringDevice {
 
     fn write_batch(&self, ops: &[WriteOp<'_>]) -> io::Result<()> {
         check_writes(ops, self.sector_bytes(), self.len_bytes())?;
-        self.file.wait_zeroed(ops);
+        let fill = self.file.zero_fill(ops);
+        let zeros = fill.ops();
         // The kernel only reads through these pointers (IORING_OP_WRITE/WRITEV); `iovec`
         // merely spells them `*mut`.
-        let raw =
-            ops.iter().map(|op| (op.offset, op.data.as_ptr().cast_mut(), op.data.len())).collect();
-        self.run(&mut build_segments(raw), Dir::Write, None)
+        let raw = ops
+            .iter()
+            .chain(&zeros)
+            .map(|op| (op.offset, op.data.as_ptr().cast_mut(), op.data.len()))
+            .collect();
+        self.run(&mut build_segments(raw), Dir::Write, None)?;
+        drop(zeros);
+        fill.written();
+        Ok(())
     }
 
     /// fdatasync(2) on the calling thread. io_uring's `IORING_OP_FSYNC` blocks, so the ring
