@@ -298,7 +298,9 @@ impl<'a> Node<'a> {
     /// Level: 0 for leaves.
     #[inline]
     pub fn level(&self) -> u8 {
-        self.header().level
+        // One byte, not the header's copy: every level of every descent asks.
+        let at = core::mem::offset_of!(BlockHeader, level);
+        self.buf.get(at).copied().unwrap_or(0)
     }
     /// Number of items.
     #[inline]
