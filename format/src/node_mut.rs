@@ -199,10 +199,16 @@ impl<'a> NodeMut<'a> {
 
     /// Removes items `at..len` (their bytes zeroed).
     pub fn truncate(&mut self, at: usize) {
+        // In one pass: what removing them one by one from the end leaves (their bytes and
+        // slots zeroed), without shifting or re-reading the header per item.
         let count = self.len();
-        for index in (at..count).rev() {
-            self.remove(index);
+        let at = at.min(count);
+        for index in at..count {
+            let range = self.slot(index).kv_range();
+            self.zero(range);
         }
+        self.zero(slot_offset(at)..slot_offset(count));
+        self.set_len(at);
         let heap = (0..self.len()).map(|i| self.slot(i).start()).min().unwrap_or(self.buf.len());
         self.set_heap_start(heap);
     }
