@@ -165,6 +165,18 @@ pub(crate) fn read_slot(buf: &[u8], index: usize) -> Slot {
     Slot::decode(&raw, buf.len())
 }
 
+/// Key plus value length of one encoded slot (`SLOT_BYTES` bytes).
+#[inline]
+fn slot_kv_len(raw: &[u8]) -> usize {
+    let field = |at: usize| {
+        raw.get(at..at + 2)
+            .and_then(|b| b.first_chunk::<2>())
+            .map_or(0, |b| usize::from(u16::from_le_bytes(*b)))
+    };
+    field(core::mem::offset_of!(SlotBytes, key_len))
+        + field(core::mem::offset_of!(SlotBytes, val_len))
+}
+
 /// The order hint of slot `index` alone (0 if it lies outside the buffer).
 #[inline]
 fn read_hint(buf: &[u8], index: usize) -> u32 {
@@ -298,7 +310,9 @@ impl<'a> Node<'a> {
     /// Level: 0 for leaves.
     #[inline]
     pub fn level(&self) -> u8 {
-        self.header().level
+        // One byte, not the header's copy: every level of every descent asks.
+        let at = core::mem::offset_of!(BlockHeader, level);
+        self.buf.get(at).copied().unwrap_or(0)
     }
     /// Number of items.
     #[inline]
@@ -374,11 +388,26 @@ impl<'a> Node<'a> {
     /// Binary search in unsigned-byte order: `Ok(index)` of an equal key, or `Err(index)`
     /// where it would be inserted.
     /// The slots' hints decide most comparisons; a key's bytes are read only where its
-    /// hint equals the sought key's.
+    /// hint equals the sought key's. The hints are searched without branches (their order
+    /// is as random as the keys', so a branch per step would be mispredicted half the
+    /// time); keys are compared only in the run of slots whose hint is the sought key's.
     #[inline]
     pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
         let hint = key_hint(key);
-        let (mut low, mut high) = (0, self.count);
+        let lo = self.hint_lower_bound(hint);
+        if lo >= self.count || read_hint(self.buf, lo) != hint {
+            return Err(lo);
+        }
+        if lo + 1 == self.count || read_hint(self.buf, lo + 1) != hint {
+            // The one key with this hint: the common case of a found key.
+            return match compare_keys(self.key(lo), key) {
+                Ordering::Less => Err(lo + 1),
+                Ordering::Equal => Ok(lo),
+                Ordering::Greater => Err(lo),
+            };
+        }
+        // Keys sharing their first four bytes: a binary search over them, from `lo`.
+        let (mut low, mut high) = (lo, self.count);
         while low < high {
             let mid = low + (high - low) / 2;
             let order = match read_hint(self.buf, mid).cmp(&hint) {
@@ -394,6 +423,23 @@ impl<'a> Node<'a> {
         Err(low)
     }
 
+    /// The first slot whose hint is not below `hint` (`len()` if none), found without a
+    /// branch per step.
+    #[inline]
+    fn hint_lower_bound(&self, hint: u32) -> usize {
+        let (mut base, mut size) = (0usize, self.count);
+        if size == 0 {
+            return 0;
+        }
+        // The answer lies in `base..=base + size`.
+        while size > 1 {
+            let half = size / 2;
+            base += half * usize::from(read_hint(self.buf, base + half) < hint);
+            size -= half;
+        }
+        base + usize::from(read_hint(self.buf, base) < hint)
+    }
+
     /// Internal nodes: the child to descend into for `key`, the largest `i` with
     /// `key(i) <= key` (item 0's key is minus infinity).
     #[inline]
@@ -406,7 +452,12 @@ impl<'a> Node<'a> {
 
     /// Bytes in use: header, slot array, keys and values.
     pub fn used_bytes(&self) -> usize {
-        let items: usize = (0..self.count).map(|i| read_slot(self.buf, i).kv_len()).sum();
+        // Over the slot array as one slice: no per-slot bounds check or full slot decode
+        // (every removal asks, for its rebalance).
+        let items: usize = match self.buf.get(HEADER_BYTES..slot_offset(self.count)) {
+            Some(slots) => slots.chunks_exact(SLOT_BYTES).map(slot_kv_len).sum(),
+            None => (0..self.count).map(|i| read_slot(self.buf, i).kv_len()).sum(),
+        };
         HEADER_BYTES + self.count * SLOT_BYTES + items
     }
 
@@ -688,6 +739,44 @@ mod tests {
             }
         }
         assert_eq!(key_hint(b"ab"), 0x6162_0000);
+    }
+
+    #[test]
+    fn search_matches_a_linear_scan_with_runs_of_equal_hints() {
+        use crate::node_mut::NodeMut;
+        // Keys sharing their first four bytes (runs of equal hints, of every length from 1),
+        // keys shorter than a hint, and keys that differ in the hint alone.
+        let mut keys: Vec<Vec<u8>> = vec![b"".to_vec(), b"a".to_vec(), b"a\0".to_vec()];
+        for run in 1..6u8 {
+            for i in 0..run {
+                keys.push([b"k".as_slice(), &[run, 0, 0], &[i * 2]].concat());
+            }
+        }
+        keys.extend([b"x".to_vec(), b"xyzw".to_vec(), b"xyzw\x01".to_vec(), b"z".to_vec()]);
+        for count in 0..=keys.len() {
+            let mut buf = vec![0u8; 4096];
+            let mut node = NodeMut::init(&mut buf, BlockKind::Leaf, 0, 70, 1, 16);
+            for (i, key) in keys.iter().take(count).enumerate() {
+                node.insert(i, key, ValueRef::Inline(b"v")).unwrap();
+            }
+            let node = Node::decode(&buf).unwrap();
+            let stored = &keys[..count];
+            let mut probes: Vec<Vec<u8>> = keys.clone();
+            for key in &keys {
+                probes.push([key.as_slice(), b"\0"].concat());
+                probes.push([key.as_slice(), b"\xff"].concat());
+                if let Some((last, head)) = key.split_last() {
+                    probes.push([head, &[last.wrapping_add(1)]].concat());
+                }
+            }
+            for probe in &probes {
+                let want = match stored.iter().position(|k| k == probe) {
+                    Some(i) => Ok(i),
+                    None => Err(stored.iter().filter(|k| k.as_slice() < probe.as_slice()).count()),
+                };
+                assert_eq!(node.search(probe), want, "{probe:?} among {count} keys");
+            }
+        }
     }
 
     #[test]

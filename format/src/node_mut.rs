@@ -50,6 +50,21 @@ impl<'a> NodeMut<'a> {
         generation: u64,
         owner: u64,
     ) -> Self {
+        buf.fill(0);
+        Self::init_zeroed(buf, kind, level, address, generation, owner)
+    }
+
+    /// [`NodeMut::init`] of a buffer that is all zero already (a fresh zeroed allocation):
+    /// writes the header only, not the block's bytes a second time. Panics as `init` does;
+    /// a buffer that is not zero would keep its old bytes as the node's free space.
+    pub fn init_zeroed(
+        buf: &'a mut [u8],
+        kind: BlockKind,
+        level: u8,
+        address: u64,
+        generation: u64,
+        owner: u64,
+    ) -> Self {
         let len = buf.len();
         assert!(u32::try_from(len).is_ok_and(is_valid_block_bytes), "node buffer of {len} bytes");
         assert!(
@@ -57,7 +72,7 @@ impl<'a> NodeMut<'a> {
                 || (kind == BlockKind::Internal && (1..=TREE_DEPTH_MAX).contains(&level)),
             "NodeMut::init: {kind:?} at level {level}"
         );
-        buf.fill(0);
+        debug_assert!(buf.iter().all(|&b| b == 0), "NodeMut::init_zeroed of a used buffer");
         let mut header = BlockHeader::new(kind, level, address, generation, owner);
         header.heap_start = U32Le::new(len as u32);
         if let Some(dst) = buf.get_mut(..HEADER_BYTES) {
@@ -184,10 +199,16 @@ impl<'a> NodeMut<'a> {
 
     /// Removes items `at..len` (their bytes zeroed).
     pub fn truncate(&mut self, at: usize) {
+        // In one pass: what removing them one by one from the end leaves (their bytes and
+        // slots zeroed), without shifting or re-reading the header per item.
         let count = self.len();
-        for index in (at..count).rev() {
-            self.remove(index);
+        let at = at.min(count);
+        for index in at..count {
+            let range = self.slot(index).kv_range();
+            self.zero(range);
         }
+        self.zero(slot_offset(at)..slot_offset(count));
+        self.set_len(at);
         let heap = (0..self.len()).map(|i| self.slot(i).start()).min().unwrap_or(self.buf.len());
         self.set_heap_start(heap);
     }

@@ -22,7 +22,7 @@ use crate::mvcc::modlog::ItemValue;
 use crate::store::decode;
 use crate::store::Store;
 use crate::tree::fill;
-use crate::tree::read::{check_child, lookup, WriterView};
+use crate::tree::read::{check_child, leaf_for, WriterView};
 use crate::writer::{Edit, Need, Prefetch};
 use crate::{Error, Result};
 
@@ -81,8 +81,14 @@ enum Step {
 }
 
 fn decide(node: &Node<'_>, addr: u64, expect: Option<u8>, aim: Aim<'_>) -> Result<Step> {
-    check_child(node, addr, expect)?;
-    if node.level() == 0 {
+    let level = node.level();
+    // The node was decoded (`Node::decode_trusted`: kind matches level, level within the
+    // depth limit), so only the level the parent expects is left to check.
+    debug_assert!(check_child(node, addr, None).is_ok(), "decoded block {addr} is not a node");
+    if expect.is_some_and(|e| e != level) {
+        check_child(node, addr, expect)?;
+    }
+    if level == 0 {
         return Ok(Step::Leaf(match aim {
             Aim::Key(key) => node.search(key),
             Aim::First => Err(0),
@@ -97,7 +103,7 @@ fn decide(node: &Node<'_>, addr: u64, expect: Option<u8>, aim: Aim<'_>) -> Resul
         Aim::First => 0,
         Aim::Last => node.len() - 1,
     };
-    Ok(Step::Child { level: node.level(), idx, child: node.child(idx) })
+    Ok(Step::Child { level, idx, child: node.child(idx) })
 }
 
 /// The copy-on-write path to a leaf, and where the aimed key is in the leaf.
@@ -106,12 +112,61 @@ pub(super) struct Descent {
     pub slot: std::result::Result<usize, usize>,
 }
 
-/// Whether the subtree at `ptr` holds the key `aim` names (always, for first and last).
-fn holds_key(edit: &Edit<'_>, s: &Store, ptr: ChildPtr, aim: Aim<'_>) -> Result<bool> {
-    match aim {
-        Aim::Key(key) => Ok(lookup(&WriterView { dirty: edit.dirty, s }, ptr, key)?.is_some()),
-        Aim::First | Aim::Last => Ok(true),
-    }
+/// What a removal's read-only search of a subtree it would have to copy found.
+enum Probe {
+    /// The key is not there: nothing is copied.
+    Absent,
+    /// The key is there; `Some(slot)` when `ptr` is the leaf itself (its copy holds the same
+    /// items, so the descent does not search it again).
+    Present(Option<usize>),
+}
+
+/// Whether the subtree at `ptr` holds the key `aim` names (always, for first and last): one
+/// read-only descent, no value copied (design.md §4.1).
+fn probe(edit: &Edit<'_>, s: &Store, ptr: ChildPtr, aim: Aim<'_>) -> Result<Probe> {
+    let Aim::Key(key) = aim else { return Ok(Probe::Present(None)) };
+    let (buf, addr) = leaf_for(&WriterView { dirty: edit.dirty, s }, ptr, key)?;
+    Ok(match decode(&buf, addr)?.search(key) {
+        Err(_) => Probe::Absent,
+        Ok(slot) => Probe::Present((addr == ptr.address()).then_some(slot)),
+    })
+}
+
+/// Makes `ptr` writable for a descent and decides its step on the copy; `None`, with nothing
+/// copied, when a removal (`!verified`) finds the key absent in a read-only search first.
+/// When that search ended in `ptr` itself, the leaf the parent expects, the copy holds the
+/// same items: its slot is taken from the search, not searched again.
+fn copy_step(
+    edit: &mut Edit<'_>,
+    s: &Store,
+    ptr: ChildPtr,
+    expect: Option<u8>,
+    aim: Aim<'_>,
+    verified: bool,
+) -> Result<Option<(u64, Step)>> {
+    let found = match verified {
+        true => None,
+        false => match probe(edit, s, ptr, aim)? {
+            Probe::Absent => return Ok(None),
+            Probe::Present(slot) => slot,
+        },
+    };
+    let addr = edit.make_writable(s, ptr)?;
+    let step = match found {
+        // `leaf_for` checked the node is a leaf; the parent expects one.
+        Some(slot) if expect.is_none_or(|e| e == 0) => {
+            debug_assert!(
+                matches!(
+                    edit.peek(addr, |n| decide(n, addr, expect, aim)),
+                    Ok(Step::Leaf(Ok(at))) if at == slot
+                ),
+                "copy {addr} does not hold the key at slot {slot} as its source did"
+            );
+            Step::Leaf(Ok(slot))
+        }
+        _ => edit.peek(addr, |n| decide(n, addr, expect, aim))?,
+    };
+    Ok(Some((addr, step)))
 }
 
 /// Copies the path from the root to the leaf `aim` names into the open generation. A node
@@ -138,15 +193,14 @@ pub(super) fn cow_path(
     let (mut cur, mut step) = match top {
         Some(step) => (root.address(), step?),
         None => {
-            if !verified && !holds_key(edit, s, *root, aim)? {
+            let Some((addr, step)) = copy_step(edit, s, *root, None, aim, verified)? else {
                 return Ok(None);
-            }
+            };
             verified = true;
-            let addr = edit.make_writable(s, *root)?;
             if addr != root.address() {
                 *root = edit.dirty_ptr(addr);
             }
-            (addr, edit.peek(addr, |n| decide(n, addr, None, aim))?)
+            (addr, step)
         }
     };
     for _ in 0..=TREE_DEPTH_MAX {
@@ -173,17 +227,15 @@ pub(super) fn cow_path(
             (cur, step) = (caddr, next?);
             continue;
         }
-        if !verified && !holds_key(edit, s, child, aim)? {
+        let Some((copy, next)) = copy_step(edit, s, child, expect, aim, verified)? else {
             return Ok(None);
-        }
+        };
         verified = true;
-        let copy = edit.make_writable(s, child)?;
         if copy != caddr {
             edit.set_child(cur, idx, edit.dirty_ptr(copy))?;
         }
         debug_assert!(edit.dirty.holds(edit.dirty_ptr(copy)), "copied child {copy} is dirty");
-        cur = copy;
-        step = edit.peek(cur, |n| decide(n, copy, expect, aim))?;
+        (cur, step) = (copy, next);
     }
     // Every step checked the child's level (one less than its parent's, at most
     // TREE_DEPTH_MAX), so the loop reaches a leaf within TREE_DEPTH_MAX + 1 steps.

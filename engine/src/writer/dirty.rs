@@ -64,7 +64,44 @@ pub(crate) struct DirtySet {
     pub map: AddrMap<Dirty>,
     /// Bytes of the images held in memory (written-back blocks not counted).
     pub bytes: u64,
+    hints: Hints,
 }
+
+/// Entries of [`Hints`]: 1 MiB of `(slot, image)` addresses.
+const HINT_SLOTS: usize = 1 << 16;
+
+/// Where each dirty block's slot and image were when it became dirty, by address modulo
+/// [`HINT_SLOTS`]: read as soon as a descent knows a child's address, it starts the loads of
+/// the child's slot and image lines while `map` is probed for the child, instead of after
+/// (the probe's bucket, the slot and the image are each a memory latency for a cold leaf;
+/// design.md §4.1). Only ever prefetched: a stale or colliding entry wastes loads, nothing
+/// else.
+#[derive(Default)]
+struct Hints(Vec<[usize; 2]>);
+
+impl Hints {
+    fn note(&mut self, addr: u64, slot: usize, image: usize) {
+        if self.0.is_empty() {
+            self.0 = vec![[0, 0]; HINT_SLOTS];
+        }
+        if let Some(h) = self.0.get_mut(addr as usize % HINT_SLOTS) {
+            *h = [slot, image];
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, addr: u64) {
+        if let Some(&[slot, image]) = self.0.get(addr as usize % HINT_SLOTS) {
+            if slot != 0 {
+                prefetch_lines_n(slot & !63, SLOT_LINES);
+                prefetch_lines(image);
+            }
+        }
+    }
+}
+
+/// Cache lines a [`Slot`] spans at most (its lock and image pointer are what a read needs).
+const SLOT_LINES: usize = std::mem::size_of::<Slot>().div_ceil(64) + 1;
 
 impl Dirty {
     /// Changes to the block need no log entry: private and not sealed by a savepoint.
@@ -75,7 +112,7 @@ impl Dirty {
 
 impl DirtySet {
     pub(crate) fn new(gen: u64) -> DirtySet {
-        DirtySet { gen, map: AddrMap::default(), bytes: 0 }
+        DirtySet { gen, map: AddrMap::default(), bytes: 0, hints: Hints::default() }
     }
 
     pub(crate) fn is_private(&self, addr: u64) -> bool {
@@ -152,6 +189,9 @@ impl DirtySet {
         if ptr.generation() != self.gen {
             return None;
         }
+        if prefetch != Prefetch::No {
+            self.hints.prefetch(ptr.address());
+        }
         let d = self.map.get(&ptr.address())?;
         if prefetch != Prefetch::No {
             // The image's first lines load while the slot (its lock and image pointer) does.
@@ -199,6 +239,7 @@ impl DirtySet {
         self.bytes += buf.len() as u64;
         let image_at = buf.as_ptr() as usize;
         let slot = Arc::new(Slot::new(addr, buf));
+        self.hints.note(addr, &*slot as *const Slot as usize, image_at);
         let dirty = Dirty { slot, private, sealed: false, seq_alloc: 0, image_at };
         let old = self.map.insert(addr, dirty);
         assert!(old.is_none(), "fresh address {addr} is already dirty");

@@ -155,8 +155,9 @@ impl Edit<'_> {
         owner: u64,
     ) -> Result<u64> {
         let addr = self.alloc_run(s, 1)?;
+        // `new_block` is zeroed: only the header is written.
         let mut buf = s.new_block();
-        NodeMut::init(&mut buf, kind, level, addr, self.dirty.gen, owner);
+        NodeMut::init_zeroed(&mut buf, kind, level, addr, self.dirty.gen, owner);
         self.dirty.insert(addr, buf, true);
         Ok(addr)
     }
