@@ -52,11 +52,13 @@ impl Zeroing {
     /// The step `[from, to)` was allocated: a write batch that reaches it fills it. Growth
     /// appends, so a step continues the pending range, which then simply grows.
     pub(super) fn defer(&self, from: u64, to: u64) {
-        let mut p = self.unclaimed(sync::lock(&self.progress));
+        let mut p = sync::lock(&self.progress);
         if p.end == from && p.end != 0 {
+            // A claim holds on to its own end: the range may grow under it.
             p.end = to;
         } else {
             // Not contiguous (not expected): the old range stays unconverted.
+            p = self.unclaimed(p);
             *p = Progress { zeroed: from, end: to, claimed: false };
         }
         self.pending_end.store(p.end, Ordering::Release);
@@ -87,12 +89,16 @@ impl Zeroing {
         if self.pending_end.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let mut p = self.unclaimed(sync::lock(&self.progress));
-        if !(lo < p.end && hi > p.zeroed) {
-            return None;
+        let mut p = sync::lock(&self.progress);
+        // A batch outside the pending range (the journal's, one below it) never waits.
+        while lo < p.end && hi > p.zeroed {
+            if !p.claimed {
+                p.claimed = true;
+                return Some(Claim { from: p.zeroed, to: hi.min(p.end) });
+            }
+            p = sync::wait(&self.released, p);
         }
-        p.claimed = true;
-        Some(Claim { from: p.zeroed, to: hi.min(p.end) })
+        None
     }
 
     /// Ends `claim`: with `written`, all of its range was written; else (a failed write)
@@ -128,5 +134,54 @@ impl Zeroing {
             *p = Progress::default();
             self.pending_end.store(0, Ordering::Release);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Zeroing;
+    use crate::sync::{thread, Arc, AtomicBool, Ordering};
+
+    /// A claim takes the pending range from its start to the batch's end; a failed batch
+    /// leaves it pending; growth extends the range under a claim; a cut settles it.
+    #[test]
+    fn claims_advance_the_pending_range() {
+        let z = Zeroing::default();
+        assert!(z.claim(0, 4096).is_none(), "nothing pending");
+        z.defer(100, 200);
+        let c = z.claim(150, 160).expect("reaches the pending range");
+        assert_eq!((c.from, c.to), (100, 160));
+        z.defer(200, 300);
+        z.release(c, true);
+        let c = z.claim(250, 400).expect("still pending");
+        assert_eq!((c.from, c.to), (160, 300), "up to the batch's end, within the range");
+        z.release(c, false);
+        let c = z.claim(161, 170).expect("a failed batch leaves its range pending");
+        assert_eq!((c.from, c.to), (160, 170));
+        z.release(c, true);
+        z.cut(170);
+        assert!(z.claim(0, 1 << 20).is_none(), "the cut ended the range");
+    }
+
+    /// A batch that does not reach the pending range (the journal's) goes on while a
+    /// checkpoint's batch holds a claim, instead of waiting for its write-out.
+    #[test]
+    fn a_batch_outside_the_range_does_not_wait_for_a_claim() {
+        let z = Arc::new(Zeroing::default());
+        z.defer(1 << 20, 2 << 20);
+        let held = z.claim(1 << 20, 3 << 19).expect("claimed");
+        let done = Arc::new(AtomicBool::new(false));
+        let (z2, done2) = (Arc::clone(&z), Arc::clone(&done));
+        let other = thread::spawn(move || {
+            assert!(z2.claim(0, 4096).is_none());
+            done2.store(true, Ordering::Release);
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !done.load(Ordering::Acquire) {
+            assert!(std::time::Instant::now() < deadline, "a batch below the range waited");
+            thread::yield_now();
+        }
+        other.join().unwrap();
+        z.release(held, true);
     }
 }
