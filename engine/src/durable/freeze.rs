@@ -310,21 +310,16 @@ fn superblock_copies(
     (superblocks, superblock_crc)
 }
 
-/// Writes a frozen generation as a checkpoint (design.md §11.6): every block in one batch
-/// (adjacent blocks coalesced by the device), a flush, then both superblock copies, a second
-/// flush. The superblock is written only once its blocks are durable, so recovery trusts the
-/// newest verifying superblock without walking its trees, and a damaged block of it is
+/// Writes a frozen generation as a checkpoint (design.md §11.6): its blocks (adjacent blocks
+/// coalesced by the device), a flush, then both superblock copies, a second flush. The
+/// superblock is written only once its blocks are durable, so recovery trusts the newest
+/// verifying superblock without walking its trees, and a damaged block of it is
 /// corruption, never a torn write to fall back from (§11.8).
 pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
     use crate::io::WriteOp;
     use crate::sync::Ordering;
-    let ops: Vec<WriteOp<'_>> = frozen
-        .blocks
-        .iter()
-        .map(|(addr, buf)| WriteOp { offset: s.block_offset(*addr), data: buf })
-        .collect();
-    if !ops.is_empty() {
-        s.dev.write_batch(&ops).map_err(dev_error(&*s.dev, "write"))?;
+    if !frozen.blocks.is_empty() {
+        write_blocks(s, &frozen.blocks)?;
         crate::fault::hit(crate::fault::FaultPoint::WriteOut);
         s.dev.flush().map_err(dev_error(&*s.dev, "flush"))?;
         s.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -339,6 +334,55 @@ pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
     s.counters.blocks_written.fetch_add(frozen.blocks.len() as u64, Ordering::Relaxed);
     s.counters.flushes.fetch_add(1, Ordering::Relaxed);
     s.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-    s.finish_in_flight(frozen.blocks.iter().map(|(addr, _)| *addr));
+    Ok(())
+}
+
+/// Blocks outside the pool's huge-page range from which a generation's write is pipelined
+/// with their installs (`write_blocks`), and the batches it is cut into.
+const PIPELINE_MIN_BLOCKS: usize = 8192;
+const PIPELINE_BATCHES: usize = 8;
+
+/// A generation's blocks (ascending) as a slice of (address, image).
+type Blocks<'a> = &'a [(u64, Arc<AlignedBuf>)];
+
+/// Writes `blocks` and installs them into the buffer pool once written
+/// (`Store::finish_in_flight`; until then reads are served their images). When many lie
+/// outside the pool's huge-page range, those are written in batches, each installed on
+/// another thread while the next is written, so their installs (copies into 4 KiB frames
+/// backed in bulk) overlap the device's writes; installs into the huge-page range follow
+/// the writes, as all did before — on this project's VM a huge page's first fault costs
+/// far more while writes run (design.md §11.6). A failed write leaves the blocks not yet
+/// installed in flight (served from their images); the handle is then fail-stop.
+fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<()> {
+    let write = |part: Blocks<'_>| {
+        let ops: Vec<crate::io::WriteOp<'_>> = part
+            .iter()
+            .map(|(addr, buf)| crate::io::WriteOp { offset: s.block_offset(*addr), data: buf })
+            .collect();
+        s.dev.write_batch(&ops).map_err(dev_error(&*s.dev, "write"))
+    };
+    let install = |part: Blocks<'_>| s.finish_in_flight(part.iter().map(|(addr, _)| *addr));
+    let (huge, rest) = blocks.split_at(blocks.partition_point(|(a, _)| s.pool.in_huge_range(*a)));
+    if cfg!(loom) || rest.len() < PIPELINE_MIN_BLOCKS {
+        write(blocks)?;
+        install(blocks);
+        return Ok(());
+    }
+    write(huge)?;
+    let mut written: Blocks<'_> = &[];
+    for batch in rest.chunks(rest.len().div_ceil(PIPELINE_BATCHES)) {
+        let result = std::thread::scope(|scope| {
+            let installing = scope.spawn(|| install(written));
+            let result = write(batch);
+            if let Err(panic) = installing.join() {
+                std::panic::resume_unwind(panic);
+            }
+            result
+        });
+        result?;
+        written = batch;
+    }
+    install(written);
+    install(huge);
     Ok(())
 }

@@ -146,6 +146,11 @@ mod imp {
             self.capacity
         }
 
+        /// Frames `0..huge_frames()` are advised as huge pages.
+        pub(crate) fn huge_frames(&self) -> u64 {
+            self.huge_frames
+        }
+
         pub(crate) fn state(&self, addr: u64) -> &AtomicU64 {
             assert!(addr < self.capacity, "block {addr} beyond the pool's {}", self.capacity);
             let states = self.states.as_ref().expect("a pool with capacity has state words");
@@ -308,6 +313,11 @@ mod imp {
 
         pub(crate) fn state(&self, addr: u64) -> &AtomicU64 {
             &self.states[addr as usize]
+        }
+
+        /// No huge-page range under loom.
+        pub(crate) fn huge_frames(&self) -> u64 {
+            0
         }
 
         /// # Safety

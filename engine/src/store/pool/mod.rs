@@ -468,6 +468,11 @@ impl BufferPool {
         }
     }
 
+    /// Whether `addr`'s frame lies in the huge-page range (design.md §12.1).
+    pub fn in_huge_range(&self, addr: u64) -> bool {
+        addr < self.mem.huge_frames()
+    }
+
     /// The address is about to hold another block, or is free: no read may be served the
     /// frame's image again. Unpinned → evicted now; pinned → retired.
     pub fn discard(&self, addr: u64) {
