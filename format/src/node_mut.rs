@@ -51,29 +51,24 @@ impl<'a> NodeMut<'a> {
         owner: u64,
     ) -> Self {
         buf.fill(0);
-        Self::init_zeroed(buf, kind, level, address, generation, owner)
+        Self::init_zeroed(buf, BlockHeader::new(kind, level, address, generation, owner))
     }
 
-    /// [`NodeMut::init`] of a buffer that is all zero already (a fresh zeroed allocation):
-    /// writes the header only, not the block's bytes a second time. Panics as `init` does;
-    /// a buffer that is not zero would keep its old bytes as the node's free space.
-    pub fn init_zeroed(
-        buf: &'a mut [u8],
-        kind: BlockKind,
-        level: u8,
-        address: u64,
-        generation: u64,
-        owner: u64,
-    ) -> Self {
+    /// [`NodeMut::init`] of a buffer that is all zero already (a fresh zeroed allocation),
+    /// with `header` from [`BlockHeader::new`]: writes the header only, not the block's bytes
+    /// a second time. Panics as `init` does; a buffer that is not zero would keep its old
+    /// bytes as the node's free space.
+    pub fn init_zeroed(buf: &'a mut [u8], mut header: BlockHeader) -> Self {
         let len = buf.len();
         assert!(u32::try_from(len).is_ok_and(is_valid_block_bytes), "node buffer of {len} bytes");
+        let (kind, level) = (header.kind(), header.level);
         assert!(
-            (kind == BlockKind::Leaf && level == 0)
-                || (kind == BlockKind::Internal && (1..=TREE_DEPTH_MAX).contains(&level)),
+            matches!(kind, Ok(BlockKind::Leaf) if level == 0)
+                || matches!(kind, Ok(BlockKind::Internal) if (1..=TREE_DEPTH_MAX).contains(&level)),
             "NodeMut::init: {kind:?} at level {level}"
         );
+        let kind = if level == 0 { BlockKind::Leaf } else { BlockKind::Internal };
         debug_assert!(buf.iter().all(|&b| b == 0), "NodeMut::init_zeroed of a used buffer");
-        let mut header = BlockHeader::new(kind, level, address, generation, owner);
         header.heap_start = U32Le::new(len as u32);
         if let Some(dst) = buf.get_mut(..HEADER_BYTES) {
             dst.copy_from_slice(bytemuck::bytes_of(&header));

@@ -13,6 +13,7 @@
 //!   its first seq (§10.5), so `abort` never meets an address that was reused meanwhile.
 
 use arbor_format::constants::HEADER_BYTES;
+use arbor_format::header::BlockHeader;
 use arbor_format::node::{Node, ValueRef};
 use arbor_format::{BlockKind, ChildPtr, NodeMut};
 
@@ -157,7 +158,8 @@ impl Edit<'_> {
         let addr = self.alloc_run(s, 1)?;
         // `new_block` is zeroed: only the header is written.
         let mut buf = s.new_block();
-        NodeMut::init_zeroed(&mut buf, kind, level, addr, self.dirty.gen, owner);
+        let header = BlockHeader::new(kind, level, addr, self.dirty.gen, owner);
+        NodeMut::init_zeroed(&mut buf, header);
         self.dirty.insert(addr, buf, true);
         Ok(addr)
     }
