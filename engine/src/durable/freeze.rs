@@ -318,8 +318,9 @@ fn superblock_copies(
 pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
     use crate::io::WriteOp;
     use crate::sync::Ordering;
+    let mut early = frozen.blocks.len();
     if !frozen.blocks.is_empty() {
-        write_blocks(s, &frozen.blocks)?;
+        early = write_blocks(s, &frozen.blocks)?;
         crate::fault::hit(crate::fault::FaultPoint::WriteOut);
         s.dev.flush().map_err(dev_error(&*s.dev, "flush"))?;
         s.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -334,6 +335,9 @@ pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
     s.counters.blocks_written.fetch_add(frozen.blocks.len() as u64, Ordering::Relaxed);
     s.counters.flushes.fetch_add(1, Ordering::Relaxed);
     s.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+    let (late, installed) = frozen.blocks.split_at(early);
+    s.end_in_flight(installed.iter().map(|(addr, _)| *addr));
+    s.finish_in_flight(late.iter().map(|(addr, _)| *addr));
     Ok(())
 }
 
@@ -345,15 +349,16 @@ const PIPELINE_BATCHES: usize = 8;
 /// A generation's blocks (ascending) as a slice of (address, image).
 type Blocks<'a> = &'a [(u64, Arc<AlignedBuf>)];
 
-/// Writes `blocks` and installs them into the buffer pool once written
-/// (`Store::finish_in_flight`; until then reads are served their images). When many lie
+/// Writes `blocks`; returns where the suffix it installed into the buffer pool already
+/// starts (`blocks.len()` when none): the caller ends those in flight once the checkpoint
+/// is durable and installs the rest then (`Store::finish_in_flight`). When many blocks lie
 /// outside the pool's huge-page range, those are written in batches, each installed on
-/// another thread while the next is written, so their installs (copies into 4 KiB frames
-/// backed in bulk) overlap the device's writes; installs into the huge-page range follow
-/// the writes, as all did before — on this project's VM a huge page's first fault costs
-/// far more while writes run (design.md §11.6). A failed write leaves the blocks not yet
-/// installed in flight (served from their images); the handle is then fail-stop.
-fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<()> {
+/// another thread while the next is written (`Store::install_early`: they stay in flight,
+/// reads are served their images until the flush), so their copies into 4 KiB frames
+/// backed in bulk overlap the device's writes; the blocks in the huge-page range are
+/// written first and installed after the flush, as all were before — on this project's VM
+/// a huge page's first fault costs far more while writes run (design.md §11.6).
+fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<usize> {
     let write = |part: Blocks<'_>| {
         let ops: Vec<crate::io::WriteOp<'_>> = part
             .iter()
@@ -361,18 +366,17 @@ fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<()> {
             .collect();
         s.dev.write_batch(&ops).map_err(dev_error(&*s.dev, "write"))
     };
-    let install = |part: Blocks<'_>| s.finish_in_flight(part.iter().map(|(addr, _)| *addr));
-    let (huge, rest) = blocks.split_at(blocks.partition_point(|(a, _)| s.pool.in_huge_range(*a)));
+    let huge = blocks.partition_point(|(a, _)| s.pool.in_huge_range(*a));
+    let rest = &blocks[huge..];
     if cfg!(loom) || rest.len() < PIPELINE_MIN_BLOCKS {
         write(blocks)?;
-        install(blocks);
-        return Ok(());
+        return Ok(blocks.len());
     }
-    write(huge)?;
+    write(&blocks[..huge])?;
     let mut written: Blocks<'_> = &[];
     for batch in rest.chunks(rest.len().div_ceil(PIPELINE_BATCHES)) {
         let result = std::thread::scope(|scope| {
-            let installing = scope.spawn(|| install(written));
+            let installing = scope.spawn(|| s.install_early(written));
             let result = write(batch);
             if let Err(panic) = installing.join() {
                 std::panic::resume_unwind(panic);
@@ -382,7 +386,6 @@ fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<()> {
         result?;
         written = batch;
     }
-    install(written);
-    install(huge);
-    Ok(())
+    s.install_early(written);
+    Ok(huge)
 }

@@ -210,6 +210,30 @@ impl Store {
         }
     }
 
+    /// Installs written blocks into the pool ahead of their checkpoint's flush, a run of
+    /// addresses at a time as `finish_in_flight` does, while they stay in flight: reads are
+    /// still served their images until [`Store::end_in_flight`] (so if the flush fails, no
+    /// read goes to a device that may not hold them).
+    pub(crate) fn install_early(&self, blocks: &[(u64, Arc<AlignedBuf>)]) {
+        const RUN: usize = 512;
+        for run in blocks.chunks(RUN) {
+            let addrs: Vec<u64> = run.iter().map(|(addr, _)| *addr).collect();
+            self.pool.populate(&addrs);
+            for (addr, buf) in run {
+                self.pool.install(*addr, buf);
+            }
+        }
+    }
+
+    /// Blocks `install_early` installed are durable: reads go to the pool from now on.
+    pub(crate) fn end_in_flight(&self, addrs: impl Iterator<Item = u64>) {
+        let mut map = lock(&self.in_flight);
+        for addr in addrs {
+            map.remove(&addr);
+        }
+        self.in_flight_len.store(map.len(), Ordering::Release);
+    }
+
     /// Reads block `addr` from the device into `buf` (one block), counting it.
     fn read_into(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
         self.check_in_range(addr, 1)?;
