@@ -318,9 +318,9 @@ fn superblock_copies(
 pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
     use crate::io::WriteOp;
     use crate::sync::Ordering;
-    let mut early = frozen.blocks.len();
+    let mut installed_from = frozen.blocks.len();
     if !frozen.blocks.is_empty() {
-        early = write_blocks(s, &frozen.blocks)?;
+        installed_from = write_blocks(s, &frozen.blocks)?;
         crate::fault::hit(crate::fault::FaultPoint::WriteOut);
         s.dev.flush().map_err(dev_error(&*s.dev, "flush"))?;
         s.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -335,9 +335,8 @@ pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
     s.counters.blocks_written.fetch_add(frozen.blocks.len() as u64, Ordering::Relaxed);
     s.counters.flushes.fetch_add(1, Ordering::Relaxed);
     s.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-    let (late, installed) = frozen.blocks.split_at(early);
-    s.end_in_flight(installed.iter().map(|(addr, _)| *addr));
-    s.finish_in_flight(late.iter().map(|(addr, _)| *addr));
+    s.install_written(&frozen.blocks[..installed_from]);
+    s.end_in_flight(frozen.blocks.iter().map(|(addr, _)| *addr));
     Ok(())
 }
 
@@ -350,10 +349,10 @@ const PIPELINE_BATCHES: usize = 8;
 type Blocks<'a> = &'a [(u64, Arc<AlignedBuf>)];
 
 /// Writes `blocks`; returns where the suffix it installed into the buffer pool already
-/// starts (`blocks.len()` when none): the caller ends those in flight once the checkpoint
-/// is durable and installs the rest then (`Store::finish_in_flight`). When many blocks lie
+/// starts (`blocks.len()` when none): the caller installs the rest once the checkpoint is
+/// durable, then ends them all in flight (`Store::end_in_flight`). When many blocks lie
 /// outside the pool's huge-page range, those are written in batches, each installed on
-/// another thread while the next is written (`Store::install_early`: they stay in flight,
+/// another thread while the next is written (`Store::install_written`: they stay in flight,
 /// reads are served their images until the flush), so their copies into 4 KiB frames
 /// backed in bulk overlap the device's writes; the blocks in the huge-page range are
 /// written first and installed after the flush, as all were before — on this project's VM
@@ -376,7 +375,7 @@ fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<usize> {
     let mut written: Blocks<'_> = &[];
     for batch in rest.chunks(rest.len().div_ceil(PIPELINE_BATCHES)) {
         let result = std::thread::scope(|scope| {
-            let installing = scope.spawn(|| s.install_early(written));
+            let installing = scope.spawn(|| s.install_written(written));
             let result = write(batch);
             if let Err(panic) = installing.join() {
                 std::panic::resume_unwind(panic);
@@ -386,6 +385,6 @@ fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<usize> {
         result?;
         written = batch;
     }
-    s.install_early(written);
+    s.install_written(written);
     Ok(huge)
 }

@@ -177,7 +177,7 @@ impl Store {
     }
 
     /// Registers a frozen generation's images as the source for reads of their addresses
-    /// until `finish_in_flight`.
+    /// until `end_in_flight`.
     pub(crate) fn start_in_flight(&self, blocks: &[(u64, Arc<AlignedBuf>)]) {
         let mut map = lock(&self.in_flight);
         for (addr, buf) in blocks {
@@ -189,32 +189,16 @@ impl Store {
         self.in_flight_len.store(map.len(), Ordering::Release);
     }
 
-    /// The writes completed: the images go into the pool, a run of addresses at a time, each
-    /// run's frames populated in bulk first (`BufferPool::populate`). Runs bound the memory
-    /// populated ahead of the installs: under a small `cache_bytes` the installs evict as they
-    /// go, and populating a whole large generation first would hold all of it at once.
-    pub(crate) fn finish_in_flight(&self, addrs: impl Iterator<Item = u64>) {
+    /// Blocks of a frozen generation (ascending) whose writes completed: their images go
+    /// into the pool, a run of addresses at a time, each run's frames populated in bulk
+    /// first (`BufferPool::populate`). Runs bound the memory populated ahead of the installs:
+    /// under a small `cache_bytes` the installs evict as they go, and populating a whole
+    /// large generation first would hold all of it at once. The blocks stay in flight —
+    /// reads are served their images — until [`Store::end_in_flight`], so a checkpoint may
+    /// install blocks before its flush and, if the flush fails, no read of them goes to a
+    /// device that may not hold them.
+    pub(crate) fn install_written(&self, blocks: &[(u64, Arc<AlignedBuf>)]) {
         /// Addresses per run (2 MiB of 4 KiB frames).
-        const RUN: usize = 512;
-        let mut addrs: Vec<u64> = addrs.collect();
-        addrs.sort_unstable();
-        for run in addrs.chunks(RUN) {
-            self.pool.populate(run);
-            let mut map = lock(&self.in_flight);
-            for addr in run {
-                if let Some(buf) = map.remove(addr) {
-                    self.pool.install(*addr, &buf);
-                }
-            }
-            self.in_flight_len.store(map.len(), Ordering::Release);
-        }
-    }
-
-    /// Installs written blocks into the pool ahead of their checkpoint's flush, a run of
-    /// addresses at a time as `finish_in_flight` does, while they stay in flight: reads are
-    /// still served their images until [`Store::end_in_flight`] (so if the flush fails, no
-    /// read goes to a device that may not hold them).
-    pub(crate) fn install_early(&self, blocks: &[(u64, Arc<AlignedBuf>)]) {
         const RUN: usize = 512;
         for run in blocks.chunks(RUN) {
             let addrs: Vec<u64> = run.iter().map(|(addr, _)| *addr).collect();
@@ -225,7 +209,8 @@ impl Store {
         }
     }
 
-    /// Blocks `install_early` installed are durable: reads go to the pool from now on.
+    /// The checkpoint of these blocks is durable and `install_written` installed them: reads
+    /// go to the pool from now on.
     pub(crate) fn end_in_flight(&self, addrs: impl Iterator<Item = u64>) {
         let mut map = lock(&self.in_flight);
         for addr in addrs {
