@@ -340,8 +340,8 @@ pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
     Ok(())
 }
 
-/// Blocks outside the pool's huge-page range from which a generation's write is pipelined
-/// with their installs (`write_blocks`), and the batches it is cut into.
+/// Blocks from which a generation's write is pipelined with their installs
+/// (`write_blocks`), and the batches it is cut into.
 const PIPELINE_MIN_BLOCKS: usize = 8192;
 const PIPELINE_BATCHES: usize = 8;
 
@@ -350,13 +350,11 @@ type Blocks<'a> = &'a [(u64, Arc<AlignedBuf>)];
 
 /// Writes `blocks`; returns where the suffix it installed into the buffer pool already
 /// starts (`blocks.len()` when none): the caller installs the rest once the checkpoint is
-/// durable, then ends them all in flight (`Store::end_in_flight`). When many blocks lie
-/// outside the pool's huge-page range, those are written in batches, each installed on
-/// another thread while the next is written (`Store::install_written`: they stay in flight,
-/// reads are served their images until the flush), so their copies into 4 KiB frames
-/// backed in bulk overlap the device's writes; the blocks in the huge-page range are
-/// written first and installed after the flush, as all were before — on this project's VM
-/// a huge page's first fault costs far more while writes run (design.md §11.6).
+/// durable, then ends them all in flight (`Store::end_in_flight`). Many blocks are written
+/// in batches, each installed on another thread while the next is written
+/// (`Store::install_written`: they stay in flight, reads are served their images until the
+/// flush), so their copies into frames backed in bulk overlap the device's writes
+/// (design.md §11.6).
 fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<usize> {
     let write = |part: Blocks<'_>| {
         let ops: Vec<crate::io::WriteOp<'_>> = part
@@ -365,15 +363,12 @@ fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<usize> {
             .collect();
         s.dev.write_batch(&ops).map_err(dev_error(&*s.dev, "write"))
     };
-    let huge = blocks.partition_point(|(a, _)| s.pool.in_huge_range(*a));
-    let rest = &blocks[huge..];
-    if cfg!(loom) || rest.len() < PIPELINE_MIN_BLOCKS {
+    if cfg!(loom) || blocks.len() < PIPELINE_MIN_BLOCKS {
         write(blocks)?;
         return Ok(blocks.len());
     }
-    write(&blocks[..huge])?;
     let mut written: Blocks<'_> = &[];
-    for batch in rest.chunks(rest.len().div_ceil(PIPELINE_BATCHES)) {
+    for batch in blocks.chunks(blocks.len().div_ceil(PIPELINE_BATCHES)) {
         let result = std::thread::scope(|scope| {
             let installing = scope.spawn(|| s.install_written(written));
             let result = write(batch);
@@ -386,5 +381,5 @@ fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<usize> {
         written = batch;
     }
     s.install_written(written);
-    Ok(huge)
+    Ok(0)
 }

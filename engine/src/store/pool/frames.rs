@@ -44,22 +44,7 @@ mod imp {
             };
             (ptr != libc::MAP_FAILED).then_some(Mapping { ptr: ptr.cast(), len })
         }
-
-        /// Asks for transparent huge pages on the first `len` bytes (a TLB entry covers
-        /// 2 MiB instead of 4 KiB); returns the bytes advised (whole huge pages). Advice
-        /// only: a kernel without THP ignores it.
-        fn advise_huge(&self, len: usize) -> usize {
-            let len = len.min(self.len) & !(HUGE_PAGE_BYTES - 1);
-            if len > 0 {
-                // SAFETY: advice on a range of our own mapping; it changes no contents.
-                unsafe { libc::madvise(self.ptr.cast(), len, libc::MADV_HUGEPAGE) };
-            }
-            len
-        }
     }
-
-    /// x86-64 and arm64 (4 KiB base pages) transparent huge page size.
-    const HUGE_PAGE_BYTES: usize = 2 << 20;
 
     impl Drop for Mapping {
         fn drop(&mut self) {
@@ -112,14 +97,11 @@ mod imp {
         states: Option<Mapping>,
         block_bytes: usize,
         capacity: u64,
-        /// Frames `0..huge_frames` are advised as huge pages.
-        pub(super) huge_frames: u64,
     }
 
     impl Frames {
-        /// Reserves frames for a device of `device_blocks`, with huge pages for the frames
-        /// (and state words) of the first `huge_blocks` addresses.
-        pub(crate) fn reserve(block_bytes: usize, device_blocks: u64, huge_blocks: u64) -> Frames {
+        /// Reserves frames for a device of `device_blocks`.
+        pub(crate) fn reserve(block_bytes: usize, device_blocks: u64) -> Frames {
             let bb = block_bytes as u64;
             let want = device_blocks.saturating_mul(RESERVE_FACTOR).saturating_mul(bb);
             let mut bytes = want.clamp(RESERVE_MIN_BYTES, RESERVE_MAX_BYTES);
@@ -128,27 +110,18 @@ mod imp {
                 let state_bytes = capacity * 8;
                 if let (Ok(fl), Ok(sl)) = (usize::try_from(bytes), usize::try_from(state_bytes)) {
                     if let (Some(f), Some(s)) = (Mapping::anonymous(fl), Mapping::anonymous(sl)) {
-                        let huge = usize::try_from(huge_blocks.min(capacity)).unwrap_or(0);
-                        let huge_bytes = f.advise_huge(huge.saturating_mul(block_bytes));
-                        s.advise_huge(huge.saturating_mul(8));
-                        let huge_frames = (huge_bytes / block_bytes) as u64;
                         let (frames, states) = (Some(f), Some(s));
-                        return Frames { frames, states, block_bytes, capacity, huge_frames };
+                        return Frames { frames, states, block_bytes, capacity };
                     }
                 }
                 bytes /= 2;
             }
             // No address space: every read goes around the pool.
-            Frames { frames: None, states: None, block_bytes, capacity: 0, huge_frames: 0 }
+            Frames { frames: None, states: None, block_bytes, capacity: 0 }
         }
 
         pub(crate) fn capacity(&self) -> u64 {
             self.capacity
-        }
-
-        /// Frames `0..huge_frames()` are advised as huge pages.
-        pub(crate) fn huge_frames(&self) -> u64 {
-            self.huge_frames
         }
 
         pub(crate) fn state(&self, addr: u64) -> &AtomicU64 {
@@ -195,18 +168,14 @@ mod imp {
 
         /// Asks the kernel to back the frames `first..first + count` with memory now, in one
         /// call, rather than one page fault per page when they are first written (a fault
-        /// costs ~1.9 µs here, a page populated in bulk ~1.4 µs: design.md §12.3). Frames in
-        /// the huge-page range are left out (one fault there brings in 512 frames). Contents
+        /// costs ~1.9 µs here, a page populated in bulk ~1.4 µs: design.md §12.3). Contents
         /// are unchanged (pages already present are left alone), so no exclusive hold is
         /// needed; a kernel without `MADV_POPULATE_WRITE` (before 5.14) refuses, and the
         /// frames fault in as before.
         pub(crate) fn populate(&self, first: u64, count: u64) {
-            let end = first + count;
-            let first = first.max(self.huge_frames);
-            if end <= first {
+            if count == 0 {
                 return;
             }
-            let count = end - first;
             let last = first + count - 1;
             assert!(last < self.capacity, "frames up to {last} beyond {}", self.capacity);
             let ptr = self.frame_ptr(first);
@@ -299,7 +268,7 @@ mod imp {
     unsafe impl Sync for Frames {}
 
     impl Frames {
-        pub(crate) fn reserve(block_bytes: usize, device_blocks: u64, _huge: u64) -> Frames {
+        pub(crate) fn reserve(block_bytes: usize, device_blocks: u64) -> Frames {
             let n = device_blocks.min(CAPACITY);
             Frames {
                 frames: (0..n).map(|_| UnsafeCell::new(vec![0; block_bytes])).collect(),
@@ -313,11 +282,6 @@ mod imp {
 
         pub(crate) fn state(&self, addr: u64) -> &AtomicU64 {
             &self.states[addr as usize]
-        }
-
-        /// No huge-page range under loom.
-        pub(crate) fn huge_frames(&self) -> u64 {
-            0
         }
 
         /// # Safety
@@ -383,8 +347,7 @@ mod tests {
 
     #[test]
     fn populate_backs_exactly_the_frames_asked_for() {
-        let frames = Frames::reserve(4096, 1024, 0);
-        assert_eq!(frames.huge_frames, 0, "no huge-page range asked for");
+        let frames = Frames::reserve(4096, 1024);
         let base = frames.frame_ptr(0);
         assert!(resident(base, 40).iter().all(|r| !r), "an untouched reservation");
         frames.populate(10, 16);
@@ -393,16 +356,5 @@ mod tests {
         assert!(!r[9] && !r[26], "frames beside the run stay untouched: {r:?}");
         frames.release(12);
         assert!(!resident(base, 40)[12], "a released frame is no longer backed");
-    }
-
-    #[test]
-    fn populate_leaves_the_huge_page_range_alone() {
-        let frames = Frames::reserve(4096, 4096, 1024);
-        assert_eq!(frames.huge_frames, 1024, "4 MiB of 4 KiB frames advised huge");
-        let base = frames.frame_ptr(0);
-        frames.populate(1020, 8);
-        let r = resident(base, 1030);
-        assert!(r[..1024].iter().all(|r| !r), "a frame of the huge-page range was populated");
-        assert!(r[1024..1028].iter().all(|r| *r), "frames past it are populated");
     }
 }

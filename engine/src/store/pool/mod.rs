@@ -252,12 +252,8 @@ impl BufferPool {
     ) -> BufferPool {
         let block_bytes = block_bytes as usize;
         let budget = (budget_bytes / block_bytes as u64).max(1);
-        // Huge pages for the frames of addresses below a quarter of the budget: fewer TLB
-        // misses (+8 % warm reads with one thread at 1M keys). A huge page is resident whole
-        // once any of its frames is, so this range may hold up to its size more than the
-        // frames the budget counts: memory stays under 1.25 × `cache_bytes` (half the
-        // budget measured 200 MB more peak RSS in kv-bench; design.md §12.1).
-        let mem = mem::Frames::reserve(block_bytes, device_blocks, budget / 4);
+        // Frames are 4 KiB pages: no huge-page range (design.md §12.1).
+        let mem = mem::Frames::reserve(block_bytes, device_blocks);
         BufferPool {
             capacity: mem.capacity(),
             mem,
@@ -466,11 +462,6 @@ impl BufferPool {
         if let Some((first, n)) = run {
             self.mem.populate(first, n);
         }
-    }
-
-    /// Whether `addr`'s frame lies in the huge-page range (design.md §12.1).
-    pub fn in_huge_range(&self, addr: u64) -> bool {
-        addr < self.mem.huge_frames()
     }
 
     /// The address is about to hold another block, or is free: no read may be served the
