@@ -318,9 +318,9 @@ fn superblock_copies(
 pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
     use crate::io::WriteOp;
     use crate::sync::Ordering;
-    let mut installed_from = frozen.blocks.len();
+    let mut installed = false;
     if !frozen.blocks.is_empty() {
-        installed_from = write_blocks(s, &frozen.blocks)?;
+        installed = write_blocks(s, &frozen.blocks)?;
         crate::fault::hit(crate::fault::FaultPoint::WriteOut);
         s.dev.flush().map_err(dev_error(&*s.dev, "flush"))?;
         s.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -335,7 +335,9 @@ pub(crate) fn write_out(s: &Store, frozen: &Frozen) -> Result<()> {
     s.counters.blocks_written.fetch_add(frozen.blocks.len() as u64, Ordering::Relaxed);
     s.counters.flushes.fetch_add(1, Ordering::Relaxed);
     s.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-    s.install_written(&frozen.blocks[..installed_from]);
+    if !installed {
+        s.install_written(&frozen.blocks);
+    }
     s.end_in_flight(frozen.blocks.iter().map(|(addr, _)| *addr));
     Ok(())
 }
@@ -348,14 +350,14 @@ const PIPELINE_BATCHES: usize = 8;
 /// A generation's blocks (ascending) as a slice of (address, image).
 type Blocks<'a> = &'a [(u64, Arc<AlignedBuf>)];
 
-/// Writes `blocks`; returns where the suffix it installed into the buffer pool already
-/// starts (`blocks.len()` when none): the caller installs the rest once the checkpoint is
-/// durable, then ends them all in flight (`Store::end_in_flight`). Many blocks are written
+/// Writes `blocks`; returns whether it also installed them into the buffer pool (else the
+/// caller installs them once the checkpoint is durable), then the caller ends them all in
+/// flight (`Store::end_in_flight`). Many blocks are written
 /// in batches, each installed on another thread while the next is written
 /// (`Store::install_written`: they stay in flight, reads are served their images until the
 /// flush), so their copies into frames backed in bulk overlap the device's writes
 /// (design.md §11.6).
-fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<usize> {
+fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<bool> {
     let write = |part: Blocks<'_>| {
         let ops: Vec<crate::io::WriteOp<'_>> = part
             .iter()
@@ -365,7 +367,7 @@ fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<usize> {
     };
     if cfg!(loom) || blocks.len() < PIPELINE_MIN_BLOCKS {
         write(blocks)?;
-        return Ok(blocks.len());
+        return Ok(false);
     }
     let mut written: Blocks<'_> = &[];
     for batch in blocks.chunks(blocks.len().div_ceil(PIPELINE_BATCHES)) {
@@ -381,5 +383,5 @@ fn write_blocks(s: &Store, blocks: Blocks<'_>) -> Result<usize> {
         written = batch;
     }
     s.install_written(written);
-    Ok(0)
+    Ok(true)
 }
