@@ -6,8 +6,11 @@
 //! of 2 MiB chunks and recycled through one free list per size; chunks are kept for the life
 //! of the process, like the allocator's own arenas. Each chunk is its own 2 MiB-aligned
 //! mapping advised `MADV_HUGEPAGE`: the writer's images (the main user) then fault in 2 MiB
-//! at a time and a descent through them misses the TLB far less (design.md §4.1). Under loom
-//! the pool is off (a global free list is not part of any model).
+//! at a time and a descent through them misses the TLB far less (design.md §4.1). Once a
+//! process has needed a few chunks, a background thread keeps a few more (8 MiB) mapped
+//! and faulted in ahead of need, so that a long load does not stop for each 2 MiB fault (on
+//! a VM that has given the memory back to its host, one costs milliseconds). Under loom the
+//! pool is off (a global free list is not part of any model).
 
 use std::ptr::NonNull;
 
@@ -15,14 +18,91 @@ use std::ptr::NonNull;
 mod imp {
     use std::ptr::NonNull;
 
-    use crate::sync::{lock, Mutex};
+    use crate::sync::{lock, wait, Condvar, Mutex};
 
     const CLASSES: [usize; 5] = [4096, 8192, 16384, 32768, 65536];
     /// A chunk: one transparent huge page on x86-64 and arm64 (4 KiB base pages).
     const CHUNK_BYTES: usize = 2 << 20;
+    /// Chunks the filler keeps mapped and faulted in ahead of need (8 MiB).
+    pub const RESERVE_CHUNKS: usize = 4;
+    /// Chunks a process maps on demand before the filler starts: a small store never
+    /// starts the thread or holds a reserve.
+    const FILL_AFTER_CHUNKS: usize = 4;
 
     /// Free buffers of each class, as addresses (raw pointers are not `Send`).
     static FREE: [Mutex<Vec<usize>>; 5] = [const { Mutex::new(Vec::new()) }; 5];
+
+    /// Chunks mapped and faulted in ahead of need, by base address, and whether the filler
+    /// runs (or could not be started).
+    struct Reserve {
+        ready: Vec<usize>,
+        mapped: usize,
+        filler: Filler,
+    }
+
+    #[derive(PartialEq, Eq)]
+    enum Filler {
+        NotYet,
+        Running,
+        Failed,
+    }
+
+    static RESERVE: Mutex<Reserve> =
+        Mutex::new(Reserve { ready: Vec::new(), mapped: 0, filler: Filler::NotYet });
+    /// Signalled when a chunk leaves the reserve.
+    static LOW: Condvar = Condvar::new();
+
+    /// A chunk for `take`: one from the reserve if the filler has one ready, else a fresh
+    /// mapping made here. Starts the filler once the process has mapped a few chunks.
+    fn next_chunk() -> Option<NonNull<u8>> {
+        let mut r = lock(&RESERVE);
+        if let Some(base) = r.ready.pop() {
+            LOW.notify_one();
+            return NonNull::new(base as *mut u8);
+        }
+        r.mapped += 1;
+        if r.mapped >= FILL_AFTER_CHUNKS && r.filler == Filler::NotYet {
+            let spawned = std::thread::Builder::new().name("arbor-pool-fill".into()).spawn(fill);
+            r.filler = if spawned.is_ok() { Filler::Running } else { Filler::Failed };
+        }
+        drop(r);
+        chunk()
+    }
+
+    /// The filler: maps and faults in chunks while the reserve is short, then sleeps until
+    /// `next_chunk` takes one. Never ends (the pool lives as long as the process).
+    fn fill() {
+        let mut r = lock(&RESERVE);
+        loop {
+            while r.ready.len() >= RESERVE_CHUNKS {
+                r = wait(&LOW, r);
+            }
+            drop(r);
+            let fresh = chunk();
+            if let Some(c) = fresh {
+                populate(c);
+            }
+            r = lock(&RESERVE);
+            match fresh {
+                Some(c) => r.ready.push(c.as_ptr() as usize),
+                // Out of address space or mappings: leave `take` to fail on its own.
+                None => {
+                    r.filler = Filler::Failed;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Faults a chunk in (a hint: a kernel without `MADV_POPULATE_WRITE`, before 5.14,
+    /// refuses, and the chunk faults in on first use as without the reserve).
+    fn populate(c: NonNull<u8>) {
+        // SAFETY: the range is one chunk this thread just mapped and nobody else knows of;
+        // populating only faults in its (zero) pages.
+        unsafe {
+            libc::madvise(c.as_ptr().cast(), CHUNK_BYTES, libc::MADV_POPULATE_WRITE);
+        }
+    }
 
     fn class(len: usize, align: usize) -> Option<usize> {
         if len != align {
@@ -74,7 +154,7 @@ mod imp {
         if free.is_empty() {
             // The chunk is never unmapped: its pieces circulate through `FREE` for the life
             // of the process. Every piece is `len`-aligned (the chunk is 2 MiB-aligned).
-            let base = chunk()?.as_ptr() as usize;
+            let base = next_chunk()?.as_ptr() as usize;
             free.extend((0..CHUNK_BYTES / len).map(|i| base + i * len));
         }
         let addr = free.pop()?;
@@ -86,6 +166,12 @@ mod imp {
         let Some(c) = class(len, align) else { return false };
         lock(&FREE[c]).push(ptr.as_ptr() as usize);
         true
+    }
+
+    /// Chunks ready in the reserve now.
+    #[cfg(test)]
+    pub fn reserve_ready() -> Vec<usize> {
+        lock(&RESERVE).ready.clone()
     }
 }
 
@@ -137,6 +223,36 @@ mod tests {
             }
         }
         panic!("no mapping holds {addr:#x}");
+    }
+
+    /// Whether every 4 KiB page of the 2 MiB at `base` is resident (`mincore`).
+    fn resident(base: usize) -> bool {
+        let mut vec = vec![0u8; 512];
+        // SAFETY: `base` is a mapped chunk of the pool (never unmapped) and `vec` has one
+        // byte per page of it.
+        let rc = unsafe { libc::mincore(base as *mut libc::c_void, 2 << 20, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore({base:#x}): {}", std::io::Error::last_os_error());
+        vec.iter().all(|v| v & 1 == 1)
+    }
+
+    #[test]
+    fn a_growing_pool_keeps_chunks_faulted_in_ahead() {
+        // Enough 64 KiB buffers to map more chunks than the filler waits for (other tests
+        // take from the same pool at the same time; that only brings the filler sooner).
+        let bufs: Vec<_> = (0..6 * 32).map(|_| take(65536, 65536).expect("pooled")).collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let seen = loop {
+            let ready = super::imp::reserve_ready();
+            if let Some(&base) = ready.iter().find(|&&b| resident(b)) {
+                break base;
+            }
+            assert!(std::time::Instant::now() < deadline, "no chunk faulted in ahead: {ready:x?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert_eq!(seen % (2 << 20), 0, "reserve chunk {seen:#x} not 2 MiB-aligned");
+        for b in bufs {
+            assert!(give(b, 65536, 65536), "a pooled class");
+        }
     }
 
     #[test]
