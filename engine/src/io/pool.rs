@@ -24,7 +24,7 @@ mod imp {
     /// A chunk: one transparent huge page on x86-64 and arm64 (4 KiB base pages).
     const CHUNK_BYTES: usize = 2 << 20;
     /// Chunks the filler keeps mapped and faulted in ahead of need (8 MiB).
-    pub const RESERVE_CHUNKS: usize = 4;
+    const RESERVE_CHUNKS: usize = 4;
     /// Chunks a process maps on demand before the filler starts: a small store never
     /// starts the thread or holds a reserve.
     const FILL_AFTER_CHUNKS: usize = 4;
