@@ -28,6 +28,8 @@ mod file;
 mod mem;
 mod open;
 mod pool;
+#[cfg(all(test, not(loom)))]
+pub(crate) use pool::resident_pages;
 // `SplitMix64`'s methods (exported hidden, for the workspace's tests) have no docs yet;
 // the rest of the module is documented.
 #[allow(missing_docs)]

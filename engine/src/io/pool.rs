@@ -32,23 +32,17 @@ mod imp {
     /// Free buffers of each class, as addresses (raw pointers are not `Send`).
     static FREE: [Mutex<Vec<usize>>; 5] = [const { Mutex::new(Vec::new()) }; 5];
 
-    /// Chunks mapped and faulted in ahead of need, by base address, and whether the filler
-    /// runs (or could not be started).
+    /// Chunks mapped and faulted in ahead of need, by base address; chunks mapped on demand;
+    /// and whether the filler was started (once: a failed spawn, or a filler that stopped
+    /// for want of mappings, leaves `take` mapping on demand).
     struct Reserve {
         ready: Vec<usize>,
         mapped: usize,
-        filler: Filler,
-    }
-
-    #[derive(PartialEq, Eq)]
-    enum Filler {
-        NotYet,
-        Running,
-        Failed,
+        filler_started: bool,
     }
 
     static RESERVE: Mutex<Reserve> =
-        Mutex::new(Reserve { ready: Vec::new(), mapped: 0, filler: Filler::NotYet });
+        Mutex::new(Reserve { ready: Vec::new(), mapped: 0, filler_started: false });
     /// Signalled when a chunk leaves the reserve.
     static LOW: Condvar = Condvar::new();
 
@@ -61,9 +55,10 @@ mod imp {
             return NonNull::new(base as *mut u8);
         }
         r.mapped += 1;
-        if r.mapped >= FILL_AFTER_CHUNKS && r.filler == Filler::NotYet {
-            let spawned = std::thread::Builder::new().name("arbor-pool-fill".into()).spawn(fill);
-            r.filler = if spawned.is_ok() { Filler::Running } else { Filler::Failed };
+        if r.mapped >= FILL_AFTER_CHUNKS && !r.filler_started {
+            r.filler_started = true;
+            // A failed spawn only leaves every chunk to be mapped on demand.
+            let _ = std::thread::Builder::new().name("arbor-pool-fill".into()).spawn(fill);
         }
         drop(r);
         chunk()
@@ -78,19 +73,11 @@ mod imp {
                 r = wait(&LOW, r);
             }
             drop(r);
-            let fresh = chunk();
-            if let Some(c) = fresh {
-                populate(c);
-            }
+            // Out of address space or mappings: stop, and leave `take` to fail on its own.
+            let Some(c) = chunk() else { return };
+            populate(c);
             r = lock(&RESERVE);
-            match fresh {
-                Some(c) => r.ready.push(c.as_ptr() as usize),
-                // Out of address space or mappings: leave `take` to fail on its own.
-                None => {
-                    r.filler = Filler::Failed;
-                    return;
-                }
-            }
+            r.ready.push(c.as_ptr() as usize);
         }
     }
 
@@ -198,9 +185,21 @@ pub(crate) fn give(ptr: NonNull<u8>, len: usize, align: usize) -> bool {
     imp::give(ptr, len, align)
 }
 
+/// Which of `pages` 4 KiB pages from `ptr` are resident (`mincore`): for tests of memory
+/// faulted in ahead (this pool's reserve, the buffer pool's populated frames).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn resident_pages(ptr: *const u8, pages: usize) -> Vec<bool> {
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `ptr` is page aligned and the range lies in a live mapping of the caller's;
+    // mincore only writes `pages` bytes into `vec`.
+    let rc = unsafe { libc::mincore(ptr as *mut libc::c_void, pages * 4096, vec.as_mut_ptr()) };
+    assert_eq!(rc, 0, "mincore({ptr:?}): {}", std::io::Error::last_os_error());
+    vec.iter().map(|b| b & 1 == 1).collect()
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::{give, take};
+    use super::{give, resident_pages, take};
 
     /// The `VmFlags` of the mapping holding `addr`, from `/proc/self/smaps`.
     fn vm_flags(addr: usize) -> String {
@@ -225,14 +224,9 @@ mod tests {
         panic!("no mapping holds {addr:#x}");
     }
 
-    /// Whether every 4 KiB page of the 2 MiB at `base` is resident (`mincore`).
+    /// Whether every 4 KiB page of the 2 MiB chunk at `base` (never unmapped) is resident.
     fn resident(base: usize) -> bool {
-        let mut vec = vec![0u8; 512];
-        // SAFETY: `base` is a mapped chunk of the pool (never unmapped) and `vec` has one
-        // byte per page of it.
-        let rc = unsafe { libc::mincore(base as *mut libc::c_void, 2 << 20, vec.as_mut_ptr()) };
-        assert_eq!(rc, 0, "mincore({base:#x}): {}", std::io::Error::last_os_error());
-        vec.iter().all(|v| v & 1 == 1)
+        resident_pages(base as *const u8, 512).iter().all(|&r| r)
     }
 
     #[test]

@@ -334,16 +334,7 @@ pub(crate) use imp::*;
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::Frames;
-
-    /// Which of `pages` 4 KiB pages from `ptr` are resident (`mincore`).
-    fn resident(ptr: *const u8, pages: usize) -> Vec<bool> {
-        let mut vec = vec![0u8; pages];
-        // SAFETY: `ptr` is page aligned and the range lies in a live mapping of the caller's;
-        // mincore only writes `pages` bytes into `vec`.
-        let rc = unsafe { libc::mincore(ptr as *mut libc::c_void, pages * 4096, vec.as_mut_ptr()) };
-        assert_eq!(rc, 0, "mincore");
-        vec.iter().map(|b| b & 1 == 1).collect()
-    }
+    use crate::io::resident_pages as resident;
 
     #[test]
     fn populate_backs_exactly_the_frames_asked_for() {
