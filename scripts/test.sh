@@ -22,6 +22,37 @@ bash scripts/check-style.sh
 echo "== engine layers (each folder imports only from below)"
 bash scripts/check-layers.sh
 
+# ---- the minimum Rust versions (README "Minimum Rust version") ------------------------------
+# Every workspace crate is checked (all targets) on the toolchain its `rust-version` names,
+# installed here with rustup's minimal profile if missing. ARBOR_SKIP_MSRV=1 skips the step
+# (a machine without rustup's server); CI never sets it.
+msrv_of() { # CRATE_DIR -> the rust-version it declares or inherits
+  local own
+  own=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$1/Cargo.toml")
+  if [ -n "$own" ]; then echo "$own"; else sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml; fi
+}
+if [ "${ARBOR_SKIP_MSRV:-0}" = 1 ]; then
+  echo "== MSRV check skipped (ARBOR_SKIP_MSRV=1)"
+elif ! command -v rustup >/dev/null; then
+  echo "error: the MSRV check needs rustup (or set ARBOR_SKIP_MSRV=1)" >&2
+  exit 1
+else
+  members=$(sed -n 's/^members = \[\(.*\)\]/\1/p' Cargo.toml | tr -d '",')
+  for version in $(for m in $members; do msrv_of "$m"; done | sort -u); do
+    pkgs=()
+    for m in $members; do
+      if [ "$(msrv_of "$m")" = "$version" ]; then
+        pkgs+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$m/Cargo.toml" | head -1)")
+      fi
+    done
+    echo "== MSRV: cargo +$version check ${pkgs[*]}"
+    if ! rustup run "$version" rustc --version >/dev/null 2>&1; then
+      rustup toolchain install "$version" --profile minimal
+    fi
+    CARGO_TARGET_DIR=target/msrv cargo +"$version" check --all-targets "${pkgs[@]}"
+  done
+fi
+
 echo "== std::sync outside the sync facade"
 if grep -rnE 'std::sync::(Mutex|RwLock|atomic|Arc|Condvar)|parking_lot' engine/src \
     | grep -vE '^engine/src/sync\.rs:'; then
