@@ -38,6 +38,10 @@ elif ! command -v rustup >/dev/null; then
   exit 1
 else
   members=$(sed -n 's/^members = \[\(.*\)\]/\1/p' Cargo.toml | tr -d '",')
+  if [ -z "$members" ]; then
+    echo "error: no one-line members = [...] in Cargo.toml for the MSRV check to read" >&2
+    exit 1
+  fi
   for version in $(for m in $members; do msrv_of "$m"; done | sort -u); do
     pkgs=()
     for m in $members; do
