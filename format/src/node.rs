@@ -177,11 +177,28 @@ fn slot_kv_len(raw: &[u8]) -> usize {
         + field(core::mem::offset_of!(SlotBytes, val_len))
 }
 
-/// The order hint of slot `index` alone (0 if it lies outside the buffer).
+/// The first slot whose hint is not below `hint` (`slots.len()` if none), found without a
+/// branch per step: the hints' order is as random as the keys', so a branch would be
+/// mispredicted half the time (`select_unpredictable` keeps the step a conditional move).
 #[inline]
-fn read_hint(buf: &[u8], index: usize) -> u32 {
-    let at = slot_offset(index) + core::mem::offset_of!(SlotBytes, hint);
-    buf.get(at..at + 4).and_then(|b| b.first_chunk::<4>()).map_or(0, |b| u32::from_be_bytes(*b))
+fn hint_lower_bound(slots: &[SlotBytes], hint: u32) -> usize {
+    let below = |slot: &SlotBytes| u32::from_be_bytes(slot.hint) < hint;
+    let (mut base, mut size) = (0usize, slots.len());
+    if size == 0 {
+        return 0;
+    }
+    // The answer lies in `base..=base + size`, and `base + size <= slots.len()` throughout:
+    // every index below is in bounds. (With `get`, the compiler turns the selection back
+    // into a branch around the `None` case.)
+    #[allow(clippy::indexing_slicing)]
+    {
+        while size > 1 {
+            let half = size / 2;
+            base = core::hint::select_unpredictable(below(&slots[base + half]), base + half, base);
+            size -= half;
+        }
+        base + usize::from(below(&slots[base]))
+    }
 }
 
 /// A leaf value as stored.
@@ -394,11 +411,13 @@ impl<'a> Node<'a> {
     #[inline]
     pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
         let hint = key_hint(key);
-        let lo = self.hint_lower_bound(hint);
-        if lo >= self.count || read_hint(self.buf, lo) != hint {
+        let slots = self.slot_array();
+        let hint_at = |i: usize| slots.get(i).map_or(0, |s| u32::from_be_bytes(s.hint));
+        let lo = hint_lower_bound(slots, hint);
+        if lo >= self.count || hint_at(lo) != hint {
             return Err(lo);
         }
-        if lo + 1 == self.count || read_hint(self.buf, lo + 1) != hint {
+        if lo + 1 == self.count || hint_at(lo + 1) != hint {
             // The one key with this hint: the common case of a found key.
             return match compare_keys(self.key(lo), key) {
                 Ordering::Less => Err(lo + 1),
@@ -410,7 +429,7 @@ impl<'a> Node<'a> {
         let (mut low, mut high) = (lo, self.count);
         while low < high {
             let mid = low + (high - low) / 2;
-            let order = match read_hint(self.buf, mid).cmp(&hint) {
+            let order = match hint_at(mid).cmp(&hint) {
                 Ordering::Equal => compare_keys(self.key(mid), key),
                 order => order,
             };
@@ -423,21 +442,12 @@ impl<'a> Node<'a> {
         Err(low)
     }
 
-    /// The first slot whose hint is not below `hint` (`len()` if none), found without a
-    /// branch per step.
+    /// The slot array as stored (a decoded node's lies within its block; empty otherwise).
     #[inline]
-    fn hint_lower_bound(&self, hint: u32) -> usize {
-        let (mut base, mut size) = (0usize, self.count);
-        if size == 0 {
-            return 0;
-        }
-        // The answer lies in `base..=base + size`.
-        while size > 1 {
-            let half = size / 2;
-            base += half * usize::from(read_hint(self.buf, base + half) < hint);
-            size -= half;
-        }
-        base + usize::from(read_hint(self.buf, base) < hint)
+    fn slot_array(&self) -> &'a [SlotBytes] {
+        self.buf
+            .get(HEADER_BYTES..slot_offset(self.count))
+            .map_or(&[], bytemuck::cast_slice::<u8, SlotBytes>)
     }
 
     /// Internal nodes: the child to descend into for `key`, the largest `i` with
