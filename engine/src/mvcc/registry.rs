@@ -58,6 +58,7 @@ impl Drop for ActiveGuard<'_> {
 
 impl SnapState {
     /// Starts one reader operation (a get, one iterator step, one block fetch).
+    #[inline]
     pub fn enter(&self) -> Result<ActiveGuard<'_>> {
         self.active.fetch_add(1, Ordering::SeqCst);
         let guard = ActiveGuard(self);

@@ -53,6 +53,7 @@ struct Inner {
 
 impl Inner {
     /// The store, for one read operation; `Error::Closed` once every `Db` handle is gone.
+    #[inline]
     fn shared(&self) -> Result<StoreRef> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -72,6 +73,7 @@ impl Inner {
 
     /// Starts one reader operation (design.md §10.7): `SnapshotExpired` if the bound
     /// expired the snapshot; until the guard drops, the snapshot's history stays.
+    #[inline]
     fn enter(&self, shared: &Shared) -> Result<ActiveGuard<'_>> {
         self.state.enter().map_err(|e| with_reason(e, shared))
     }
@@ -178,6 +180,7 @@ impl Snapshot {
 
     /// The source for one lookup through `shared`: one reader operation for the whole
     /// descent, not one per block.
+    #[inline]
     fn op<'a>(&'a self, shared: &'a Shared) -> Result<OpSource<'a>> {
         let op = self.inner.enter(shared)?;
         Ok(OpSource { inner: &self.inner, shared, _op: op, held: None })
@@ -241,6 +244,7 @@ impl fmt::Debug for Tree {
 
 impl Tree {
     /// The source for one lookup through `shared`, starting from the held root image.
+    #[inline]
     fn op<'a>(&'a self, shared: &'a Shared) -> Result<OpSource<'a>> {
         let mut op = self.snap.op(shared)?;
         op.held = Some((self.meta.root, &self.root));
@@ -248,6 +252,7 @@ impl Tree {
     }
 
     /// The store, for one operation (`Error::Closed` once every `Db` handle is gone).
+    #[inline]
     fn shared(&self) -> Result<StoreRef> {
         self.snap.inner.shared()
     }
