@@ -39,22 +39,19 @@ pub(crate) fn decode(buf: &[u8], addr: u64) -> Result<Node<'_>> {
     Node::decode_trusted(buf).map_err(|e| corrupt(addr, e))
 }
 
-/// Loads the cache lines of a node image that a search reads: the header and the slot
-/// array (whose order hints decide almost every comparison, design.md §4.1, §12.4), all at
-/// once (independent loads the processor overlaps), before the search reads them one after
-/// the other. A cold node then costs about two memory latencies (the header, then the slots)
-/// rather than one per line the search touches, and the lines a search does not need (the
-/// heap of keys and values, most of the block) are not fetched. Safe reads of the image:
-/// a count past the block only shortens the range.
+/// Asks for the cache lines of a node image that a search reads: the slot array (whose order
+/// hints decide almost every comparison, design.md §4.1, §12.4), all at once, as soon as the
+/// header (already read: its checks come first) says how long it is. A cold node then costs
+/// about two memory latencies (the header, then the slots) rather than one per line the
+/// search touches, and the lines a search does not need (the heap of keys and values, most
+/// of the block) are not fetched. Prefetches, not loads (session 14: 4-5 % less time per
+/// warm get at 1M keys): a load the search does not need still holds up retirement until its
+/// line arrives. A count past the block only shortens the range.
 #[inline]
 pub(crate) fn load_search_lines(buf: &[u8]) {
-    const LINE: usize = 64;
-    let end = slots_end(buf);
-    let mut x = 0u8;
-    for at in (LINE..end).step_by(LINE) {
-        x ^= buf[at];
+    if let Some(slots) = buf.get(HEADER_BYTES..slots_end(buf)) {
+        prefetch_slice(slots);
     }
-    std::hint::black_box(x);
 }
 
 /// Where a node image's slot array ends (header included), from its item count, read
@@ -64,4 +61,28 @@ pub(crate) fn slots_end(buf: &[u8]) -> usize {
     let at = std::mem::offset_of!(BlockHeader, item_count);
     let count = buf.get(at..at + 2).map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])));
     (HEADER_BYTES + count * SLOT_BYTES).min(buf.len())
+}
+
+/// Asks the processor to start loading the cache lines of `bytes`: a hint, never a read.
+#[inline]
+pub(crate) fn prefetch_slice(bytes: &[u8]) {
+    let (start, len) = (bytes.as_ptr() as usize, bytes.len());
+    let first = start & !63;
+    prefetch_lines_n(first, (start + len).saturating_sub(first).div_ceil(64));
+}
+
+/// Asks the processor to start loading `lines` cache lines from `addr`: a hint, never a
+/// read (a stale or wild address only loads a useless line).
+#[inline]
+pub(crate) fn prefetch_lines_n(addr: usize, lines: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in 0..lines {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = addr.wrapping_add(line * 64) as *const i8;
+        // SAFETY: a prefetch reads nothing into the program and cannot fault, whatever the
+        // address (a stale hint only loads a useless line); SSE is part of x86_64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (addr, lines);
 }

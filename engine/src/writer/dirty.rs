@@ -21,7 +21,9 @@ use crate::addr_map::AddrMap;
 use crate::error::corrupt;
 use crate::io::AlignedBuf;
 use crate::mvcc::{Image, Slot};
-use crate::store::{load_search_lines, slots_end, NodeBuf, Store};
+use crate::store::{
+    load_search_lines, prefetch_lines_n, prefetch_slice, slots_end, NodeBuf, Store,
+};
 use crate::sync::Arc;
 use crate::Result;
 
@@ -299,27 +301,3 @@ fn prefetch_heap_top(buf: &[u8]) {
 /// Bytes below a leaf's heap start that an insert's prefetch asks for: an item of 24-byte
 /// key and 150-byte value spans up to four lines.
 const HEAP_TOP_BYTES: usize = 256;
-
-/// Asks the processor to start loading the cache lines of `bytes`: a hint, never a read.
-#[inline]
-fn prefetch_slice(bytes: &[u8]) {
-    let (start, len) = (bytes.as_ptr() as usize, bytes.len());
-    let first = start & !63;
-    prefetch_lines_n(first, (start + len).saturating_sub(first).div_ceil(64));
-}
-
-/// Asks the processor to start loading `lines` cache lines from `addr`: a hint, never a
-/// read (a stale or wild address only loads a useless line).
-#[inline]
-fn prefetch_lines_n(addr: usize, lines: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for line in 0..lines {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = addr.wrapping_add(line * 64) as *const i8;
-        // SAFETY: a prefetch reads nothing into the program and cannot fault, whatever the
-        // address (a stale hint only loads a useless line); SSE is part of x86_64.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (addr, lines);
-}
