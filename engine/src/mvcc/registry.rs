@@ -87,6 +87,9 @@ pub struct RegInner {
     pub expiry_reason: String,
     /// Bumped whenever a snapshot leaves (drop or sweep): pins may be releasable.
     pub departures: u64,
+    /// Writers waiting on `Registry::departed` (`SnapshotPolicy::WriterWaits`): a snapshot's
+    /// drop signals the condvar only when there is one (a signal is a system call).
+    pub departure_waiters: usize,
     /// Test-only switches that break the rules on purpose, so tests and loom models can show
     /// they detect the breakage: prune with `<=`, and never pin. Off unless a test sets them;
     /// built only for tests, loom and the `fault-injection` feature.
@@ -112,6 +115,7 @@ impl Registry {
                 expirations: 0,
                 expiry_reason: String::new(),
                 departures: 0,
+                departure_waiters: 0,
                 #[cfg(any(test, loom, feature = "fault-injection"))]
                 broken_prune_inclusive: false,
                 #[cfg(any(test, loom, feature = "fault-injection"))]
@@ -150,8 +154,11 @@ impl Registry {
             r.departures += 1;
         }
         debug_assert!(state.seq <= r.root.seq, "snapshot at {} newer than the root", state.seq);
+        let waiters = r.departure_waiters;
         drop(r);
-        self.departed.notify_all();
+        if waiters > 0 {
+            self.departed.notify_all();
+        }
     }
 
     /// The current record (what a snapshot taken now would see).

@@ -81,9 +81,12 @@ pub(crate) fn enforce(h: Held<'_>, opts: &Options, registry: &Registry) -> Resul
         if r.all_held_by_caller() || now >= deadline {
             return Err(Error::SnapshotBoundReached { what: describe(h.hist, opts) });
         }
+        // Counted under the lock that `deregister` reads it under: no departure is missed.
+        r.departure_waiters += 1;
         r = match registry.departed.wait_timeout(r, deadline - now) {
             Ok((g, _)) => g,
             Err(poisoned) => poisoned.into_inner().0,
         };
+        r.departure_waiters -= 1;
     }
 }
