@@ -120,6 +120,13 @@ pub struct Options {
     /// at once, for devices that run flushes in parallel. 0 is taken as 1. Default
     /// [`crate::journal::BATCHES_IN_FLIGHT`].
     pub journal_batches_in_flight: usize,
+    /// `open`: read the internal nodes of every tree into the buffer pool before returning
+    /// (design.md §12.8), upper levels first, at most an eighth of `cache_bytes` of them,
+    /// all in flight at once — so that the first lookups after a restart each read one
+    /// block (their leaf) rather than one per level. A 1M-key store (24-byte keys, 150-byte
+    /// values: ~1,500 internal nodes of 4 KiB, 6 MB) opened in 37–41 ms without it and
+    /// 53–71 ms with it on this project's test VM. Default true.
+    pub warm_on_open: bool,
 }
 
 impl Default for Options {
@@ -145,6 +152,7 @@ impl Default for Options {
             journal_record_max: 0,
             checkpoint_interval: Some(Duration::from_secs(1)),
             journal_batches_in_flight: crate::durable::journal::BATCHES_IN_FLIGHT,
+            warm_on_open: true,
         }
     }
 }

@@ -366,3 +366,43 @@ fn a_large_checkpoint_installs_while_it_writes() {
     check(&db);
     assert!(db.check().unwrap().is_ok());
 }
+
+/// `Options::warm_on_open` (design.md §12.8): a store reopened with it has every internal
+/// node in the pool, so each cold get reads one block, its leaf; without it, a get reads
+/// the internal nodes it finds cold too. A budget of two blocks warms no more than that.
+#[test]
+fn warm_on_open_leaves_only_the_leaf_to_read() {
+    let dev = arbor::io::SimDevice::new(64 << 20, 4096, 11);
+    let opts = Options { cache_bytes: 8 << 20, ..small_opts() };
+    let db = Db::create_on(Box::new(dev.clone()), opts.clone()).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut t = tx.tree("t").unwrap();
+        for i in 0..40_000u32 {
+            t.insert(i.wrapping_mul(0x9E37_79B9).to_be_bytes(), value(i, 1)).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    drop(db);
+    // Reads of distinct leaves (keys far apart), counted by the store: (reads, leaves).
+    let cold_gets = |opts: Options| {
+        let db = Db::open_on(Box::new(dev.clone()), opts).unwrap();
+        let warmed = db.stats().block_reads;
+        let t = db.snapshot().unwrap().tree("t").unwrap().unwrap();
+        let before = db.stats().block_reads;
+        for i in (0..40_000u32).step_by(4_000) {
+            let v = t.get(i.wrapping_mul(0x9E37_79B9).to_be_bytes()).unwrap();
+            assert_eq!(v.as_deref(), Some(&value(i, 1)[..]), "key {i}");
+        }
+        (warmed, db.stats().block_reads - before)
+    };
+    let (warmed, reads) = cold_gets(Options { warm_on_open: true, ..opts.clone() });
+    assert!(warmed >= 3, "{warmed} blocks read at open: the tree has internal levels");
+    assert_eq!(reads, 10, "10 cold gets after warming read only their leaves");
+    let (_, reads) = cold_gets(Options { warm_on_open: false, ..opts.clone() });
+    assert!(reads >= 20, "{reads} reads for 10 cold gets without warming");
+    let budget = Options { cache_bytes: 64 << 10, warm_on_open: true, ..opts };
+    let db = Db::open_on(Box::new(dev), budget).unwrap();
+    let stats = db.stats();
+    assert!(stats.cache_blocks <= 2 + 1, "{} blocks resident", stats.cache_blocks);
+}

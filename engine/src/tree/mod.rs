@@ -7,4 +7,5 @@ pub(crate) mod many;
 pub(crate) mod read;
 pub(crate) mod remove_range;
 pub(crate) mod walk;
+pub(crate) mod warm;
 pub(crate) mod write;

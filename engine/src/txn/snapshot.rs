@@ -209,6 +209,20 @@ impl Snapshot {
         }
     }
 
+    /// Reads the internal nodes of the catalog and of every tree into the buffer pool, at
+    /// most `max_reads` blocks (design.md §12.8); returns how many it read.
+    pub(crate) fn warm_internal_nodes(&self, max_reads: usize) -> Result<usize> {
+        let catalog = self.inner.root.catalog;
+        let mut roots = vec![catalog];
+        let entries = read::Range::new(self.source(), catalog, Bound::Unbounded, Bound::Unbounded);
+        for entry in entries {
+            roots.push(catalog::decode(&entry?.1, catalog.address())?.root);
+        }
+        let shared = self.inner.shared()?;
+        let op = self.op(&shared)?;
+        crate::tree::warm::internal_nodes(&op, &roots, max_reads)
+    }
+
     /// Names of every tree in this snapshot, sorted.
     pub fn tree_names(&self) -> Result<Vec<String>> {
         let range = read::Range::new(
