@@ -398,21 +398,22 @@ impl Db {
             shared.checkpoint_open_generation()?;
         }
         db.start_background();
-        if db.shared.opts.warm_on_open {
-            db.warm_internal_nodes();
-        }
-        Ok(db)
+        Ok(db.warmed())
     }
 
     /// `Options::warm_on_open`. A block that fails to read or verify is logged and left for
     /// the lookup that reaches it to report: the store opened, and the rest stays usable.
-    fn warm_internal_nodes(&self) {
+    fn warmed(self) -> Db {
+        if !self.shared.opts.warm_on_open {
+            return self;
+        }
         let blocks = self.shared.opts.cache_bytes / u64::from(self.shared.store.block_bytes) / 8;
         let warmed = self.snapshot().and_then(|s| s.warm_internal_nodes(blocks as usize));
         match warmed {
             Ok(n) => log::debug!("arbor: {n} internal node(s) read into the pool at open"),
             Err(e) => log::warn!("arbor: warming the pool at open stopped: {e}"),
         }
+        self
     }
 
     fn from_parts(
