@@ -202,6 +202,41 @@ fn streamed_reads_in_any_order_and_a_failed_read() {
     }
 }
 
+/// `Options::warm_on_open` reads through the same stream: a read that fails while the open
+/// warms the pool stops the warming, not the open, and leaves no frame behind (every later
+/// answer is right, cold or not).
+#[test]
+fn a_read_error_while_warming_leaves_the_open_and_the_pool_intact() {
+    let dev = SimDevice::new(64 << 20, 4096, 6);
+    let db = Db::create_on(Box::new(dev.clone()), small_opts()).unwrap();
+    load(&db, 0..20_000);
+    let want: Vec<Option<Vec<u8>>> = {
+        let t = db.snapshot().unwrap().tree("t").unwrap().unwrap();
+        (0..20_000).map(|i| t.get(key(i)).unwrap().map(Vec::from)).collect()
+    };
+    drop(db);
+    for fail_at in [1, 2, 5] {
+        let streamed = Arc::new(AtomicU64::new(0));
+        let fail = Arc::new(AtomicU64::new(fail_at));
+        let device = OneAtATime {
+            inner: dev.clone(),
+            streamed: Arc::clone(&streamed),
+            fail_at: Arc::clone(&fail),
+        };
+        let opts = Options { warm_on_open: true, ..small_opts() };
+        let db = Db::open_on(Box::new(device), opts).unwrap();
+        assert!(streamed.load(Ordering::Relaxed) >= fail_at, "the open streamed its warming");
+        fail.store(0, Ordering::Relaxed);
+        let t = db.snapshot().unwrap().tree("t").unwrap().unwrap();
+        for i in (0..20_000).step_by(97) {
+            assert_eq!(t.get(key(i)).unwrap().map(Vec::from), want[i as usize], "key {i}");
+        }
+        let keys: Vec<Vec<u8>> = (0..500).map(|i| key(i * 37 % 20_000)).collect();
+        let many: Vec<_> = (0..500).map(|i| want[(i * 37 % 20_000) as usize].clone()).collect();
+        assert_eq!(t.get_many(&keys).unwrap(), many, "fail_at {fail_at}");
+    }
+}
+
 /// Streams on four threads at once, cold, under a pool of 16 frames: each holds frames of
 /// its own in loading while it walks its keys through the others' — a stream never waits
 /// for another's load (two streams waiting for each other's frames would never finish), and
