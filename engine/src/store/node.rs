@@ -44,11 +44,11 @@ pub(crate) fn decode(buf: &[u8], addr: u64) -> Result<Node<'_>> {
 /// header (already read: its checks come first) says how long it is. A cold node then costs
 /// about two memory latencies (the header, then the slots) rather than one per line the
 /// search touches, and the lines a search does not need (the heap of keys and values, most
-/// of the block) are not fetched. Prefetches, not loads (session 14: 4-5 % less time per
-/// warm get at 1M keys): a load the search does not need still holds up retirement until its
-/// line arrives. A count past the block only shortens the range.
+/// of the block) are not fetched. Prefetches, not loads (design.md §12.4): a load the search
+/// does not need still holds up retirement until its line arrives. A count past the block
+/// only shortens the range.
 #[inline]
-pub(crate) fn load_search_lines(buf: &[u8]) {
+pub(crate) fn prefetch_search_lines(buf: &[u8]) {
     if let Some(slots) = buf.get(HEADER_BYTES..slots_end(buf)) {
         prefetch_slice(slots);
     }

@@ -12,7 +12,7 @@ use arbor_format::node::{LeafValue, Node};
 use arbor_format::{BlockKind, ChildPtr, OverflowRef};
 
 use crate::mvcc::modlog::ItemValue;
-use crate::store::{decode, load_search_lines, NodeBuf, Store, Wanted};
+use crate::store::{decode, prefetch_search_lines, NodeBuf, Store, Wanted};
 use crate::writer::DirtySet;
 use crate::{Error, Result};
 
@@ -158,7 +158,7 @@ pub(crate) fn leaf_for<S: NodeSource + ?Sized>(
     loop {
         let buf = src.node(ptr)?;
         // Most levels below the root are cold at scale: their search lines load at once.
-        load_search_lines(&buf);
+        prefetch_search_lines(&buf);
         let node = decode(&buf, ptr.address())?;
         check_child(&node, ptr.address(), expect)?;
         if node.level() == 0 {
@@ -280,7 +280,7 @@ impl<S: RangeSource> Range<S> {
         while expect != Some(0) {
             let step = self.src.peek(ptr, |buf| {
                 if target.is_some() {
-                    load_search_lines(buf);
+                    prefetch_search_lines(buf);
                 }
                 let node = decode(buf, ptr.address())?;
                 check_child(&node, ptr.address(), expect)?;
@@ -307,7 +307,7 @@ impl<S: RangeSource> Range<S> {
         }
         let buf = self.src.node(ptr)?;
         if target.is_some() {
-            load_search_lines(&buf);
+            prefetch_search_lines(&buf);
         }
         let node = decode(&buf, ptr.address())?;
         check_child(&node, ptr.address(), Some(0))?;

@@ -22,7 +22,7 @@ use crate::error::corrupt;
 use crate::io::AlignedBuf;
 use crate::mvcc::{Image, Slot};
 use crate::store::{
-    load_search_lines, prefetch_lines_n, prefetch_slice, slots_end, NodeBuf, Store,
+    prefetch_lines_n, prefetch_search_lines, prefetch_slice, slots_end, NodeBuf, Store,
 };
 use crate::sync::Arc;
 use crate::Result;
@@ -178,8 +178,8 @@ impl DirtySet {
     /// Reads the node `ptr` names if it is dirty and resident (not written back early), with
     /// one lookup and under one read lock: the descent's fast path (design.md §4.1).
     /// `None` when it is not, and the caller takes the copy-on-write path. Unless `prefetch`
-    /// is [`Prefetch::No`], the header and slot array lines are loaded first
-    /// ([`load_search_lines`]; with [`Prefetch::Insert`] also the heap's top,
+    /// is [`Prefetch::No`], the header and slot array lines are asked for first
+    /// ([`prefetch_search_lines`]; with [`Prefetch::Insert`] also the heap's top,
     /// [`prefetch_heap_top`]): for nodes likely cold (leaves and their parents); the few
     /// nodes above them stay cached.
     pub(crate) fn peek_resident<R>(
@@ -202,7 +202,7 @@ impl DirtySet {
         let st = d.slot.read();
         let Image::Mutable(buf) = &st.image else { return None };
         if prefetch != Prefetch::No {
-            load_search_lines(buf);
+            prefetch_search_lines(buf);
             if prefetch == Prefetch::Insert {
                 prefetch_heap_top(buf);
             }
