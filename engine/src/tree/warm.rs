@@ -49,11 +49,7 @@ impl<S: NodeSource + ?Sized> Warm<'_, S> {
         let mut pending = VecDeque::from(pending);
         while let Some((ptr, expect)) = pending.pop_front() {
             match self.src.cached(ptr) {
-                Some(buf) => {
-                    let mut below = Vec::new();
-                    children(&buf?, (ptr, expect), &mut below)?;
-                    pending.extend(below);
-                }
+                Some(buf) => children(&buf?, (ptr, expect), &mut pending)?,
                 None if self.left > 0 => {
                     self.left -= 1;
                     reads.push(Wanted { ptr, tag: self.waiting.len(), urgent: true });
@@ -71,7 +67,7 @@ impl<S: NodeSource + ?Sized> Warm<'_, S> {
 fn children(
     buf: &[u8],
     (ptr, expect): (ChildPtr, Option<u8>),
-    out: &mut Vec<(ChildPtr, Option<u8>)>,
+    out: &mut impl Extend<(ChildPtr, Option<u8>)>,
 ) -> Result<()> {
     let node = decode(buf, ptr.address())?;
     check_child(&node, ptr.address(), expect)?;
