@@ -26,7 +26,11 @@ const BAR_OPEN_CACHE_BYTES: u64 = 1 << 20;
 /// bar then uses the device's block count, an upper bound.
 fn blocks_in_use(path: &Path) -> Option<u64> {
     let dev = ReadOnlyDevice::open(path, false).ok()?;
-    let opts = arbor::Options { cache_bytes: BAR_OPEN_CACHE_BYTES, ..arbor::Options::default() };
+    let opts = arbor::Options {
+        cache_bytes: BAR_OPEN_CACHE_BYTES,
+        warm_on_open: false,
+        ..arbor::Options::default()
+    };
     let st = arbor::Db::open_on(Box::new(dev), opts).ok()?.stats();
     let reserved = st.blocks_reserved;
     Some(st.blocks_total.saturating_sub(st.blocks_free).saturating_sub(reserved))

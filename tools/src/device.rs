@@ -196,9 +196,11 @@ pub fn open_writable(path: &Path) -> Result<SharedDevice> {
 }
 
 /// Opens a store read-only (shared lock) through the engine: recovery picks the newest
-/// durable generation exactly as `Db::open` does, and nothing is ever written.
+/// durable generation exactly as `Db::open` does, and nothing is ever written. A command
+/// reads what it needs once, so the pool is not warmed first (`warm_on_open`: a `get` would
+/// otherwise read every internal node for the few blocks of its one lookup).
 pub fn open_db_readonly(path: &Path) -> Result<arbor::Db> {
     let dev = ReadOnlyDevice::open(path, true)?;
-    arbor::Db::open_on(Box::new(dev), arbor::Options::default())
-        .map_err(|e| CliError::store(path, e))
+    let opts = arbor::Options { warm_on_open: false, ..arbor::Options::default() };
+    arbor::Db::open_on(Box::new(dev), opts).map_err(|e| CliError::store(path, e))
 }

@@ -293,7 +293,9 @@ fn copy_store(src: &Path, dst: &Path, force: bool, as_json: bool, backup: bool) 
     let info = Db::backup_snapshot_to(&snap, staged.path(), opts.clone())
         .map_err(|e| CliError::create(dst, e))?;
     drop(snap);
-    let dst_db = Db::open(staged.path(), opts).map_err(|e| CliError::store(dst, e))?;
+    // Opened for its statistics only: no warming.
+    let dst_opts = Options { warm_on_open: false, ..opts };
+    let dst_db = Db::open(staged.path(), dst_opts).map_err(|e| CliError::store(dst, e))?;
     let (src_used, dst_used) = (used_bytes(&src_db), used_bytes(&dst_db));
     let entries = info.entries;
     drop(dst_db);
